@@ -1,0 +1,28 @@
+// Package v1alpha1 contains the regwire.dev/v1alpha1 API: RegistryMirror, which wires a
+// cluster's nodes and namespaces to a private registry, and ImageSync, which copies images
+// into it.
+//
+// Validation happens in three places, in this order: the API server (OpenAPI markers and CEL
+// rules in this package), the controllers (what CEL cannot express: PEM parsing, regular
+// expressions, semver ranges, references to other objects), and the node agent (what only a
+// node can know).
+//
+// +kubebuilder:object:generate=true
+// +groupName=regwire.dev
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is the group and version used to register these objects.
+	GroupVersion = schema.GroupVersion{Group: "regwire.dev", Version: "v1alpha1"}
+
+	// SchemeBuilder adds the types of this package to a scheme.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds the types of this package to a scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)

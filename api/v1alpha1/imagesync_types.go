@@ -1,0 +1,289 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ImageSync condition types, beside Ready.
+const (
+	// ConditionSynced: the last sync copied every selected tag.
+	ConditionSynced = "Synced"
+)
+
+// ImageSync condition reasons.
+const (
+	// ReasonSyncSucceeded: every selected tag is digest-equal in source and target.
+	ReasonSyncSucceeded = "SyncSucceeded"
+	// ReasonSyncFailed: at least one selected tag could not be copied; see status.images.
+	ReasonSyncFailed = "SyncFailed"
+	// ReasonSuspended: spec.suspend is true; nothing is copied.
+	ReasonSuspended = "Suspended"
+	// ReasonTargetNotFound: target.registryMirrorRef names no RegistryMirror.
+	ReasonTargetNotFound = "TargetNotFound"
+	// ReasonTargetResolved: the target repository is known.
+	ReasonTargetResolved = "TargetResolved"
+)
+
+// ImageRepository is an image repository reference without a tag or digest, e.g.
+// docker.io/library/busybox or nexus.local/my-docker/busybox.
+//
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=512
+// +kubebuilder:validation:XValidation:rule=`!self.contains('://')`,message="must not include a scheme: write docker.io/library/busybox, not https://docker.io/library/busybox"
+// +kubebuilder:validation:XValidation:rule=`!self.contains('@')`,message="must name a repository without a digest; select tags with tags, tagPattern or semver"
+// +kubebuilder:validation:XValidation:rule=`!self.split('/')[size(self.split('/')) - 1].contains(':')`,message="must name a repository without a tag (docker.io/library/busybox, not busybox:1.36); select tags with tags, tagPattern or semver"
+// +kubebuilder:validation:XValidation:rule=`!self.matches('[\\x00-\\x20\\x7f]')`,message="must not contain whitespace or control characters"
+// +kubebuilder:validation:XValidation:rule=`self.matches('^([a-z0-9.-]+(:[0-9]+)?|\\[[0-9a-f:.]+\\](:[0-9]+)?)(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$')`,message="must be a repository reference such as docker.io/library/busybox or nexus.local/my-docker/busybox, with lowercase path components"
+type ImageRepository string
+
+// Platform is an image platform, os/arch or os/arch/variant.
+//
+// +kubebuilder:validation:MaxLength=64
+// +kubebuilder:validation:XValidation:rule=`self.matches('^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$')`,message="must be os/arch or os/arch/variant, e.g. linux/amd64 or linux/arm64/v8"
+type Platform string
+
+// ImageSyncSpec is what to copy, from where, to where and how often.
+type ImageSyncSpec struct {
+	// source is the repository to copy from and the tags to select.
+	// +required
+	Source ImageSource `json:"source"`
+
+	// target is the repository to copy to.
+	// +required
+	Target ImageTarget `json:"target"`
+
+	// platforms limits multi-platform images to these platforms; the target then gets a new
+	// index whose digest differs from the source's. Empty copies every platform and keeps
+	// index digests unchanged.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	Platforms []Platform `json:"platforms,omitempty"`
+
+	// referrers also copies what refers to each image: OCI 1.1 referrers (signatures,
+	// SBOMs, attestations) and cosign's sha256-<digest>.sig/.att/.sbom tags.
+	// +optional
+	Referrers bool `json:"referrers,omitempty"`
+
+	// interval is how often the source is checked for new or changed tags, e.g. 30m or 6h.
+	// At least 1m.
+	// +optional
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule=`self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$')`,message="must be a duration such as 30m, 1h or 1h30m"
+	// +kubebuilder:validation:XValidation:rule=`!self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self) >= duration('1m')`,message="must be at least 1m"
+	Interval metav1.Duration `json:"interval,omitempty"`
+
+	// suspend stops scheduled syncs; the status keeps the last results.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// ImageSource is the repository to copy from and the tags to select. A tag is selected when
+// it is listed in tags, or matches tagPattern, or satisfies semver.
+//
+// tagPattern and semver are checked by the controller (CEL cannot parse them): an invalid
+// one sets Ready=False with reason InvalidSpec and a message naming the field.
+//
+// +kubebuilder:validation:XValidation:rule=`has(self.tags) || has(self.tagPattern) || has(self.semver)`,message="select tags with at least one of tags, tagPattern or semver (tagPattern '.*' selects every tag)"
+type ImageSource struct {
+	// image is the source repository without tag, e.g. docker.io/library/busybox.
+	// +required
+	Image ImageRepository `json:"image"`
+
+	// tags are tags to copy, e.g. ["1.36", "latest"].
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule=`self.all(t, t.matches('^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$'))`,message="each tag must match [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}, e.g. 1.36 or latest"
+	Tags []string `json:"tags,omitempty"`
+
+	// tagPattern is a regular expression (RE2 syntax, anchored at both ends) selecting tags,
+	// e.g. 1\.3[0-9]\..* . Checked by the controller.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	TagPattern string `json:"tagPattern,omitempty"`
+
+	// semver is a semantic version range selecting tags, e.g. ">=1.36 <2" or "~1.36".
+	// Tags that are not semantic versions are ignored. Checked by the controller.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Semver string `json:"semver,omitempty"`
+
+	// credentialsSecretRef names a kubernetes.io/basic-auth or
+	// kubernetes.io/dockerconfigjson Secret in this namespace for the source registry.
+	// Empty means anonymous.
+	// +optional
+	CredentialsSecretRef *LocalSecretReference `json:"credentialsSecretRef,omitempty"`
+
+	// caBundle is PEM CA certificate(s) for the source registry; empty means system roots.
+	// +optional
+	// +kubebuilder:validation:MaxLength=262144
+	// +kubebuilder:validation:XValidation:rule=`self.contains('-----BEGIN CERTIFICATE-----')`,message="must be PEM: one or more -----BEGIN CERTIFICATE----- blocks"
+	CABundle string `json:"caBundle,omitempty"`
+
+	// insecure skips TLS verification of the source registry. Discouraged.
+	// +optional
+	Insecure bool `json:"insecure,omitempty"`
+}
+
+// ImageTarget is the repository to copy to: either a repository of a RegistryMirror
+// (whose endpoint, CA and credentials are then used), or a full image repository.
+//
+// +kubebuilder:validation:XValidation:rule=`has(self.image) != has(self.registryMirrorRef)`,message="set exactly one of image, or registryMirrorRef with repository"
+// +kubebuilder:validation:XValidation:rule=`has(self.registryMirrorRef) == has(self.repository)`,message="repository goes with registryMirrorRef: set both, or use image alone",fieldPath=".repository"
+// +kubebuilder:validation:XValidation:rule=`!has(self.registryMirrorRef) || !(has(self.credentialsSecretRef) || has(self.caBundle) || has(self.insecure))`,message="with registryMirrorRef the RegistryMirror's credentials and CA are used: remove credentialsSecretRef, caBundle and insecure"
+type ImageTarget struct {
+	// registryMirrorRef names the RegistryMirror to copy into.
+	// +optional
+	RegistryMirrorRef *RegistryMirrorReference `json:"registryMirrorRef,omitempty"`
+
+	// repository is the repository path under the RegistryMirror's host, e.g.
+	// my-docker/busybox for nexus.local/my-docker/busybox.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule=`self.matches('^[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$')`,message="must be a lowercase repository path such as my-docker/busybox, without host or tag"
+	Repository string `json:"repository,omitempty"`
+
+	// image is a full target repository without tag, e.g. registry.example/team/busybox.
+	// +optional
+	Image ImageRepository `json:"image,omitempty"`
+
+	// credentialsSecretRef names a Secret in this namespace for the target registry (with
+	// image only).
+	// +optional
+	CredentialsSecretRef *LocalSecretReference `json:"credentialsSecretRef,omitempty"`
+
+	// caBundle is PEM CA certificate(s) for the target registry (with image only).
+	// +optional
+	// +kubebuilder:validation:MaxLength=262144
+	// +kubebuilder:validation:XValidation:rule=`self.contains('-----BEGIN CERTIFICATE-----')`,message="must be PEM: one or more -----BEGIN CERTIFICATE----- blocks"
+	CABundle string `json:"caBundle,omitempty"`
+
+	// insecure skips TLS verification of the target registry (with image only). Discouraged.
+	// +optional
+	Insecure bool `json:"insecure,omitempty"`
+}
+
+// RegistryMirrorReference names a RegistryMirror.
+type RegistryMirrorReference struct {
+	// name of the RegistryMirror.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// ImageSyncStatus is the observed state of an ImageSync.
+type ImageSyncStatus struct {
+	// conditions: Ready and Synced.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// observedGeneration is the metadata.generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// targetImage is the resolved target repository, e.g. nexus.local/my-docker/busybox.
+	// +optional
+	TargetImage string `json:"targetImage,omitempty"`
+
+	// tagsSummary is "synced/selected" tags, for display.
+	// +optional
+	TagsSummary string `json:"tagsSummary,omitempty"`
+
+	// lastSyncTime is when the last sync finished.
+	// +optional
+	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+
+	// nextSyncTime is when the next scheduled sync starts.
+	// +optional
+	NextSyncTime *metav1.Time `json:"nextSyncTime,omitempty"`
+
+	// images is the result of the last sync for each selected tag.
+	// +optional
+	// +listType=map
+	// +listMapKey=tag
+	// +kubebuilder:validation:MaxItems=1000
+	Images []ImageStatus `json:"images,omitempty"`
+}
+
+// ImageStatus is the result of syncing one tag.
+type ImageStatus struct {
+	// tag that was synced.
+	// +required
+	Tag string `json:"tag"`
+
+	// sourceDigest is the digest of the tag in the source.
+	// +optional
+	SourceDigest string `json:"sourceDigest,omitempty"`
+
+	// targetDigest is the digest of the tag in the target. It differs from sourceDigest
+	// only when platforms filtered a multi-platform image.
+	// +optional
+	TargetDigest string `json:"targetDigest,omitempty"`
+
+	// syncedAt is when the tag was last found or made digest-equal in the target.
+	// +optional
+	SyncedAt *metav1.Time `json:"syncedAt,omitempty"`
+
+	// bytes is how many bytes the last sync of this tag transferred.
+	// +optional
+	Bytes int64 `json:"bytes,omitempty"`
+
+	// error is why the last sync of this tag failed; empty on success.
+	// +optional
+	Error string `json:"error,omitempty"`
+}
+
+// ImageSync copies selected tags of an image repository into a private registry on a
+// schedule, keeping digests (and multi-platform indexes) intact.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=is,categories=regwire
+// +kubebuilder:printcolumn:name="Source",type=string,JSONPath=`.spec.source.image`
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.status.targetImage`
+// +kubebuilder:printcolumn:name="Tags",type=string,JSONPath=`.status.tagsSummary`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Last Sync",type=date,JSONPath=`.status.lastSyncTime`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ImageSync struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is the object's metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is what to copy.
+	// +required
+	Spec ImageSyncSpec `json:"spec"`
+
+	// status is what the last syncs did.
+	// +optional
+	Status ImageSyncStatus `json:"status,omitempty"`
+}
+
+// ImageSyncList is a list of ImageSyncs.
+//
+// +kubebuilder:object:root=true
+type ImageSyncList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ImageSync `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ImageSync{}, &ImageSyncList{})
+}

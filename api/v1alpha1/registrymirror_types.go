@@ -1,0 +1,416 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RegistryMirrorFinalizer lets the controller remove node files and pull secrets before a
+// RegistryMirror goes away.
+const RegistryMirrorFinalizer = "regwire.dev/cleanup"
+
+// RegistryMirror condition types, beside Ready.
+const (
+	// ConditionNodesReady: every selected node has applied the mirror's current configuration.
+	ConditionNodesReady = "NodesReady"
+	// ConditionPullSecretsReady: the pull secret exists and is current in every selected namespace.
+	ConditionPullSecretsReady = "PullSecretsReady"
+	// ConditionCAValid: the CA bundle parses, holds at least one certificate, and none has expired.
+	ConditionCAValid = "CAValid"
+	// ConditionProvisioned: the registry repository asked for in spec.provision exists as specified.
+	ConditionProvisioned = "Provisioned"
+)
+
+// RegistryMirror condition reasons.
+const (
+	// ReasonCAValid: the CA bundle holds valid certificates.
+	ReasonCAValid = "CAValid"
+	// ReasonCAInvalid: the CA bundle does not parse or holds no certificate.
+	ReasonCAInvalid = "CAInvalid"
+	// ReasonCAExpired: a certificate in the CA bundle has expired.
+	ReasonCAExpired = "CAExpired"
+	// ReasonCASourceNotFound: caFrom names a Secret, ConfigMap or key that does not exist.
+	ReasonCASourceNotFound = "CASourceNotFound"
+	// ReasonSystemRoots: no CA given; nodes verify the registry with their system roots.
+	ReasonSystemRoots = "SystemRoots"
+	// ReasonInsecureSkipVerify: TLS verification is off for this registry.
+	ReasonInsecureSkipVerify = "InsecureSkipVerify"
+	// ReasonNotRequested: the spec does not ask for this part.
+	ReasonNotRequested = "NotRequested"
+	// ReasonHostConflict: another RegistryMirror claims the same host and wins.
+	ReasonHostConflict = "HostConflict"
+)
+
+// Capability is an operation containerd may perform against a registry host.
+// +kubebuilder:validation:Enum=pull;resolve;push
+type Capability string
+
+const (
+	// CapabilityPull fetches content (blobs and manifests by digest).
+	CapabilityPull Capability = "pull"
+	// CapabilityResolve turns a tag into a digest.
+	CapabilityResolve Capability = "resolve"
+	// CapabilityPush uploads content.
+	CapabilityPush Capability = "push"
+)
+
+// WritePolicy is a Nexus hosted repository's policy for overwriting stored content.
+// +kubebuilder:validation:Enum=Allow;AllowOnce;Deny
+type WritePolicy string
+
+const (
+	// WritePolicyAllow lets a tag be pushed again (what mutable tags such as latest need).
+	WritePolicyAllow WritePolicy = "Allow"
+	// WritePolicyAllowOnce lets each path be written once.
+	WritePolicyAllowOnce WritePolicy = "AllowOnce"
+	// WritePolicyDeny makes the repository read-only.
+	WritePolicyDeny WritePolicy = "Deny"
+)
+
+// RegistryMirrorSpec is the desired wiring of the cluster to one private registry.
+//
+// +kubebuilder:validation:XValidation:rule=`!has(self.endpoint) || !self.endpoint.startsWith('http://') || (has(self.insecureSkipVerify) && self.insecureSkipVerify)`,message="endpoint must use https://; plain http:// is only allowed together with insecureSkipVerify: true",fieldPath=".endpoint"
+// +kubebuilder:validation:XValidation:rule=`!(has(self.caBundle) && has(self.caFrom))`,message="set caBundle or caFrom, not both",fieldPath=".caFrom"
+// +kubebuilder:validation:XValidation:rule=`!has(self.mirrorOf) || self.mirrorOf.all(m, m.host != self.host)`,message="mirrorOf must not list the registry's own host",fieldPath=".mirrorOf"
+// +kubebuilder:validation:XValidation:rule=`!has(self.pullSecrets) || has(self.credentialsSecretRef)`,message="pullSecrets needs credentialsSecretRef: pull secrets are built from those credentials",fieldPath=".pullSecrets"
+type RegistryMirrorSpec struct {
+	// host is the registry as image references name it, optionally with :port, e.g.
+	// nexus.local for images like nexus.local/my-docker/busybox. Nodes get
+	// <config_path>/<host>/hosts.toml for it.
+	// +required
+	Host RegistryHost `json:"host"`
+
+	// endpoint is the URL containerd talks to for this host. It defaults to https://<host>.
+	// A path is allowed (for example a Nexus repository served at
+	// https://nexus.example/repository/my-docker/v2) and is rendered with containerd's
+	// override_path. Credentials, queries and fragments are not allowed in the URL.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule=`isURL(self)`,message="must be an absolute URL, e.g. https://nexus.local or https://nexus.local/repository/my-docker/v2"
+	// +kubebuilder:validation:XValidation:rule=`!isURL(self) || url(self).getScheme() in ['https', 'http']`,message="must use https:// (http:// only together with insecureSkipVerify: true)"
+	// +kubebuilder:validation:XValidation:rule=`!isURL(self) || url(self).getHostname() != ''`,message="must name a host, e.g. https://nexus.local"
+	// +kubebuilder:validation:XValidation:rule=`!self.contains('@')`,message="must not carry credentials; put them in credentialsSecretRef"
+	// +kubebuilder:validation:XValidation:rule=`!self.contains('?') && !self.contains('#')`,message="must not have a query or fragment"
+	// +kubebuilder:validation:XValidation:rule=`!self.contains('/../') && !self.endsWith('/..')`,message="path must not contain '..'"
+	// +kubebuilder:validation:XValidation:rule=`!self.matches('[\\x00-\\x20\\x7f]')`,message="must not contain whitespace or control characters"
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// caBundle is the PEM-encoded CA certificate(s) that signed the registry's serving
+	// certificate, e.g. the private CA behind a self-signed nginx proxy. Empty means the
+	// node's system roots. Mutually exclusive with caFrom.
+	// +optional
+	// +kubebuilder:validation:MaxLength=262144
+	// +kubebuilder:validation:XValidation:rule=`self.contains('-----BEGIN CERTIFICATE-----')`,message="must be PEM: one or more -----BEGIN CERTIFICATE----- blocks"
+	CABundle string `json:"caBundle,omitempty"`
+
+	// caFrom reads the CA bundle from a Secret or ConfigMap key instead of caBundle.
+	// +optional
+	CAFrom *CASource `json:"caFrom,omitempty"`
+
+	// insecureSkipVerify turns off TLS verification for this registry (containerd
+	// skip_verify). Discouraged: give the CA instead. The CAValid condition warns while it is on.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+
+	// credentialsSecretRef names a Secret of type kubernetes.io/basic-auth or
+	// kubernetes.io/dockerconfigjson holding the credentials for this registry. They are used
+	// for pull secrets and by ImageSyncs that target this registry; they are never written
+	// to nodes.
+	// +optional
+	CredentialsSecretRef *SecretReference `json:"credentialsSecretRef,omitempty"`
+
+	// mirrorOf lists upstream registries (such as docker.io) that this registry mirrors,
+	// for example through a Nexus proxy repository. Nodes then try this registry first and
+	// fall back to the upstream.
+	// +optional
+	// +listType=map
+	// +listMapKey=host
+	// +kubebuilder:validation:MaxItems=32
+	MirrorOf []UpstreamMirror `json:"mirrorOf,omitempty"`
+
+	// capabilities are what containerd may do with this registry. Defaults to pull and
+	// resolve; push is only useful for nodes that push.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:default={pull,resolve}
+	Capabilities []Capability `json:"capabilities,omitempty"`
+
+	// hostAliases are /etc/hosts entries the node agent keeps on every selected node, for
+	// registries whose names DNS does not resolve (such as nexus.local). The agent manages
+	// one delimited block and never touches other lines.
+	// +optional
+	// +listType=map
+	// +listMapKey=ip
+	// +kubebuilder:validation:MaxItems=16
+	HostAliases []HostAlias `json:"hostAliases,omitempty"`
+
+	// nodeSelector limits the nodes wired to this registry. Empty selects every node.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// tolerations let the node agent run on tainted nodes (control-plane nodes, for example).
+	// +optional
+	// +listType=atomic
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// pullSecrets creates a kubernetes.io/dockerconfigjson Secret from credentialsSecretRef
+	// in every selected namespace, and optionally adds it to ServiceAccounts there.
+	// +optional
+	PullSecrets *PullSecretsSpec `json:"pullSecrets,omitempty"`
+
+	// provision creates the registry repository this mirror serves, when the registry
+	// supports it (Sonatype Nexus).
+	// +optional
+	Provision *ProvisionSpec `json:"provision,omitempty"`
+}
+
+// CASource reads a CA bundle from exactly one Secret or ConfigMap key.
+//
+// +kubebuilder:validation:XValidation:rule=`has(self.secretKeyRef) != has(self.configMapKeyRef)`,message="set exactly one of secretKeyRef or configMapKeyRef"
+type CASource struct {
+	// secretKeyRef selects a key of a Secret holding PEM certificates.
+	// +optional
+	SecretKeyRef *KeySelector `json:"secretKeyRef,omitempty"`
+
+	// configMapKeyRef selects a key of a ConfigMap holding PEM certificates.
+	// +optional
+	ConfigMapKeyRef *KeySelector `json:"configMapKeyRef,omitempty"`
+}
+
+// UpstreamMirror is an upstream registry that a RegistryMirror mirrors.
+type UpstreamMirror struct {
+	// host is the upstream as image references name it, e.g. docker.io or ghcr.io.
+	// +required
+	Host RegistryHost `json:"host"`
+
+	// path is the URL path on the mirror's endpoint host that serves this upstream's
+	// registry API, rendered with containerd's override_path; e.g. /v2/docker-proxy for a
+	// Nexus proxy repository with path-based routing, or
+	// /repository/docker-proxy/v2 for the repository URL. Empty uses endpoint as it is.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule=`self.startsWith('/')`,message="must start with '/'"
+	// +kubebuilder:validation:XValidation:rule=`!self.contains('/../') && !self.endsWith('/..')`,message="must not contain '..'"
+	// +kubebuilder:validation:XValidation:rule=`self.matches('^[A-Za-z0-9/._~-]*$')`,message="may only contain letters, digits, '/', '.', '_', '~' and '-'"
+	Path string `json:"path,omitempty"`
+}
+
+// HostAlias maps an IP address to host names in nodes' /etc/hosts.
+type HostAlias struct {
+	// ip is the IPv4 or IPv6 address the hostnames resolve to.
+	// +required
+	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule=`isIP(self)`,message="must be an IPv4 or IPv6 address, e.g. 172.18.0.3"
+	IP string `json:"ip"`
+
+	// hostnames resolve to ip, e.g. nexus.local.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	Hostnames []Hostname `json:"hostnames"`
+}
+
+// PullSecretsSpec asks for image pull secrets in selected namespaces.
+type PullSecretsSpec struct {
+	// secretName is the name of the kubernetes.io/dockerconfigjson Secret created in each
+	// selected namespace.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	SecretName string `json:"secretName"`
+
+	// namespaceSelector selects the namespaces that get the pull secret. An empty selector
+	// ({}) selects every namespace.
+	// +required
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector"`
+
+	// serviceAccounts are the ServiceAccounts in each selected namespace whose
+	// imagePullSecrets get the secret; "*" alone means all of them. Empty patches none.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule=`self.all(s, s == '*' || s.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'))`,message="each entry must be a ServiceAccount name or '*'"
+	// +kubebuilder:validation:XValidation:rule=`!self.exists(s, s == '*') || size(self) == 1`,message="'*' selects every ServiceAccount and must stand alone"
+	ServiceAccounts []string `json:"serviceAccounts,omitempty"`
+}
+
+// ProvisionSpec asks regwire to create the registry-side repository.
+//
+// +kubebuilder:validation:XValidation:rule=`has(self.nexus)`,message="name a registry to provision: nexus"
+type ProvisionSpec struct {
+	// nexus creates a docker (hosted) repository in Sonatype Nexus Repository.
+	// +optional
+	Nexus *NexusProvision `json:"nexus,omitempty"`
+}
+
+// NexusProvision describes a Nexus docker (hosted) repository to create or update.
+type NexusProvision struct {
+	// url is Nexus's base URL for its REST API, e.g. https://nexus.local or
+	// http://nexus.nexus.svc:8081.
+	// +required
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule=`isURL(self) && url(self).getScheme() in ['https', 'http'] && url(self).getHostname() != ''`,message="must be an http(s) URL such as https://nexus.local"
+	// +kubebuilder:validation:XValidation:rule=`!self.contains('@')`,message="must not carry credentials; put them in adminCredentialsSecretRef"
+	URL string `json:"url"`
+
+	// adminCredentialsSecretRef names a kubernetes.io/basic-auth Secret with a Nexus user
+	// allowed to manage repositories and security realms.
+	// +required
+	AdminCredentialsSecretRef SecretReference `json:"adminCredentialsSecretRef"`
+
+	// repository is the docker (hosted) repository's name, e.g. my-docker. With Nexus's
+	// path-based routing it is the first path component of image names.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-][A-Za-z0-9._-]*$`
+	Repository string `json:"repository"`
+
+	// blobStore is the Nexus blob store that holds the repository's content.
+	// +optional
+	// +kubebuilder:default=default
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=200
+	BlobStore string `json:"blobStore,omitempty"`
+
+	// writePolicy says whether stored content may be overwritten. Allow (the default) lets
+	// mutable tags such as latest be pushed again.
+	// +optional
+	// +kubebuilder:default=Allow
+	WritePolicy WritePolicy `json:"writePolicy,omitempty"`
+}
+
+// RegistryMirrorStatus is the observed state of a RegistryMirror.
+type RegistryMirrorStatus struct {
+	// conditions: Ready, NodesReady, PullSecretsReady, CAValid and Provisioned.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+
+	// observedGeneration is the metadata.generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// nodes counts the nodes wired to this registry.
+	// +optional
+	Nodes *NodesStatus `json:"nodes,omitempty"`
+
+	// pullSecrets counts the namespaces holding the pull secret.
+	// +optional
+	PullSecrets *PullSecretsStatus `json:"pullSecrets,omitempty"`
+
+	// caNotAfter is when the first certificate of the CA bundle expires.
+	// +optional
+	CANotAfter *metav1.Time `json:"caNotAfter,omitempty"`
+}
+
+// NodesStatus counts the nodes that applied a RegistryMirror.
+type NodesStatus struct {
+	// desired is the number of nodes the mirror selects.
+	// +optional
+	Desired int32 `json:"desired"`
+
+	// ready is the number of selected nodes that applied the current configuration and
+	// reached the registry.
+	// +optional
+	Ready int32 `json:"ready"`
+
+	// summary is "ready/desired", for display.
+	// +optional
+	Summary string `json:"summary,omitempty"`
+
+	// failing lists up to 20 nodes that are not ready, with the reason.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=20
+	Failing []NodeFailure `json:"failing,omitempty"`
+}
+
+// NodeFailure says why one node is not ready.
+type NodeFailure struct {
+	// name of the node.
+	// +required
+	Name string `json:"name"`
+
+	// reason is a CamelCase cause, e.g. ProbeFailed.
+	// +required
+	Reason string `json:"reason"`
+
+	// message explains the failure.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// PullSecretsStatus counts the namespaces that hold a RegistryMirror's pull secret.
+type PullSecretsStatus struct {
+	// namespaces is the number of selected namespaces holding the current pull secret.
+	// +optional
+	Namespaces int32 `json:"namespaces"`
+
+	// failing lists up to 20 namespaces where the pull secret could not be written.
+	// +optional
+	// +listType=map
+	// +listMapKey=namespace
+	// +kubebuilder:validation:MaxItems=20
+	Failing []NamespaceFailure `json:"failing,omitempty"`
+}
+
+// NamespaceFailure says why one namespace lacks the pull secret.
+type NamespaceFailure struct {
+	// namespace that lacks the pull secret.
+	// +required
+	Namespace string `json:"namespace"`
+
+	// message explains the failure.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// RegistryMirror wires every selected node and namespace of the cluster to one private
+// registry: containerd hosts.toml and CA on nodes, /etc/hosts aliases, pull secrets, and
+// optionally the registry-side repository.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=rm,categories=regwire
+// +kubebuilder:printcolumn:name="Host",type=string,JSONPath=`.spec.host`
+// +kubebuilder:printcolumn:name="Nodes",type=string,JSONPath=`.status.nodes.summary`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type RegistryMirror struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is the object's metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired wiring.
+	// +required
+	Spec RegistryMirrorSpec `json:"spec"`
+
+	// status is the observed wiring.
+	// +optional
+	Status RegistryMirrorStatus `json:"status,omitempty"`
+}
+
+// RegistryMirrorList is a list of RegistryMirrors.
+//
+// +kubebuilder:object:root=true
+type RegistryMirrorList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []RegistryMirror `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&RegistryMirror{}, &RegistryMirrorList{})
+}

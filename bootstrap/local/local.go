@@ -1,0 +1,219 @@
+// Package local runs regwire's embedded local stack: kube-apiserver and etcd (built from
+// source by hack/envtest.sh), regwire's CRDs, and the regwire controllers in-process. It
+// applies example objects and prints their status the way `kubectl get` does.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/regwire/regwire/config/samples"
+	"github.com/regwire/regwire/controllers"
+	"github.com/regwire/regwire/internal/controlplane"
+)
+
+// FieldOwner is the server-side apply field manager of objects the stack applies.
+const FieldOwner = "regwire-local"
+
+// Options configure Run.
+type Options struct {
+	// Out receives progress lines and status tables.
+	Out io.Writer
+	// StateDir receives the kubeconfig (0600) and the controllers' log.
+	StateDir string
+	// Scheme knows regwire's and Kubernetes' types.
+	Scheme *runtime.Scheme
+	// Objects are applied once the controllers run.
+	Objects []samples.Object
+	// Once returns after printing status once, instead of watching until ctx ends.
+	Once bool
+	// Interval is how often status is checked for changes while watching.
+	Interval time.Duration
+	// ReconcileTimeout bounds the wait for the controllers to report on every object.
+	ReconcileTimeout time.Duration
+}
+
+// Run starts the stack, applies the objects, prints status and, unless Once, keeps
+// printing changed status until ctx is done. It stops everything it started before
+// returning, whatever the outcome.
+func Run(ctx context.Context, opts Options) (retErr error) {
+	if opts.Interval == 0 {
+		opts.Interval = 2 * time.Second
+	}
+	if opts.ReconcileTimeout == 0 {
+		opts.ReconcileTimeout = 60 * time.Second
+	}
+	say := func(format string, args ...any) { _, _ = fmt.Fprintf(opts.Out, format+"\n", args...) }
+
+	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(filepath.Join(opts.StateDir, "manager.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = logFile.Close() }()
+
+	say("starting kube-apiserver %s and etcd", controlplane.KubernetesVersion)
+	cp, err := controlplane.Start(controlplane.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("stopping kube-apiserver and etcd")
+		retErr = errors.Join(retErr, cp.Stop())
+	}()
+
+	kubeconfig := filepath.Join(opts.StateDir, "kubeconfig")
+	kc, err := cp.Kubeconfig()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		return err
+	}
+	say("API server ready; kubeconfig: %s", kubeconfig)
+
+	mgrCtx, stopManager := context.WithCancel(ctx)
+	mgrDone, err := startManager(mgrCtx, cp.Config, opts.Scheme, logFile)
+	if err != nil {
+		stopManager()
+		return err
+	}
+	defer func() {
+		say("stopping regwire controllers")
+		stopManager()
+		retErr = errors.Join(retErr, <-mgrDone)
+	}()
+	say("regwire controllers running; log: %s", logFile.Name())
+
+	c, err := client.New(cp.Config, client.Options{Scheme: opts.Scheme})
+	if err != nil {
+		return err
+	}
+	for _, o := range opts.Objects {
+		u := o.Object.DeepCopy()
+		if err := apply(ctx, c, u); err != nil {
+			return fmt.Errorf("applying %s: %w", o.File, err)
+		}
+		say("applied %s %s (%s)", u.GetKind(), displayName(u), o.File)
+	}
+	if err := waitReconciled(ctx, c, opts.Objects, opts.ReconcileTimeout); err != nil {
+		return err
+	}
+
+	tables := []resource{{Name: "registrymirrors"}, {Name: "imagesyncs", Namespaced: true}}
+	last := ""
+	for {
+		out, err := renderTables(ctx, cp.Config, tables)
+		if err != nil {
+			return err
+		}
+		if out != last {
+			say("")
+			_, _ = io.WriteString(opts.Out, out)
+			last = out
+		}
+		if opts.Once {
+			return nil
+		}
+		if last == out {
+			say("\nwatching (KUBECONFIG=%s kubectl get rm,is -A); Ctrl-C stops the stack", kubeconfig)
+		}
+		select {
+		case <-ctx.Done():
+			say("")
+			return nil
+		case err := <-mgrDone:
+			return fmt.Errorf("regwire controllers stopped: %w", err)
+		case <-time.After(opts.Interval):
+		}
+	}
+}
+
+// startManager runs the regwire controllers against cfg; the returned channel yields the
+// manager's exit error once ctx is done.
+func startManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, logTo io.Writer) (<-chan error, error) {
+	log := logr.FromSlogHandler(newTextHandler(logTo))
+	ctrl.SetLogger(log)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Logger:                 log,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := controllers.Setup(ctx, mgr); err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return done, nil
+}
+
+// apply server-side applies u, defaulting namespaced objects to the default namespace.
+func apply(ctx context.Context, c client.Client, u *unstructured.Unstructured) error {
+	namespaced, err := c.IsObjectNamespaced(u)
+	if err != nil {
+		return err
+	}
+	if namespaced && u.GetNamespace() == "" {
+		u.SetNamespace(metav1.NamespaceDefault)
+	}
+	return c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership)
+}
+
+// waitReconciled waits until the controllers have written status for the current
+// generation of every regwire object.
+func waitReconciled(ctx context.Context, c client.Client, objs []samples.Object, timeout time.Duration) error {
+	for _, o := range objs {
+		want := o.Object.DeepCopy()
+		if want.GroupVersionKind().Group != "regwire.dev" {
+			continue
+		}
+		namespaced, err := c.IsObjectNamespaced(want)
+		if err != nil {
+			return err
+		}
+		if namespaced && want.GetNamespace() == "" {
+			want.SetNamespace(metav1.NamespaceDefault)
+		}
+		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+			got := &unstructured.Unstructured{}
+			got.SetGroupVersionKind(want.GroupVersionKind())
+			if err := c.Get(ctx, client.ObjectKeyFromObject(want), got); err != nil {
+				return false, client.IgnoreNotFound(err)
+			}
+			og, _, _ := unstructured.NestedInt64(got.Object, "status", "observedGeneration")
+			return og == got.GetGeneration(), nil
+		})
+		if err != nil {
+			return fmt.Errorf("waiting for the controllers to report on %s %s: %w", want.GetKind(), displayName(want), err)
+		}
+	}
+	return nil
+}
+
+func displayName(u *unstructured.Unstructured) string {
+	if u.GetNamespace() != "" {
+		return u.GetNamespace() + "/" + u.GetName()
+	}
+	return u.GetName()
+}

@@ -1,0 +1,55 @@
+// Command regwire wires Kubernetes clusters to private container registries. One binary
+// holds every role: the operator (manager), the node agent, the image copier (sync), the
+// host-side node configurator (node apply) and the bootstrapper.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCommand().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "regwire:", err)
+		if errors.Is(err, errNotImplemented) {
+			os.Exit(3)
+		}
+		os.Exit(1)
+	}
+}
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "regwire",
+		Short:         "Wire Kubernetes clusters to private container registries",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		newManagerCommand(),
+		newAgentCommand(),
+		newSyncCommand(),
+		newNodeCommand(),
+		newBootstrapCommand(),
+		newVersionCommand(),
+	)
+	return root
+}
+
+// errNotImplemented is returned by subcommands whose engines have not landed yet.
+var errNotImplemented = errors.New("not implemented yet")
+
+func notImplemented(what string) func(*cobra.Command, []string) error {
+	return func(*cobra.Command, []string) error {
+		return fmt.Errorf("%s: %w", what, errNotImplemented)
+	}
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers"
+	"github.com/regwire/regwire/internal/version"
+)
+
+// newScheme returns the types the manager works with.
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	return s
+}
+
+func newManagerCommand() *cobra.Command {
+	var (
+		metricsAddr, probeAddr        string
+		leaderElect                   bool
+		leaderElectionID, leaderElectNS string
+	)
+	zapOpts := zap.Options{}
+	cmd := &cobra.Command{
+		Use:   "manager",
+		Short: "Run the regwire operator (RegistryMirror and ImageSync controllers)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			log := ctrl.Log.WithName("setup")
+			log.Info("Starting regwire manager", "version", version.Get().Version)
+
+			cfg, err := ctrl.GetConfig()
+			if err != nil {
+				return fmt.Errorf("loading kubeconfig: %w", err)
+			}
+			mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+				Scheme:                  newScheme(),
+				Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+				HealthProbeBindAddress:  probeAddr,
+				LeaderElection:          leaderElect,
+				LeaderElectionID:        leaderElectionID,
+				LeaderElectionNamespace: leaderElectNS,
+				// Give up leadership at once on shutdown so a new leader starts quickly.
+				LeaderElectionReleaseOnCancel: true,
+			})
+			if err != nil {
+				return fmt.Errorf("creating manager: %w", err)
+			}
+			if err := controllers.Setup(cmd.Context(), mgr); err != nil {
+				return fmt.Errorf("setting up controllers: %w", err)
+			}
+			if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+				return err
+			}
+			if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+				return err
+			}
+			return mgr.Start(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&metricsAddr, "metrics-bind-address", ":8080", `address the Prometheus metrics endpoint binds to; "0" turns it off`)
+	f.StringVar(&probeAddr, "health-probe-bind-address", ":8081", `address the /healthz and /readyz probes bind to; "0" turns them off`)
+	f.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so that only one replica reconciles at a time")
+	f.StringVar(&leaderElectionID, "leader-election-id", "regwire-manager.regwire.dev", "name of the Lease used for leader election")
+	f.StringVar(&leaderElectNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
+	goFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
+	zapOpts.BindFlags(goFlags)
+	f.AddGoFlagSet(goFlags)
+	return cmd
+}

@@ -1,0 +1,257 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/cabundle"
+)
+
+// caExpiryWarning is how long before a CA certificate expires the controller starts warning.
+const caExpiryWarning = 30 * 24 * time.Hour
+
+// RegistryMirrorReconciler reconciles RegistryMirror objects.
+type RegistryMirrorReconciler struct {
+	// Client reads and writes through the manager's cache.
+	Client client.Client
+	// APIReader reads Secrets and ConfigMaps named by caFrom directly from the API server,
+	// so the manager never caches every Secret of the cluster.
+	APIReader client.Reader
+	// Recorder emits Events.
+	Recorder recorder.EventRecorder
+	// Now returns the current time; tests set it.
+	Now func() time.Time
+}
+
+// +kubebuilder:rbac:groups=regwire.dev,resources=registrymirrors,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=regwire.dev,resources=registrymirrors/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=regwire.dev,resources=registrymirrors/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the reconciler with mgr.
+func (r *RegistryMirrorReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.RegistryMirror{}).
+		Named("registrymirror").
+		Complete(r)
+}
+
+// Reconcile brings one RegistryMirror's status (and, as the node agent and pull secrets
+// land, the cluster) in line with its spec.
+func (r *RegistryMirrorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	log := logf.FromContext(ctx)
+
+	rm := &v1alpha1.RegistryMirror{}
+	if err := r.Client.Get(ctx, req.NamespacedName, rm); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+
+	if !rm.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, rm)
+	}
+
+	// Add the finalizer first and come back: nothing is written anywhere until regwire is
+	// sure it will get the chance to clean it up.
+	if !controllerutil.ContainsFinalizer(rm, v1alpha1.RegistryMirrorFinalizer) {
+		before := rm.DeepCopy()
+		controllerutil.AddFinalizer(rm, v1alpha1.RegistryMirrorFinalizer)
+		return ctrl.Result{}, r.Client.Patch(ctx, rm, client.MergeFrom(before))
+	}
+
+	before := rm.DeepCopy()
+	defer func() {
+		setReadySummary(&rm.Status.Conditions, rm.Generation,
+			v1alpha1.ConditionCAValid, v1alpha1.ConditionNodesReady,
+			v1alpha1.ConditionPullSecretsReady, v1alpha1.ConditionProvisioned)
+		rm.Status.ObservedGeneration = rm.Generation
+		if err := patchStatus(ctx, r.Client, before, rm); err != nil {
+			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
+		}
+	}()
+
+	var res ctrl.Result
+	var errs []error
+	for _, phase := range []func(context.Context, *v1alpha1.RegistryMirror) (ctrl.Result, error){
+		r.reconcileCA,
+		r.reconcileNodes,
+		r.reconcilePullSecrets,
+		r.reconcileProvision,
+	} {
+		phaseRes, err := phase(ctx, rm)
+		errs = append(errs, err)
+		res = lowestRequeue(res, phaseRes)
+	}
+	if err := kerrors.NewAggregate(errs); err != nil {
+		log.Error(err, "Reconcile failed")
+		return ctrl.Result{}, err
+	}
+	return res, nil
+}
+
+// reconcileCA checks the CA bundle and records its expiry in status.
+func (r *RegistryMirrorReconciler) reconcileCA(ctx context.Context, rm *v1alpha1.RegistryMirror) (ctrl.Result, error) {
+	conds, gen := &rm.Status.Conditions, rm.Generation
+	if rm.Spec.InsecureSkipVerify {
+		rm.Status.CANotAfter = nil
+		if !isCondition(rm.Status.Conditions, v1alpha1.ConditionCAValid, v1alpha1.ReasonInsecureSkipVerify) {
+			r.Recorder.Eventf(rm, nil, corev1.EventTypeWarning, v1alpha1.ReasonInsecureSkipVerify, "Validate",
+				"TLS verification is off for %s; give the registry's CA in caBundle or caFrom instead", rm.Spec.Host)
+		}
+		setCondition(conds, gen, v1alpha1.ConditionCAValid, metav1.ConditionFalse, v1alpha1.ReasonInsecureSkipVerify,
+			"insecureSkipVerify is true: nodes do not verify the registry's certificate; set caBundle or caFrom and remove insecureSkipVerify")
+		return ctrl.Result{}, nil
+	}
+
+	pemData, field, err := r.caPEM(ctx, rm)
+	if err != nil {
+		var nf *sourceNotFoundError
+		if errors.As(err, &nf) {
+			rm.Status.CANotAfter = nil
+			setCondition(conds, gen, v1alpha1.ConditionCAValid, metav1.ConditionFalse, v1alpha1.ReasonCASourceNotFound, nf.Error())
+			// caFrom objects are read, not watched: look again soon.
+			return ctrl.Result{RequeueAfter: time.Minute}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if pemData == nil {
+		rm.Status.CANotAfter = nil
+		setCondition(conds, gen, v1alpha1.ConditionCAValid, metav1.ConditionTrue, v1alpha1.ReasonSystemRoots,
+			"no caBundle or caFrom: nodes verify the registry with their system roots")
+		return ctrl.Result{}, nil
+	}
+
+	bundle, err := cabundle.Parse(pemData)
+	if err != nil {
+		rm.Status.CANotAfter = nil
+		setCondition(conds, gen, v1alpha1.ConditionCAValid, metav1.ConditionFalse, v1alpha1.ReasonCAInvalid,
+			fmt.Sprintf("%s: %v", field, err))
+		return ctrl.Result{}, nil
+	}
+	notAfter := bundle.NotAfter()
+	rm.Status.CANotAfter = &metav1.Time{Time: notAfter}
+	now := r.Now()
+	if c := bundle.Expired(now); c != nil {
+		setCondition(conds, gen, v1alpha1.ConditionCAValid, metav1.ConditionFalse, v1alpha1.ReasonCAExpired,
+			fmt.Sprintf("%s: certificate %q expired at %s; give a current CA", field, c.Subject.String(), c.NotAfter.UTC().Format(time.RFC3339)))
+		return ctrl.Result{}, nil
+	}
+	msg := fmt.Sprintf("%d certificate(s), first expiry %s", len(bundle.Certificates), notAfter.UTC().Format(time.RFC3339))
+	if left := notAfter.Sub(now); left < caExpiryWarning {
+		msg += fmt.Sprintf(" (in %s: renew the CA)", left.Round(time.Hour))
+		r.Recorder.Eventf(rm, nil, corev1.EventTypeWarning, "CAExpiringSoon", "Validate",
+			"%s: a CA certificate expires at %s", field, notAfter.UTC().Format(time.RFC3339))
+	}
+	setCondition(conds, gen, v1alpha1.ConditionCAValid, metav1.ConditionTrue, v1alpha1.ReasonCAValid, msg)
+	// Come back when the certificate expires, so the condition turns by itself.
+	return ctrl.Result{RequeueAfter: notAfter.Sub(now) + time.Second}, nil
+}
+
+// sourceNotFoundError is a caFrom reference to an object or key that does not exist.
+type sourceNotFoundError struct{ what string }
+
+func (e *sourceNotFoundError) Error() string { return e.what }
+
+// caPEM returns the CA bundle's PEM data and the field it came from; nil data when none is set.
+func (r *RegistryMirrorReconciler) caPEM(ctx context.Context, rm *v1alpha1.RegistryMirror) ([]byte, string, error) {
+	switch src := rm.Spec.CAFrom; {
+	case rm.Spec.CABundle != "":
+		return []byte(rm.Spec.CABundle), "spec.caBundle", nil
+	case src == nil:
+		return nil, "", nil
+	case src.SecretKeyRef != nil:
+		ref := src.SecretKeyRef
+		field := "spec.caFrom.secretKeyRef"
+		s := &corev1.Secret{}
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, s); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, field, &sourceNotFoundError{fmt.Sprintf("%s: Secret %s/%s not found", field, ref.Namespace, ref.Name)}
+			}
+			return nil, field, fmt.Errorf("reading %s: %w", field, err)
+		}
+		data, ok := s.Data[ref.Key]
+		if !ok {
+			return nil, field, &sourceNotFoundError{fmt.Sprintf("%s: Secret %s/%s has no key %q", field, ref.Namespace, ref.Name, ref.Key)}
+		}
+		return data, field, nil
+	default:
+		ref := src.ConfigMapKeyRef
+		field := "spec.caFrom.configMapKeyRef"
+		cm := &corev1.ConfigMap{}
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, cm); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, field, &sourceNotFoundError{fmt.Sprintf("%s: ConfigMap %s/%s not found", field, ref.Namespace, ref.Name)}
+			}
+			return nil, field, fmt.Errorf("reading %s: %w", field, err)
+		}
+		if data, ok := cm.Data[ref.Key]; ok {
+			return []byte(data), field, nil
+		}
+		if data, ok := cm.BinaryData[ref.Key]; ok {
+			return data, field, nil
+		}
+		return nil, field, &sourceNotFoundError{fmt.Sprintf("%s: ConfigMap %s/%s has no key %q", field, ref.Namespace, ref.Name, ref.Key)}
+	}
+}
+
+// reconcileNodes will roll the node agent out; until it exists the condition says so.
+func (r *RegistryMirrorReconciler) reconcileNodes(_ context.Context, rm *v1alpha1.RegistryMirror) (ctrl.Result, error) {
+	setCondition(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionNodesReady, metav1.ConditionUnknown,
+		v1alpha1.ReasonNotImplemented, "node wiring (the regwire agent DaemonSet) is not implemented in this version")
+	return ctrl.Result{}, nil
+}
+
+// reconcilePullSecrets will write pull secrets; until then the condition says so.
+func (r *RegistryMirrorReconciler) reconcilePullSecrets(_ context.Context, rm *v1alpha1.RegistryMirror) (ctrl.Result, error) {
+	if rm.Spec.PullSecrets == nil {
+		setCondition(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionPullSecretsReady, metav1.ConditionTrue,
+			v1alpha1.ReasonNotRequested, "spec.pullSecrets is not set")
+		return ctrl.Result{}, nil
+	}
+	setCondition(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionPullSecretsReady, metav1.ConditionUnknown,
+		v1alpha1.ReasonNotImplemented, "pull secrets are not implemented in this version")
+	return ctrl.Result{}, nil
+}
+
+// reconcileProvision will create the Nexus repository; until then the condition says so.
+func (r *RegistryMirrorReconciler) reconcileProvision(_ context.Context, rm *v1alpha1.RegistryMirror) (ctrl.Result, error) {
+	if rm.Spec.Provision == nil {
+		setCondition(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionProvisioned, metav1.ConditionTrue,
+			v1alpha1.ReasonNotRequested, "spec.provision is not set")
+		return ctrl.Result{}, nil
+	}
+	setCondition(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionProvisioned, metav1.ConditionUnknown,
+		v1alpha1.ReasonNotImplemented, "Nexus provisioning is not implemented in this version")
+	return ctrl.Result{}, nil
+}
+
+// reconcileDelete cleans up after a RegistryMirror and releases it.
+func (r *RegistryMirrorReconciler) reconcileDelete(ctx context.Context, rm *v1alpha1.RegistryMirror) error {
+	if !controllerutil.ContainsFinalizer(rm, v1alpha1.RegistryMirrorFinalizer) {
+		return nil
+	}
+	// Nothing is written to nodes or namespaces yet, so there is nothing to remove.
+	before := rm.DeepCopy()
+	controllerutil.RemoveFinalizer(rm, v1alpha1.RegistryMirrorFinalizer)
+	if err := r.Client.Patch(ctx, rm, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("removing finalizer: %w", err)
+	}
+	logf.FromContext(ctx).Info("RegistryMirror released")
+	return nil
+}
