@@ -32,11 +32,12 @@ func newSync(t *testing.T, name string, mutate func(*v1alpha1.ImageSync)) *v1alp
 	return is
 }
 
-func syncCondition(t *testing.T, name, typ string, status metav1.ConditionStatus, reason string) (*v1alpha1.ImageSync, metav1.Condition) {
+// syncCondition waits until condition typ of ImageSync name is False with the given reason.
+func syncCondition(t *testing.T, name, typ, reason string) (*v1alpha1.ImageSync, metav1.Condition) {
 	t.Helper()
 	is := &v1alpha1.ImageSync{}
 	var got metav1.Condition
-	eventually(t, waitFor, func() error {
+	eventually(t, func() error {
 		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: metav1.NamespaceDefault, Name: name}, is); err != nil {
 			return err
 		}
@@ -44,8 +45,8 @@ func syncCondition(t *testing.T, name, typ string, status metav1.ConditionStatus
 			return fmt.Errorf("observedGeneration %d, generation %d", is.Status.ObservedGeneration, is.Generation)
 		}
 		c := apimeta.FindStatusCondition(is.Status.Conditions, typ)
-		if c == nil || c.Status != status || c.Reason != reason {
-			return fmt.Errorf("%s = %+v, want %s/%s", typ, c, status, reason)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != reason {
+			return fmt.Errorf("%s = %+v, want False/%s", typ, c, reason)
 		}
 		got = *c
 		return nil
@@ -72,11 +73,11 @@ func TestImageSyncSpecCheckedByTheController(t *testing.T) {
 			t.Parallel()
 			name := fmt.Sprintf("bad-spec-%d", i)
 			is := newSync(t, name, tc.mutate)
-			_, c := syncCondition(t, name, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec)
+			_, c := syncCondition(t, name, v1alpha1.ConditionReady, v1alpha1.ReasonInvalidSpec)
 			if !strings.Contains(c.Message, tc.message) {
 				t.Errorf("Ready message %q does not contain %q", c.Message, tc.message)
 			}
-			eventually(t, waitFor, func() error { return hasEvent(is, v1alpha1.ReasonInvalidSpec) })
+			eventually(t, func() error { return hasEvent(is, v1alpha1.ReasonInvalidSpec) })
 		})
 	}
 }
@@ -89,13 +90,13 @@ func TestImageSyncResolvesItsRegistryMirrorWhenItAppears(t *testing.T) {
 			Repository:        "my-docker/busybox",
 		}
 	})
-	_, c := syncCondition(t, "waits-for-mirror", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonTargetNotFound)
+	_, c := syncCondition(t, "waits-for-mirror", v1alpha1.ConditionReady, v1alpha1.ReasonTargetNotFound)
 	if !strings.Contains(c.Message, `spec.target.registryMirrorRef: RegistryMirror "late-mirror" not found`) {
 		t.Errorf("message %q does not name the missing mirror", c.Message)
 	}
 	// Creating the mirror must bring the ImageSync back without any change to it.
 	newMirror(t, "late-mirror", func(rm *v1alpha1.RegistryMirror) { rm.Spec.Host = "nexus.local:8443" })
-	is, _ := syncCondition(t, "waits-for-mirror", v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNotImplemented)
+	is, _ := syncCondition(t, "waits-for-mirror", v1alpha1.ConditionReady, v1alpha1.ReasonNotImplemented)
 	if want := "nexus.local:8443/my-docker/busybox"; is.Status.TargetImage != want {
 		t.Errorf("targetImage = %q, want %q", is.Status.TargetImage, want)
 	}
@@ -104,7 +105,7 @@ func TestImageSyncResolvesItsRegistryMirrorWhenItAppears(t *testing.T) {
 func TestSuspendedImageSyncSaysSo(t *testing.T) {
 	t.Parallel()
 	newSync(t, "suspended", func(is *v1alpha1.ImageSync) { is.Spec.Suspend = true })
-	is, _ := syncCondition(t, "suspended", v1alpha1.ConditionSynced, metav1.ConditionFalse, v1alpha1.ReasonSuspended)
+	is, _ := syncCondition(t, "suspended", v1alpha1.ConditionSynced, v1alpha1.ReasonSuspended)
 	if is.Status.TargetImage != "registry.example/busybox" {
 		t.Errorf("targetImage = %q, want the full target image", is.Status.TargetImage)
 	}

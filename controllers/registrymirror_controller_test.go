@@ -19,8 +19,6 @@ import (
 	"github.com/regwire/regwire/internal/testutil"
 )
 
-const waitFor = 20 * time.Second
-
 func newMirror(t *testing.T, name string, mutate func(*v1alpha1.RegistryMirror)) *v1alpha1.RegistryMirror {
 	t.Helper()
 	rm := &v1alpha1.RegistryMirror{
@@ -43,7 +41,7 @@ func mirrorCondition(t *testing.T, name, typ string, status metav1.ConditionStat
 	t.Helper()
 	rm := &v1alpha1.RegistryMirror{}
 	var got metav1.Condition
-	eventually(t, waitFor, func() error {
+	eventually(t, func() error {
 		if err := k8s.Get(context.Background(), client.ObjectKey{Name: name}, rm); err != nil {
 			return err
 		}
@@ -180,7 +178,7 @@ func TestRegistryMirrorCAProblems(t *testing.T) {
 				}
 			}
 			if tc.event != "" {
-				eventually(t, waitFor, func() error { return hasEvent(rm, tc.event) })
+				eventually(t, func() error { return hasEvent(rm, tc.event) })
 			}
 		})
 	}
@@ -208,11 +206,11 @@ func TestRegistryMirrorDeletionReleasesFinalizer(t *testing.T) {
 	if err := k8s.Delete(ctx, rm); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, func() error {
+	eventually(t, func() error {
 		err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), &v1alpha1.RegistryMirror{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("still there (err %v)", err)
+		return fmt.Errorf("still there (err %w)", err)
 	})
 }

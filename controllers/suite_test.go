@@ -85,8 +85,9 @@ func zapLevel() zapcore.Level {
 	return 2
 }
 
-// eventually polls cond until it returns nil or the timeout passes, then fails with its error.
-func eventually(t *testing.T, timeout time.Duration, cond func() error) {
+// eventually polls cond until it returns nil or 20s pass, then fails with its error.
+func eventually(t *testing.T, cond func() error) {
+	const timeout = 20 * time.Second
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

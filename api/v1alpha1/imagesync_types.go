@@ -283,7 +283,3 @@ type ImageSyncList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ImageSync `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ImageSync{}, &ImageSyncList{})
-}

@@ -410,7 +410,3 @@ type RegistryMirrorList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []RegistryMirror `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&RegistryMirror{}, &RegistryMirrorList{})
-}

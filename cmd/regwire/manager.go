@@ -28,8 +28,8 @@ func newScheme() *runtime.Scheme {
 
 func newManagerCommand() *cobra.Command {
 	var (
-		metricsAddr, probeAddr        string
-		leaderElect                   bool
+		metricsAddr, probeAddr          string
+		leaderElect                     bool
 		leaderElectionID, leaderElectNS string
 	)
 	zapOpts := zap.Options{}

@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )

@@ -1,0 +1,62 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+)
+
+func TestSetReadySummary(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		set    map[string]metav1.ConditionStatus
+		status metav1.ConditionStatus
+		reason string
+	}{
+		{"all true makes Ready true", map[string]metav1.ConditionStatus{"A": "True", "B": "True"}, metav1.ConditionTrue, v1alpha1.ReasonReconciled},
+		{"the first condition that is not true decides", map[string]metav1.ConditionStatus{"A": "True", "B": "False"}, metav1.ConditionFalse, "B-reason"},
+		{"unknown counts as not ready", map[string]metav1.ConditionStatus{"A": "Unknown", "B": "False"}, metav1.ConditionFalse, "A-reason"},
+		{"a missing condition is pending", map[string]metav1.ConditionStatus{"A": "True"}, metav1.ConditionFalse, "Pending"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var conds []metav1.Condition
+			for _, typ := range []string{"A", "B"} {
+				if st, ok := tc.set[typ]; ok {
+					setCondition(&conds, 3, typ, st, typ+"-reason", typ+" says so")
+				}
+			}
+			setReadySummary(&conds, 3, "A", "B")
+			r := apimeta.FindStatusCondition(conds, v1alpha1.ConditionReady)
+			if r.Status != tc.status || r.Reason != tc.reason || r.ObservedGeneration != 3 {
+				t.Errorf("Ready = %+v, want %s/%s at generation 3", r, tc.status, tc.reason)
+			}
+		})
+	}
+}
+
+func TestLowestRequeue(t *testing.T) {
+	t.Parallel()
+	r := func(d time.Duration) ctrl.Result { return ctrl.Result{RequeueAfter: d} }
+	for _, tc := range []struct {
+		a, b ctrl.Result
+		want time.Duration
+	}{
+		{r(0), r(0), 0},
+		{r(0), r(time.Minute), time.Minute},
+		{r(time.Hour), r(0), time.Hour},
+		{r(time.Hour), r(time.Minute), time.Minute},
+		{r(time.Minute), r(time.Hour), time.Minute},
+	} {
+		if got := lowestRequeue(tc.a, tc.b).RequeueAfter; got != tc.want {
+			t.Errorf("lowestRequeue(%v, %v) = %v, want %v", tc.a.RequeueAfter, tc.b.RequeueAfter, got, tc.want)
+		}
+	}
+}
