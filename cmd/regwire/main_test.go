@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/regwire/regwire/internal/controlplane"
+	"github.com/regwire/regwire/internal/version"
+)
+
+func execute(args ...string) (string, error) {
+	var out bytes.Buffer
+	cmd := newRootCommand()
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestEverySubcommandExists(t *testing.T) {
+	t.Parallel()
+	for _, path := range [][]string{
+		{"manager"}, {"agent"}, {"sync"}, {"node", "apply"}, {"bootstrap"}, {"bootstrap", "local"}, {"version"},
+	} {
+		c, _, err := newRootCommand().Find(path)
+		if err != nil || c.Name() != path[len(path)-1] {
+			t.Errorf("regwire %s: not found (%v)", strings.Join(path, " "), err)
+		}
+	}
+}
+
+func TestVersionPrintsJSON(t *testing.T) {
+	t.Parallel()
+	out, err := execute("version", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info version.Info
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if info.Version != version.Version || info.Platform == "" {
+		t.Errorf("info = %+v", info)
+	}
+	if _, err := execute("version", "-o", "yaml"); err == nil || !strings.Contains(err.Error(), "--output") {
+		t.Errorf("version -o yaml: err = %v, want one naming --output", err)
+	}
+}
+
+func TestUnbuiltSubcommandsSayNotImplemented(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"agent"}, {"sync", "a", "b"}, {"node", "apply"}, {"bootstrap", "up"}} {
+		_, err := execute(args...)
+		if !errors.Is(err, errNotImplemented) {
+			t.Errorf("regwire %s: err = %v, want not implemented", strings.Join(args, " "), err)
+		}
+	}
+}
+
+// freePort returns a loopback address that is free right now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestManagerServesProbesMetricsAndLeadsThenStopsOnSIGTERM runs the real binary against a
+// real API server.
+func TestManagerServesProbesMetricsAndLeadsThenStopsOnSIGTERM(t *testing.T) {
+	t.Parallel()
+	cp, err := controlplane.Start(controlplane.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Stop() })
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	kc, err := cp.Kubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "regwire")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	metrics, probes := freePort(t), freePort(t)
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "manager", "--metrics-bind-address", metrics, "--health-probe-bind-address", probes,
+		"--leader-elect", "--leader-election-namespace", "default", "--leader-election-id", "regwire-test")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+
+	get := func(url string) error {
+		resp, err := http.Get(url) //nolint:noctx // a plain loopback probe
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", url, resp.Status)
+		}
+		return nil
+	}
+	waitFor := func(what string, cond func() error) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for err := cond(); err != nil; err = cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %v\nmanager output:\n%s", what, err, logs.String())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitFor("healthz", func() error { return get("http://" + probes + "/healthz") })
+	waitFor("readyz", func() error { return get("http://" + probes + "/readyz") })
+	waitFor("metrics", func() error { return get("http://" + metrics + "/metrics") })
+
+	c, err := client.New(cp.Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor("leader Lease", func() error {
+		l := &coordinationv1.Lease{}
+		if err := c.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: "regwire-test"}, l); err != nil {
+			return err
+		}
+		if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
+			return errors.New("lease has no holder")
+		}
+		return nil
+	})
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("manager exited with %v after SIGTERM\n%s", err, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("manager did not stop within 30s of SIGTERM\n%s", logs.String())
+	}
+}

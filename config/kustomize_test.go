@@ -1,0 +1,76 @@
+// Package config_test checks that the kustomize tree under config/ builds into a coherent
+// install.
+package config_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+)
+
+func build(t *testing.T, dir string) resmap.ResMap {
+	t.Helper()
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	return m
+}
+
+func TestDefaultBuildsACoherentInstall(t *testing.T) {
+	t.Parallel()
+	m := build(t, "default")
+	var got []string
+	for _, r := range m.Resources() {
+		got = append(got, r.GetKind()+"/"+r.GetName())
+		if ns := r.GetNamespace(); ns != "" && ns != "regwire-system" {
+			t.Errorf("%s/%s is in namespace %q, want regwire-system", r.GetKind(), r.GetName(), ns)
+		}
+	}
+	for _, want := range []string{
+		"CustomResourceDefinition/registrymirrors.regwire.dev",
+		"CustomResourceDefinition/imagesyncs.regwire.dev",
+		"Namespace/regwire-system",
+		"ServiceAccount/regwire-manager",
+		"ClusterRole/regwire-manager-role",
+		"ClusterRoleBinding/regwire-manager-rolebinding",
+		"Role/regwire-leader-election-role",
+		"RoleBinding/regwire-leader-election-rolebinding",
+		"Deployment/regwire-manager",
+		"Service/regwire-manager-metrics",
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("config/default lacks %s; it has %v", want, got)
+		}
+	}
+
+	// Bindings must point at the prefixed ServiceAccount and roles.
+	for _, name := range []string{"regwire-manager-rolebinding", "regwire-leader-election-rolebinding"} {
+		for _, r := range m.Resources() {
+			if r.GetName() != name {
+				continue
+			}
+			y, err := r.AsYAML()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"name: regwire-manager\n", "namespace: regwire-system"} {
+				if !strings.Contains(string(y), want) {
+					t.Errorf("%s does not bind %q:\n%s", name, want, y)
+				}
+			}
+		}
+	}
+}
+
+func TestSamplesBuild(t *testing.T) {
+	t.Parallel()
+	if n := build(t, "samples").Size(); n < 2 {
+		t.Errorf("config/samples builds %d objects, want both samples", n)
+	}
+}
