@@ -121,7 +121,7 @@ func TestManagerServesProbesMetricsAndLeadsThenStopsOnSIGTERM(t *testing.T) {
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
-			<-exited
+			t.Logf("manager killed at cleanup: %v", <-exited)
 		}
 	})
 
