@@ -27,8 +27,8 @@ help: ## Show this help.
 ##@ Main
 
 .PHONY: demo
-demo: envtest ## Run the embedded local stack: API server, CRDs, controllers, samples; Ctrl-C stops it.
-	go run -ldflags '$(LDFLAGS)' ./cmd/regwire bootstrap local
+demo: envtest build ## Run the embedded local stack: API server, CRDs, controllers, samples; Ctrl-C stops it.
+	$(BIN)/regwire bootstrap local
 
 .PHONY: test
 test: verify-generated vet lint test-unit ## Everything CI runs: generated files, vet, lint, unit and envtest suites.

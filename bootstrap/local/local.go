@@ -119,23 +119,22 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 		return err
 	}
 
-	tables := []resource{{Name: "registrymirrors"}, {Name: "imagesyncs", Namespaced: true}}
-	last := ""
+	resources := []resource{{Name: "registrymirrors"}, {Name: "imagesyncs", Namespaced: true}}
+	shown := ""
 	for {
-		out, err := renderTables(ctx, cp.Config, tables)
+		ts, err := tables(ctx, cp.Config, resources)
 		if err != nil {
 			return err
 		}
-		if out != last {
-			say("")
-			_, _ = io.WriteString(opts.Out, out)
-			last = out
+		if key := formatTables(resources, ts, false); key != shown {
+			say("\n%s", formatTables(resources, ts, true))
+			shown = key
+			if !opts.Once {
+				say("watching for changes (KUBECONFIG=%s kubectl get rm,is -A); Ctrl-C stops the stack", kubeconfig)
+			}
 		}
 		if opts.Once {
 			return nil
-		}
-		if last == out {
-			say("\nwatching (KUBECONFIG=%s kubectl get rm,is -A); Ctrl-C stops the stack", kubeconfig)
 		}
 		select {
 		case <-ctx.Done():

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
@@ -27,36 +25,47 @@ type resource struct {
 // the columns come from the CRD's additionalPrinterColumns.
 const tableAccept = "application/json;as=Table;v=v1;g=meta.k8s.io"
 
-// renderTables prints each resource's table across all namespaces.
-func renderTables(ctx context.Context, cfg *rest.Config, resources []resource) (string, error) {
+// tables fetches each resource's server-side table across all namespaces.
+func tables(ctx context.Context, cfg *rest.Config, resources []resource) ([]*metav1.Table, error) {
 	rc := rest.CopyConfig(cfg)
 	rc.GroupVersion = &v1alpha1.GroupVersion
 	rc.APIPath = "/apis"
 	rc.NegotiatedSerializer = serializer.WithoutConversionCodecFactory{CodecFactory: scheme.Codecs}
 	client, err := rest.RESTClientFor(rc)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	var b strings.Builder
-	for i, r := range resources {
+	out := make([]*metav1.Table, 0, len(resources))
+	for _, r := range resources {
 		raw, err := client.Get().Resource(r.Name).SetHeader("Accept", tableAccept).Do(ctx).Raw()
 		if err != nil {
-			return "", fmt.Errorf("listing %s: %w", r.Name, err)
+			return nil, fmt.Errorf("listing %s: %w", r.Name, err)
 		}
 		t := &metav1.Table{}
 		if err := json.Unmarshal(raw, t); err != nil {
-			return "", fmt.Errorf("decoding %s table: %w", r.Name, err)
+			return nil, fmt.Errorf("decoding %s table: %w", r.Name, err)
 		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// formatTables prints tables one after the other. With withAges false it leaves out the
+// date columns (the API server renders them as ages such as 5s), which makes the output
+// change only when the objects do.
+func formatTables(resources []resource, ts []*metav1.Table, withAges bool) string {
+	var b strings.Builder
+	for i, t := range ts {
 		if i > 0 {
 			b.WriteString("\n")
 		}
-		writeTable(&b, r, t, time.Now())
+		writeTable(&b, resources[i], t, withAges)
 	}
-	return b.String(), nil
+	return b.String()
 }
 
-// writeTable formats t like kubectl get -A -o wide: every column, dates as ages.
-func writeTable(b *strings.Builder, r resource, t *metav1.Table, now time.Time) {
+// writeTable formats t like kubectl get -A -o wide.
+func writeTable(b *strings.Builder, r resource, t *metav1.Table, withAges bool) {
 	if len(t.Rows) == 0 {
 		fmt.Fprintf(b, "No %s found.\n", r.Name)
 		return
@@ -68,6 +77,9 @@ func writeTable(b *strings.Builder, r resource, t *metav1.Table, now time.Time) 
 		header = append(header, "NAMESPACE")
 	}
 	for i, c := range t.ColumnDefinitions {
+		if c.Type == "date" && !withAges {
+			continue
+		}
 		cols = append(cols, i)
 		header = append(header, strings.ToUpper(c.Name))
 	}
@@ -80,25 +92,16 @@ func writeTable(b *strings.Builder, r resource, t *metav1.Table, now time.Time) 
 			cells = append(cells, meta.Namespace)
 		}
 		for _, i := range cols {
-			cells = append(cells, cell(t.ColumnDefinitions[i], row.Cells[i], now))
+			cells = append(cells, cell(row.Cells[i]))
 		}
 		fmt.Fprintln(w, strings.Join(cells, "\t"))
 	}
 	_ = w.Flush()
 }
 
-func cell(def metav1.TableColumnDefinition, v any, now time.Time) string {
-	if v == nil {
-		return "<none>"
+func cell(v any) string {
+	if s := fmt.Sprint(v); v != nil && s != "" {
+		return s
 	}
-	s := fmt.Sprint(v)
-	if s == "" {
-		return "<none>"
-	}
-	if def.Type == "date" {
-		if ts, err := time.Parse(time.RFC3339, s); err == nil {
-			return duration.HumanDuration(now.Sub(ts))
-		}
-	}
-	return s
+	return "<none>"
 }

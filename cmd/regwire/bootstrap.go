@@ -2,6 +2,8 @@ package main
 
 import (
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -38,6 +40,10 @@ status like 'kubectl get'. It keeps printing status changes until interrupted (C
 then stops everything it started.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The stack must stop the API server and etcd it started even when whoever
+			// read its output is gone (Ctrl-C also ends `| tee`): without this, the first
+			// write to the closed pipe would kill regwire before its cleanup.
+			signal.Ignore(syscall.SIGPIPE)
 			var err error
 			if samplesDir != "" {
 				opts.Objects, err = samples.Load(os.DirFS(samplesDir))

@@ -8,15 +8,18 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/regwire/regwire/internal/controlplane"
@@ -73,6 +76,32 @@ func TestUnbuiltSubcommandsSayNotImplemented(t *testing.T) {
 	}
 }
 
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// buildBinary builds regwire once for the tests that run it as a process.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "regwire-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "regwire")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
 // freePort returns a loopback address that is free right now.
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -102,10 +131,7 @@ func TestManagerServesProbesMetricsAndLeadsThenStopsOnSIGTERM(t *testing.T) {
 	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "regwire")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 
 	metrics, probes := freePort(t), freePort(t)
 	var logs bytes.Buffer
@@ -176,4 +202,80 @@ func TestManagerServesProbesMetricsAndLeadsThenStopsOnSIGTERM(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("manager did not stop within 30s of SIGTERM\n%s", logs.String())
 	}
+}
+
+// TestLocalStackCleansUpAfterItsReaderIsGone reproduces `regwire bootstrap local | tee`
+// interrupted by Ctrl-C: tee dies first, then regwire must still stop its API server.
+func TestLocalStackCleansUpAfterItsReaderIsGone(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	state := t.TempDir()
+	cmd := exec.Command(bin, "bootstrap", "local", "--state-dir", state)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	// Read until the stack is up, then close the pipe like a dying tee.
+	var seen bytes.Buffer
+	buf := make([]byte, 4096)
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(seen.String(), "watching for changes") {
+		if time.Now().After(deadline) {
+			t.Fatalf("stack not up after 60s:\n%s\n%s", seen.String(), stderr.String())
+		}
+		n, err := stdout.Read(buf)
+		seen.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("reading output: %v\n%s\n%s", err, seen.String(), stderr.String())
+		}
+	}
+	server := apiServerAddress(t, filepath.Join(state, "kubeconfig"))
+	if conn, err := net.Dial("tcp", server); err != nil {
+		t.Fatalf("API server %s not reachable while the stack runs: %v", server, err)
+	} else {
+		conn.Close()
+	}
+	_ = stdout.Close()
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("regwire exited with %v; stderr:\n%s", err, stderr.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("regwire did not stop within 60s of Ctrl-C")
+	}
+	if conn, err := net.DialTimeout("tcp", server, time.Second); err == nil {
+		conn.Close()
+		t.Errorf("the API server at %s still runs after regwire stopped", server)
+	}
+}
+
+// apiServerAddress reads host:port of the API server from a kubeconfig.
+func apiServerAddress(t *testing.T, kubeconfig string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cfg.Clusters {
+		u, err := url.Parse(c.Server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Host
+	}
+	t.Fatalf("no cluster in %s", kubeconfig)
+	return ""
 }
