@@ -1,0 +1,109 @@
+package nodeconfig
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// ValidateHost checks a registry host as image references name it: a lowercase DNS name,
+// an IPv4 address or a bracketed IPv6 address, optionally with :port. It repeats the CRD's
+// CEL rules so that a node never acts on a host that slipped past admission (an object
+// written before a CRD upgrade, or a file given to `regwire node apply`).
+func ValidateHost(host string) error {
+	switch {
+	case host == "":
+		return errors.New("must not be empty")
+	case len(host) > 255:
+		return errors.New("must be at most 255 characters")
+	case strings.ContainsAny(host, "\x00"):
+		return errors.New("must not contain NUL")
+	case strings.Contains(host, "://"):
+		return errors.New("must not include a scheme")
+	case strings.ContainsAny(host, `/\`):
+		return errors.New("must not contain '/' or '\\'")
+	case strings.Contains(host, ".."):
+		return errors.New("must not contain '..'")
+	}
+	for _, r := range host {
+		if r <= ' ' || r == 0x7f {
+			return errors.New("must not contain whitespace or control characters")
+		}
+	}
+	name, port := host, ""
+	if strings.HasPrefix(host, "[") {
+		end := strings.Index(host, "]")
+		if end < 0 {
+			return errors.New("IPv6 address must be enclosed in [ ]")
+		}
+		addr, err := netip.ParseAddr(host[1:end])
+		if err != nil || !addr.Is6() || addr.Zone() != "" {
+			return fmt.Errorf("%q is not an IPv6 address", host[1:end])
+		}
+		if rest := host[end+1:]; rest != "" {
+			if !strings.HasPrefix(rest, ":") {
+				return errors.New("only :port may follow an IPv6 address")
+			}
+			port = rest[1:]
+		}
+		name = ""
+	} else if i := strings.LastIndex(host, ":"); i >= 0 {
+		name, port = host[:i], host[i+1:]
+	}
+	if port != "" || strings.HasSuffix(host, ":") {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || port != strconv.Itoa(n) {
+			return fmt.Errorf("port %q must be a number between 1 and 65535", port)
+		}
+	}
+	if name == "" {
+		return nil
+	}
+	for _, label := range strings.Split(name, ".") {
+		if err := validateLabel(label); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validateLabel(l string) error {
+	if l == "" || len(l) > 63 {
+		return fmt.Errorf("label %q must be 1 to 63 characters", l)
+	}
+	for i := 0; i < len(l); i++ {
+		c := l[i]
+		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if !alnum && (c != '-' || i == 0 || i == len(l)-1) {
+			return fmt.Errorf("label %q must be lowercase letters, digits and inner '-'", l)
+		}
+	}
+	return nil
+}
+
+// HostDir returns the directory, relative to containerd's config_path, in which containerd
+// looks for the configuration of host: the host exactly as written, "host:port" included.
+// containerd first tries a "host_port_" directory, then "host:port", then "_default"
+// (core/remotes/docker/config hostPaths); regwire writes "host:port", the documented form,
+// and the agent refuses to proceed while a foreign "host_port_" directory would shadow it.
+func HostDir(host string) (string, error) {
+	if err := ValidateHost(host); err != nil {
+		return "", fmt.Errorf("host %q: %w", host, err)
+	}
+	if !filepath.IsLocal(host) || filepath.Base(host) != host {
+		return "", fmt.Errorf("host %q does not name a single directory", host)
+	}
+	return host, nil
+}
+
+// ShadowDir returns the "host_port_" directory that containerd would prefer over HostDir
+// for a host with a port, or "" when there is none.
+func ShadowDir(host string) string {
+	if i := strings.LastIndex(host, ":"); i > 0 && !strings.HasSuffix(host, "]") {
+		return host[:i] + "_" + host[i+1:] + "_"
+	}
+	return ""
+}

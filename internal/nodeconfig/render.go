@@ -1,0 +1,371 @@
+// Package nodeconfig renders what one node needs from the RegistryMirrors that select it:
+// containerd registry host files (<config_path>/<host>/hosts.toml and ca.crt) and the
+// /etc/hosts entries for hostAliases. It is pure: no I/O, no clocks, deterministic output.
+//
+// The format is containerd's hosts.toml (docs/hosts.md in containerd); tests load every
+// rendered tree with containerd's own core/remotes/docker/config parser.
+package nodeconfig
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/cabundle"
+)
+
+// File names inside a host directory.
+const (
+	HostsFile = "hosts.toml"
+	CAFile    = "ca.crt"
+)
+
+// dockerHubHost is where containerd sends docker.io requests.
+const dockerHubHost = "registry-1.docker.io"
+
+// Mirror is one RegistryMirror as a node sees it, with its CA already resolved.
+type Mirror struct {
+	// Name of the RegistryMirror.
+	Name string
+	// Created orders mirrors that claim the same host: the older one wins.
+	Created time.Time
+	// Spec is the RegistryMirror's spec.
+	Spec v1alpha1.RegistryMirrorSpec
+	// CA is the PEM CA bundle (from caBundle or caFrom); empty means system roots.
+	CA []byte
+}
+
+// Config is everything one node needs.
+type Config struct {
+	// Files maps slash-separated paths relative to containerd's config_path to contents.
+	Files map[string][]byte
+	// Owners maps each host directory to the RegistryMirror that owns it.
+	Owners map[string]string
+	// HostsEntries are the /etc/hosts lines, in a stable order.
+	HostsEntries []HostsEntry
+	// Conflicts lists host directories claimed by more than one mirror, for the losers.
+	Conflicts []Conflict
+	// Errors lists mirrors that could not be rendered; their files are left out, so the
+	// agent keeps the last good ones.
+	Errors []MirrorError
+}
+
+// HostsEntry is one /etc/hosts line.
+type HostsEntry struct {
+	IP        string
+	Hostnames []string
+	// Mirror that asked for it.
+	Mirror string
+}
+
+// Conflict says that Mirror wanted host directory Dir but Winner has it.
+type Conflict struct {
+	Mirror, Dir, Winner string
+}
+
+func (c Conflict) String() string {
+	return fmt.Sprintf("host %s is configured by RegistryMirror %s", c.Dir, c.Winner)
+}
+
+// MirrorError is a RegistryMirror the node refuses to render, with the field at fault.
+type MirrorError struct {
+	Mirror string
+	Field  string
+	Err    error
+}
+
+func (e MirrorError) Error() string {
+	return fmt.Sprintf("RegistryMirror %s: %s: %v", e.Mirror, e.Field, e.Err)
+}
+
+// hostsFile is containerd's hosts.toml: the top-level table configures server, the
+// fallback tried last; [host."URL"] tables are tried first, in file order.
+type hostsFile struct {
+	Server string `toml:"server"`
+	hostEntry
+	Host map[string]hostEntry `toml:"host,omitempty"`
+}
+
+type hostEntry struct {
+	Capabilities []string `toml:"capabilities,omitempty"`
+	CA           string   `toml:"ca,omitempty"`
+	SkipVerify   bool     `toml:"skip_verify,omitempty"`
+	OverridePath bool     `toml:"override_path,omitempty"`
+}
+
+// claim is a mirror's wish to own one host directory.
+type claim struct {
+	mirror *Mirror
+	host   string
+	// upstream is true for mirrorOf entries; a registry's own host beats an upstream claim.
+	upstream bool
+	path     string
+}
+
+// Render computes the node configuration for mirrors. Mirrors with unsafe input are
+// reported in Config.Errors and left out; the rest render. Render never fails as a whole.
+func Render(mirrors []Mirror) *Config {
+	c := &Config{Files: map[string][]byte{}, Owners: map[string]string{}}
+	sorted := make([]*Mirror, 0, len(mirrors))
+	for i := range mirrors {
+		sorted = append(sorted, &mirrors[i])
+	}
+	slices.SortFunc(sorted, func(a, b *Mirror) int {
+		return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.Name, b.Name))
+	})
+
+	var claims []claim
+	for _, m := range sorted {
+		if err := check(m); err != nil {
+			c.Errors = append(c.Errors, *err)
+			continue
+		}
+		claims = append(claims, claim{mirror: m, host: string(m.Spec.Host)})
+		for _, u := range m.Spec.MirrorOf {
+			claims = append(claims, claim{mirror: m, host: string(u.Host), upstream: true, path: u.Path})
+		}
+		for _, a := range m.Spec.HostAliases {
+			names := make([]string, 0, len(a.Hostnames))
+			for _, h := range a.Hostnames {
+				names = append(names, string(h))
+			}
+			c.HostsEntries = append(c.HostsEntries, HostsEntry{IP: a.IP, Hostnames: names, Mirror: m.Name})
+		}
+	}
+
+	// Own hosts first, then upstream claims; within each, the oldest mirror first.
+	sort.SliceStable(claims, func(i, j int) bool { return !claims[i].upstream && claims[j].upstream })
+	for _, cl := range claims {
+		dir := cl.host // checked by check
+		if owner, taken := c.Owners[dir]; taken {
+			c.Conflicts = append(c.Conflicts, Conflict{Mirror: cl.mirror.Name, Dir: dir, Winner: owner})
+			continue
+		}
+		c.Owners[dir] = cl.mirror.Name
+		var hf hostsFile
+		if cl.upstream {
+			hf = upstreamHostsFile(cl)
+		} else {
+			hf = ownHostsFile(cl.mirror)
+		}
+		data, err := toml.Marshal(hf)
+		if err != nil { // typed structs of strings and bools always marshal
+			panic(err)
+		}
+		c.Files[path.Join(dir, HostsFile)] = append(header(cl.mirror.Name), data...)
+		if hf.CA != "" || slices.ContainsFunc(mapValues(hf.Host), func(e hostEntry) bool { return e.CA != "" }) {
+			c.Files[path.Join(dir, CAFile)] = normalizePEM(cl.mirror.CA)
+		}
+	}
+	return c
+}
+
+func header(mirror string) []byte {
+	return []byte("# Written by regwire for RegistryMirror " + mirror + ". Local changes are overwritten.\n")
+}
+
+// ownHostsFile configures a registry's own host: its endpoint is the server.
+func ownHostsFile(m *Mirror) hostsFile {
+	server, p := endpoint(m)
+	e := entry(m)
+	e.OverridePath = p != ""
+	return hostsFile{Server: server, hostEntry: e}
+}
+
+// upstreamHostsFile sends an upstream's pulls to the mirror first and to the upstream
+// itself as the fallback.
+func upstreamHostsFile(cl claim) hostsFile {
+	server, p := endpoint(cl.mirror)
+	if cl.path != "" {
+		u, _ := url.Parse(server) // checked by check
+		u.Path = cl.path
+		server, p = u.String(), cl.path
+	}
+	e := entry(cl.mirror)
+	e.OverridePath = p != ""
+	upstream := "https://" + cl.host
+	if cl.host == "docker.io" {
+		upstream = "https://" + dockerHubHost
+	}
+	return hostsFile{Server: upstream, Host: map[string]hostEntry{server: e}}
+}
+
+func entry(m *Mirror) hostEntry {
+	// TLS settings on a plain http:// endpoint make containerd try HTTPS first and fall
+	// back to HTTP (core/remotes/docker/config: "host will try HTTPS first"); leave them out.
+	plainHTTP := strings.HasPrefix(m.Spec.Endpoint, "http://")
+	e := hostEntry{SkipVerify: m.Spec.InsecureSkipVerify && !plainHTTP}
+	caps := m.Spec.Capabilities
+	if len(caps) == 0 {
+		caps = []v1alpha1.Capability{v1alpha1.CapabilityPull, v1alpha1.CapabilityResolve}
+	}
+	for _, cp := range caps {
+		e.Capabilities = append(e.Capabilities, string(cp))
+	}
+	slices.SortFunc(e.Capabilities, func(a, b string) int { return cmp.Compare(capOrder(a), capOrder(b)) })
+	e.Capabilities = slices.Compact(e.Capabilities)
+	if len(m.CA) > 0 && !plainHTTP {
+		e.CA = CAFile
+	}
+	return e
+}
+
+func capOrder(c string) int {
+	return slices.Index([]string{"pull", "resolve", "push"}, c)
+}
+
+// endpoint returns the mirror's endpoint URL (default https://<host>) and its cleaned path
+// ("" when it has none).
+func endpoint(m *Mirror) (string, string) {
+	if m.Spec.Endpoint == "" {
+		return "https://" + string(m.Spec.Host), ""
+	}
+	u, _ := url.Parse(m.Spec.Endpoint) // checked by check
+	p := ""
+	if u.Path != "" && u.Path != "/" {
+		p = path.Clean(u.Path)
+	}
+	u.Path, u.RawPath = p, ""
+	return u.String(), p
+}
+
+// check refuses input a node must never act on, whatever admission let through.
+func check(m *Mirror) *MirrorError {
+	fail := func(field string, err error) *MirrorError {
+		return &MirrorError{Mirror: m.Name, Field: field, Err: err}
+	}
+	if _, err := HostDir(string(m.Spec.Host)); err != nil {
+		return fail("spec.host", err)
+	}
+	if ep := m.Spec.Endpoint; ep != "" {
+		if err := checkEndpoint(ep, m.Spec.InsecureSkipVerify); err != nil {
+			return fail("spec.endpoint", err)
+		}
+	}
+	for i, u := range m.Spec.MirrorOf {
+		field := fmt.Sprintf("spec.mirrorOf[%d]", i)
+		if _, err := HostDir(string(u.Host)); err != nil {
+			return fail(field+".host", err)
+		}
+		if u.Path != "" {
+			if err := checkPath(u.Path); err != nil {
+				return fail(field+".path", err)
+			}
+		}
+	}
+	for i, a := range m.Spec.HostAliases {
+		field := fmt.Sprintf("spec.hostAliases[%d]", i)
+		if _, err := netip.ParseAddr(a.IP); err != nil || strings.Contains(a.IP, "%") {
+			return fail(field+".ip", fmt.Errorf("%q is not an IP address", a.IP))
+		}
+		if len(a.Hostnames) == 0 {
+			return fail(field+".hostnames", fmt.Errorf("needs at least one hostname"))
+		}
+		for j, h := range a.Hostnames {
+			if err := ValidateHost(string(h)); err != nil || strings.ContainsAny(string(h), ":[]") {
+				return fail(fmt.Sprintf("%s.hostnames[%d]", field, j), fmt.Errorf("%q is not a lowercase DNS name", h))
+			}
+		}
+	}
+	for i, cp := range m.Spec.Capabilities {
+		if capOrder(string(cp)) < 0 {
+			return fail(fmt.Sprintf("spec.capabilities[%d]", i), fmt.Errorf("unknown capability %q", cp))
+		}
+	}
+	if len(m.CA) > 0 {
+		if _, err := cabundle.Parse(m.CA); err != nil {
+			return fail("CA bundle", err)
+		}
+	}
+	return nil
+}
+
+func checkEndpoint(ep string, insecure bool) error {
+	u, err := url.Parse(ep)
+	switch {
+	case err != nil:
+		return err
+	case u.Scheme != "https" && (u.Scheme != "http" || !insecure):
+		return fmt.Errorf("%q must be an https:// URL (http:// only with insecureSkipVerify)", ep)
+	case u.User != nil:
+		return fmt.Errorf("must not carry credentials")
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return fmt.Errorf("must not have a query or fragment")
+	case u.Opaque != "":
+		return fmt.Errorf("%q is not a URL with a host", ep)
+	}
+	if err := ValidateHost(u.Host); err != nil {
+		return fmt.Errorf("host %q: %w", u.Host, err)
+	}
+	if u.Path != "" {
+		return checkPath(u.Path)
+	}
+	return nil
+}
+
+func checkPath(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("path %q must start with '/'", p)
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." || seg == "." {
+			return fmt.Errorf("path %q must not contain '.' or '..' segments", p)
+		}
+	}
+	for _, r := range p {
+		if !isPathRune(r) {
+			return fmt.Errorf("path %q may only contain letters, digits, '/', '.', '_', '~' and '-'", p)
+		}
+	}
+	return nil
+}
+
+// normalizePEM gives every CA file the same line endings and a final newline.
+func normalizePEM(b []byte) []byte {
+	b = bytes.ReplaceAll(b, []byte("\r\n"), []byte("\n"))
+	b = bytes.TrimSpace(b)
+	return append(b, '\n')
+}
+
+// Hash is a stable digest of the whole configuration, for reporting what a node applied.
+func (c *Config) Hash() string {
+	h := sha256.New()
+	paths := make([]string, 0, len(c.Files))
+	for p := range c.Files {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		fmt.Fprintf(h, "%s\x00%d\x00", p, len(c.Files[p]))
+		h.Write(c.Files[p])
+	}
+	for _, e := range c.HostsEntries {
+		fmt.Fprintf(h, "hosts\x00%s\x00%s\x00", e.IP, strings.Join(e.Hostnames, " "))
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+func mapValues(m map[string]hostEntry) []hostEntry {
+	out := make([]hostEntry, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// isPathRune reports whether r may appear in an endpoint or upstream path.
+func isPathRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._~-", r)
+}
