@@ -1,0 +1,143 @@
+// Package hostsfile edits regwire's block in an /etc/hosts file. Only the lines between
+// regwire's markers are ever changed; every other byte of the file is kept, and removing
+// the block gives back the file exactly as it was before regwire added it.
+package hostsfile
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Markers delimiting regwire's block.
+const (
+	Begin = "# BEGIN regwire: managed by the regwire agent, edits in this block are overwritten"
+	// BeginAfterUnterminated starts a block that regwire appended to a file whose last line
+	// had no newline; removing the block removes the newline regwire added too.
+	BeginAfterUnterminated = Begin + " (newline added before)"
+	End                    = "# END regwire"
+)
+
+// Entry is one line of the block: an address and the names that resolve to it.
+type Entry struct {
+	IP        string
+	Hostnames []string
+}
+
+// Apply returns content with regwire's block holding entries: replaced where it is, added
+// at the end when there is none, removed when entries is empty.
+func Apply(content []byte, entries []Entry) ([]byte, error) {
+	block, err := render(entries)
+	if err != nil {
+		return nil, err
+	}
+	start, stop, unterminated, found, err := find(content)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		if len(entries) == 0 {
+			if unterminated {
+				start-- // the newline regwire added before its block
+			}
+			return concat(content[:start], content[stop:]), nil
+		}
+		return concat(content[:start], block(unterminated), content[stop:]), nil
+	}
+	if len(entries) == 0 {
+		return content, nil
+	}
+	if len(content) > 0 && content[len(content)-1] != '\n' {
+		return concat(content, []byte("\n"), block(true)), nil
+	}
+	return concat(content, block(false)), nil
+}
+
+// Read returns the entries of regwire's block in content.
+func Read(content []byte) ([]Entry, error) {
+	start, stop, _, found, err := find(content)
+	if err != nil || !found {
+		return nil, err
+	}
+	var out []Entry
+	lines := strings.Split(strings.TrimSuffix(string(content[start:stop]), "\n"), "\n")
+	for _, l := range lines[1 : len(lines)-1] {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			return nil, fmt.Errorf("malformed line %q in regwire's block", l)
+		}
+		out = append(out, Entry{IP: f[0], Hostnames: f[1:]})
+	}
+	return out, nil
+}
+
+// find locates the block: content[start:stop] holds the begin line through the end line
+// and its newline.
+func find(content []byte) (start, stop int, unterminated, found bool, err error) {
+	start = -1
+	pos := 0
+	for pos < len(content) {
+		eol := bytes.IndexByte(content[pos:], '\n')
+		next := len(content)
+		if eol >= 0 {
+			next = pos + eol + 1
+		}
+		line := string(bytes.TrimRight(content[pos:next], "\r\n"))
+		switch line {
+		case Begin, BeginAfterUnterminated:
+			if start >= 0 || found {
+				return 0, 0, false, false, errors.New("/etc/hosts has more than one regwire block; remove the extra one by hand")
+			}
+			start, unterminated = pos, line == BeginAfterUnterminated
+		case End:
+			if start < 0 {
+				return 0, 0, false, false, errors.New("/etc/hosts has a regwire end marker without a begin marker; remove it by hand")
+			}
+			if found {
+				return 0, 0, false, false, errors.New("/etc/hosts has more than one regwire block; remove the extra one by hand")
+			}
+			stop, found = next, true
+		}
+		pos = next
+	}
+	if start >= 0 && !found {
+		return 0, 0, false, false, errors.New("/etc/hosts has a regwire begin marker without an end marker; remove the block by hand")
+	}
+	if unterminated && (start == 0 || content[start-1] != '\n') {
+		unterminated = false // the newline is gone; never remove a byte that is not ours
+	}
+	return start, stop, unterminated, found, nil
+}
+
+// render checks entries and returns a function producing the block text.
+func render(entries []Entry) (func(unterminated bool) []byte, error) {
+	var body strings.Builder
+	for i, e := range entries {
+		addr, err := netip.ParseAddr(e.IP)
+		if err != nil || addr.Zone() != "" {
+			return nil, fmt.Errorf("entry %d: %q is not an IP address", i, e.IP)
+		}
+		if len(e.Hostnames) == 0 {
+			return nil, fmt.Errorf("entry %d (%s): no hostnames", i, e.IP)
+		}
+		for _, h := range e.Hostnames {
+			if h == "" || strings.ContainsFunc(h, func(r rune) bool { return r <= ' ' || r == '#' || r == 0x7f }) {
+				return nil, fmt.Errorf("entry %d (%s): hostname %q must not be empty or contain whitespace, '#' or control characters", i, e.IP, h)
+			}
+		}
+		fmt.Fprintf(&body, "%s\t%s\n", addr, strings.Join(e.Hostnames, " "))
+	}
+	return func(unterminated bool) []byte {
+		begin := Begin
+		if unterminated {
+			begin = BeginAfterUnterminated
+		}
+		return []byte(begin + "\n" + body.String() + End + "\n")
+	}, nil
+}
+
+func concat(parts ...[]byte) []byte {
+	return bytes.Join(parts, nil)
+}

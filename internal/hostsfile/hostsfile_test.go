@@ -1,0 +1,130 @@
+package hostsfile_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/regwire/regwire/internal/hostsfile"
+)
+
+const debianHosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n# custom\n10.0.0.9 build.local\n"
+
+var nexus = []hostsfile.Entry{{IP: "127.0.0.1", Hostnames: []string{"nexus.local"}}}
+
+func TestApply(t *testing.T) {
+	t.Parallel()
+	block := hostsfile.Begin + "\n127.0.0.1\tnexus.local\n" + hostsfile.End + "\n"
+	cases := []struct {
+		name    string
+		content string
+		entries []hostsfile.Entry
+		want    string
+	}{
+		{"a block is appended to a file without one", debianHosts, nexus, debianHosts + block},
+		{"an existing block is replaced where it stands", "a\n" + hostsfile.Begin + "\n1.2.3.4\told\n" + hostsfile.End + "\nz\n", nexus, "a\n" + block + "z\n"},
+		{"no entries remove the block", debianHosts + block, nil, debianHosts},
+		{"no entries and no block change nothing", debianHosts, nil, debianHosts},
+		{"a file without a final newline gets one before the block", "127.0.0.1 localhost", nexus,
+			"127.0.0.1 localhost\n" + hostsfile.BeginAfterUnterminated + "\n127.0.0.1\tnexus.local\n" + hostsfile.End + "\n"},
+		{"an empty file gets just the block", "", nexus, block},
+		{"IPv6 addresses are written canonically", "", []hostsfile.Entry{{IP: "fd00:0::1", Hostnames: []string{"a.local", "b.local"}}},
+			hostsfile.Begin + "\nfd00::1\ta.local b.local\n" + hostsfile.End + "\n"},
+		{"CRLF lines outside the block are kept", "127.0.0.1 localhost\r\n", nexus, "127.0.0.1 localhost\r\n" + block},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := hostsfile.Apply([]byte(tc.content), tc.entries)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tc.want {
+				t.Errorf("got:\n%q\nwant:\n%q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRemovingTheBlockRestoresTheFileExactly(t *testing.T) {
+	t.Parallel()
+	for _, original := range []string{debianHosts, "127.0.0.1 localhost", "", "x\r\ny"} {
+		with, err := hostsfile.Apply([]byte(original), nexus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, err := hostsfile.Read(with)
+		if err != nil || len(entries) != 1 || entries[0].IP != "127.0.0.1" || entries[0].Hostnames[0] != "nexus.local" {
+			t.Errorf("Read = %v, %v", entries, err)
+		}
+		without, err := hostsfile.Apply(with, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(without) != original {
+			t.Errorf("after add and remove: %q, want %q", without, original)
+		}
+	}
+}
+
+func TestDamagedBlocksAreRefusedNotGuessed(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ name, content, err string }{
+		{"a begin marker without an end", debianHosts + hostsfile.Begin + "\n1.1.1.1 x\n", "without an end marker"},
+		{"an end marker without a begin", hostsfile.End + "\n", "without a begin marker"},
+		{"two blocks", hostsfile.Begin + "\n" + hostsfile.End + "\n" + hostsfile.Begin + "\n" + hostsfile.End + "\n", "more than one"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := hostsfile.Apply([]byte(tc.content), nexus); err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("err = %v, want %q", err, tc.err)
+			}
+		})
+	}
+}
+
+func TestBadEntriesAreRefused(t *testing.T) {
+	t.Parallel()
+	for _, e := range []hostsfile.Entry{
+		{IP: "300.1.1.1", Hostnames: []string{"x"}},
+		{IP: "fe80::1%eth0", Hostnames: []string{"x"}},
+		{IP: "127.0.0.1"},
+		{IP: "127.0.0.1", Hostnames: []string{"a b"}},
+		{IP: "127.0.0.1", Hostnames: []string{"a\nb"}},
+		{IP: "127.0.0.1", Hostnames: []string{"a#b"}},
+	} {
+		if _, err := hostsfile.Apply([]byte(debianHosts), []hostsfile.Entry{e}); err == nil {
+			t.Errorf("entry %+v accepted", e)
+		}
+	}
+}
+
+func FuzzApply(f *testing.F) {
+	f.Add([]byte(debianHosts), "127.0.0.1", "nexus.local")
+	f.Add([]byte("no newline"), "::1", "a")
+	f.Add([]byte(hostsfile.Begin+"\n"+hostsfile.End+"\n"), "10.0.0.1", "b c")
+	f.Fuzz(func(t *testing.T, content []byte, ip, names string) {
+		entries := []hostsfile.Entry{{IP: ip, Hostnames: strings.Fields(names)}}
+		with, err := hostsfile.Apply(content, entries)
+		if err != nil {
+			return
+		}
+		again, err := hostsfile.Apply(with, entries)
+		if err != nil || !bytes.Equal(again, with) {
+			t.Fatalf("not idempotent: %q then %q (%v)", with, again, err)
+		}
+		without, err := hostsfile.Apply(with, nil)
+		if err != nil {
+			t.Fatalf("removing the block failed: %v", err)
+		}
+		// A file that had no block of ours comes back exactly.
+		if _, err := hostsfile.Read(content); err == nil && !bytes.Contains(content, []byte(hostsfile.Begin)) && !bytes.Equal(without, content) {
+			t.Fatalf("add+remove changed the file:\n%q\n%q", content, without)
+		}
+		// Lines outside the block are never changed.
+		if !bytes.Contains(content, []byte("# BEGIN regwire")) && !bytes.Contains(content, []byte(hostsfile.End)) && !bytes.HasPrefix(with, content) {
+			t.Fatalf("appending changed existing bytes: %q -> %q", content, with)
+		}
+	})
+}
