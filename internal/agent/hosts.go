@@ -1,0 +1,86 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/regwire/regwire/internal/hostsfile"
+)
+
+// ApplyHostsFile makes regwire's block in the hosts file at path (normally /etc/hosts) hold
+// entries, leaving every other line alone, and reports whether the file changed.
+//
+// It replaces the file atomically (temp file, fsync, rename) keeping its mode and owner.
+// Where the file is a single-file bind mount, as /etc/hosts is in containers and kind
+// nodes, rename fails with EBUSY; the content is then written in place in one write.
+func ApplyHostsFile(path string, entries []hostsfile.Entry) (bool, error) {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("reading %s: %w", path, err)
+	}
+	updated, err := hostsfile.Apply(old, entries)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	if bytes.Equal(old, updated) {
+		return false, nil
+	}
+	mode, uid, gid := fs.FileMode(0o644), -1, -1
+	if fi, err := os.Stat(path); err == nil {
+		mode = fi.Mode().Perm()
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			uid, gid = int(st.Uid), int(st.Gid)
+		}
+	}
+
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".regwire-tmp")
+	if err := writeSynced(tmp, updated, mode, os.O_CREATE|os.O_TRUNC|os.O_EXCL); err != nil {
+		_ = os.Remove(tmp)
+		return false, fmt.Errorf("writing %s: %w", path, err)
+	}
+	if uid >= 0 {
+		_ = os.Chown(tmp, uid, gid)
+	}
+	err = os.Rename(tmp, path)
+	if err == nil {
+		return true, syncDir(filepath.Dir(path))
+	}
+	_ = os.Remove(tmp)
+	if !errors.Is(err, syscall.EBUSY) && !errors.Is(err, syscall.EXDEV) {
+		return false, fmt.Errorf("replacing %s: %w", path, err)
+	}
+	// A bind-mounted file cannot be replaced, only rewritten.
+	if err := writeSynced(path, updated, mode, os.O_TRUNC); err != nil {
+		return false, fmt.Errorf("rewriting bind-mounted %s in place: %w", path, err)
+	}
+	return true, nil
+}
+
+func writeSynced(path string, data []byte, mode fs.FileMode, flags int) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|flags, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
