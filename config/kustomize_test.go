@@ -35,6 +35,7 @@ func TestDefaultBuildsACoherentInstall(t *testing.T) {
 	for _, want := range []string{
 		"CustomResourceDefinition/registrymirrors.regwire.dev",
 		"CustomResourceDefinition/imagesyncs.regwire.dev",
+		"CustomResourceDefinition/registrynodes.regwire.dev",
 		"Namespace/regwire-system",
 		"ServiceAccount/regwire-manager",
 		"ClusterRole/regwire-manager-role",

@@ -33,6 +33,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&RegistryMirror{}, &RegistryMirrorList{},
 		&ImageSync{}, &ImageSyncList{},
+		&RegistryNode{}, &RegistryNodeList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

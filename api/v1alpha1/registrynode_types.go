@@ -1,0 +1,111 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RegistryNode condition reasons.
+const (
+	// ReasonApplied: the node applied every RegistryMirror that selects it.
+	ReasonApplied = "Applied"
+	// ReasonApplyFailed: the agent could not apply at least one mirror; see status.mirrors.
+	ReasonApplyFailed = "ApplyFailed"
+	// ReasonProbeFailed: a registry could not be reached from the node.
+	ReasonProbeFailed = "ProbeFailed"
+)
+
+// RegistryNodeStatus is what the regwire agent on one node applied and saw.
+type RegistryNodeStatus struct {
+	// conditions: Ready is True when every mirror selecting the node is applied and its
+	// registry answered the probe.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// agentVersion is the regwire version of the agent.
+	// +optional
+	AgentVersion string `json:"agentVersion,omitempty"`
+
+	// configHash is a digest of every file and /etc/hosts line the agent applied.
+	// +optional
+	ConfigHash string `json:"configHash,omitempty"`
+
+	// mirrors reports each RegistryMirror that selects the node.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=256
+	Mirrors []NodeMirrorStatus `json:"mirrors,omitempty"`
+}
+
+// NodeMirrorStatus is one RegistryMirror on one node.
+type NodeMirrorStatus struct {
+	// name of the RegistryMirror.
+	// +required
+	Name string `json:"name"`
+
+	// observedGeneration is the RegistryMirror generation the node applied.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// error says why the mirror is not applied on this node; empty when it is.
+	// +optional
+	Error string `json:"error,omitempty"`
+
+	// probe is the result of the last request from this node to the registry.
+	// +optional
+	Probe *ProbeResult `json:"probe,omitempty"`
+}
+
+// ProbeResult is the outcome of an HTTPS GET /v2/ from a node to a registry, with the
+// mirror's CA: 200 or 401 means reachable.
+type ProbeResult struct {
+	// reachable is true when the registry answered 200 or 401.
+	// +required
+	Reachable bool `json:"reachable"`
+
+	// statusCode is the HTTP status the registry answered with; 0 when none.
+	// +optional
+	StatusCode int32 `json:"statusCode,omitempty"`
+
+	// error is why the probe failed (DNS, TCP, TLS, HTTP status).
+	// +optional
+	Error string `json:"error,omitempty"`
+
+	// time of the probe.
+	// +optional
+	Time *metav1.Time `json:"time,omitempty"`
+}
+
+// RegistryNode reports what the regwire agent applied on one node, for the RegistryMirror
+// controller to aggregate into each mirror's status.nodes. The agent creates it with the
+// node's name and keeps it current; users only read it. It has no spec: what a node
+// should apply comes from the RegistryMirrors that select it.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=rn,categories=regwire
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Agent",type=string,JSONPath=`.status.agentVersion`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type RegistryNode struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// metadata is the object's metadata; its name is the node's name.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// status is written by the node's agent.
+	// +optional
+	Status RegistryNodeStatus `json:"status,omitempty"`
+}
+
+// RegistryNodeList is a list of RegistryNodes.
+//
+// +kubebuilder:object:root=true
+type RegistryNodeList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []RegistryNode `json:"items"`
+}

@@ -1,0 +1,71 @@
+package nodeconfig_test
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/nodeconfig"
+)
+
+func TestPublishKeepsOnlyWhatNodesNeed(t *testing.T) {
+	t.Parallel()
+	rm := &v1alpha1.RegistryMirror{
+		ObjectMeta: metav1.ObjectMeta{Name: "nexus", Generation: 4, CreationTimestamp: metav1.NewTime(time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))},
+		Spec: v1alpha1.RegistryMirrorSpec{
+			Host: "nexus.local", Endpoint: "https://nexus.local", CABundle: "inline PEM",
+			CredentialsSecretRef: &v1alpha1.SecretReference{Namespace: "ns", Name: "creds"},
+			PullSecrets:          &v1alpha1.PullSecretsSpec{SecretName: "pull"},
+			NodeSelector:         map[string]string{"pool": "a"},
+		},
+	}
+	p := nodeconfig.Publish(rm, []byte("resolved PEM"))
+	got, err := nodeconfig.Decode(p.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != "nexus" || got.Generation != 4 || !got.Created.Equal(rm.CreationTimestamp.Time) || got.CA != "resolved PEM" {
+		t.Errorf("round trip lost data: %+v", got)
+	}
+	if got.Spec.CredentialsSecretRef != nil || got.Spec.PullSecrets != nil || got.Spec.CABundle != "" {
+		t.Errorf("published more than nodes need: %+v", got.Spec)
+	}
+	if got.Spec.Host != "nexus.local" || got.Spec.NodeSelector["pool"] != "a" {
+		t.Errorf("published spec lacks node fields: %+v", got.Spec)
+	}
+	if _, err := nodeconfig.Decode(`{"generation":1}`); err == nil {
+		t.Error("a published mirror without a name was accepted")
+	}
+}
+
+func TestSelects(t *testing.T) {
+	t.Parallel()
+	node := func(labels map[string]string, taints ...corev1.Taint) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.NodeSpec{Taints: taints}}
+	}
+	controlPlane := corev1.Taint{Key: "node-role.kubernetes.io/control-plane", Effect: corev1.TaintEffectNoSchedule}
+	cases := []struct {
+		name string
+		spec v1alpha1.RegistryMirrorSpec
+		node *corev1.Node
+		want bool
+	}{
+		{"an empty selector selects an untainted node", v1alpha1.RegistryMirrorSpec{}, node(nil), true},
+		{"a matching selector selects", v1alpha1.RegistryMirrorSpec{NodeSelector: map[string]string{"pool": "a"}}, node(map[string]string{"pool": "a", "x": "y"}), true},
+		{"a selector on another pool does not select", v1alpha1.RegistryMirrorSpec{NodeSelector: map[string]string{"pool": "a"}}, node(map[string]string{"pool": "b"}), false},
+		{"a NoSchedule taint without a toleration excludes the node", v1alpha1.RegistryMirrorSpec{}, node(nil, controlPlane), false},
+		{"a toleration for the taint includes the node", v1alpha1.RegistryMirrorSpec{Tolerations: []corev1.Toleration{{Key: controlPlane.Key, Operator: corev1.TolerationOpExists}}}, node(nil, controlPlane), true},
+		{"a PreferNoSchedule taint does not exclude", v1alpha1.RegistryMirrorSpec{}, node(nil, corev1.Taint{Key: "k", Effect: corev1.TaintEffectPreferNoSchedule}), true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := nodeconfig.Selects(tc.spec, tc.node); got != tc.want {
+				t.Errorf("Selects = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
