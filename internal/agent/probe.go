@@ -1,0 +1,95 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/regwire/regwire/internal/cabundle"
+	"github.com/regwire/regwire/internal/nodeconfig"
+)
+
+// ProbeResult is what one probe of a registry found.
+type ProbeResult struct {
+	// Reachable is true when the registry answered 200 or 401 to GET /v2/.
+	Reachable bool
+	// StatusCode is the HTTP status, 0 when the request failed.
+	StatusCode int
+	// Err says why the registry is not reachable.
+	Err string
+}
+
+// ProbeTimeout bounds one probe.
+const ProbeTimeout = 5 * time.Second
+
+// Probe asks the mirror's endpoint for its registry API root (GET /v2/, or the endpoint's
+// own path when it has one, as containerd's override_path does), trusting the mirror's CA
+// as containerd will. 200 and 401 (authentication required) both mean the registry is
+// there and the TLS chain is good.
+func Probe(ctx context.Context, m nodeconfig.Mirror) ProbeResult {
+	u, err := probeURL(m)
+	if err != nil {
+		return ProbeResult{Err: err.Error()}
+	}
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: m.Spec.InsecureSkipVerify} //nolint:gosec // only when the user asked for it
+	if len(m.CA) > 0 {
+		b, err := cabundle.Parse(m.CA)
+		if err != nil {
+			return ProbeResult{Err: "CA bundle: " + err.Error()}
+		}
+		tlsConf.RootCAs = b.Pool()
+	}
+	client := &http.Client{
+		Timeout:   ProbeTimeout,
+		Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true},
+		// A registry that redirects /v2/ elsewhere is not what containerd will talk to.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return ProbeResult{Err: err.Error()}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return ProbeResult{Err: trimURLError(err)}
+	}
+	_ = resp.Body.Close()
+	res := ProbeResult{StatusCode: resp.StatusCode}
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusUnauthorized:
+		res.Reachable = true
+	default:
+		res.Err = fmt.Sprintf("GET %s answered %s, want 200 or 401 from a registry", u, resp.Status)
+	}
+	return res
+}
+
+// probeURL is the registry API root containerd will use for the mirror's own host.
+func probeURL(m nodeconfig.Mirror) (string, error) {
+	ep := m.Spec.Endpoint
+	if ep == "" {
+		ep = "https://" + string(m.Spec.Host)
+	}
+	u, err := url.Parse(ep)
+	if err != nil {
+		return "", err
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/v2/"
+	} else if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+	}
+	return u.String(), nil
+}
+
+// trimURLError drops net/http's `Get "URL": ` prefix, which repeats what the report says.
+func trimURLError(err error) string {
+	if ue, ok := err.(*url.Error); ok { //nolint:errorlint // the outermost error is always *url.Error here
+		return ue.Err.Error()
+	}
+	return err.Error()
+}
