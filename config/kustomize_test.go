@@ -42,6 +42,13 @@ func TestDefaultBuildsACoherentInstall(t *testing.T) {
 		"ClusterRoleBinding/regwire-manager-rolebinding",
 		"Role/regwire-leader-election-role",
 		"RoleBinding/regwire-leader-election-rolebinding",
+		"Role/regwire-manager-role",
+		"RoleBinding/regwire-manager-rolebinding",
+		"ServiceAccount/regwire-agent",
+		"Role/regwire-agent-role",
+		"ClusterRole/regwire-agent-role",
+		"RoleBinding/regwire-agent-rolebinding",
+		"ClusterRoleBinding/regwire-agent-rolebinding",
 		"Deployment/regwire-manager",
 		"Service/regwire-manager-metrics",
 	} {

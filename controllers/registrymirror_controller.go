@@ -7,13 +7,19 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	"github.com/regwire/regwire/api/v1alpha1"
@@ -34,6 +40,10 @@ type RegistryMirrorReconciler struct {
 	Recorder recorder.EventRecorder
 	// Now returns the current time; tests set it.
 	Now func() time.Time
+	// Namespace is the operator's namespace: published mirrors and the agent DaemonSet.
+	Namespace string
+	// Agent configures the node agent DaemonSet.
+	Agent AgentOptions
 }
 
 // +kubebuilder:rbac:groups=regwire.dev,resources=registrymirrors,verbs=get;list;watch;update;patch
@@ -41,6 +51,10 @@ type RegistryMirrorReconciler struct {
 // +kubebuilder:rbac:groups=regwire.dev,resources=registrymirrors/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=regwire.dev,resources=registrynodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=system,resources=configmaps,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,namespace=system,resources=daemonsets,verbs=get;list;watch;create;update;patch
 
 // SetupWithManager registers the reconciler with mgr.
 func (r *RegistryMirrorReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -49,8 +63,40 @@ func (r *RegistryMirrorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.RegistryMirror{}).
+		// A published ConfigMap edited or deleted by hand is put back.
+		Owns(&corev1.ConfigMap{}).
+		// Agent reports and node changes can change every mirror's status.nodes.
+		Watches(&v1alpha1.RegistryNode{}, handler.EnqueueRequestsFromMapFunc(r.allMirrors)).
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.allMirrors), builder.WithPredicates(nodeSelectionChanged())).
 		Named("registrymirror").
 		Complete(r)
+}
+
+// allMirrors enqueues every RegistryMirror.
+func (r *RegistryMirrorReconciler) allMirrors(ctx context.Context, _ client.Object) []reconcile.Request {
+	list := &v1alpha1.RegistryMirrorList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing RegistryMirrors failed")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
+}
+
+// nodeSelectionChanged passes Node events that can change which mirrors select a node:
+// creation, deletion, and label or taint changes; not the status heartbeats that make up
+// most Node updates.
+func nodeSelectionChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, n := e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)
+			return !equality.Semantic.DeepEqual(o.Labels, n.Labels) || !equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints)
+		},
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
 }
 
 // Reconcile brings one RegistryMirror's status (and, as the node agent and pull secrets
@@ -64,7 +110,7 @@ func (r *RegistryMirrorReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 
 	if !rm.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.reconcileDelete(ctx, rm)
+		return r.reconcileDelete(ctx, rm)
 	}
 
 	// Add the finalizer first and come back: nothing is written anywhere until regwire is
@@ -88,13 +134,14 @@ func (r *RegistryMirrorReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 
 	var res ctrl.Result
 	var errs []error
-	for _, phase := range []func(context.Context, *v1alpha1.RegistryMirror) (ctrl.Result, error){
+	sc := &mirrorScope{rm: rm}
+	for _, phase := range []func(context.Context, *mirrorScope) (ctrl.Result, error){
 		r.reconcileCA,
 		r.reconcileNodes,
 		r.reconcilePullSecrets,
 		r.reconcileProvision,
 	} {
-		phaseRes, err := phase(ctx, rm)
+		phaseRes, err := phase(ctx, sc)
 		errs = append(errs, err)
 		res = lowestRequeue(res, phaseRes)
 	}
@@ -105,8 +152,19 @@ func (r *RegistryMirrorReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	return res, nil
 }
 
+// mirrorScope carries what one reconcile of a RegistryMirror learns from phase to phase.
+type mirrorScope struct {
+	rm *v1alpha1.RegistryMirror
+	// ca is the resolved CA bundle (nil for system roots).
+	ca []byte
+	// caUsable is true when nodes may be given the mirror: its CA checked out (or TLS
+	// verification is off on purpose).
+	caUsable bool
+}
+
 // reconcileCA checks the CA bundle and records its expiry in status.
-func (r *RegistryMirrorReconciler) reconcileCA(ctx context.Context, rm *v1alpha1.RegistryMirror) (ctrl.Result, error) {
+func (r *RegistryMirrorReconciler) reconcileCA(ctx context.Context, sc *mirrorScope) (ctrl.Result, error) {
+	rm := sc.rm
 	conds, gen := &rm.Status.Conditions, rm.Generation
 	if rm.Spec.InsecureSkipVerify {
 		rm.Status.CANotAfter = nil
@@ -116,6 +174,7 @@ func (r *RegistryMirrorReconciler) reconcileCA(ctx context.Context, rm *v1alpha1
 		}
 		setCondition(conds, gen, v1alpha1.ConditionCAValid, metav1.ConditionFalse, v1alpha1.ReasonInsecureSkipVerify,
 			"insecureSkipVerify is true: nodes do not verify the registry's certificate; set caBundle or caFrom and remove insecureSkipVerify")
+		sc.caUsable = true
 		return ctrl.Result{}, nil
 	}
 
@@ -134,6 +193,7 @@ func (r *RegistryMirrorReconciler) reconcileCA(ctx context.Context, rm *v1alpha1
 		rm.Status.CANotAfter = nil
 		setCondition(conds, gen, v1alpha1.ConditionCAValid, metav1.ConditionTrue, v1alpha1.ReasonSystemRoots,
 			"no caBundle or caFrom: nodes verify the registry with their system roots")
+		sc.caUsable = true
 		return ctrl.Result{}, nil
 	}
 
@@ -159,6 +219,7 @@ func (r *RegistryMirrorReconciler) reconcileCA(ctx context.Context, rm *v1alpha1
 			"%s: a CA certificate expires at %s", field, notAfter.UTC().Format(time.RFC3339))
 	}
 	setCondition(conds, gen, v1alpha1.ConditionCAValid, metav1.ConditionTrue, v1alpha1.ReasonCAValid, msg)
+	sc.ca, sc.caUsable = pemData, true
 	// Come back when the certificate expires, so the condition turns by itself.
 	return ctrl.Result{RequeueAfter: notAfter.Sub(now) + time.Second}, nil
 }
@@ -210,15 +271,9 @@ func (r *RegistryMirrorReconciler) caPEM(ctx context.Context, rm *v1alpha1.Regis
 	}
 }
 
-// reconcileNodes will roll the node agent out; until it exists the condition says so.
-func (r *RegistryMirrorReconciler) reconcileNodes(_ context.Context, rm *v1alpha1.RegistryMirror) (ctrl.Result, error) {
-	setCondition(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionNodesReady, metav1.ConditionUnknown,
-		v1alpha1.ReasonNotImplemented, "node wiring (the regwire agent DaemonSet) is not implemented in this version")
-	return ctrl.Result{}, nil
-}
-
 // reconcilePullSecrets will write pull secrets; until then the condition says so.
-func (r *RegistryMirrorReconciler) reconcilePullSecrets(_ context.Context, rm *v1alpha1.RegistryMirror) (ctrl.Result, error) {
+func (r *RegistryMirrorReconciler) reconcilePullSecrets(_ context.Context, sc *mirrorScope) (ctrl.Result, error) {
+	rm := sc.rm
 	if rm.Spec.PullSecrets == nil {
 		setCondition(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionPullSecretsReady, metav1.ConditionTrue,
 			v1alpha1.ReasonNotRequested, "spec.pullSecrets is not set")
@@ -230,7 +285,8 @@ func (r *RegistryMirrorReconciler) reconcilePullSecrets(_ context.Context, rm *v
 }
 
 // reconcileProvision will create the Nexus repository; until then the condition says so.
-func (r *RegistryMirrorReconciler) reconcileProvision(_ context.Context, rm *v1alpha1.RegistryMirror) (ctrl.Result, error) {
+func (r *RegistryMirrorReconciler) reconcileProvision(_ context.Context, sc *mirrorScope) (ctrl.Result, error) {
+	rm := sc.rm
 	if rm.Spec.Provision == nil {
 		setCondition(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionProvisioned, metav1.ConditionTrue,
 			v1alpha1.ReasonNotRequested, "spec.provision is not set")
@@ -241,17 +297,25 @@ func (r *RegistryMirrorReconciler) reconcileProvision(_ context.Context, rm *v1a
 	return ctrl.Result{}, nil
 }
 
-// reconcileDelete cleans up after a RegistryMirror and releases it.
-func (r *RegistryMirrorReconciler) reconcileDelete(ctx context.Context, rm *v1alpha1.RegistryMirror) error {
+// reconcileDelete withdraws the mirror from the nodes, waits until every running agent
+// has removed its files, then releases the RegistryMirror.
+func (r *RegistryMirrorReconciler) reconcileDelete(ctx context.Context, rm *v1alpha1.RegistryMirror) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(rm, v1alpha1.RegistryMirrorFinalizer) {
-		return nil
+		return ctrl.Result{}, nil
 	}
-	// Nothing is written to nodes or namespaces yet, so there is nothing to remove.
 	before := rm.DeepCopy()
+	done, err := r.releaseNodes(ctx, rm)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !done {
+		// RegistryNode updates bring the mirror back; the poll covers agents that died.
+		return ctrl.Result{RequeueAfter: deletionPoll}, patchStatus(ctx, r.Client, before, rm)
+	}
 	controllerutil.RemoveFinalizer(rm, v1alpha1.RegistryMirrorFinalizer)
 	if err := r.Client.Patch(ctx, rm, client.MergeFrom(before)); err != nil {
-		return fmt.Errorf("removing finalizer: %w", err)
+		return ctrl.Result{}, fmt.Errorf("removing finalizer: %w", err)
 	}
 	logf.FromContext(ctx).Info("RegistryMirror released")
-	return nil
+	return ctrl.Result{}, nil
 }

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers"
 	"github.com/regwire/regwire/internal/testutil"
 )
 
@@ -77,10 +78,10 @@ func TestRegistryMirrorWithValidCAReportsExpiryAndPendingParts(t *testing.T) {
 	if !controllerutil.ContainsFinalizer(rm, v1alpha1.RegistryMirrorFinalizer) {
 		t.Errorf("finalizer %s missing: %v", v1alpha1.RegistryMirrorFinalizer, rm.Finalizers)
 	}
-	// Node wiring is not built yet: Ready must say so rather than claim success.
+	// No Node exists in this API server: Ready must say so rather than claim success.
 	ready := apimeta.FindStatusCondition(rm.Status.Conditions, v1alpha1.ConditionReady)
-	if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != v1alpha1.ReasonNotImplemented {
-		t.Errorf("Ready = %+v, want False/NotImplemented", ready)
+	if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != controllers.ReasonNoNodesSelected {
+		t.Errorf("Ready = %+v, want False/NoNodesSelected", ready)
 	}
 	for _, typ := range []string{v1alpha1.ConditionPullSecretsReady, v1alpha1.ConditionProvisioned} {
 		if c := apimeta.FindStatusCondition(rm.Status.Conditions, typ); c == nil || c.Reason != v1alpha1.ReasonNotRequested {

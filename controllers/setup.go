@@ -5,15 +5,43 @@ package controllers
 import (
 	"context"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
+// Options configure the regwire controllers.
+type Options struct {
+	// Namespace is the operator's namespace, which holds the published mirrors and the
+	// agent DaemonSet.
+	Namespace string
+	// Agent configures the node agent DaemonSet.
+	Agent AgentOptions
+}
+
+// CacheOptions limit what the manager caches to what the controllers read: ConfigMaps and
+// DaemonSets only in the operator namespace, published ConfigMaps only.
+func CacheOptions(o Options) cache.Options {
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.ConfigMap{}: {
+			Namespaces: map[string]cache.Config{o.Namespace: {}},
+			Label:      labels.SelectorFromSet(labels.Set{PublishedLabel: "true"}),
+		},
+		&appsv1.DaemonSet{}: {Namespaces: map[string]cache.Config{o.Namespace: {}}},
+	}}
+}
+
 // Setup registers every regwire controller with mgr.
-func Setup(ctx context.Context, mgr ctrl.Manager) error {
+func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if err := (&RegistryMirrorReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("regwire-registrymirror"),
+		Namespace: o.Namespace,
+		Agent:     o.Agent,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

@@ -8,9 +8,12 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -20,6 +23,12 @@ import (
 	"github.com/regwire/regwire/controllers"
 	"github.com/regwire/regwire/internal/controlplane"
 )
+
+// operatorNamespace is where the controllers publish mirrors for the agents.
+const operatorNamespace = "regwire-system"
+
+// restConfig reaches the test API server as an administrator.
+var restConfig *rest.Config
 
 // k8s is a direct (uncached) client of the test API server, on which the regwire
 // controllers run for the whole package.
@@ -39,14 +48,25 @@ func run(m *testing.M) int {
 		}
 	}()
 
+	restConfig = cp.Config
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(v1alpha1.AddToScheme(s))
 	log := zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true), zap.Level(zapLevel()))
 	ctrl.SetLogger(log)
 
+	if k8s, err = client.New(cp.Config, client.Options{Scheme: s}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	opts := controllers.Options{Namespace: operatorNamespace, Agent: controllers.DefaultAgentOptions("regwire:test")}
 	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
 		Scheme:                 s,
+		Cache:                  controllers.CacheOptions(opts),
 		Logger:                 log,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
@@ -56,7 +76,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := controllers.Setup(ctx, mgr); err != nil {
+	if err := controllers.Setup(ctx, mgr, opts); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		cancel()
 		return 1
@@ -70,10 +90,6 @@ func run(m *testing.M) int {
 		}
 	}()
 
-	if k8s, err = client.New(cp.Config, client.Options{Scheme: s}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	return m.Run()
 }
 

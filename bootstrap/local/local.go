@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,6 +33,9 @@ import (
 
 // FieldOwner is the server-side apply field manager of objects the stack applies.
 const FieldOwner = "regwire-local"
+
+// Namespace is the operator namespace of the local stack.
+const Namespace = "regwire-system"
 
 // Options configure Run.
 type Options struct {
@@ -152,8 +157,18 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 func startManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, logTo io.Writer) (<-chan error, error) {
 	log := logr.FromSlogHandler(newTextHandler(logTo))
 	ctrl.SetLogger(log)
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("creating namespace %s: %w", Namespace, err)
+	}
+	opts := controllers.Options{Namespace: Namespace, Agent: controllers.DefaultAgentOptions("ghcr.io/regwire/regwire:latest")}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
+		Cache:                  controllers.CacheOptions(opts),
 		Logger:                 log,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
@@ -164,7 +179,7 @@ func startManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme,
 	if err != nil {
 		return nil, err
 	}
-	if err := controllers.Setup(ctx, mgr); err != nil {
+	if err := controllers.Setup(ctx, mgr, opts); err != nil {
 		return nil, err
 	}
 	done := make(chan error, 1)

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -32,6 +34,7 @@ func newManagerCommand() *cobra.Command {
 		leaderElect                     bool
 		leaderElectionID, leaderElectNS string
 	)
+	opts := controllers.Options{Agent: controllers.DefaultAgentOptions(defaultImage())}
 	zapOpts := zap.Options{}
 	cmd := &cobra.Command{
 		Use:   "manager",
@@ -46,8 +49,12 @@ func newManagerCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("loading kubeconfig: %w", err)
 			}
+			if opts.Namespace == "" {
+				return errors.New("--namespace is empty: set it, or POD_NAMESPACE, to the operator's namespace")
+			}
 			mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 				Scheme:                  newScheme(),
+				Cache:                   controllers.CacheOptions(opts),
 				Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 				HealthProbeBindAddress:  probeAddr,
 				LeaderElection:          leaderElect,
@@ -59,7 +66,7 @@ func newManagerCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("creating manager: %w", err)
 			}
-			if err := controllers.Setup(cmd.Context(), mgr); err != nil {
+			if err := controllers.Setup(cmd.Context(), mgr, opts); err != nil {
 				return fmt.Errorf("setting up controllers: %w", err)
 			}
 			if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -77,8 +84,29 @@ func newManagerCommand() *cobra.Command {
 	f.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so that only one replica reconciles at a time")
 	f.StringVar(&leaderElectionID, "leader-election-id", "regwire-manager.regwire.dev", "name of the Lease used for leader election")
 	f.StringVar(&leaderElectNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
+	f.StringVar(&opts.Namespace, "namespace", envOr("POD_NAMESPACE", "regwire-system"), "the operator's namespace: published mirrors and the agent DaemonSet live there")
+	f.StringVar(&opts.Agent.Image, "agent-image", opts.Agent.Image, "image of the node agent DaemonSet")
+	f.StringVar(&opts.Agent.ServiceAccount, "agent-service-account", opts.Agent.ServiceAccount, "ServiceAccount of the node agent")
+	f.StringVar(&opts.Agent.ContainerdCertsDir, "agent-containerd-certs-dir", opts.Agent.ContainerdCertsDir, "containerd's config_path on the nodes")
+	f.StringVar(&opts.Agent.HostsFile, "agent-hosts-file", opts.Agent.HostsFile, "the hosts file on the nodes")
 	goFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(goFlags)
 	f.AddGoFlagSet(goFlags)
 	return cmd
+}
+
+// defaultImage is the regwire image of this build.
+func defaultImage() string {
+	tag := version.Get().Version
+	if tag == "dev" {
+		tag = "latest"
+	}
+	return "ghcr.io/regwire/regwire:" + tag
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
 }

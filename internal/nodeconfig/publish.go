@@ -74,16 +74,30 @@ func (p Published) Mirror() Mirror {
 	return Mirror{Name: p.Name, Created: p.Created, Spec: p.Spec, CA: []byte(p.CA)}
 }
 
+// conditionTaints are the taints Kubernetes puts on nodes for their conditions and that
+// DaemonSet pods, and so the regwire agent, tolerate automatically. A node that is not
+// ready yet (every new node starts with node.kubernetes.io/not-ready) needs its registry
+// wiring most.
+var conditionTaints = map[string]bool{
+	corev1.TaintNodeNotReady:           true,
+	corev1.TaintNodeUnreachable:        true,
+	corev1.TaintNodeDiskPressure:       true,
+	corev1.TaintNodeMemoryPressure:     true,
+	corev1.TaintNodePIDPressure:        true,
+	corev1.TaintNodeUnschedulable:      true,
+	corev1.TaintNodeNetworkUnavailable: true,
+}
+
 // Selects reports whether the mirror applies to node: its nodeSelector matches the node's
 // labels and its tolerations tolerate the node's NoSchedule and NoExecute taints, the
-// same rule the scheduler applies to pods.
+// rule the scheduler applies to DaemonSet pods (which tolerate the condition taints).
 func Selects(spec v1alpha1.RegistryMirrorSpec, node *corev1.Node) bool {
 	if !labels.SelectorFromSet(spec.NodeSelector).Matches(labels.Set(node.Labels)) {
 		return false
 	}
 	for i := range node.Spec.Taints {
 		taint := &node.Spec.Taints[i]
-		if taint.Effect == corev1.TaintEffectPreferNoSchedule {
+		if taint.Effect == corev1.TaintEffectPreferNoSchedule || conditionTaints[taint.Key] {
 			continue
 		}
 		tolerated := false

@@ -58,6 +58,8 @@ func TestSelects(t *testing.T) {
 		{"a selector on another pool does not select", v1alpha1.RegistryMirrorSpec{NodeSelector: map[string]string{"pool": "a"}}, node(map[string]string{"pool": "b"}), false},
 		{"a NoSchedule taint without a toleration excludes the node", v1alpha1.RegistryMirrorSpec{}, node(nil, controlPlane), false},
 		{"a toleration for the taint includes the node", v1alpha1.RegistryMirrorSpec{Tolerations: []corev1.Toleration{{Key: controlPlane.Key, Operator: corev1.TolerationOpExists}}}, node(nil, controlPlane), true},
+		{"a new node that is not ready yet is selected", v1alpha1.RegistryMirrorSpec{}, node(nil, corev1.Taint{Key: corev1.TaintNodeNotReady, Effect: corev1.TaintEffectNoSchedule}), true},
+		{"an unreachable node is still selected", v1alpha1.RegistryMirrorSpec{}, node(nil, corev1.Taint{Key: corev1.TaintNodeUnreachable, Effect: corev1.TaintEffectNoExecute}), true},
 		{"a PreferNoSchedule taint does not exclude", v1alpha1.RegistryMirrorSpec{}, node(nil, corev1.Taint{Key: "k", Effect: corev1.TaintEffectPreferNoSchedule}), true},
 	}
 	for _, tc := range cases {

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -49,6 +50,12 @@ func NewCA(t testing.TB, cn string, notBefore, notAfter time.Time) *CA {
 // Leaf issues a server certificate for names (DNS names or IP addresses), valid for a day.
 func (ca *CA) Leaf(t testing.TB, names ...string) *x509.Certificate {
 	t.Helper()
+	return ca.ServerTLS(t, names...).Leaf
+}
+
+// ServerTLS issues a server certificate and key for names, ready for a tls.Config.
+func (ca *CA) ServerTLS(t testing.TB, names ...string) tls.Certificate {
+	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(t),
@@ -73,7 +80,7 @@ func (ca *CA) Leaf(t testing.TB, names ...string) *x509.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cert
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}
 }
 
 // CAPEM returns a self-signed CA certificate, PEM-encoded, valid from notBefore to notAfter.

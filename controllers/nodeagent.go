@@ -1,0 +1,266 @@
+package controllers
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/agent"
+	"github.com/regwire/regwire/internal/hostsfile"
+	"github.com/regwire/regwire/internal/nodeconfig"
+)
+
+// NodeAgentReconciler is the node agent: it applies the mirrors published for its node to
+// the node's containerd configuration root and hosts file, probes the registries, and
+// reports in the node's RegistryNode.
+type NodeAgentReconciler struct {
+	// Client reads through a cache limited by AgentCacheOptions.
+	Client client.Client
+	// NodeName is the node the agent runs on.
+	NodeName string
+	// Namespace is the operator namespace holding the published mirrors.
+	Namespace string
+	// Files applies host directories under containerd's config_path.
+	Files *agent.Files
+	// HostsFile is the hosts file to keep regwire's block in; empty leaves it alone.
+	HostsFile string
+	// Probe checks a registry from the node; agent.Probe unless a test sets it.
+	Probe func(context.Context, nodeconfig.Mirror) agent.ProbeResult
+	// Resync is how often the agent re-applies (repairing drift) and re-probes.
+	Resync time.Duration
+	// Version is reported in status.agentVersion.
+	Version string
+	// Now returns the current time; tests set it.
+	Now func() time.Time
+}
+
+// AgentCacheOptions limit the agent's cache to its own Node and RegistryNode and to the
+// published mirrors.
+func AgentCacheOptions(namespace, node string) cache.Options {
+	own := fields.OneTermEqualSelector("metadata.name", node)
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.ConfigMap{}: {
+			Namespaces: map[string]cache.Config{namespace: {}},
+			Label:      labels.SelectorFromSet(labels.Set{PublishedLabel: "true"}),
+		},
+		&corev1.Node{}:           {Field: own},
+		&v1alpha1.RegistryNode{}: {Field: own},
+	}}
+}
+
+// SetupWithManager registers the agent with mgr: any change to a published mirror or to
+// the node brings one reconcile of the whole node.
+func (r *NodeAgentReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Probe == nil {
+		r.Probe = agent.Probe
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if r.Resync == 0 {
+		r.Resync = time.Minute
+	}
+	toNode := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: r.NodeName}}}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("nodeagent").
+		Watches(&corev1.ConfigMap{}, toNode).
+		Watches(&corev1.Node{}, toNode).
+		Watches(&v1alpha1.RegistryNode{}, toNode).
+		Complete(r)
+}
+
+// Reconcile applies everything that selects the node and reports.
+func (r *NodeAgentReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	log := logf.FromContext(ctx).WithValues("node", r.NodeName)
+	node := &corev1.Node{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: r.NodeName}, node); err != nil {
+		return ctrl.Result{}, fmt.Errorf("reading Node %s: %w", r.NodeName, err)
+	}
+	published, decodeErrs, err := r.published(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var selected []nodeconfig.Mirror
+	gens := map[string]int64{}
+	for _, p := range published {
+		if nodeconfig.Selects(p.Spec, node) {
+			selected = append(selected, p.Mirror())
+			gens[p.Name] = p.Generation
+		}
+	}
+	cfg := nodeconfig.Render(selected)
+
+	// Apply; an error here concerns every mirror, and the next reconcile retries.
+	var applyErr string
+	changes, err := r.Files.Apply(cfg.Files)
+	if err != nil {
+		applyErr = err.Error()
+		log.Error(err, "Applying registry host configuration failed")
+	}
+	for _, c := range changes {
+		log.Info("Changed registry host configuration", "path", c.Path, "action", c.Action)
+	}
+	if r.HostsFile != "" {
+		entries := make([]hostsfile.Entry, 0, len(cfg.HostsEntries))
+		for _, e := range cfg.HostsEntries {
+			entries = append(entries, hostsfile.Entry{IP: e.IP, Hostnames: e.Hostnames})
+		}
+		changed, err := agent.ApplyHostsFile(r.HostsFile, entries)
+		if err != nil {
+			applyErr = joinErr(applyErr, err.Error())
+			log.Error(err, "Applying hosts file entries failed", "hostsFile", r.HostsFile)
+		} else if changed {
+			log.Info("Changed hosts file entries", "hostsFile", r.HostsFile, "entries", len(entries))
+		}
+	}
+
+	existing := &v1alpha1.RegistryNode{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: r.NodeName}, existing); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, err
+	}
+	status := r.report(ctx, selected, gens, cfg, applyErr, decodeErrs, existing.Status)
+	if err := r.writeReport(ctx, node, existing, status); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: r.Resync}, nil
+}
+
+// published reads the mirrors published for nodes; undecodable ones are reported by name.
+func (r *NodeAgentReconciler) published(ctx context.Context) ([]nodeconfig.Published, map[string]string, error) {
+	list := &corev1.ConfigMapList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(r.Namespace), client.MatchingLabels{PublishedLabel: "true"}); err != nil {
+		return nil, nil, fmt.Errorf("listing published mirrors: %w", err)
+	}
+	var out []nodeconfig.Published
+	errs := map[string]string{}
+	for i := range list.Items {
+		cm := &list.Items[i]
+		p, err := nodeconfig.Decode(cm.Data[PublishedKey])
+		if err != nil {
+			name := cm.Annotations[PublishedMirrorAnnotation]
+			if name == "" {
+				name = cm.Name
+			}
+			errs[name] = err.Error()
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, errs, nil
+}
+
+// report builds the node's status, probing each mirror that applied cleanly. Probe times
+// only move when a result changes, so a steady node writes nothing.
+func (r *NodeAgentReconciler) report(ctx context.Context, selected []nodeconfig.Mirror, gens map[string]int64,
+	cfg *nodeconfig.Config, applyErr string, decodeErrs map[string]string, old v1alpha1.RegistryNodeStatus) v1alpha1.RegistryNodeStatus {
+	mirrorErrs := map[string]string{}
+	for _, e := range cfg.Errors {
+		mirrorErrs[e.Mirror] = joinErr(mirrorErrs[e.Mirror], e.Field+": "+e.Err.Error())
+	}
+	for _, c := range cfg.Conflicts {
+		mirrorErrs[c.Mirror] = joinErr(mirrorErrs[c.Mirror], c.String())
+	}
+	st := v1alpha1.RegistryNodeStatus{AgentVersion: r.Version, ConfigHash: cfg.Hash(), Conditions: old.Conditions}
+	ready, firstProblem := true, ""
+	for _, m := range selected {
+		ms := v1alpha1.NodeMirrorStatus{Name: m.Name, ObservedGeneration: gens[m.Name], Error: joinErr(applyErr, mirrorErrs[m.Name])}
+		if ms.Error == "" {
+			res := r.Probe(ctx, m)
+			ms.Probe = &v1alpha1.ProbeResult{Reachable: res.Reachable, StatusCode: int32(res.StatusCode), Error: res.Err}
+			ms.Probe.Time = probeTime(old, m.Name, ms.Probe, r.Now())
+			if !res.Reachable && firstProblem == "" {
+				firstProblem = fmt.Sprintf("%s: registry not reachable: %s", m.Name, res.Err)
+			}
+		} else if firstProblem == "" {
+			firstProblem = m.Name + ": " + ms.Error
+		}
+		ready = ready && ms.Error == "" && ms.Probe.Reachable
+		st.Mirrors = append(st.Mirrors, ms)
+	}
+	for name, err := range decodeErrs {
+		st.Mirrors = append(st.Mirrors, v1alpha1.NodeMirrorStatus{Name: name, Error: err})
+		ready = false
+		if firstProblem == "" {
+			firstProblem = name + ": " + err
+		}
+	}
+	slices.SortFunc(st.Mirrors, func(a, b v1alpha1.NodeMirrorStatus) int { return cmp.Compare(a.Name, b.Name) })
+	if ready {
+		apimeta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue,
+			Reason: v1alpha1.ReasonApplied, Message: fmt.Sprintf("%d mirror(s) applied and reachable", len(selected))})
+	} else {
+		reason := v1alpha1.ReasonApplyFailed
+		if applyErr == "" && len(mirrorErrs) == 0 && len(decodeErrs) == 0 {
+			reason = v1alpha1.ReasonProbeFailed
+		}
+		apimeta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse,
+			Reason: reason, Message: firstProblem})
+	}
+	return st
+}
+
+// probeTime keeps the old probe time while the result is the same.
+func probeTime(old v1alpha1.RegistryNodeStatus, mirror string, now *v1alpha1.ProbeResult, t time.Time) *metav1.Time {
+	for _, m := range old.Mirrors {
+		if m.Name == mirror && m.Probe != nil && m.Probe.Time != nil &&
+			m.Probe.Reachable == now.Reachable && m.Probe.StatusCode == now.StatusCode && m.Probe.Error == now.Error {
+			return m.Probe.Time
+		}
+	}
+	return &metav1.Time{Time: t.Truncate(time.Second)}
+}
+
+// writeReport creates or updates the node's RegistryNode when its status changed.
+func (r *NodeAgentReconciler) writeReport(ctx context.Context, node *corev1.Node, existing *v1alpha1.RegistryNode, st v1alpha1.RegistryNodeStatus) error {
+	if existing.Name == "" {
+		rn := &v1alpha1.RegistryNode{ObjectMeta: metav1.ObjectMeta{Name: r.NodeName}, Status: st}
+		// Deleted with its Node by garbage collection.
+		if err := controllerutil.SetOwnerReference(node, rn, r.Client.Scheme()); err != nil {
+			return err
+		}
+		if err := r.Client.Create(ctx, rn); err != nil {
+			return fmt.Errorf("creating RegistryNode %s: %w", r.NodeName, err)
+		}
+		return nil
+	}
+	if equality.Semantic.DeepEqual(existing.Status, st) {
+		return nil
+	}
+	updated := existing.DeepCopy()
+	updated.Status = st
+	if err := r.Client.Update(ctx, updated); err != nil {
+		return fmt.Errorf("updating RegistryNode %s: %w", r.NodeName, err)
+	}
+	return nil
+}
+
+func joinErr(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
+}

@@ -1,0 +1,317 @@
+package controllers_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers"
+	"github.com/regwire/regwire/internal/agent"
+	"github.com/regwire/regwire/internal/testutil"
+)
+
+// fakeNode is one "node": a Node object and an in-process agent with its own
+// containerd configuration root and hosts file.
+type fakeNode struct {
+	name            string
+	root, hostsFile string
+	// before is the root and hosts file as they were before regwire touched them.
+	before map[string]string
+}
+
+const baseHosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n"
+
+// startNode creates a Node and runs an agent for it until the test ends.
+func startNode(t *testing.T, name string, labels map[string]string, foreign map[string]string) *fakeNode {
+	t.Helper()
+	ctx := context.Background()
+	n := &fakeNode{name: name, root: t.TempDir(), hostsFile: filepath.Join(t.TempDir(), "hosts")}
+	for p, data := range foreign {
+		full := filepath.Join(n.root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(n.hostsFile, []byte(baseHosts), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.before = n.snapshot(t)
+
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	if err := k8s.Create(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), node) })
+
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+		Scheme:                 k8s.Scheme(),
+		Cache:                  controllers.AgentCacheOptions(operatorNamespace, name),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := agent.OpenFiles(n.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &controllers.NodeAgentReconciler{
+		Client: mgr.GetClient(), NodeName: name, Namespace: operatorNamespace,
+		Files: files, HostsFile: n.hostsFile, Resync: 300 * time.Millisecond, Version: "test",
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent %s: %v", name, err)
+		}
+		_ = files.Close()
+	})
+	return n
+}
+
+// snapshot reads the node's root (without regwire's state directory) and hosts file.
+func (n *fakeNode) snapshot(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(n.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(n.root, p)
+		switch {
+		case rel == agent.StateDir:
+			return filepath.SkipDir
+		case d.IsDir():
+			out[rel+"/"] = ""
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		out[rel] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts, err := os.ReadFile(n.hostsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out["<hosts file>"] = string(hosts)
+	return out
+}
+
+func (n *fakeNode) file(rel string) string {
+	b, err := os.ReadFile(filepath.Join(n.root, rel))
+	if err != nil {
+		return "<" + err.Error() + ">"
+	}
+	return string(b)
+}
+
+// registryServer is a TLS server answering like a registry that wants credentials.
+func registryServer(t *testing.T, ca *testutil.CA) (*httptest.Server, string) {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.ServerTLS(t, "127.0.0.1")}, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, srv.URL
+}
+
+// waitNodes waits until the mirror reports want (e.g. "3/3") for its current generation
+// and returns how long that took.
+func waitNodes(t *testing.T, name, want string, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	rm := &v1alpha1.RegistryMirror{}
+	var last string
+	for {
+		err := k8s.Get(context.Background(), client.ObjectKey{Name: name}, rm)
+		if err == nil && rm.Status.ObservedGeneration == rm.Generation && rm.Status.Nodes != nil && rm.Status.Nodes.Summary == want {
+			c := apimeta.FindStatusCondition(rm.Status.Conditions, v1alpha1.ConditionNodesReady)
+			if c != nil && c.Status == metav1.ConditionTrue {
+				return time.Since(start)
+			}
+		}
+		last = fmt.Sprintf("err=%v nodes=%+v conditions=%+v", err, rm.Status.Nodes, rm.Status.Conditions)
+		if time.Since(start) > timeout {
+			nodes, reports := &corev1.NodeList{}, &v1alpha1.RegistryNodeList{}
+			_ = k8s.List(context.Background(), nodes)
+			_ = k8s.List(context.Background(), reports)
+			for _, n := range nodes.Items {
+				t.Logf("node %s labels=%v taints=%v", n.Name, n.Labels, n.Spec.Taints)
+			}
+			for _, r := range reports.Items {
+				t.Logf("report %s: %+v", r.Name, r.Status)
+			}
+			t.Fatalf("status.nodes did not reach %s within %s: %s", want, timeout, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestThreeNodesConvergeRepairDriftAndCleanUp is issue 4's "must show": three agents
+// converge within 2 s of a change, status.nodes says 3/3, a file removed by hand comes
+// back, and deleting the mirror leaves every node exactly as it was.
+func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
+	ctx := context.Background()
+	ca := testutil.NewCA(t, "nodes test CA", time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
+	_, endpoint := registryServer(t, ca)
+
+	foreignNexus := "# written by hand before regwire\nserver = \"https://10.9.9.9\"\n"
+	nodes := []*fakeNode{
+		startNode(t, "node-a", map[string]string{"pool": "a"}, map[string]string{"nexus.local/hosts.toml": foreignNexus, "other.local/hosts.toml": "x\n"}),
+		startNode(t, "node-b", map[string]string{"pool": "a"}, nil),
+		startNode(t, "node-c", map[string]string{"pool": "b"}, map[string]string{"docker.io/hosts.toml": "server = \"https://registry-1.docker.io\"\n"}),
+	}
+
+	rm := &v1alpha1.RegistryMirror{
+		ObjectMeta: metav1.ObjectMeta{Name: "three-nodes"},
+		Spec: v1alpha1.RegistryMirrorSpec{
+			Host: "nexus.local", Endpoint: endpoint, CABundle: ca.PEM,
+			HostAliases: []v1alpha1.HostAlias{{IP: "127.0.0.1", Hostnames: []v1alpha1.Hostname{"nexus.local"}}},
+		},
+	}
+	if err := k8s.Create(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	took := waitNodes(t, rm.Name, "3/3", 20*time.Second)
+	t.Logf("three nodes applied a new mirror and reached the registry in %s", took)
+
+	for _, n := range nodes {
+		if got := n.file("nexus.local/hosts.toml"); !strings.Contains(got, "server = '"+endpoint+"'") || !strings.Contains(got, "ca = 'ca.crt'") {
+			t.Errorf("%s: nexus.local/hosts.toml =\n%s", n.name, got)
+		}
+		if got := n.file("nexus.local/ca.crt"); strings.TrimSpace(got) != strings.TrimSpace(ca.PEM) {
+			t.Errorf("%s: ca.crt is not the mirror's CA", n.name)
+		}
+		if got := n.snapshot(t)["<hosts file>"]; !strings.HasPrefix(got, baseHosts) || !strings.Contains(got, "127.0.0.1\tnexus.local\n") {
+			t.Errorf("%s: hosts file =\n%s", n.name, got)
+		}
+	}
+
+	// The operator runs the agent as a DaemonSet and publishes the mirror for it.
+	ds := &appsv1.DaemonSet{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: controllers.AgentDaemonSetName}, ds); err != nil {
+		t.Fatalf("agent DaemonSet: %v", err)
+	}
+	if vols := ds.Spec.Template.Spec.Volumes; len(vols) != 2 || vols[0].HostPath.Path != "/etc/containerd/certs.d" || vols[1].HostPath.Path != "/etc/hosts" {
+		t.Errorf("agent DaemonSet mounts %+v, want exactly the certs.d root and /etc/hosts", vols)
+	}
+	cm := &corev1.ConfigMap{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: controllers.PublishedName(rm.Name)}, cm); err != nil {
+		t.Fatalf("published ConfigMap: %v", err)
+	}
+
+	// A change (CA rotation) converges on all three nodes within 2 s.
+	ca2 := testutil.NewCA(t, "rotated CA", time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
+	bundle := ca.PEM + ca2.PEM // the server still presents a certificate from the first CA
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), rm); err != nil {
+		t.Fatal(err)
+	}
+	rm.Spec.CABundle = bundle
+	if err := k8s.Update(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	took = waitNodes(t, rm.Name, "3/3", 2*time.Second)
+	t.Logf("three nodes applied a CA rotation in %s", took)
+	for _, n := range nodes {
+		if got := n.file("nexus.local/ca.crt"); !strings.Contains(got, strings.TrimSpace(ca2.PEM)) {
+			t.Errorf("%s: ca.crt lacks the rotated CA", n.name)
+		}
+	}
+
+	// Drift: a file removed by hand is repaired by the periodic resync.
+	if err := os.Remove(filepath.Join(nodes[1].root, "nexus.local/hosts.toml")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		if got := nodes[1].file("nexus.local/hosts.toml"); !strings.Contains(got, endpoint) {
+			return fmt.Errorf("node-b's hosts.toml not repaired: %s", got)
+		}
+		return nil
+	})
+
+	// Narrowing the node selector withdraws the mirror from node-c.
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), rm); err != nil {
+		t.Fatal(err)
+	}
+	rm.Spec.NodeSelector = map[string]string{"pool": "a"}
+	if err := k8s.Update(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	waitNodes(t, rm.Name, "2/2", 5*time.Second)
+	eventually(t, func() error { return sameTree(nodes[2].before, nodes[2].snapshot(t)) })
+
+	// Deleting the mirror waits for the nodes and leaves each exactly as before.
+	if err := k8s.Delete(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), &v1alpha1.RegistryMirror{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("RegistryMirror still there (%w)", err)
+	})
+	for _, n := range nodes {
+		if err := sameTree(n.before, n.snapshot(t)); err != nil {
+			t.Errorf("%s after deletion: %v", n.name, err)
+		}
+	}
+}
+
+// sameTree compares two snapshots.
+func sameTree(want, got map[string]string) error {
+	for k, v := range want {
+		if g, ok := got[k]; !ok {
+			return fmt.Errorf("%s is missing", k)
+		} else if g != v {
+			return fmt.Errorf("%s is\n%q\nwant\n%q", k, g, v)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			return fmt.Errorf("%s is left over", k)
+		}
+	}
+	return nil
+}

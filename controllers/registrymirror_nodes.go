@@ -1,0 +1,240 @@
+package controllers
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/nodeconfig"
+)
+
+// What the controller publishes for the node agents: one ConfigMap per RegistryMirror in
+// the operator namespace, holding nodeconfig.Published as JSON. Agents watch these and
+// nothing else, so they need no access to Secrets or RegistryMirrors.
+const (
+	// PublishedLabel marks the ConfigMaps agents read.
+	PublishedLabel = "regwire.dev/published-mirror"
+	// PublishedMirrorAnnotation names the RegistryMirror a ConfigMap publishes.
+	PublishedMirrorAnnotation = "regwire.dev/registry-mirror"
+	// PublishedKey is the ConfigMap key holding the JSON.
+	PublishedKey = "mirror.json"
+)
+
+// NodeReasons, for status.nodes.failing and NodesReady.
+const (
+	ReasonNodesReady         = "NodesReady"
+	ReasonNodesNotReady      = "NodesNotReady"
+	ReasonNoNodesSelected    = "NoNodesSelected"
+	ReasonNotPublished       = "NotPublished"
+	ReasonAgentNotReporting  = "AgentNotReporting"
+	ReasonApplying           = "Applying"
+	reasonDeletingWaitsNodes = "WaitingForNodes"
+)
+
+// maxFailing bounds status.nodes.failing.
+const maxFailing = 20
+
+// PublishedName is the ConfigMap that publishes the RegistryMirror named mirror.
+func PublishedName(mirror string) string {
+	name := "regwire-mirror-" + mirror
+	if len(name) <= 253 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(mirror))
+	return name[:253-11] + "-" + hex.EncodeToString(sum[:5])
+}
+
+// reconcileNodes publishes the mirror for the node agents, makes sure the agents run,
+// and aggregates their reports into status.nodes.
+func (r *RegistryMirrorReconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.Result, error) {
+	rm := sc.rm
+	if err := r.ensureAgentDaemonSet(ctx); err != nil {
+		return ctrl.Result{}, err
+	}
+	if sc.caUsable {
+		if err := r.publish(ctx, rm, sc.ca); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
+	nodes := &corev1.NodeList{}
+	if err := r.Client.List(ctx, nodes); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing Nodes: %w", err)
+	}
+	reports := &v1alpha1.RegistryNodeList{}
+	if err := r.Client.List(ctx, reports); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing RegistryNodes: %w", err)
+	}
+	st := aggregateNodes(rm, nodes.Items, reports.Items)
+	rm.Status.Nodes = &st
+
+	conds, gen := &rm.Status.Conditions, rm.Generation
+	switch {
+	case !sc.caUsable:
+		setCondition(conds, gen, v1alpha1.ConditionNodesReady, metav1.ConditionFalse, ReasonNotPublished,
+			"nodes keep the last good configuration until the CA problem (see CAValid) is fixed")
+	case st.Desired == 0:
+		setCondition(conds, gen, v1alpha1.ConditionNodesReady, metav1.ConditionFalse, ReasonNoNodesSelected,
+			"no node matches spec.nodeSelector and spec.tolerations")
+	case st.Ready == st.Desired:
+		setCondition(conds, gen, v1alpha1.ConditionNodesReady, metav1.ConditionTrue, ReasonNodesReady,
+			fmt.Sprintf("%d/%d nodes applied the configuration and reached the registry", st.Ready, st.Desired))
+	default:
+		msg := fmt.Sprintf("%d/%d nodes ready", st.Ready, st.Desired)
+		if len(st.Failing) > 0 {
+			f := st.Failing[0]
+			msg += fmt.Sprintf("; %s: %s", f.Name, f.Message)
+		}
+		setCondition(conds, gen, v1alpha1.ConditionNodesReady, metav1.ConditionFalse, ReasonNodesNotReady, msg)
+	}
+	return ctrl.Result{}, nil
+}
+
+// publish writes the mirror's ConfigMap for the agents when its content changed.
+func (r *RegistryMirrorReconciler) publish(ctx context.Context, rm *v1alpha1.RegistryMirror, ca []byte) error {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: PublishedName(rm.Name)}}
+	res, err := controllerutil.CreateOrPatch(ctx, r.Client, cm, func() error {
+		if cm.Labels == nil {
+			cm.Labels = map[string]string{}
+		}
+		cm.Labels[PublishedLabel] = "true"
+		cm.Labels["app.kubernetes.io/managed-by"] = "regwire"
+		if cm.Annotations == nil {
+			cm.Annotations = map[string]string{}
+		}
+		cm.Annotations[PublishedMirrorAnnotation] = rm.Name
+		cm.Data = map[string]string{PublishedKey: nodeconfig.Publish(rm, ca).Encode()}
+		// Garbage collection removes it with the mirror should the finalizer be skipped.
+		return controllerutil.SetOwnerReference(rm, cm, r.Client.Scheme())
+	})
+	if err != nil {
+		return fmt.Errorf("publishing RegistryMirror %s for the nodes: %w", rm.Name, err)
+	}
+	if res != controllerutil.OperationResultNone {
+		logf.FromContext(ctx).V(1).Info("Published RegistryMirror for nodes", "configMap", cm.Name, "operation", res)
+	}
+	return nil
+}
+
+// ensureAgentDaemonSet creates or updates the node agent DaemonSet.
+func (r *RegistryMirrorReconciler) ensureAgentDaemonSet(ctx context.Context) error {
+	want := AgentDaemonSet(r.Namespace, r.Agent)
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: want.Namespace, Name: want.Name}}
+	_, err := controllerutil.CreateOrPatch(ctx, r.Client, ds, func() error {
+		ds.Labels = want.Labels
+		if ds.CreationTimestamp.IsZero() {
+			ds.Spec.Selector = want.Spec.Selector // immutable once created
+		}
+		ds.Spec.Template = want.Spec.Template
+		ds.Spec.UpdateStrategy = want.Spec.UpdateStrategy
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ensuring the agent DaemonSet: %w", err)
+	}
+	return nil
+}
+
+// aggregateNodes counts the nodes the mirror selects and those whose agent reports the
+// current generation applied and the registry reachable.
+func aggregateNodes(rm *v1alpha1.RegistryMirror, nodes []corev1.Node, reports []v1alpha1.RegistryNode) v1alpha1.NodesStatus {
+	byNode := make(map[string]*v1alpha1.RegistryNode, len(reports))
+	for i := range reports {
+		byNode[reports[i].Name] = &reports[i]
+	}
+	var st v1alpha1.NodesStatus
+	for i := range nodes {
+		n := &nodes[i]
+		if !nodeconfig.Selects(rm.Spec, n) {
+			continue
+		}
+		st.Desired++
+		reason, msg := nodeReadiness(rm, byNode[n.Name])
+		if reason == "" {
+			st.Ready++
+			continue
+		}
+		if len(st.Failing) < maxFailing {
+			st.Failing = append(st.Failing, v1alpha1.NodeFailure{Name: n.Name, Reason: reason, Message: msg})
+		}
+	}
+	slices.SortFunc(st.Failing, func(a, b v1alpha1.NodeFailure) int { return cmp.Compare(a.Name, b.Name) })
+	st.Summary = fmt.Sprintf("%d/%d", st.Ready, st.Desired)
+	return st
+}
+
+// nodeReadiness returns "" when the node is ready for the mirror, else a reason and message.
+func nodeReadiness(rm *v1alpha1.RegistryMirror, report *v1alpha1.RegistryNode) (string, string) {
+	if report == nil {
+		return ReasonAgentNotReporting, "the regwire agent on this node has not reported"
+	}
+	i := slices.IndexFunc(report.Status.Mirrors, func(m v1alpha1.NodeMirrorStatus) bool { return m.Name == rm.Name })
+	if i < 0 {
+		return ReasonApplying, "the agent has not applied this mirror yet"
+	}
+	m := report.Status.Mirrors[i]
+	switch {
+	case m.Error != "":
+		return v1alpha1.ReasonApplyFailed, m.Error
+	case m.ObservedGeneration != rm.Generation:
+		return ReasonApplying, fmt.Sprintf("the node has generation %d applied, want %d", m.ObservedGeneration, rm.Generation)
+	case m.Probe == nil:
+		return ReasonApplying, "the registry has not been probed yet"
+	case !m.Probe.Reachable:
+		return v1alpha1.ReasonProbeFailed, m.Probe.Error
+	}
+	return "", ""
+}
+
+// releaseNodes withdraws the mirror from the nodes and reports whether every agent that
+// still runs has removed its files.
+func (r *RegistryMirrorReconciler) releaseNodes(ctx context.Context, rm *v1alpha1.RegistryMirror) (bool, error) {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: PublishedName(rm.Name)}}
+	if err := r.Client.Delete(ctx, cm); err != nil && !apierrors.IsNotFound(err) {
+		return false, fmt.Errorf("withdrawing RegistryMirror %s from the nodes: %w", rm.Name, err)
+	}
+	nodes := &corev1.NodeList{}
+	if err := r.Client.List(ctx, nodes); err != nil {
+		return false, err
+	}
+	exists := map[string]bool{}
+	for _, n := range nodes.Items {
+		exists[n.Name] = true
+	}
+	reports := &v1alpha1.RegistryNodeList{}
+	if err := r.Client.List(ctx, reports); err != nil {
+		return false, err
+	}
+	var waiting []string
+	for _, rep := range reports.Items {
+		// A node that is gone cannot clean up; do not wait for it.
+		if !exists[rep.Name] {
+			continue
+		}
+		if slices.ContainsFunc(rep.Status.Mirrors, func(m v1alpha1.NodeMirrorStatus) bool { return m.Name == rm.Name }) {
+			waiting = append(waiting, rep.Name)
+		}
+	}
+	if len(waiting) > 0 {
+		setCondition(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, reasonDeletingWaitsNodes,
+			fmt.Sprintf("waiting for %d node(s) to remove the configuration, e.g. %s", len(waiting), waiting[0]))
+		return false, nil
+	}
+	return true, nil
+}
+
+// deletionPoll is how often deletion checks whether the nodes have cleaned up.
+const deletionPoll = 2 * time.Second
