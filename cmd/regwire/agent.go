@@ -1,0 +1,83 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/regwire/regwire/controllers"
+	"github.com/regwire/regwire/internal/agent"
+	"github.com/regwire/regwire/internal/version"
+)
+
+func newAgentCommand() *cobra.Command {
+	var (
+		nodeName, namespace, root, hostsFile string
+		metricsAddr, probeAddr               string
+		resync                               time.Duration
+	)
+	zapOpts := zap.Options{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent that writes containerd hosts.toml, CAs and /etc/hosts entries",
+		Long: `The node agent runs on every node (the regwire-agent DaemonSet, created by the
+manager). It applies the RegistryMirrors the manager publishes for its node to
+containerd's registry configuration root and the hosts file, probes each registry
+from the node, and reports in the node's RegistryNode.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if nodeName == "" {
+				return errors.New("--node-name is empty: set it, or NODE_NAME (the DaemonSet sets it from spec.nodeName)")
+			}
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			files, err := agent.OpenFiles(root)
+			if err != nil {
+				return fmt.Errorf("--root %s: %w", root, err)
+			}
+			defer files.Close()
+			cfg, err := ctrl.GetConfig()
+			if err != nil {
+				return fmt.Errorf("loading kubeconfig: %w", err)
+			}
+			mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+				Scheme:                 newScheme(),
+				Cache:                  controllers.AgentCacheOptions(namespace, nodeName),
+				Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+				HealthProbeBindAddress: probeAddr,
+			})
+			if err != nil {
+				return fmt.Errorf("creating manager: %w", err)
+			}
+			if err := (&controllers.NodeAgentReconciler{
+				Client: mgr.GetClient(), NodeName: nodeName, Namespace: namespace,
+				Files: files, HostsFile: hostsFile, Resync: resync, Version: version.Get().Version,
+			}).SetupWithManager(mgr); err != nil {
+				return err
+			}
+			if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+				return err
+			}
+			ctrl.Log.WithName("setup").Info("Starting regwire agent", "node", nodeName, "root", root, "hostsFile", hostsFile)
+			return mgr.Start(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&nodeName, "node-name", envOr("NODE_NAME", ""), "the node this agent runs on")
+	f.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", "regwire-system"), "the operator namespace, where the manager publishes mirrors")
+	f.StringVar(&root, "root", "/etc/containerd/certs.d", "containerd's registry configuration root (config_path)")
+	f.StringVar(&hostsFile, "hosts-file", "/etc/hosts", `hosts file for hostAliases; "" leaves it alone`)
+	f.DurationVar(&resync, "resync", time.Minute, "how often to re-apply (repairing files changed by hand) and re-probe")
+	f.StringVar(&metricsAddr, "metrics-bind-address", "0", `metrics address; "0" (the default) turns it off, as the agent shares the node's network`)
+	f.StringVar(&probeAddr, "health-probe-bind-address", "0", `/healthz address; "0" turns it off`)
+	goFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
+	zapOpts.BindFlags(goFlags)
+	f.AddGoFlagSet(goFlags)
+	return cmd
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/agent"
+	"github.com/regwire/regwire/internal/hostsfile"
+	"github.com/regwire/regwire/internal/nodeconfig"
+)
+
+func newNodeCommand() *cobra.Command {
+	node := &cobra.Command{
+		Use:   "node",
+		Short: "Configure a plain host (no Kubernetes) for private registries",
+	}
+	var file, root, hostsFile string
+	var probe bool
+	apply := &cobra.Command{
+		Use:   "apply -f FILE",
+		Short: "Write containerd registry configuration and /etc/hosts entries from RegistryMirrors in FILE",
+		Long: `Applies the RegistryMirrors in FILE (YAML, several documents allowed; "-" reads
+standard input) to this host exactly as the node agent would: containerd hosts.toml and
+CA files under --root, regwire's block in --hosts-file. Files regwire wrote before and
+FILE no longer asks for are removed, and foreign files it replaced are restored; an
+empty FILE releases everything. caFrom needs a cluster: give caBundle.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			mirrors, err := readMirrors(file, cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			return nodeApply(cmd.Context(), cmd.OutOrStdout(), mirrors, root, hostsFile, probe)
+		},
+	}
+	f := apply.Flags()
+	f.StringVarP(&file, "filename", "f", "", `file of RegistryMirrors ("-" for standard input)`)
+	f.StringVar(&root, "root", "/etc/containerd/certs.d", "containerd's registry configuration root (config_path)")
+	f.StringVar(&hostsFile, "hosts-file", "/etc/hosts", `hosts file for hostAliases; "" leaves it alone`)
+	f.BoolVar(&probe, "probe", false, "probe each registry after applying")
+	_ = apply.MarkFlagRequired("filename")
+	node.AddCommand(apply)
+	return node
+}
+
+// strictYAML decodes regwire objects from YAML, refusing unknown and duplicate fields.
+var strictYAML = kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, newScheme(), newScheme(),
+	kjson.SerializerOptions{Yaml: true, Strict: true})
+
+// readMirrors decodes every RegistryMirror in file, refusing unknown fields and kinds.
+func readMirrors(file string, stdin io.Reader) ([]nodeconfig.Mirror, error) {
+	var data []byte
+	var err error
+	if file == "-" {
+		data, err = io.ReadAll(stdin)
+	} else {
+		data, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []nodeconfig.Mirror
+	dec := utilyaml.NewDocumentDecoder(io.NopCloser(bytes.NewReader(data)))
+	buf := make([]byte, len(data)+1)
+	for doc := 1; ; doc++ {
+		n, err := dec.Read(buf)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", file, doc, err)
+		}
+		raw := bytes.TrimSpace(buf[:n])
+		if len(raw) == 0 || string(raw) == "---" {
+			continue
+		}
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal(raw, &tm); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", file, doc, err)
+		}
+		if tm.APIVersion != v1alpha1.GroupVersion.String() || tm.Kind != "RegistryMirror" {
+			return nil, fmt.Errorf("%s: document %d is %s %s, want %s RegistryMirror", file, doc, tm.APIVersion, tm.Kind, v1alpha1.GroupVersion)
+		}
+		rm := &v1alpha1.RegistryMirror{}
+		// Kubernetes' strict decoder names unknown fields by path (spec.hots), like kubectl.
+		if _, _, err := strictYAML.Decode(raw, nil, rm); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", file, doc, err)
+		}
+		if rm.Spec.CAFrom != nil {
+			return nil, fmt.Errorf("%s: RegistryMirror %s: spec.caFrom reads a Secret or ConfigMap from a cluster; on a plain host put the PEM in spec.caBundle", file, rm.Name)
+		}
+		out = append(out, nodeconfig.Mirror{Name: rm.Name, Created: rm.CreationTimestamp.Time, Spec: rm.Spec, CA: []byte(rm.Spec.CABundle)})
+	}
+	return out, nil
+}
+
+// nodeApply renders and applies mirrors to this host, printing what changed.
+func nodeApply(ctx context.Context, out io.Writer, mirrors []nodeconfig.Mirror, root, hostsFile string, probe bool) error {
+	cfg := nodeconfig.Render(mirrors)
+	var problems []error
+	for _, e := range cfg.Errors {
+		problems = append(problems, e)
+	}
+	for _, c := range cfg.Conflicts {
+		problems = append(problems, fmt.Errorf("RegistryMirror %s: %s", c.Mirror, c))
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	files, err := agent.OpenFiles(root)
+	if err != nil {
+		return err
+	}
+	defer files.Close()
+	changes, err := files.Apply(cfg.Files)
+	for _, c := range changes {
+		fmt.Fprintf(out, "%-9s %s\n", c.Action, c.Path)
+	}
+	if err != nil {
+		return err
+	}
+	if hostsFile != "" {
+		entries := make([]hostsfile.Entry, 0, len(cfg.HostsEntries))
+		for _, e := range cfg.HostsEntries {
+			entries = append(entries, hostsfile.Entry{IP: e.IP, Hostnames: e.Hostnames})
+		}
+		changed, err := agent.ApplyHostsFile(hostsFile, entries)
+		if err != nil {
+			return err
+		}
+		if changed {
+			fmt.Fprintf(out, "%-9s %s (%d entries)\n", agent.Written, hostsFile, len(entries))
+		}
+	}
+	if len(changes) == 0 {
+		fmt.Fprintln(out, "registry configuration is up to date")
+	}
+	if probe {
+		for _, m := range mirrors {
+			res := agent.Probe(ctx, m)
+			if res.Reachable {
+				fmt.Fprintf(out, "probe     %s: reachable (HTTP %d)\n", m.Spec.Host, res.StatusCode)
+			} else {
+				problems = append(problems, fmt.Errorf("probe %s: %s", m.Spec.Host, res.Err))
+			}
+		}
+	}
+	return errors.Join(problems...)
+}
