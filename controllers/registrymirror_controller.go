@@ -49,9 +49,11 @@ type RegistryMirrorReconciler struct {
 // +kubebuilder:rbac:groups=regwire.dev,resources=registrymirrors,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=regwire.dev,resources=registrymirrors/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=regwire.dev,resources=registrymirrors/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes;namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=regwire.dev,resources=registrynodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",namespace=system,resources=configmaps,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=apps,namespace=system,resources=daemonsets,verbs=get;list;watch;create;update;patch
@@ -61,10 +63,25 @@ func (r *RegistryMirrorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Now == nil {
 		r.Now = time.Now
 	}
+	err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.RegistryMirror{}, credentialsIndex, func(o client.Object) []string {
+		if ref := o.(*v1alpha1.RegistryMirror).Spec.CredentialsSecretRef; ref != nil {
+			return []string{ref.Namespace + "/" + ref.Name}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("indexing RegistryMirrors by credentials: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.RegistryMirror{}).
 		// A published ConfigMap edited or deleted by hand is put back.
 		Owns(&corev1.ConfigMap{}).
+		// Secrets are watched as metadata only: a rotated credentials Secret or a pull
+		// secret changed by hand brings its mirror back, and no Secret data is cached.
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.mirrorsForSecret)).
+		// New matching namespaces and ServiceAccounts get the pull secret.
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.pullSecretMirrors), builder.WithPredicates(labelsChanged())).
+		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.pullSecretMirrors), builder.WithPredicates(pullSecretsChanged())).
 		// Agent reports and node changes can change every mirror's status.nodes.
 		Watches(&v1alpha1.RegistryNode{}, handler.EnqueueRequestsFromMapFunc(r.allMirrors)).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.allMirrors), builder.WithPredicates(nodeSelectionChanged())).
@@ -84,6 +101,64 @@ func (r *RegistryMirrorReconciler) allMirrors(ctx context.Context, _ client.Obje
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
 	}
 	return reqs
+}
+
+// credentialsIndex indexes RegistryMirrors by "namespace/name" of their credentials Secret.
+const credentialsIndex = "spec.credentialsSecretRef"
+
+// mirrorsForSecret maps a Secret to the mirrors using it as credentials, or to the mirror
+// whose pull secret it is.
+func (r *RegistryMirrorReconciler) mirrorsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	if name := o.GetAnnotations()[pullSecretMirrorAnnotation]; name != "" && o.GetLabels()[PullSecretMirrorLabel] != "" {
+		return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: name}}}
+	}
+	list := &v1alpha1.RegistryMirrorList{}
+	if err := r.Client.List(ctx, list, client.MatchingFields{credentialsIndex: o.GetNamespace() + "/" + o.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing RegistryMirrors for a Secret failed")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
+}
+
+// pullSecretMirrors enqueues the mirrors that ask for pull secrets.
+func (r *RegistryMirrorReconciler) pullSecretMirrors(ctx context.Context, _ client.Object) []reconcile.Request {
+	list := &v1alpha1.RegistryMirrorList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing RegistryMirrors failed")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if list.Items[i].Spec.PullSecrets != nil {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+	}
+	return reqs
+}
+
+// labelsChanged passes creations, deletions and label changes.
+func labelsChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return !equality.Semantic.DeepEqual(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels())
+		},
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
+}
+
+// pullSecretsChanged passes ServiceAccount creations and changes to imagePullSecrets.
+func pullSecretsChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return !equality.Semantic.DeepEqual(e.ObjectOld.(*corev1.ServiceAccount).ImagePullSecrets, e.ObjectNew.(*corev1.ServiceAccount).ImagePullSecrets)
+		},
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
 }
 
 // nodeSelectionChanged passes Node events that can change which mirrors select a node:
@@ -271,19 +346,6 @@ func (r *RegistryMirrorReconciler) caPEM(ctx context.Context, rm *v1alpha1.Regis
 	}
 }
 
-// reconcilePullSecrets will write pull secrets; until then the condition says so.
-func (r *RegistryMirrorReconciler) reconcilePullSecrets(_ context.Context, sc *mirrorScope) (ctrl.Result, error) {
-	rm := sc.rm
-	if rm.Spec.PullSecrets == nil {
-		setCondition(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionPullSecretsReady, metav1.ConditionTrue,
-			v1alpha1.ReasonNotRequested, "spec.pullSecrets is not set")
-		return ctrl.Result{}, nil
-	}
-	setCondition(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionPullSecretsReady, metav1.ConditionUnknown,
-		v1alpha1.ReasonNotImplemented, "pull secrets are not implemented in this version")
-	return ctrl.Result{}, nil
-}
-
 // reconcileProvision will create the Nexus repository; until then the condition says so.
 func (r *RegistryMirrorReconciler) reconcileProvision(_ context.Context, sc *mirrorScope) (ctrl.Result, error) {
 	rm := sc.rm
@@ -304,6 +366,9 @@ func (r *RegistryMirrorReconciler) reconcileDelete(ctx context.Context, rm *v1al
 		return ctrl.Result{}, nil
 	}
 	before := rm.DeepCopy()
+	if err := r.releasePullSecrets(ctx, rm, nil); err != nil {
+		return ctrl.Result{}, err
+	}
 	done, err := r.releaseNodes(ctx, rm)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -316,6 +381,7 @@ func (r *RegistryMirrorReconciler) reconcileDelete(ctx context.Context, rm *v1al
 	if err := r.Client.Patch(ctx, rm, client.MergeFrom(before)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("removing finalizer: %w", err)
 	}
+	forgetMetrics(rm.Name)
 	logf.FromContext(ctx).Info("RegistryMirror released")
 	return ctrl.Result{}, nil
 }

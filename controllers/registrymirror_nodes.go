@@ -80,6 +80,8 @@ func (r *RegistryMirrorReconciler) reconcileNodes(ctx context.Context, sc *mirro
 	}
 	st := aggregateNodes(rm, nodes.Items, reports.Items)
 	rm.Status.Nodes = &st
+	nodesReadyGauge.WithLabelValues(rm.Name).Set(float64(st.Ready))
+	nodesDesiredGauge.WithLabelValues(rm.Name).Set(float64(st.Desired))
 
 	conds, gen := &rm.Status.Conditions, rm.Generation
 	switch {

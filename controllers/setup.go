@@ -34,6 +34,13 @@ func CacheOptions(o Options) cache.Options {
 	}}
 }
 
+// ClientOptions make the manager's client read Secrets straight from the API server: the
+// controllers read few of them, and caching them would keep every Secret of the cluster in
+// memory.
+func ClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}}
+}
+
 // Setup registers every regwire controller with mgr.
 func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if err := (&RegistryMirrorReconciler{

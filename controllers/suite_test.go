@@ -67,6 +67,7 @@ func run(m *testing.M) int {
 	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
 		Scheme:                 s,
 		Cache:                  controllers.CacheOptions(opts),
+		Client:                 controllers.ClientOptions(),
 		Logger:                 log,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",

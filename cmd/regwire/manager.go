@@ -55,6 +55,7 @@ func newManagerCommand() *cobra.Command {
 			mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 				Scheme:                  newScheme(),
 				Cache:                   controllers.CacheOptions(opts),
+				Client:                  controllers.ClientOptions(),
 				Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 				HealthProbeBindAddress:  probeAddr,
 				LeaderElection:          leaderElect,
