@@ -174,17 +174,27 @@ func (r *NodeAgentReconciler) published(ctx context.Context) ([]nodeconfig.Publi
 // only move when a result changes, so a steady node writes nothing.
 func (r *NodeAgentReconciler) report(ctx context.Context, selected []nodeconfig.Mirror, gens map[string]int64,
 	cfg *nodeconfig.Config, applyErr string, decodeErrs map[string]string, old v1alpha1.RegistryNodeStatus) v1alpha1.RegistryNodeStatus {
-	mirrorErrs := map[string]string{}
+	mirrorErrs, reasons := map[string]string{}, map[string]string{}
 	for _, e := range cfg.Errors {
 		mirrorErrs[e.Mirror] = joinErr(mirrorErrs[e.Mirror], e.Field+": "+e.Err.Error())
+		reasons[e.Mirror] = v1alpha1.ReasonApplyFailed
 	}
 	for _, c := range cfg.Conflicts {
 		mirrorErrs[c.Mirror] = joinErr(mirrorErrs[c.Mirror], c.String())
+		if reasons[c.Mirror] == "" {
+			reasons[c.Mirror] = v1alpha1.ReasonHostConflict
+		}
 	}
 	st := v1alpha1.RegistryNodeStatus{AgentVersion: r.Version, ConfigHash: cfg.Hash(), Conditions: old.Conditions}
 	ready, firstProblem := true, ""
 	for _, m := range selected {
 		ms := v1alpha1.NodeMirrorStatus{Name: m.Name, ObservedGeneration: gens[m.Name], Error: joinErr(applyErr, mirrorErrs[m.Name])}
+		switch {
+		case applyErr != "":
+			ms.Reason = v1alpha1.ReasonApplyFailed
+		case ms.Error != "":
+			ms.Reason = reasons[m.Name]
+		}
 		if ms.Error == "" {
 			res := r.Probe(ctx, m)
 			ms.Probe = &v1alpha1.ProbeResult{Reachable: res.Reachable, StatusCode: int32(res.StatusCode), Error: res.Err}
@@ -199,7 +209,7 @@ func (r *NodeAgentReconciler) report(ctx context.Context, selected []nodeconfig.
 		st.Mirrors = append(st.Mirrors, ms)
 	}
 	for name, err := range decodeErrs {
-		st.Mirrors = append(st.Mirrors, v1alpha1.NodeMirrorStatus{Name: name, Error: err})
+		st.Mirrors = append(st.Mirrors, v1alpha1.NodeMirrorStatus{Name: name, Reason: v1alpha1.ReasonApplyFailed, Error: err})
 		ready = false
 		if firstProblem == "" {
 			firstProblem = name + ": " + err

@@ -259,6 +259,27 @@ func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
 		}
 	}
 
+	// A younger mirror claiming the same host loses on every node and is told why; the
+	// winner's files stay.
+	rival := &v1alpha1.RegistryMirror{
+		ObjectMeta: metav1.ObjectMeta{Name: "three-nodes-rival"},
+		Spec:       v1alpha1.RegistryMirrorSpec{Host: "nexus.local", Endpoint: "https://10.0.0.1"},
+	}
+	if err := k8s.Create(ctx, rival); err != nil {
+		t.Fatal(err)
+	}
+	_, c := mirrorCondition(t, rival.Name, v1alpha1.ConditionNodesReady, metav1.ConditionFalse, v1alpha1.ReasonHostConflict)
+	if want := "host nexus.local is configured by RegistryMirror three-nodes"; !strings.Contains(c.Message, want) {
+		t.Errorf("rival's NodesReady message %q does not say %q", c.Message, want)
+	}
+	waitNodes(t, rm.Name, "3/3", 5*time.Second)
+	if got := nodes[0].file("nexus.local/hosts.toml"); !strings.Contains(got, endpoint) {
+		t.Errorf("the rival replaced the winner's hosts.toml:\n%s", got)
+	}
+	if err := k8s.Delete(ctx, rival); err != nil {
+		t.Fatal(err)
+	}
+
 	// Drift: a file removed by hand is repaired by the periodic resync.
 	if err := os.Remove(filepath.Join(nodes[1].root, "nexus.local/hosts.toml")); err != nil {
 		t.Fatal(err)
@@ -314,4 +335,15 @@ func sameTree(want, got map[string]string) error {
 		}
 	}
 	return nil
+}
+
+func TestAnInvalidNodeSelectorIsReported(t *testing.T) {
+	t.Parallel()
+	newMirror(t, "bad-selector", func(rm *v1alpha1.RegistryMirror) {
+		rm.Spec.NodeSelector = map[string]string{"pool": "a b"}
+	})
+	_, c := mirrorCondition(t, "bad-selector", v1alpha1.ConditionNodesReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec)
+	if !strings.HasPrefix(c.Message, "spec.nodeSelector: ") {
+		t.Errorf("message %q does not name spec.nodeSelector", c.Message)
+	}
 }

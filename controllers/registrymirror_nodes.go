@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -61,6 +62,11 @@ func PublishedName(mirror string) string {
 // and aggregates their reports into status.nodes.
 func (r *RegistryMirrorReconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.Result, error) {
 	rm := sc.rm
+	if _, err := labels.ValidatedSelectorFromSet(rm.Spec.NodeSelector); err != nil {
+		setCondition(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionNodesReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec,
+			"spec.nodeSelector: "+err.Error())
+		return ctrl.Result{}, nil //nolint:nilerr // reported in NodesReady; a spec change brings the object back
+	}
 	if err := r.ensureAgentDaemonSet(ctx); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -95,12 +101,15 @@ func (r *RegistryMirrorReconciler) reconcileNodes(ctx context.Context, sc *mirro
 		setCondition(conds, gen, v1alpha1.ConditionNodesReady, metav1.ConditionTrue, ReasonNodesReady,
 			fmt.Sprintf("%d/%d nodes applied the configuration and reached the registry", st.Ready, st.Desired))
 	default:
-		msg := fmt.Sprintf("%d/%d nodes ready", st.Ready, st.Desired)
+		msg, reason := fmt.Sprintf("%d/%d nodes ready", st.Ready, st.Desired), ReasonNodesNotReady
 		if len(st.Failing) > 0 {
 			f := st.Failing[0]
 			msg += fmt.Sprintf("; %s: %s", f.Name, f.Message)
+			if f.Reason == v1alpha1.ReasonHostConflict {
+				reason = v1alpha1.ReasonHostConflict // the loser of a host claimed twice
+			}
 		}
-		setCondition(conds, gen, v1alpha1.ConditionNodesReady, metav1.ConditionFalse, ReasonNodesNotReady, msg)
+		setCondition(conds, gen, v1alpha1.ConditionNodesReady, metav1.ConditionFalse, reason, msg)
 	}
 	return ctrl.Result{}, nil
 }
@@ -190,7 +199,7 @@ func nodeReadiness(rm *v1alpha1.RegistryMirror, report *v1alpha1.RegistryNode) (
 	m := report.Status.Mirrors[i]
 	switch {
 	case m.Error != "":
-		return v1alpha1.ReasonApplyFailed, m.Error
+		return cmp.Or(m.Reason, v1alpha1.ReasonApplyFailed), m.Error
 	case m.ObservedGeneration != rm.Generation:
 		return ReasonApplying, fmt.Sprintf("the node has generation %d applied, want %d", m.ObservedGeneration, rm.Generation)
 	case m.Probe == nil:

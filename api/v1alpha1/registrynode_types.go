@@ -49,6 +49,11 @@ type NodeMirrorStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
+	// reason is a CamelCase cause when the mirror is not applied: ApplyFailed or
+	// HostConflict.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+
 	// error says why the mirror is not applied on this node; empty when it is.
 	// +optional
 	Error string `json:"error,omitempty"`
