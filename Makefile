@@ -13,6 +13,8 @@ BIN            := $(CURDIR)/bin
 ENVTEST_ASSETS := $(BIN)/k8s/$(K8S_VERSION)-$(GOOS)-$(GOARCH)
 CONTROLLER_GEN := $(BIN)/controller-gen
 GOLANGCI_LINT  := $(BIN)/golangci-lint
+REGISTRY       := $(BIN)/registry
+REGISTRY_VERSION := v3.1.2
 LDFLAGS        := -s -w -X github.com/regwire/regwire/internal/version.Version=$(VERSION) \
                   -X github.com/regwire/regwire/internal/version.Commit=$(COMMIT)
 GO_TEST_FLAGS  ?= -race -count=1
@@ -34,7 +36,7 @@ demo: envtest build ## Run the embedded local stack: API server, CRDs, controlle
 test: verify-generated vet lint test-unit ## Everything CI runs: generated files, vet, lint, unit and envtest suites.
 
 .PHONY: test-unit
-test-unit: envtest ## Unit and envtest suites (go test ./...).
+test-unit: envtest $(REGISTRY) ## Unit and envtest suites (go test ./...).
 	go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: build
@@ -84,9 +86,17 @@ $(CONTROLLER_GEN): hack/tools/controller-gen/go.mod
 $(GOLANGCI_LINT): hack/tools/golangci-lint/go.mod
 	cd hack/tools/golangci-lint && go build -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
+$(REGISTRY): hack/tools/registry/go.mod
+	cd hack/tools/registry && CGO_ENABLED=0 go build -trimpath \
+		-ldflags '-X github.com/distribution/distribution/v3/version.version=$(REGISTRY_VERSION)' \
+		-o $@ github.com/distribution/distribution/v3/cmd/registry
+
+.PHONY: registry
+registry: $(REGISTRY) ## Build the CNCF distribution registry the tests run (bin/registry).
+
 .PHONY: tools
-tools: envtest $(CONTROLLER_GEN) $(GOLANGCI_LINT) ## Build every tool.
+tools: envtest $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) ## Build every tool.
 
 .PHONY: clean
 clean: ## Remove built binaries (keeps bin/k8s, which is slow to build).
-	rm -f $(BIN)/regwire $(CONTROLLER_GEN) $(GOLANGCI_LINT)
+	rm -f $(BIN)/regwire $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY)

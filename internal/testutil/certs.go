@@ -106,3 +106,12 @@ func serial(t testing.TB) *big.Int {
 	}
 	return n
 }
+
+func writeKey(t testing.TB, path string, key any) {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, path, "PRIVATE KEY", der)
+}
