@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,7 +14,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -103,26 +101,7 @@ func startNode(t *testing.T, name string, labels map[string]string, foreign map[
 // snapshot reads the node's root (without regwire's state directory) and hosts file.
 func (n *fakeNode) snapshot(t *testing.T) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(n.root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(n.root, p)
-		switch {
-		case rel == agent.StateDir:
-			return filepath.SkipDir
-		case d.IsDir():
-			out[rel+"/"] = ""
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		out[rel] = string(b)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := testutil.Snapshot(t, n.root, agent.StateDir)
 	hosts, err := os.ReadFile(n.hostsFile)
 	if err != nil {
 		t.Fatal(err)
@@ -303,16 +282,7 @@ func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
 	eventually(t, func() error { return sameTree(nodes[2].before, nodes[2].snapshot(t)) })
 
 	// Deleting the mirror waits for the nodes and leaves each exactly as before.
-	if err := k8s.Delete(ctx, rm); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, func() error {
-		err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), &v1alpha1.RegistryMirror{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("RegistryMirror still there (%w)", err)
-	})
+	deleteAndWait(t, rm)
 	for _, n := range nodes {
 		if err := sameTree(n.before, n.snapshot(t)); err != nil {
 			t.Errorf("%s after deletion: %v", n.name, err)

@@ -205,18 +205,9 @@ func TestPullSecretLifecycle(t *testing.T) {
 	}
 
 	// Deleting the mirror removes every pull secret and reference it made, nothing else.
-	if err := k8s.Delete(ctx, rm); err != nil {
-		t.Fatal(err)
-	}
+	deleteAndWait(t, rm)
 	expectState(t, "team-a", "no secret; default=[theirs]; builder=[]", "default", "builder")
 	expectState(t, "team-clash", "no secret")
-	eventually(t, func() error {
-		err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), &v1alpha1.RegistryMirror{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("RegistryMirror still there (%w)", err)
-	})
 }
 
 func TestPullSecretsReportCredentialProblems(t *testing.T) {

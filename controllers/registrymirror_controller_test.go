@@ -201,17 +201,7 @@ func hasEvent(obj client.Object, reason string) error {
 
 func TestRegistryMirrorDeletionReleasesFinalizer(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	rm := newMirror(t, "deleted", nil)
 	mirrorCondition(t, "deleted", v1alpha1.ConditionCAValid, metav1.ConditionTrue, v1alpha1.ReasonSystemRoots)
-	if err := k8s.Delete(ctx, rm); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, func() error {
-		err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), &v1alpha1.RegistryMirror{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("still there (err %w)", err)
-	})
+	deleteAndWait(t, rm)
 }

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -117,4 +118,20 @@ func eventually(t *testing.T, cond func() error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// deleteAndWait deletes a RegistryMirror and waits until its finalizer has let it go.
+func deleteAndWait(t *testing.T, rm *v1alpha1.RegistryMirror) {
+	t.Helper()
+	ctx := context.Background()
+	if err := k8s.Delete(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), &v1alpha1.RegistryMirror{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("RegistryMirror %s still there (%w)", rm.Name, err)
+	})
 }

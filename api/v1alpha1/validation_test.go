@@ -17,6 +17,7 @@ import (
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/config/samples"
 	"github.com/regwire/regwire/internal/controlplane"
+	"github.com/regwire/regwire/internal/testutil"
 )
 
 // k8s talks to a real kube-apiserver with regwire's CRDs, shared by the tests of this package.
@@ -44,20 +45,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const testCA = `-----BEGIN CERTIFICATE-----
-MIIB0TCCAXegAwIBAgIUGSZzxvdrh67C8HjbqA3nmlzThmQwCgYIKoZIzj0EAwIw
-PjE8MDoGA1UEAwwzcmVnd2lyZSBzYW1wbGUgQ0EgKHJlcGxhY2Ugd2l0aCB5b3Vy
-IHJlZ2lzdHJ5J3MgQ0EpMB4XDTI2MTEyNzA1NDAwNFoXDTQ2MTEyMjA1NDAwNFow
-PjE8MDoGA1UEAwwzcmVnd2lyZSBzYW1wbGUgQ0EgKHJlcGxhY2Ugd2l0aCB5b3Vy
-IHJlZ2lzdHJ5J3MgQ0EpMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEYl6iz+Mo
-dElFFCFATrDxEH+cExb5F3H7A/Qp2R4WNYPcxUuJ3JLHcFY9jYqPHH7PmwfMskHY
-EguwYhhQgMplbaNTMFEwHQYDVR0OBBYEFMv6MHDSDic59el8FAS+QZbYOvAbMB8G
-A1UdIwQYMBaAFMv6MHDSDic59el8FAS+QZbYOvAbMA8GA1UdEwEB/wQFMAMBAf8w
-CgYIKoZIzj0EAwIDSAAwRQIgQyv8HSUe38VRjQsWiMDpDgo6mpnpXSHSx2pZhrjY
-UbkCIQCXTx1za86pSHggdcEZw7pbHxSbhiN1xSNNPx2I0f/9mg==
------END CERTIFICATE-----
-`
-
 // validMirror is a RegistryMirror the API server accepts; cases mutate copies of it.
 func validMirror() *v1alpha1.RegistryMirror {
 	return &v1alpha1.RegistryMirror{
@@ -65,7 +52,7 @@ func validMirror() *v1alpha1.RegistryMirror {
 		Spec: v1alpha1.RegistryMirrorSpec{
 			Host:                 "nexus.local",
 			Endpoint:             "https://nexus.local",
-			CABundle:             testCA,
+			CABundle:             testutil.SampleCAPEM,
 			CredentialsSecretRef: &v1alpha1.SecretReference{Namespace: "regwire-system", Name: "nexus-credentials"},
 		},
 	}

@@ -18,16 +18,10 @@ import (
 )
 
 func TestRunAppliesSamplesAndPrintsTheirStatus(t *testing.T) {
-	objs, err := samples.All()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(v1alpha1.AddToScheme(s))
+	objs, s := inputs(t)
 	state := t.TempDir()
 	var out bytes.Buffer
-	err = local.Run(context.Background(), local.Options{Out: &out, StateDir: state, Scheme: s, Objects: objs, Once: true})
+	err := local.Run(context.Background(), local.Options{Out: &out, StateDir: state, Scheme: s, Objects: objs, Once: true})
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, out.String())
 	}
@@ -55,16 +49,10 @@ func TestRunAppliesSamplesAndPrintsTheirStatus(t *testing.T) {
 }
 
 func TestRunStopsEverythingWhenCancelled(t *testing.T) {
-	objs, err := samples.All()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(v1alpha1.AddToScheme(s))
+	objs, s := inputs(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &lineWatcher{marker: "watching", onMatch: cancel}
-	err = local.Run(ctx, local.Options{Out: out, StateDir: t.TempDir(), Scheme: s, Objects: objs})
+	err := local.Run(ctx, local.Options{Out: out, StateDir: t.TempDir(), Scheme: s, Objects: objs})
 	if err != nil {
 		t.Fatalf("Run after Ctrl-C: %v\n%s", err, out.String())
 	}
@@ -88,4 +76,17 @@ func (w *lineWatcher) Write(p []byte) (int, error) {
 		w.onMatch = nil
 	}
 	return n, err
+}
+
+// inputs returns the built-in samples and a scheme for the stack.
+func inputs(t *testing.T) ([]samples.Object, *runtime.Scheme) {
+	t.Helper()
+	objs, err := samples.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(v1alpha1.AddToScheme(s))
+	return objs, s
 }

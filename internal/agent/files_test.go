@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,39 +8,13 @@ import (
 	"testing"
 
 	"github.com/regwire/regwire/internal/agent"
+	"github.com/regwire/regwire/internal/testutil"
 )
 
 // snapshot reads every file under root except regwire's state directory.
 func snapshot(t *testing.T, root string) map[string]string {
 	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		if d.IsDir() {
-			if rel == agent.StateDir {
-				return filepath.SkipDir
-			}
-			if rel != "." {
-				out[rel+"/"] = ""
-			}
-			return nil
-		}
-		if d.Type()&fs.ModeSymlink != 0 {
-			target, _ := os.Readlink(p)
-			out[rel] = "-> " + target
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		out[rel] = string(b)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testutil.Snapshot(t, root, agent.StateDir)
 }
 
 func write(t *testing.T, root, rel, data string) {

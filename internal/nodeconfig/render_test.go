@@ -23,22 +23,6 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-// caPEM is a fixed CA so that golden files are stable; checks that verify a chain use
-// their own CA.
-const caPEM = `-----BEGIN CERTIFICATE-----
-MIIB0TCCAXegAwIBAgIUGSZzxvdrh67C8HjbqA3nmlzThmQwCgYIKoZIzj0EAwIw
-PjE8MDoGA1UEAwwzcmVnd2lyZSBzYW1wbGUgQ0EgKHJlcGxhY2Ugd2l0aCB5b3Vy
-IHJlZ2lzdHJ5J3MgQ0EpMB4XDTI2MTEyNzA1NDAwNFoXDTQ2MTEyMjA1NDAwNFow
-PjE8MDoGA1UEAwwzcmVnd2lyZSBzYW1wbGUgQ0EgKHJlcGxhY2Ugd2l0aCB5b3Vy
-IHJlZ2lzdHJ5J3MgQ0EpMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEYl6iz+Mo
-dElFFCFATrDxEH+cExb5F3H7A/Qp2R4WNYPcxUuJ3JLHcFY9jYqPHH7PmwfMskHY
-EguwYhhQgMplbaNTMFEwHQYDVR0OBBYEFMv6MHDSDic59el8FAS+QZbYOvAbMB8G
-A1UdIwQYMBaAFMv6MHDSDic59el8FAS+QZbYOvAbMA8GA1UdEwEB/wQFMAMBAf8w
-CgYIKoZIzj0EAwIDSAAwRQIgQyv8HSUe38VRjQsWiMDpDgo6mpnpXSHSx2pZhrjY
-UbkCIQCXTx1za86pSHggdcEZw7pbHxSbhiN1xSNNPx2I0f/9mg==
------END CERTIFICATE-----
-`
-
 type expectHost struct {
 	scheme, host, path string
 	caps               docker.HostCapabilities
@@ -183,7 +167,7 @@ func TestRenderMatchesGoldenFiles(t *testing.T) {
 	for i, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
-			c := nodeconfig.Render(sc.mirrors(caPEM))
+			c := nodeconfig.Render(sc.mirrors(testutil.SampleCAPEM))
 			golden := filepath.Join("testdata", fmt.Sprintf("%02d.golden", i))
 			got := describe(sc.name, c)
 			if *update {
@@ -303,7 +287,7 @@ func checkHost(t *testing.T, what string, got docker.RegistryHost, want expectHo
 
 func TestHashChangesWithContentOnly(t *testing.T) {
 	t.Parallel()
-	ms := scenarios[2].mirrors(caPEM)
+	ms := scenarios[2].mirrors(testutil.SampleCAPEM)
 	a, b := nodeconfig.Render(ms), nodeconfig.Render(slices.Clone(ms))
 	if a.Hash() != b.Hash() {
 		t.Error("the same input rendered two different hashes")
