@@ -111,9 +111,22 @@ func (r *NodeAgentReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ct
 	}
 	cfg := nodeconfig.Render(selected)
 
+	// Mirrors the node refuses to render keep their last good files and hosts entries.
+	var keep []string
+	for _, e := range cfg.Errors {
+		keep = append(keep, e.Mirror)
+	}
+	for name := range decodeErrs {
+		keep = append(keep, name)
+	}
+	keepSet := make(map[string]bool, len(keep))
+	for _, k := range keep {
+		keepSet[k] = true
+	}
+
 	// Apply; an error here concerns every mirror, and the next reconcile retries.
 	var applyErr string
-	changes, err := r.Files.Apply(cfg.Files)
+	changes, err := r.Files.ApplyOwned(agent.Desired{Files: cfg.Files, Owners: cfg.FileOwners(), Keep: keepSet})
 	if err != nil {
 		applyErr = err.Error()
 		log.Error(err, "Applying registry host configuration failed")
@@ -124,9 +137,9 @@ func (r *NodeAgentReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ct
 	if r.HostsFile != "" {
 		entries := make([]hostsfile.Entry, 0, len(cfg.HostsEntries))
 		for _, e := range cfg.HostsEntries {
-			entries = append(entries, hostsfile.Entry{IP: e.IP, Hostnames: e.Hostnames})
+			entries = append(entries, hostsfile.Entry{IP: e.IP, Hostnames: e.Hostnames, Owner: e.Mirror})
 		}
-		changed, err := agent.ApplyHostsFile(r.HostsFile, entries)
+		changed, err := agent.ApplyHostsFile(r.HostsFile, entries, keep...)
 		if err != nil {
 			applyErr = joinErr(applyErr, err.Error())
 			log.Error(err, "Applying hosts file entries failed", "hostsFile", r.HostsFile)

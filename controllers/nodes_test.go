@@ -20,11 +20,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers"
 	"github.com/regwire/regwire/internal/agent"
+	"github.com/regwire/regwire/internal/nodeconfig"
 	"github.com/regwire/regwire/internal/testutil"
 )
 
@@ -41,6 +43,12 @@ const baseHosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n"
 
 // startNode creates a Node and runs an agent for it until the test ends.
 func startNode(t *testing.T, name string, labels map[string]string, foreign map[string]string) *fakeNode {
+	t.Helper()
+	return startNodeIn(t, operatorNamespace, name, labels, foreign)
+}
+
+// startNodeIn is startNode with an agent that reads published mirrors from namespace.
+func startNodeIn(t *testing.T, namespace, name string, labels map[string]string, foreign map[string]string) *fakeNode {
 	t.Helper()
 	ctx := context.Background()
 	n := &fakeNode{name: name, root: t.TempDir(), hostsFile: filepath.Join(t.TempDir(), "hosts")}
@@ -66,7 +74,7 @@ func startNode(t *testing.T, name string, labels map[string]string, foreign map[
 
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                 k8s.Scheme(),
-		Cache:                  controllers.AgentCacheOptions(operatorNamespace, name),
+		Cache:                  controllers.AgentCacheOptions(namespace, name),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
@@ -79,7 +87,7 @@ func startNode(t *testing.T, name string, labels map[string]string, foreign map[
 		t.Fatal(err)
 	}
 	r := &controllers.NodeAgentReconciler{
-		Client: mgr.GetClient(), NodeName: name, Namespace: operatorNamespace,
+		Client: mgr.GetClient(), NodeName: name, Namespace: namespace,
 		Files: files, HostsFile: n.hostsFile, Resync: 300 * time.Millisecond, Version: "test",
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
@@ -202,7 +210,7 @@ func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
 		if got := n.file("nexus.local/ca.crt"); strings.TrimSpace(got) != strings.TrimSpace(ca.PEM) {
 			t.Errorf("%s: ca.crt is not the mirror's CA", n.name)
 		}
-		if got := n.snapshot(t)["<hosts file>"]; !strings.HasPrefix(got, baseHosts) || !strings.Contains(got, "127.0.0.1\tnexus.local\n") {
+		if got := n.snapshot(t)["<hosts file>"]; !strings.HasPrefix(got, baseHosts) || !strings.Contains(got, "127.0.0.1\tnexus.local\t# three-nodes\n") {
 			t.Errorf("%s: hosts file =\n%s", n.name, got)
 		}
 	}
@@ -315,5 +323,61 @@ func TestAnInvalidNodeSelectorIsReported(t *testing.T) {
 	_, c := mirrorCondition(t, "bad-selector", v1alpha1.ConditionNodesReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec)
 	if !strings.HasPrefix(c.Message, "spec.nodeSelector: ") {
 		t.Errorf("message %q does not name spec.nodeSelector", c.Message)
+	}
+}
+
+// TestAnUnsafePublishedMirrorKeepsTheLastGoodFiles feeds an agent a published mirror by
+// hand (in a namespace no controller publishes to), then an unsafe version of it, as an
+// object written before a stricter CRD might be: the node refuses it, says why, and keeps
+// the files and hosts entries it had.
+func TestAnUnsafePublishedMirrorKeepsTheLastGoodFiles(t *testing.T) {
+	ctx := context.Background()
+	const ns = "hand-published"
+	createNamespace(t, ns, nil)
+	n := startNodeIn(t, ns, "node-keep", nil, nil)
+
+	publish := func(spec v1alpha1.RegistryMirrorSpec) {
+		t.Helper()
+		rm := &v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "kept", Generation: 1}, Spec: spec}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kept", Labels: map[string]string{controllers.PublishedLabel: "true"}}}
+		_, err := controllerutil.CreateOrUpdate(ctx, k8s, cm, func() error {
+			cm.Data = map[string]string{controllers.PublishedKey: nodeconfig.Publish(rm, nil).Encode()}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := v1alpha1.RegistryMirrorSpec{Host: "kept.local", HostAliases: []v1alpha1.HostAlias{{IP: "10.1.2.3", Hostnames: []v1alpha1.Hostname{"kept.local"}}}}
+	publish(good)
+	var before map[string]string
+	eventually(t, func() error {
+		before = n.snapshot(t)
+		if got := before["kept.local/hosts.toml"]; !strings.Contains(got, "https://kept.local") {
+			return fmt.Errorf("hosts.toml not written: %s", got)
+		}
+		if !strings.Contains(before["<hosts file>"], "10.1.2.3\tkept.local") {
+			return fmt.Errorf("hosts entry not written:\n%s", before["<hosts file>"])
+		}
+		return nil
+	})
+
+	bad := good
+	bad.Host = "../../etc"
+	publish(bad)
+	eventually(t, func() error {
+		rn := &v1alpha1.RegistryNode{}
+		if err := k8s.Get(ctx, client.ObjectKey{Name: "node-keep"}, rn); err != nil {
+			return err
+		}
+		for _, m := range rn.Status.Mirrors {
+			if m.Name == "kept" && m.Reason == v1alpha1.ReasonApplyFailed && strings.Contains(m.Error, "spec.host") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no refusal reported: %+v", rn.Status.Mirrors)
+	})
+	if err := sameTree(before, n.snapshot(t)); err != nil {
+		t.Errorf("the node did not keep its last good configuration: %v", err)
 	}
 }

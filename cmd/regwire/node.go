@@ -123,7 +123,7 @@ func nodeApply(ctx context.Context, out io.Writer, mirrors []nodeconfig.Mirror, 
 		return err
 	}
 	defer files.Close()
-	changes, err := files.Apply(cfg.Files)
+	changes, err := files.ApplyOwned(agent.Desired{Files: cfg.Files, Owners: cfg.FileOwners()})
 	for _, c := range changes {
 		fmt.Fprintf(out, "%-9s %s\n", c.Action, c.Path)
 	}
@@ -133,7 +133,7 @@ func nodeApply(ctx context.Context, out io.Writer, mirrors []nodeconfig.Mirror, 
 	if hostsFile != "" {
 		entries := make([]hostsfile.Entry, 0, len(cfg.HostsEntries))
 		for _, e := range cfg.HostsEntries {
-			entries = append(entries, hostsfile.Entry{IP: e.IP, Hostnames: e.Hostnames})
+			entries = append(entries, hostsfile.Entry{IP: e.IP, Hostnames: e.Hostnames, Owner: e.Mirror})
 		}
 		changed, err := agent.ApplyHostsFile(hostsFile, entries)
 		if err != nil {

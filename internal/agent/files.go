@@ -49,6 +49,8 @@ type ownedFile struct {
 	SHA256 string `json:"sha256,omitempty"`
 	// Backup is true when a foreign file was saved under backup/ before regwire replaced it.
 	Backup bool `json:"backup,omitempty"`
+	// Owner is the RegistryMirror the file was written for.
+	Owner string `json:"owner,omitempty"`
 }
 
 // Change is one thing Apply did.
@@ -91,6 +93,24 @@ func (f *Files) Close() error { return f.root.Close() }
 // idempotent and repairs drift: a file regwire owns that was edited or removed is
 // rewritten. On error it stops; running it again finishes the job.
 func (f *Files) Apply(want map[string][]byte) ([]Change, error) {
+	return f.ApplyOwned(Desired{Files: want})
+}
+
+// Desired is what ApplyOwned makes true.
+type Desired struct {
+	// Files maps paths relative to the root to their content.
+	Files map[string][]byte
+	// Owners maps each path of Files to the RegistryMirror it is for.
+	Owners map[string]string
+	// Keep names mirrors whose files stay exactly as they are even though Files lacks
+	// them: mirrors the node refused to render, which keep their last good files.
+	Keep map[string]bool
+}
+
+// ApplyOwned is Apply with owners: files of the mirrors in d.Keep are neither removed nor
+// rewritten.
+func (f *Files) ApplyOwned(d Desired) ([]Change, error) {
+	want := d.Files
 	for p := range want {
 		if err := checkPath(p); err != nil {
 			return nil, err
@@ -118,7 +138,7 @@ func (f *Files) Apply(want map[string][]byte) ([]Change, error) {
 			rec.Dirs = append(rec.Dirs, dir)
 			slices.Sort(rec.Dirs)
 		}
-		entry := ownedFile{}
+		entry := ownedFile{Owner: d.Owners[p]}
 		if f.exists(p) {
 			if err := f.checkNotSymlink(p); err != nil {
 				return changes, err
@@ -141,8 +161,8 @@ func (f *Files) Apply(want map[string][]byte) ([]Change, error) {
 		sum := digest(data)
 		cur, err := f.root.ReadFile(p)
 		if err == nil && digest(cur) == sum {
-			if rec.Files[p].SHA256 != sum {
-				rec.Files[p] = ownedFile{SHA256: sum, Backup: rec.Files[p].Backup}
+			if old := rec.Files[p]; old.SHA256 != sum || old.Owner != d.Owners[p] {
+				rec.Files[p] = ownedFile{SHA256: sum, Backup: old.Backup, Owner: d.Owners[p]}
 			}
 			continue
 		}
@@ -159,7 +179,7 @@ func (f *Files) Apply(want map[string][]byte) ([]Change, error) {
 		if err := f.writeAtomic(p, data); err != nil {
 			return changes, err
 		}
-		rec.Files[p] = ownedFile{SHA256: sum, Backup: rec.Files[p].Backup}
+		rec.Files[p] = ownedFile{SHA256: sum, Backup: rec.Files[p].Backup, Owner: d.Owners[p]}
 		changes = append(changes, Change{Path: p, Action: action})
 	}
 	if err := f.writeRecord(rec); err != nil {
@@ -169,7 +189,7 @@ func (f *Files) Apply(want map[string][]byte) ([]Change, error) {
 	// 3. Release what is no longer wanted: restore backups, remove regwire's own files,
 	//    then the directories regwire created once they are empty.
 	for _, p := range sortedKeys(rec.Files) {
-		if _, keep := want[p]; keep {
+		if _, wanted := want[p]; wanted || d.Keep[rec.Files[p].Owner] {
 			continue
 		}
 		if rec.Files[p].Backup {

@@ -248,3 +248,26 @@ func mapsEqual(a, b map[string]string) bool {
 	}
 	return true
 }
+
+func TestFilesOfRefusedMirrorsAreKept(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	f := open(t, root)
+	owners := map[string]string{"nexus.local/hosts.toml": "nexus", "nexus.local/ca.crt": "nexus"}
+	if _, err := f.ApplyOwned(agent.Desired{Files: nexusV1, Owners: owners}); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, root)
+	// The mirror is refused now: it is missing from Files but named in Keep.
+	ch, err := f.ApplyOwned(agent.Desired{Keep: map[string]bool{"nexus": true}})
+	if err != nil || len(ch) != 0 {
+		t.Fatalf("ApplyOwned with the mirror kept: %v, %v", actions(ch), err)
+	}
+	if after := snapshot(t, root); !mapsEqual(after, before) {
+		t.Errorf("kept files changed:\n%v\n%v", after, before)
+	}
+	// Once it is neither wanted nor kept, its files go.
+	if got := actions(apply(t, f, nil)); !slices.Equal(got, []string{"removed nexus.local/ca.crt", "removed nexus.local/hosts.toml"}) {
+		t.Errorf("release: %v", got)
+	}
+}

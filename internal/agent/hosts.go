@@ -7,22 +7,41 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/regwire/regwire/internal/hostsfile"
 )
 
 // ApplyHostsFile makes regwire's block in the hosts file at path (normally /etc/hosts) hold
-// entries, leaving every other line alone, and reports whether the file changed.
-//
-// It replaces the file atomically (temp file, fsync, rename) keeping its mode and owner.
-// Where the file is a single-file bind mount, as /etc/hosts is in containers and kind
-// nodes, rename fails with EBUSY; the content is then written in place in one write.
-func ApplyHostsFile(path string, entries []hostsfile.Entry) (bool, error) {
+// entries, leaving every other line alone, and reports whether the file changed. Lines of
+// the block whose owner is in keep stay as they are (mirrors the node refused to render
+// keep their last good entries).
+func ApplyHostsFile(path string, entries []hostsfile.Entry, keep ...string) (bool, error) {
 	old, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("reading %s: %w", path, err)
 	}
+	if len(keep) > 0 {
+		current, err := hostsfile.Read(old)
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", path, err)
+		}
+		for _, e := range current {
+			if e.Owner != "" && slices.Contains(keep, e.Owner) {
+				entries = append(entries, e)
+			}
+		}
+	}
+	return writeHostsFile(path, old, entries)
+}
+
+// writeHostsFile replaces the block of a hosts file whose content is old.
+//
+// It replaces the file atomically (temp file, fsync, rename) keeping its mode and owner.
+// Where the file is a single-file bind mount, as /etc/hosts is in containers and kind
+// nodes, rename fails with EBUSY; the content is then written in place in one write.
+func writeHostsFile(path string, old []byte, entries []hostsfile.Entry) (bool, error) {
 	updated, err := hostsfile.Apply(old, entries)
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", path, err)

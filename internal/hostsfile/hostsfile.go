@@ -24,6 +24,9 @@ const (
 type Entry struct {
 	IP        string
 	Hostnames []string
+	// Owner, when set, is written as a trailing comment: the RegistryMirror that asked for
+	// the line.
+	Owner string
 }
 
 // Apply returns content with regwire's block holding entries: replaced where it is, added
@@ -64,11 +67,12 @@ func Read(content []byte) ([]Entry, error) {
 	var out []Entry
 	lines := strings.Split(strings.TrimSuffix(string(content[start:stop]), "\n"), "\n")
 	for _, l := range lines[1 : len(lines)-1] {
+		l, owner, _ := strings.Cut(l, "#")
 		f := strings.Fields(l)
 		if len(f) < 2 {
 			return nil, fmt.Errorf("malformed line %q in regwire's block", l)
 		}
-		out = append(out, Entry{IP: f[0], Hostnames: f[1:]})
+		out = append(out, Entry{IP: f[0], Hostnames: f[1:], Owner: strings.TrimSpace(owner)})
 	}
 	return out, nil
 }
@@ -127,7 +131,14 @@ func render(entries []Entry) (func(unterminated bool) []byte, error) {
 				return nil, fmt.Errorf("entry %d (%s): hostname %q must not be empty or contain whitespace, '#' or control characters", i, e.IP, h)
 			}
 		}
-		fmt.Fprintf(&body, "%s\t%s\n", addr, strings.Join(e.Hostnames, " "))
+		if strings.ContainsFunc(e.Owner, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			return nil, fmt.Errorf("entry %d (%s): owner %q must not contain control characters", i, e.IP, e.Owner)
+		}
+		fmt.Fprintf(&body, "%s\t%s", addr, strings.Join(e.Hostnames, " "))
+		if e.Owner != "" {
+			fmt.Fprintf(&body, "\t# %s", e.Owner)
+		}
+		body.WriteString("\n")
 	}
 	return func(unterminated bool) []byte {
 		begin := Begin

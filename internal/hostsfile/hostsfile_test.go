@@ -30,6 +30,8 @@ func TestApply(t *testing.T) {
 		{"an empty file gets just the block", "", nexus, block},
 		{"IPv6 addresses are written canonically", "", []hostsfile.Entry{{IP: "fd00:0::1", Hostnames: []string{"a.local", "b.local"}}},
 			hostsfile.Begin + "\nfd00::1\ta.local b.local\n" + hostsfile.End + "\n"},
+		{"an owner is written as a trailing comment", "", []hostsfile.Entry{{IP: "10.0.0.1", Hostnames: []string{"a.local"}, Owner: "nexus"}},
+			hostsfile.Begin + "\n10.0.0.1\ta.local\t# nexus\n" + hostsfile.End + "\n"},
 		{"CRLF lines outside the block are kept", "127.0.0.1 localhost\r\n", nexus, "127.0.0.1 localhost\r\n" + block},
 	}
 	for _, tc := range cases {
@@ -43,6 +45,18 @@ func TestApply(t *testing.T) {
 				t.Errorf("got:\n%q\nwant:\n%q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestReadReturnsOwners(t *testing.T) {
+	t.Parallel()
+	with, err := hostsfile.Apply([]byte(debianHosts), []hostsfile.Entry{{IP: "10.0.0.1", Hostnames: []string{"a.local", "b.local"}, Owner: "nexus"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := hostsfile.Read(with)
+	if err != nil || len(got) != 1 || got[0].Owner != "nexus" || len(got[0].Hostnames) != 2 {
+		t.Errorf("Read = %+v, %v", got, err)
 	}
 }
 

@@ -339,6 +339,15 @@ func normalizePEM(b []byte) []byte {
 	return append(b, '\n')
 }
 
+// FileOwners maps each file path to the RegistryMirror it was rendered for.
+func (c *Config) FileOwners() map[string]string {
+	out := make(map[string]string, len(c.Files))
+	for p := range c.Files {
+		out[p] = c.Owners[path.Dir(p)]
+	}
+	return out
+}
+
 // Hash is a stable digest of the whole configuration, for reporting what a node applied.
 func (c *Config) Hash() string {
 	h := sha256.New()
