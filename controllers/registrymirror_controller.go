@@ -288,12 +288,16 @@ func (r *RegistryMirrorReconciler) reconcileCA(ctx context.Context, sc *mirrorSc
 		return ctrl.Result{}, nil
 	}
 	msg := fmt.Sprintf("%d certificate(s), first expiry %s", len(bundle.Certificates), notAfter.UTC().Format(time.RFC3339))
+	reason := v1alpha1.ReasonCAValid
 	if left := notAfter.Sub(now); left < caExpiryWarning {
 		msg += fmt.Sprintf(" (in %s: renew the CA)", left.Round(time.Hour))
-		r.Recorder.Eventf(rm, nil, corev1.EventTypeWarning, "CAExpiringSoon", "Validate",
-			"%s: a CA certificate expires at %s", field, notAfter.UTC().Format(time.RFC3339))
+		reason = v1alpha1.ReasonCAExpiringSoon
+		if !isCondition(rm.Status.Conditions, v1alpha1.ConditionCAValid, reason) {
+			r.Recorder.Eventf(rm, nil, corev1.EventTypeWarning, reason, "Validate",
+				"%s: a CA certificate expires at %s", field, notAfter.UTC().Format(time.RFC3339))
+		}
 	}
-	setCondition(conds, gen, v1alpha1.ConditionCAValid, metav1.ConditionTrue, v1alpha1.ReasonCAValid, msg)
+	setCondition(conds, gen, v1alpha1.ConditionCAValid, metav1.ConditionTrue, reason, msg)
 	sc.ca, sc.caUsable = pemData, true
 	// Come back when the certificate expires, so the condition turns by itself.
 	return ctrl.Result{RequeueAfter: notAfter.Sub(now) + time.Second}, nil

@@ -113,7 +113,7 @@ func TestRegistryMirrorCAProblems(t *testing.T) {
 			mutate: func(rm *v1alpha1.RegistryMirror) {
 				rm.Spec.CABundle = testutil.CAPEM(t, "soon", now.Add(-time.Hour), now.Add(10*24*time.Hour))
 			},
-			status: metav1.ConditionTrue, reason: v1alpha1.ReasonCAValid, message: "renew the CA", event: "CAExpiringSoon",
+			status: metav1.ConditionTrue, reason: v1alpha1.ReasonCAExpiringSoon, message: "renew the CA", event: v1alpha1.ReasonCAExpiringSoon,
 		},
 		{
 			name: "a mangled PEM block is reported as invalid, naming the field",

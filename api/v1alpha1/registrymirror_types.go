@@ -29,6 +29,8 @@ const (
 	ReasonCAInvalid = "CAInvalid"
 	// ReasonCAExpired: a certificate in the CA bundle has expired.
 	ReasonCAExpired = "CAExpired"
+	// ReasonCAExpiringSoon: the CA bundle is valid, but a certificate expires within 30 days.
+	ReasonCAExpiringSoon = "CAExpiringSoon"
 	// ReasonCASourceNotFound: caFrom names a Secret, ConfigMap or key that does not exist.
 	ReasonCASourceNotFound = "CASourceNotFound"
 	// ReasonSystemRoots: no CA given; nodes verify the registry with their system roots.
