@@ -299,8 +299,16 @@ func (r *RegistryMirrorReconciler) reconcileCA(ctx context.Context, sc *mirrorSc
 	}
 	setCondition(conds, gen, v1alpha1.ConditionCAValid, metav1.ConditionTrue, reason, msg)
 	sc.ca, sc.caUsable = pemData, true
-	// Come back when the certificate expires, so the condition turns by itself.
-	return ctrl.Result{RequeueAfter: notAfter.Sub(now) + time.Second}, nil
+	return ctrl.Result{RequeueAfter: nextCACheck(notAfter.Sub(now))}, nil
+}
+
+// nextCACheck is when the CA condition next changes by itself: when the first certificate
+// enters its last 30 days, or when it expires.
+func nextCACheck(left time.Duration) time.Duration {
+	if left > caExpiryWarning {
+		return left - caExpiryWarning + time.Second
+	}
+	return left + time.Second
 }
 
 // sourceNotFoundError is a caFrom reference to an object or key that does not exist.

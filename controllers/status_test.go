@@ -60,3 +60,16 @@ func TestLowestRequeue(t *testing.T) {
 		}
 	}
 }
+
+func TestNextCACheck(t *testing.T) {
+	t.Parallel()
+	day := 24 * time.Hour
+	for _, tc := range []struct{ left, want time.Duration }{
+		{365 * day, 335*day + time.Second}, // wake up when the 30-day warning starts
+		{10 * day, 10*day + time.Second},   // then at expiry
+	} {
+		if got := nextCACheck(tc.left); got != tc.want {
+			t.Errorf("nextCACheck(%v) = %v, want %v", tc.left, got, tc.want)
+		}
+	}
+}
