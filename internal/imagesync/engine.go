@@ -1,0 +1,250 @@
+// Package imagesync copies selected tags of an image repository into another registry on
+// go-containerregistry: manifests byte for byte (so digests, multi-platform indexes
+// included, stay the same), blobs streamed from registry to registry.
+//
+// An up-to-date tag costs exactly one manifest HEAD on each side: the Engine keeps its
+// registry sessions (pings, tokens) between runs.
+package imagesync
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/regwire/regwire/internal/cabundle"
+	"github.com/regwire/regwire/internal/tagselect"
+)
+
+// Endpoint is one side of a copy: a repository and how to reach its registry.
+type Endpoint struct {
+	// Repository such as nexus.local/my-docker/busybox.
+	Repository string
+	// Auth authenticates to the registry; nil means anonymous.
+	Auth authn.Authenticator
+	// CA is PEM CA certificates to trust instead of the system roots.
+	CA []byte
+	// Insecure skips TLS verification and allows plain HTTP.
+	Insecure bool
+	// Wrap, when set, wraps the transport regwire builds (tests count or break requests
+	// with it).
+	Wrap func(http.RoundTripper) http.RoundTripper
+}
+
+// Options tune an Engine.
+type Options struct {
+	// Jobs bounds concurrent tags; blob concurrency within a tag follows go-containerregistry.
+	Jobs int
+}
+
+// Result is what happened to one tag.
+type Result struct {
+	Tag string
+	// SourceDigest and TargetDigest of the tag's manifest.
+	SourceDigest, TargetDigest string
+	// UpToDate is true when the target already had the source's digest.
+	UpToDate bool
+	// Bytes uploaded to the target.
+	Bytes int64
+	// Err says why the tag failed.
+	Err error
+}
+
+// side is an Endpoint ready to use.
+type side struct {
+	repo   name.Repository
+	opts   []remote.Option
+	puller *remote.Puller
+}
+
+// Engine copies tags from one repository to another.
+type Engine struct {
+	src, dst side
+	jobs     int
+}
+
+// New prepares the sessions for both sides.
+func New(src, dst Endpoint, o Options) (*Engine, error) {
+	s, err := newSide(src, "source")
+	if err != nil {
+		return nil, err
+	}
+	d, err := newSide(dst, "target")
+	if err != nil {
+		return nil, err
+	}
+	if o.Jobs < 1 {
+		o.Jobs = 4
+	}
+	return &Engine{src: s, dst: d, jobs: o.Jobs}, nil
+}
+
+func newSide(e Endpoint, which string) (side, error) {
+	var nameOpts []name.Option
+	if e.Insecure {
+		nameOpts = append(nameOpts, name.Insecure)
+	}
+	repo, err := name.NewRepository(e.Repository, nameOpts...)
+	if err != nil {
+		return side{}, fmt.Errorf("%s repository %q: %w", which, e.Repository, err)
+	}
+	base := remote.DefaultTransport
+	if len(e.CA) > 0 || e.Insecure {
+		t := remote.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: e.Insecure} //nolint:gosec // only when asked
+		if len(e.CA) > 0 {
+			b, err := cabundle.Parse(e.CA)
+			if err != nil {
+				return side{}, fmt.Errorf("%s CA: %w", which, err)
+			}
+			t.TLSClientConfig.RootCAs = b.Pool()
+		}
+		base = t
+	}
+	if e.Wrap != nil {
+		base = e.Wrap(base)
+	}
+	auth := e.Auth
+	if auth == nil {
+		auth = authn.Anonymous
+	}
+	opts := []remote.Option{remote.WithAuth(auth), remote.WithTransport(base)}
+	p, err := remote.NewPuller(opts...)
+	if err != nil {
+		return side{}, err
+	}
+	return side{repo: repo, opts: opts, puller: p}, nil
+}
+
+// Tags lists the source's tags that sel selects.
+func (e *Engine) Tags(ctx context.Context, sel *tagselect.Selector) ([]string, error) {
+	all, err := e.src.puller.List(ctx, e.src.repo)
+	if err != nil {
+		return nil, fmt.Errorf("listing tags of %s: %w", e.src.repo, err)
+	}
+	return sel.Filter(all), nil
+}
+
+// Sync copies tags, Jobs at a time, and returns one Result per tag in order.
+func (e *Engine) Sync(ctx context.Context, tags []string) []Result {
+	out := make([]Result, len(tags))
+	sem := make(chan struct{}, e.jobs)
+	var wg sync.WaitGroup
+	for i, tag := range tags {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+				out[i] = e.CopyTag(ctx, tag)
+			case <-ctx.Done():
+				out[i] = Result{Tag: tag, Err: ctx.Err()}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// CopyTag makes the target's tag point at the source's manifest, copying what is missing.
+func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
+	res := Result{Tag: tag}
+	srcRef, dstRef := e.src.repo.Tag(tag), e.dst.repo.Tag(tag)
+
+	srcDesc, err := e.src.puller.Head(ctx, srcRef)
+	if err != nil {
+		res.Err = describe(err, "source", srcRef)
+		return res
+	}
+	res.SourceDigest = srcDesc.Digest.String()
+	if dstDesc, err := e.dst.puller.Head(ctx, dstRef); err == nil && dstDesc.Digest == srcDesc.Digest {
+		res.TargetDigest, res.UpToDate = dstDesc.Digest.String(), true
+		return res
+	} else if err != nil && !isNotFound(err) {
+		res.Err = describe(err, "target", dstRef)
+		return res
+	}
+
+	desc, err := e.src.puller.Get(ctx, srcRef.Context().Digest(res.SourceDigest))
+	if err != nil {
+		res.Err = describe(err, "source", srcRef)
+		return res
+	}
+	updates := make(chan v1.Update, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for u := range updates {
+			if u.Complete > res.Bytes {
+				res.Bytes = u.Complete
+			}
+		}
+	}()
+	pusher, err := remote.NewPusher(append(e.dst.opts, remote.WithContext(ctx), remote.WithProgress(updates))...)
+	if err != nil {
+		close(updates)
+		<-done
+		res.Err = err
+		return res
+	}
+	err = pusher.Push(ctx, dstRef, desc)
+	// Unlike remote.Write, Pusher.Push leaves the progress channel open; it sends nothing
+	// once Push returns.
+	close(updates)
+	<-done
+	if err != nil {
+		res.Err = describe(err, "target", dstRef)
+		return res
+	}
+	res.TargetDigest = res.SourceDigest
+	return res
+}
+
+// isNotFound reports a registry's 404 (HEAD answers carry no error body).
+func isNotFound(err error) bool {
+	var terr *transport.Error
+	return errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound
+}
+
+// describe names the registry side, the reference and the HTTP status of an error.
+func describe(err error, which string, ref name.Reference) error {
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		return fmt.Errorf("%s %s: %s (HTTP %d): %w", which, ref, http.StatusText(terr.StatusCode), terr.StatusCode, err)
+	}
+	return fmt.Errorf("%s %s: %w", which, ref, err)
+}
+
+// Summary counts results.
+type Summary struct {
+	Copied, UpToDate, Failed int
+	Bytes                    int64
+	Duration                 time.Duration
+}
+
+// Summarize counts results.
+func Summarize(results []Result, took time.Duration) Summary {
+	s := Summary{Duration: took}
+	for _, r := range results {
+		switch {
+		case r.Err != nil:
+			s.Failed++
+		case r.UpToDate:
+			s.UpToDate++
+		default:
+			s.Copied++
+		}
+		s.Bytes += r.Bytes
+	}
+	return s
+}

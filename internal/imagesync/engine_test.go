@@ -1,0 +1,226 @@
+package imagesync_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/internal/tagselect"
+	"github.com/regwire/regwire/internal/testutil"
+)
+
+const password = "source-password"
+
+// counter counts requests by method and kind (manifest, blob, other).
+type counter struct {
+	mu     sync.Mutex
+	counts map[string]int
+	next   http.RoundTripper
+}
+
+func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
+	kind := "other"
+	switch {
+	case strings.Contains(r.URL.Path, "/manifests/"):
+		kind = "manifest"
+	case strings.Contains(r.URL.Path, "/blobs/"):
+		kind = "blob"
+	}
+	c.mu.Lock()
+	c.counts[r.Method+" "+kind]++
+	c.mu.Unlock()
+	return c.next.RoundTrip(r)
+}
+
+func (c *counter) reset() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.counts
+	c.counts = map[string]int{}
+	return out
+}
+
+// seed pushes a three-platform index and two single images to the source.
+func seed(t *testing.T, repo string) map[string]v1.Hash {
+	t.Helper()
+	auth := remote.WithAuth(&authn.Basic{Username: "alice", Password: password})
+	digests := map[string]v1.Hash{}
+	idx := mutate.IndexMediaType(empty.Index, "application/vnd.oci.image.index.v1+json")
+	for _, p := range []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64", Variant: "v8"}, {OS: "linux", Architecture: "s390x"}} {
+		img, err := random.Image(4096, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+	}
+	ref, _ := name.ParseReference(repo + ":1.36")
+	if err := remote.WriteIndex(ref, idx, auth); err != nil {
+		t.Fatal(err)
+	}
+	digests["1.36"], _ = idx.Digest()
+	for _, tag := range []string{"1.35", "latest"} {
+		img, err := random.Image(2048, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, _ := name.ParseReference(repo + ":" + tag)
+		if err := remote.Write(ref, img, auth); err != nil {
+			t.Fatal(err)
+		}
+		digests[tag], _ = img.Digest()
+	}
+	return digests
+}
+
+// TestCopyBetweenRealRegistries copies a three-platform index and single images from a
+// registry with basic auth to one with TLS from a private CA, checks every digest, and
+// counts the requests of a rerun: one manifest HEAD per tag on each side, nothing else.
+func TestCopyBetweenRealRegistries(t *testing.T) {
+	t.Parallel()
+	ca := testutil.NewCA(t, "target CA", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	cert := ca.ServerTLS(t, "127.0.0.1")
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{Users: map[string]string{"alice": password}})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{TLS: &cert})
+	want := seed(t, src.Host+"/library/busybox")
+
+	srcCount := &counter{counts: map[string]int{}}
+	dstCount := &counter{counts: map[string]int{}}
+	eng, err := imagesync.New(
+		imagesync.Endpoint{Repository: src.Host + "/library/busybox", Auth: &authn.Basic{Username: "alice", Password: password},
+			Wrap: func(rt http.RoundTripper) http.RoundTripper { srcCount.next = rt; return srcCount }},
+		imagesync.Endpoint{Repository: dst.Host + "/my-docker/busybox", CA: []byte(ca.PEM),
+			Wrap: func(rt http.RoundTripper) http.RoundTripper { dstCount.next = rt; return dstCount }},
+		imagesync.Options{Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sel, _ := tagselect.New(tagselect.Spec{Semver: ">=1.35", Tags: []string{"latest"}})
+	tags, err := eng.Tags(ctx, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(tags)
+	if !slices.Equal(tags, []string{"1.35", "1.36", "latest"}) {
+		t.Fatalf("selected %v", tags)
+	}
+
+	for _, r := range eng.Sync(ctx, tags) {
+		if r.Err != nil || r.UpToDate || r.Bytes == 0 {
+			t.Errorf("cold copy of %s: %+v", r.Tag, r)
+		}
+		if r.SourceDigest != want[r.Tag].String() || r.TargetDigest != r.SourceDigest {
+			t.Errorf("%s: digests %s -> %s, want %s", r.Tag, r.SourceDigest, r.TargetDigest, want[r.Tag])
+		}
+	}
+	// The target holds the same manifests, children included, checked with a fresh client.
+	for tag, d := range want {
+		ref, _ := name.ParseReference(dst.Host + "/my-docker/busybox:" + tag)
+		desc, err := remote.Get(ref, remote.WithTransport(caTransport(t, ca.PEM)))
+		if err != nil || desc.Digest != d {
+			t.Errorf("target %s: %v %v, want %s", tag, desc, err, d)
+			continue
+		}
+		if desc.MediaType.IsIndex() {
+			idx, _ := desc.ImageIndex()
+			im, _ := idx.IndexManifest()
+			if len(im.Manifests) != 3 {
+				t.Errorf("target index has %d manifests, want 3", len(im.Manifests))
+			}
+			for _, m := range im.Manifests {
+				img, err := idx.Image(m.Digest)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := validate.Image(img); err != nil {
+					t.Errorf("platform %s: %v", m.Platform, err)
+				}
+			}
+		}
+	}
+
+	srcCount.reset()
+	dstCount.reset()
+	for _, r := range eng.Sync(ctx, tags) {
+		if r.Err != nil || !r.UpToDate || r.Bytes != 0 {
+			t.Errorf("rerun of %s: %+v", r.Tag, r)
+		}
+	}
+	if got := srcCount.reset(); !mapsEqual(got, map[string]int{"HEAD manifest": 3}) {
+		t.Errorf("source requests of an up-to-date rerun: %v, want 3 manifest HEADs", got)
+	}
+	if got := dstCount.reset(); !mapsEqual(got, map[string]int{"HEAD manifest": 3}) {
+		t.Errorf("target requests of an up-to-date rerun: %v, want 3 manifest HEADs", got)
+	}
+}
+
+func TestErrorsNameTheSideTheReferenceAndTheStatus(t *testing.T) {
+	t.Parallel()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{Users: map[string]string{"alice": password}})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	seed(t, src.Host+"/library/busybox")
+	cases := []struct {
+		name    string
+		srcAuth authn.Authenticator
+		tag     string
+		want    string
+	}{
+		{"a wrong source password is an auth failure on the source", &authn.Basic{Username: "alice", Password: "nope"}, "latest", "source " + src.Host + "/library/busybox:latest: Unauthorized (HTTP 401)"},
+		{"a missing source tag is not found on the source", &authn.Basic{Username: "alice", Password: password}, "9.9", "source " + src.Host + "/library/busybox:9.9: Not Found (HTTP 404)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			eng, err := imagesync.New(imagesync.Endpoint{Repository: src.Host + "/library/busybox", Auth: tc.srcAuth},
+				imagesync.Endpoint{Repository: dst.Host + "/x/busybox"}, imagesync.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := eng.CopyTag(context.Background(), tc.tag)
+			if r.Err == nil || !strings.Contains(r.Err.Error(), tc.want) {
+				t.Errorf("err = %v, want %q", r.Err, tc.want)
+			}
+			if strings.Contains(fmt.Sprint(r.Err), password) {
+				t.Errorf("the error leaks the password: %v", r.Err)
+			}
+		})
+	}
+}
+
+func caTransport(t *testing.T, pem string) http.RoundTripper {
+	t.Helper()
+	var rt http.RoundTripper
+	eng, err := imagesync.New(imagesync.Endpoint{Repository: "x/y", CA: []byte(pem), Wrap: func(r http.RoundTripper) http.RoundTripper { rt = r; return r }},
+		imagesync.Endpoint{Repository: "x/z"}, imagesync.Options{})
+	if err != nil || eng == nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
+func mapsEqual(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
