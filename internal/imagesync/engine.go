@@ -11,8 +11,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -44,6 +46,10 @@ type Endpoint struct {
 type Options struct {
 	// Jobs bounds concurrent tags; blob concurrency within a tag follows go-containerregistry.
 	Jobs int
+	// Progress, when set, is called as bytes of a tag reach the target.
+	Progress func(tag string, complete, total int64)
+	// DryRun only finds out which tags are up to date; nothing is written.
+	DryRun bool
 }
 
 // Result is what happened to one tag.
@@ -69,7 +75,7 @@ type side struct {
 // Engine copies tags from one repository to another.
 type Engine struct {
 	src, dst side
-	jobs     int
+	o        Options
 }
 
 // New prepares the sessions for both sides.
@@ -85,7 +91,7 @@ func New(src, dst Endpoint, o Options) (*Engine, error) {
 	if o.Jobs < 1 {
 		o.Jobs = 4
 	}
-	return &Engine{src: s, dst: d, jobs: o.Jobs}, nil
+	return &Engine{src: s, dst: d, o: o}, nil
 }
 
 func newSide(e Endpoint, which string) (side, error) {
@@ -113,6 +119,7 @@ func newSide(e Endpoint, which string) (side, error) {
 	if e.Wrap != nil {
 		base = e.Wrap(base)
 	}
+	base = countingTransport{next: base}
 	auth := e.Auth
 	if auth == nil {
 		auth = authn.Anonymous
@@ -137,7 +144,7 @@ func (e *Engine) Tags(ctx context.Context, sel *tagselect.Selector) ([]string, e
 // Sync copies tags, Jobs at a time, and returns one Result per tag in order.
 func (e *Engine) Sync(ctx context.Context, tags []string) []Result {
 	out := make([]Result, len(tags))
-	sem := make(chan struct{}, e.jobs)
+	sem := make(chan struct{}, e.o.Jobs)
 	var wg sync.WaitGroup
 	for i, tag := range tags {
 		wg.Add(1)
@@ -174,19 +181,33 @@ func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
 		res.Err = describe(err, "target", dstRef)
 		return res
 	}
+	if e.o.DryRun {
+		return res
+	}
 
 	desc, err := e.src.puller.Get(ctx, srcRef.Context().Digest(res.SourceDigest))
 	if err != nil {
 		res.Err = describe(err, "source", srcRef)
 		return res
 	}
+	// Bytes are counted on the wire (countingTransport); go-containerregistry's own
+	// progress misses the last chunk of each streamed blob. Its totals are right and feed
+	// the progress callback.
+	var sent atomic.Int64
+	var total atomic.Int64
+	report := func() {
+		if e.o.Progress != nil {
+			e.o.Progress(tag, sent.Load(), max(total.Load(), sent.Load()))
+		}
+	}
+	ctx = context.WithValue(ctx, sentKey{}, &byteCounter{n: &sent, changed: report})
 	updates := make(chan v1.Update, 16)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for u := range updates {
-			if u.Complete > res.Bytes {
-				res.Bytes = u.Complete
+			if u.Total > total.Load() {
+				total.Store(u.Total)
 			}
 		}
 	}()
@@ -202,12 +223,49 @@ func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
 	// once Push returns.
 	close(updates)
 	<-done
+	res.Bytes = sent.Load()
+	report()
 	if err != nil {
 		res.Err = describe(err, "target", dstRef)
 		return res
 	}
 	res.TargetDigest = res.SourceDigest
 	return res
+}
+
+// sentKey carries a *byteCounter in a request context.
+type sentKey struct{}
+
+// byteCounter adds up request body bytes of one tag's uploads.
+type byteCounter struct {
+	n       *atomic.Int64
+	changed func()
+}
+
+// countingTransport counts the bytes of upload bodies for the tag in the request context.
+type countingTransport struct{ next http.RoundTripper }
+
+func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c, ok := r.Context().Value(sentKey{}).(*byteCounter)
+	if ok && r.Body != nil && r.Body != http.NoBody && (r.Method == http.MethodPatch || r.Method == http.MethodPut || r.Method == http.MethodPost) {
+		r = r.Clone(r.Context())
+		r.Body = &countingBody{ReadCloser: r.Body, c: c}
+	}
+	return t.next.RoundTrip(r)
+}
+
+type countingBody struct {
+	io.ReadCloser
+	c *byteCounter
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.c.n.Add(int64(n))
+		b.c.changed()
+	}
+	return n, err
 }
 
 // isNotFound reports a registry's 404 (HEAD answers carry no error body).

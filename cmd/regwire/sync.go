@@ -1,0 +1,225 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/spf13/cobra"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/term"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/internal/tagselect"
+)
+
+type syncFlags struct {
+	tags               []string
+	tagPattern, semver string
+	allTags            bool
+	platforms          []string
+	referrers          bool
+	jobs               int
+	srcCA, dstCA       string
+	insecure, dryRun   bool
+	progress           string
+}
+
+func newSyncCommand() *cobra.Command {
+	var f syncFlags
+	cmd := &cobra.Command{
+		Use:   "sync SRC DST",
+		Short: "Copy image tags from one registry repository to another",
+		Long: `Copies the selected tags of repository SRC to repository DST, e.g.
+
+  regwire sync docker.io/library/busybox nexus.local/my-docker/busybox --tags 1.36,latest
+
+Manifests are copied byte for byte, so digests (multi-platform indexes included) stay
+the same; a tag that is already up to date costs one manifest HEAD per registry.
+Credentials come from the docker config (~/.docker/config.json, $DOCKER_CONFIG) like
+docker and crane. Exits non-zero when any tag fails.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error { return runSync(cmd, args[0], args[1], f) },
+	}
+	fl := cmd.Flags()
+	fl.StringSliceVar(&f.tags, "tags", nil, "tags to copy, comma-separated")
+	fl.StringVar(&f.tagPattern, "tag-pattern", "", "copy tags matching this RE2 expression (anchored)")
+	fl.StringVar(&f.semver, "semver", "", `copy tags in this semantic version range, e.g. ">=1.36 <2"`)
+	fl.BoolVar(&f.allTags, "all-tags", false, "copy every tag")
+	fl.StringArrayVar(&f.platforms, "platform", nil, "keep only this platform of multi-platform images (os/arch[/variant]); repeatable")
+	fl.BoolVar(&f.referrers, "referrers", false, "also copy signatures, SBOMs and attestations")
+	fl.IntVar(&f.jobs, "jobs", 4, "tags copied at the same time")
+	fl.StringVar(&f.srcCA, "src-ca", "", "PEM file of CA certificates for the source registry")
+	fl.StringVar(&f.dstCA, "dst-ca", "", "PEM file of CA certificates for the target registry")
+	fl.BoolVar(&f.insecure, "insecure", false, "allow plain HTTP and skip TLS verification on both registries")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "only report which tags would be copied")
+	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (bars on a terminal), bars or lines")
+	return cmd
+}
+
+func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
+	switch {
+	case len(f.platforms) > 0:
+		return fmt.Errorf("--platform: %w", errNotImplemented)
+	case f.referrers:
+		return fmt.Errorf("--referrers: %w", errNotImplemented)
+	}
+	spec := tagselect.Spec{Tags: f.tags, Pattern: f.tagPattern, Semver: f.semver}
+	if f.allTags {
+		spec.Pattern = ".*"
+	}
+	if len(spec.Tags) == 0 && spec.Pattern == "" && spec.Semver == "" {
+		return errors.New("select tags with --tags, --tag-pattern, --semver or --all-tags")
+	}
+	sel, err := tagselect.New(spec)
+	if err != nil {
+		return flagError(err)
+	}
+	src, err := endpoint(srcRepo, f.srcCA, f.insecure, "--src-ca")
+	if err != nil {
+		return err
+	}
+	dst, err := endpoint(dstRepo, f.dstCA, f.insecure, "--dst-ca")
+	if err != nil {
+		return err
+	}
+
+	out := cmd.OutOrStdout()
+	bars := f.progress == "bars" || (f.progress == "auto" && isTerminal(out))
+	var prog *progress
+	if bars {
+		prog = newProgress(out)
+	}
+	opts := imagesync.Options{Jobs: f.jobs, DryRun: f.dryRun}
+	if prog != nil {
+		opts.Progress = prog.update
+	}
+	eng, err := imagesync.New(src, dst, opts)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	start := time.Now()
+	tags, err := eng.Tags(ctx, sel)
+	if err != nil {
+		return err
+	}
+	if len(tags) == 0 {
+		return fmt.Errorf("no tag of %s matches the selection", srcRepo)
+	}
+	results := eng.Sync(ctx, tags)
+	if prog != nil {
+		prog.wait()
+	}
+	var failed []string
+	for _, r := range results {
+		switch {
+		case r.Err != nil:
+			fmt.Fprintf(out, "failed     %s: %v\n", r.Tag, r.Err)
+			failed = append(failed, r.Tag)
+		case r.UpToDate:
+			fmt.Fprintf(out, "up to date %s %s\n", r.Tag, r.SourceDigest)
+		case f.dryRun:
+			fmt.Fprintf(out, "would copy %s %s\n", r.Tag, r.SourceDigest)
+		default:
+			fmt.Fprintf(out, "copied     %s %s (%s)\n", r.Tag, r.TargetDigest, bytesString(r.Bytes))
+		}
+	}
+	s := imagesync.Summarize(results, time.Since(start))
+	copied := "copied"
+	if f.dryRun {
+		copied = "to copy"
+	}
+	fmt.Fprintf(out, "%d tag(s): %d %s, %d up to date, %d failed; %s in %s\n",
+		len(results), s.Copied, copied, s.UpToDate, s.Failed, bytesString(s.Bytes), s.Duration.Round(time.Millisecond))
+	if len(failed) > 0 {
+		return fmt.Errorf("%d tag(s) failed: %s", len(failed), strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+func flagError(err error) error {
+	var fe *tagselect.FieldError
+	if errors.As(err, &fe) {
+		flag := map[string]string{"tagPattern": "--tag-pattern", "semver": "--semver"}[fe.Field]
+		return fmt.Errorf("%s %q: %w", flag, fe.Value, fe.Err)
+	}
+	return err
+}
+
+// endpoint resolves a repository's credentials from the docker config, and its CA file.
+func endpoint(repo, caFile string, insecure bool, caFlag string) (imagesync.Endpoint, error) {
+	var opts []name.Option
+	if insecure {
+		opts = append(opts, name.Insecure)
+	}
+	r, err := name.NewRepository(repo, opts...)
+	if err != nil {
+		return imagesync.Endpoint{}, fmt.Errorf("%q is not a repository (write it without tag, e.g. docker.io/library/busybox): %w", repo, err)
+	}
+	auth, err := authn.DefaultKeychain.Resolve(r.Registry)
+	if err != nil {
+		return imagesync.Endpoint{}, fmt.Errorf("reading credentials for %s from the docker config: %w", r.RegistryStr(), err)
+	}
+	e := imagesync.Endpoint{Repository: repo, Auth: auth, Insecure: insecure}
+	if caFile != "" {
+		if e.CA, err = os.ReadFile(caFile); err != nil {
+			return imagesync.Endpoint{}, fmt.Errorf("%s: %w", caFlag, err)
+		}
+	}
+	return e, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func bytesString(n int64) string {
+	return resource.NewQuantity(n, resource.BinarySI).String() + "B"
+}
+
+// progress draws one bar per tag being copied.
+type progress struct {
+	p    *mpb.Progress
+	mu   sync.Mutex
+	bars map[string]*mpb.Bar
+}
+
+func newProgress(w io.Writer) *progress {
+	return &progress{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithAutoRefresh()), bars: map[string]*mpb.Bar{}}
+}
+
+func (p *progress) update(tag string, complete, total int64) {
+	p.mu.Lock()
+	b, ok := p.bars[tag]
+	if !ok {
+		b = p.p.AddBar(total,
+			mpb.PrependDecorators(decor.Name(tag, decor.WC{W: 12, C: decor.DindentRight})),
+			mpb.AppendDecorators(decor.CountersKibiByte("% .1f / % .1f")),
+		)
+		p.bars[tag] = b
+	}
+	p.mu.Unlock()
+	b.SetTotal(total, complete >= total)
+	b.SetCurrent(complete)
+}
+
+func (p *progress) wait() {
+	p.mu.Lock()
+	for _, b := range p.bars {
+		if !b.Completed() {
+			b.Abort(false)
+		}
+	}
+	p.mu.Unlock()
+	p.p.Wait()
+}

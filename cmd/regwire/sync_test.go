@@ -1,0 +1,91 @@
+package main
+
+import (
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/regwire/regwire/internal/testutil"
+)
+
+// TestSyncCopiesThenReportsUpToDate runs `regwire sync` between a registry with basic auth
+// (credentials from a docker config, as crane reads them) and one with TLS.
+func TestSyncCopiesThenReportsUpToDate(t *testing.T) {
+	const password = "sync-password"
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{Users: map[string]string{"bob": password}})
+	ca := testutil.NewCA(t, "sync CA", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	cert := ca.ServerTLS(t, "127.0.0.1")
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{TLS: &cert})
+	for _, tag := range []string{"1.35.0", "1.36.1", "2.0.0", "edge"} {
+		img, err := random.Image(1024, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, _ := name.ParseReference(src.Host + "/library/busybox:" + tag)
+		if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "bob", Password: password})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte("bob:" + password))
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"auths":{"`+src.Host+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", dir)
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, []byte(ca.PEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"sync", src.Host + "/library/busybox", dst.Host + "/my-docker/busybox", "--semver", ">=1.36 <2", "--tags", "edge", "--dst-ca", caFile}
+
+	out, err := execute(append(args, "--dry-run")...)
+	if err != nil || !strings.Contains(out, "2 tag(s): 2 to copy, 0 up to date, 0 failed") || !strings.Contains(out, "would copy 1.36.1") {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	out, err = execute(args...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"copied     1.36.1 sha256:", "copied     edge sha256:", "2 tag(s): 2 copied, 0 up to date, 0 failed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "1.35.0") || strings.Contains(out, "2.0.0") {
+		t.Errorf("copied tags outside the selection:\n%s", out)
+	}
+	out, err = execute(args...)
+	if err != nil || !strings.Contains(out, "2 tag(s): 0 copied, 2 up to date, 0 failed") {
+		t.Errorf("rerun: %v\n%s", err, out)
+	}
+
+	// Progress bars (what a terminal gets) end with the same result lines.
+	barsArgs := []string{"sync", src.Host + "/library/busybox", dst.Host + "/bars/busybox", "--all-tags", "--dst-ca", caFile, "--progress", "bars"}
+	out, err = execute(barsArgs...)
+	if err != nil || !strings.Contains(out, "4 tag(s): 4 copied") || !strings.Contains(out, "KiB") {
+		t.Errorf("with bars: %v\n%s", err, out)
+	}
+
+	// Without the CA the target fails, and the command says so with a non-zero exit.
+	out, err = execute(args[:len(args)-2]...)
+	if err == nil || !strings.Contains(err.Error(), "2 tag(s) failed") || !strings.Contains(out, "failed     edge: target") {
+		t.Errorf("without --dst-ca: %v\n%s", err, out)
+	}
+	if strings.Contains(out, password) {
+		t.Error("output leaks the password")
+	}
+	if _, err := execute("sync", "a/b", "c/d", "--tag-pattern", "(x"); err == nil || !strings.Contains(err.Error(), `--tag-pattern "(x"`) {
+		t.Errorf("bad --tag-pattern: %v", err)
+	}
+	if _, err := execute("sync", "a/b", "c/d"); err == nil || !strings.Contains(err.Error(), "--all-tags") {
+		t.Errorf("no selection: %v", err)
+	}
+}
