@@ -4,10 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,23 +21,50 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/internal/pullsecret"
 	"github.com/regwire/regwire/internal/tagselect"
 )
 
 // imageSyncMirrorIndex indexes ImageSyncs by the RegistryMirror they target.
 const imageSyncMirrorIndex = "spec.target.registryMirrorRef.name"
 
-// ImageSyncReconciler reconciles ImageSync objects.
+// ImageSync reasons beyond those of the API package.
+const (
+	ReasonSyncing           = "Syncing"
+	ReasonSourceNotFound    = "SourceNotFound"
+	ReasonSourceAuthFailed  = "SourceAuthFailed"
+	ReasonSourceUnreachable = "SourceUnreachable"
+	ReasonTargetAuthFailed  = "TargetAuthFailed"
+	ReasonTargetUnreachable = "TargetUnreachable"
+	ReasonTargetUnsupported = "TargetUnsupported"
+)
+
+// maxImages bounds status.images.
+const maxImages = 1000
+
+// ImageSyncReconciler reconciles ImageSync objects: it checks the spec, resolves source and
+// target, and runs copies on schedule in the background (see syncRunner).
 //
 // ImageSync has no finalizer: the images it copied stay in the target registry when it is
-// deleted (a registry is not a cache), so there is nothing to clean up.
+// deleted (a registry is not a cache), so there is nothing to clean up; a running copy is
+// cancelled.
 type ImageSyncReconciler struct {
 	// Client reads and writes through the manager's cache.
 	Client client.Client
+	// APIReader reads Secrets straight from the API server.
+	APIReader client.Reader
 	// Recorder emits Events.
 	Recorder recorder.EventRecorder
+	// Jobs bounds concurrent tags within one ImageSync.
+	Jobs int
+	// Now returns the current time; tests set it.
+	Now func() time.Time
+
+	runner *syncRunner
 }
 
 // +kubebuilder:rbac:groups=regwire.dev,resources=imagesyncs,verbs=get;list;watch;update;patch
@@ -39,6 +72,10 @@ type ImageSyncReconciler struct {
 
 // SetupWithManager registers the reconciler with mgr.
 func (r *ImageSyncReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	r.runner = newSyncRunner()
 	err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ImageSync{}, imageSyncMirrorIndex, func(o client.Object) []string {
 		if ref := o.(*v1alpha1.ImageSync).Spec.Target.RegistryMirrorRef; ref != nil {
 			return []string{ref.Name}
@@ -51,6 +88,8 @@ func (r *ImageSyncReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Man
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.ImageSync{}).
 		Watches(&v1alpha1.RegistryMirror{}, handler.EnqueueRequestsFromMapFunc(r.syncsForMirror)).
+		// A finished copy brings its ImageSync back to record the results.
+		WatchesRawSource(source.Channel(r.runner.events, &handler.EnqueueRequestForObject{})).
 		Named("imagesync").
 		Complete(r)
 }
@@ -69,13 +108,27 @@ func (r *ImageSyncReconciler) syncsForMirror(ctx context.Context, o client.Objec
 	return reqs
 }
 
-// Reconcile checks one ImageSync and, once the copy engine lands, runs it on schedule.
+// syncScope carries what one reconcile learns from phase to phase.
+type syncScope struct {
+	is       *v1alpha1.ImageSync
+	selector *tagselect.Selector
+	src, dst imagesync.Endpoint
+}
+
+// errReported ends a reconcile whose problem is already in the conditions.
+var errReported = errors.New("reported in conditions")
+
+// Reconcile checks one ImageSync and runs it on schedule.
 func (r *ImageSyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	is := &v1alpha1.ImageSync{}
 	if err := r.Client.Get(ctx, req.NamespacedName, is); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.runner.stop(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !is.DeletionTimestamp.IsZero() {
+		r.runner.stop(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 
@@ -87,42 +140,54 @@ func (r *ImageSyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 	}()
 
-	if err := r.reconcileSpec(is); err != nil {
-		return ctrl.Result{}, nil // reported in conditions; a spec change brings the object back
-	}
-	if err := r.reconcileTarget(ctx, is); err != nil {
-		if errors.Is(err, errTargetNotFound) {
-			return ctrl.Result{}, nil // the RegistryMirror watch brings the object back
+	sc := &syncScope{is: is}
+	for _, phase := range []func(context.Context, *syncScope) error{r.reconcileSpec, r.reconcileTarget, r.reconcileSource} {
+		if err := phase(ctx, sc); err != nil {
+			r.runner.stop(req.NamespacedName)
+			if errors.Is(err, errReported) {
+				return ctrl.Result{}, nil // a change to the spec, a mirror or a Secret brings it back
+			}
+			return ctrl.Result{}, err
 		}
-		return ctrl.Result{}, err
 	}
-	r.reconcileSync(is)
-	return ctrl.Result{}, nil
+	return r.reconcileSync(ctx, sc), nil
 }
 
 // reconcileSpec checks what CEL cannot: the tag pattern and the semver range.
-func (r *ImageSyncReconciler) reconcileSpec(is *v1alpha1.ImageSync) error {
-	src := is.Spec.Source
-	_, err := tagselect.New(tagselect.Spec{Tags: src.Tags, Pattern: src.TagPattern, Semver: src.Semver})
+func (r *ImageSyncReconciler) reconcileSpec(_ context.Context, sc *syncScope) error {
+	src := sc.is.Spec.Source
+	sel, err := tagselect.New(tagselect.Spec{Tags: src.Tags, Pattern: src.TagPattern, Semver: src.Semver})
 	if err != nil {
-		msg := err.Error()
-		if !isCondition(is.Status.Conditions, v1alpha1.ConditionReady, v1alpha1.ReasonInvalidSpec) {
-			r.Recorder.Eventf(is, nil, corev1.EventTypeWarning, v1alpha1.ReasonInvalidSpec, "Validate", "%s", msg)
-		}
-		setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec, msg)
-		setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec, msg)
-		return err
+		r.fail(sc.is, v1alpha1.ReasonInvalidSpec, err.Error())
+		return errReported
 	}
+	sc.selector = sel
 	return nil
 }
 
-var errTargetNotFound = errors.New("target RegistryMirror not found")
+// fail sets Ready and Synced to False with reason, with an Event on the transition.
+func (r *ImageSyncReconciler) fail(is *v1alpha1.ImageSync, reason, msg string) {
+	if !isCondition(is.Status.Conditions, v1alpha1.ConditionReady, reason) {
+		r.Recorder.Eventf(is, nil, corev1.EventTypeWarning, reason, "Sync", "%s", msg)
+	}
+	setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionFalse, reason, msg)
+}
 
-// reconcileTarget resolves the target repository into status.targetImage.
-func (r *ImageSyncReconciler) reconcileTarget(ctx context.Context, is *v1alpha1.ImageSync) error {
-	t := is.Spec.Target
+// reconcileTarget resolves the target repository, its CA and credentials.
+func (r *ImageSyncReconciler) reconcileTarget(ctx context.Context, sc *syncScope) error {
+	is, t := sc.is, sc.is.Spec.Target
 	if t.RegistryMirrorRef == nil {
 		is.Status.TargetImage = string(t.Image)
+		sc.dst = imagesync.Endpoint{Repository: string(t.Image), CA: []byte(t.CABundle), Insecure: t.Insecure}
+		if t.CredentialsSecretRef != nil {
+			auth, err := r.credentialsIn(ctx, is.Namespace, t.CredentialsSecretRef.Name, hostOf(string(t.Image)), "spec.target.credentialsSecretRef")
+			if err != nil {
+				r.fail(is, ReasonTargetAuthFailed, err.Error())
+				return errReported
+			}
+			sc.dst.Auth = auth
+		}
 		return nil
 	}
 	rm := &v1alpha1.RegistryMirror{}
@@ -131,23 +196,207 @@ func (r *ImageSyncReconciler) reconcileTarget(ctx context.Context, is *v1alpha1.
 			return fmt.Errorf("reading RegistryMirror %s: %w", t.RegistryMirrorRef.Name, err)
 		}
 		is.Status.TargetImage = ""
-		msg := fmt.Sprintf("spec.target.registryMirrorRef: RegistryMirror %q not found; create it or fix the name", t.RegistryMirrorRef.Name)
-		setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonTargetNotFound, msg)
-		setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionFalse, v1alpha1.ReasonTargetNotFound, msg)
-		return errTargetNotFound
+		r.fail(is, v1alpha1.ReasonTargetNotFound, fmt.Sprintf("spec.target.registryMirrorRef: RegistryMirror %q not found; create it or fix the name", t.RegistryMirrorRef.Name))
+		return errReported
 	}
 	is.Status.TargetImage = string(rm.Spec.Host) + "/" + t.Repository
+	// The copy talks to the mirror's endpoint host; a path in the endpoint (containerd's
+	// override_path) has no equivalent in the registry API clients use for pushing.
+	connect := string(rm.Spec.Host)
+	if rm.Spec.Endpoint != "" {
+		u, err := url.Parse(rm.Spec.Endpoint)
+		if err != nil || (u.Path != "" && u.Path != "/") {
+			r.fail(is, ReasonTargetUnsupported, fmt.Sprintf("RegistryMirror %s: an endpoint with a path (%s) cannot be pushed to yet; point spec.target.image at the registry instead", rm.Name, rm.Spec.Endpoint))
+			return errReported
+		}
+		connect = u.Host
+	}
+	ca, field, err := mirrorCA(ctx, r.APIReader, rm)
+	if err != nil {
+		r.fail(is, ReasonTargetUnreachable, fmt.Sprintf("RegistryMirror %s: %s: %v", rm.Name, field, err))
+		return errReported
+	}
+	sc.dst = imagesync.Endpoint{Repository: connect + "/" + t.Repository, CA: ca, Insecure: rm.Spec.InsecureSkipVerify}
+	if ref := rm.Spec.CredentialsSecretRef; ref != nil {
+		auth, err := r.credentialsIn(ctx, ref.Namespace, ref.Name, string(rm.Spec.Host), fmt.Sprintf("RegistryMirror %s spec.credentialsSecretRef", rm.Name))
+		if err != nil {
+			r.fail(is, ReasonTargetAuthFailed, err.Error())
+			return errReported
+		}
+		sc.dst.Auth = auth
+	}
 	return nil
 }
 
-// reconcileSync will run the copy engine; until it exists the conditions say so.
-func (r *ImageSyncReconciler) reconcileSync(is *v1alpha1.ImageSync) {
+// reconcileSource resolves the source's credentials and CA.
+func (r *ImageSyncReconciler) reconcileSource(ctx context.Context, sc *syncScope) error {
+	s := sc.is.Spec.Source
+	sc.src = imagesync.Endpoint{Repository: string(s.Image), CA: []byte(s.CABundle), Insecure: s.Insecure}
+	if s.CredentialsSecretRef != nil {
+		auth, err := r.credentialsIn(ctx, sc.is.Namespace, s.CredentialsSecretRef.Name, hostOf(string(s.Image)), "spec.source.credentialsSecretRef")
+		if err != nil {
+			r.fail(sc.is, ReasonSourceAuthFailed, err.Error())
+			return errReported
+		}
+		sc.src.Auth = auth
+	}
+	return nil
+}
+
+// credentialsIn reads a basic-auth or dockerconfigjson Secret in namespace ns into an
+// authenticator for host.
+func (r *ImageSyncReconciler) credentialsIn(ctx context.Context, ns, name, host, field string) (authn.Authenticator, error) {
+	s := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%s: Secret %s/%s not found", field, ns, name)
+		}
+		return nil, fmt.Errorf("reading %s: %w", field, err)
+	}
+	user, pass, err := pullsecret.Credentials(host, s, field)
+	if err != nil {
+		return nil, err
+	}
+	return &authn.Basic{Username: user, Password: pass}, nil
+}
+
+// hostOf returns the registry host of a repository reference ("docker.io" when it has none).
+func hostOf(repo string) string {
+	first, _, found := strings.Cut(repo, "/")
+	if !found || (!strings.ContainsAny(first, ".:") && first != "localhost") {
+		return "docker.io"
+	}
+	return first
+}
+
+// reconcileSync records a finished copy, starts one when due, and says when to come back.
+func (r *ImageSyncReconciler) reconcileSync(ctx context.Context, sc *syncScope) ctrl.Result {
+	is := sc.is
+	key := types.NamespacedName{Namespace: is.Namespace, Name: is.Name}
 	if is.Spec.Suspend {
+		r.runner.stop(key)
 		setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionFalse, v1alpha1.ReasonSuspended, "spec.suspend is true")
 		setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSuspended, "spec.suspend is true")
+		is.Status.NextSyncTime = nil
+		return ctrl.Result{}
+	}
+	interval := time.Hour
+	if is.Spec.Interval != nil {
+		interval = is.Spec.Interval.Duration
+	}
+	now := r.Now()
+	if run := r.runner.collect(key, is.Generation); run != nil {
+		r.record(ctx, is, run)
+		next := run.finished.Add(interval)
+		is.Status.NextSyncTime = &metav1.Time{Time: next.Truncate(time.Second)}
+		return ctrl.Result{RequeueAfter: next.Sub(now)}
+	}
+	if r.runner.running(key, is.Generation) {
+		return ctrl.Result{}
+	}
+	synced := findCondition(is.Status.Conditions, v1alpha1.ConditionSynced)
+	due := is.Status.LastSyncTime == nil || synced == nil || synced.ObservedGeneration != is.Generation ||
+		synced.Reason == ReasonSyncing || synced.Reason == v1alpha1.ReasonSuspended ||
+		is.Status.NextSyncTime == nil || !now.Before(is.Status.NextSyncTime.Time)
+	if !due {
+		return ctrl.Result{RequeueAfter: is.Status.NextSyncTime.Sub(now)}
+	}
+	src, dst, sel, jobs := sc.src, sc.dst, sc.selector, r.Jobs
+	r.runner.start(is, func(ctx context.Context) ([]imagesync.Result, error) {
+		eng, err := imagesync.New(src, dst, imagesync.Options{Jobs: jobs})
+		if err != nil {
+			return nil, err
+		}
+		tags, err := eng.Tags(ctx, sel)
+		if err != nil {
+			return nil, err
+		}
+		return eng.Sync(ctx, tags), nil
+	})
+	setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionUnknown, ReasonSyncing, "copying selected tags")
+	if findCondition(is.Status.Conditions, v1alpha1.ConditionReady) == nil || !isTrue(is.Status.Conditions, v1alpha1.ConditionReady) {
+		setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonSyncing, "the first sync is running")
+	}
+	return ctrl.Result{}
+}
+
+// record writes a finished run into status.
+func (r *ImageSyncReconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *syncRun) {
+	finished := metav1.Time{Time: run.finished.Truncate(time.Second)}
+	is.Status.LastSyncTime = &finished
+	took := run.finished.Sub(run.started)
+	syncDuration.Observe(took.Seconds())
+	if run.err != nil {
+		reason := classify(run.err)
+		syncErrors.WithLabelValues(reason).Inc()
+		r.fail(is, reason, run.err.Error())
 		return
 	}
-	msg := "copying images is not implemented in this version"
-	setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionUnknown, v1alpha1.ReasonNotImplemented, msg)
-	setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNotImplemented, msg)
+	prev := map[string]v1alpha1.ImageStatus{}
+	for _, im := range is.Status.Images {
+		prev[im.Tag] = im
+	}
+	var images []v1alpha1.ImageStatus
+	var failed []imagesync.Result
+	ok, copied := 0, 0
+	var bytes int64
+	for _, res := range run.results {
+		im := v1alpha1.ImageStatus{Tag: res.Tag, SourceDigest: res.SourceDigest, TargetDigest: res.TargetDigest, Bytes: res.Bytes}
+		switch {
+		case res.Err != nil:
+			im.Error = res.Err.Error()
+			im.TargetDigest, im.SyncedAt = prev[res.Tag].TargetDigest, prev[res.Tag].SyncedAt
+			failed = append(failed, res)
+		case res.UpToDate && prev[res.Tag].SyncedAt != nil && prev[res.Tag].TargetDigest == res.TargetDigest:
+			im.SyncedAt, im.Bytes = prev[res.Tag].SyncedAt, prev[res.Tag].Bytes // unchanged: no status churn
+			ok++
+		default:
+			im.SyncedAt = &finished
+			ok++
+			if !res.UpToDate {
+				copied++
+			}
+		}
+		bytes += res.Bytes
+		if len(images) < maxImages {
+			images = append(images, im)
+		}
+	}
+	is.Status.Images = images
+	is.Status.TagsSummary = fmt.Sprintf("%d/%d", ok, len(run.results))
+	syncBytes.WithLabelValues(is.Namespace, is.Name).Add(float64(bytes))
+	if len(failed) > 0 {
+		reason := classify(failed[0].Err)
+		syncErrors.WithLabelValues(reason).Add(float64(len(failed)))
+		r.fail(is, reason, fmt.Sprintf("%d of %d tag(s) failed; %s: %v", len(failed), len(run.results), failed[0].Tag, failed[0].Err))
+		return
+	}
+	msg := fmt.Sprintf("%d tag(s) up to date in the target, %d copied", ok, copied)
+	if copied > 0 {
+		r.Recorder.Eventf(is, nil, corev1.EventTypeNormal, v1alpha1.ReasonSyncSucceeded, "Sync", "copied %d tag(s) (%d bytes) in %s", copied, bytes, took.Round(time.Millisecond))
+	}
+	setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionTrue, v1alpha1.ReasonSyncSucceeded, msg)
+	setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSyncSucceeded, msg)
+	logf.FromContext(ctx).V(1).Info("Sync recorded", "tags", len(run.results), "copied", copied)
+}
+
+// classify turns a copy error into a condition reason.
+func classify(err error) string {
+	var se *imagesync.SideError
+	if !errors.As(err, &se) {
+		return v1alpha1.ReasonSyncFailed
+	}
+	switch {
+	case se.Side == "source" && (se.StatusCode == http.StatusUnauthorized || se.StatusCode == http.StatusForbidden):
+		return ReasonSourceAuthFailed
+	case se.Side == "source" && se.StatusCode == http.StatusNotFound:
+		return ReasonSourceNotFound
+	case se.Side == "source" && se.StatusCode == 0:
+		return ReasonSourceUnreachable
+	case se.Side == "target" && (se.StatusCode == http.StatusUnauthorized || se.StatusCode == http.StatusForbidden):
+		return ReasonTargetAuthFailed
+	case se.Side == "target" && se.StatusCode == 0:
+		return ReasonTargetUnreachable
+	}
+	return v1alpha1.ReasonSyncFailed
 }

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers"
 )
 
 func newSync(t *testing.T, name string, mutate func(*v1alpha1.ImageSync)) *v1alpha1.ImageSync {
@@ -18,7 +19,7 @@ func newSync(t *testing.T, name string, mutate func(*v1alpha1.ImageSync)) *v1alp
 	is := &v1alpha1.ImageSync{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: metav1.NamespaceDefault},
 		Spec: v1alpha1.ImageSyncSpec{
-			Source: v1alpha1.ImageSource{Image: "docker.io/library/busybox", Tags: []string{"1.36"}},
+			Source: v1alpha1.ImageSource{Image: "127.0.0.1:1/library/busybox", Tags: []string{"1.36"}}, // nothing listens there
 			Target: v1alpha1.ImageTarget{Image: "registry.example/busybox"},
 		},
 	}
@@ -85,6 +86,7 @@ func TestImageSyncSpecCheckedByTheController(t *testing.T) {
 func TestImageSyncResolvesItsRegistryMirrorWhenItAppears(t *testing.T) {
 	t.Parallel()
 	newSync(t, "waits-for-mirror", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source.Image = "127.0.0.1:1/library/busybox" // nothing listens there
 		is.Spec.Target = v1alpha1.ImageTarget{
 			RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: "late-mirror"},
 			Repository:        "my-docker/busybox",
@@ -96,7 +98,7 @@ func TestImageSyncResolvesItsRegistryMirrorWhenItAppears(t *testing.T) {
 	}
 	// Creating the mirror must bring the ImageSync back without any change to it.
 	newMirror(t, "late-mirror", func(rm *v1alpha1.RegistryMirror) { rm.Spec.Host = "nexus.local:8443" })
-	is, _ := syncCondition(t, "waits-for-mirror", v1alpha1.ConditionReady, v1alpha1.ReasonNotImplemented)
+	is, _ := syncCondition(t, "waits-for-mirror", v1alpha1.ConditionReady, controllers.ReasonSourceUnreachable)
 	if want := "nexus.local:8443/my-docker/busybox"; is.Status.TargetImage != want {
 		t.Errorf("targetImage = %q, want %q", is.Status.TargetImage, want)
 	}

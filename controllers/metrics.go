@@ -18,10 +18,23 @@ var (
 		Name: "regwire_pull_secrets",
 		Help: "Namespaces holding a RegistryMirror's current pull secret.",
 	}, []string{"registry_mirror"})
+	syncBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "regwire_imagesync_bytes_total",
+		Help: "Bytes ImageSyncs uploaded to target registries.",
+	}, []string{"namespace", "name"})
+	syncDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "regwire_imagesync_duration_seconds",
+		Help:    "Duration of ImageSync runs.",
+		Buckets: prometheus.ExponentialBuckets(0.05, 4, 8),
+	})
+	syncErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "regwire_imagesync_errors_total",
+		Help: "Failed ImageSync runs and tags, by reason.",
+	}, []string{"reason"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(nodesReadyGauge, nodesDesiredGauge, pullSecretsGauge)
+	metrics.Registry.MustRegister(nodesReadyGauge, nodesDesiredGauge, pullSecretsGauge, syncBytes, syncDuration, syncErrors)
 }
 
 // forgetMetrics drops the series of a deleted RegistryMirror.

@@ -318,6 +318,12 @@ func (e *sourceNotFoundError) Error() string { return e.what }
 
 // caPEM returns the CA bundle's PEM data and the field it came from; nil data when none is set.
 func (r *RegistryMirrorReconciler) caPEM(ctx context.Context, rm *v1alpha1.RegistryMirror) ([]byte, string, error) {
+	return mirrorCA(ctx, r.APIReader, rm)
+}
+
+// mirrorCA reads a RegistryMirror's CA bundle from caBundle, or caFrom through reader
+// (straight from the API server: no Secret cache).
+func mirrorCA(ctx context.Context, reader client.Reader, rm *v1alpha1.RegistryMirror) ([]byte, string, error) {
 	switch src := rm.Spec.CAFrom; {
 	case rm.Spec.CABundle != "":
 		return []byte(rm.Spec.CABundle), "spec.caBundle", nil
@@ -327,7 +333,7 @@ func (r *RegistryMirrorReconciler) caPEM(ctx context.Context, rm *v1alpha1.Regis
 		ref := src.SecretKeyRef
 		field := "spec.caFrom.secretKeyRef"
 		s := &corev1.Secret{}
-		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, s); err != nil {
+		if err := reader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, s); err != nil {
 			if apierrors.IsNotFound(err) {
 				return nil, field, &sourceNotFoundError{fmt.Sprintf("%s: Secret %s/%s not found", field, ref.Namespace, ref.Name)}
 			}
@@ -342,7 +348,7 @@ func (r *RegistryMirrorReconciler) caPEM(ctx context.Context, rm *v1alpha1.Regis
 		ref := src.ConfigMapKeyRef
 		field := "spec.caFrom.configMapKeyRef"
 		cm := &corev1.ConfigMap{}
-		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, cm); err != nil {
+		if err := reader.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, cm); err != nil {
 			if apierrors.IsNotFound(err) {
 				return nil, field, &sourceNotFoundError{fmt.Sprintf("%s: ConfigMap %s/%s not found", field, ref.Namespace, ref.Name)}
 			}

@@ -53,7 +53,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return err
 	}
 	return (&ImageSyncReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("regwire-imagesync"),
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("regwire-imagesync"),
+		Jobs:      4,
 	}).SetupWithManager(ctx, mgr)
 }

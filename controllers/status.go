@@ -40,9 +40,17 @@ func setReadySummary(conds *[]metav1.Condition, generation int64, types ...strin
 }
 
 // patchStatus sends the status changes made to obj since before as a merge patch; it sends
-// nothing when there are none.
+// nothing at all when there are none, so a no-op reconcile writes nothing.
 func patchStatus(ctx context.Context, c client.Client, before, obj client.Object) error {
-	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, client.MergeFrom(before)))
+	patch := client.MergeFrom(before)
+	data, err := patch.Data(obj)
+	if err != nil {
+		return err
+	}
+	if string(data) == "{}" {
+		return nil
+	}
+	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, patch))
 }
 
 // lowestRequeue merges two results: the earliest positive RequeueAfter wins.
@@ -61,4 +69,14 @@ func lowestRequeue(a, b ctrl.Result) ctrl.Result {
 func isCondition(conds []metav1.Condition, typ, reason string) bool {
 	c := apimeta.FindStatusCondition(conds, typ)
 	return c != nil && c.Reason == reason
+}
+
+// findCondition returns the condition of type typ, or nil.
+func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
+	return apimeta.FindStatusCondition(conds, typ)
+}
+
+// isTrue reports whether the condition of type typ is True.
+func isTrue(conds []metav1.Condition, typ string) bool {
+	return apimeta.IsStatusConditionTrue(conds, typ)
 }

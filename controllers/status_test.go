@@ -1,12 +1,17 @@
 package controllers
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/regwire/regwire/api/v1alpha1"
 )
@@ -72,4 +77,33 @@ func TestNextCACheck(t *testing.T) {
 			t.Errorf("nextCACheck(%v) = %v, want %v", tc.left, got, tc.want)
 		}
 	}
+}
+
+func TestPatchStatusSendsNothingWhenNothingChanged(t *testing.T) {
+	t.Parallel()
+	is := &v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x"}}
+	patches := 0
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(is).WithStatusSubresource(is).
+		WithInterceptorFuncs(interceptor.Funcs{SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, o ...client.SubResourcePatchOption) error {
+			patches++
+			return c.SubResource(sub).Patch(ctx, obj, p, o...)
+		}}).Build()
+	ctx := context.Background()
+	before := is.DeepCopy()
+	if err := patchStatus(ctx, c, before, is); err != nil || patches != 0 {
+		t.Fatalf("unchanged status: %d patches, err %v", patches, err)
+	}
+	is.Status.TagsSummary = "1/1"
+	if err := patchStatus(ctx, c, before, is); err != nil || patches != 1 {
+		t.Fatalf("changed status: %d patches, err %v", patches, err)
+	}
+}
+
+func testScheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -31,7 +31,7 @@ func TestRunAppliesSamplesAndPrintsTheirStatus(t *testing.T) {
 		"NAME", "HOST", "NODES", "READY", "REASON", "AGE",
 		"NAMESPACE", "SOURCE", "TARGET", "TAGS", "LAST SYNC",
 		// both samples, with what the controllers worked out
-		"nexus-local", "nexus.local", "busybox", "docker.io/library/busybox", "nexus.local/my-docker/busybox", "NotImplemented",
+		"nexus-local", "nexus.local", "busybox", "docker.io/library/busybox", "nexus.local/my-docker/busybox", "NoNodesSelected",
 		// and a clean stop
 		"stopping regwire controllers", "stopping kube-apiserver and etcd",
 	} {

@@ -136,7 +136,7 @@ func newSide(e Endpoint, which string) (side, error) {
 func (e *Engine) Tags(ctx context.Context, sel *tagselect.Selector) ([]string, error) {
 	all, err := e.src.puller.List(ctx, e.src.repo)
 	if err != nil {
-		return nil, fmt.Errorf("listing tags of %s: %w", e.src.repo, err)
+		return nil, describe(fmt.Errorf("listing tags: %w", err), "source", e.src.repo.String())
 	}
 	return sel.Filter(all), nil
 }
@@ -170,7 +170,7 @@ func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
 
 	srcDesc, err := e.src.puller.Head(ctx, srcRef)
 	if err != nil {
-		res.Err = describe(err, "source", srcRef)
+		res.Err = describe(err, "source", srcRef.String())
 		return res
 	}
 	res.SourceDigest = srcDesc.Digest.String()
@@ -178,7 +178,7 @@ func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
 		res.TargetDigest, res.UpToDate = dstDesc.Digest.String(), true
 		return res
 	} else if err != nil && !isNotFound(err) {
-		res.Err = describe(err, "target", dstRef)
+		res.Err = describe(err, "target", dstRef.String())
 		return res
 	}
 	if e.o.DryRun {
@@ -187,7 +187,7 @@ func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
 
 	desc, err := e.src.puller.Get(ctx, srcRef.Context().Digest(res.SourceDigest))
 	if err != nil {
-		res.Err = describe(err, "source", srcRef)
+		res.Err = describe(err, "source", srcRef.String())
 		return res
 	}
 	// Bytes are counted on the wire (countingTransport); go-containerregistry's own
@@ -226,7 +226,7 @@ func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
 	res.Bytes = sent.Load()
 	report()
 	if err != nil {
-		res.Err = describe(err, "target", dstRef)
+		res.Err = describe(err, "target", dstRef.String())
 		return res
 	}
 	res.TargetDigest = res.SourceDigest
@@ -274,13 +274,34 @@ func isNotFound(err error) bool {
 	return errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound
 }
 
+// SideError is a failure on one side of a copy.
+type SideError struct {
+	// Side is "source" or "target".
+	Side string
+	// Ref is the reference being read or written.
+	Ref string
+	// StatusCode is the registry's HTTP status, 0 when no answer came (DNS, TCP, TLS).
+	StatusCode int
+	Err        error
+}
+
+func (e *SideError) Error() string {
+	if e.StatusCode != 0 {
+		return fmt.Sprintf("%s %s: %s (HTTP %d): %v", e.Side, e.Ref, http.StatusText(e.StatusCode), e.StatusCode, e.Err)
+	}
+	return fmt.Sprintf("%s %s: %v", e.Side, e.Ref, e.Err)
+}
+
+func (e *SideError) Unwrap() error { return e.Err }
+
 // describe names the registry side, the reference and the HTTP status of an error.
-func describe(err error, which string, ref name.Reference) error {
+func describe(err error, which, ref string) error {
+	se := &SideError{Side: which, Ref: ref, Err: err}
 	var terr *transport.Error
 	if errors.As(err, &terr) {
-		return fmt.Errorf("%s %s: %s (HTTP %d): %w", which, ref, http.StatusText(terr.StatusCode), terr.StatusCode, err)
+		se.StatusCode = terr.StatusCode
 	}
-	return fmt.Errorf("%s %s: %w", which, ref, err)
+	return se
 }
 
 // Summary counts results.

@@ -27,44 +27,54 @@ type dockerAuth struct {
 // kubernetes.io/basic-auth (username and password) or kubernetes.io/dockerconfigjson (its
 // entry for host). field names the reference in errors, e.g. spec.credentialsSecretRef.
 func Build(host string, src *corev1.Secret, field string) ([]byte, error) {
+	user, pass, err := Credentials(host, src, field)
+	if err != nil {
+		return nil, err
+	}
+	auth := dockerAuth{Username: user, Password: pass, Auth: base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))}
+	return json.Marshal(dockerConfig{Auths: map[string]dockerAuth{host: auth}})
+}
+
+// Credentials returns the username and password for host in a kubernetes.io/basic-auth or
+// kubernetes.io/dockerconfigjson Secret. field names the reference in errors.
+func Credentials(host string, src *corev1.Secret, field string) (string, string, error) {
 	ref := fmt.Sprintf("%s (Secret %s/%s)", field, src.Namespace, src.Name)
 	var auth dockerAuth
 	switch src.Type {
 	case corev1.SecretTypeBasicAuth:
 		user, pass := string(src.Data[corev1.BasicAuthUsernameKey]), string(src.Data[corev1.BasicAuthPasswordKey])
 		if user == "" || pass == "" {
-			return nil, fmt.Errorf("%s: a kubernetes.io/basic-auth Secret needs non-empty %q and %q keys", ref, corev1.BasicAuthUsernameKey, corev1.BasicAuthPasswordKey)
+			return "", "", fmt.Errorf("%s: a kubernetes.io/basic-auth Secret needs non-empty %q and %q keys", ref, corev1.BasicAuthUsernameKey, corev1.BasicAuthPasswordKey)
 		}
 		if strings.Contains(user, ":") {
-			return nil, fmt.Errorf("%s: the username must not contain ':'", ref)
+			return "", "", fmt.Errorf("%s: the username must not contain ':'", ref)
 		}
 		auth = dockerAuth{Username: user, Password: pass}
 	case corev1.SecretTypeDockerConfigJson:
 		var cfg dockerConfig
 		if err := json.Unmarshal(src.Data[corev1.DockerConfigJsonKey], &cfg); err != nil {
-			return nil, fmt.Errorf("%s: key %q is not a docker config JSON", ref, corev1.DockerConfigJsonKey)
+			return "", "", fmt.Errorf("%s: key %q is not a docker config JSON", ref, corev1.DockerConfigJsonKey)
 		}
 		a, ok := lookup(cfg.Auths, host)
 		if !ok {
-			return nil, fmt.Errorf("%s: %q has no entry for %s", ref, corev1.DockerConfigJsonKey, host)
+			return "", "", fmt.Errorf("%s: %q has no entry for %s", ref, corev1.DockerConfigJsonKey, host)
 		}
 		if a.Auth != "" && (a.Username == "" || a.Password == "") {
 			raw, err := base64.StdEncoding.DecodeString(a.Auth)
 			user, pass, ok := strings.Cut(string(raw), ":")
 			if err != nil || !ok {
-				return nil, fmt.Errorf("%s: the entry for %s has an auth value that is not base64 of user:password", ref, host)
+				return "", "", fmt.Errorf("%s: the entry for %s has an auth value that is not base64 of user:password", ref, host)
 			}
 			a.Username, a.Password = user, pass
 		}
 		if a.Username == "" || a.Password == "" {
-			return nil, fmt.Errorf("%s: the entry for %s has no username and password", ref, host)
+			return "", "", fmt.Errorf("%s: the entry for %s has no username and password", ref, host)
 		}
 		auth = dockerAuth{Username: a.Username, Password: a.Password}
 	default:
-		return nil, fmt.Errorf("%s: type %q is not supported; use kubernetes.io/basic-auth or kubernetes.io/dockerconfigjson", ref, src.Type)
+		return "", "", fmt.Errorf("%s: type %q is not supported; use kubernetes.io/basic-auth or kubernetes.io/dockerconfigjson", ref, src.Type)
 	}
-	auth.Auth = base64.StdEncoding.EncodeToString([]byte(auth.Username + ":" + auth.Password))
-	return json.Marshal(dockerConfig{Auths: map[string]dockerAuth{host: auth}})
+	return auth.Username, auth.Password, nil
 }
 
 // lookup finds host in a docker config, also under the https:// prefixed spellings docker

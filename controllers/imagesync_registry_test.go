@@ -1,0 +1,157 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers"
+	"github.com/regwire/regwire/internal/testutil"
+)
+
+// TestImageSyncCopiesIntoARegistryMirror runs the whole path on real registries: an
+// ImageSync copies a multi-platform index and an image from a source registry into the
+// repository of a RegistryMirror whose registry wants TLS (private CA) and basic auth.
+func TestImageSyncCopiesIntoARegistryMirror(t *testing.T) {
+	ctx := context.Background()
+	ca := testutil.NewCA(t, "imagesync CA", time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	cert := ca.ServerTLS(t, "127.0.0.1")
+	target := testutil.StartRegistry(t, testutil.RegistryOptions{TLS: &cert, Users: map[string]string{"pusher": "push-password"}})
+	source := testutil.StartRegistry(t, testutil.RegistryOptions{})
+
+	want := map[string]v1.Hash{}
+	idx := mutate.IndexMediaType(empty.Index, "application/vnd.oci.image.index.v1+json")
+	for _, arch := range []string{"amd64", "arm64"} {
+		img, err := random.Image(1024, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	ref, _ := name.ParseReference(source.Host + "/library/app:1.0")
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatal(err)
+	}
+	want["1.0"], _ = idx.Digest()
+	img, _ := random.Image(1024, 1)
+	ref, _ = name.ParseReference(source.Host + "/library/app:latest")
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	want["latest"], _ = img.Digest()
+
+	creds := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: operatorNamespace, Name: "target-push"},
+		Type:       corev1.SecretTypeBasicAuth,
+		StringData: map[string]string{"username": "pusher", "password": "push-password"},
+	}
+	if err := k8s.Create(ctx, creds); err != nil {
+		t.Fatal(err)
+	}
+	rm := newMirror(t, "sync-target", func(rm *v1alpha1.RegistryMirror) {
+		rm.Spec.Host = v1alpha1.RegistryHost(target.Host)
+		rm.Spec.CABundle = ca.PEM
+		rm.Spec.CredentialsSecretRef = &v1alpha1.SecretReference{Namespace: operatorNamespace, Name: creds.Name}
+	})
+	newSync(t, "app", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(source.Host + "/library/app"), Tags: []string{"latest"}, Semver: "^1"}
+		is.Spec.Target = v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: rm.Name}, Repository: "my-docker/app"}
+	})
+	is := syncReady(t, "app")
+	if is.Status.TagsSummary != "2/2" || is.Status.LastSyncTime == nil || is.Status.NextSyncTime == nil {
+		t.Errorf("status: tags %q, lastSyncTime %v, nextSyncTime %v", is.Status.TagsSummary, is.Status.LastSyncTime, is.Status.NextSyncTime)
+	}
+	for _, im := range is.Status.Images {
+		if im.SourceDigest != want[im.Tag].String() || im.TargetDigest != im.SourceDigest || im.SyncedAt == nil || im.Error != "" || im.Bytes == 0 {
+			t.Errorf("status.images %+v, want digest %s", im, want[im.Tag])
+		}
+	}
+	// What the target registry holds, read with the mirror's CA and credentials.
+	tr := testutil.CATransport(t, ca.PEM)
+	for tag, d := range want {
+		ref, _ := name.ParseReference(target.Host + "/my-docker/app:" + tag)
+		desc, err := remote.Head(ref, remote.WithTransport(tr), remote.WithAuth(&authn.Basic{Username: "pusher", Password: "push-password"}))
+		if err != nil || desc.Digest != d {
+			t.Errorf("target %s: %v %v, want %s", tag, desc, err, d)
+		}
+	}
+
+	// A reconcile with nothing to do writes nothing.
+	rv := is.ResourceVersion
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
+		t.Fatal(err)
+	}
+	// A metadata-only change: it triggers a reconcile but not a new generation. (A typed
+	// Update would send spec.interval back as "1h0m0s" where "1h" is stored: a new generation.)
+	poke := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"poke":"1"}}}`))
+	if err := k8s.Patch(ctx, is, poke); err != nil {
+		t.Fatal(err)
+	}
+	poked := is.ResourceVersion
+	pokedStatus := is.Status.DeepCopy()
+	time.Sleep(500 * time.Millisecond)
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
+		t.Fatal(err)
+	}
+	if is.ResourceVersion != poked {
+		t.Errorf("a no-op reconcile wrote the object (resourceVersion %s -> %s, before the poke %s):\n%+v\n%+v", poked, is.ResourceVersion, rv, *pokedStatus, is.Status)
+	}
+
+	// Wrong target credentials: the reason names the target's authentication.
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(creds), creds); err != nil {
+		t.Fatal(err)
+	}
+	creds.Data = map[string][]byte{"username": []byte("pusher"), "password": []byte("wrong")}
+	if err := k8s.Update(ctx, creds); err != nil {
+		t.Fatal(err)
+	}
+	newSync(t, "app-bad-auth", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(source.Host + "/library/app"), Tags: []string{"latest"}}
+		is.Spec.Target = v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: rm.Name}, Repository: "my-docker/other"}
+	})
+	_, c := syncCondition(t, "app-bad-auth", v1alpha1.ConditionReady, controllers.ReasonTargetAuthFailed)
+	if strings.Contains(c.Message, "wrong") {
+		t.Errorf("the condition leaks the password: %s", c.Message)
+	}
+}
+
+// syncReady waits for an ImageSync to be Ready.
+func syncReady(t *testing.T, name string) *v1alpha1.ImageSync {
+	t.Helper()
+	is := &v1alpha1.ImageSync{}
+	eventually(t, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: metav1.NamespaceDefault, Name: name}, is); err != nil {
+			return err
+		}
+		c := findReady(is.Status.Conditions)
+		if c == nil || c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("Ready = %+v; images %+v", c, is.Status.Images)
+		}
+		return nil
+	})
+	return is
+}
+
+func findReady(conds []metav1.Condition) *metav1.Condition {
+	for i := range conds {
+		if conds[i].Type == v1alpha1.ConditionReady {
+			return &conds[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,97 @@
+package controllers
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/imagesync"
+)
+
+// syncRunner runs copies in the background, one at most per ImageSync, so that a long copy
+// never holds a reconcile worker (and other ImageSyncs) hostage. A finished run is kept
+// until the reconciler collects it, and announced on events so the object is reconciled.
+type syncRunner struct {
+	mu     sync.Mutex
+	runs   map[types.NamespacedName]*syncRun
+	events chan event.GenericEvent
+}
+
+// syncRun is one copy of one ImageSync generation.
+type syncRun struct {
+	generation int64
+	cancel     context.CancelFunc
+	done       bool
+	started    time.Time
+	finished   time.Time
+	results    []imagesync.Result
+	// err is a failure before any tag was copied (listing tags, building the engine).
+	err error
+}
+
+func newSyncRunner() *syncRunner {
+	return &syncRunner{runs: map[types.NamespacedName]*syncRun{}, events: make(chan event.GenericEvent, 64)}
+}
+
+// start runs fn for the ImageSync unless a run of the same generation is under way, and
+// cancels a run of an older generation.
+func (s *syncRunner) start(is *v1alpha1.ImageSync, fn func(ctx context.Context) ([]imagesync.Result, error)) {
+	key := types.NamespacedName{Namespace: is.Namespace, Name: is.Name}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.runs[key]; ok {
+		if !r.done && r.generation == is.Generation {
+			return
+		}
+		r.cancel()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	run := &syncRun{generation: is.Generation, cancel: cancel, started: time.Now()}
+	s.runs[key] = run
+	obj := is.DeepCopy()
+	go func() {
+		results, err := fn(ctx)
+		s.mu.Lock()
+		run.results, run.err, run.done, run.finished = results, err, true, time.Now()
+		current := s.runs[key] == run
+		s.mu.Unlock()
+		cancel()
+		if current {
+			s.events <- event.GenericEvent{Object: obj}
+		}
+	}()
+}
+
+// running reports whether a copy of this generation is under way.
+func (s *syncRunner) running(key types.NamespacedName, generation int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.runs[key]
+	return ok && !r.done && r.generation == generation
+}
+
+// collect returns and forgets a finished run of this generation.
+func (s *syncRunner) collect(key types.NamespacedName, generation int64) *syncRun {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.runs[key]
+	if !ok || !r.done || r.generation != generation {
+		return nil
+	}
+	delete(s.runs, key)
+	return r
+}
+
+// stop cancels and forgets any run of the ImageSync.
+func (s *syncRunner) stop(key types.NamespacedName) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.runs[key]; ok {
+		r.cancel()
+		delete(s.runs, key)
+	}
+}
