@@ -183,8 +183,7 @@ func (r *ImageSyncReconciler) reconcileTarget(ctx context.Context, sc *syncScope
 		if t.CredentialsSecretRef != nil {
 			auth, err := r.credentialsIn(ctx, is.Namespace, t.CredentialsSecretRef.Name, hostOf(string(t.Image)), "spec.target.credentialsSecretRef")
 			if err != nil {
-				r.fail(is, ReasonTargetAuthFailed, err.Error())
-				return errReported
+				return r.failCredentials(is, err)
 			}
 			sc.dst.Auth = auth
 		}
@@ -220,8 +219,7 @@ func (r *ImageSyncReconciler) reconcileTarget(ctx context.Context, sc *syncScope
 	if ref := rm.Spec.CredentialsSecretRef; ref != nil {
 		auth, err := r.credentialsIn(ctx, ref.Namespace, ref.Name, string(rm.Spec.Host), fmt.Sprintf("RegistryMirror %s spec.credentialsSecretRef", rm.Name))
 		if err != nil {
-			r.fail(is, ReasonTargetAuthFailed, err.Error())
-			return errReported
+			return r.failCredentials(is, err)
 		}
 		sc.dst.Auth = auth
 	}
@@ -235,29 +233,47 @@ func (r *ImageSyncReconciler) reconcileSource(ctx context.Context, sc *syncScope
 	if s.CredentialsSecretRef != nil {
 		auth, err := r.credentialsIn(ctx, sc.is.Namespace, s.CredentialsSecretRef.Name, hostOf(string(s.Image)), "spec.source.credentialsSecretRef")
 		if err != nil {
-			r.fail(sc.is, ReasonSourceAuthFailed, err.Error())
-			return errReported
+			return r.failCredentials(sc.is, err)
 		}
 		sc.src.Auth = auth
 	}
 	return nil
 }
 
+// credentialsError is a credentials Secret that is missing or unusable.
+type credentialsError struct {
+	reason string
+	err    error
+}
+
+func (e *credentialsError) Error() string { return e.err.Error() }
+
 // credentialsIn reads a basic-auth or dockerconfigjson Secret in namespace ns into an
-// authenticator for host.
+// authenticator for host. Problems the user must fix are *credentialsError.
 func (r *ImageSyncReconciler) credentialsIn(ctx context.Context, ns, name, host, field string) (authn.Authenticator, error) {
 	s := &corev1.Secret{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("%s: Secret %s/%s not found", field, ns, name)
+			return nil, &credentialsError{ReasonCredentialsMissing, fmt.Errorf("%s: Secret %s/%s not found", field, ns, name)}
 		}
 		return nil, fmt.Errorf("reading %s: %w", field, err)
 	}
 	user, pass, err := pullsecret.Credentials(host, s, field)
 	if err != nil {
-		return nil, err
+		return nil, &credentialsError{ReasonCredentialsInvalid, err}
 	}
 	return &authn.Basic{Username: user, Password: pass}, nil
+}
+
+// failCredentials reports a credentials problem: its own reason when the Secret is missing
+// or unusable, else the API error.
+func (r *ImageSyncReconciler) failCredentials(is *v1alpha1.ImageSync, err error) error {
+	var ce *credentialsError
+	if errors.As(err, &ce) {
+		r.fail(is, ce.reason, ce.Error())
+		return errReported
+	}
+	return err
 }
 
 // hostOf returns the registry host of a repository reference ("docker.io" when it has none).

@@ -112,3 +112,14 @@ func TestSuspendedImageSyncSaysSo(t *testing.T) {
 		t.Errorf("targetImage = %q, want the full target image", is.Status.TargetImage)
 	}
 }
+
+func TestImageSyncCredentialProblemsHaveTheirOwnReason(t *testing.T) {
+	t.Parallel()
+	newSync(t, "missing-source-creds", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source.CredentialsSecretRef = &v1alpha1.LocalSecretReference{Name: "no-such-secret"}
+	})
+	_, c := syncCondition(t, "missing-source-creds", v1alpha1.ConditionReady, controllers.ReasonCredentialsMissing)
+	if want := "spec.source.credentialsSecretRef: Secret default/no-such-secret not found"; !strings.Contains(c.Message, want) {
+		t.Errorf("message %q does not say %q", c.Message, want)
+	}
+}
