@@ -202,6 +202,9 @@ func (r *NodeAgentReconciler) report(ctx context.Context, selected []nodeconfig.
 	ready, firstProblem := true, ""
 	for _, m := range selected {
 		ms := v1alpha1.NodeMirrorStatus{Name: m.Name, ObservedGeneration: gens[m.Name], Error: joinErr(applyErr, mirrorErrs[m.Name])}
+		if ms.Error == "" {
+			ms.AppliedHash = cfg.MirrorHash(m.Name)
+		}
 		switch {
 		case applyErr != "":
 			ms.Reason = v1alpha1.ReasonApplyFailed

@@ -202,6 +202,13 @@ func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
 	}
 	took := waitNodes(t, rm.Name, "3/3", 20*time.Second)
 	t.Logf("three nodes applied a new mirror and reached the registry in %s", took)
+	rn := &v1alpha1.RegistryNode{}
+	if err := k8s.Get(ctx, client.ObjectKey{Name: "node-a"}, rn); err != nil {
+		t.Fatal(err)
+	}
+	if len(rn.Status.Mirrors) != 1 || !strings.HasPrefix(rn.Status.Mirrors[0].AppliedHash, "sha256:") || rn.Status.Mirrors[0].Probe == nil || !rn.Status.Mirrors[0].Probe.Reachable {
+		t.Errorf("node-a reports %+v, want the mirror's applied hash and a reachable probe", rn.Status.Mirrors)
+	}
 
 	for _, n := range nodes {
 		if got := n.file("nexus.local/hosts.toml"); !strings.Contains(got, "server = '"+endpoint+"'") || !strings.Contains(got, "ca = 'ca.crt'") {

@@ -49,6 +49,10 @@ type NodeMirrorStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
+	// appliedHash is a digest of the files and hosts lines the node applied for the mirror.
+	// +optional
+	AppliedHash string `json:"appliedHash,omitempty"`
+
 	// reason is a CamelCase cause when the mirror is not applied: ApplyFailed or
 	// HostConflict.
 	// +optional

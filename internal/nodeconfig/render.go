@@ -348,6 +348,26 @@ func (c *Config) FileOwners() map[string]string {
 	return out
 }
 
+// MirrorHash is a stable digest of what the configuration holds for one mirror: the files
+// of the host directories it owns and its hosts lines. "" when it holds nothing for it.
+func (c *Config) MirrorHash(mirror string) string {
+	sub := &Config{Files: map[string][]byte{}}
+	for p, data := range c.Files {
+		if c.Owners[path.Dir(p)] == mirror {
+			sub.Files[p] = data
+		}
+	}
+	for _, e := range c.HostsEntries {
+		if e.Mirror == mirror {
+			sub.HostsEntries = append(sub.HostsEntries, e)
+		}
+	}
+	if len(sub.Files) == 0 && len(sub.HostsEntries) == 0 {
+		return ""
+	}
+	return sub.Hash()
+}
+
 // Hash is a stable digest of the whole configuration, for reporting what a node applied.
 func (c *Config) Hash() string {
 	h := sha256.New()

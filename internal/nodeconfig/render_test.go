@@ -297,3 +297,16 @@ func TestHashChangesWithContentOnly(t *testing.T) {
 		t.Error("a capability change did not change the hash")
 	}
 }
+
+func TestMirrorHashCoversOnlyThatMirror(t *testing.T) {
+	t.Parallel()
+	ms := scenarios[4].mirrors(testutil.SampleCAPEM) // two mirrors, one host: the older wins
+	c := nodeconfig.Render(ms)
+	if c.MirrorHash("older") == "" || c.MirrorHash("younger") != "" {
+		t.Errorf("MirrorHash: older %q, younger %q; want a hash only for the winner", c.MirrorHash("older"), c.MirrorHash("younger"))
+	}
+	other := nodeconfig.Render(append(slices.Clone(ms), nodeconfig.Mirror{Name: "third", Spec: v1alpha1.RegistryMirrorSpec{Host: "third.local"}}))
+	if other.MirrorHash("older") != c.MirrorHash("older") {
+		t.Error("adding another mirror changed the older mirror's hash")
+	}
+}
