@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,7 +51,17 @@ type Options struct {
 	Progress func(tag string, complete, total int64)
 	// DryRun only finds out which tags are up to date; nothing is written.
 	DryRun bool
+	// Backoff between retries of a request that failed with 408, 429, 5xx or a dropped
+	// connection; zero means DefaultBackoff.
+	Backoff remote.Backoff
 }
+
+// DefaultBackoff retries six times over about half a minute: at a 20% failure rate a
+// request still gives up less than once in 15,000.
+var DefaultBackoff = remote.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: 6}
+
+// maxRetryAfter bounds how long a registry's Retry-After can hold one request.
+const maxRetryAfter = 30 * time.Second
 
 // Result is what happened to one tag.
 type Result struct {
@@ -80,11 +91,14 @@ type Engine struct {
 
 // New prepares the sessions for both sides.
 func New(src, dst Endpoint, o Options) (*Engine, error) {
-	s, err := newSide(src, "source")
+	if o.Backoff.Steps == 0 {
+		o.Backoff = DefaultBackoff
+	}
+	s, err := newSide(src, "source", o.Backoff)
 	if err != nil {
 		return nil, err
 	}
-	d, err := newSide(dst, "target")
+	d, err := newSide(dst, "target", o.Backoff)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +108,7 @@ func New(src, dst Endpoint, o Options) (*Engine, error) {
 	return &Engine{src: s, dst: d, o: o}, nil
 }
 
-func newSide(e Endpoint, which string) (side, error) {
+func newSide(e Endpoint, which string, backoff remote.Backoff) (side, error) {
 	var nameOpts []name.Option
 	if e.Insecure {
 		nameOpts = append(nameOpts, name.Insecure)
@@ -119,12 +133,12 @@ func newSide(e Endpoint, which string) (side, error) {
 	if e.Wrap != nil {
 		base = e.Wrap(base)
 	}
-	base = countingTransport{next: base}
+	base = retryAfterTransport{next: countingTransport{next: base}}
 	auth := e.Auth
 	if auth == nil {
 		auth = authn.Anonymous
 	}
-	opts := []remote.Option{remote.WithAuth(auth), remote.WithTransport(base)}
+	opts := []remote.Option{remote.WithAuth(auth), remote.WithTransport(base), remote.WithRetryBackoff(backoff)}
 	p, err := remote.NewPuller(opts...)
 	if err != nil {
 		return side{}, err
@@ -231,6 +245,43 @@ func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
 	}
 	res.TargetDigest = res.SourceDigest
 	return res
+}
+
+// retryAfterTransport waits as long as a registry's Retry-After asks (at most
+// maxRetryAfter) before handing back a 429 or 503, so that go-containerregistry's retry
+// comes after the registry is ready again.
+type retryAfterTransport struct{ next http.RoundTripper }
+
+func (t retryAfterTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(r)
+	if err != nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+		return resp, err
+	}
+	wait := retryAfter(resp.Header.Get("Retry-After"), time.Now())
+	if wait <= 0 {
+		return resp, nil
+	}
+	timer := time.NewTimer(min(wait, maxRetryAfter))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-r.Context().Done():
+	}
+	return resp, nil
+}
+
+// retryAfter parses a Retry-After value: seconds or an HTTP date.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // sentKey carries a *byteCounter in a request context.
