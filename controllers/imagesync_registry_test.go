@@ -3,6 +3,10 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -154,4 +158,65 @@ func findReady(conds []metav1.Condition) *metav1.Condition {
 		}
 	}
 	return nil
+}
+
+// TestALongCopyStarvesNoOneAndStopsWhenDeleted holds one ImageSync's copy on a source that
+// answers blob requests only when the request is cancelled, checks that another ImageSync
+// completes meanwhile, then deletes the held one and checks that its copy is cancelled.
+func TestALongCopyStarvesNoOneAndStopsWhenDeleted(t *testing.T) {
+	ctx := context.Background()
+	source := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	target := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	for _, repo := range []string{"slow/app", "fast/app"} {
+		img, _ := random.Image(1024, 1)
+		ref, _ := name.ParseReference(source.Host + "/" + repo + ":1.0")
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The slow source: blob downloads hang until the client gives up.
+	held, released := make(chan struct{}, 16), make(chan struct{}, 16)
+	u, _ := url.Parse(source.URL)
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/blobs/") && r.Method == http.MethodGet {
+			held <- struct{}{}
+			<-r.Context().Done()
+			released <- struct{}{}
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer slow.Close()
+
+	newSync(t, "held", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(slow.Listener.Addr().String() + "/slow/app"), Tags: []string{"1.0"}}
+		is.Spec.Target = v1alpha1.ImageTarget{Image: v1alpha1.ImageRepository(target.Host + "/slow/app")}
+	})
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the held copy never reached the source's blobs")
+	}
+	newSync(t, "quick", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(source.Host + "/fast/app"), Tags: []string{"1.0"}}
+		is.Spec.Target = v1alpha1.ImageTarget{Image: v1alpha1.ImageRepository(target.Host + "/fast/app")}
+	})
+	syncReady(t, "quick") // completes while the held copy still runs
+
+	held1 := &v1alpha1.ImageSync{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: metav1.NamespaceDefault, Name: "held"}, held1); err != nil {
+		t.Fatal(err)
+	}
+	if c := findReady(held1.Status.Conditions); c == nil || c.Reason != controllers.ReasonSyncing {
+		t.Errorf("the held ImageSync is %+v, want Syncing", c)
+	}
+	if err := k8s.Delete(ctx, held1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-released:
+	case <-time.After(10 * time.Second):
+		t.Fatal("deleting the ImageSync did not cancel its copy")
+	}
 }
