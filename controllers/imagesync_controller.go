@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -317,9 +318,15 @@ func (r *ImageSyncReconciler) reconcileSync(ctx context.Context, sc *syncScope) 
 	if !due {
 		return ctrl.Result{RequeueAfter: is.Status.NextSyncTime.Sub(now)}
 	}
+	var platforms []v1.Platform
+	for _, p := range is.Spec.Platforms {
+		if pl, err := v1.ParsePlatform(string(p)); err == nil {
+			platforms = append(platforms, *pl) // the CRD checks the form
+		}
+	}
 	src, dst, sel, jobs := sc.src, sc.dst, sc.selector, r.Jobs
 	r.runner.start(is, func(ctx context.Context) ([]imagesync.Result, error) {
-		eng, err := imagesync.New(src, dst, imagesync.Options{Jobs: jobs})
+		eng, err := imagesync.New(src, dst, imagesync.Options{Jobs: jobs, Platforms: platforms})
 		if err != nil {
 			return nil, err
 		}

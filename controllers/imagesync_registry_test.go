@@ -95,6 +95,25 @@ func TestImageSyncCopiesIntoARegistryMirror(t *testing.T) {
 		}
 	}
 
+	// spec.platforms narrows the index: a new digest in the target, reported as such.
+	newSync(t, "app-amd64", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(source.Host + "/library/app"), Tags: []string{"1.0"}}
+		is.Spec.Target = v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: rm.Name}, Repository: "my-docker/app-amd64"}
+		is.Spec.Platforms = []v1alpha1.Platform{"linux/amd64"}
+	})
+	narrow := syncReady(t, "app-amd64")
+	if len(narrow.Status.Images) != 1 || narrow.Status.Images[0].SourceDigest != want["1.0"].String() || narrow.Status.Images[0].TargetDigest == want["1.0"].String() {
+		t.Errorf("filtered status.images = %+v", narrow.Status.Images)
+	}
+	ref, _ = name.ParseReference(target.Host + "/my-docker/app-amd64:1.0")
+	if desc, err := remote.Get(ref, remote.WithTransport(tr), remote.WithAuth(&authn.Basic{Username: "pusher", Password: "push-password"})); err != nil {
+		t.Error(err)
+	} else if idx, err := desc.ImageIndex(); err != nil {
+		t.Error(err)
+	} else if im, _ := idx.IndexManifest(); len(im.Manifests) != 1 || im.Manifests[0].Platform.Architecture != "amd64" {
+		t.Errorf("filtered target index: %+v", im.Manifests)
+	}
+
 	// A reconcile with nothing to do writes nothing.
 	rv := is.ResourceVersion
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
@@ -66,11 +67,16 @@ docker and crane. Exits non-zero when any tag fails.`,
 }
 
 func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
-	switch {
-	case len(f.platforms) > 0:
-		return fmt.Errorf("--platform: %w", errNotImplemented)
-	case f.referrers:
+	if f.referrers {
 		return fmt.Errorf("--referrers: %w", errNotImplemented)
+	}
+	var platforms []v1.Platform
+	for _, p := range f.platforms {
+		pl, err := v1.ParsePlatform(p)
+		if err != nil || pl.OS == "" || pl.Architecture == "" {
+			return fmt.Errorf("--platform %q: want os/arch or os/arch/variant, e.g. linux/arm64", p)
+		}
+		platforms = append(platforms, *pl)
 	}
 	spec := tagselect.Spec{Tags: f.tags, Pattern: f.tagPattern, Semver: f.semver}
 	if f.allTags {
@@ -98,7 +104,7 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	if bars {
 		prog = newProgress(out)
 	}
-	opts := imagesync.Options{Jobs: f.jobs, DryRun: f.dryRun}
+	opts := imagesync.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms}
 	if prog != nil {
 		opts.Progress = prog.update
 	}

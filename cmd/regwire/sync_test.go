@@ -85,6 +85,9 @@ func TestSyncCopiesThenReportsUpToDate(t *testing.T) {
 	if _, err := execute("sync", "a/b", "c/d", "--tag-pattern", "(x"); err == nil || !strings.Contains(err.Error(), `--tag-pattern "(x"`) {
 		t.Errorf("bad --tag-pattern: %v", err)
 	}
+	if _, err := execute("sync", "a/b", "c/d", "--all-tags", "--platform", "amd64"); err == nil || !strings.Contains(err.Error(), `--platform "amd64"`) {
+		t.Errorf("bad --platform: %v", err)
+	}
 	if _, err := execute("sync", "a/b", "c/d"); err == nil || !strings.Contains(err.Error(), "--all-tags") {
 		t.Errorf("no selection: %v", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
@@ -51,6 +52,10 @@ type Options struct {
 	Progress func(tag string, complete, total int64)
 	// DryRun only finds out which tags are up to date; nothing is written.
 	DryRun bool
+	// Platforms, when set, keeps only these platforms of multi-platform images: the target
+	// gets a new index, whose digest differs from the source's. Single-platform images are
+	// copied as they are.
+	Platforms []v1.Platform
 	// Backoff between retries of a request that failed with 408, 429, 5xx or a dropped
 	// connection; zero means DefaultBackoff.
 	Backoff remote.Backoff
@@ -182,13 +187,48 @@ func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
 	res := Result{Tag: tag}
 	srcRef, dstRef := e.src.repo.Tag(tag), e.dst.repo.Tag(tag)
 
-	srcDesc, err := e.src.puller.Head(ctx, srcRef)
-	if err != nil {
-		res.Err = describe(err, "source", srcRef.String())
-		return res
+	var (
+		srcDesc  *v1.Descriptor
+		filtered v1.ImageIndex // the index to push when platforms filter it
+		desc     *remote.Descriptor
+		err      error
+	)
+	if len(e.o.Platforms) == 0 {
+		d, err := e.src.puller.Head(ctx, srcRef)
+		if err != nil {
+			res.Err = describe(err, "source", srcRef.String())
+			return res
+		}
+		srcDesc = d
+	} else {
+		// The filtered index's digest needs the source index: one GET instead of the HEAD.
+		d, err := e.src.puller.Get(ctx, srcRef)
+		if err != nil {
+			res.Err = describe(err, "source", srcRef.String())
+			return res
+		}
+		desc, srcDesc = d, &d.Descriptor
+		if d.MediaType.IsIndex() {
+			idx, err := d.ImageIndex()
+			if err != nil {
+				res.Err = describe(err, "source", srcRef.String())
+				return res
+			}
+			if filtered, err = e.filter(idx); err != nil {
+				res.Err = describe(err, "source", srcRef.String())
+				return res
+			}
+		}
 	}
 	res.SourceDigest = srcDesc.Digest.String()
-	if dstDesc, err := e.dst.puller.Head(ctx, dstRef); err == nil && dstDesc.Digest == srcDesc.Digest {
+	want := srcDesc.Digest
+	if filtered != nil {
+		if want, err = filtered.Digest(); err != nil {
+			res.Err = err
+			return res
+		}
+	}
+	if dstDesc, err := e.dst.puller.Head(ctx, dstRef); err == nil && dstDesc.Digest == want {
 		res.TargetDigest, res.UpToDate = dstDesc.Digest.String(), true
 		return res
 	} else if err != nil && !isNotFound(err) {
@@ -198,12 +238,17 @@ func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
 	if e.o.DryRun {
 		return res
 	}
-
-	desc, err := e.src.puller.Get(ctx, srcRef.Context().Digest(res.SourceDigest))
-	if err != nil {
-		res.Err = describe(err, "source", srcRef.String())
-		return res
+	if desc == nil {
+		if desc, err = e.src.puller.Get(ctx, srcRef.Context().Digest(res.SourceDigest)); err != nil {
+			res.Err = describe(err, "source", srcRef.String())
+			return res
+		}
 	}
+	var push remote.Taggable = desc
+	if filtered != nil {
+		push = filtered
+	}
+
 	// Bytes are counted on the wire (countingTransport); go-containerregistry's own
 	// progress misses the last chunk of each streamed blob. Its totals are right and feed
 	// the progress callback.
@@ -232,7 +277,7 @@ func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
 		res.Err = err
 		return res
 	}
-	err = pusher.Push(ctx, dstRef, desc)
+	err = pusher.Push(ctx, dstRef, push)
 	// Unlike remote.Write, Pusher.Push leaves the progress channel open; it sends nothing
 	// once Push returns.
 	close(updates)
@@ -243,8 +288,38 @@ func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
 		res.Err = describe(err, "target", dstRef.String())
 		return res
 	}
-	res.TargetDigest = res.SourceDigest
+	res.TargetDigest = want.String()
 	return res
+}
+
+// filter keeps the manifests of idx whose platform satisfies one of the wanted platforms.
+func (e *Engine) filter(idx v1.ImageIndex) (v1.ImageIndex, error) {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	kept := 0
+	for _, m := range im.Manifests {
+		if e.wanted(m) {
+			kept++
+		}
+	}
+	if kept == 0 {
+		return nil, fmt.Errorf("no manifest of the index matches platforms %v", e.o.Platforms)
+	}
+	return mutate.RemoveManifests(idx, func(d v1.Descriptor) bool { return !e.wanted(d) }), nil
+}
+
+func (e *Engine) wanted(d v1.Descriptor) bool {
+	if d.Platform == nil {
+		return false
+	}
+	for _, p := range e.o.Platforms {
+		if d.Platform.Satisfies(p) {
+			return true
+		}
+	}
+	return false
 }
 
 // retryAfterTransport waits as long as a registry's Retry-After asks (at most

@@ -229,3 +229,67 @@ func mapsEqual(a, b map[string]int) bool {
 	}
 	return true
 }
+
+func TestPlatformsFilterAnIndexIntoANewOne(t *testing.T) {
+	t.Parallel()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{Users: map[string]string{"alice": password}})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	want := seed(t, src.Host+"/library/busybox")
+	srcCount := &counter{counts: map[string]int{}}
+	dstCount := &counter{counts: map[string]int{}}
+	platforms := []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}}
+	eng, err := imagesync.New(
+		imagesync.Endpoint{Repository: src.Host + "/library/busybox", Auth: &authn.Basic{Username: "alice", Password: password},
+			Wrap: func(rt http.RoundTripper) http.RoundTripper { srcCount.next = rt; return srcCount }},
+		imagesync.Endpoint{Repository: dst.Host + "/my-docker/busybox",
+			Wrap: func(rt http.RoundTripper) http.RoundTripper { dstCount.next = rt; return dstCount }},
+		imagesync.Options{Platforms: platforms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r := eng.CopyTag(ctx, "1.36")
+	if r.Err != nil || r.SourceDigest != want["1.36"].String() || r.TargetDigest == r.SourceDigest {
+		t.Fatalf("filtered copy: %+v", r)
+	}
+	ref, _ := name.ParseReference(dst.Host + "/my-docker/busybox:1.36")
+	desc, err := remote.Get(ref)
+	if err != nil || desc.Digest.String() != r.TargetDigest {
+		t.Fatalf("target: %v %v, want %s", desc, err, r.TargetDigest)
+	}
+	idx, _ := desc.ImageIndex()
+	im, _ := idx.IndexManifest()
+	var got []string
+	for _, m := range im.Manifests {
+		got = append(got, m.Platform.String())
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"linux/amd64", "linux/arm64/v8"}) {
+		t.Errorf("target index platforms %v, want linux/amd64 and linux/arm64/v8", got)
+	}
+	// A single-platform image is copied as it is.
+	if r := eng.CopyTag(ctx, "latest"); r.Err != nil || r.TargetDigest != want["latest"].String() {
+		t.Errorf("single image with platforms set: %+v", r)
+	}
+	// The rerun is up to date: one manifest GET on the source (to compute the filtered
+	// digest) and one HEAD on the target.
+	srcCount.reset()
+	dstCount.reset()
+	if r := eng.CopyTag(ctx, "1.36"); r.Err != nil || !r.UpToDate {
+		t.Errorf("rerun: %+v", r)
+	}
+	if got := srcCount.reset(); !mapsEqual(got, map[string]int{"GET manifest": 1}) {
+		t.Errorf("source requests of the rerun: %v", got)
+	}
+	if got := dstCount.reset(); !mapsEqual(got, map[string]int{"HEAD manifest": 1}) {
+		t.Errorf("target requests of the rerun: %v", got)
+	}
+	none, err := imagesync.New(imagesync.Endpoint{Repository: src.Host + "/library/busybox", Auth: &authn.Basic{Username: "alice", Password: password}},
+		imagesync.Endpoint{Repository: dst.Host + "/none/busybox"}, imagesync.Options{Platforms: []v1.Platform{{OS: "windows", Architecture: "amd64"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := none.CopyTag(ctx, "1.36"); r.Err == nil || !strings.Contains(r.Err.Error(), "no manifest of the index matches") {
+		t.Errorf("platforms matching nothing: %+v", r)
+	}
+}
