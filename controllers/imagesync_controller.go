@@ -324,9 +324,9 @@ func (r *ImageSyncReconciler) reconcileSync(ctx context.Context, sc *syncScope) 
 			platforms = append(platforms, *pl) // the CRD checks the form
 		}
 	}
-	src, dst, sel, jobs := sc.src, sc.dst, sc.selector, r.Jobs
+	src, dst, sel, jobs, referrers := sc.src, sc.dst, sc.selector, r.Jobs, is.Spec.Referrers
 	r.runner.start(is, func(ctx context.Context) ([]imagesync.Result, error) {
-		eng, err := imagesync.New(src, dst, imagesync.Options{Jobs: jobs, Platforms: platforms})
+		eng, err := imagesync.New(src, dst, imagesync.Options{Jobs: jobs, Platforms: platforms, Referrers: referrers})
 		if err != nil {
 			return nil, err
 		}

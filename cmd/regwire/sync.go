@@ -67,9 +67,6 @@ docker and crane. Exits non-zero when any tag fails.`,
 }
 
 func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
-	if f.referrers {
-		return fmt.Errorf("--referrers: %w", errNotImplemented)
-	}
 	var platforms []v1.Platform
 	for _, p := range f.platforms {
 		pl, err := v1.ParsePlatform(p)
@@ -104,7 +101,7 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	if bars {
 		prog = newProgress(out)
 	}
-	opts := imagesync.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms}
+	opts := imagesync.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms, Referrers: f.referrers}
 	if prog != nil {
 		opts.Progress = prog.update
 	}

@@ -52,6 +52,10 @@ type Options struct {
 	Progress func(tag string, complete, total int64)
 	// DryRun only finds out which tags are up to date; nothing is written.
 	DryRun bool
+	// Referrers also copies what refers to each copied manifest: OCI 1.1 referrers
+	// (signatures, SBOMs, attestations; through the registry's referrers API or its tag
+	// fallback) and cosign's sha256-<digest>.sig, .att and .sbom tags.
+	Referrers bool
 	// Platforms, when set, keeps only these platforms of multi-platform images: the target
 	// gets a new index, whose digest differs from the source's. Single-platform images are
 	// copied as they are.
@@ -230,6 +234,9 @@ func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
 	}
 	if dstDesc, err := e.dst.puller.Head(ctx, dstRef); err == nil && dstDesc.Digest == want {
 		res.TargetDigest, res.UpToDate = dstDesc.Digest.String(), true
+		if e.o.Referrers && !e.o.DryRun {
+			res.Bytes, res.Err = e.copyReferrers(ctx, srcDesc.Digest)
+		}
 		return res
 	} else if err != nil && !isNotFound(err) {
 		res.Err = describe(err, "target", dstRef.String())
@@ -289,7 +296,71 @@ func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
 		return res
 	}
 	res.TargetDigest = want.String()
+	if e.o.Referrers && filtered == nil {
+		n, err := e.copyReferrers(ctx, srcDesc.Digest)
+		res.Bytes += n
+		res.Err = err
+	}
 	return res
+}
+
+// cosignSuffixes are the tags cosign attaches to sha256-<hex>.
+var cosignSuffixes = []string{".sig", ".att", ".sbom"}
+
+// copyReferrers copies the OCI referrers of digest d and cosign's tags for it, returning the
+// bytes uploaded.
+func (e *Engine) copyReferrers(ctx context.Context, d v1.Hash) (int64, error) {
+	var total int64
+	copyManifest := func(ref name.Reference, target name.Reference) error {
+		if got, err := e.dst.puller.Head(ctx, target); err == nil {
+			if want, err := e.src.puller.Head(ctx, ref); err == nil && want.Digest == got.Digest {
+				return nil
+			}
+		}
+		desc, err := e.src.puller.Get(ctx, ref)
+		if err != nil {
+			return describe(err, "source", ref.String())
+		}
+		var sent atomic.Int64
+		pctx := context.WithValue(ctx, sentKey{}, &byteCounter{n: &sent, changed: func() {}})
+		pusher, err := remote.NewPusher(append(e.dst.opts, remote.WithContext(pctx))...)
+		if err != nil {
+			return err
+		}
+		if err := pusher.Push(pctx, target, desc); err != nil {
+			return describe(err, "target", target.String())
+		}
+		total += sent.Load()
+		return nil
+	}
+
+	subject := e.src.repo.Digest(d.String())
+	idx, err := remote.Referrers(subject, append(e.src.opts, remote.WithContext(ctx))...)
+	if err != nil {
+		return total, describe(fmt.Errorf("listing referrers: %w", err), "source", subject.String())
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return total, err
+	}
+	for _, m := range im.Manifests {
+		if err := copyManifest(e.src.repo.Digest(m.Digest.String()), e.dst.repo.Digest(m.Digest.String())); err != nil {
+			return total, err
+		}
+	}
+	for _, suffix := range cosignSuffixes {
+		tag := d.Algorithm + "-" + d.Hex + suffix
+		if _, err := e.src.puller.Head(ctx, e.src.repo.Tag(tag)); err != nil {
+			if isNotFound(err) {
+				continue
+			}
+			return total, describe(err, "source", e.src.repo.Tag(tag).String())
+		}
+		if err := copyManifest(e.src.repo.Tag(tag), e.dst.repo.Tag(tag)); err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // filter keeps the manifests of idx whose platform satisfies one of the wanted platforms.

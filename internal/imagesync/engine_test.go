@@ -293,3 +293,78 @@ func TestPlatformsFilterAnIndexIntoANewOne(t *testing.T) {
 		t.Errorf("platforms matching nothing: %+v", r)
 	}
 }
+
+func TestReferrersAndCosignTagsAreCopied(t *testing.T) {
+	t.Parallel()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	img, _ := random.Image(1024, 1)
+	base, _ := name.ParseReference(src.Host + "/library/app:1.0")
+	if err := remote.Write(base, img); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	mt, _ := img.MediaType()
+	size, _ := img.Size()
+	// An SBOM-like artifact whose subject is the image (OCI 1.1 referrers).
+	sbom, _ := random.Image(256, 1)
+	art := mutate.Subject(sbom, v1.Descriptor{MediaType: mt, Digest: d, Size: size}).(v1.Image)
+	artDigest, _ := art.Digest()
+	if err := remote.Write(mustRef(t, src.Host+"/library/app@"+artDigest.String()), art); err != nil {
+		t.Fatal(err)
+	}
+	// A cosign signature under its tag scheme.
+	sig, _ := random.Image(128, 1)
+	sigTag := "sha256-" + d.Hex + ".sig"
+	if err := remote.Write(mustRef(t, src.Host+"/library/app:"+sigTag), sig); err != nil {
+		t.Fatal(err)
+	}
+	sigDigest, _ := sig.Digest()
+
+	eng, err := imagesync.New(imagesync.Endpoint{Repository: src.Host + "/library/app"}, imagesync.Endpoint{Repository: dst.Host + "/mirror/app"},
+		imagesync.Options{Referrers: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := eng.CopyTag(context.Background(), "1.0"); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	refs, err := remote.Referrers(mustDigest(t, dst.Host+"/mirror/app@"+d.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _ := refs.IndexManifest()
+	if len(im.Manifests) != 1 || im.Manifests[0].Digest != artDigest {
+		t.Errorf("target referrers of %s: %+v, want %s", d, im.Manifests, artDigest)
+	}
+	got, err := remote.Head(mustRef(t, dst.Host+"/mirror/app:"+sigTag))
+	if err != nil || got.Digest != sigDigest {
+		t.Errorf("target cosign tag %s: %v %v, want %s", sigTag, got, err, sigDigest)
+	}
+	// Without referrers, only the image goes.
+	plain, _ := imagesync.New(imagesync.Endpoint{Repository: src.Host + "/library/app"}, imagesync.Endpoint{Repository: dst.Host + "/plain/app"}, imagesync.Options{})
+	if r := plain.CopyTag(context.Background(), "1.0"); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if _, err := remote.Head(mustRef(t, dst.Host+"/plain/app:"+sigTag)); err == nil {
+		t.Error("the signature was copied without Referrers")
+	}
+}
+
+func mustRef(t *testing.T, s string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func mustDigest(t *testing.T, s string) name.Digest {
+	t.Helper()
+	d, err := name.NewDigest(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
