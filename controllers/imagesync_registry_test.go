@@ -135,6 +135,39 @@ func TestImageSyncCopiesIntoARegistryMirror(t *testing.T) {
 		t.Errorf("a no-op reconcile wrote the object (resourceVersion %s -> %s, before the poke %s):\n%+v\n%+v", poked, is.ResourceVersion, rv, *pokedStatus, is.Status)
 	}
 
+	// Changing the tags is a new generation: it syncs again and the status follows.
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
+		t.Fatal(err)
+	}
+	is.Spec.Source.Semver = ""
+	if err := k8s.Update(ctx, is); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		got := &v1alpha1.ImageSync{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), got); err != nil {
+			return err
+		}
+		s := findCondition(got.Status.Conditions, v1alpha1.ConditionSynced)
+		if s == nil || s.ObservedGeneration != got.Generation || s.Status != metav1.ConditionTrue || got.Status.TagsSummary != "1/1" || len(got.Status.Images) != 1 {
+			return fmt.Errorf("after the tag change: %s, synced %+v, images %+v", got.Status.TagsSummary, s, got.Status.Images)
+		}
+		return nil
+	})
+
+	// Suspending says so and schedules nothing.
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
+		t.Fatal(err)
+	}
+	is.Spec.Suspend = true
+	if err := k8s.Update(ctx, is); err != nil {
+		t.Fatal(err)
+	}
+	suspended, _ := syncCondition(t, "app", v1alpha1.ConditionSynced, v1alpha1.ReasonSuspended)
+	if suspended.Status.NextSyncTime != nil || len(suspended.Status.Images) != 1 {
+		t.Errorf("suspended: nextSyncTime %v, images %+v (the last results stay)", suspended.Status.NextSyncTime, suspended.Status.Images)
+	}
+
 	// Wrong target credentials: the reason names the target's authentication.
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(creds), creds); err != nil {
 		t.Fatal(err)
@@ -238,4 +271,13 @@ func TestALongCopyStarvesNoOneAndStopsWhenDeleted(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("deleting the ImageSync did not cancel its copy")
 	}
+}
+
+func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
+	for i := range conds {
+		if conds[i].Type == typ {
+			return &conds[i]
+		}
+	}
+	return nil
 }

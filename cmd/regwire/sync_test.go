@@ -10,6 +10,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -91,4 +94,67 @@ func TestSyncCopiesThenReportsUpToDate(t *testing.T) {
 	if _, err := execute("sync", "a/b", "c/d"); err == nil || !strings.Contains(err.Error(), "--all-tags") {
 		t.Errorf("no selection: %v", err)
 	}
+}
+
+// TestSyncIndexWithReferrersBetweenTLSRegistries is the "must show" shape: a
+// three-platform index with a signature between two registries that each present a
+// certificate from their own private CA; a rerun reports everything up to date.
+func TestSyncIndexWithReferrersBetweenTLSRegistries(t *testing.T) {
+	t.Setenv("DOCKER_CONFIG", t.TempDir()) // anonymous
+	srcCA := testutil.NewCA(t, "source CA", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	dstCA := testutil.NewCA(t, "target CA", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	srcCert, dstCert := srcCA.ServerTLS(t, "127.0.0.1"), dstCA.ServerTLS(t, "127.0.0.1")
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{TLS: &srcCert})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{TLS: &dstCert})
+	srcTransport := remote.WithTransport(testutil.CATransport(t, srcCA.PEM))
+
+	idx := mutate.IndexMediaType(empty.Index, "application/vnd.oci.image.index.v1+json")
+	for _, arch := range []string{"amd64", "arm64", "ppc64le"} {
+		img, _ := random.Image(2048, 2)
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	ref, _ := name.ParseReference(src.Host + "/library/busybox:1.36")
+	if err := remote.WriteIndex(ref, idx, srcTransport); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := idx.Digest()
+	sig, _ := random.Image(128, 1)
+	sigRef, _ := name.ParseReference(src.Host + "/library/busybox:sha256-" + d.Hex + ".sig")
+	if err := remote.Write(sigRef, sig, srcTransport); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	srcCAFile, dstCAFile := filepath.Join(dir, "src.crt"), filepath.Join(dir, "dst.crt")
+	for f, pem := range map[string]string{srcCAFile: srcCA.PEM, dstCAFile: dstCA.PEM} {
+		if err := os.WriteFile(f, []byte(pem), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"sync", src.Host + "/library/busybox", dst.Host + "/my-docker/busybox", "--tags", "1.36", "--referrers", "--src-ca", srcCAFile, "--dst-ca", dstCAFile}
+	out, err := execute(args...)
+	if err != nil || !strings.Contains(out, "copied     1.36 "+d.String()) {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	dstTransport := remote.WithTransport(testutil.CATransport(t, dstCA.PEM))
+	got, err := remote.Get(mustTag(t, dst.Host+"/my-docker/busybox:1.36"), dstTransport)
+	if err != nil || got.Digest != d {
+		t.Fatalf("target index: %v %v, want %s", got, err, d)
+	}
+	if _, err := remote.Head(mustTag(t, dst.Host+"/my-docker/busybox:sha256-"+d.Hex+".sig"), dstTransport); err != nil {
+		t.Errorf("the signature was not copied: %v", err)
+	}
+	out, err = execute(args...)
+	if err != nil || !strings.Contains(out, "1 tag(s): 0 copied, 1 up to date, 0 failed") {
+		t.Errorf("rerun: %v\n%s", err, out)
+	}
+}
+
+func mustTag(t *testing.T, s string) name.Tag {
+	t.Helper()
+	tag, err := name.NewTag(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tag
 }
