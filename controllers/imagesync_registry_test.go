@@ -14,8 +14,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
@@ -39,21 +37,9 @@ func TestImageSyncCopiesIntoARegistryMirror(t *testing.T) {
 	source := testutil.StartRegistry(t, testutil.RegistryOptions{})
 
 	want := map[string]v1.Hash{}
-	idx := mutate.IndexMediaType(empty.Index, "application/vnd.oci.image.index.v1+json")
-	for _, arch := range []string{"amd64", "arm64"} {
-		img, err := random.Image(1024, 2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
-	}
-	ref, _ := name.ParseReference(source.Host + "/library/app:1.0")
-	if err := remote.WriteIndex(ref, idx); err != nil {
-		t.Fatal(err)
-	}
-	want["1.0"], _ = idx.Digest()
+	want["1.0"] = testutil.PushIndex(t, source.Host+"/library/app:1.0", []string{"linux/amd64", "linux/arm64"}, 1024, 2)
 	img, _ := random.Image(1024, 1)
-	ref, _ = name.ParseReference(source.Host + "/library/app:latest")
+	ref, _ := name.ParseReference(source.Host + "/library/app:latest")
 	if err := remote.Write(ref, img); err != nil {
 		t.Fatal(err)
 	}

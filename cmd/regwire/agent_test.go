@@ -16,7 +16,6 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers"
-	"github.com/regwire/regwire/internal/controlplane"
 	"github.com/regwire/regwire/internal/nodeconfig"
 )
 
@@ -25,11 +24,7 @@ import (
 // RegistryNode report.
 func TestAgentProcessAppliesAPublishedMirror(t *testing.T) {
 	t.Parallel()
-	cp, err := controlplane.Start(controlplane.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cp.Stop() })
+	cp, kubeconfig := startControlPlane(t)
 	c, err := client.New(cp.Config, client.Options{Scheme: newScheme()})
 	if err != nil {
 		t.Fatal(err)
@@ -52,16 +47,7 @@ func TestAgentProcessAppliesAPublishedMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	kc, err := cp.Kubeconfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Join(dir, "certs.d")
+	root := filepath.Join(t.TempDir(), "certs.d")
 	if err := os.Mkdir(root, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -102,6 +102,25 @@ func buildBinary(t *testing.T) string {
 	return binPath
 }
 
+// startControlPlane starts an API server for the test and writes an admin kubeconfig.
+func startControlPlane(t *testing.T) (*controlplane.ControlPlane, string) {
+	t.Helper()
+	cp, err := controlplane.Start(controlplane.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Stop() })
+	kc, err := cp.Kubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cp, kubeconfig
+}
+
 // freePort returns a loopback address that is free right now.
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -117,20 +136,7 @@ func freePort(t *testing.T) string {
 // real API server.
 func TestManagerServesProbesMetricsAndLeadsThenStopsOnSIGTERM(t *testing.T) {
 	t.Parallel()
-	cp, err := controlplane.Start(controlplane.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cp.Stop() })
-	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	kc, err := cp.Kubeconfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cp, kubeconfig := startControlPlane(t)
 	bin := buildBinary(t)
 
 	metrics, probes := freePort(t), freePort(t)

@@ -10,9 +10,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -108,16 +105,7 @@ func TestSyncIndexWithReferrersBetweenTLSRegistries(t *testing.T) {
 	dst := testutil.StartRegistry(t, testutil.RegistryOptions{TLS: &dstCert})
 	srcTransport := remote.WithTransport(testutil.CATransport(t, srcCA.PEM))
 
-	idx := mutate.IndexMediaType(empty.Index, "application/vnd.oci.image.index.v1+json")
-	for _, arch := range []string{"amd64", "arm64", "ppc64le"} {
-		img, _ := random.Image(2048, 2)
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
-	}
-	ref, _ := name.ParseReference(src.Host + "/library/busybox:1.36")
-	if err := remote.WriteIndex(ref, idx, srcTransport); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := idx.Digest()
+	d := testutil.PushIndex(t, src.Host+"/library/busybox:1.36", []string{"linux/amd64", "linux/arm64", "linux/ppc64le"}, 2048, 2, srcTransport)
 	sig, _ := random.Image(128, 1)
 	sigRef, _ := name.ParseReference(src.Host + "/library/busybox:sha256-" + d.Hex + ".sig")
 	if err := remote.Write(sigRef, sig, srcTransport); err != nil {

@@ -13,7 +13,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -60,19 +59,7 @@ func seed(t *testing.T, repo string) map[string]v1.Hash {
 	t.Helper()
 	auth := remote.WithAuth(&authn.Basic{Username: "alice", Password: password})
 	digests := map[string]v1.Hash{}
-	idx := mutate.IndexMediaType(empty.Index, "application/vnd.oci.image.index.v1+json")
-	for _, p := range []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64", Variant: "v8"}, {OS: "linux", Architecture: "s390x"}} {
-		img, err := random.Image(4096, 3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
-	}
-	ref, _ := name.ParseReference(repo + ":1.36")
-	if err := remote.WriteIndex(ref, idx, auth); err != nil {
-		t.Fatal(err)
-	}
-	digests["1.36"], _ = idx.Digest()
+	digests["1.36"] = testutil.PushIndex(t, repo+":1.36", []string{"linux/amd64", "linux/arm64/v8", "linux/s390x"}, 4096, 3, auth)
 	for _, tag := range []string{"1.35", "latest"} {
 		img, err := random.Image(2048, 2)
 		if err != nil {
