@@ -82,11 +82,25 @@ func (r *RegistryMirrorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// New matching namespaces and ServiceAccounts get the pull secret.
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.pullSecretMirrors), builder.WithPredicates(labelsChanged())).
 		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.pullSecretMirrors), builder.WithPredicates(pullSecretsChanged())).
-		// Agent reports and node changes can change every mirror's status.nodes.
-		Watches(&v1alpha1.RegistryNode{}, handler.EnqueueRequestsFromMapFunc(r.allMirrors)).
+		// An agent report concerns the mirrors it names; node changes can concern every mirror.
+		Watches(&v1alpha1.RegistryNode{}, handler.EnqueueRequestsFromMapFunc(mirrorsInReport)).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.allMirrors), builder.WithPredicates(nodeSelectionChanged())).
 		Named("registrymirror").
 		Complete(r)
+}
+
+// mirrorsInReport enqueues the mirrors a RegistryNode reports on. A mirror that drops out of
+// a report is being deleted, and its deletion polls until the nodes are clean.
+func mirrorsInReport(_ context.Context, o client.Object) []reconcile.Request {
+	rn, ok := o.(*v1alpha1.RegistryNode)
+	if !ok {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(rn.Status.Mirrors))
+	for _, m := range rn.Status.Mirrors {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKey{Name: m.Name}})
+	}
+	return reqs
 }
 
 // allMirrors enqueues every RegistryMirror.
