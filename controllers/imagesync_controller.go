@@ -62,6 +62,8 @@ type ImageSyncReconciler struct {
 	Recorder recorder.EventRecorder
 	// Jobs bounds concurrent tags within one ImageSync.
 	Jobs int
+	// ConcurrentSyncs bounds the ImageSyncs copying at once (default 16).
+	ConcurrentSyncs int
 	// Now returns the current time; tests set it.
 	Now func() time.Time
 
@@ -76,7 +78,7 @@ func (r *ImageSyncReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Man
 	if r.Now == nil {
 		r.Now = time.Now
 	}
-	r.runner = newSyncRunner()
+	r.runner = newSyncRunner(r.ConcurrentSyncs)
 	err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ImageSync{}, imageSyncMirrorIndex, func(o client.Object) []string {
 		if ref := o.(*v1alpha1.ImageSync).Spec.Target.RegistryMirrorRef; ref != nil {
 			return []string{ref.Name}

@@ -19,7 +19,13 @@ type syncRunner struct {
 	mu     sync.Mutex
 	runs   map[types.NamespacedName]*syncRun
 	events chan event.GenericEvent
+	// slots bounds the copies running at once across all ImageSyncs; a run waits for a slot
+	// (and can be cancelled while it waits).
+	slots chan struct{}
 }
+
+// defaultConcurrentSyncs is how many ImageSyncs copy at once.
+const defaultConcurrentSyncs = 16
 
 // syncRun is one copy of one ImageSync generation.
 type syncRun struct {
@@ -33,8 +39,11 @@ type syncRun struct {
 	err error
 }
 
-func newSyncRunner() *syncRunner {
-	return &syncRunner{runs: map[types.NamespacedName]*syncRun{}, events: make(chan event.GenericEvent, 64)}
+func newSyncRunner(concurrent int) *syncRunner {
+	if concurrent < 1 {
+		concurrent = defaultConcurrentSyncs
+	}
+	return &syncRunner{runs: map[types.NamespacedName]*syncRun{}, events: make(chan event.GenericEvent, 64), slots: make(chan struct{}, concurrent)}
 }
 
 // start runs fn for the ImageSync unless a run of the same generation is under way, and
@@ -54,7 +63,15 @@ func (s *syncRunner) start(is *v1alpha1.ImageSync, fn func(ctx context.Context) 
 	s.runs[key] = run
 	obj := is.DeepCopy()
 	go func() {
-		results, err := fn(ctx)
+		var results []imagesync.Result
+		var err error
+		select {
+		case s.slots <- struct{}{}:
+			results, err = fn(ctx)
+			<-s.slots
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
 		s.mu.Lock()
 		run.results, run.err, run.done, run.finished = results, err, true, time.Now()
 		current := s.runs[key] == run
@@ -94,4 +111,8 @@ func (s *syncRunner) stop(key types.NamespacedName) {
 		r.cancel()
 		delete(s.runs, key)
 	}
+}
+
+func objectKey(namespace, name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: namespace, Name: name}
 }
