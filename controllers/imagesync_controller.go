@@ -115,8 +115,14 @@ func (r *ImageSyncReconciler) syncsForMirror(ctx context.Context, o client.Objec
 type syncScope struct {
 	is       *v1alpha1.ImageSync
 	selector *tagselect.Selector
+	// mirror is the target RegistryMirror, nil for an explicit target image.
+	mirror   *v1alpha1.RegistryMirror
 	src, dst imagesync.Endpoint
 }
+
+// credentialRetry is when a copy that could not start for a missing or unusable Secret is
+// tried again: Secrets are not watched (that would cache every Secret of the cluster).
+const credentialRetry = time.Minute
 
 // errReported ends a reconcile whose problem is already in the conditions.
 var errReported = errors.New("reported in conditions")
@@ -144,7 +150,7 @@ func (r *ImageSyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}()
 
 	sc := &syncScope{is: is}
-	for _, phase := range []func(context.Context, *syncScope) error{r.reconcileSpec, r.reconcileTarget, r.reconcileSource} {
+	for _, phase := range []func(context.Context, *syncScope) error{r.reconcileSpec, r.reconcileTarget} {
 		if err := phase(ctx, sc); err != nil {
 			r.runner.stop(req.NamespacedName)
 			if errors.Is(err, errReported) {
@@ -153,7 +159,7 @@ func (r *ImageSyncReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			return ctrl.Result{}, err
 		}
 	}
-	return r.reconcileSync(ctx, sc), nil
+	return r.reconcileSync(ctx, sc)
 }
 
 // reconcileSpec checks what CEL cannot: the tag pattern and the semver range.
@@ -177,19 +183,13 @@ func (r *ImageSyncReconciler) fail(is *v1alpha1.ImageSync, reason, msg string) {
 	setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionFalse, reason, msg)
 }
 
-// reconcileTarget resolves the target repository, its CA and credentials.
+// reconcileTarget resolves the target repository from the cache: status.targetImage and the
+// address to push to. Its CA and credentials are read only when a copy is due.
 func (r *ImageSyncReconciler) reconcileTarget(ctx context.Context, sc *syncScope) error {
 	is, t := sc.is, sc.is.Spec.Target
 	if t.RegistryMirrorRef == nil {
 		is.Status.TargetImage = string(t.Image)
 		sc.dst = imagesync.Endpoint{Repository: string(t.Image), CA: []byte(t.CABundle), Insecure: t.Insecure}
-		if t.CredentialsSecretRef != nil {
-			auth, err := r.credentialsIn(ctx, is.Namespace, t.CredentialsSecretRef.Name, hostOf(string(t.Image)), "spec.target.credentialsSecretRef")
-			if err != nil {
-				return r.failCredentials(is, err)
-			}
-			sc.dst.Auth = auth
-		}
 		return nil
 	}
 	rm := &v1alpha1.RegistryMirror{}
@@ -213,30 +213,43 @@ func (r *ImageSyncReconciler) reconcileTarget(ctx context.Context, sc *syncScope
 		}
 		connect = u.Host
 	}
-	ca, field, err := mirrorCA(ctx, r.APIReader, rm)
-	if err != nil {
-		r.fail(is, ReasonTargetUnreachable, fmt.Sprintf("RegistryMirror %s: %s: %v", rm.Name, field, err))
-		return errReported
-	}
-	sc.dst = imagesync.Endpoint{Repository: connect + "/" + t.Repository, CA: ca, Insecure: rm.Spec.InsecureSkipVerify}
-	if ref := rm.Spec.CredentialsSecretRef; ref != nil {
-		auth, err := r.credentialsIn(ctx, ref.Namespace, ref.Name, string(rm.Spec.Host), fmt.Sprintf("RegistryMirror %s spec.credentialsSecretRef", rm.Name))
+	sc.mirror = rm
+	sc.dst = imagesync.Endpoint{Repository: connect + "/" + t.Repository, Insecure: rm.Spec.InsecureSkipVerify}
+	return nil
+}
+
+// resolveSecrets reads what the copy needs from Secrets and ConfigMaps (straight from the
+// API server): the target's CA and credentials (the RegistryMirror's, or the ImageSync's
+// own) and the source's credentials. It runs only when a copy is due.
+func (r *ImageSyncReconciler) resolveSecrets(ctx context.Context, sc *syncScope) error {
+	is := sc.is
+	if rm := sc.mirror; rm != nil {
+		ca, field, err := mirrorCA(ctx, r.APIReader, rm)
+		if err != nil {
+			r.fail(is, ReasonTargetUnreachable, fmt.Sprintf("RegistryMirror %s: %s: %v", rm.Name, field, err))
+			return errReported
+		}
+		sc.dst.CA = ca
+		if ref := rm.Spec.CredentialsSecretRef; ref != nil {
+			auth, err := r.credentialsIn(ctx, ref.Namespace, ref.Name, string(rm.Spec.Host), fmt.Sprintf("RegistryMirror %s spec.credentialsSecretRef", rm.Name))
+			if err != nil {
+				return r.failCredentials(is, err)
+			}
+			sc.dst.Auth = auth
+		}
+	} else if ref := is.Spec.Target.CredentialsSecretRef; ref != nil {
+		auth, err := r.credentialsIn(ctx, is.Namespace, ref.Name, hostOf(string(is.Spec.Target.Image)), "spec.target.credentialsSecretRef")
 		if err != nil {
 			return r.failCredentials(is, err)
 		}
 		sc.dst.Auth = auth
 	}
-	return nil
-}
-
-// reconcileSource resolves the source's credentials and CA.
-func (r *ImageSyncReconciler) reconcileSource(ctx context.Context, sc *syncScope) error {
-	s := sc.is.Spec.Source
+	s := is.Spec.Source
 	sc.src = imagesync.Endpoint{Repository: string(s.Image), CA: []byte(s.CABundle), Insecure: s.Insecure}
 	if s.CredentialsSecretRef != nil {
-		auth, err := r.credentialsIn(ctx, sc.is.Namespace, s.CredentialsSecretRef.Name, hostOf(string(s.Image)), "spec.source.credentialsSecretRef")
+		auth, err := r.credentialsIn(ctx, is.Namespace, s.CredentialsSecretRef.Name, hostOf(string(s.Image)), "spec.source.credentialsSecretRef")
 		if err != nil {
-			return r.failCredentials(sc.is, err)
+			return r.failCredentials(is, err)
 		}
 		sc.src.Auth = auth
 	}
@@ -289,7 +302,7 @@ func hostOf(repo string) string {
 }
 
 // reconcileSync records a finished copy, starts one when due, and says when to come back.
-func (r *ImageSyncReconciler) reconcileSync(ctx context.Context, sc *syncScope) ctrl.Result {
+func (r *ImageSyncReconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Result, error) {
 	is := sc.is
 	key := types.NamespacedName{Namespace: is.Namespace, Name: is.Name}
 	if is.Spec.Suspend {
@@ -297,7 +310,7 @@ func (r *ImageSyncReconciler) reconcileSync(ctx context.Context, sc *syncScope) 
 		setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionFalse, v1alpha1.ReasonSuspended, "spec.suspend is true")
 		setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSuspended, "spec.suspend is true")
 		is.Status.NextSyncTime = nil
-		return ctrl.Result{}
+		return ctrl.Result{}, nil
 	}
 	interval := time.Hour
 	if is.Spec.Interval != nil {
@@ -308,17 +321,23 @@ func (r *ImageSyncReconciler) reconcileSync(ctx context.Context, sc *syncScope) 
 		r.record(ctx, is, run)
 		next := run.finished.Add(interval)
 		is.Status.NextSyncTime = &metav1.Time{Time: next.Truncate(time.Second)}
-		return ctrl.Result{RequeueAfter: next.Sub(now)}
+		return ctrl.Result{RequeueAfter: next.Sub(now)}, nil
 	}
 	if r.runner.running(key, is.Generation) {
-		return ctrl.Result{}
+		return ctrl.Result{}, nil
 	}
 	synced := findCondition(is.Status.Conditions, v1alpha1.ConditionSynced)
 	due := is.Status.LastSyncTime == nil || synced == nil || synced.ObservedGeneration != is.Generation ||
 		synced.Reason == ReasonSyncing || synced.Reason == v1alpha1.ReasonSuspended ||
 		is.Status.NextSyncTime == nil || !now.Before(is.Status.NextSyncTime.Time)
 	if !due {
-		return ctrl.Result{RequeueAfter: is.Status.NextSyncTime.Sub(now)}
+		return ctrl.Result{RequeueAfter: is.Status.NextSyncTime.Sub(now)}, nil
+	}
+	if err := r.resolveSecrets(ctx, sc); err != nil {
+		if errors.Is(err, errReported) {
+			return ctrl.Result{RequeueAfter: credentialRetry}, nil
+		}
+		return ctrl.Result{}, err
 	}
 	var platforms []v1.Platform
 	for _, p := range is.Spec.Platforms {
@@ -342,7 +361,7 @@ func (r *ImageSyncReconciler) reconcileSync(ctx context.Context, sc *syncScope) 
 	if findCondition(is.Status.Conditions, v1alpha1.ConditionReady) == nil || !isTrue(is.Status.Conditions, v1alpha1.ConditionReady) {
 		setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonSyncing, "the first sync is running")
 	}
-	return ctrl.Result{}
+	return ctrl.Result{}, nil
 }
 
 // record writes a finished run into status.
