@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -326,7 +327,7 @@ func (r *ImageSyncReconciler) reconcileSync(ctx context.Context, sc *syncScope) 
 	if r.runner.running(key, is.Generation) {
 		return ctrl.Result{}, nil
 	}
-	synced := findCondition(is.Status.Conditions, v1alpha1.ConditionSynced)
+	synced := apimeta.FindStatusCondition(is.Status.Conditions, v1alpha1.ConditionSynced)
 	due := is.Status.LastSyncTime == nil || synced == nil || synced.ObservedGeneration != is.Generation ||
 		synced.Reason == ReasonSyncing || synced.Reason == v1alpha1.ReasonSuspended ||
 		is.Status.NextSyncTime == nil || !now.Before(is.Status.NextSyncTime.Time)
@@ -358,7 +359,7 @@ func (r *ImageSyncReconciler) reconcileSync(ctx context.Context, sc *syncScope) 
 		return eng.Sync(ctx, tags), nil
 	})
 	setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionUnknown, ReasonSyncing, "copying selected tags")
-	if findCondition(is.Status.Conditions, v1alpha1.ConditionReady) == nil || !isTrue(is.Status.Conditions, v1alpha1.ConditionReady) {
+	if apimeta.FindStatusCondition(is.Status.Conditions, v1alpha1.ConditionReady) == nil || !apimeta.IsStatusConditionTrue(is.Status.Conditions, v1alpha1.ConditionReady) {
 		setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonSyncing, "the first sync is running")
 	}
 	return ctrl.Result{}, nil

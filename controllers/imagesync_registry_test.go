@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -134,7 +135,7 @@ func TestImageSyncCopiesIntoARegistryMirror(t *testing.T) {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), got); err != nil {
 			return err
 		}
-		s := findCondition(got.Status.Conditions, v1alpha1.ConditionSynced)
+		s := apimeta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionSynced)
 		if s == nil || s.ObservedGeneration != got.Generation || s.Status != metav1.ConditionTrue || got.Status.TagsSummary != "1/1" || len(got.Status.Images) != 1 {
 			return fmt.Errorf("after the tag change: %s, synced %+v, images %+v", got.Status.TagsSummary, s, got.Status.Images)
 		}
@@ -180,22 +181,13 @@ func syncReady(t *testing.T, name string) *v1alpha1.ImageSync {
 		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: metav1.NamespaceDefault, Name: name}, is); err != nil {
 			return err
 		}
-		c := findReady(is.Status.Conditions)
+		c := apimeta.FindStatusCondition(is.Status.Conditions, v1alpha1.ConditionReady)
 		if c == nil || c.Status != metav1.ConditionTrue {
 			return fmt.Errorf("Ready = %+v; images %+v", c, is.Status.Images)
 		}
 		return nil
 	})
 	return is
-}
-
-func findReady(conds []metav1.Condition) *metav1.Condition {
-	for i := range conds {
-		if conds[i].Type == v1alpha1.ConditionReady {
-			return &conds[i]
-		}
-	}
-	return nil
 }
 
 // TestALongCopyStarvesNoOneAndStopsWhenDeleted holds one ImageSync's copy on a source that
@@ -246,7 +238,7 @@ func TestALongCopyStarvesNoOneAndStopsWhenDeleted(t *testing.T) {
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: metav1.NamespaceDefault, Name: "held"}, held1); err != nil {
 		t.Fatal(err)
 	}
-	if c := findReady(held1.Status.Conditions); c == nil || c.Reason != controllers.ReasonSyncing {
+	if c := apimeta.FindStatusCondition(held1.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Reason != controllers.ReasonSyncing {
 		t.Errorf("the held ImageSync is %+v, want Syncing", c)
 	}
 	if err := k8s.Delete(ctx, held1); err != nil {
@@ -257,13 +249,4 @@ func TestALongCopyStarvesNoOneAndStopsWhenDeleted(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("deleting the ImageSync did not cancel its copy")
 	}
-}
-
-func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
-	for i := range conds {
-		if conds[i].Type == typ {
-			return &conds[i]
-		}
-	}
-	return nil
 }

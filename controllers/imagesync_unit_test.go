@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -51,7 +52,7 @@ func TestMissingCredentialsAreRetriedWithoutAWatch(t *testing.T) {
 	}
 	got := &v1alpha1.ImageSync{}
 	_ = r.Client.Get(context.Background(), client.ObjectKeyFromObject(is), got)
-	if c := findCondition(got.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Reason != ReasonCredentialsMissing {
+	if c := apimeta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Reason != ReasonCredentialsMissing {
 		t.Errorf("Ready = %+v, want CredentialsNotFound", c)
 	}
 }

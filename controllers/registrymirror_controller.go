@@ -105,14 +105,22 @@ func mirrorsInReport(_ context.Context, o client.Object) []reconcile.Request {
 
 // allMirrors enqueues every RegistryMirror.
 func (r *RegistryMirrorReconciler) allMirrors(ctx context.Context, _ client.Object) []reconcile.Request {
+	return r.mirrorRequests(ctx, nil)
+}
+
+// mirrorRequests lists the mirrors matching opts from the cache and, when keep is set, keeps
+// those it accepts.
+func (r *RegistryMirrorReconciler) mirrorRequests(ctx context.Context, keep func(*v1alpha1.RegistryMirror) bool, opts ...client.ListOption) []reconcile.Request {
 	list := &v1alpha1.RegistryMirrorList{}
-	if err := r.Client.List(ctx, list); err != nil {
+	if err := r.Client.List(ctx, list, opts...); err != nil {
 		logf.FromContext(ctx).Error(err, "Listing RegistryMirrors failed")
 		return nil
 	}
 	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for i := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		if keep == nil || keep(&list.Items[i]) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
 	}
 	return reqs
 }
@@ -126,32 +134,12 @@ func (r *RegistryMirrorReconciler) mirrorsForSecret(ctx context.Context, o clien
 	if name := o.GetAnnotations()[pullSecretMirrorAnnotation]; name != "" && o.GetLabels()[PullSecretMirrorLabel] != "" {
 		return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: name}}}
 	}
-	list := &v1alpha1.RegistryMirrorList{}
-	if err := r.Client.List(ctx, list, client.MatchingFields{credentialsIndex: o.GetNamespace() + "/" + o.GetName()}); err != nil {
-		logf.FromContext(ctx).Error(err, "Listing RegistryMirrors for a Secret failed")
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for i := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-	}
-	return reqs
+	return r.mirrorRequests(ctx, nil, client.MatchingFields{credentialsIndex: o.GetNamespace() + "/" + o.GetName()})
 }
 
 // pullSecretMirrors enqueues the mirrors that ask for pull secrets.
 func (r *RegistryMirrorReconciler) pullSecretMirrors(ctx context.Context, _ client.Object) []reconcile.Request {
-	list := &v1alpha1.RegistryMirrorList{}
-	if err := r.Client.List(ctx, list); err != nil {
-		logf.FromContext(ctx).Error(err, "Listing RegistryMirrors failed")
-		return nil
-	}
-	var reqs []reconcile.Request
-	for i := range list.Items {
-		if list.Items[i].Spec.PullSecrets != nil {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-		}
-	}
-	return reqs
+	return r.mirrorRequests(ctx, func(rm *v1alpha1.RegistryMirror) bool { return rm.Spec.PullSecrets != nil })
 }
 
 // labelsChanged passes creations, deletions and label changes.

@@ -70,13 +70,3 @@ func isCondition(conds []metav1.Condition, typ, reason string) bool {
 	c := apimeta.FindStatusCondition(conds, typ)
 	return c != nil && c.Reason == reason
 }
-
-// findCondition returns the condition of type typ, or nil.
-func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
-	return apimeta.FindStatusCondition(conds, typ)
-}
-
-// isTrue reports whether the condition of type typ is True.
-func isTrue(conds []metav1.Condition, typ string) bool {
-	return apimeta.IsStatusConditionTrue(conds, typ)
-}
