@@ -165,7 +165,7 @@ func Render(mirrors []Mirror) *Config {
 			panic(err)
 		}
 		c.Files[path.Join(dir, HostsFile)] = append(header(cl.mirror.Name), data...)
-		if hf.CA != "" || slices.ContainsFunc(mapValues(hf.Host), func(e hostEntry) bool { return e.CA != "" }) {
+		if usesCA(cl.mirror) {
 			c.Files[path.Join(dir, CAFile)] = normalizePEM(cl.mirror.CA)
 		}
 	}
@@ -202,11 +202,16 @@ func upstreamHostsFile(cl claim) hostsFile {
 	return hostsFile{Server: upstream, Host: map[string]hostEntry{server: e}}
 }
 
+// plainHTTP reports a mirror reached over http://. TLS settings on such an endpoint make
+// containerd try HTTPS first and fall back to HTTP (core/remotes/docker/config: "host will
+// try HTTPS first"), so none are rendered for it.
+func plainHTTP(m *Mirror) bool { return strings.HasPrefix(m.Spec.Endpoint, "http://") }
+
+// usesCA reports whether the mirror's host entries reference ca.crt.
+func usesCA(m *Mirror) bool { return len(m.CA) > 0 && !plainHTTP(m) }
+
 func entry(m *Mirror) hostEntry {
-	// TLS settings on a plain http:// endpoint make containerd try HTTPS first and fall
-	// back to HTTP (core/remotes/docker/config: "host will try HTTPS first"); leave them out.
-	plainHTTP := strings.HasPrefix(m.Spec.Endpoint, "http://")
-	e := hostEntry{SkipVerify: m.Spec.InsecureSkipVerify && !plainHTTP}
+	e := hostEntry{SkipVerify: m.Spec.InsecureSkipVerify && !plainHTTP(m)}
 	caps := m.Spec.Capabilities
 	if len(caps) == 0 {
 		caps = []v1alpha1.Capability{v1alpha1.CapabilityPull, v1alpha1.CapabilityResolve}
@@ -216,7 +221,7 @@ func entry(m *Mirror) hostEntry {
 	}
 	slices.SortFunc(e.Capabilities, func(a, b string) int { return cmp.Compare(capOrder(a), capOrder(b)) })
 	e.Capabilities = slices.Compact(e.Capabilities)
-	if len(m.CA) > 0 && !plainHTTP {
+	if usesCA(m) {
 		e.CA = CAFile
 	}
 	return e
@@ -384,14 +389,6 @@ func (c *Config) Hash() string {
 		fmt.Fprintf(h, "hosts\x00%s\x00%s\x00", e.IP, strings.Join(e.Hostnames, " "))
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
-}
-
-func mapValues(m map[string]hostEntry) []hostEntry {
-	out := make([]hostEntry, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
 }
 
 // isPathRune reports whether r may appear in an endpoint or upstream path.
