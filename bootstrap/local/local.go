@@ -96,6 +96,15 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 	}
 	say("API server ready; kubeconfig: %s", kubeconfig)
 
+	c, err := client.New(cp.Config, client.Options{Scheme: opts.Scheme})
+	if err != nil {
+		return err
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", Namespace, err)
+	}
+
 	mgrCtx, stopManager := context.WithCancel(ctx)
 	mgrDone, err := startManager(mgrCtx, cp.Config, opts.Scheme, logFile)
 	if err != nil {
@@ -109,10 +118,6 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 	}()
 	say("regwire controllers running; log: %s", logFile.Name())
 
-	c, err := client.New(cp.Config, client.Options{Scheme: opts.Scheme})
-	if err != nil {
-		return err
-	}
 	for _, o := range opts.Objects {
 		u := o.Object.DeepCopy()
 		if err := apply(ctx, c, u); err != nil {
@@ -152,19 +157,11 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 	}
 }
 
-// startManager runs the regwire controllers against cfg; the returned channel yields the
+// startManager runs the regwire controllers (operator namespace: Namespace) against cfg; the returned channel yields the
 // manager's exit error once ctx is done.
 func startManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, logTo io.Writer) (<-chan error, error) {
 	log := logr.FromSlogHandler(newTextHandler(logTo))
 	ctrl.SetLogger(log)
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		return nil, err
-	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}
-	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("creating namespace %s: %w", Namespace, err)
-	}
 	opts := controllers.Options{Namespace: Namespace, Agent: controllers.DefaultAgentOptions("ghcr.io/regwire/regwire:latest")}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,

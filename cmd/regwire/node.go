@@ -55,8 +55,10 @@ empty FILE releases everything. caFrom needs a cluster: give caBundle.`,
 }
 
 // strictYAML decodes regwire objects from YAML, refusing unknown and duplicate fields.
-var strictYAML = kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, newScheme(), newScheme(),
-	kjson.SerializerOptions{Yaml: true, Strict: true})
+var strictYAML = func() *kjson.Serializer {
+	s := newScheme()
+	return kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, s, s, kjson.SerializerOptions{Yaml: true, Strict: true})
+}()
 
 // readMirrors decodes every RegistryMirror in file, refusing unknown fields and kinds.
 func readMirrors(file string, stdin io.Reader) ([]nodeconfig.Mirror, error) {
