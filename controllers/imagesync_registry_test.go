@@ -101,7 +101,10 @@ func TestImageSyncCopiesIntoARegistryMirror(t *testing.T) {
 		t.Errorf("filtered target index: %+v", im.Manifests)
 	}
 
-	// A reconcile with nothing to do writes nothing.
+	// A reconcile with nothing to do leaves the object as it was: no status churn such as a
+	// recomputed nextSyncTime. (That it sends no request at all is unit-tested in
+	// TestPatchStatusSendsNothingWhenNothingChanged: the API server would not bump the
+	// resourceVersion for an empty patch either.)
 	rv := is.ResourceVersion
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
 		t.Fatal(err)
