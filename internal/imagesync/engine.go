@@ -3,17 +3,19 @@
 // included, stay the same), blobs streamed from registry to registry.
 //
 // An up-to-date tag costs exactly one manifest HEAD on each side: the Engine keeps its
-// registry sessions (pings, tokens) between runs.
+// registry sessions (pings, tokens) between runs. A blob the target needs is checked for,
+// mounted from another repository of the target registry when one is known to hold it
+// (Cache), and otherwise streamed from the source; one limit (Options.Jobs) bounds the
+// registry operations of all tags and blobs together.
 package imagesync
 
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strconv"
+	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,9 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/regwire/regwire/internal/cabundle"
 	"github.com/regwire/regwire/internal/tagselect"
@@ -33,6 +33,10 @@ import (
 type Endpoint struct {
 	// Repository such as nexus.local/my-docker/busybox.
 	Repository string
+	// PathPrefix, when set, is the path the registry serves its API at instead of /v2, for
+	// example /repository/my-docker/v2 for a Nexus repository with path-based routing (what
+	// containerd calls override_path).
+	PathPrefix string
 	// Auth authenticates to the registry; nil means anonymous.
 	Auth authn.Authenticator
 	// CA is PEM CA certificates to trust instead of the system roots.
@@ -46,9 +50,11 @@ type Endpoint struct {
 
 // Options tune an Engine.
 type Options struct {
-	// Jobs bounds concurrent tags; blob concurrency within a tag follows go-containerregistry.
+	// Jobs bounds the registry operations under way at once across all tags and blobs of
+	// the Engine: manifest checks, manifest copies and blob transfers share it. Default 4.
 	Jobs int
-	// Progress, when set, is called as bytes of a tag reach the target.
+	// Progress, when set, is called as bytes of a tag reach the target (or are found
+	// there): complete and total bytes of the blobs and manifests the tag's copy needs.
 	Progress func(tag string, complete, total int64)
 	// DryRun only finds out which tags are up to date; nothing is written.
 	DryRun bool
@@ -63,6 +69,10 @@ type Options struct {
 	// Backoff between retries of a request that failed with 408, 429, 5xx or a dropped
 	// connection; zero means DefaultBackoff.
 	Backoff remote.Backoff
+	// Cache remembers, across Engines and runs, which target repositories hold which blobs
+	// and which manifests an index lists; nil gives the Engine its own. Share one per
+	// process.
+	Cache *Cache
 }
 
 // DefaultBackoff retries six times over about half a minute: at a 20% failure rate a
@@ -81,21 +91,34 @@ type Result struct {
 	UpToDate bool
 	// Bytes uploaded to the target.
 	Bytes int64
+	// Referrers counts the referrer tags and manifests checked for the tag (with
+	// Options.Referrers): signatures, SBOMs, attestations, and the OCI fallback index.
+	Referrers int
 	// Err says why the tag failed.
 	Err error
 }
 
 // side is an Endpoint ready to use.
 type side struct {
-	repo   name.Repository
-	opts   []remote.Option
-	puller *remote.Puller
+	repo     name.Repository
+	opts     []remote.Option
+	puller   *remote.Puller
+	requests *atomic.Int64
+	// referrersAPI is how the registry answered the OCI referrers API (countingTransport).
+	referrersAPI *atomic.Int32
 }
 
 // Engine copies tags from one repository to another.
 type Engine struct {
 	src, dst side
 	o        Options
+	// jobs holds one token per registry operation under way.
+	jobs   chan struct{}
+	cache  *Cache
+	pusher *remote.Pusher
+
+	mu      sync.Mutex
+	listing []string // the source's tags, listed once per Engine
 }
 
 // New prepares the sessions for both sides.
@@ -114,7 +137,14 @@ func New(src, dst Endpoint, o Options) (*Engine, error) {
 	if o.Jobs < 1 {
 		o.Jobs = 4
 	}
-	return &Engine{src: s, dst: d, o: o}, nil
+	if o.Cache == nil {
+		o.Cache = NewCache(0)
+	}
+	pusher, err := remote.NewPusher(d.opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{src: s, dst: d, o: o, jobs: make(chan struct{}, o.Jobs), cache: o.Cache, pusher: pusher}, nil
 }
 
 func newSide(e Endpoint, which string, backoff remote.Backoff) (side, error) {
@@ -142,7 +172,14 @@ func newSide(e Endpoint, which string, backoff remote.Backoff) (side, error) {
 	if e.Wrap != nil {
 		base = e.Wrap(base)
 	}
-	base = retryAfterTransport{next: countingTransport{next: base}}
+	if p := strings.TrimSuffix(e.PathPrefix, "/"); p != "" {
+		if !strings.HasPrefix(p, "/") || path.Clean(p) != p {
+			return side{}, fmt.Errorf("%s path prefix %q: must be a clean absolute path such as /repository/my-docker/v2", which, e.PathPrefix)
+		}
+		base = prefixTransport{host: repo.RegistryStr(), prefix: p, next: base}
+	}
+	requests, api := &atomic.Int64{}, &atomic.Int32{}
+	base = retryAfterTransport{next: countingTransport{next: base, requests: requests, referrersAPI: api}}
 	auth := e.Auth
 	if auth == nil {
 		auth = authn.Anonymous
@@ -152,233 +189,220 @@ func newSide(e Endpoint, which string, backoff remote.Backoff) (side, error) {
 	if err != nil {
 		return side{}, err
 	}
-	return side{repo: repo, opts: opts, puller: p}, nil
+	return side{repo: repo, opts: append(opts, remote.Reuse(p)), puller: p, requests: requests, referrersAPI: api}, nil
+}
+
+// Requests returns how many HTTP requests the Engine has sent to the source and to the
+// target registry (pings and token requests included).
+func (e *Engine) Requests() (source, target int64) {
+	return e.src.requests.Load(), e.dst.requests.Load()
 }
 
 // Tags lists the source's tags that sel selects.
 func (e *Engine) Tags(ctx context.Context, sel *tagselect.Selector) ([]string, error) {
-	all, err := e.src.puller.List(ctx, e.src.repo)
+	all, err := e.list(ctx)
 	if err != nil {
-		return nil, describe(fmt.Errorf("listing tags: %w", err), "source", e.src.repo.String())
+		return nil, err
 	}
 	return sel.Filter(all), nil
 }
 
-// Sync copies tags, Jobs at a time, and returns one Result per tag in order.
+// list returns the source's tags, listed once per Engine.
+func (e *Engine) list(ctx context.Context) ([]string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.listing != nil {
+		return e.listing, nil
+	}
+	release, err := e.slot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	all, err := e.src.puller.List(ctx, e.src.repo)
+	if err != nil {
+		return nil, describe(fmt.Errorf("listing tags: %w", err), "source", e.src.repo.String())
+	}
+	e.listing = all
+	return all, nil
+}
+
+// slot waits for a registry operation token; release returns it.
+func (e *Engine) slot(ctx context.Context) (release func(), err error) {
+	select {
+	case e.jobs <- struct{}{}:
+		return func() { <-e.jobs }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Sync copies tags (up to Jobs of them under way at once), then, with Options.Referrers,
+// what refers to them, and returns one Result per tag in order.
 func (e *Engine) Sync(ctx context.Context, tags []string) []Result {
-	out := make([]Result, len(tags))
-	sem := make(chan struct{}, e.o.Jobs)
+	runs := make([]*tagRun, len(tags))
+	inFlight := make(chan struct{}, e.o.Jobs)
 	var wg sync.WaitGroup
 	for i, tag := range tags {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			select {
-			case sem <- struct{}{}:
-				defer func() { <-sem }()
-				out[i] = e.CopyTag(ctx, tag)
+			case inFlight <- struct{}{}:
+				defer func() { <-inFlight }()
+				runs[i] = e.copyTag(ctx, tag, true)
 			case <-ctx.Done():
-				out[i] = Result{Tag: tag, Err: ctx.Err()}
+				runs[i] = &tagRun{res: Result{Tag: tag, Err: ctx.Err()}}
 			}
 		}()
 	}
 	wg.Wait()
+	if e.o.Referrers && !e.o.DryRun {
+		e.syncReferrers(ctx, runs)
+	}
+	out := make([]Result, len(runs))
+	for i, r := range runs {
+		out[i] = r.res
+	}
 	return out
 }
 
-// CopyTag makes the target's tag point at the source's manifest, copying what is missing.
+// CopyTag makes the target's tag point at the source's manifest, copying what is missing
+// (and, with Options.Referrers, what refers to it).
 func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
-	res := Result{Tag: tag}
-	srcRef, dstRef := e.src.repo.Tag(tag), e.dst.repo.Tag(tag)
+	return e.Sync(ctx, []string{tag})[0]
+}
 
+// tagRun is a tag's copy and what its referrers phase needs.
+type tagRun struct {
+	res Result
+	// subjects are the digests whose referrers belong to this tag.
+	subjects []v1.Hash
+	// unread is the source index whose children are not among subjects yet (the tag was
+	// up to date, so the index was never read).
+	unread *v1.Hash
+}
+
+// copyTag syncs one tag: a HEAD on each side, and a copy when they differ. filter applies
+// Options.Platforms (not to referrer tags, whose indexes list artifacts).
+func (e *Engine) copyTag(ctx context.Context, tag string, filter bool) *tagRun {
+	run := &tagRun{res: Result{Tag: tag}}
+	res := &run.res
+	srcRef, dstRef := e.src.repo.Tag(tag), e.dst.repo.Tag(tag)
+	release, err := e.slot(ctx)
+	if err != nil {
+		res.Err = err
+		return run
+	}
 	var (
-		srcDesc  *v1.Descriptor
-		filtered v1.ImageIndex // the index to push when platforms filter it
-		desc     *remote.Descriptor
-		err      error
+		srcDesc *v1.Descriptor
+		fetched *remote.Descriptor // the source manifest, when it had to be read already
+		pushed  *manifest          // what the target gets, when not the source's bytes
 	)
-	if len(e.o.Platforms) == 0 {
-		d, err := e.src.puller.Head(ctx, srcRef)
-		if err != nil {
-			res.Err = describe(err, "source", srcRef.String())
-			return res
-		}
-		srcDesc = d
+	if !filter || len(e.o.Platforms) == 0 {
+		srcDesc, err = e.src.puller.Head(ctx, srcRef)
 	} else {
 		// The filtered index's digest needs the source index: one GET instead of the HEAD.
-		d, err := e.src.puller.Get(ctx, srcRef)
-		if err != nil {
-			res.Err = describe(err, "source", srcRef.String())
-			return res
-		}
-		desc, srcDesc = d, &d.Descriptor
-		if d.MediaType.IsIndex() {
-			idx, err := d.ImageIndex()
-			if err != nil {
-				res.Err = describe(err, "source", srcRef.String())
-				return res
-			}
-			if filtered, err = e.filter(idx); err != nil {
-				res.Err = describe(err, "source", srcRef.String())
-				return res
+		if fetched, err = e.src.puller.Get(ctx, srcRef); err == nil {
+			srcDesc = &fetched.Descriptor
+			if fetched.MediaType.IsIndex() {
+				pushed, err = e.filter(fetched)
 			}
 		}
+	}
+	if err != nil {
+		release()
+		res.Err = describe(err, "source", srcRef.String())
+		return run
 	}
 	res.SourceDigest = srcDesc.Digest.String()
 	want := srcDesc.Digest
-	if filtered != nil {
-		if want, err = filtered.Digest(); err != nil {
-			res.Err = err
-			return res
-		}
-	}
-	if dstDesc, err := e.dst.puller.Head(ctx, dstRef); err == nil && dstDesc.Digest == want {
-		res.TargetDigest, res.UpToDate = dstDesc.Digest.String(), true
-		if e.o.Referrers && !e.o.DryRun {
-			res.Bytes, res.Err = e.copyReferrers(ctx, srcDesc.Digest)
-		}
-		return res
-	} else if err != nil && !isNotFound(err) {
-		res.Err = describe(err, "target", dstRef.String())
-		return res
-	}
-	if e.o.DryRun {
-		return res
-	}
-	if desc == nil {
-		if desc, err = e.src.puller.Get(ctx, srcRef.Context().Digest(res.SourceDigest)); err != nil {
-			res.Err = describe(err, "source", srcRef.String())
-			return res
-		}
-	}
-	var push remote.Taggable = desc
-	if filtered != nil {
-		push = filtered
-	}
-
-	// Bytes are counted on the wire (countingTransport); go-containerregistry's own
-	// progress misses the last chunk of each streamed blob. Its totals are right and feed
-	// the progress callback.
-	var sent atomic.Int64
-	var total atomic.Int64
-	report := func() {
-		if e.o.Progress != nil {
-			e.o.Progress(tag, sent.Load(), max(total.Load(), sent.Load()))
-		}
-	}
-	ctx = context.WithValue(ctx, sentKey{}, &byteCounter{n: &sent, changed: report})
-	updates := make(chan v1.Update, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for u := range updates {
-			if u.Total > total.Load() {
-				total.Store(u.Total)
+	if pushed != nil {
+		want = pushed.digest
+		run.subjects = pushed.children()
+	} else {
+		run.subjects = []v1.Hash{srcDesc.Digest}
+		if srcDesc.MediaType.IsIndex() {
+			if children, ok := e.cache.children(srcDesc.Digest); ok {
+				run.subjects = append(run.subjects, children...)
+			} else {
+				run.unread = &srcDesc.Digest
 			}
 		}
-	}()
-	pusher, err := remote.NewPusher(append(e.dst.opts, remote.WithContext(ctx), remote.WithProgress(updates))...)
-	if err != nil {
-		close(updates)
-		<-done
-		res.Err = err
-		return res
 	}
-	err = pusher.Push(ctx, dstRef, push)
-	// Unlike remote.Write, Pusher.Push leaves the progress channel open; it sends nothing
-	// once Push returns.
-	close(updates)
-	<-done
-	res.Bytes = sent.Load()
-	report()
-	if err != nil {
+	dstDesc, err := e.dst.puller.Head(ctx, dstRef)
+	release()
+	switch {
+	case err == nil && dstDesc.Digest == want:
+		res.TargetDigest, res.UpToDate = want.String(), true
+		return run
+	case err != nil && !isNotFound(err):
 		res.Err = describe(err, "target", dstRef.String())
-		return res
+		return run
+	case e.o.DryRun:
+		return run
+	}
+
+	if pushed == nil {
+		if fetched == nil {
+			if fetched, err = e.getManifest(ctx, e.src.repo.Digest(res.SourceDigest)); err != nil {
+				res.Err = describe(err, "source", srcRef.String())
+				return run
+			}
+		}
+		pushed = &manifest{raw: fetched.Manifest, mediaType: fetched.MediaType, digest: fetched.Digest}
+	}
+	p := e.newProgress(tag)
+	ctx = context.WithValue(ctx, sentKey{}, &byteCounter{add: p.add})
+	children, err := e.pushTree(ctx, pushed, dstRef, p)
+	res.Bytes = p.sent.Load()
+	p.report()
+	if err != nil {
+		res.Err = err
+		return run
 	}
 	res.TargetDigest = want.String()
-	if e.o.Referrers && filtered == nil {
-		n, err := e.copyReferrers(ctx, srcDesc.Digest)
-		res.Bytes += n
-		res.Err = err
+	if pushed.mediaType.IsIndex() {
+		e.cache.setChildren(pushed.digest, children)
+		if run.unread != nil {
+			run.subjects, run.unread = append(run.subjects, children...), nil
+		}
 	}
-	return res
+	return run
 }
 
-// cosignSuffixes are the tags cosign attaches to sha256-<hex>.
-var cosignSuffixes = []string{".sig", ".att", ".sbom"}
-
-// copyReferrers copies the OCI referrers of digest d and cosign's tags for it, returning the
-// bytes uploaded.
-func (e *Engine) copyReferrers(ctx context.Context, d v1.Hash) (int64, error) {
-	var total int64
-	copyManifest := func(ref name.Reference, target name.Reference) error {
-		if got, err := e.dst.puller.Head(ctx, target); err == nil {
-			if want, err := e.src.puller.Head(ctx, ref); err == nil && want.Digest == got.Digest {
-				return nil
-			}
-		}
-		desc, err := e.src.puller.Get(ctx, ref)
-		if err != nil {
-			return describe(err, "source", ref.String())
-		}
-		var sent atomic.Int64
-		pctx := context.WithValue(ctx, sentKey{}, &byteCounter{n: &sent, changed: func() {}})
-		pusher, err := remote.NewPusher(append(e.dst.opts, remote.WithContext(pctx))...)
-		if err != nil {
-			return err
-		}
-		if err := pusher.Push(pctx, target, desc); err != nil {
-			return describe(err, "target", target.String())
-		}
-		total += sent.Load()
-		return nil
-	}
-
-	subject := e.src.repo.Digest(d.String())
-	idx, err := remote.Referrers(subject, append(e.src.opts, remote.WithContext(ctx))...)
+// getManifest reads a manifest from the source within a job slot.
+func (e *Engine) getManifest(ctx context.Context, ref name.Reference) (*remote.Descriptor, error) {
+	release, err := e.slot(ctx)
 	if err != nil {
-		return total, describe(fmt.Errorf("listing referrers: %w", err), "source", subject.String())
+		return nil, err
 	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return total, err
-	}
-	for _, m := range im.Manifests {
-		if err := copyManifest(e.src.repo.Digest(m.Digest.String()), e.dst.repo.Digest(m.Digest.String())); err != nil {
-			return total, err
-		}
-	}
-	for _, suffix := range cosignSuffixes {
-		tag := d.Algorithm + "-" + d.Hex + suffix
-		if _, err := e.src.puller.Head(ctx, e.src.repo.Tag(tag)); err != nil {
-			if isNotFound(err) {
-				continue
-			}
-			return total, describe(err, "source", e.src.repo.Tag(tag).String())
-		}
-		if err := copyManifest(e.src.repo.Tag(tag), e.dst.repo.Tag(tag)); err != nil {
-			return total, err
-		}
-	}
-	return total, nil
+	defer release()
+	return e.src.puller.Get(ctx, ref)
 }
 
-// filter keeps the manifests of idx whose platform satisfies one of the wanted platforms.
-func (e *Engine) filter(idx v1.ImageIndex) (v1.ImageIndex, error) {
+// filter keeps the manifests of the index whose platform satisfies one of the wanted
+// platforms.
+func (e *Engine) filter(d *remote.Descriptor) (*manifest, error) {
+	idx, err := d.ImageIndex()
+	if err != nil {
+		return nil, err
+	}
 	im, err := idx.IndexManifest()
 	if err != nil {
 		return nil, err
 	}
-	kept := 0
+	kept := *im
+	kept.Manifests = nil
 	for _, m := range im.Manifests {
 		if e.wanted(m) {
-			kept++
+			kept.Manifests = append(kept.Manifests, m)
 		}
 	}
-	if kept == 0 {
+	if len(kept.Manifests) == 0 {
 		return nil, fmt.Errorf("no manifest of the index matches platforms %v", e.o.Platforms)
 	}
-	return mutate.RemoveManifests(idx, func(d v1.Descriptor) bool { return !e.wanted(d) }), nil
+	return newManifest(&kept, d.MediaType)
 }
 
 func (e *Engine) wanted(d v1.Descriptor) bool {
@@ -393,112 +417,39 @@ func (e *Engine) wanted(d v1.Descriptor) bool {
 	return false
 }
 
-// retryAfterTransport waits as long as a registry's Retry-After asks (at most
-// maxRetryAfter) before handing back a 429 or 503, so that go-containerregistry's retry
-// comes after the registry is ready again.
-type retryAfterTransport struct{ next http.RoundTripper }
-
-func (t retryAfterTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := t.next.RoundTrip(r)
-	if err != nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
-		return resp, err
-	}
-	wait := retryAfter(resp.Header.Get("Retry-After"), time.Now())
-	if wait <= 0 {
-		return resp, nil
-	}
-	timer := time.NewTimer(min(wait, maxRetryAfter))
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-	case <-r.Context().Done():
-	}
-	return resp, nil
+// tagProgress adds up one tag's copy for Options.Progress.
+type tagProgress struct {
+	mu    sync.Mutex // orders reports: complete never goes back
+	last  int64
+	tag   string
+	sent  atomic.Int64 // bytes on the wire to the target
+	found atomic.Int64 // bytes the target had already or mounted
+	total atomic.Int64
+	fn    func(tag string, complete, total int64)
 }
 
-// retryAfter parses a Retry-After value: seconds or an HTTP date.
-func retryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
+func (e *Engine) newProgress(tag string) *tagProgress {
+	return &tagProgress{tag: tag, fn: e.o.Progress}
+}
+
+// add counts n bytes sent.
+func (p *tagProgress) add(n int64) {
+	p.sent.Add(n)
+	p.report()
+}
+
+func (p *tagProgress) report() {
+	if p.fn == nil {
+		return
 	}
-	if secs, err := strconv.Atoi(v); err == nil {
-		return time.Duration(secs) * time.Second
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	done := p.sent.Load() + p.found.Load()
+	if done < p.last {
+		return
 	}
-	if t, err := http.ParseTime(v); err == nil {
-		return t.Sub(now)
-	}
-	return 0
-}
-
-// sentKey carries a *byteCounter in a request context.
-type sentKey struct{}
-
-// byteCounter adds up request body bytes of one tag's uploads.
-type byteCounter struct {
-	n       *atomic.Int64
-	changed func()
-}
-
-// countingTransport counts the bytes of upload bodies for the tag in the request context.
-type countingTransport struct{ next http.RoundTripper }
-
-func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	c, ok := r.Context().Value(sentKey{}).(*byteCounter)
-	if ok && r.Body != nil && r.Body != http.NoBody && (r.Method == http.MethodPatch || r.Method == http.MethodPut || r.Method == http.MethodPost) {
-		r = r.Clone(r.Context())
-		r.Body = &countingBody{ReadCloser: r.Body, c: c}
-	}
-	return t.next.RoundTrip(r)
-}
-
-type countingBody struct {
-	io.ReadCloser
-	c *byteCounter
-}
-
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if n > 0 {
-		b.c.n.Add(int64(n))
-		b.c.changed()
-	}
-	return n, err
-}
-
-// isNotFound reports a registry's 404 (HEAD answers carry no error body).
-func isNotFound(err error) bool {
-	var terr *transport.Error
-	return errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound
-}
-
-// SideError is a failure on one side of a copy.
-type SideError struct {
-	// Side is "source" or "target".
-	Side string
-	// Ref is the reference being read or written.
-	Ref string
-	// StatusCode is the registry's HTTP status, 0 when no answer came (DNS, TCP, TLS).
-	StatusCode int
-	Err        error
-}
-
-func (e *SideError) Error() string {
-	if e.StatusCode != 0 {
-		return fmt.Sprintf("%s %s: %s (HTTP %d): %v", e.Side, e.Ref, http.StatusText(e.StatusCode), e.StatusCode, e.Err)
-	}
-	return fmt.Sprintf("%s %s: %v", e.Side, e.Ref, e.Err)
-}
-
-func (e *SideError) Unwrap() error { return e.Err }
-
-// describe names the registry side, the reference and the HTTP status of an error.
-func describe(err error, which, ref string) error {
-	se := &SideError{Side: which, Ref: ref, Err: err}
-	var terr *transport.Error
-	if errors.As(err, &terr) {
-		se.StatusCode = terr.StatusCode
-	}
-	return se
+	p.last = done
+	p.fn(p.tag, done, max(p.total.Load(), done))
 }
 
 // Summary counts results.

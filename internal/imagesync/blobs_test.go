@@ -1,0 +1,166 @@
+package imagesync_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/internal/testutil"
+)
+
+// uploads watches a target registry: bytes of blob upload bodies, mounts the registry
+// accepted, and the most requests it had under way at once.
+type uploads struct {
+	next              http.RoundTripper
+	bytes             atomic.Int64
+	mounted           atomic.Int64
+	inFlight, maxSeen atomic.Int64
+}
+
+func (u *uploads) RoundTrip(r *http.Request) (*http.Response, error) {
+	n := u.inFlight.Add(1)
+	defer u.inFlight.Add(-1)
+	for {
+		m := u.maxSeen.Load()
+		if n <= m || u.maxSeen.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	if r.Method == http.MethodPatch || (r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/")) {
+		u.bytes.Add(max(r.ContentLength, 0))
+	}
+	resp, err := u.next.RoundTrip(r)
+	if err == nil && r.Method == http.MethodPost && r.URL.Query().Get("from") != "" && resp.StatusCode == http.StatusCreated {
+		u.mounted.Add(1)
+	}
+	return resp, err
+}
+
+// pushShared pushes to repo one image per tag: the same base layer of baseSize bytes and a
+// small layer of its own.
+func pushShared(t *testing.T, repo string, base v1.Layer, tags ...string) {
+	t.Helper()
+	for _, tag := range tags {
+		own, err := random.Layer(512, types.OCILayer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), base, own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(mustRef(t, repo+":"+tag), img); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestSharedBlobsAreTransferredOnceAndMountedAcrossRepositories copies two repositories
+// whose images share a 1 MiB base layer into one target registry, with many copies under
+// way at once: the base layer crosses the wire once, the second repository gets it by a
+// cross-repository mount, and the target never has more requests under way than Jobs.
+func TestSharedBlobsAreTransferredOnceAndMountedAcrossRepositories(t *testing.T) {
+	t.Parallel()
+	const baseSize = 1 << 20
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	base, err := random.Layer(baseSize, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := []string{"a", "b", "c", "d", "e", "f"}
+	pushShared(t, src.Host+"/apps/one", base, tags...)
+	pushShared(t, src.Host+"/apps/two", base, tags...)
+
+	watch := &uploads{}
+	blobs := imagesync.NewCache(0)
+	const jobs = 3
+	for _, repo := range []string{"one", "two"} {
+		eng, err := imagesync.New(imagesync.Endpoint{Repository: src.Host + "/apps/" + repo},
+			imagesync.Endpoint{Repository: dst.Host + "/mirror/" + repo, Wrap: func(rt http.RoundTripper) http.RoundTripper { watch.next = rt; return watch }},
+			imagesync.Options{Jobs: jobs, Cache: blobs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range eng.Sync(context.Background(), tags) {
+			if r.Err != nil || r.UpToDate {
+				t.Fatalf("%s:%s: %+v", repo, r.Tag, r)
+			}
+		}
+	}
+	// One base layer, twelve small layers, twelve configs of a few hundred bytes.
+	if got := watch.bytes.Load(); got < baseSize || got >= 2*baseSize {
+		t.Errorf("uploaded %d bytes; the %d-byte base layer must cross the wire exactly once", got, baseSize)
+	}
+	if watch.mounted.Load() < 1 {
+		t.Error("no blob was mounted into the second repository")
+	}
+	if got := watch.maxSeen.Load(); got > jobs {
+		t.Errorf("the target had %d requests under way at once, more than Jobs=%d", got, jobs)
+	} else if got < 2 {
+		t.Errorf("the target never had two requests under way at once (max %d): nothing ran in parallel", got)
+	}
+	// Both repositories hold complete images.
+	for _, repo := range []string{"one", "two"} {
+		for _, tag := range tags {
+			img, err := remote.Image(mustRef(t, dst.Host+"/mirror/"+repo+":"+tag))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ls, _ := img.Layers()
+			if len(ls) != 2 {
+				t.Fatalf("%s:%s has %d layers", repo, tag, len(ls))
+			}
+			for _, l := range ls {
+				rc, err := l.Compressed()
+				if err != nil {
+					t.Fatalf("%s:%s layer: %v", repo, tag, err)
+				}
+				_ = rc.Close()
+			}
+		}
+	}
+}
+
+// TestProgressReachesTheTotal follows one tag's progress: it only grows and ends at the
+// total, which covers every blob and manifest of the image.
+func TestProgressReachesTheTotal(t *testing.T) {
+	t.Parallel()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	d := testutil.PushIndex(t, src.Host+"/library/app:1", []string{"linux/amd64", "linux/arm64"}, 64<<10, 3)
+	var mu sync.Mutex
+	var last, lastTotal int64
+	var calls int
+	eng, err := imagesync.New(imagesync.Endpoint{Repository: src.Host + "/library/app"}, imagesync.Endpoint{Repository: dst.Host + "/library/app"},
+		imagesync.Options{Jobs: 4, Progress: func(tag string, done, total int64) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if done < last {
+				t.Errorf("progress went back from %d to %d", last, done)
+			}
+			last, lastTotal = done, total
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := eng.CopyTag(context.Background(), "1")
+	if r.Err != nil || r.TargetDigest != d.String() {
+		t.Fatalf("%+v", r)
+	}
+	if calls == 0 || last != lastTotal || last < 6*(64<<10) {
+		t.Errorf("progress ended at %d of %d after %d calls; want all of at least %d bytes", last, lastTotal, calls, 6*(64<<10))
+	}
+}

@@ -1,0 +1,45 @@
+package imagesync
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// isNotFound reports a registry's 404 (HEAD answers carry no error body).
+func isNotFound(err error) bool {
+	var terr *transport.Error
+	return errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound
+}
+
+// SideError is a failure on one side of a copy.
+type SideError struct {
+	// Side is "source" or "target".
+	Side string
+	// Ref is the reference being read or written.
+	Ref string
+	// StatusCode is the registry's HTTP status, 0 when no answer came (DNS, TCP, TLS).
+	StatusCode int
+	Err        error
+}
+
+func (e *SideError) Error() string {
+	if e.StatusCode != 0 {
+		return fmt.Sprintf("%s %s: %s (HTTP %d): %v", e.Side, e.Ref, http.StatusText(e.StatusCode), e.StatusCode, e.Err)
+	}
+	return fmt.Sprintf("%s %s: %v", e.Side, e.Ref, e.Err)
+}
+
+func (e *SideError) Unwrap() error { return e.Err }
+
+// describe names the registry side, the reference and the HTTP status of an error.
+func describe(err error, which, ref string) error {
+	se := &SideError{Side: which, Ref: ref, Err: err}
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		se.StatusCode = terr.StatusCode
+	}
+	return se
+}
