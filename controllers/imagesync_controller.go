@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,7 +45,6 @@ const (
 	ReasonSourceUnreachable = "SourceUnreachable"
 	ReasonTargetAuthFailed  = "TargetAuthFailed"
 	ReasonTargetUnreachable = "TargetUnreachable"
-	ReasonTargetUnsupported = "TargetUnsupported"
 )
 
 // maxImages bounds status.images.
@@ -65,10 +67,16 @@ type ImageSyncReconciler struct {
 	Jobs int
 	// ConcurrentSyncs bounds the ImageSyncs copying at once (default 16).
 	ConcurrentSyncs int
+	// ProgressInterval is how often status shows the progress of a copy under way
+	// (default 10s).
+	ProgressInterval time.Duration
 	// Now returns the current time; tests set it.
 	Now func() time.Time
 
 	runner *syncRunner
+	// cache is what the copies of all ImageSyncs remember: blobs in target repositories
+	// (mounted rather than uploaded again) and the manifests of indexes.
+	cache *imagesync.Cache
 }
 
 // +kubebuilder:rbac:groups=regwire.dev,resources=imagesyncs,verbs=get;list;watch;update;patch
@@ -79,7 +87,8 @@ func (r *ImageSyncReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Man
 	if r.Now == nil {
 		r.Now = time.Now
 	}
-	r.runner = newSyncRunner(r.ConcurrentSyncs)
+	r.runner = newSyncRunner(r.ConcurrentSyncs, r.ProgressInterval)
+	r.cache = imagesync.NewCache(0)
 	err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ImageSync{}, imageSyncMirrorIndex, func(o client.Object) []string {
 		if ref := o.(*v1alpha1.ImageSync).Spec.Target.RegistryMirrorRef; ref != nil {
 			return []string{ref.Name}
@@ -203,19 +212,22 @@ func (r *ImageSyncReconciler) reconcileTarget(ctx context.Context, sc *syncScope
 		return errReported
 	}
 	is.Status.TargetImage = string(rm.Spec.Host) + "/" + t.Repository
-	// The copy talks to the mirror's endpoint host; a path in the endpoint (containerd's
-	// override_path) has no equivalent in the registry API clients use for pushing.
-	connect := string(rm.Spec.Host)
+	// The copy talks to the mirror's endpoint: its host, and its path (containerd's
+	// override_path, e.g. a Nexus repository's /repository/my-docker/v2) in place of /v2.
+	connect, prefix := string(rm.Spec.Host), ""
 	if rm.Spec.Endpoint != "" {
 		u, err := url.Parse(rm.Spec.Endpoint)
-		if err != nil || (u.Path != "" && u.Path != "/") {
-			r.fail(is, ReasonTargetUnsupported, fmt.Sprintf("RegistryMirror %s: an endpoint with a path (%s) cannot be pushed to yet; point spec.target.image at the registry instead", rm.Name, rm.Spec.Endpoint))
+		if err != nil {
+			r.fail(is, v1alpha1.ReasonInvalidSpec, fmt.Sprintf("RegistryMirror %s spec.endpoint: %v", rm.Name, err))
 			return errReported
 		}
 		connect = u.Host
+		if u.Path != "" && u.Path != "/" {
+			prefix = path.Clean(u.Path)
+		}
 	}
 	sc.mirror = rm
-	sc.dst = imagesync.Endpoint{Repository: connect + "/" + t.Repository, Insecure: rm.Spec.InsecureSkipVerify}
+	sc.dst = imagesync.Endpoint{Repository: connect + "/" + t.Repository, PathPrefix: prefix, Insecure: rm.Spec.InsecureSkipVerify}
 	return nil
 }
 
@@ -308,6 +320,7 @@ func (r *ImageSyncReconciler) reconcileSync(ctx context.Context, sc *syncScope) 
 	key := types.NamespacedName{Namespace: is.Namespace, Name: is.Name}
 	if is.Spec.Suspend {
 		r.runner.stop(key)
+		showProgress(is, nil)
 		setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionFalse, v1alpha1.ReasonSuspended, "spec.suspend is true")
 		setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSuspended, "spec.suspend is true")
 		is.Status.NextSyncTime = nil
@@ -325,6 +338,7 @@ func (r *ImageSyncReconciler) reconcileSync(ctx context.Context, sc *syncScope) 
 		return ctrl.Result{RequeueAfter: next.Sub(now)}, nil
 	}
 	if r.runner.running(key, is.Generation) {
+		showProgress(is, r.runner.progress(key, is.Generation))
 		return ctrl.Result{}, nil
 	}
 	synced := apimeta.FindStatusCondition(is.Status.Conditions, v1alpha1.ConditionSynced)
@@ -346,9 +360,11 @@ func (r *ImageSyncReconciler) reconcileSync(ctx context.Context, sc *syncScope) 
 			platforms = append(platforms, *pl) // the CRD checks the form
 		}
 	}
-	src, dst, sel, jobs, referrers := sc.src, sc.dst, sc.selector, r.Jobs, is.Spec.Referrers
-	r.runner.start(is, func(ctx context.Context) ([]imagesync.Result, error) {
-		eng, err := imagesync.New(src, dst, imagesync.Options{Jobs: jobs, Platforms: platforms, Referrers: referrers})
+	src, dst, sel, referrers := sc.src, sc.dst, sc.selector, is.Spec.Referrers
+	opts := imagesync.Options{Jobs: r.Jobs, Platforms: platforms, Referrers: referrers, Cache: r.cache}
+	r.runner.start(is, func(ctx context.Context, progress progressFunc) ([]imagesync.Result, error) {
+		opts.Progress = progress
+		eng, err := imagesync.New(src, dst, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -363,6 +379,28 @@ func (r *ImageSyncReconciler) reconcileSync(ctx context.Context, sc *syncScope) 
 		setCondition(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonSyncing, "the first sync is running")
 	}
 	return ctrl.Result{}, nil
+}
+
+// showProgress puts the progress of the tags being copied into status.images (adding the
+// tags status does not list yet) and clears it from the others.
+func showProgress(is *v1alpha1.ImageSync, progress map[string]v1alpha1.CopyProgress) {
+	seen := map[string]bool{}
+	for i := range is.Status.Images {
+		im := &is.Status.Images[i]
+		seen[im.Tag] = true
+		if p, ok := progress[im.Tag]; ok {
+			im.Copying = &p
+		} else {
+			im.Copying = nil
+		}
+	}
+	tags := slices.Sorted(maps.Keys(progress))
+	for _, tag := range tags {
+		if !seen[tag] && len(is.Status.Images) < maxImages {
+			p := progress[tag]
+			is.Status.Images = append(is.Status.Images, v1alpha1.ImageStatus{Tag: tag, Copying: &p})
+		}
+	}
 }
 
 // record writes a finished run into status.

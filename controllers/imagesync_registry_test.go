@@ -253,3 +253,87 @@ func TestALongCopyStarvesNoOneAndStopsWhenDeleted(t *testing.T) {
 		t.Fatal("deleting the ImageSync did not cancel its copy")
 	}
 }
+
+// TestStatusShowsTheProgressOfACopyUnderWay copies a 2 MiB layer from a source that sends
+// blobs slowly: while the copy runs, status.images shows the tag's bytes done of the total,
+// moving; when it ends, the progress is gone and the tag is synced.
+func TestStatusShowsTheProgressOfACopyUnderWay(t *testing.T) {
+	ctx := context.Background()
+	source := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	target := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	img, _ := random.Image(2<<20, 1)
+	ref, _ := name.ParseReference(source.Host + "/big/app:1.0")
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	// The slow source: blobs in 64 KiB pieces, 60 ms apart (about two seconds per MiB).
+	u, _ := url.Parse(source.URL)
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/blobs/") && r.Method == http.MethodGet {
+			proxy.ServeHTTP(&slowWriter{ResponseWriter: w}, r)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer slow.Close()
+
+	newSync(t, "progress", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(slow.Listener.Addr().String() + "/big/app"), Tags: []string{"1.0"}}
+		is.Spec.Target = v1alpha1.ImageTarget{Image: v1alpha1.ImageRepository(target.Host + "/big/app")}
+	})
+	var seen []v1alpha1.CopyProgress
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		is := &v1alpha1.ImageSync{}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: metav1.NamespaceDefault, Name: "progress"}, is); err != nil {
+			t.Fatal(err)
+		}
+		if apimeta.IsStatusConditionTrue(is.Status.Conditions, v1alpha1.ConditionReady) {
+			if len(is.Status.Images) != 1 || is.Status.Images[0].Copying != nil || is.Status.Images[0].SyncedAt == nil {
+				t.Errorf("after the copy: %+v", is.Status.Images)
+			}
+			break
+		}
+		if len(is.Status.Images) == 1 && is.Status.Images[0].Copying != nil {
+			p := *is.Status.Images[0].Copying
+			if len(seen) == 0 || seen[len(seen)-1] != p {
+				seen = append(seen, p)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	moving := 0
+	for i, p := range seen {
+		if p.CompletedBytes > p.TotalBytes || p.TotalBytes < 2<<20 {
+			t.Errorf("progress %+v: want at most the total, and a total of at least the 2 MiB layer", p)
+		}
+		if i > 0 && p.CompletedBytes > seen[i-1].CompletedBytes {
+			moving++
+		}
+	}
+	if moving < 2 {
+		t.Errorf("status showed progress %+v; want it to move at least twice during the copy", seen)
+	}
+}
+
+// slowWriter writes a response in 64 KiB pieces, 60 ms apart.
+type slowWriter struct{ http.ResponseWriter }
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), 64<<10)
+		m, err := w.ResponseWriter.Write(p[:k])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		if f, ok := w.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		time.Sleep(60 * time.Millisecond)
+		p = p[k:]
+	}
+	return n, nil
+}

@@ -22,7 +22,13 @@ type syncRunner struct {
 	// slots bounds the copies running at once across all ImageSyncs; a run waits for a slot
 	// (and can be cancelled while it waits).
 	slots chan struct{}
+	// progressEvery is how often a run whose progress moved brings its ImageSync back to
+	// show it in status.
+	progressEvery time.Duration
 }
+
+// defaultProgressEvery is how often status shows the progress of a copy under way.
+const defaultProgressEvery = 10 * time.Second
 
 // defaultConcurrentSyncs is how many ImageSyncs copy at once.
 const defaultConcurrentSyncs = 16
@@ -37,18 +43,28 @@ type syncRun struct {
 	results    []imagesync.Result
 	// err is a failure before any tag was copied (listing tags, building the engine).
 	err error
+	// progress of the tags being copied, and whether it moved since it was last announced.
+	progress map[string]v1alpha1.CopyProgress
+	moved    bool
 }
 
-func newSyncRunner(concurrent int) *syncRunner {
+// progressFunc receives a tag's copy progress (imagesync.Options.Progress).
+type progressFunc = func(tag string, complete, total int64)
+
+func newSyncRunner(concurrent int, progressEvery time.Duration) *syncRunner {
 	if concurrent < 1 {
 		concurrent = defaultConcurrentSyncs
 	}
-	return &syncRunner{runs: map[types.NamespacedName]*syncRun{}, events: make(chan event.GenericEvent, 64), slots: make(chan struct{}, concurrent)}
+	if progressEvery <= 0 {
+		progressEvery = defaultProgressEvery
+	}
+	return &syncRunner{runs: map[types.NamespacedName]*syncRun{}, events: make(chan event.GenericEvent, 64),
+		slots: make(chan struct{}, concurrent), progressEvery: progressEvery}
 }
 
 // start runs fn for the ImageSync unless a run of the same generation is under way, and
 // cancels a run of an older generation.
-func (s *syncRunner) start(is *v1alpha1.ImageSync, fn func(ctx context.Context) ([]imagesync.Result, error)) {
+func (s *syncRunner) start(is *v1alpha1.ImageSync, fn func(ctx context.Context, progress progressFunc) ([]imagesync.Result, error)) {
 	key := types.NamespacedName{Namespace: is.Namespace, Name: is.Name}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -62,12 +78,22 @@ func (s *syncRunner) start(is *v1alpha1.ImageSync, fn func(ctx context.Context) 
 	run := &syncRun{generation: is.Generation, cancel: cancel, started: time.Now()}
 	s.runs[key] = run
 	obj := is.DeepCopy()
+	progress := func(tag string, complete, total int64) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if run.progress == nil {
+			run.progress = map[string]v1alpha1.CopyProgress{}
+		}
+		run.progress[tag] = v1alpha1.CopyProgress{CompletedBytes: complete, TotalBytes: total}
+		run.moved = true
+	}
+	go s.announceProgress(ctx, run, obj)
 	go func() {
 		var results []imagesync.Result
 		var err error
 		select {
 		case s.slots <- struct{}{}:
-			results, err = fn(ctx)
+			results, err = fn(ctx, progress)
 			<-s.slots
 		case <-ctx.Done():
 			err = ctx.Err()
@@ -81,6 +107,49 @@ func (s *syncRunner) start(is *v1alpha1.ImageSync, fn func(ctx context.Context) 
 			s.events <- event.GenericEvent{Object: obj}
 		}
 	}()
+}
+
+// announceProgress brings the run's ImageSync back every progressEvery while its progress
+// moves, until the run ends.
+func (s *syncRunner) announceProgress(ctx context.Context, run *syncRun, obj *v1alpha1.ImageSync) {
+	tick := time.NewTicker(s.progressEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		moved := run.moved && !run.done
+		run.moved = false
+		s.mu.Unlock()
+		if !moved {
+			continue
+		}
+		select {
+		case s.events <- event.GenericEvent{Object: obj}:
+		default: // the queue is busy; the next tick tries again
+			s.mu.Lock()
+			run.moved = true
+			s.mu.Unlock()
+		}
+	}
+}
+
+// progress returns the progress of the tags a copy of this generation has under way.
+func (s *syncRunner) progress(key types.NamespacedName, generation int64) map[string]v1alpha1.CopyProgress {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.runs[key]
+	if !ok || r.done || r.generation != generation {
+		return nil
+	}
+	out := make(map[string]v1alpha1.CopyProgress, len(r.progress))
+	for tag, p := range r.progress {
+		out[tag] = p
+	}
+	return out
 }
 
 // running reports whether a copy of this generation is under way.

@@ -33,7 +33,7 @@ func unitSync(t *testing.T, is *v1alpha1.ImageSync) (*ImageSyncReconciler, *int)
 			return c.Get(ctx, key, obj, o...)
 		},
 	})
-	return &ImageSyncReconciler{Client: c, APIReader: reader, Recorder: events.NewFakeRecorder(16), Now: time.Now, runner: newSyncRunner(1)}, &reads
+	return &ImageSyncReconciler{Client: c, APIReader: reader, Recorder: events.NewFakeRecorder(16), Now: time.Now, runner: newSyncRunner(1, 0)}, &reads
 }
 
 func TestMissingCredentialsAreRetriedWithoutAWatch(t *testing.T) {
@@ -82,5 +82,38 @@ func TestAReconcileThatIsNotDueReadsNoSecret(t *testing.T) {
 	}
 	if *reads != 0 {
 		t.Errorf("a reconcile with no copy due read %d Secrets", *reads)
+	}
+}
+
+func TestTheTargetIsTheMirrorsEndpointWithItsPath(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, endpoint, wantRepo, wantPrefix string
+	}{
+		{"no endpoint means the host itself", "", "nexus.local/my-docker/app", ""},
+		{"an endpoint without a path gives its host", "https://10.0.0.5:8443", "10.0.0.5:8443/my-docker/app", ""},
+		{"an endpoint path is where the registry API lives (Nexus path-based routing)", "https://nexus.local/repository/my-docker/v2/", "nexus.local/my-docker/app", "/repository/my-docker/v2"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rm := &v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "nexus"}, Spec: v1alpha1.RegistryMirrorSpec{Host: "nexus.local", Endpoint: tc.endpoint}}
+			is := &v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x", Generation: 1},
+				Spec: v1alpha1.ImageSyncSpec{Target: v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: "nexus"}, Repository: "my-docker/app"}}}
+			r, _ := unitSync(t, is)
+			if err := r.Client.Create(context.Background(), rm); err != nil {
+				t.Fatal(err)
+			}
+			sc := &syncScope{is: is}
+			if err := r.reconcileTarget(context.Background(), sc); err != nil {
+				t.Fatal(err)
+			}
+			if sc.dst.Repository != tc.wantRepo || sc.dst.PathPrefix != tc.wantPrefix {
+				t.Errorf("target %q under %q, want %q under %q", sc.dst.Repository, sc.dst.PathPrefix, tc.wantRepo, tc.wantPrefix)
+			}
+			if is.Status.TargetImage != "nexus.local/my-docker/app" {
+				t.Errorf("status.targetImage %q: nodes pull by the mirror's host", is.Status.TargetImage)
+			}
+		})
 	}
 }

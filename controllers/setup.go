@@ -4,6 +4,7 @@ package controllers
 
 import (
 	"context"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +21,9 @@ type Options struct {
 	Namespace string
 	// Agent configures the node agent DaemonSet.
 	Agent AgentOptions
+	// SyncProgressInterval is how often an ImageSync's status shows the progress of a copy
+	// under way (default 10s).
+	SyncProgressInterval time.Duration
 }
 
 // CacheOptions limit what the manager caches to what the controllers read: ConfigMaps and
@@ -53,9 +57,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return err
 	}
 	return (&ImageSyncReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("regwire-imagesync"),
-		Jobs:      4,
+		Client:           mgr.GetClient(),
+		APIReader:        mgr.GetAPIReader(),
+		Recorder:         mgr.GetEventRecorder("regwire-imagesync"),
+		Jobs:             4,
+		ProgressInterval: o.SyncProgressInterval,
 	}).SetupWithManager(ctx, mgr)
 }

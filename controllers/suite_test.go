@@ -64,7 +64,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	opts := controllers.Options{Namespace: operatorNamespace, Agent: controllers.DefaultAgentOptions("regwire:test")}
+	opts := controllers.Options{Namespace: operatorNamespace, Agent: controllers.DefaultAgentOptions("regwire:test"), SyncProgressInterval: 200 * time.Millisecond}
 	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
 		Scheme:                 s,
 		Cache:                  controllers.CacheOptions(opts),

@@ -244,6 +244,26 @@ type ImageStatus struct {
 	// error is why the last sync of this tag failed; empty on success.
 	// +optional
 	Error string `json:"error,omitempty"`
+
+	// copying is the progress of a copy of this tag under way; unset otherwise. It is
+	// updated at most every few seconds.
+	// +optional
+	Copying *CopyProgress `json:"copying,omitempty"`
+}
+
+// CopyProgress is how far a tag's copy has come.
+type CopyProgress struct {
+	// completedBytes of the tag's blobs and manifests are in the target (sent, mounted or
+	// found there).
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	CompletedBytes int64 `json:"completedBytes"`
+
+	// totalBytes the copy needs, as far as known: it grows while the manifests of a
+	// multi-platform image are read.
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	TotalBytes int64 `json:"totalBytes"`
 }
 
 // ImageSync copies selected tags of an image repository into a private registry on a

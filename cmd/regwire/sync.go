@@ -57,7 +57,7 @@ docker and crane. Exits non-zero when any tag fails.`,
 	fl.BoolVar(&f.allTags, "all-tags", false, "copy every tag")
 	fl.StringArrayVar(&f.platforms, "platform", nil, "keep only this platform of multi-platform images (os/arch[/variant]); repeatable")
 	fl.BoolVar(&f.referrers, "referrers", false, "also copy signatures, SBOMs and attestations")
-	fl.IntVar(&f.jobs, "jobs", 4, "tags copied at the same time")
+	fl.IntVar(&f.jobs, "jobs", 4, "registry operations at once: tag checks, manifest copies and blob transfers share it")
 	fl.StringVar(&f.srcCA, "src-ca", "", "PEM file of CA certificates for the source registry")
 	fl.StringVar(&f.dstCA, "dst-ca", "", "PEM file of CA certificates for the target registry")
 	fl.BoolVar(&f.insecure, "insecure", false, "allow plain HTTP and skip TLS verification on both registries")
@@ -143,6 +143,10 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	}
 	fmt.Fprintf(out, "%d tag(s): %d %s, %d up to date, %d failed; %s in %s\n",
 		len(results), s.Copied, copied, s.UpToDate, s.Failed, bytesString(s.Bytes), s.Duration.Round(time.Millisecond))
+	srcReq, dstReq := eng.Requests()
+	heads := srcReq.ManifestHeads.Load() + dstReq.ManifestHeads.Load()
+	fmt.Fprintf(out, "%d requests: %d manifest checks for %d tag(s) and %d referrer(s), %d other\n",
+		srcReq.All.Load()+dstReq.All.Load(), heads, len(results), s.Referrers, srcReq.All.Load()+dstReq.All.Load()-heads)
 	if len(failed) > 0 {
 		return fmt.Errorf("%d tag(s) failed: %s", len(failed), strings.Join(failed, ", "))
 	}

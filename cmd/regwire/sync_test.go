@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -111,6 +113,18 @@ func TestSyncIndexWithReferrersBetweenTLSRegistries(t *testing.T) {
 	if err := remote.Write(sigRef, sig, srcTransport); err != nil {
 		t.Fatal(err)
 	}
+	// An SBOM-like OCI referrer of the index (kept under the sha256-<hex> fallback tag: the
+	// distribution registry has no referrers API).
+	head, err := remote.Head(mustTag(t, src.Host+"/library/busybox:1.36"), srcTransport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sbom, _ := random.Image(256, 1)
+	sbom = mutate.Subject(sbom, *head).(v1.Image)
+	sbomDigest, _ := sbom.Digest()
+	if err := remote.Write(mustDigestRef(t, src.Host+"/library/busybox@"+sbomDigest.String()), sbom, srcTransport); err != nil {
+		t.Fatal(err)
+	}
 
 	dir := t.TempDir()
 	srcCAFile, dstCAFile := filepath.Join(dir, "src.crt"), filepath.Join(dir, "dst.crt")
@@ -132,10 +146,33 @@ func TestSyncIndexWithReferrersBetweenTLSRegistries(t *testing.T) {
 	if _, err := remote.Head(mustTag(t, dst.Host+"/my-docker/busybox:sha256-"+d.Hex+".sig"), dstTransport); err != nil {
 		t.Errorf("the signature was not copied: %v", err)
 	}
+	refs, err := remote.Referrers(mustDigestRef(t, dst.Host+"/my-docker/busybox@"+d.String()), dstTransport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im, _ := refs.IndexManifest(); len(im.Manifests) != 1 || im.Manifests[0].Digest != sbomDigest {
+		t.Errorf("target referrers of the index: %+v, want %s", im.Manifests, sbomDigest)
+	}
+	// The rerun: three tags checked (1.36, its signature tag and its referrers fallback
+	// tag), each with one manifest HEAD per side; the rest is per run: a ping per side,
+	// the source's tag listing and its referrers API probe (404, then the fallback tag).
 	out, err = execute(args...)
 	if err != nil || !strings.Contains(out, "1 tag(s): 0 copied, 1 up to date, 0 failed") {
 		t.Errorf("rerun: %v\n%s", err, out)
 	}
+	t.Logf("rerun:\n%s", out)
+	if want := "11 requests: 6 manifest checks for 1 tag(s) and 2 referrer(s), 5 other"; !strings.Contains(out, want) {
+		t.Errorf("rerun requests: want %q in\n%s", want, out)
+	}
+}
+
+func mustDigestRef(t *testing.T, s string) name.Digest {
+	t.Helper()
+	d, err := name.NewDigest(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 func mustTag(t *testing.T, s string) name.Tag {

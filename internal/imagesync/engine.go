@@ -103,7 +103,7 @@ type side struct {
 	repo     name.Repository
 	opts     []remote.Option
 	puller   *remote.Puller
-	requests *atomic.Int64
+	requests *Requests
 	// referrersAPI is how the registry answered the OCI referrers API (countingTransport).
 	referrersAPI *atomic.Int32
 }
@@ -178,7 +178,7 @@ func newSide(e Endpoint, which string, backoff remote.Backoff) (side, error) {
 		}
 		base = prefixTransport{host: repo.RegistryStr(), prefix: p, next: base}
 	}
-	requests, api := &atomic.Int64{}, &atomic.Int32{}
+	requests, api := &Requests{}, &atomic.Int32{}
 	base = retryAfterTransport{next: countingTransport{next: base, requests: requests, referrersAPI: api}}
 	auth := e.Auth
 	if auth == nil {
@@ -192,10 +192,10 @@ func newSide(e Endpoint, which string, backoff remote.Backoff) (side, error) {
 	return side{repo: repo, opts: append(opts, remote.Reuse(p)), puller: p, requests: requests, referrersAPI: api}, nil
 }
 
-// Requests returns how many HTTP requests the Engine has sent to the source and to the
-// target registry (pings and token requests included).
-func (e *Engine) Requests() (source, target int64) {
-	return e.src.requests.Load(), e.dst.requests.Load()
+// Requests returns the counts of HTTP requests the Engine has sent to the source and to
+// the target registry.
+func (e *Engine) Requests() (source, target *Requests) {
+	return e.src.requests, e.dst.requests
 }
 
 // Tags lists the source's tags that sel selects.
@@ -455,8 +455,10 @@ func (p *tagProgress) report() {
 // Summary counts results.
 type Summary struct {
 	Copied, UpToDate, Failed int
-	Bytes                    int64
-	Duration                 time.Duration
+	// Referrers counts the referrer tags and manifests checked.
+	Referrers int
+	Bytes     int64
+	Duration  time.Duration
 }
 
 // Summarize counts results.
@@ -472,6 +474,7 @@ func Summarize(results []Result, took time.Duration) Summary {
 			s.Copied++
 		}
 		s.Bytes += r.Bytes
+		s.Referrers += r.Referrers
 	}
 	return s
 }

@@ -54,11 +54,19 @@ type byteCounter struct {
 	add func(n int64)
 }
 
+// Requests counts the HTTP requests sent to one registry.
+type Requests struct {
+	// All requests, pings and token requests included.
+	All atomic.Int64
+	// ManifestHeads are the checks of tags and manifests.
+	ManifestHeads atomic.Int64
+}
+
 // countingTransport counts requests, and the bytes of upload bodies for the tag in the
 // request context.
 type countingTransport struct {
 	next     http.RoundTripper
-	requests *atomic.Int64
+	requests *Requests
 	// referrersAPI records how the registry answered the OCI referrers API: 0 not asked,
 	// referrersServed, referrersMissing.
 	referrersAPI *atomic.Int32
@@ -70,7 +78,10 @@ const (
 )
 
 func (t countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	t.requests.Add(1)
+	t.requests.All.Add(1)
+	if r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/manifests/") {
+		t.requests.ManifestHeads.Add(1)
+	}
 	c, ok := r.Context().Value(sentKey{}).(*byteCounter)
 	if ok && r.Body != nil && r.Body != http.NoBody && (r.Method == http.MethodPatch || r.Method == http.MethodPut || r.Method == http.MethodPost) {
 		r = r.Clone(r.Context())
