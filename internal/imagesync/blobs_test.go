@@ -164,3 +164,12 @@ func TestProgressReachesTheTotal(t *testing.T) {
 		t.Errorf("progress ended at %d of %d after %d calls; want all of at least %d bytes", last, lastTotal, calls, 6*(64<<10))
 	}
 }
+
+func mustAppend(t *testing.T, img v1.Image, layers ...v1.Layer) v1.Image {
+	t.Helper()
+	out, err := mutate.AppendLayers(img, layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

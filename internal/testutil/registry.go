@@ -34,6 +34,9 @@ type RegistryOptions struct {
 	Users map[string]string
 	// TLS serves HTTPS with this certificate.
 	TLS *tls.Certificate
+	// Token, when set, makes the registry want bearer tokens from this token server
+	// (instead of Users).
+	Token *TokenServer
 }
 
 // RegistryBinary finds bin/registry: $REGWIRE_REGISTRY, else bin/registry in the nearest
@@ -95,6 +98,13 @@ func StartRegistry(t testing.TB, o RegistryOptions) *Registry {
 			t.Fatal(err)
 		}
 		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: regwire-test\n    path: %s\n", path)
+	}
+	if o.Token != nil {
+		bundle := filepath.Join(dir, "token-signer.crt")
+		if err := os.WriteFile(bundle, o.Token.certPE, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg += fmt.Sprintf("auth:\n  token:\n    realm: %s\n    service: %s\n    issuer: %s\n    rootcertbundle: %s\n", o.Token.URL, tokenService, tokenIssuer, bundle)
 	}
 	cfgFile := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
