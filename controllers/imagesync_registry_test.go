@@ -126,13 +126,9 @@ func TestImageSyncCopiesIntoARegistryMirror(t *testing.T) {
 	}
 
 	// Changing the tags is a new generation: it syncs again and the status follows.
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
-		t.Fatal(err)
-	}
-	is.Spec.Source.Semver = ""
-	if err := k8s.Update(ctx, is); err != nil {
-		t.Fatal(err)
-	}
+	update(t, is, func() {
+		is.Spec.Source.Semver = ""
+	})
 	eventually(t, func() error {
 		got := &v1alpha1.ImageSync{}
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), got); err != nil {
@@ -146,26 +142,18 @@ func TestImageSyncCopiesIntoARegistryMirror(t *testing.T) {
 	})
 
 	// Suspending says so and schedules nothing.
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
-		t.Fatal(err)
-	}
-	is.Spec.Suspend = true
-	if err := k8s.Update(ctx, is); err != nil {
-		t.Fatal(err)
-	}
+	update(t, is, func() {
+		is.Spec.Suspend = true
+	})
 	suspended, _ := syncCondition(t, "app", v1alpha1.ConditionSynced, v1alpha1.ReasonSuspended)
 	if suspended.Status.NextSyncTime != nil || len(suspended.Status.Images) != 1 {
 		t.Errorf("suspended: nextSyncTime %v, images %+v (the last results stay)", suspended.Status.NextSyncTime, suspended.Status.Images)
 	}
 
 	// Wrong target credentials: the reason names the target's authentication.
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(creds), creds); err != nil {
-		t.Fatal(err)
-	}
-	creds.Data = map[string][]byte{"username": []byte("pusher"), "password": []byte("wrong")}
-	if err := k8s.Update(ctx, creds); err != nil {
-		t.Fatal(err)
-	}
+	update(t, creds, func() {
+		creds.Data = map[string][]byte{"username": []byte("pusher"), "password": []byte("wrong")}
+	})
 	newSync(t, "app-bad-auth", func(is *v1alpha1.ImageSync) {
 		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(source.Host + "/library/app"), Tags: []string{"latest"}}
 		is.Spec.Target = v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: rm.Name}, Repository: "my-docker/other"}

@@ -238,13 +238,9 @@ func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
 	// A change (CA rotation) converges on all three nodes within 2 s.
 	ca2 := testutil.NewCA(t, "rotated CA", time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
 	bundle := ca.PEM + ca2.PEM // the server still presents a certificate from the first CA
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), rm); err != nil {
-		t.Fatal(err)
-	}
-	rm.Spec.CABundle = bundle
-	if err := k8s.Update(ctx, rm); err != nil {
-		t.Fatal(err)
-	}
+	update(t, rm, func() {
+		rm.Spec.CABundle = bundle
+	})
 	took = waitNodes(t, rm.Name, "3/3", 2*time.Second)
 	t.Logf("three nodes applied a CA rotation in %s", took)
 	for _, n := range nodes {
@@ -286,13 +282,9 @@ func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
 	})
 
 	// Narrowing the node selector withdraws the mirror from node-c.
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), rm); err != nil {
-		t.Fatal(err)
-	}
-	rm.Spec.NodeSelector = map[string]string{"pool": "a"}
-	if err := k8s.Update(ctx, rm); err != nil {
-		t.Fatal(err)
-	}
+	update(t, rm, func() {
+		rm.Spec.NodeSelector = map[string]string{"pool": "a"}
+	})
 	waitNodes(t, rm.Name, "2/2", 5*time.Second)
 	eventually(t, func() error { return sameTree(nodes[2].before, nodes[2].snapshot(t)) })
 

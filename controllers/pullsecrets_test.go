@@ -151,32 +151,20 @@ func TestPullSecretLifecycle(t *testing.T) {
 	// Rotating the credentials updates every pull secret. Let the mirror settle first, so
 	// that only the watch on its credentials Secret can explain the update.
 	settle(t, rm)
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(creds), creds); err != nil {
-		t.Fatal(err)
-	}
-	creds.Data = map[string][]byte{"username": []byte("bob"), "password": []byte("second-password")}
-	if err := k8s.Update(ctx, creds); err != nil {
-		t.Fatal(err)
-	}
+	update(t, creds, func() {
+		creds.Data = map[string][]byte{"username": []byte("bob"), "password": []byte("second-password")}
+	})
 	expectState(t, "team-a", dockerType+" user=bob; default=[theirs pulls-pull]", "default")
 	expectState(t, "team-late", dockerType+" user=bob; default=[pulls-pull]", "default")
 
 	// Widening serviceAccounts to "*" adds builder; narrowing back takes it out again.
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), rm); err != nil {
-		t.Fatal(err)
-	}
-	rm.Spec.PullSecrets.ServiceAccounts = []string{"*"}
-	if err := k8s.Update(ctx, rm); err != nil {
-		t.Fatal(err)
-	}
+	update(t, rm, func() {
+		rm.Spec.PullSecrets.ServiceAccounts = []string{"*"}
+	})
 	expectState(t, "team-a", dockerType+" user=bob; default=[theirs pulls-pull]; builder=[pulls-pull]", "default", "builder")
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), rm); err != nil {
-		t.Fatal(err)
-	}
-	rm.Spec.PullSecrets.ServiceAccounts = []string{"default"}
-	if err := k8s.Update(ctx, rm); err != nil {
-		t.Fatal(err)
-	}
+	update(t, rm, func() {
+		rm.Spec.PullSecrets.ServiceAccounts = []string{"default"}
+	})
 	expectState(t, "team-a", dockerType+" user=bob; default=[theirs pulls-pull]; builder=[]", "default", "builder")
 
 	// A namespace that stops matching loses the Secret and the reference.

@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"k8s.io/client-go/util/retry"
 	"os"
 	"testing"
 	"time"
@@ -134,4 +135,20 @@ func deleteAndWait(t *testing.T, rm *v1alpha1.RegistryMirror) {
 		}
 		return fmt.Errorf("RegistryMirror %s still there (%w)", rm.Name, err)
 	})
+}
+
+// update applies mutate to the latest version of obj and writes it, again on a conflict
+// with the controllers' own writes.
+func update(t *testing.T, obj client.Object, mutate func()) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		mutate()
+		return k8s.Update(context.Background(), obj)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
