@@ -299,7 +299,7 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) //nolint:errcheck // gone after the rename
+	defer os.Remove(tmp.Name()) // gone after the rename
 	if err := tmp.Chmod(mode); err != nil {
 		_ = tmp.Close()
 		return err

@@ -90,6 +90,6 @@ func FreeAddr(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close() //nolint:errcheck // only its port was wanted
+	defer l.Close() // only its port was wanted
 	return l.Addr().String()
 }
