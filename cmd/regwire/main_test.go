@@ -68,7 +68,7 @@ func TestVersionPrintsJSON(t *testing.T) {
 
 func TestUnbuiltSubcommandsSayNotImplemented(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"bootstrap", "up"}, {"bootstrap", "render"}} {
+	for _, args := range [][]string{{"bootstrap", "up"}, {"bootstrap", "down"}} {
 		_, err := execute(args...)
 		if !errors.Is(err, errNotImplemented) {
 			t.Errorf("regwire %s: err = %v, want not implemented", strings.Join(args, " "), err)
