@@ -33,11 +33,15 @@ demo: envtest build ## Run the embedded local stack: API server, CRDs, controlle
 	$(BIN)/regwire bootstrap local
 
 .PHONY: test
-test: verify-generated vet lint test-unit ## Everything CI runs: generated files, vet, lint, unit and envtest suites.
+test: verify-generated vet lint test-unit e2e-local ## Everything CI runs: generated files, vet, lint, unit, envtest and end-to-end suites.
 
 .PHONY: test-unit
 test-unit: envtest $(REGISTRY) ## Unit and envtest suites (go test ./...).
 	go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: e2e-local
+e2e-local: envtest $(REGISTRY) ## The seed's flow on real parts (as root): ImageSync, nginx, agent, containerd CRI pull, runc.
+	go test -tags e2e -count=1 -v -timeout 15m ./test/e2e/
 
 .PHONY: build
 build: ## Build bin/regwire with the version stamped.
@@ -63,8 +67,8 @@ verify-generated: generate manifests ## Fail if generated files differ from what
 ##@ Checks
 
 .PHONY: vet
-vet: ## go vet ./...
-	go vet ./...
+vet: ## go vet ./... (the e2e tag included)
+	go vet -tags e2e ./...
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## golangci-lint (config: .golangci.yml).

@@ -1,0 +1,424 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/bootstrap"
+	"github.com/regwire/regwire/internal/controlplane"
+	"github.com/regwire/regwire/internal/testutil"
+)
+
+const (
+	operatorNS = "regwire-system"
+	nodeName   = "e2e-node"
+	helloLine  = "hello from the private registry"
+)
+
+// TestSeedFlowOnRealParts is the seed's page as one test: an ImageSync copies an image into
+// "Nexus" (a distribution registry behind real nginx with the bootstrap's nginx.conf and
+// SAN certificate), the agent wires containerd (hosts.toml, CA, /etc/hosts), and
+// containerd pulls the image through CRI with the pull secret's credentials, as kubelet
+// would, and runs it with runc. Then the registry's CA is rotated without restarting
+// containerd, and deleting the RegistryMirror takes everything off the node again.
+func TestSeedFlowOnRealParts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the end-to-end test writes /etc/hosts and runs containerd: run it as root (CI does)")
+	}
+	ctx := context.Background()
+	l := newLogs(t)
+	work := t.TempDir()
+	if err := os.Chmod(work, 0o755); err != nil { // nginx workers run as nobody
+		t.Fatal(err)
+	}
+	regwire := buildRegwire(t, work)
+
+	// 1. The real parts.
+	cp, err := controlplane.Start(controlplane.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Stop() })
+	kc, err := cp.Kubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(work, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k8s := newClient(t, cp)
+
+	upstream := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	l.add("registry upstream", upstream.Log)
+	const nexusUser, nexusPassword = "admin", "e2e-nexus-password"
+	nexus := testutil.StartRegistry(t, testutil.RegistryOptions{Users: map[string]string{nexusUser: nexusPassword}})
+	l.add("registry nexus", nexus.Log)
+
+	tlsDir := filepath.Join(work, "tls")
+	pki, err := bootstrap.EnsurePKI(tlsDir, bootstrap.PKIOptions{DNSNames: []string{"nexus.local"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpsAddr := testutil.FreeAddr(t)
+	_, port, _ := net.SplitHostPort(httpsAddr)
+	host := "nexus.local:" + port // a private loopback port, not the machine's 443
+	nginxConf := renderNginx(t, work, tlsDir, nexus.Host, httpsAddr)
+	testutil.StartNginx(t, nginxConf, httpsAddr) // its log is printed when the test fails
+
+	certsDir := filepath.Join(work, "certs.d") // containerd's config_path = the agent's root
+	unrelated := filepath.Join(certsDir, "docker.io", "hosts.toml")
+	if err := os.MkdirAll(filepath.Dir(unrelated), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(unrelated, []byte("server = \"https://registry-1.docker.io\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	certsBefore := testutil.Snapshot(t, certsDir)
+	ctrd := startContainerd(t, l, filepath.Join(work, "containerd"), certsDir)
+
+	hostsBefore, err := os.ReadFile("/etc/hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { restoreHosts(t, hostsBefore) })
+
+	// 2. The upstream image: a static program for two platforms, and a signature.
+	digest := helloImage(t, upstream.Host+"/library/hello:1.0", helloLine, "amd64", "arm64")
+	t.Logf("upstream image %s/library/hello:1.0@%s", upstream.Host, digest)
+	sig, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigTag := "sha256-" + digest.Hex + ".sig"
+	if err := remote.Write(mustRef(t, upstream.Host+"/library/hello:"+sigTag), sig); err != nil {
+		t.Fatal(err)
+	}
+
+	// 3. regwire: the manager and one agent, as processes.
+	env := []string{"KUBECONFIG=" + kubeconfig}
+	for _, o := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNS}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps", Labels: map[string]string{"regwire.dev/pull-from-nexus": "true"}}},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: "nexus-credentials"}, Type: corev1.SecretTypeBasicAuth,
+			StringData: map[string]string{"username": nexusUser, "password": nexusPassword}},
+	} {
+		if err := k8s.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start(t, l, "manager", env, regwire, "manager", "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--namespace", operatorNS)
+	start(t, l, "agent", env, regwire, "agent", "--node-name", nodeName, "--namespace", operatorNS, "--root", certsDir, "--hosts-file", "/etc/hosts")
+
+	rm := &v1alpha1.RegistryMirror{
+		ObjectMeta: metav1.ObjectMeta{Name: "nexus-local"},
+		Spec: v1alpha1.RegistryMirrorSpec{
+			Host:                 v1alpha1.RegistryHost(host),
+			CABundle:             string(pki.CA),
+			CredentialsSecretRef: &v1alpha1.SecretReference{Namespace: operatorNS, Name: "nexus-credentials"},
+			HostAliases:          []v1alpha1.HostAlias{{IP: "127.0.0.1", Hostnames: []v1alpha1.Hostname{"nexus.local"}}},
+			PullSecrets: &v1alpha1.PullSecretsSpec{SecretName: "nexus-local-pull",
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"regwire.dev/pull-from-nexus": "true"}}},
+		},
+	}
+	if err := k8s.Create(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	mirrorReady(t, k8s, rm.Name)
+	hostsFile := filepath.Join(certsDir, host, "hosts.toml")
+	if b, err := os.ReadFile(hostsFile); err != nil {
+		t.Fatalf("the agent did not write %s: %v", hostsFile, err)
+	} else {
+		t.Logf("%s:\n%s", hostsFile, b)
+	}
+	if b, _ := os.ReadFile("/etc/hosts"); !regexp.MustCompile(`(?m)^127\.0\.0\.1\s+nexus\.local\b`).Match(b) {
+		t.Fatalf("/etc/hosts has no nexus.local entry:\n%s", b)
+	}
+
+	is := &v1alpha1.ImageSync{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "hello"},
+		Spec: v1alpha1.ImageSyncSpec{
+			Source:    v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(upstream.Host + "/library/hello"), Tags: []string{"1.0"}},
+			Target:    v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: rm.Name}, Repository: "my-docker/hello"},
+			Referrers: true,
+		},
+	}
+	if err := k8s.Create(ctx, is); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Minute, "ImageSync Ready", func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
+			return err
+		}
+		if !apimeta.IsStatusConditionTrue(is.Status.Conditions, v1alpha1.ConditionReady) {
+			return fmt.Errorf("conditions %+v images %+v", is.Status.Conditions, is.Status.Images)
+		}
+		return nil
+	})
+	if len(is.Status.Images) != 1 || is.Status.Images[0].TargetDigest != digest.String() {
+		t.Fatalf("ImageSync copied %+v, want %s", is.Status.Images, digest)
+	}
+	nexusAuth := remote.WithAuth(&authn.Basic{Username: nexusUser, Password: nexusPassword})
+	wantSig, _ := sig.Digest()
+	if got, err := remote.Head(mustRef(t, nexus.Host+"/my-docker/hello:"+sigTag), nexusAuth); err != nil || got.Digest != wantSig {
+		t.Errorf("the signature in the private registry: %v %v, want %s", got, err, wantSig)
+	}
+
+	// 4. The pull, as kubelet does it: CRI PullImage with the pull secret's credentials.
+	user, pass := pullSecretCredentials(t, k8s, host)
+	image := host + "/my-docker/hello:1.0"
+	ref, err := ctrd.pull(image, user, pass)
+	if err != nil {
+		t.Fatalf("CRI PullImage %s: %v", image, err)
+	}
+	t.Logf("containerd pulled %s as %s", image, ref)
+	if got := ctrd.run(t, image, "e2e-hello-1"); got != helloLine {
+		t.Fatalf("the container printed %q, want %q", got, helloLine)
+	} else {
+		t.Logf("runc ran it: %q", got)
+	}
+	if _, err := ctrd.pull(image, user, "wrong-password"); err == nil {
+		t.Error("a pull with a wrong password succeeded: the registry does not check credentials")
+	}
+
+	// 5. A new CA: nginx serves a certificate from it; pulls fail until the mirror carries
+	// it, then succeed, containerd never restarted.
+	pid := ctrd.cmd.Process.Pid
+	for _, f := range []string{bootstrap.CACertFile, bootstrap.CAKeyFile} {
+		if err := os.Remove(filepath.Join(tlsDir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rotated, err := bootstrap.EnsurePKI(tlsDir, bootstrap.PKIOptions{DNSNames: []string{"nexus.local"}})
+	if err != nil || !rotated.CAIssued || bytes.Equal(rotated.CA, pki.CA) {
+		t.Fatalf("rotating the CA: %v %+v", err, rotated)
+	}
+	reloadNginx(t, nginxConf)
+	ctrd.remove(t, image)
+	eventually(t, 30*time.Second, "pulls failing with the old CA", func() error {
+		if _, err := ctrd.pull(image, user, pass); err == nil {
+			return fmt.Errorf("the pull still succeeds")
+		} else if !strings.Contains(err.Error(), "x509") && !strings.Contains(err.Error(), "certificate") {
+			return fmt.Errorf("the pull failed, but not on the certificate: %w", err)
+		}
+		return nil
+	})
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), rm); err != nil {
+		t.Fatal(err)
+	}
+	rm.Spec.CABundle = string(rotated.CA)
+	if err := k8s.Update(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	mirrorReady(t, k8s, rm.Name)
+	if _, err := ctrd.pull(image, user, pass); err != nil {
+		t.Fatalf("pull after the CA rotation: %v", err)
+	}
+	t.Logf("after the CA rotation containerd (pid %d, not restarted) pulls %s again", pid, image)
+	if got := ctrd.run(t, image, "e2e-hello-2"); got != helloLine {
+		t.Fatalf("after the rotation the container printed %q", got)
+	}
+	if ctrd.cmd.Process.Pid != pid || ctrd.cmd.ProcessState != nil {
+		t.Error("containerd was restarted")
+	}
+
+	// 6. Deleting the mirror takes its files and hosts entries off the node.
+	if err := k8s.Delete(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "RegistryMirror gone", func() error {
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), &v1alpha1.RegistryMirror{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there: %w", err)
+	})
+	after := testutil.Snapshot(t, certsDir)
+	delete(after, ".regwire/owned.json")
+	for k := range after {
+		if strings.HasPrefix(k, ".regwire/") {
+			delete(after, k)
+		}
+	}
+	if fmt.Sprint(after) != fmt.Sprint(certsBefore) {
+		t.Errorf("the agent's root after the delete:\n%v\nwant what was there before:\n%v", after, certsBefore)
+	}
+	if b, _ := os.ReadFile("/etc/hosts"); !bytes.Equal(b, hostsBefore) {
+		t.Errorf("/etc/hosts after the delete:\n%s\nwant:\n%s", b, hostsBefore)
+	}
+	ctrd.remove(t, image)
+	if _, err := ctrd.pull(image, user, pass); err == nil {
+		t.Error("the pull still succeeds after the mirror was deleted")
+	} else if !strings.Contains(err.Error(), "no such host") && !strings.Contains(err.Error(), "x509") && !strings.Contains(err.Error(), "lookup") {
+		t.Errorf("the pull after the delete failed, but not on name resolution or TLS: %v", err)
+	} else {
+		t.Logf("after the delete the pull fails as it should: %v", err)
+	}
+}
+
+// buildRegwire builds the regwire binary for the manager and agent processes.
+func buildRegwire(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "regwire")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/regwire")
+	cmd.Dir = repoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build regwire: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func newClient(t *testing.T, cp *controlplane.ControlPlane) client.Client {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cp.Config, client.Options{Scheme: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// renderNginx writes the bootstrap's nginx.conf for a registry at upstream, serving
+// nexus.local on httpsAddr with the certificate in tlsDir.
+func renderNginx(t *testing.T, dir, tlsDir, upstream, httpsAddr string) string {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(httpsAddr)
+	p := 0
+	_, _ = fmt.Sscan(port, &p)
+	conf, err := bootstrap.RenderNginx(bootstrap.NginxOptions{
+		ServerName: "nexus.local", Upstream: upstream,
+		ListenHTTPS: []string{httpsAddr}, ListenHTTP: []string{testutil.FreeAddr(t)}, HTTPSPort: p,
+		CertFile: filepath.Join(tlsDir, bootstrap.ServerCertFile), KeyFile: filepath.Join(tlsDir, bootstrap.ServerKeyFile),
+		PidFile: filepath.Join(dir, "nginx.pid"), TempDir: dir,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// reloadNginx makes nginx read its certificate again (SIGHUP to the master).
+func reloadNginx(t *testing.T, conf string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(conf), "nginx.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := 0
+	if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 1 {
+		t.Fatalf("nginx.pid %q", b)
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mirrorReady(t *testing.T, k8s client.Client, name string) {
+	t.Helper()
+	eventually(t, 2*time.Minute, "RegistryMirror "+name+" Ready", func() error {
+		rm := &v1alpha1.RegistryMirror{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Name: name}, rm); err != nil {
+			return err
+		}
+		c := apimeta.FindStatusCondition(rm.Status.Conditions, v1alpha1.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != rm.Generation {
+			return fmt.Errorf("Ready %+v (generation %d)", c, rm.Generation)
+		}
+		return nil
+	})
+}
+
+// pullSecretCredentials reads the user and password the pull secret in namespace apps
+// holds for host, as kubelet would.
+func pullSecretCredentials(t *testing.T, k8s client.Client, host string) (string, string) {
+	t.Helper()
+	s := &corev1.Secret{}
+	eventually(t, time.Minute, "pull secret in apps", func() error {
+		return k8s.Get(context.Background(), client.ObjectKey{Namespace: "apps", Name: "nexus-local-pull"}, s)
+	})
+	var cfg struct {
+		Auths map[string]struct {
+			Username string `json:"username"`
+			Password string `json:"password"`
+		} `json:"auths"`
+	}
+	if err := json.Unmarshal(s.Data[corev1.DockerConfigJsonKey], &cfg); err != nil {
+		t.Fatal(err)
+	}
+	a, ok := cfg.Auths[host]
+	if !ok {
+		t.Fatalf("the pull secret has no entry for %s", host)
+	}
+	return a.Username, a.Password
+}
+
+// restoreHosts writes /etc/hosts back as it was, in place (it may be a bind mount).
+func restoreHosts(t *testing.T, want []byte) {
+	if got, err := os.ReadFile("/etc/hosts"); err == nil && bytes.Equal(got, want) {
+		return
+	}
+	if err := os.WriteFile("/etc/hosts", want, 0o644); err != nil {
+		t.Errorf("restoring /etc/hosts: %v", err)
+	}
+}
+
+func mustRef(t *testing.T, s string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
