@@ -1,0 +1,340 @@
+// Package nexusfake is a strict contract fake of the parts of Sonatype Nexus Repository 3's
+// REST API that regwire uses. Nexus cannot run here (it needs a JVM and a Docker image);
+// this fake stands in for it in tests and checks every request against Sonatype's
+// published contract: the method, the path, basic authentication and the admin role,
+// the content type, and the body (unknown fields, names, write policies, blob stores and
+// realm ids are refused the way Nexus refuses them: 400 with a list of {id, message}).
+// It is not Nexus: it serves no registry API.
+package nexusfake
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// KnownRealms are the realm ids a stock Nexus 3 offers.
+var KnownRealms = []string{
+	"NexusAuthenticatingRealm", "DockerToken", "NpmToken", "NuGetApiKey", "rutauth-realm",
+	"LdapRealm", "ConanToken", "DefaultRole", "User-Token-Realm", "SamlRealm", "Crowd",
+}
+
+// Server is the fake's state. Use New, then serve it with net/http/httptest.
+type Server struct {
+	mu         sync.Mutex
+	users      map[string]user
+	realms     []string
+	repos      map[string]json.RawMessage // docker hosted repositories as Nexus answers them
+	blobStores []string
+	// Writable is what GET /status/writable answers.
+	writable bool
+	// Requests lists "METHOD path" of every request, in order.
+	requests []string
+}
+
+type user struct {
+	password string
+	admin    bool
+}
+
+// New returns a Nexus as it is after its first start: user admin with initialPassword,
+// the local realm active, the default blob store, no repositories.
+func New(initialPassword string) *Server {
+	return &Server{
+		users:      map[string]user{"admin": {password: initialPassword, admin: true}},
+		realms:     []string{"NexusAuthenticatingRealm"},
+		repos:      map[string]json.RawMessage{},
+		blobStores: []string{"default"},
+		writable:   true,
+	}
+}
+
+// AddUser adds a user without the admin role.
+func (s *Server) AddUser(name, password string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.users[name] = user{password: password}
+}
+
+// SetWritable sets what the writable status endpoint answers.
+func (s *Server) SetWritable(w bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writable = w
+}
+
+// Password returns user's current password.
+func (s *Server) Password(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.users[name].password
+}
+
+// Realms returns the active realms.
+func (s *Server) Realms() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.realms)
+}
+
+// Repository returns a docker hosted repository as Nexus would answer it, or nil.
+func (s *Server) Repository(name string) map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	raw, ok := s.repos[name]
+	if !ok {
+		return nil
+	}
+	var m map[string]any
+	_ = json.Unmarshal(raw, &m)
+	return m
+}
+
+// Requests returns "METHOD path" of the requests served so far.
+func (s *Server) Requests() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.requests)
+}
+
+const (
+	pathWritable   = "/service/rest/v1/status/writable"
+	pathStatus     = "/service/rest/v1/status"
+	pathRealms     = "/service/rest/v1/security/realms/active"
+	prefixUsers    = "/service/rest/v1/security/users/"
+	pathHosted     = "/service/rest/v1/repositories/docker/hosted"
+	suffixPassword = "/change-password"
+)
+
+// ServeHTTP implements the contract.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests = append(s.requests, r.Method+" "+r.URL.Path)
+	p := r.URL.Path
+	switch {
+	case p == pathStatus || p == pathWritable:
+		if !s.method(w, r, http.MethodGet) {
+			return
+		}
+		if p == pathWritable && !s.writable {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	case p == pathRealms:
+		if !s.admin(w, r) || !s.method(w, r, http.MethodGet, http.MethodPut) {
+			return
+		}
+		if r.Method == http.MethodGet {
+			writeJSON(w, http.StatusOK, s.realms)
+			return
+		}
+		var realms []string
+		if !decode(w, r, &realms) {
+			return
+		}
+		for _, id := range realms {
+			if !slices.Contains(KnownRealms, id) {
+				validation(w, "*", fmt.Sprintf("Unknown realm: %s", id))
+				return
+			}
+		}
+		s.realms = realms
+		w.WriteHeader(http.StatusNoContent)
+	case strings.HasPrefix(p, prefixUsers) && strings.HasSuffix(p, suffixPassword):
+		name := strings.TrimSuffix(strings.TrimPrefix(p, prefixUsers), suffixPassword)
+		caller, ok := s.authenticated(w, r)
+		if !ok || !s.method(w, r, http.MethodPut) {
+			return
+		}
+		if !s.users[caller].admin && caller != name {
+			http.Error(w, "Forbidden", http.StatusForbidden)
+			return
+		}
+		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+			http.Error(w, "Unsupported Media Type: the new password is sent as text/plain", http.StatusUnsupportedMediaType)
+			return
+		}
+		u, exists := s.users[name]
+		if !exists {
+			http.Error(w, fmt.Sprintf("User '%s' not found.", name), http.StatusNotFound)
+			return
+		}
+		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+		if len(b) == 0 {
+			validation(w, "PARAMETER password", "Password must not be empty")
+			return
+		}
+		u.password = string(b)
+		s.users[name] = u
+		w.WriteHeader(http.StatusNoContent)
+	case p == pathHosted:
+		if !s.admin(w, r) || !s.method(w, r, http.MethodPost) {
+			return
+		}
+		var repo dockerHosted
+		if !decode(w, r, &repo) || !s.valid(w, &repo) {
+			return
+		}
+		if _, exists := s.repos[strings.ToLower(*repo.Name)]; exists {
+			validation(w, "name", "Name is already used, must be unique (ignoring case)")
+			return
+		}
+		s.repos[strings.ToLower(*repo.Name)] = answer(&repo, r)
+		w.WriteHeader(http.StatusCreated)
+	case strings.HasPrefix(p, pathHosted+"/"):
+		name := strings.TrimPrefix(p, pathHosted+"/")
+		if !s.admin(w, r) || !s.method(w, r, http.MethodGet, http.MethodPut) {
+			return
+		}
+		raw, exists := s.repos[strings.ToLower(name)]
+		if !exists {
+			http.Error(w, "Repository not found", http.StatusNotFound)
+			return
+		}
+		if r.Method == http.MethodGet {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(raw)
+			return
+		}
+		var repo dockerHosted
+		if !decode(w, r, &repo) || !s.valid(w, &repo) {
+			return
+		}
+		if !strings.EqualFold(*repo.Name, name) {
+			validation(w, "name", "Renaming a repository is not supported")
+			return
+		}
+		s.repos[strings.ToLower(name)] = answer(&repo, r)
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// dockerHosted is the request body Sonatype documents for docker hosted repositories.
+type dockerHosted struct {
+	Name    *string `json:"name"`
+	Online  *bool   `json:"online"`
+	Storage *struct {
+		BlobStoreName               string `json:"blobStoreName"`
+		StrictContentTypeValidation *bool  `json:"strictContentTypeValidation"`
+		WritePolicy                 string `json:"writePolicy"`
+	} `json:"storage"`
+	Cleanup *struct {
+		PolicyNames []string `json:"policyNames"`
+	} `json:"cleanup,omitempty"`
+	Component *struct {
+		ProprietaryComponents bool `json:"proprietaryComponents"`
+	} `json:"component,omitempty"`
+	Docker *struct {
+		V1Enabled      *bool   `json:"v1Enabled"`
+		ForceBasicAuth *bool   `json:"forceBasicAuth"`
+		HTTPPort       *int    `json:"httpPort,omitempty"`
+		HTTPSPort      *int    `json:"httpsPort,omitempty"`
+		Subdomain      *string `json:"subdomain,omitempty"`
+		PathEnabled    *bool   `json:"pathEnabled,omitempty"`
+	} `json:"docker"`
+}
+
+var repoName = regexp.MustCompile(`^[a-zA-Z0-9\-_.]+$`)
+
+// valid checks what Nexus checks, answering its 400 when something is wrong.
+func (s *Server) valid(w http.ResponseWriter, r *dockerHosted) bool {
+	switch {
+	case r.Name == nil || *r.Name == "":
+		validation(w, "name", "must not be empty")
+	case !repoName.MatchString(*r.Name) || strings.HasPrefix(*r.Name, "."):
+		validation(w, "name", "Only letters, digits, underscores(_), hyphens(-), and dots(.) are allowed and may not start with underscore or dot.")
+	case r.Online == nil:
+		validation(w, "online", "must not be null")
+	case r.Storage == nil || r.Storage.StrictContentTypeValidation == nil:
+		validation(w, "storage", "must not be null")
+	case !slices.Contains(s.blobStores, r.Storage.BlobStoreName):
+		validation(w, "storage.blobStoreName", fmt.Sprintf("Blob store '%s' does not exist", r.Storage.BlobStoreName))
+	case !slices.Contains([]string{"ALLOW", "ALLOW_ONCE", "DENY"}, strings.ToUpper(r.Storage.WritePolicy)):
+		validation(w, "storage.writePolicy", "must be one of ALLOW, ALLOW_ONCE, DENY")
+	case r.Docker == nil || r.Docker.V1Enabled == nil || r.Docker.ForceBasicAuth == nil:
+		validation(w, "docker", "v1Enabled and forceBasicAuth must not be null")
+	default:
+		return true
+	}
+	return false
+}
+
+// answer is what a GET returns for a stored repository: the request's fields plus those
+// Nexus adds.
+func answer(r *dockerHosted, req *http.Request) json.RawMessage {
+	r.Storage.WritePolicy = strings.ToUpper(r.Storage.WritePolicy)
+	b, _ := json.Marshal(r)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	m["format"], m["type"] = "docker", "hosted"
+	m["url"] = "http://" + req.Host + "/repository/" + *r.Name
+	out, _ := json.Marshal(m)
+	return out
+}
+
+func (s *Server) method(w http.ResponseWriter, r *http.Request, allowed ...string) bool {
+	if slices.Contains(allowed, r.Method) {
+		return true
+	}
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+	return false
+}
+
+func (s *Server) authenticated(w http.ResponseWriter, r *http.Request) (string, bool) {
+	name, pass, ok := r.BasicAuth()
+	if u, known := s.users[name]; !ok || !known || u.password != pass {
+		w.Header().Set("WWW-Authenticate", `BASIC realm="Sonatype Nexus Repository Manager"`)
+		http.Error(w, "Unauthorized", http.StatusUnauthorized)
+		return "", false
+	}
+	return name, true
+}
+
+func (s *Server) admin(w http.ResponseWriter, r *http.Request) bool {
+	name, ok := s.authenticated(w, r)
+	if !ok {
+		return false
+	}
+	if !s.users[name].admin {
+		http.Error(w, "Forbidden", http.StatusForbidden)
+		return false
+	}
+	return true
+}
+
+// decode reads a JSON body strictly: the content type must say JSON and unknown fields are
+// refused, as Nexus's JSON provider does.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		http.Error(w, "Unsupported Media Type", http.StatusUnsupportedMediaType)
+		return false
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		validation(w, "*", "Unable to read the request body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func validation(w http.ResponseWriter, id, msg string) {
+	writeJSON(w, http.StatusBadRequest, []map[string]string{{"id": id, "message": msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
