@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,6 +46,13 @@ type RegistryMirrorReconciler struct {
 	Namespace string
 	// Agent configures the node agent DaemonSet.
 	Agent AgentOptions
+	// NexusHTTP, when set, is the HTTP client for Nexus's REST API (tests); by default
+	// one trusting the mirror's CA is built per call.
+	NexusHTTP *http.Client
+
+	// provisioned remembers when each mirror generation's repository was last found as
+	// specified, so that reconciles between checks send Nexus nothing.
+	provisioned sync.Map // types.UID -> provisionCheck
 }
 
 // +kubebuilder:rbac:groups=regwire.dev,resources=registrymirrors,verbs=get;list;watch;update;patch
@@ -364,19 +373,6 @@ func mirrorCA(ctx context.Context, reader client.Reader, rm *v1alpha1.RegistryMi
 		}
 		return nil, field, &sourceNotFoundError{fmt.Sprintf("%s: ConfigMap %s/%s has no key %q", field, ref.Namespace, ref.Name, ref.Key)}
 	}
-}
-
-// reconcileProvision will create the Nexus repository; until then the condition says so.
-func (r *RegistryMirrorReconciler) reconcileProvision(_ context.Context, sc *mirrorScope) (ctrl.Result, error) {
-	rm := sc.rm
-	if rm.Spec.Provision == nil {
-		setCondition(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionProvisioned, metav1.ConditionTrue,
-			v1alpha1.ReasonNotRequested, "spec.provision is not set")
-		return ctrl.Result{}, nil
-	}
-	setCondition(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionProvisioned, metav1.ConditionUnknown,
-		v1alpha1.ReasonNotImplemented, "Nexus provisioning is not implemented in this version")
-	return ctrl.Result{}, nil
 }
 
 // reconcileDelete withdraws the mirror from the nodes, waits until every running agent

@@ -39,6 +39,17 @@ const (
 	ReasonInsecureSkipVerify = "InsecureSkipVerify"
 	// ReasonNotRequested: the spec does not ask for this part.
 	ReasonNotRequested = "NotRequested"
+	// ReasonRepositoryCreated, ReasonRepositoryUpdated and ReasonRepositoryUpToDate: the
+	// Nexus repository of spec.provision was created, changed to match, or already matched.
+	ReasonRepositoryCreated  = "RepositoryCreated"
+	ReasonRepositoryUpdated  = "RepositoryUpdated"
+	ReasonRepositoryUpToDate = "RepositoryUpToDate"
+	// ReasonNexusUnreachable: Nexus's REST API did not answer (DNS, TCP, TLS).
+	ReasonNexusUnreachable = "NexusUnreachable"
+	// ReasonNexusAuthFailed: Nexus refused the admin credentials (401) or their rights (403).
+	ReasonNexusAuthFailed = "NexusAuthFailed"
+	// ReasonProvisionFailed: Nexus answered with an error; the message carries its text.
+	ReasonProvisionFailed = "ProvisionFailed"
 	// ReasonHostConflict: another RegistryMirror claims the same host and wins.
 	ReasonHostConflict = "HostConflict"
 )
