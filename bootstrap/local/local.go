@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -51,8 +52,16 @@ type Options struct {
 	Once bool
 	// Interval is how often status is checked for changes while watching.
 	Interval time.Duration
-	// ReconcileTimeout bounds the wait for the controllers to report on every object.
+	// ReconcileTimeout bounds the wait for the controllers to report on every object, and
+	// (with Once) for the objects to become Ready.
 	ReconcileTimeout time.Duration
+	// NodeRoot is the local node's containerd registry configuration root (config_path)
+	// the agent writes to; default <StateDir>/node/certs.d. Point it at a real containerd's
+	// config_path to wire that containerd.
+	NodeRoot string
+	// HostsFile is the hosts file the agent keeps host aliases in; default
+	// <StateDir>/node/hosts (never /etc/hosts unless asked).
+	HostsFile string
 }
 
 // Run starts the stack, applies the objects, prints status and, unless Once, keeps
@@ -64,6 +73,12 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 	}
 	if opts.ReconcileTimeout == 0 {
 		opts.ReconcileTimeout = 60 * time.Second
+	}
+	if opts.NodeRoot == "" {
+		opts.NodeRoot = filepath.Join(opts.StateDir, "node", "certs.d")
+	}
+	if opts.HostsFile == "" {
+		opts.HostsFile = filepath.Join(opts.StateDir, "node", "hosts")
 	}
 	say := func(format string, args ...any) { _, _ = fmt.Fprintf(opts.Out, format+"\n", args...) }
 
@@ -105,6 +120,15 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 		return fmt.Errorf("creating namespace %s: %w", Namespace, err)
 	}
 
+	regs, err := startRegistries(ctx, opts.StateDir)
+	if err != nil {
+		return fmt.Errorf("starting the embedded registries: %w", err)
+	}
+	defer regs.stop()
+	say("embedded registries: Nexus stand-in https://%s (TLS with %s, user %s, password in %s), upstream http://%s (library/busybox:%s)",
+		regs.nexusAddr, filepath.Join(opts.StateDir, "tls", "ca.crt"), regs.user, filepath.Join(opts.StateDir, "nexus-password"),
+		regs.upstreamAddr, strings.Join(demoTags, ", "))
+
 	mgrCtx, stopManager := context.WithCancel(ctx)
 	mgrDone, err := startManager(mgrCtx, cp.Config, opts.Scheme, logFile)
 	if err != nil {
@@ -118,15 +142,36 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 	}()
 	say("regwire controllers running; log: %s", logFile.Name())
 
-	for _, o := range opts.Objects {
+	agentCtx, stopAgent := context.WithCancel(ctx)
+	agentDone, closeFiles, err := startAgent(agentCtx, cp.Config, opts.Scheme, opts.NodeRoot, opts.HostsFile, logFile)
+	if err != nil {
+		stopAgent()
+		return err
+	}
+	defer func() {
+		say("stopping the node agent")
+		stopAgent()
+		retErr = errors.Join(retErr, <-agentDone)
+		closeFiles()
+	}()
+	say("node agent for %s running: containerd config_path %s, hosts file %s", NodeName, opts.NodeRoot, opts.HostsFile)
+
+	objs := adapt(opts.Objects, regs, say)
+	if err := prepare(ctx, c, objs, regs, say); err != nil {
+		return err
+	}
+	for _, o := range objs {
 		u := o.Object.DeepCopy()
 		if err := apply(ctx, c, u); err != nil {
 			return fmt.Errorf("applying %s: %w", o.File, err)
 		}
 		say("applied %s %s (%s)", u.GetKind(), displayName(u), o.File)
 	}
-	if err := waitReconciled(ctx, c, opts.Objects, opts.ReconcileTimeout); err != nil {
+	if err := waitReconciled(ctx, c, objs, opts.ReconcileTimeout); err != nil {
 		return err
+	}
+	if opts.Once {
+		waitReady(ctx, c, objs, opts.ReconcileTimeout)
 	}
 
 	resources := []resource{{Name: "registrymirrors"}, {Name: "imagesyncs", Namespaced: true}}
@@ -138,6 +183,9 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 		}
 		if key := formatTables(resources, ts, false); key != shown {
 			say("\n%s", formatTables(resources, ts, true))
+			if shown == "" {
+				say("%s", nodeSummary(opts.NodeRoot, opts.HostsFile))
+			}
 			shown = key
 			if !opts.Once {
 				say("watching for changes (KUBECONFIG=%s kubectl get rm,is -A); Ctrl-C stops the stack", kubeconfig)
@@ -152,6 +200,8 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 			return nil
 		case err := <-mgrDone:
 			return fmt.Errorf("regwire controllers stopped: %w", err)
+		case err := <-agentDone:
+			return fmt.Errorf("the node agent stopped: %w", err)
 		case <-time.After(opts.Interval):
 		}
 	}
@@ -226,6 +276,68 @@ func waitReconciled(ctx context.Context, c client.Client, objs []samples.Object,
 		}
 	}
 	return nil
+}
+
+// nodeSummary lists what the agent wrote for the node: registry host directories and
+// the host aliases.
+func nodeSummary(root, hostsFile string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "the node's containerd configuration (%s):\n", root)
+	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil //nolint:nilerr // a listing, best effort
+		}
+		if d.IsDir() && d.Name() == ".regwire" {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(root, p)
+			fmt.Fprintf(&b, "  %s\n", rel)
+		}
+		return nil
+	})
+	if hosts, err := os.ReadFile(hostsFile); err == nil {
+		fmt.Fprintf(&b, "host aliases (%s):\n", hostsFile)
+		for _, l := range strings.Split(string(hosts), "\n") {
+			if l != "" && !strings.HasPrefix(l, "#") && strings.Contains(l, "# ") {
+				fmt.Fprintf(&b, "  %s\n", l)
+			}
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// waitReady waits, at most timeout, until every regwire object's Ready condition is True.
+// Objects that stay not Ready are shown as they are: their conditions say why.
+func waitReady(ctx context.Context, c client.Client, objs []samples.Object, timeout time.Duration) {
+	_ = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		for _, o := range objs {
+			want := o.Object
+			if want.GroupVersionKind().Group != "regwire.dev" {
+				continue
+			}
+			got := &unstructured.Unstructured{}
+			got.SetGroupVersionKind(want.GroupVersionKind())
+			key := client.ObjectKeyFromObject(want)
+			if namespaced, _ := c.IsObjectNamespaced(want); namespaced && key.Namespace == "" {
+				key.Namespace = metav1.NamespaceDefault
+			}
+			if err := c.Get(ctx, key, got); err != nil {
+				return false, nil //nolint:nilerr // keep polling until the timeout
+			}
+			conds, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
+			ready := false
+			for _, ci := range conds {
+				if m, ok := ci.(map[string]any); ok && m["type"] == "Ready" && m["status"] == "True" {
+					ready = true
+				}
+			}
+			if !ready {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 }
 
 func displayName(u *unstructured.Unstructured) string {

@@ -30,14 +30,26 @@ func TestRunAppliesSamplesAndPrintsTheirStatus(t *testing.T) {
 		// kubectl-style headers from the CRDs' printer columns
 		"NAME", "HOST", "NODES", "READY", "REASON", "AGE",
 		"NAMESPACE", "SOURCE", "TARGET", "TAGS", "LAST SYNC",
-		// both samples, with what the controllers worked out
-		"nexus-local", "nexus.local", "busybox", "docker.io/library/busybox", "nexus.local/my-docker/busybox", "NoNodesSelected",
+		// both samples, Ready: the mirror on the one node, both tags copied
+		"nexus-local   nexus.local   1/1     True    Reconciled",
+		"busybox", "nexus.local/my-docker/busybox", "2/2    True    SyncSucceeded",
+		// what the node got
+		"nexus.local/hosts.toml", "nexus.local/ca.crt", "nexus.local\t# nexus-local",
 		// and a clean stop
 		"stopping regwire controllers", "stopping kube-apiserver and etcd",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
 		}
+	}
+	ca, _ := os.ReadFile(filepath.Join(state, "tls", "ca.crt"))
+	nodeCA, err := os.ReadFile(filepath.Join(state, "node", "certs.d", "nexus.local", "ca.crt"))
+	if err != nil || len(ca) == 0 || string(nodeCA) != string(ca) {
+		t.Errorf("the node's CA for nexus.local is not the demo registry's: %v", err)
+	}
+	log, _ := os.ReadFile(filepath.Join(state, "manager.log"))
+	if !strings.Contains(string(log), "Provisioned Nexus repository") {
+		t.Errorf("the sample's Nexus repository was not provisioned; manager log:\n%s", log)
 	}
 	fi, err := os.Stat(filepath.Join(state, "kubeconfig"))
 	if err != nil {

@@ -40,9 +40,12 @@ func newBootstrapLocalCommand() *cobra.Command {
 		Use:   "local",
 		Short: "Run the embedded local stack (API server, regwire controllers, samples); no Docker needed",
 		Long: `Starts kube-apiserver and etcd (built by 'make envtest'), installs regwire's CRDs,
-runs the regwire controllers in-process, applies the sample objects and prints their
-status like 'kubectl get'. It keeps printing status changes until interrupted (Ctrl-C),
-then stops everything it started.`,
+and runs in-process: the regwire controllers, one node agent, a TLS registry with the
+bootstrap's certificate standing in for Nexus (with regwire's contract fake of Nexus's
+REST API, so provisioning works) and an upstream registry standing in for Docker Hub,
+seeded with a demo image. It points the samples at those registries, applies them and
+prints their status like 'kubectl get', then what the node got. It keeps printing status
+changes until interrupted (Ctrl-C), then stops everything it started.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// The stack must stop the API server and etcd it started even when whoever
@@ -66,7 +69,9 @@ then stops everything it started.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.StateDir, "state-dir", ".regwire/local", "directory for the kubeconfig and the controllers' log")
 	f.StringVar(&samplesDir, "samples", "", "directory of YAML objects to apply (default: the built-in config/samples)")
-	f.BoolVar(&opts.Once, "once", false, "print status once and stop, instead of watching until interrupted")
+	f.BoolVar(&opts.Once, "once", false, "print status once (after waiting for Ready) and stop, instead of watching until interrupted")
+	f.StringVar(&opts.NodeRoot, "node-root", "", "containerd registry config_path the local node's agent writes to (default <state-dir>/node/certs.d; a real containerd's config_path wires that containerd)")
+	f.StringVar(&opts.HostsFile, "hosts-file", "", "hosts file for host aliases (default <state-dir>/node/hosts; /etc/hosts only if you pass it)")
 	return cmd
 }
 
