@@ -7,9 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/resmap"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/regwire/regwire/config"
 )
 
 func build(t *testing.T, dir string) resmap.ResMap {
@@ -80,5 +83,45 @@ func TestSamplesBuild(t *testing.T) {
 	t.Parallel()
 	if n := build(t, "samples").Size(); n < 2 {
 		t.Errorf("config/samples builds %d objects, want both samples", n)
+	}
+}
+
+func TestInstallBuildsTheEmbeddedTreeWithTheImage(t *testing.T) {
+	t.Parallel()
+	objs, err := config.Install("registry.local/regwire:v9@sha256:" + strings.Repeat("a", 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var image string
+	kinds := map[string]int{}
+	for _, o := range objs {
+		kinds[o.GetKind()]++
+		if o.GetKind() == "Deployment" {
+			cs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			image, _, _ = unstructured.NestedString(cs[0].(map[string]any), "image")
+		}
+	}
+	if image != "registry.local/regwire@sha256:"+strings.Repeat("a", 64) {
+		t.Errorf("manager image %q", image)
+	}
+	for in, want := range map[string]string{"example.com:5000/team/regwire:v1": "example.com:5000/team/regwire:v1", "regwire": "regwire:latest"} {
+		objs, err := config.Install(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if o.GetKind() == "Deployment" {
+				cs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+				if got, _, _ := unstructured.NestedString(cs[0].(map[string]any), "image"); got != want {
+					t.Errorf("Install(%q): image %q, want %q", in, got, want)
+				}
+			}
+		}
+	}
+	if kinds["CustomResourceDefinition"] != 3 || kinds["Deployment"] != 1 || kinds["Namespace"] != 1 {
+		t.Errorf("objects by kind: %v", kinds)
+	}
+	if len(objs) != len(build(t, "default").Resources()) {
+		t.Errorf("the embedded tree builds %d objects, config/default on disk %d", len(objs), len(build(t, "default").Resources()))
 	}
 }

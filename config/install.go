@@ -1,0 +1,84 @@
+// Package config embeds the kustomize tree (crd, rbac, manager, default) so that the
+// binary can build the same install `kubectl apply -k config/default` would, with the
+// image it is told to run.
+package config
+
+import (
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+)
+
+//go:embed default manager rbac crd/kustomization.yaml crd/bases
+var tree embed.FS
+
+// DefaultImage is the manager image config/manager names.
+const DefaultImage = "ghcr.io/regwire/regwire:latest"
+
+// Install builds config/default with the manager (and, through its flag, the agent)
+// running image (name:tag or name@digest; "" keeps DefaultImage).
+func Install(image string) ([]*unstructured.Unstructured, error) {
+	mem := filesys.MakeFsInMemory()
+	err := fs.WalkDir(tree, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := tree.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return mem.WriteFile(path.Join("/config", p), b)
+	})
+	if err != nil {
+		return nil, err
+	}
+	overlay := "resources:\n  - ../default\n"
+	if image != "" {
+		name, tag, digest := splitImage(image)
+		overlay += fmt.Sprintf("images:\n  - name: ghcr.io/regwire/regwire\n    newName: %s\n", name)
+		if digest != "" {
+			overlay += fmt.Sprintf("    digest: %s\n", digest)
+		} else {
+			overlay += fmt.Sprintf("    newTag: %s\n", tag)
+		}
+	}
+	if err := mem.WriteFile("/config/install/kustomization.yaml", []byte(overlay)); err != nil {
+		return nil, err
+	}
+	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(mem, "/config/install")
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build config/default: %w", err)
+	}
+	var out []*unstructured.Unstructured
+	for _, r := range m.Resources() {
+		y, err := r.AsYAML()
+		if err != nil {
+			return nil, err
+		}
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(y, &u.Object); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// splitImage splits name[:tag][@digest]; the tag defaults to latest.
+func splitImage(image string) (name, tag, digest string) {
+	name, digest, _ = strings.Cut(image, "@")
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		name, tag = name[:i], name[i+1:]
+	}
+	if tag == "" {
+		tag = "latest"
+	}
+	return name, tag, digest
+}
