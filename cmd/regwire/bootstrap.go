@@ -13,6 +13,7 @@ import (
 
 	"github.com/regwire/regwire/bootstrap"
 	"github.com/regwire/regwire/bootstrap/local"
+	"github.com/regwire/regwire/config"
 	"github.com/regwire/regwire/config/samples"
 )
 
@@ -22,13 +23,7 @@ func newBootstrapCommand() *cobra.Command {
 		Short: "Stand up a private registry stack and a cluster wired to it",
 	}
 	cmd.AddCommand(newBootstrapRenderCommand())
-	for _, sub := range []struct{ use, short string }{
-		{"up", "Start Nexus + nginx with Docker Compose and a kind cluster wired to them"},
-		{"down", "Stop and remove what up started"},
-		{"status", "Show the state of the bootstrap stack"},
-	} {
-		cmd.AddCommand(&cobra.Command{Use: sub.use, Short: sub.short, Args: cobra.NoArgs, RunE: notImplemented("bootstrap " + sub.use)})
-	}
+	cmd.AddCommand(newBootstrapStackCommands()...)
 	cmd.AddCommand(newBootstrapLocalCommand())
 	return cmd
 }
@@ -133,4 +128,80 @@ names change or it nears its end.`,
 	f.StringVar(&o.Kind.Name, "cluster-name", "regwire", "kind cluster name")
 	f.IntVar(&o.Kind.Workers, "workers", 1, "kind worker nodes")
 	return cmd
+}
+
+// newBootstrapStackCommands are up, down and status: the Docker path.
+func newBootstrapStackCommands() []*cobra.Command {
+	var (
+		s       bootstrap.Stack
+		host    string
+		tags    []string
+		dryRun  bool
+		timeout time.Duration
+	)
+	prepare := func(cmd *cobra.Command) {
+		s.Out = cmd.OutOrStdout()
+		s.Render.PKI.DNSNames = []string{host}
+		s.SyncTags = tags
+		s.Timeout = timeout
+		if dryRun {
+			bootstrap.DryRun{Out: cmd.OutOrStdout()}.Apply(&s)
+			return
+		}
+		s.Docker = bootstrap.DockerCLI{}
+		s.Kind = bootstrap.NewKindLibrary()
+		s.NewKube = func(kubeconfig string) (bootstrap.Kube, error) { return bootstrap.NewKubeClient(kubeconfig) }
+	}
+	up := &cobra.Command{
+		Use:   "up",
+		Short: "Start Nexus + nginx with Docker Compose and a kind cluster wired to them",
+		Long: `With a Docker engine: renders the state directory (like render), starts Nexus and
+nginx with docker compose and waits until Nexus is healthy, replaces Nexus's initial admin
+password (read with docker compose exec) by a generated one kept in the state directory,
+activates the Docker Bearer Token realm, creates the docker (hosted) repository with
+path-based routing, creates the kind cluster, connects the proxy to the kind network,
+loads the regwire image into the nodes, installs regwire, applies a RegistryMirror and an
+ImageSync, and runs a pod from the private registry. Running it again keeps what exists.
+--dry-run prints every command and API call instead.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			prepare(cmd)
+			return s.Up(cmd.Context())
+		},
+	}
+	down := &cobra.Command{
+		Use:   "down",
+		Short: "Remove what up created: the kind cluster, the compose containers, network and Nexus volume",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			prepare(cmd)
+			return s.Down(cmd.Context())
+		},
+	}
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the compose services, the kind cluster and regwire's objects in it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			prepare(cmd)
+			return s.Status(cmd.Context())
+		},
+	}
+	for _, c := range []*cobra.Command{up, down, status} {
+		f := c.Flags()
+		f.StringVar(&s.StateDir, "state-dir", ".regwire", "directory of the rendered files, the kubeconfig and the Nexus admin password")
+		f.StringVar(&host, "host", "nexus.local", "registry host name")
+		f.IntVar(&s.Render.Compose.HTTPSPort, "https-port", 443, "host port nginx publishes HTTPS on")
+		f.IntVar(&s.Render.Compose.HTTPPort, "http-port", 80, "host port nginx publishes HTTP on")
+		f.StringVar(&s.Render.Kind.Name, "cluster-name", "regwire", "kind cluster name")
+		f.IntVar(&s.Render.Kind.Workers, "workers", 1, "kind worker nodes")
+		f.BoolVar(&dryRun, "dry-run", false, "print every command and API call instead of running it")
+		f.DurationVar(&timeout, "timeout", 10*time.Minute, "how long each wait may take")
+	}
+	uf := up.Flags()
+	uf.StringVar(&s.Image, "image", config.DefaultImage, "regwire image to load into the cluster (it must be in the Docker engine: make image)")
+	uf.StringVar(&s.SyncImage, "sync-image", "docker.io/library/busybox", "image the ImageSync copies into Nexus")
+	uf.StringSliceVar(&tags, "tags", []string{"1.36"}, "tags of --sync-image to copy; the first runs in the test pod")
+	uf.StringVar(&s.Repository, "repository", "my-docker", "Nexus docker (hosted) repository")
+	return []*cobra.Command{up, down, status}
 }

@@ -34,3 +34,28 @@ func TestBootstrapRenderWritesTheStateDirAndKeepsItOnRerun(t *testing.T) {
 		t.Errorf("a bad --ip: %v", err)
 	}
 }
+
+func TestBootstrapUpDryRunPrintsThePlan(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "state")
+	out, err := execute("bootstrap", "up", "--dry-run", "--state-dir", dir, "--host", "registry.lan", "--https-port", "8443", "--image", "regwire:dev")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"+ PUT https://127.0.0.1:8443/service/rest/v1/security/users/admin/change-password",
+		"+ docker save --output " + filepath.Join(dir, "regwire-image.tar") + " regwire:dev",
+		"run a pod from registry.lan:8443/my-docker/busybox:1.36",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("a dry run wrote %s", dir)
+	}
+	out, err = execute("bootstrap", "down", "--dry-run", "--state-dir", dir)
+	if err != nil || !strings.Contains(out, "down --volumes --remove-orphans") {
+		t.Errorf("down --dry-run: %v\n%s", err, out)
+	}
+}

@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -20,9 +19,6 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "regwire:", err)
-		if errors.Is(err, errNotImplemented) {
-			os.Exit(3)
-		}
 		os.Exit(1)
 	}
 }
@@ -43,13 +39,4 @@ func newRootCommand() *cobra.Command {
 		newVersionCommand(),
 	)
 	return root
-}
-
-// errNotImplemented is returned by subcommands whose engines have not landed yet.
-var errNotImplemented = errors.New("not implemented yet")
-
-func notImplemented(what string) func(*cobra.Command, []string) error {
-	return func(*cobra.Command, []string) error {
-		return fmt.Errorf("%s: %w", what, errNotImplemented)
-	}
 }

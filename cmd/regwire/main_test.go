@@ -66,16 +66,6 @@ func TestVersionPrintsJSON(t *testing.T) {
 	}
 }
 
-func TestUnbuiltSubcommandsSayNotImplemented(t *testing.T) {
-	t.Parallel()
-	for _, args := range [][]string{{"bootstrap", "up"}, {"bootstrap", "down"}} {
-		_, err := execute(args...)
-		if !errors.Is(err, errNotImplemented) {
-			t.Errorf("regwire %s: err = %v, want not implemented", strings.Join(args, " "), err)
-		}
-	}
-}
-
 var (
 	buildOnce sync.Once
 	binPath   string

@@ -1,0 +1,505 @@
+package bootstrap
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/regwire/regwire/config"
+	"github.com/regwire/regwire/internal/nexus"
+)
+
+// Stack stands up and tears down the Docker path: Nexus + nginx with Docker Compose, a
+// kind cluster wired to them by regwire. Every outside effect goes through Docker, Kind,
+// Kube and the Nexus HTTP client, so a dry run (DryRun) prints them instead.
+type Stack struct {
+	// StateDir holds the rendered files, the kubeconfig and the Nexus admin password.
+	StateDir string
+	// Render configures the generated files; up adds 127.0.0.1 to the certificate so that
+	// Nexus's REST API is reachable through the proxy's published port.
+	Render RenderOptions
+	// Image is the regwire image loaded into the cluster (it must exist in the Docker
+	// engine: `make image`).
+	Image string
+	// SyncImage and SyncTags are copied into the Nexus repository by the ImageSync the stack
+	// applies (default docker.io/library/busybox, 1.36).
+	SyncImage string
+	SyncTags  []string
+	// Repository is the Nexus docker (hosted) repository (default my-docker).
+	Repository string
+	// Out receives one line per step.
+	Out io.Writer
+	// Docker, Kind and Kube do the work; NewKube connects to the cluster once it exists.
+	Docker  Docker
+	Kind    Kind
+	NewKube func(kubeconfig string) (Kube, error)
+	// NexusURL and NexusHTTP reach Nexus's REST API; by default https://127.0.0.1:<https
+	// port> through the proxy, trusting the rendered CA.
+	NexusURL  string
+	NexusHTTP *http.Client
+	// Timeout bounds each wait (Nexus healthy, CRDs, Ready objects, the test pod).
+	Timeout time.Duration
+	// Poll is the interval of those waits.
+	Poll time.Duration
+	// DryRun writes nothing into StateDir (files are rendered into a temporary directory);
+	// combine it with the dry-run Docker, Kind, Kube and HTTP client of NewDryRun.
+	DryRun bool
+}
+
+// Files in the state directory that up writes besides the rendered ones.
+const (
+	KubeconfigFile    = "kubeconfig"
+	NexusPasswordFile = "nexus-admin-password"
+)
+
+func (s *Stack) defaults() {
+	if s.SyncImage == "" {
+		s.SyncImage = "docker.io/library/busybox"
+	}
+	if len(s.SyncTags) == 0 {
+		s.SyncTags = []string{"1.36"}
+	}
+	if s.Repository == "" {
+		s.Repository = "my-docker"
+	}
+	if s.Image == "" {
+		s.Image = config.DefaultImage
+	}
+	if s.Timeout == 0 {
+		s.Timeout = 10 * time.Minute
+	}
+	if s.Poll == 0 {
+		s.Poll = 2 * time.Second
+	}
+	if s.Out == nil {
+		s.Out = io.Discard
+	}
+	if len(s.Render.PKI.DNSNames) == 0 {
+		s.Render.PKI.DNSNames = []string{"nexus.local"}
+	}
+	if !slices.ContainsFunc(s.Render.PKI.IPs, func(ip net.IP) bool { return ip.IsLoopback() }) {
+		s.Render.PKI.IPs = append(s.Render.PKI.IPs, net.IPv4(127, 0, 0, 1))
+	}
+	if s.Render.Compose.Project == "" {
+		s.Render.Compose.Project = "regwire"
+	}
+	if s.Render.Compose.HTTPSPort == 0 {
+		s.Render.Compose.HTTPSPort = 443
+	}
+	if s.Render.Kind.Name == "" {
+		s.Render.Kind.Name = "regwire"
+	}
+}
+
+func (s *Stack) step(format string, args ...any) {
+	_, _ = fmt.Fprintf(s.Out, "==> "+format+"\n", args...)
+}
+
+func (s *Stack) compose(args ...string) []string {
+	return append([]string{"compose", "--project-name", s.Render.Compose.Project, "--file", filepath.Join(s.StateDir, ComposeFile)}, args...)
+}
+
+// host is the registry's host name, as image references carry it.
+func (s *Stack) host() string {
+	h := s.Render.PKI.DNSNames[0]
+	if p := s.Render.Compose.HTTPSPort; p != 443 {
+		h = fmt.Sprintf("%s:%d", h, p)
+	}
+	return h
+}
+
+// Up brings everything up; it is safe to run again (what exists is kept).
+func (s *Stack) Up(ctx context.Context) error {
+	s.defaults()
+	s.step("render certificates, nginx.conf, docker-compose.yaml and kind.yaml into %s", s.StateDir)
+	renderDir := s.StateDir
+	if s.DryRun {
+		tmp, err := os.MkdirTemp("", "regwire-dry-run-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		renderDir = tmp
+	}
+	r, err := Render(renderDir, s.Render)
+	if err != nil {
+		return err
+	}
+	s.step("start Nexus and nginx (docker compose up), wait until Nexus is healthy")
+	if _, err := s.Docker.Run(ctx, nil, s.compose("up", "--detach", "--wait", "--wait-timeout", fmt.Sprint(int(s.Timeout.Seconds())))...); err != nil {
+		return err
+	}
+	password, err := s.nexusAdmin(ctx, r.PKI.CA)
+	if err != nil {
+		return err
+	}
+
+	kubeconfig := filepath.Join(s.StateDir, KubeconfigFile)
+	clusters, err := s.Kind.Clusters()
+	if err != nil {
+		return err
+	}
+	if slices.Contains(clusters, s.Render.Kind.Name) {
+		s.step("kind cluster %s exists", s.Render.Kind.Name)
+	} else {
+		s.step("create kind cluster %s (containerd config_path %s)", s.Render.Kind.Name, NodeCertsDir)
+		if err := s.Kind.Create(s.Render.Kind.Name, filepath.Join(s.StateDir, KindConfigFile), kubeconfig); err != nil {
+			return fmt.Errorf("creating the kind cluster: %w", err)
+		}
+	}
+	proxy := s.Render.Compose.Project + "-" + ProxyService + "-1"
+	s.step("connect %s to the kind network, so nodes reach the registry", proxy)
+	if _, err := s.Docker.Run(ctx, nil, "network", "connect", "kind", proxy); err != nil && !strings.Contains(err.Error(), "already exists") {
+		return err
+	}
+	proxyIP, err := s.Docker.Run(ctx, nil, "inspect", "--format", `{{with index .NetworkSettings.Networks "kind"}}{{.IPAddress}}{{end}}`, proxy)
+	if err != nil {
+		return err
+	}
+	if net.ParseIP(proxyIP) == nil {
+		return fmt.Errorf("the proxy has no address on the kind network (docker inspect said %q)", proxyIP)
+	}
+	if err := s.loadImage(ctx); err != nil {
+		return err
+	}
+
+	kube, err := s.NewKube(kubeconfig)
+	if err != nil {
+		return err
+	}
+	install, err := config.Install(s.Image)
+	if err != nil {
+		return err
+	}
+	for _, o := range install {
+		if o.GetKind() == "Deployment" {
+			setAgentImage(o, s.Image)
+		}
+	}
+	s.step("install regwire (%d objects, image %s)", len(install), s.Image)
+	if err := s.applyAndWait(ctx, kube, install, "CustomResourceDefinition", "Deployment"); err != nil {
+		return err
+	}
+	objs := s.wiring(r.PKI.CA, password, proxyIP)
+	s.step("apply the RegistryMirror for %s (hostAlias %s) and the ImageSync of %s", s.host(), proxyIP, s.SyncImage)
+	if err := s.applyAndWait(ctx, kube, objs, "RegistryMirror", "ImageSync"); err != nil {
+		return err
+	}
+	pod := s.testPod()
+	s.step("run a pod from %s", podImage(pod))
+	if err := s.applyAndWait(ctx, kube, []*unstructured.Unstructured{pod}, "Pod"); err != nil {
+		return err
+	}
+	s.step("done: the cluster pulls from %s; KUBECONFIG=%s", s.host(), kubeconfig)
+	return nil
+}
+
+// nexusAdmin makes sure Nexus's admin password is the one kept in the state directory
+// (changing the initial one, read with docker compose exec, on the first run), activates
+// the Docker Bearer Token realm and creates the repository. It returns the password.
+func (s *Stack) nexusAdmin(ctx context.Context, ca []byte) (string, error) {
+	url := s.NexusURL
+	if url == "" {
+		url = fmt.Sprintf("https://127.0.0.1:%d", s.Render.Compose.HTTPSPort)
+	}
+	hc := s.NexusHTTP
+	if hc == nil {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	}
+	pwFile := filepath.Join(s.StateDir, NexusPasswordFile)
+	password := ""
+	if b, err := os.ReadFile(pwFile); err == nil {
+		password = strings.TrimSpace(string(b))
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	if password == "" {
+		s.step("read Nexus's initial admin password (docker compose exec) and set a generated one, kept in %s", pwFile)
+		initial, err := s.Docker.Run(ctx, nil, s.compose("exec", "-T", NexusService, "cat", "/nexus-data/admin.password")...)
+		if err != nil {
+			return "", fmt.Errorf("reading Nexus's initial admin password: %w", err)
+		}
+		buf := make([]byte, 18)
+		_, _ = rand.Read(buf)
+		password = hex.EncodeToString(buf)
+		c, err := nexus.New(url, "admin", initial, hc)
+		if err != nil {
+			return "", err
+		}
+		if err := c.ChangePassword(ctx, "admin", password); err != nil {
+			return "", err
+		}
+		if !s.DryRun {
+			if err := writeFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+				return "", err
+			}
+		}
+	}
+	c, err := nexus.New(url, "admin", password, hc)
+	if err != nil {
+		return "", err
+	}
+	s.step("activate the Docker Bearer Token realm and create the docker (hosted) repository %s", s.Repository)
+	if _, err := c.EnsureRealm(ctx, nexus.RealmDockerToken); err != nil {
+		return "", err
+	}
+	if _, err := c.EnsureDockerHosted(ctx, &nexus.DockerHostedRepository{
+		Name: s.Repository, Online: true,
+		Storage: nexus.HostedStorage{BlobStoreName: "default", StrictContentTypeValidation: true, WritePolicy: nexus.WritePolicyAllow},
+		Docker:  nexus.Docker{ForceBasicAuth: true, PathEnabled: new(true)},
+	}); err != nil {
+		return "", err
+	}
+	return password, nil
+}
+
+// loadImage copies the regwire image from the Docker engine into every node's containerd.
+func (s *Stack) loadImage(ctx context.Context) error {
+	s.step("load %s into the kind nodes", s.Image)
+	if _, err := s.Docker.Run(ctx, nil, "image", "inspect", "--format", "{{.Id}}", s.Image); err != nil {
+		return fmt.Errorf("the image %s is not in the Docker engine (make image IMAGE=%s loads it): %w", s.Image, s.Image, err)
+	}
+	archive := filepath.Join(s.StateDir, "regwire-image.tar")
+	defer os.Remove(archive) // only needed while loading
+	if _, err := s.Docker.Run(ctx, nil, "save", "--output", archive, s.Image); err != nil {
+		return err
+	}
+	nodes, err := s.Kind.Nodes(s.Render.Kind.Name)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		f, err := os.Open(archive)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		var in io.Reader
+		if f != nil {
+			in = f
+		}
+		_, err = s.Docker.Run(ctx, in, "exec", "--privileged", "--interactive", n, "ctr", "--namespace=k8s.io", "images", "import", "--all-platforms", "--digests", "--snapshotter=overlayfs", "-")
+		if f != nil {
+			_ = f.Close()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setAgentImage makes the manager run the agent DaemonSet with image too.
+func setAgentImage(deploy *unstructured.Unstructured, image string) {
+	cs, _, _ := unstructured.NestedSlice(deploy.Object, "spec", "template", "spec", "containers")
+	for i := range cs {
+		c, _ := cs[i].(map[string]any)
+		args, _, _ := unstructured.NestedStringSlice(c, "args")
+		args = slices.DeleteFunc(args, func(a string) bool { return strings.HasPrefix(a, "--agent-image=") })
+		_ = unstructured.SetNestedStringSlice(c, append(args, "--agent-image="+image), "args")
+		_ = unstructured.SetNestedField(c, "IfNotPresent", "imagePullPolicy")
+		cs[i] = c
+	}
+	_ = unstructured.SetNestedSlice(deploy.Object, cs, "spec", "template", "spec", "containers")
+}
+
+// wiring is what ties the cluster to the registry: the credentials Secret, the
+// RegistryMirror (CA, credentials, host alias to the proxy, pull secrets in default) and
+// the ImageSync.
+func (s *Stack) wiring(ca []byte, password, proxyIP string) []*unstructured.Unstructured {
+	secret := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Secret",
+		"metadata":   map[string]any{"name": "nexus-credentials", "namespace": "regwire-system"},
+		"type":       "kubernetes.io/basic-auth",
+		"stringData": map[string]any{"username": "admin", "password": password},
+	}}
+	ns := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Namespace",
+		"metadata": map[string]any{"name": "default", "labels": map[string]any{"regwire.dev/pull-from-nexus": "true"}},
+	}}
+	tags := make([]any, 0, len(s.SyncTags))
+	for _, t := range s.SyncTags {
+		tags = append(tags, t)
+	}
+	rm := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "regwire.dev/v1alpha1", "kind": "RegistryMirror",
+		"metadata": map[string]any{"name": "nexus"},
+		"spec": map[string]any{
+			"host":                 s.host(),
+			"caBundle":             string(ca),
+			"credentialsSecretRef": map[string]any{"namespace": "regwire-system", "name": "nexus-credentials"},
+			"hostAliases":          []any{map[string]any{"ip": proxyIP, "hostnames": []any{s.Render.PKI.DNSNames[0]}}},
+			"pullSecrets": map[string]any{
+				"secretName":        "nexus-pull",
+				"namespaceSelector": map[string]any{"matchLabels": map[string]any{"regwire.dev/pull-from-nexus": "true"}},
+				"serviceAccounts":   []any{"default"},
+			},
+		},
+	}}
+	is := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "regwire.dev/v1alpha1", "kind": "ImageSync",
+		"metadata": map[string]any{"name": lastPathPart(s.SyncImage), "namespace": "default"},
+		"spec": map[string]any{
+			"source": map[string]any{"image": s.SyncImage, "tags": tags},
+			"target": map[string]any{"registryMirrorRef": map[string]any{"name": "nexus"}, "repository": s.Repository + "/" + lastPathPart(s.SyncImage)},
+		},
+	}}
+	return []*unstructured.Unstructured{secret, ns, rm, is}
+}
+
+// testPod runs the synced image once, with the pull secret, the way the seed's check does.
+func (s *Stack) testPod() *unstructured.Unstructured {
+	image := fmt.Sprintf("%s/%s/%s:%s", s.host(), s.Repository, lastPathPart(s.SyncImage), s.SyncTags[0])
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Pod",
+		"metadata": map[string]any{"name": "regwire-pull-check", "namespace": "default"},
+		"spec": map[string]any{
+			"restartPolicy":    "Never",
+			"imagePullSecrets": []any{map[string]any{"name": "nexus-pull"}},
+			"containers": []any{map[string]any{
+				"name": "check", "image": image, "command": []any{"sh", "-c", "echo pulled from the private registry"},
+			}},
+		},
+	}}
+}
+
+func podImage(pod *unstructured.Unstructured) string {
+	cs, _, _ := unstructured.NestedSlice(pod.Object, "spec", "containers")
+	img, _, _ := unstructured.NestedString(cs[0].(map[string]any), "image")
+	return img
+}
+
+func lastPathPart(s string) string { return s[strings.LastIndex(s, "/")+1:] }
+
+// applyAndWait applies objs and waits until those of the given kinds are ready.
+func (s *Stack) applyAndWait(ctx context.Context, kube Kube, objs []*unstructured.Unstructured, kinds ...string) error {
+	// Namespaces and CRDs first: what lives in them cannot be applied before.
+	var crds, rest []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == "CustomResourceDefinition" || o.GetKind() == "Namespace" {
+			crds = append(crds, o)
+		} else {
+			rest = append(rest, o)
+		}
+	}
+	for _, batch := range [][]*unstructured.Unstructured{crds, rest} {
+		if len(batch) == 0 {
+			continue
+		}
+		if err := kube.Apply(ctx, batch); err != nil {
+			return err
+		}
+		for _, o := range batch {
+			if !slices.Contains(kinds, o.GetKind()) {
+				continue
+			}
+			if err := s.waitReady(ctx, kube, o); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Stack) waitReady(ctx context.Context, kube Kube, o *unstructured.Unstructured) error {
+	deadline := time.Now().Add(s.Timeout)
+	for {
+		ok, why, err := kube.Ready(ctx, o)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s %s not ready after %s: %s", o.GetKind(), o.GetName(), s.Timeout, why)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(s.Poll):
+		}
+	}
+}
+
+// Down removes what Up created: the kind cluster, the compose containers, network and the
+// Nexus volume, and the kubeconfig and Nexus password (they belong to what is gone). The
+// rendered files and the CA stay, so a new up trusts the same CA.
+func (s *Stack) Down(ctx context.Context) error {
+	s.defaults()
+	kubeconfig := filepath.Join(s.StateDir, KubeconfigFile)
+	clusters, err := s.Kind.Clusters()
+	if err != nil {
+		return err
+	}
+	if slices.Contains(clusters, s.Render.Kind.Name) {
+		s.step("delete kind cluster %s", s.Render.Kind.Name)
+		if err := s.Kind.Delete(s.Render.Kind.Name, kubeconfig); err != nil {
+			return err
+		}
+	}
+	s.step("remove the Nexus and nginx containers, their network and the Nexus volume")
+	if _, err := s.Docker.Run(ctx, nil, s.compose("down", "--volumes", "--remove-orphans")...); err != nil {
+		return err
+	}
+	for _, f := range []string{KubeconfigFile, NexusPasswordFile} {
+		if err := os.Remove(filepath.Join(s.StateDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Status prints the state of the stack: the compose services, Nexus, the cluster and
+// regwire's objects in it.
+func (s *Stack) Status(ctx context.Context) error {
+	s.defaults()
+	out, err := s.Docker.Run(ctx, nil, s.compose("ps", "--all", "--format", "{{.Service}}\t{{.State}}\t{{.Health}}")...)
+	if err != nil {
+		return err
+	}
+	_, _ = fmt.Fprintf(s.Out, "compose services:\n%s\n", indent(out))
+	clusters, err := s.Kind.Clusters()
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(clusters, s.Render.Kind.Name) {
+		_, _ = fmt.Fprintf(s.Out, "kind cluster %s: absent\n", s.Render.Kind.Name)
+		return nil
+	}
+	_, _ = fmt.Fprintf(s.Out, "kind cluster %s: present\n", s.Render.Kind.Name)
+	kube, err := s.NewKube(filepath.Join(s.StateDir, KubeconfigFile))
+	if err != nil {
+		return err
+	}
+	for _, o := range s.wiring(nil, "", "127.0.0.1")[2:] {
+		ok, why, err := kube.Ready(ctx, o)
+		if err != nil {
+			return err
+		}
+		_, _ = fmt.Fprintf(s.Out, "%s %s: ready=%v (%s)\n", o.GetKind(), o.GetName(), ok, why)
+	}
+	return nil
+}
+
+func indent(s string) string {
+	if s == "" {
+		return "  (none)"
+	}
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+}

@@ -1,0 +1,282 @@
+package bootstrap_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/regwire/regwire/bootstrap"
+	"github.com/regwire/regwire/internal/nexus/nexusfake"
+)
+
+// recorder stands in for Docker, kind and the cluster, recording every call.
+type recorder struct {
+	mu       sync.Mutex
+	calls    []string
+	clusters []string
+	applied  map[string]*unstructured.Unstructured
+	stdin    map[string]int // bytes piped into a command
+}
+
+func newRecorder() *recorder {
+	return &recorder{applied: map[string]*unstructured.Unstructured{}, stdin: map[string]int{}}
+}
+
+func (r *recorder) Run(_ context.Context, in io.Reader, args ...string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cmd := "docker " + strings.Join(args, " ")
+	r.calls = append(r.calls, cmd)
+	if in != nil {
+		b, _ := io.ReadAll(in)
+		r.stdin[cmd] = len(b)
+	}
+	switch {
+	case strings.Contains(cmd, "cat /nexus-data/admin.password"):
+		return "initial-from-volume", nil
+	case args[0] == "inspect":
+		return "172.18.0.7", nil
+	case args[0] == "save":
+		for i, a := range args {
+			if a == "--output" {
+				_ = os.WriteFile(args[i+1], []byte("image archive"), 0o600)
+			}
+		}
+	}
+	return "", nil
+}
+
+func (r *recorder) Create(name, configPath, kubeconfigPath string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, "kind create "+name+" "+filepath.Base(configPath))
+	r.clusters = append(r.clusters, name)
+	return os.WriteFile(kubeconfigPath, []byte("kubeconfig"), 0o600)
+}
+
+func (r *recorder) Delete(name, _ string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, "kind delete "+name)
+	r.clusters = slices.DeleteFunc(r.clusters, func(c string) bool { return c == name })
+	return nil
+}
+
+func (r *recorder) Clusters() ([]string, error) { return slices.Clone(r.clusters), nil }
+func (r *recorder) Nodes(name string) ([]string, error) {
+	return []string{name + "-control-plane", name + "-worker"}, nil
+}
+
+func (r *recorder) Apply(_ context.Context, objs []*unstructured.Unstructured) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, o := range objs {
+		r.applied[o.GetKind()+"/"+o.GetName()] = o
+	}
+	return nil
+}
+
+func (r *recorder) Ready(context.Context, *unstructured.Unstructured) (bool, string, error) {
+	return true, "", nil
+}
+
+func (r *recorder) docker() []string {
+	var out []string
+	for _, c := range r.calls {
+		if strings.HasPrefix(c, "docker ") || strings.HasPrefix(c, "kind ") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func stackFor(t *testing.T, dir string, rec *recorder, nexusURL string) *bootstrap.Stack {
+	t.Helper()
+	return &bootstrap.Stack{
+		StateDir: dir, Image: "regwire:dev", Docker: rec, Kind: rec,
+		NewKube:  func(string) (bootstrap.Kube, error) { return rec, nil },
+		NexusURL: nexusURL, Timeout: time.Second, Poll: time.Millisecond,
+	}
+}
+
+// TestUpDoesEveryStepOnceAndAgainIdempotently runs up against recording stand-ins for
+// Docker, kind and the cluster and the contract fake of Nexus's REST API, checks each
+// step's inputs and outputs, then runs it again: nothing is created twice and the
+// generated password is kept.
+func TestUpDoesEveryStepOnceAndAgainIdempotently(t *testing.T) {
+	t.Parallel()
+	fake := nexusfake.New("initial-from-volume")
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	dir := t.TempDir()
+	rec := newRecorder()
+	var out bytes.Buffer
+	s := stackFor(t, dir, rec, srv.URL)
+	s.Out = &out
+	if err := s.Up(context.Background()); err != nil {
+		t.Fatalf("up: %v\n%s", err, out.String())
+	}
+	compose := "docker compose --project-name regwire --file " + filepath.Join(dir, "docker-compose.yaml")
+	want := []string{
+		compose + " up --detach --wait --wait-timeout 1",
+		compose + " exec -T nexus cat /nexus-data/admin.password",
+		"kind create regwire kind.yaml",
+		"docker network connect kind regwire-proxy-1",
+		`docker inspect --format {{with index .NetworkSettings.Networks "kind"}}{{.IPAddress}}{{end}} regwire-proxy-1`,
+		"docker image inspect --format {{.Id}} regwire:dev",
+		"docker save --output " + filepath.Join(dir, "regwire-image.tar") + " regwire:dev",
+		"docker exec --privileged --interactive regwire-control-plane ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs -",
+		"docker exec --privileged --interactive regwire-worker ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=overlayfs -",
+	}
+	if got := rec.docker(); !slices.Equal(got, want) {
+		t.Errorf("commands:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if n := rec.stdin[want[7]]; n != len("image archive") {
+		t.Errorf("the image archive was not piped into the node (%d bytes)", n)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "regwire-image.tar")); !os.IsNotExist(err) {
+		t.Errorf("the image archive was left in the state dir: %v", err)
+	}
+
+	// Nexus: a generated password, kept 0600; the realm; the repository with path routing.
+	pw, err := os.ReadFile(filepath.Join(dir, bootstrap.NexusPasswordFile))
+	if err != nil || strings.TrimSpace(string(pw)) != fake.Password("admin") || fake.Password("admin") == "initial-from-volume" {
+		t.Fatalf("admin password: file %q (%v), Nexus %q", pw, err, fake.Password("admin"))
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, bootstrap.NexusPasswordFile)); fi.Mode().Perm() != 0o600 {
+		t.Errorf("password file mode %v", fi.Mode().Perm())
+	}
+	if !slices.Contains(fake.Realms(), "DockerToken") || fake.Repository("my-docker") == nil {
+		t.Errorf("Nexus realms %v, repository %v", fake.Realms(), fake.Repository("my-docker"))
+	}
+
+	// The cluster: regwire installed with the loaded image (manager and agent), the mirror
+	// aliased to the proxy's kind address with the rendered CA, the ImageSync, the pod.
+	dep := rec.applied["Deployment/regwire-manager"]
+	if dep == nil {
+		t.Fatalf("no manager Deployment among %v", keys(rec.applied))
+	}
+	cs, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+	c := cs[0].(map[string]any)
+	args, _, _ := unstructured.NestedStringSlice(c, "args")
+	if c["image"] != "regwire:dev" || !slices.Contains(args, "--agent-image=regwire:dev") {
+		t.Errorf("manager image %v args %v", c["image"], args)
+	}
+	rm := rec.applied["RegistryMirror/nexus"]
+	ca, _ := os.ReadFile(filepath.Join(dir, "tls", "ca.crt"))
+	aliases, _, _ := unstructured.NestedSlice(rm.Object, "spec", "hostAliases")
+	caBundle, _, _ := unstructured.NestedString(rm.Object, "spec", "caBundle")
+	if caBundle != string(ca) || aliases[0].(map[string]any)["ip"] != "172.18.0.7" {
+		t.Errorf("RegistryMirror spec %v", rm.Object["spec"])
+	}
+	secret := rec.applied["Secret/nexus-credentials"]
+	if p, _, _ := unstructured.NestedString(secret.Object, "stringData", "password"); p != fake.Password("admin") {
+		t.Error("the credentials Secret does not hold Nexus's password")
+	}
+	pod := rec.applied["Pod/regwire-pull-check"]
+	if pod == nil || !strings.Contains(pod.Object["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["image"].(string), "nexus.local/my-docker/busybox:1.36") {
+		t.Errorf("test pod %v", pod)
+	}
+	if strings.Contains(out.String(), fake.Password("admin")) {
+		t.Error("the output shows the admin password")
+	}
+
+	// Again: the cluster exists, the password is known, the repository is as specified.
+	rec.calls = nil
+	sent := len(fake.Requests())
+	if err := s.Up(context.Background()); err != nil {
+		t.Fatalf("second up: %v", err)
+	}
+	for _, c := range rec.docker() {
+		if strings.Contains(c, "kind create") || strings.Contains(c, "admin.password") {
+			t.Errorf("second up ran %q", c)
+		}
+	}
+	for _, r := range fake.Requests()[sent:] {
+		if strings.Contains(r, "change-password") || strings.HasPrefix(r, "POST") {
+			t.Errorf("second up sent Nexus %q", r)
+		}
+	}
+}
+
+func TestDownRemovesWhatUpCreated(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	rec := newRecorder()
+	rec.clusters = []string{"regwire", "someone-elses"}
+	for _, f := range []string{bootstrap.KubeconfigFile, bootstrap.NexusPasswordFile} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stackFor(t, dir, rec, "").Down(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"kind delete regwire", "docker compose --project-name regwire --file " + filepath.Join(dir, "docker-compose.yaml") + " down --volumes --remove-orphans"}
+	if got := rec.docker(); !slices.Equal(got, want) {
+		t.Errorf("down ran %v, want %v", got, want)
+	}
+	if !slices.Equal(rec.clusters, []string{"someone-elses"}) {
+		t.Errorf("clusters left %v", rec.clusters)
+	}
+	for _, f := range []string{bootstrap.KubeconfigFile, bootstrap.NexusPasswordFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {
+			t.Errorf("%s still there", f)
+		}
+	}
+}
+
+// TestDryRunPrintsEveryCommandAndAPICallAndWritesNothing walks up with the dry-run
+// stand-ins.
+func TestDryRunPrintsEveryCommandAndAPICallAndWritesNothing(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "state")
+	var out bytes.Buffer
+	s := &bootstrap.Stack{StateDir: dir, Out: &out, Timeout: time.Second, Poll: time.Millisecond}
+	bootstrap.DryRun{Out: &out}.Apply(s)
+	if err := s.Up(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	got := out.String()
+	for _, want := range []string{
+		"+ docker compose --project-name regwire --file " + filepath.Join(dir, "docker-compose.yaml") + " up --detach --wait",
+		"+ docker compose --project-name regwire --file " + filepath.Join(dir, "docker-compose.yaml") + " exec -T nexus cat /nexus-data/admin.password",
+		"+ PUT https://127.0.0.1:443/service/rest/v1/security/users/admin/change-password",
+		"+ PUT https://127.0.0.1:443/service/rest/v1/security/realms/active",
+		"+ POST https://127.0.0.1:443/service/rest/v1/repositories/docker/hosted",
+		"+ kind create cluster --name regwire --config " + filepath.Join(dir, "kind.yaml"),
+		"+ docker network connect kind regwire-proxy-1",
+		"+ kubectl apply --server-side --field-manager=regwire-bootstrap: Deployment regwire-system/regwire-manager",
+		"+ kubectl apply --server-side --field-manager=regwire-bootstrap: RegistryMirror nexus",
+		"+ kubectl apply --server-side --field-manager=regwire-bootstrap: Pod default/regwire-pull-check",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("dry run lacks %q:\n%s", want, got)
+		}
+	}
+	if ns, dep := strings.Index(got, "Namespace regwire-system"), strings.Index(got, "Deployment regwire-system"); ns < 0 || ns > dep {
+		t.Error("the operator namespace is applied after what lives in it")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the dry run wrote the state dir: %v", err)
+	}
+}
+
+func keys(m map[string]*unstructured.Unstructured) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
