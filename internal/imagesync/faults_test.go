@@ -9,11 +9,13 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/regwire/regwire/internal/imagesync"
@@ -136,5 +138,37 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	_ = eng.CopyTag(context.Background(), "x")
 	if gap < 900*time.Millisecond {
 		t.Errorf("retried %s after a 429 with Retry-After: 1", gap)
+	}
+}
+
+// TestAProxyRefusingLargeBodiesIsNamed is the README troubleshooting row "413 through the
+// proxy": a proxy with nginx's default body limit answers blob uploads with 413, and the
+// tag's error says so, on the target side.
+func TestAProxyRefusingLargeBodiesIsNamed(t *testing.T) {
+	t.Parallel()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	u, _ := url.Parse(dst.URL)
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	limited := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPatch || (r.Method == http.MethodPut && r.ContentLength > 1<<20) {
+			http.Error(w, "<html><body>413 Request Entity Too Large</body></html>", http.StatusRequestEntityTooLarge)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer limited.Close()
+	img, _ := random.Image(2<<20, 1)
+	if err := remote.Write(mustRef(t, src.Host+"/library/big:1"), img); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := imagesync.New(imagesync.Endpoint{Repository: src.Host + "/library/big"},
+		imagesync.Endpoint{Repository: strings.TrimPrefix(limited.URL, "http://") + "/my-docker/big"}, imagesync.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := eng.CopyTag(context.Background(), "1")
+	if r.Err == nil || !strings.Contains(r.Err.Error(), "Request Entity Too Large (HTTP 413)") || !strings.HasPrefix(r.Err.Error(), "target ") {
+		t.Errorf("err = %v, want a target error naming HTTP 413", r.Err)
 	}
 }

@@ -1,0 +1,63 @@
+package agent_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regwire/regwire/internal/agent"
+)
+
+// TestProbeNamesTheErrorsOfTheTroubleshootingTable pins the messages README's
+// troubleshooting table tells users to look for in status.nodes.failing (reason
+// ProbeFailed): they come from the node's own probe of the registry.
+func TestProbeNamesTheErrorsOfTheTroubleshootingTable(t *testing.T) {
+	t.Parallel()
+	t.Run("a certificate with only a legacy Common Name", func(t *testing.T) {
+		t.Parallel()
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "127.0.0.1"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}
+		der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUnauthorized) }))
+		srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+		srv.StartTLS()
+		defer srv.Close()
+		ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+		got := agent.Probe(context.Background(), mirrorAt(srv.URL, ca))
+		if got.Reachable || !strings.Contains(got.Err, "legacy Common Name") {
+			t.Errorf("Probe = %+v, want the legacy Common Name error", got)
+		}
+	})
+	t.Run("a plain HTTP registry behind an https endpoint", func(t *testing.T) {
+		t.Parallel()
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+		defer srv.Close()
+		got := agent.Probe(context.Background(), mirrorAt(strings.Replace(srv.URL, "http://", "https://", 1), ""))
+		if got.Reachable || !strings.Contains(got.Err, "server gave HTTP response to HTTPS client") {
+			t.Errorf("Probe = %+v, want the HTTP-response-to-HTTPS-client error", got)
+		}
+	})
+	t.Run("a name the node cannot resolve", func(t *testing.T) {
+		t.Parallel()
+		got := agent.Probe(context.Background(), mirrorAt("https://nexus.invalid", ""))
+		if got.Reachable || !strings.Contains(got.Err, "lookup nexus.invalid") {
+			t.Errorf("Probe = %+v, want a lookup error", got)
+		}
+	})
+}
