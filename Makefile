@@ -6,6 +6,10 @@ SHELL := /usr/bin/env bash -o pipefail
 K8S_VERSION    ?= 1.37.2
 ETCD_VERSION   ?= 3.7.0
 VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# RELEASE is the version dist/install.yaml installs (the image tag it names).
+RELEASE        ?= v0.1.0
+IMAGE_REPO     ?= ghcr.io/regwire/regwire
+IMAGE          ?=
 COMMIT         ?= $(shell git rev-parse HEAD 2>/dev/null)
 GOOS           := $(shell go env GOOS)
 GOARCH         := $(shell go env GOARCH)
@@ -43,6 +47,14 @@ test-unit: envtest $(REGISTRY) ## Unit and envtest suites (go test ./...).
 e2e-local: envtest $(REGISTRY) ## The seed's flow on real parts (as root): ImageSync, nginx, agent, containerd CRI pull, runc.
 	go test -tags e2e -count=1 -v -timeout 15m ./test/e2e/
 
+.PHONY: image
+image: ## Build the regwire image without Docker (linux/amd64, linux/arm64) into bin/image (OCI layout); IMAGE=ref also pushes.
+	go run ./hack/image --version $(VERSION) --commit $(COMMIT) --out $(BIN)/image $(if $(IMAGE),--push $(IMAGE) $(if $(filter localhost% 127.0.0.1%,$(IMAGE)),--insecure))
+
+.PHONY: dist
+dist: ## Write dist/install.yaml from config/default with $(IMAGE_REPO):$(RELEASE).
+	go run ./hack/dist --image $(IMAGE_REPO):$(RELEASE) --out dist/install.yaml
+
 .PHONY: build
 build: ## Build bin/regwire with the version stamped.
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/regwire ./cmd/regwire
@@ -59,10 +71,10 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./controllers/... output:rbac:artifacts:config=config/rbac
 
 .PHONY: verify-generated
-verify-generated: generate manifests ## Fail if generated files differ from what is committed.
-	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
-		echo "Generated files are stale; run 'make generate manifests' and commit:"; \
-		git status --porcelain -- api config; git --no-pager diff --stat -- api config; exit 1; fi
+verify-generated: generate manifests dist ## Fail if generated files differ from what is committed.
+	@if [ -n "$$(git status --porcelain -- api config dist)" ]; then \
+		echo "Generated files are stale; run 'make generate manifests dist' and commit:"; \
+		git status --porcelain -- api config dist; git --no-pager diff --stat -- api config dist; exit 1; fi
 
 ##@ Checks
 

@@ -187,7 +187,7 @@ func (s *Stack) Up(ctx context.Context) error {
 	}
 	for _, o := range install {
 		if o.GetKind() == "Deployment" {
-			setAgentImage(o, s.Image)
+			ifNotPresent(o) // the image was loaded into the nodes, not pushed anywhere
 		}
 	}
 	s.step("install regwire (%d objects, image %s)", len(install), s.Image)
@@ -302,20 +302,6 @@ func (s *Stack) loadImage(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// setAgentImage makes the manager run the agent DaemonSet with image too.
-func setAgentImage(deploy *unstructured.Unstructured, image string) {
-	cs, _, _ := unstructured.NestedSlice(deploy.Object, "spec", "template", "spec", "containers")
-	for i := range cs {
-		c, _ := cs[i].(map[string]any)
-		args, _, _ := unstructured.NestedStringSlice(c, "args")
-		args = slices.DeleteFunc(args, func(a string) bool { return strings.HasPrefix(a, "--agent-image=") })
-		_ = unstructured.SetNestedStringSlice(c, append(args, "--agent-image="+image), "args")
-		_ = unstructured.SetNestedField(c, "IfNotPresent", "imagePullPolicy")
-		cs[i] = c
-	}
-	_ = unstructured.SetNestedSlice(deploy.Object, cs, "spec", "template", "spec", "containers")
 }
 
 // wiring is what ties the cluster to the registry: the credentials Secret, the
@@ -502,4 +488,15 @@ func indent(s string) string {
 		return "  (none)"
 	}
 	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+}
+
+// ifNotPresent makes a Deployment use images already on the nodes.
+func ifNotPresent(deploy *unstructured.Unstructured) {
+	cs, _, _ := unstructured.NestedSlice(deploy.Object, "spec", "template", "spec", "containers")
+	for i := range cs {
+		c, _ := cs[i].(map[string]any)
+		c["imagePullPolicy"] = "IfNotPresent"
+		cs[i] = c
+	}
+	_ = unstructured.SetNestedSlice(deploy.Object, cs, "spec", "template", "spec", "containers")
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -22,8 +23,9 @@ var tree embed.FS
 // DefaultImage is the manager image config/manager names.
 const DefaultImage = "ghcr.io/regwire/regwire:latest"
 
-// Install builds config/default with the manager (and, through its flag, the agent)
-// running image (name:tag or name@digest; "" keeps DefaultImage).
+// Install builds config/default with the manager running image (name:tag or name@digest;
+// "" keeps DefaultImage), and the manager's --agent-image set to the same image, so that
+// the node agents run exactly what the manager runs.
 func Install(image string) ([]*unstructured.Unstructured, error) {
 	mem := filesys.MakeFsInMemory()
 	err := fs.WalkDir(tree, ".", func(p string, d fs.DirEntry, err error) error {
@@ -66,6 +68,9 @@ func Install(image string) ([]*unstructured.Unstructured, error) {
 		if err := yaml.Unmarshal(y, &u.Object); err != nil {
 			return nil, err
 		}
+		if image != "" && u.GetKind() == "Deployment" {
+			setAgentImage(u, image)
+		}
 		out = append(out, u)
 	}
 	return out, nil
@@ -81,4 +86,17 @@ func splitImage(image string) (name, tag, digest string) {
 		tag = "latest"
 	}
 	return name, tag, digest
+}
+
+// setAgentImage makes the manager run the agent DaemonSet with image.
+func setAgentImage(deploy *unstructured.Unstructured, image string) {
+	cs, _, _ := unstructured.NestedSlice(deploy.Object, "spec", "template", "spec", "containers")
+	for i := range cs {
+		c, _ := cs[i].(map[string]any)
+		args, _, _ := unstructured.NestedStringSlice(c, "args")
+		args = slices.DeleteFunc(args, func(a string) bool { return strings.HasPrefix(a, "--agent-image=") })
+		_ = unstructured.SetNestedStringSlice(c, append(args, "--agent-image="+image), "args")
+		cs[i] = c
+	}
+	_ = unstructured.SetNestedSlice(deploy.Object, cs, "spec", "template", "spec", "containers")
 }
