@@ -107,4 +107,3 @@ func TestTheImageRunsWithContainerd(t *testing.T) {
 	}
 	t.Logf("the image ran as uid %d: %s", info.Spec.Process.User.UID, strings.TrimSpace(out))
 }
-
