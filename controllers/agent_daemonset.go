@@ -19,6 +19,10 @@ type AgentOptions struct {
 	ContainerdCertsDir string
 	// HostsFile is the nodes' hosts file.
 	HostsFile string
+	// Env is added to the agent container, e.g. KUBERNETES_SERVICE_HOST and
+	// KUBERNETES_SERVICE_PORT where pods reach the API server other than through the
+	// kubernetes Service (clusters without kube-proxy).
+	Env []corev1.EnvVar
 }
 
 // DefaultAgentOptions are the defaults of the manager's --agent-* flags.
@@ -80,10 +84,10 @@ func AgentDaemonSet(namespace string, o AgentOptions) *appsv1.DaemonSet {
 							"--root=" + agentCertsMount,
 							"--hosts-file=" + agentHostsMount,
 						},
-						Env: []corev1.EnvVar{
+						Env: append([]corev1.EnvVar{
 							{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
 							{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-						},
+						}, o.Env...),
 						Resources: corev1.ResourceRequirements{
 							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("5m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
 							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},

@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -33,6 +35,7 @@ func newManagerCommand() *cobra.Command {
 		metricsAddr, probeAddr          string
 		leaderElect                     bool
 		leaderElectionID, leaderElectNS string
+		agentEnv                        []string
 	)
 	opts := controllers.Options{Agent: controllers.DefaultAgentOptions(defaultImage())}
 	zapOpts := zap.Options{}
@@ -51,6 +54,13 @@ func newManagerCommand() *cobra.Command {
 			}
 			if opts.Namespace == "" {
 				return errors.New("--namespace is empty: set it, or POD_NAMESPACE, to the operator's namespace")
+			}
+			for _, kv := range agentEnv {
+				name, value, ok := strings.Cut(kv, "=")
+				if !ok || name == "" {
+					return fmt.Errorf("--agent-env %q: want NAME=VALUE", kv)
+				}
+				opts.Agent.Env = append(opts.Agent.Env, corev1.EnvVar{Name: name, Value: value})
 			}
 			mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 				Scheme:                  newScheme(),
@@ -90,6 +100,7 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&opts.Agent.ServiceAccount, "agent-service-account", opts.Agent.ServiceAccount, "ServiceAccount of the node agent")
 	f.StringVar(&opts.Agent.ContainerdCertsDir, "agent-containerd-certs-dir", opts.Agent.ContainerdCertsDir, "containerd's config_path on the nodes")
 	f.StringVar(&opts.Agent.HostsFile, "agent-hosts-file", opts.Agent.HostsFile, "the hosts file on the nodes")
+	f.StringArrayVar(&agentEnv, "agent-env", nil, "NAME=VALUE added to the agent's environment (repeatable), e.g. KUBERNETES_SERVICE_HOST where pods reach the API server without kube-proxy")
 	goFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(goFlags)
 	f.AddGoFlagSet(goFlags)
