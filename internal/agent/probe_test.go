@@ -69,10 +69,9 @@ func TestProbe(t *testing.T) {
 
 func TestProbeOfAClosedPortSaysWhy(t *testing.T) {
 	t.Parallel()
-	srv, ca := registry(t, http.StatusOK, "/v2/")
-	url := srv.URL
-	srv.Close()
-	got := agent.Probe(context.Background(), mirrorAt(url, ca))
+	// Port 1 (tcpmux) on loopback: nothing listens there, and unlike a port a test server
+	// just released, no parallel test can take it meanwhile.
+	got := agent.Probe(context.Background(), mirrorAt("https://127.0.0.1:1", ""))
 	if got.Reachable || !strings.Contains(got.Err, "connection refused") {
 		t.Errorf("Probe = %+v, want connection refused", got)
 	}

@@ -69,6 +69,9 @@ type ControlPlane struct {
 type Options struct {
 	// AttachOutput copies the control plane's output to this process's stdout/stderr.
 	AttachOutput bool
+	// ServiceAccountAdmission turns on the ServiceAccount admission plugin that envtest
+	// turns off, so that pods run by a real kubelet get their service account token.
+	ServiceAccountAdmission bool
 }
 
 // Start starts the control plane and installs regwire's CRDs.
@@ -85,6 +88,9 @@ func Start(opts Options) (*ControlPlane, error) {
 		BinaryAssetsDirectory:    dir,
 		CRDs:                     crds,
 		AttachControlPlaneOutput: opts.AttachOutput,
+	}
+	if opts.ServiceAccountAdmission {
+		env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
 	}
 	cfg, err := env.Start()
 	if err != nil {

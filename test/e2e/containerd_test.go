@@ -20,9 +20,10 @@ import (
 // containerd is a private containerd (Debian's package) for the test: its own root, state,
 // sockets and registry config_path; never the machine's default instance.
 type containerd struct {
-	socket string
-	cmd    *exec.Cmd
-	images runtimeapi.ImageServiceClient
+	socket  string
+	cmd     *exec.Cmd
+	images  runtimeapi.ImageServiceClient
+	runtime runtimeapi.RuntimeServiceClient
 }
 
 const containerdConfig = `version = 2
@@ -45,6 +46,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 [plugins."io.containerd.grpc.v1.cri"]
   # This machine's root lacks CAP_SYS_RESOURCE.
   restrict_oom_score_adj = true
+  sandbox_image = %[8]q
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".cni]
@@ -57,6 +59,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
 // startContainerd runs containerd with configPath as its registry config_path.
 func startContainerd(t *testing.T, l *logs, dir, configPath string) *containerd {
+	t.Helper()
+	return startContainerdWith(t, l, dir, configPath, "registry.k8s.io/pause:3.10")
+}
+
+// startContainerdWith runs containerd with sandbox as the pod sandbox ("pause") image.
+func startContainerdWith(t *testing.T, l *logs, dir, configPath, sandbox string) *containerd {
 	t.Helper()
 	bin, err := exec.LookPath("containerd")
 	if err != nil {
@@ -75,7 +83,7 @@ func startContainerd(t *testing.T, l *logs, dir, configPath string) *containerd 
 	}
 	c := &containerd{socket: filepath.Join(dir, "containerd.sock")}
 	conf := fmt.Sprintf(containerdConfig, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.socket, c.socket+".ttrpc",
-		filepath.Join(dir, "opt"), filepath.Join(dir, "cni"), configPath)
+		filepath.Join(dir, "opt"), filepath.Join(dir, "cni"), configPath, sandbox)
 	confFile := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -87,6 +95,7 @@ func startContainerd(t *testing.T, l *logs, dir, configPath string) *containerd 
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	c.images = runtimeapi.NewImageServiceClient(conn)
+	c.runtime = runtimeapi.NewRuntimeServiceClient(conn)
 	eventually(t, 30*time.Second, "containerd's CRI image service answering", func() error {
 		_, err := c.images.ListImages(context.Background(), &runtimeapi.ListImagesRequest{})
 		return err
