@@ -123,29 +123,6 @@ func helloImage(t *testing.T, ref, line string, arches ...string) v1.Hash {
 	return goImage(t, ref, fmt.Sprintf("package main\n\nimport \"os\"\n\nfunc main() { _, _ = os.Stdout.WriteString(%q + \"\\n\") }\n", line), arches...)
 }
 
-// waitingImage is a program that prints line (if any) and then waits for SIGTERM: a pod
-// that stays Running, or a pause image.
-func waitingImage(t *testing.T, ref, line string, arches ...string) v1.Hash {
-	t.Helper()
-	return goImage(t, ref, fmt.Sprintf(`package main
-
-import (
-	"os"
-	"os/signal"
-	"syscall"
-)
-
-func main() {
-	if line := %q; line != "" {
-		_, _ = os.Stdout.WriteString(line + "\n")
-	}
-	c := make(chan os.Signal, 1)
-	signal.Notify(c, syscall.SIGTERM, os.Interrupt)
-	<-c
-}
-`, line), arches...)
-}
-
 // goImage builds the Go program prog for each GOARCH and pushes an OCI index of them to
 // ref, the binary as /hello and the entrypoint.
 func goImage(t *testing.T, ref, prog string, arches ...string) v1.Hash {
