@@ -227,8 +227,8 @@ func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: controllers.AgentDaemonSetName}, ds); err != nil {
 		t.Fatalf("agent DaemonSet: %v", err)
 	}
-	if vols := ds.Spec.Template.Spec.Volumes; len(vols) != 2 || vols[0].HostPath.Path != "/etc/containerd/certs.d" || vols[1].HostPath.Path != "/etc/hosts" {
-		t.Errorf("agent DaemonSet mounts %+v, want exactly the certs.d root and /etc/hosts", vols)
+	if vols := ds.Spec.Template.Spec.Volumes; len(vols) != 3 || vols[0].HostPath.Path != "/etc/containerd/certs.d" || vols[1].HostPath.Path != "/etc/hosts" || vols[2].EmptyDir == nil {
+		t.Errorf("agent DaemonSet mounts %+v, want exactly the certs.d root and /etc/hosts from the host, and an emptyDir /tmp", vols)
 	}
 	cm := &corev1.ConfigMap{}
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: controllers.PublishedName(rm.Name)}, cm); err != nil {

@@ -40,7 +40,9 @@ func ApplyHostsFile(path string, entries []hostsfile.Entry, keep ...string) (boo
 //
 // It replaces the file atomically (temp file, fsync, rename) keeping its mode and owner.
 // Where the file is a single-file bind mount, as /etc/hosts is in containers and kind
-// nodes, rename fails with EBUSY; the content is then written in place in one write.
+// nodes, rename fails with EBUSY, and where it is mounted alone on a read-only file system
+// (the agent pod's hostPath), the temporary file cannot even be made; the content is then
+// written in place in one write.
 func writeHostsFile(path string, old []byte, entries []hostsfile.Entry) (bool, error) {
 	updated, err := hostsfile.Apply(old, entries)
 	if err != nil {
@@ -60,6 +62,12 @@ func writeHostsFile(path string, old []byte, entries []hostsfile.Entry) (bool, e
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".regwire-tmp")
 	if err := writeSynced(tmp, updated, mode, os.O_CREATE|os.O_TRUNC|os.O_EXCL); err != nil {
 		_ = os.Remove(tmp)
+		if errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+			// The directory is not writable: the file is a single-file mount (the agent
+			// pod's hostPath /etc/hosts on its read-only root), which can only be
+			// rewritten.
+			return rewriteInPlace(path, updated, mode)
+		}
 		return false, fmt.Errorf("writing %s: %w", path, err)
 	}
 	if uid >= 0 {
@@ -74,7 +82,12 @@ func writeHostsFile(path string, old []byte, entries []hostsfile.Entry) (bool, e
 		return false, fmt.Errorf("replacing %s: %w", path, err)
 	}
 	// A bind-mounted file cannot be replaced, only rewritten.
-	if err := writeSynced(path, updated, mode, os.O_TRUNC); err != nil {
+	return rewriteInPlace(path, updated, mode)
+}
+
+// rewriteInPlace writes a file's new content over the old in one write.
+func rewriteInPlace(path string, data []byte, mode fs.FileMode) (bool, error) {
+	if err := writeSynced(path, data, mode, os.O_TRUNC); err != nil {
 		return false, fmt.Errorf("rewriting bind-mounted %s in place: %w", path, err)
 	}
 	return true, nil

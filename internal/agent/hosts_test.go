@@ -80,3 +80,44 @@ func TestApplyHostsFileRewritesABindMountedFile(t *testing.T) {
 		t.Errorf("temp files left behind: %v", left)
 	}
 }
+
+// TestApplyHostsFileRewritesAFileMountedOnAReadOnlyFileSystem is the agent pod's case: its
+// hostPath /etc/hosts is a file mounted into a read-only root file system, so not even the
+// temporary file can be made next to it.
+func TestApplyHostsFileRewritesAFileMountedOnAReadOnlyFileSystem(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test mounts and needs root: run `sudo go test ./internal/agent/` (CI runs as root)")
+	}
+	dir := t.TempDir()
+	ro, backing := filepath.Join(dir, "ro"), filepath.Join(dir, "backing")
+	if err := os.Mkdir(ro, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hosts := filepath.Join(ro, "hosts")
+	for _, p := range []string{backing, hosts} {
+		if err := os.WriteFile(p, []byte(etcHosts), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mount := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+			t.Fatalf("mount %v: %v\n%s", args, err, out)
+		}
+	}
+	mount("--bind", ro, ro)
+	t.Cleanup(func() { _ = exec.Command("umount", ro).Run() })
+	mount("-o", "remount,bind,ro", ro)
+	mount("--bind", backing, hosts)
+	t.Cleanup(func() { _ = exec.Command("umount", hosts).Run() })
+	if err := os.WriteFile(filepath.Join(ro, "probe"), nil, 0o644); err == nil {
+		t.Fatal("the directory is writable; the test would prove nothing")
+	}
+	if changed, err := agent.ApplyHostsFile(hosts, nexusAlias); err != nil || !changed {
+		t.Fatalf("ApplyHostsFile on a file in a read-only directory = %v, %v", changed, err)
+	}
+	if b, err := os.ReadFile(backing); err != nil || !strings.Contains(string(b), "nexus.local") {
+		t.Errorf("backing file not updated (%v):\n%s", err, b)
+	}
+}
