@@ -71,7 +71,7 @@ func AgentCacheOptions(namespace, node string) cache.Options {
 // the node brings one reconcile of the whole node.
 func (r *NodeAgentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Probe == nil {
-		r.Probe = agent.Probe
+		r.Probe = agent.Prober{HostsFile: r.HostsFile}.Probe
 	}
 	if r.Now == nil {
 		r.Now = time.Now

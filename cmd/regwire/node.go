@@ -150,7 +150,7 @@ func nodeApply(ctx context.Context, out io.Writer, mirrors []nodeconfig.Mirror, 
 	}
 	if probe {
 		for _, m := range mirrors {
-			res := agent.Probe(ctx, m)
+			res := agent.Prober{HostsFile: hostsFile}.Probe(ctx, m)
 			if res.Reachable {
 				fmt.Fprintf(out, "probe     %s: reachable (HTTP %d)\n", m.Spec.Host, res.StatusCode)
 			} else {

@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/regwire/regwire/internal/cabundle"
+	"github.com/regwire/regwire/internal/hostsfile"
 	"github.com/regwire/regwire/internal/nodeconfig"
 )
 
@@ -31,6 +34,19 @@ const ProbeTimeout = 5 * time.Second
 // as containerd will. 200 and 401 (authentication required) both mean the registry is
 // there and the TLS chain is good.
 func Probe(ctx context.Context, m nodeconfig.Mirror) ProbeResult {
+	return Prober{}.Probe(ctx, m)
+}
+
+// Prober probes registries the way the node resolves them.
+type Prober struct {
+	// HostsFile is the node's hosts file (the one the agent edits). Names in it resolve
+	// from it before DNS: an agent pod on the host network sees a copy of the node's
+	// /etc/hosts taken when the pod started, not the aliases it has added since.
+	HostsFile string
+}
+
+// Probe is the package's Probe, resolving through p.HostsFile first.
+func (p Prober) Probe(ctx context.Context, m nodeconfig.Mirror) ProbeResult {
 	u, err := probeURL(m)
 	if err != nil {
 		return ProbeResult{Err: err.Error()}
@@ -45,7 +61,7 @@ func Probe(ctx context.Context, m nodeconfig.Mirror) ProbeResult {
 	}
 	client := &http.Client{
 		Timeout:   ProbeTimeout,
-		Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true},
+		Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true, DialContext: p.dial},
 		// A registry that redirects /v2/ elsewhere is not what containerd will talk to.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
@@ -92,4 +108,20 @@ func trimURLError(err error) string {
 		return ue.Err.Error()
 	}
 	return err.Error()
+}
+
+// dial connects to addr, taking the host's address from the node's hosts file when it is
+// there.
+func (p Prober) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if p.HostsFile != "" {
+		if host, port, err := net.SplitHostPort(addr); err == nil && net.ParseIP(host) == nil {
+			if b, err := os.ReadFile(p.HostsFile); err == nil {
+				if ip := hostsfile.Lookup(b, host); ip != "" {
+					addr = net.JoinHostPort(ip, port)
+				}
+			}
+		}
+	}
+	d := &net.Dialer{Timeout: ProbeTimeout}
+	return d.DialContext(ctx, network, addr)
 }

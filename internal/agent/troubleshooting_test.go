@@ -10,13 +10,17 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/regwire/regwire/internal/agent"
+	"github.com/regwire/regwire/internal/testutil"
 )
 
 // TestProbeNamesTheErrorsOfTheTroubleshootingTable pins the messages README's
@@ -60,4 +64,27 @@ func TestProbeNamesTheErrorsOfTheTroubleshootingTable(t *testing.T) {
 			t.Errorf("Probe = %+v, want a lookup error", got)
 		}
 	})
+}
+
+// TestProbeResolvesThroughTheNodesHostsFile is the agent pod's case: the alias is in the
+// node's hosts file (which the agent edits through its mount), not in the pod's own copy.
+func TestProbeResolvesThroughTheNodesHostsFile(t *testing.T) {
+	t.Parallel()
+	ca := testutil.NewCA(t, "probe CA", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUnauthorized) }))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.ServerTLS(t, "nexus.invalid")}, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	m := mirrorAt("https://nexus.invalid:"+port, ca.PEM)
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(hosts, []byte("127.0.0.1 localhost\n# BEGIN regwire\n127.0.0.1\tNEXUS.invalid\t# m\n# END regwire\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := (agent.Prober{HostsFile: hosts}).Probe(context.Background(), m); !got.Reachable {
+		t.Errorf("with the node's hosts file: %+v, want reachable", got)
+	}
+	if got := (agent.Prober{}).Probe(context.Background(), m); got.Reachable || !strings.Contains(got.Err, "lookup nexus.invalid") {
+		t.Errorf("without it: %+v, want a lookup error", got)
+	}
 }

@@ -152,3 +152,22 @@ func render(entries []Entry) (func(unterminated bool) []byte, error) {
 func concat(parts ...[]byte) []byte {
 	return bytes.Join(parts, nil)
 }
+
+// Lookup returns the first address content (a hosts file) gives name, or "" — as the C
+// library and Go's resolver read /etc/hosts: fields separated by blanks, comments from #,
+// names compared without case.
+func Lookup(content []byte, name string) string {
+	for _, line := range strings.Split(string(content), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		for _, h := range f[1:] {
+			if strings.EqualFold(h, name) {
+				return f[0]
+			}
+		}
+	}
+	return ""
+}

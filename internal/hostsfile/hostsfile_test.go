@@ -142,3 +142,20 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
+
+func TestLookupReadsAHostsFileAsResolversDo(t *testing.T) {
+	t.Parallel()
+	content := []byte("# comment 10.0.0.9 nexus.local\n127.0.0.1\tlocalhost\n10.0.0.5 registry nexus.local # regwire\n10.0.0.6 nexus.local\n")
+	cases := []struct{ name, want string }{
+		{"nexus.local", "10.0.0.5"},
+		{"NEXUS.LOCAL", "10.0.0.5"},
+		{"registry", "10.0.0.5"},
+		{"absent.local", ""},
+		{"#", ""},
+	}
+	for _, tc := range cases {
+		if got := hostsfile.Lookup(content, tc.name); got != tc.want {
+			t.Errorf("Lookup(%q) = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
