@@ -37,15 +37,23 @@ demo: envtest build ## Run the embedded local stack: API server, CRDs, controlle
 	$(BIN)/regwire bootstrap local
 
 .PHONY: test
-test: verify-generated vet lint test-unit e2e-local ## Everything CI runs: generated files, vet, lint, unit, envtest and end-to-end suites.
+test: verify-generated vet lint test-unit e2e-local e2e-node ## Everything CI runs: generated files, vet, lint, unit, envtest and end-to-end suites.
 
 .PHONY: test-unit
 test-unit: envtest $(REGISTRY) ## Unit and envtest suites (go test ./...).
 	go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: e2e-local
-e2e-local: envtest $(REGISTRY) ## The seed's flow on real parts (as root): ImageSync, nginx, agent, containerd CRI pull, runc.
-	go test -tags e2e -count=1 -v -timeout 15m ./test/e2e/
+e2e-local: envtest $(REGISTRY) ## The seed's flow on real parts (as root): ImageSync, nginx, agent, containerd CRI pull, runc; the image run by containerd.
+	go test -tags e2e -count=1 -v -timeout 15m -run 'TestSeedFlowOnRealParts|TestTheImageRunsWithContainerd' ./test/e2e/
+
+.PHONY: e2e-node
+e2e-node: envtest node-binaries $(REGISTRY) ## regwire on a real kubelet node (as root): Deployment, agent DaemonSet pod, a pod pulling from nexus.local.
+	go test -tags e2e -count=1 -v -timeout 25m -run TestARealNodePullsFromThePrivateRegistry ./test/e2e/
+
+.PHONY: node-binaries
+node-binaries: ## Build kubelet, kube-controller-manager and kube-scheduler (same version as kube-apiserver) into bin/k8s/.
+	hack/envtest.sh kubelet kube-controller-manager kube-scheduler >/dev/null
 
 .PHONY: image
 image: ## Build the regwire image without Docker (linux/amd64, linux/arm64) into bin/image (OCI layout); IMAGE=ref also pushes.
@@ -111,7 +119,7 @@ $(REGISTRY): hack/tools/registry/go.mod
 registry: $(REGISTRY) ## Build the CNCF distribution registry the tests run (bin/registry).
 
 .PHONY: tools
-tools: envtest $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) ## Build every tool.
+tools: envtest node-binaries $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) ## Build every tool.
 
 .PHONY: clean
 clean: ## Remove built binaries (keeps bin/k8s, which is slow to build).
