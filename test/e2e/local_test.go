@@ -60,37 +60,12 @@ func TestSeedFlowOnRealParts(t *testing.T) {
 	regwire := buildRegwire(t, work)
 
 	// 1. The real parts.
-	cp, err := controlplane.Start(controlplane.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cp.Stop() })
-	kc, err := cp.Kubeconfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(work, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	k8s := newClient(t, cp)
-
+	_, kubeconfig, k8s := startControlPlane(t, work, controlplane.Options{})
 	upstream := testutil.StartRegistry(t, testutil.RegistryOptions{})
 	l.add("registry upstream", upstream.Log)
 	const nexusUser, nexusPassword = "admin", "e2e-nexus-password"
-	nexus := testutil.StartRegistry(t, testutil.RegistryOptions{Users: map[string]string{nexusUser: nexusPassword}})
-	l.add("registry nexus", nexus.Log)
-
-	tlsDir := filepath.Join(work, "tls")
-	pki, err := bootstrap.EnsurePKI(tlsDir, bootstrap.PKIOptions{DNSNames: []string{"nexus.local"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpsAddr := testutil.FreeAddr(t)
-	_, port, _ := net.SplitHostPort(httpsAddr)
-	host := "nexus.local:" + port // a private loopback port, not the machine's 443
-	nginxConf := renderNginx(t, work, tlsDir, nexus.Host, httpsAddr)
-	testutil.StartNginx(t, nginxConf, httpsAddr) // its log is printed when the test fails
+	priv := startPrivateRegistry(t, l, work, nexusUser, nexusPassword)
+	nexus, host, tlsDir, nginxConf := priv.registry, priv.host, priv.tlsDir, priv.nginxConf
 
 	certsDir := filepath.Join(work, "certs.d") // containerd's config_path = the agent's root
 	unrelated := filepath.Join(certsDir, "docker.io", "hosts.toml")
@@ -141,7 +116,7 @@ func TestSeedFlowOnRealParts(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "nexus-local"},
 		Spec: v1alpha1.RegistryMirrorSpec{
 			Host:                 v1alpha1.RegistryHost(host),
-			CABundle:             string(pki.CA),
+			CABundle:             string(priv.ca),
 			CredentialsSecretRef: &v1alpha1.SecretReference{Namespace: operatorNS, Name: "nexus-credentials"},
 			HostAliases:          []v1alpha1.HostAlias{{IP: "127.0.0.1", Hostnames: []v1alpha1.Hostname{"nexus.local"}}},
 			PullSecrets: &v1alpha1.PullSecretsSpec{SecretName: "nexus-local-pull",
@@ -217,7 +192,7 @@ func TestSeedFlowOnRealParts(t *testing.T) {
 		}
 	}
 	rotated, err := bootstrap.EnsurePKI(tlsDir, bootstrap.PKIOptions{DNSNames: []string{"nexus.local"}})
-	if err != nil || !rotated.CAIssued || bytes.Equal(rotated.CA, pki.CA) {
+	if err != nil || !rotated.CAIssued || bytes.Equal(rotated.CA, priv.ca) {
 		t.Fatalf("rotating the CA: %v %+v", err, rotated)
 	}
 	reloadNginx(t, nginxConf)

@@ -28,7 +28,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	"github.com/regwire/regwire/bootstrap"
 	"github.com/regwire/regwire/config"
 	"github.com/regwire/regwire/internal/controlplane"
 	"github.com/regwire/regwire/internal/testutil"
@@ -77,22 +76,9 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 
 	// Control plane: the envtest API server with ServiceAccount admission, the controller
 	// manager and the scheduler, on loopback.
-	cp, err := controlplane.Start(controlplane.Options{ServiceAccountAdmission: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cp.Stop() })
-	kc, err := cp.Kubeconfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(work, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cp, kubeconfig, k8s := startControlPlane(t, work, controlplane.Options{ServiceAccountAdmission: true})
 	api, _ := url.Parse(cp.Config.Host)
 	apiHost, apiPort, _ := net.SplitHostPort(api.Host)
-	k8s := newClient(t, cp)
 	start(t, l, "kube-controller-manager", nil, filepath.Join(assets, "kube-controller-manager"),
 		"--kubeconfig="+kubeconfig, "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=0",
 		"--controllers=*", "--use-service-account-credentials=false", "--flex-volume-plugin-dir="+filepath.Join(work, "flexvolume"), "-v=1")
@@ -104,17 +90,8 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	local := testutil.StartRegistry(t, testutil.RegistryOptions{})
 	l.add("registry local", local.Log)
 	const nexusUser, nexusPassword = "admin", "e2e-node-nexus-password"
-	nexus := testutil.StartRegistry(t, testutil.RegistryOptions{Users: map[string]string{nexusUser: nexusPassword}})
-	l.add("registry nexus", nexus.Log)
-	tlsDir := filepath.Join(work, "tls")
-	pki, err := bootstrap.EnsurePKI(tlsDir, bootstrap.PKIOptions{DNSNames: []string{"nexus.local"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpsAddr := testutil.FreeAddr(t)
-	_, nexusPort, _ := net.SplitHostPort(httpsAddr)
-	host := "nexus.local:" + nexusPort
-	testutil.StartNginx(t, renderNginx(t, work, tlsDir, nexus.Host, httpsAddr), httpsAddr)
+	priv := startPrivateRegistry(t, l, work, nexusUser, nexusPassword)
+	host := priv.host
 
 	pause := local.Host + "/pause:e2e"
 	waitingImage(t, pause, "", runtimeArch())
@@ -199,7 +176,7 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	rm := &v1alpha1.RegistryMirror{
 		ObjectMeta: metav1.ObjectMeta{Name: "nexus-local"},
 		Spec: v1alpha1.RegistryMirrorSpec{
-			Host: v1alpha1.RegistryHost(host), CABundle: string(pki.CA),
+			Host: v1alpha1.RegistryHost(host), CABundle: string(priv.ca),
 			CredentialsSecretRef: &v1alpha1.SecretReference{Namespace: "regwire-system", Name: "nexus-credentials"},
 			HostAliases:          []v1alpha1.HostAlias{{IP: "127.0.0.1", Hostnames: []v1alpha1.Hostname{"nexus.local"}}},
 			PullSecrets: &v1alpha1.PullSecretsSpec{SecretName: "nexus-local-pull",

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/regwire/regwire/bootstrap"
+	"github.com/regwire/regwire/internal/controlplane"
+	"github.com/regwire/regwire/internal/testutil"
 )
 
 // logs collects the output of every component and prints it when the test fails.
@@ -196,4 +202,54 @@ func eventually(t *testing.T, timeout time.Duration, what string, f func() error
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+}
+
+// startControlPlane starts kube-apiserver + etcd and writes an admin kubeconfig into dir.
+func startControlPlane(t *testing.T, dir string, o controlplane.Options) (*controlplane.ControlPlane, string, client.Client) {
+	t.Helper()
+	cp, err := controlplane.Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Stop() })
+	kc, err := cp.Kubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cp, kubeconfig, newClient(t, cp)
+}
+
+// privateRegistry is "Nexus" as the seed has it: a registry with basic auth behind real
+// nginx, with the nginx.conf and SAN certificate the bootstrap generates, reachable as
+// nexus.local on a private loopback port (not the machine's 443).
+type privateRegistry struct {
+	registry *testutil.Registry
+	// host is nexus.local:<port>, as image references name it.
+	host, user, password string
+	// tlsDir holds the bootstrap's CA and certificate; ca is the CA in PEM; nginxConf the
+	// configuration nginx runs with.
+	tlsDir, nginxConf string
+	ca                []byte
+}
+
+func startPrivateRegistry(t *testing.T, l *logs, dir, user, password string) *privateRegistry {
+	t.Helper()
+	p := &privateRegistry{user: user, password: password, tlsDir: filepath.Join(dir, "tls")}
+	p.registry = testutil.StartRegistry(t, testutil.RegistryOptions{Users: map[string]string{user: password}})
+	l.add("registry nexus", p.registry.Log)
+	pki, err := bootstrap.EnsurePKI(p.tlsDir, bootstrap.PKIOptions{DNSNames: []string{"nexus.local"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ca = pki.CA
+	httpsAddr := testutil.FreeAddr(t)
+	_, port, _ := net.SplitHostPort(httpsAddr)
+	p.host = "nexus.local:" + port
+	p.nginxConf = renderNginx(t, dir, p.tlsDir, p.registry.Host, httpsAddr)
+	testutil.StartNginx(t, p.nginxConf, httpsAddr) // its log is printed when the test fails
+	return p
 }
