@@ -22,6 +22,7 @@ REGISTRY_VERSION := v3.1.2
 LDFLAGS        := -s -w -X github.com/regwire/regwire/internal/version.Version=$(VERSION) \
                   -X github.com/regwire/regwire/internal/version.Commit=$(COMMIT)
 GO_TEST_FLAGS  ?= -race -count=1
+FUZZTIME       ?= 60s
 
 export KUBEBUILDER_ASSETS := $(ENVTEST_ASSETS)
 export K8S_VERSION ETCD_VERSION
@@ -62,6 +63,15 @@ image: ## Build the regwire image without Docker (linux/amd64, linux/arm64) into
 .PHONY: dist
 dist: ## Write dist/install.yaml from config/default with $(IMAGE_REPO):$(RELEASE).
 	go run ./hack/dist --image $(IMAGE_REPO):$(RELEASE) --out dist/install.yaml
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 60s; not part of make test).
+	@set -e; for target in \
+		internal/cabundle:FuzzParse internal/tagselect:FuzzNew internal/nodeconfig:FuzzHostDir \
+		internal/nodeconfig:FuzzRender internal/hostsfile:FuzzApply internal/pullsecret:FuzzBuild; do \
+		pkg=$${target%%:*}; fn=$${target##*:}; echo "== $$fn ($$pkg, $(FUZZTIME))"; \
+		go test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
 
 .PHONY: build
 build: ## Build bin/regwire with the version stamped.
