@@ -178,12 +178,15 @@ func TestPullSecretLifecycle(t *testing.T) {
 	}
 	expectState(t, "team-late", "no secret; default=[]", "default")
 
-	// A Secret of the same name that regwire did not make is never overwritten.
-	createNamespace(t, "team-clash", labels)
+	// A Secret of the same name that regwire did not make is never overwritten. It exists
+	// before the namespace matches (else the controller could be first).
+	createNamespace(t, "team-clash", nil)
 	clash := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-clash", Name: "pulls-pull"}, StringData: map[string]string{"mine": "yes"}}
 	if err := k8s.Create(ctx, clash); err != nil {
 		t.Fatal(err)
 	}
+	clashNS := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-clash"}}
+	update(t, clashNS, func() { clashNS.Labels = labels })
 	_, c := mirrorCondition(t, "pulls", v1alpha1.ConditionPullSecretsReady, metav1.ConditionFalse, "PullSecretsFailing")
 	if want := "team-clash: a Secret named pulls-pull exists and is not managed by regwire"; !strings.Contains(c.Message, want) {
 		t.Errorf("PullSecretsReady message %q does not contain %q", c.Message, want)
