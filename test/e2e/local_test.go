@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -22,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -224,6 +226,9 @@ func TestSeedFlowOnRealParts(t *testing.T) {
 		t.Error("containerd was restarted")
 	}
 
+	// No secret in what regwire says: logs, Events, status.
+	secretLeakCheck(t, l, k8s, nexusPassword, base64.StdEncoding.EncodeToString([]byte(nexusUser+":"+nexusPassword)))
+
 	// 6. Deleting the mirror takes its files and hosts entries off the node.
 	if err := k8s.Delete(ctx, rm); err != nil {
 		t.Fatal(err)
@@ -396,4 +401,36 @@ func mustRef(t *testing.T, s string) name.Reference {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// secretLeakCheck looks for secrets in everything regwire wrote where people and tools
+// read: the manager's and the agent's logs, every Event, and the status of every
+// RegistryMirror, RegistryNode and ImageSync.
+func secretLeakCheck(t *testing.T, l *logs, k8s client.Client, secrets ...string) {
+	t.Helper()
+	ctx := context.Background()
+	var texts []string
+	for _, name := range []string{"manager", "agent"} {
+		texts = append(texts, name+" log\n"+l.buffer(name).String())
+	}
+	for _, list := range []client.ObjectList{&eventsv1.EventList{}, &corev1.EventList{}, &v1alpha1.RegistryMirrorList{}, &v1alpha1.RegistryNodeList{}, &v1alpha1.ImageSyncList{}} {
+		if err := k8s.List(ctx, list); err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, fmt.Sprintf("%T\n%s", list, b))
+	}
+	checked := 0
+	for _, text := range texts {
+		checked += len(text)
+		for _, s := range secrets {
+			if strings.Contains(text, s) {
+				t.Errorf("a secret appears in %s", strings.SplitN(text, "\n", 2)[0])
+			}
+		}
+	}
+	t.Logf("no secret in %d bytes of logs, Events and status", checked)
 }
