@@ -120,6 +120,7 @@ func (f *Files) ApplyOwned(d Desired) ([]Change, error) {
 	if err != nil {
 		return nil, err
 	}
+	f.removeTemps(rec, want)
 	var changes []Change
 
 	// 1. Claim every path before touching it: a crash after this point leaves a record that
@@ -315,12 +316,31 @@ func (f *Files) restore(p string) error {
 	return nil
 }
 
+// removeTemps removes what writes a crash interrupted left: the temporary file of any path
+// regwire owns or is about to write (every write is claimed in the record first), and the
+// record's own. Left alone, one would keep its directory from ever being removed.
+func (f *Files) removeTemps(rec *record, want map[string][]byte) {
+	paths := []string{recordFile}
+	for p := range rec.Files {
+		paths = append(paths, p)
+	}
+	for p := range want {
+		paths = append(paths, p)
+	}
+	for _, p := range paths {
+		_ = f.root.Remove(tempPath(p))
+	}
+}
+
+// tempPath is where writeAtomicMode stages p.
+func tempPath(p string) string { return path.Join(path.Dir(p), "."+path.Base(p)+".regwire-tmp") }
+
 func (f *Files) writeAtomic(p string, data []byte) error { return f.writeAtomicMode(p, data, fileMode) }
 
 // writeAtomicMode writes data to p so that p always holds either its old or its new
 // complete content: temp file in the same directory, fsync, rename, directory fsync.
 func (f *Files) writeAtomicMode(p string, data []byte, mode fs.FileMode) error {
-	tmp := path.Join(path.Dir(p), "."+path.Base(p)+".regwire-tmp")
+	tmp := tempPath(p)
 	w, err := f.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", p, err)
