@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bufio"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -161,8 +162,8 @@ func TestAgentKilledDuringApplyLeavesCompleteFiles(t *testing.T) {
 		if _, err := f.Apply(nil); err != nil {
 			t.Fatal(err)
 		}
-		if got := testutil.Snapshot(t, root, ".regwire"); !equalMaps(got, original) {
-			t.Errorf("run %d: after releasing everything the tree is %v, want %v", i, keysOf(got), keysOf(original))
+		if got := testutil.Snapshot(t, root, ".regwire"); !maps.Equal(got, original) {
+			t.Errorf("run %d: after releasing everything the tree is %v, want %v", i, sortedKeys(got), sortedKeys(original))
 		}
 		_ = f.Close()
 		if t.Failed() {
@@ -193,32 +194,4 @@ func valuesOf(m map[string]string) []string {
 	return out
 }
 
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
-
-func keysOf(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

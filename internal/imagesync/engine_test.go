@@ -3,6 +3,7 @@ package imagesync_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -153,10 +154,10 @@ func TestCopyBetweenRealRegistries(t *testing.T) {
 			t.Errorf("rerun of %s: %+v", r.Tag, r)
 		}
 	}
-	if got := srcCount.reset(); !mapsEqual(got, map[string]int{"HEAD manifest": 3}) {
+	if got := srcCount.reset(); !maps.Equal(got, map[string]int{"HEAD manifest": 3}) {
 		t.Errorf("source requests of an up-to-date rerun: %v, want 3 manifest HEADs", got)
 	}
-	if got := dstCount.reset(); !mapsEqual(got, map[string]int{"HEAD manifest": 3}) {
+	if got := dstCount.reset(); !maps.Equal(got, map[string]int{"HEAD manifest": 3}) {
 		t.Errorf("target requests of an up-to-date rerun: %v, want 3 manifest HEADs", got)
 	}
 }
@@ -203,18 +204,6 @@ func caTransport(t *testing.T, pem string) http.RoundTripper {
 		t.Fatal(err)
 	}
 	return rt
-}
-
-func mapsEqual(a, b map[string]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func TestPlatformsFilterAnIndexIntoANewOne(t *testing.T) {
@@ -265,10 +254,10 @@ func TestPlatformsFilterAnIndexIntoANewOne(t *testing.T) {
 	if r := eng.CopyTag(ctx, "1.36"); r.Err != nil || !r.UpToDate {
 		t.Errorf("rerun: %+v", r)
 	}
-	if got := srcCount.reset(); !mapsEqual(got, map[string]int{"GET manifest": 1}) {
+	if got := srcCount.reset(); !maps.Equal(got, map[string]int{"GET manifest": 1}) {
 		t.Errorf("source requests of the rerun: %v", got)
 	}
-	if got := dstCount.reset(); !mapsEqual(got, map[string]int{"HEAD manifest": 1}) {
+	if got := dstCount.reset(); !maps.Equal(got, map[string]int{"HEAD manifest": 1}) {
 		t.Errorf("target requests of the rerun: %v", got)
 	}
 	none, err := imagesync.New(imagesync.Endpoint{Repository: src.Host + "/library/busybox", Auth: &authn.Basic{Username: "alice", Password: password}},

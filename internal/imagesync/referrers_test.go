@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -132,10 +133,10 @@ func TestReferrersOfAnIndexAreCopiedAndARerunCostsTwoRequestsPerTag(t *testing.T
 	// Per run: the source's ping (two requests: HTTPS first, and this loopback registry
 	// speaks plain HTTP), its tag listing and the referrers API probe (a 404 here, so
 	// go-containerregistry reads the fallback tag); the target's ping.
-	if want := map[string]int{"HEAD manifest": 3, "GET other": 4, "GET manifest": 1}; !mapsEqual(srcReqs, want) {
+	if want := map[string]int{"HEAD manifest": 3, "GET other": 4, "GET manifest": 1}; !maps.Equal(srcReqs, want) {
 		t.Errorf("source requests of the rerun: %v, want %v", srcReqs, want)
 	}
-	if want := map[string]int{"HEAD manifest": 3, "GET other": 1}; !mapsEqual(dstReqs, want) {
+	if want := map[string]int{"HEAD manifest": 3, "GET other": 1}; !maps.Equal(dstReqs, want) {
 		t.Errorf("target requests of the rerun: %v, want %v", dstReqs, want)
 	}
 
@@ -146,7 +147,7 @@ func TestReferrersOfAnIndexAreCopiedAndARerunCostsTwoRequestsPerTag(t *testing.T
 	if len(res) != 1 || res[0].Err != nil || !res[0].UpToDate || res[0].Referrers != 2 {
 		t.Fatalf("rerun without a cache: %+v", res)
 	}
-	if want := map[string]int{"HEAD manifest": 3, "GET manifest": 1 + 2, "GET other": 4}; !mapsEqual(srcReqs, want) {
+	if want := map[string]int{"HEAD manifest": 3, "GET manifest": 1 + 2, "GET other": 4}; !maps.Equal(srcReqs, want) {
 		t.Errorf("source requests of a rerun without a cache: %v, want %v", srcReqs, want)
 	}
 }
