@@ -12,12 +12,15 @@ package imagesync
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -371,14 +374,33 @@ func (e *Engine) copyTag(ctx context.Context, tag string, filter bool) *tagRun {
 	return run
 }
 
-// getManifest reads a manifest from the source within a job slot.
+// getManifest reads a manifest from the source within a job slot. go-containerregistry
+// retries requests that fail before an answer; an answer whose body breaks off is retried
+// here, with the same backoff.
 func (e *Engine) getManifest(ctx context.Context, ref name.Reference) (*remote.Descriptor, error) {
 	release, err := e.slot(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	return e.src.puller.Get(ctx, ref)
+	b := e.o.Backoff
+	for {
+		d, err := e.src.puller.Get(ctx, ref)
+		if err == nil || b.Steps <= 1 || !cutShort(err) {
+			return d, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(b.Step()):
+		}
+	}
+}
+
+// cutShort reports a response body that ended before its length: the connection broke
+// after the answer began.
+func cutShort(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // filter keeps the manifests of the index whose platform satisfies one of the wanted

@@ -2,11 +2,15 @@ package imagesync_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/regwire/regwire/internal/imagesync"
 	"github.com/regwire/regwire/internal/testutil"
@@ -29,22 +34,31 @@ type faultProxy struct {
 	mu     sync.Mutex
 	rng    *rand.Rand
 	faults map[string]*atomic.Int64
+	// all adds slow answers and bodies cut short to the mix (still a fifth in all).
+	all bool
 }
 
 func newFaultProxy(t *testing.T, target string) *httptest.Server {
+	t.Helper()
+	return startFaultProxy(t, target, false)
+}
+
+func startFaultProxy(t *testing.T, target string, all bool) *httptest.Server {
 	t.Helper()
 	u, _ := url.Parse(target)
 	fp := &faultProxy{
 		proxy: httputil.NewSingleHostReverseProxy(u),
 		rng:   rand.New(rand.NewPCG(1, 2)), // deterministic
 		faults: map[string]*atomic.Int64{
-			"503": {}, "429": {}, "drop": {},
+			"503": {}, "429": {}, "drop": {}, "slow": {}, "truncated": {},
 		},
+		all: all,
 	}
 	srv := httptest.NewServer(fp)
 	t.Cleanup(func() {
 		srv.Close()
-		t.Logf("faults injected: 503=%d 429=%d dropped=%d", fp.faults["503"].Load(), fp.faults["429"].Load(), fp.faults["drop"].Load())
+		t.Logf("faults injected: 503=%d 429=%d dropped=%d slow=%d truncated=%d", fp.faults["503"].Load(), fp.faults["429"].Load(), fp.faults["drop"].Load(),
+			fp.faults["slow"].Load(), fp.faults["truncated"].Load())
 		if fp.faults["503"].Load()+fp.faults["429"].Load()+fp.faults["drop"].Load() == 0 {
 			t.Error("the fault proxy injected no fault; the test proves nothing")
 		}
@@ -56,6 +70,24 @@ func (fp *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fp.mu.Lock()
 	roll := fp.rng.IntN(100)
 	fp.mu.Unlock()
+	if fp.all {
+		switch {
+		case roll < 4:
+			fp.faults["slow"].Add(1)
+			time.Sleep(300 * time.Millisecond)
+			fp.proxy.ServeHTTP(w, r)
+			return
+		case roll < 8:
+			fp.faults["truncated"].Add(1)
+			fp.proxy.ServeHTTP(&truncating{ResponseWriter: w}, r)
+			return
+		case roll < 20:
+			roll = (roll - 8) * 20 / 12 // the other faults share the rest of the fifth
+		default:
+			fp.proxy.ServeHTTP(w, r)
+			return
+		}
+	}
 	switch {
 	case roll < 7:
 		fp.faults["503"].Add(1)
@@ -76,6 +108,39 @@ func (fp *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		fp.proxy.ServeHTTP(w, r)
 	}
+}
+
+// truncating sends half of a response body, then closes the connection.
+type truncating struct {
+	http.ResponseWriter
+	sent int64
+	done bool
+}
+
+func (w *truncating) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, io.ErrClosedPipe
+	}
+	limit := int64(1)
+	if n, err := strconv.ParseInt(w.Header().Get("Content-Length"), 10, 64); err == nil && n > 1 {
+		limit = n / 2
+	}
+	if w.sent+int64(len(p)) < limit {
+		w.sent += int64(len(p))
+		return w.ResponseWriter.Write(p)
+	}
+	k, _ := w.ResponseWriter.Write(p[:limit-w.sent])
+	w.sent += int64(k)
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+	w.done = true
+	if hj, ok := w.ResponseWriter.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+		}
+	}
+	return k, io.ErrClosedPipe
 }
 
 // TestCopyCompletesThroughFaults copies through a proxy that fails a fifth of the target's
@@ -170,5 +235,81 @@ func TestAProxyRefusingLargeBodiesIsNamed(t *testing.T) {
 	r := eng.CopyTag(context.Background(), "1")
 	if r.Err == nil || !strings.Contains(r.Err.Error(), "Request Entity Too Large (HTTP 413)") || !strings.HasPrefix(r.Err.Error(), "target ") {
 		t.Errorf("err = %v, want a target error naming HTTP 413", r.Err)
+	}
+}
+
+// TestTwoHundredImagesThroughFaultsOnBothSides syncs 200 tags through fault proxies in front
+// of both registries (a fifth of the requests: 503, 429 with Retry-After, dropped
+// connections, slow answers, bodies cut short): every tag ends digest-equal to the source or
+// failed with a reason naming the side, and no manifest in the target points at a blob the
+// target does not have.
+func TestTwoHundredImagesThroughFaultsOnBothSides(t *testing.T) {
+	t.Parallel()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	const n = 200
+	tags := make([]string, n)
+	want := map[string]string{}
+	for i := range n {
+		img, err := random.Image(512, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tags[i] = fmt.Sprintf("v%03d", i)
+		if err := remote.Write(mustRef(t, src.Host+"/library/many:"+tags[i]), img); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := img.Digest()
+		want[tags[i]] = d.String()
+	}
+	srcProxy := startFaultProxy(t, src.URL, true)
+	dstProxy := startFaultProxy(t, dst.URL, true)
+	eng, err := imagesync.New(
+		imagesync.Endpoint{Repository: srcProxy.Listener.Addr().String() + "/library/many"},
+		imagesync.Endpoint{Repository: dstProxy.Listener.Addr().String() + "/mirror/many"},
+		imagesync.Options{Jobs: 16, Backoff: remote.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Steps: 8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	copied, failed := 0, 0
+	for _, r := range eng.Sync(ctx, tags) {
+		switch {
+		case r.Err != nil:
+			failed++
+			if failed <= 3 {
+				t.Logf("%s failed: %v", r.Tag, r.Err)
+			}
+			var se *imagesync.SideError
+			if !errors.As(r.Err, &se) || se.Ref == "" {
+				t.Errorf("%s failed without naming the side and reference: %v", r.Tag, r.Err)
+			}
+		case r.TargetDigest != want[r.Tag]:
+			t.Errorf("%s: target digest %s, want %s", r.Tag, r.TargetDigest, want[r.Tag])
+		default:
+			copied++
+		}
+	}
+	// What the target holds, read straight from it: complete images only.
+	present, err := remote.List(mustRepo(t, dst.Host+"/mirror/many"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range present {
+		img, err := remote.Image(mustRef(t, dst.Host+"/mirror/many:"+tag))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := validate.Image(img, validate.Fast); err != nil {
+			t.Errorf("target %s points at what it does not hold: %v", tag, err)
+		}
+		if d, _ := img.Digest(); d.String() != want[tag] {
+			t.Errorf("target %s is %s, want %s", tag, d, want[tag])
+		}
+	}
+	t.Logf("%d of %d tags copied through faults, %d failed with a reason; the target holds %d complete images", copied, n, failed, len(present))
+	if copied < n*9/10 {
+		t.Errorf("only %d of %d tags made it through a fifth of failed requests", copied, n)
 	}
 }
