@@ -115,14 +115,14 @@ func TestSyncIndexWithReferrersBetweenTLSRegistries(t *testing.T) {
 	}
 	// An SBOM-like OCI referrer of the index (kept under the sha256-<hex> fallback tag: the
 	// distribution registry has no referrers API).
-	head, err := remote.Head(mustTag(t, src.Host+"/library/busybox:1.36"), srcTransport)
+	head, err := remote.Head(testutil.Tag(t, src.Host+"/library/busybox:1.36"), srcTransport)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sbom, _ := random.Image(256, 1)
 	sbom = mutate.Subject(sbom, *head).(v1.Image)
 	sbomDigest, _ := sbom.Digest()
-	if err := remote.Write(mustDigestRef(t, src.Host+"/library/busybox@"+sbomDigest.String()), sbom, srcTransport); err != nil {
+	if err := remote.Write(testutil.Digest(t, src.Host+"/library/busybox@"+sbomDigest.String()), sbom, srcTransport); err != nil {
 		t.Fatal(err)
 	}
 
@@ -139,14 +139,14 @@ func TestSyncIndexWithReferrersBetweenTLSRegistries(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	dstTransport := remote.WithTransport(testutil.CATransport(t, dstCA.PEM))
-	got, err := remote.Get(mustTag(t, dst.Host+"/my-docker/busybox:1.36"), dstTransport)
+	got, err := remote.Get(testutil.Tag(t, dst.Host+"/my-docker/busybox:1.36"), dstTransport)
 	if err != nil || got.Digest != d {
 		t.Fatalf("target index: %v %v, want %s", got, err, d)
 	}
-	if _, err := remote.Head(mustTag(t, dst.Host+"/my-docker/busybox:sha256-"+d.Hex+".sig"), dstTransport); err != nil {
+	if _, err := remote.Head(testutil.Tag(t, dst.Host+"/my-docker/busybox:sha256-"+d.Hex+".sig"), dstTransport); err != nil {
 		t.Errorf("the signature was not copied: %v", err)
 	}
-	refs, err := remote.Referrers(mustDigestRef(t, dst.Host+"/my-docker/busybox@"+d.String()), dstTransport)
+	refs, err := remote.Referrers(testutil.Digest(t, dst.Host+"/my-docker/busybox@"+d.String()), dstTransport)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,22 +164,4 @@ func TestSyncIndexWithReferrersBetweenTLSRegistries(t *testing.T) {
 	if want := "11 requests: 6 manifest checks for 1 tag(s) and 2 referrer(s), 5 other"; !strings.Contains(out, want) {
 		t.Errorf("rerun requests: want %q in\n%s", want, out)
 	}
-}
-
-func mustDigestRef(t *testing.T, s string) name.Digest {
-	t.Helper()
-	d, err := name.NewDigest(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-func mustTag(t *testing.T, s string) name.Tag {
-	t.Helper()
-	tag, err := name.NewTag(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tag
 }

@@ -30,7 +30,7 @@ func TestBearerTokenRegistriesOnBothSides(t *testing.T) {
 	for _, repo := range []string{"one", "two"} {
 		img, _ := random.Image(1024, 1)
 		img = mustAppend(t, img, base)
-		if err := remote.Write(mustRef(t, src.Host+"/apps/"+repo+":1"), img, remote.WithAuth(pusher)); err != nil {
+		if err := remote.Write(testutil.Ref(t, src.Host+"/apps/"+repo+":1"), img, remote.WithAuth(pusher)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -47,8 +47,8 @@ func TestBearerTokenRegistriesOnBothSides(t *testing.T) {
 		if r := eng.CopyTag(context.Background(), "1"); r.Err != nil || r.UpToDate {
 			t.Fatalf("%s: %+v", repo, r)
 		}
-		want, _ := remote.Head(mustRef(t, src.Host+"/apps/"+repo+":1"), remote.WithAuth(reader))
-		got, err := remote.Head(mustRef(t, dst.Host+"/mirror/"+repo+":1"), remote.WithAuth(pusher))
+		want, _ := remote.Head(testutil.Ref(t, src.Host+"/apps/"+repo+":1"), remote.WithAuth(reader))
+		got, err := remote.Head(testutil.Ref(t, dst.Host+"/mirror/"+repo+":1"), remote.WithAuth(pusher))
 		if err != nil || got.Digest != want.Digest {
 			t.Errorf("%s in the target: %v %v, want %s", repo, got, err, want.Digest)
 		}

@@ -60,7 +60,7 @@ func pushShared(t *testing.T, repo string, base v1.Layer, tags ...string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := remote.Write(mustRef(t, repo+":"+tag), img); err != nil {
+		if err := remote.Write(testutil.Ref(t, repo+":"+tag), img); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -114,7 +114,7 @@ func TestSharedBlobsAreTransferredOnceAndMountedAcrossRepositories(t *testing.T)
 	// Both repositories hold complete images.
 	for _, repo := range []string{"one", "two"} {
 		for _, tag := range tags {
-			img, err := remote.Image(mustRef(t, dst.Host+"/mirror/"+repo+":"+tag))
+			img, err := remote.Image(testutil.Ref(t, dst.Host+"/mirror/"+repo+":"+tag))
 			if err != nil {
 				t.Fatal(err)
 			}

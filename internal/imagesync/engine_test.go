@@ -286,13 +286,13 @@ func TestReferrersAndCosignTagsAreCopied(t *testing.T) {
 	sbom, _ := random.Image(256, 1)
 	art := mutate.Subject(sbom, v1.Descriptor{MediaType: mt, Digest: d, Size: size}).(v1.Image)
 	artDigest, _ := art.Digest()
-	if err := remote.Write(mustRef(t, src.Host+"/library/app@"+artDigest.String()), art); err != nil {
+	if err := remote.Write(testutil.Ref(t, src.Host+"/library/app@"+artDigest.String()), art); err != nil {
 		t.Fatal(err)
 	}
 	// A cosign signature under its tag scheme.
 	sig, _ := random.Image(128, 1)
 	sigTag := "sha256-" + d.Hex + ".sig"
-	if err := remote.Write(mustRef(t, src.Host+"/library/app:"+sigTag), sig); err != nil {
+	if err := remote.Write(testutil.Ref(t, src.Host+"/library/app:"+sigTag), sig); err != nil {
 		t.Fatal(err)
 	}
 	sigDigest, _ := sig.Digest()
@@ -305,7 +305,7 @@ func TestReferrersAndCosignTagsAreCopied(t *testing.T) {
 	if r := eng.CopyTag(context.Background(), "1.0"); r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	refs, err := remote.Referrers(mustDigest(t, dst.Host+"/mirror/app@"+d.String()))
+	refs, err := remote.Referrers(testutil.Digest(t, dst.Host+"/mirror/app@"+d.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +313,7 @@ func TestReferrersAndCosignTagsAreCopied(t *testing.T) {
 	if len(im.Manifests) != 1 || im.Manifests[0].Digest != artDigest {
 		t.Errorf("target referrers of %s: %+v, want %s", d, im.Manifests, artDigest)
 	}
-	got, err := remote.Head(mustRef(t, dst.Host+"/mirror/app:"+sigTag))
+	got, err := remote.Head(testutil.Ref(t, dst.Host+"/mirror/app:"+sigTag))
 	if err != nil || got.Digest != sigDigest {
 		t.Errorf("target cosign tag %s: %v %v, want %s", sigTag, got, err, sigDigest)
 	}
@@ -322,25 +322,7 @@ func TestReferrersAndCosignTagsAreCopied(t *testing.T) {
 	if r := plain.CopyTag(context.Background(), "1.0"); r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	if _, err := remote.Head(mustRef(t, dst.Host+"/plain/app:"+sigTag)); err == nil {
+	if _, err := remote.Head(testutil.Ref(t, dst.Host+"/plain/app:"+sigTag)); err == nil {
 		t.Error("the signature was copied without Referrers")
 	}
-}
-
-func mustRef(t *testing.T, s string) name.Reference {
-	t.Helper()
-	r, err := name.ParseReference(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-func mustDigest(t *testing.T, s string) name.Digest {
-	t.Helper()
-	d, err := name.NewDigest(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }

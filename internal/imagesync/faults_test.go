@@ -224,7 +224,7 @@ func TestAProxyRefusingLargeBodiesIsNamed(t *testing.T) {
 	}))
 	defer limited.Close()
 	img, _ := random.Image(2<<20, 1)
-	if err := remote.Write(mustRef(t, src.Host+"/library/big:1"), img); err != nil {
+	if err := remote.Write(testutil.Ref(t, src.Host+"/library/big:1"), img); err != nil {
 		t.Fatal(err)
 	}
 	eng, err := imagesync.New(imagesync.Endpoint{Repository: src.Host + "/library/big"},
@@ -256,7 +256,7 @@ func TestTwoHundredImagesThroughFaultsOnBothSides(t *testing.T) {
 			t.Fatal(err)
 		}
 		tags[i] = fmt.Sprintf("v%03d", i)
-		if err := remote.Write(mustRef(t, src.Host+"/library/many:"+tags[i]), img); err != nil {
+		if err := remote.Write(testutil.Ref(t, src.Host+"/library/many:"+tags[i]), img); err != nil {
 			t.Fatal(err)
 		}
 		d, _ := img.Digest()
@@ -292,12 +292,12 @@ func TestTwoHundredImagesThroughFaultsOnBothSides(t *testing.T) {
 		}
 	}
 	// What the target holds, read straight from it: complete images only.
-	present, err := remote.List(mustRepo(t, dst.Host+"/mirror/many"))
+	present, err := remote.List(testutil.Repo(t, dst.Host+"/mirror/many"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tag := range present {
-		img, err := remote.Image(mustRef(t, dst.Host+"/mirror/many:"+tag))
+		img, err := remote.Image(testutil.Ref(t, dst.Host+"/mirror/many:"+tag))
 		if err != nil {
 			t.Fatal(err)
 		}

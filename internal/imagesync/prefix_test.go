@@ -65,7 +65,7 @@ func TestATargetServedUnderAPathIsWritten(t *testing.T) {
 	if r := eng.CopyTag(context.Background(), "1.36"); r.Err != nil || !r.UpToDate {
 		t.Fatalf("rerun: %+v", r)
 	}
-	got, err := remote.Head(mustRef(t, dst.Host+"/busybox:1.36"))
+	got, err := remote.Head(testutil.Ref(t, dst.Host+"/busybox:1.36"))
 	if err != nil || got.Digest != d {
 		t.Errorf("registry behind the path: %v %v, want %s", got, err, d)
 	}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -36,7 +35,7 @@ func attach(t *testing.T, repo string, d v1.Descriptor, opts ...remote.Option) v
 	}
 	withSubject := mutate.Subject(art, v1.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}).(v1.Image)
 	ad, _ := withSubject.Digest()
-	if err := remote.Write(mustRef(t, repo+"@"+ad.String()), withSubject, opts...); err != nil {
+	if err := remote.Write(testutil.Ref(t, repo+"@"+ad.String()), withSubject, opts...); err != nil {
 		t.Fatal(err)
 	}
 	return ad
@@ -49,7 +48,7 @@ func sign(t *testing.T, repo string, d v1.Hash, opts ...remote.Option) v1.Hash {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(mustRef(t, repo+":sha256-"+d.Hex+".sig"), sig, opts...); err != nil {
+	if err := remote.Write(testutil.Ref(t, repo+":sha256-"+d.Hex+".sig"), sig, opts...); err != nil {
 		t.Fatal(err)
 	}
 	sd, _ := sig.Digest()
@@ -70,7 +69,7 @@ func TestReferrersOfAnIndexAreCopiedAndARerunCostsTwoRequestsPerTag(t *testing.T
 	auth := &authn.Basic{Username: "alice", Password: password}
 	repo := src.Host + "/library/app"
 	idx := testutil.PushIndex(t, repo+":1.0", []string{"linux/amd64", "linux/arm64", "linux/s390x"}, 4096, 2, remote.WithAuth(auth))
-	desc, err := remote.Head(mustRef(t, repo+":1.0"), remote.WithAuth(auth))
+	desc, err := remote.Head(testutil.Ref(t, repo+":1.0"), remote.WithAuth(auth))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +106,7 @@ func TestReferrersOfAnIndexAreCopiedAndARerunCostsTwoRequestsPerTag(t *testing.T
 		t.Errorf("referrers checked: %d, want 2 (the OCI fallback tag and the cosign signature)", res[0].Referrers)
 	}
 	dt := caTransport(t, ca.PEM)
-	refs, err := remote.Referrers(mustDigest(t, dst.Host+"/mirror/app@"+idx.String()), remote.WithTransport(dt))
+	refs, err := remote.Referrers(testutil.Digest(t, dst.Host+"/mirror/app@"+idx.String()), remote.WithTransport(dt))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,10 +114,10 @@ func TestReferrersOfAnIndexAreCopiedAndARerunCostsTwoRequestsPerTag(t *testing.T
 	if len(im.Manifests) != 1 || im.Manifests[0].Digest != sbom {
 		t.Errorf("target referrers of the index: %+v, want %s", im.Manifests, sbom)
 	}
-	if got, err := remote.Head(mustRef(t, dst.Host+"/mirror/app:sha256-"+idx.Hex+".sig"), remote.WithTransport(dt)); err != nil || got.Digest != sig {
+	if got, err := remote.Head(testutil.Ref(t, dst.Host+"/mirror/app:sha256-"+idx.Hex+".sig"), remote.WithTransport(dt)); err != nil || got.Digest != sig {
 		t.Errorf("target signature: %v %v, want %s", got, err, sig)
 	}
-	if _, err := remote.Head(mustRef(t, dst.Host+"/mirror/app:sha256-"+other.Hex+".sig"), remote.WithTransport(dt)); err == nil {
+	if _, err := remote.Head(testutil.Ref(t, dst.Host+"/mirror/app:sha256-"+other.Hex+".sig"), remote.WithTransport(dt)); err == nil {
 		t.Error("the signature of an unselected tag was copied")
 	}
 
@@ -171,7 +170,7 @@ func TestSignaturesOfPlatformsAreFoundWhenTheIndexIsUpToDate(t *testing.T) {
 	if r := newEngine().CopyTag(context.Background(), "1.0"); r.Err != nil || r.UpToDate {
 		t.Fatalf("first copy: %+v", r)
 	}
-	ii, _ := remote.Index(mustRef(t, repo+":1.0"))
+	ii, _ := remote.Index(testutil.Ref(t, repo+":1.0"))
 	im, _ := ii.IndexManifest()
 	child := im.Manifests[1].Digest
 	sig := sign(t, repo, child)
@@ -180,7 +179,7 @@ func TestSignaturesOfPlatformsAreFoundWhenTheIndexIsUpToDate(t *testing.T) {
 	if r.Err != nil || !r.UpToDate || r.Referrers != 1 || r.Bytes == 0 {
 		t.Fatalf("rerun after signing a platform: %+v", r)
 	}
-	if got, err := remote.Head(mustRef(t, dst.Host+"/mirror/app:sha256-"+child.Hex+".sig")); err != nil || got.Digest != sig {
+	if got, err := remote.Head(testutil.Ref(t, dst.Host+"/mirror/app:sha256-"+child.Hex+".sig")); err != nil || got.Digest != sig {
 		t.Errorf("target signature of %s: %v %v, want %s", child, got, err, sig)
 	}
 	_ = idx
@@ -196,12 +195,12 @@ func TestReferrersAPIOfTheSourceIsUsed(t *testing.T) {
 	srcHost := strings.TrimPrefix(srv.URL, "http://")
 	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
 	img, _ := random.Image(1024, 1)
-	if err := remote.Write(mustRef(t, srcHost+"/library/app:1.0"), img); err != nil {
+	if err := remote.Write(testutil.Ref(t, srcHost+"/library/app:1.0"), img); err != nil {
 		t.Fatal(err)
 	}
-	desc, _ := remote.Head(mustRef(t, srcHost+"/library/app:1.0"))
+	desc, _ := remote.Head(testutil.Ref(t, srcHost+"/library/app:1.0"))
 	art := attach(t, srcHost+"/library/app", *desc)
-	tags, _ := remote.List(mustRepo(t, srcHost+"/library/app"))
+	tags, _ := remote.List(testutil.Repo(t, srcHost+"/library/app"))
 	if slices.ContainsFunc(tags, func(s string) bool { return strings.HasPrefix(s, "sha256-") }) {
 		t.Fatalf("the source keeps fallback tags %v; this test needs a registry that serves the referrers API alone", tags)
 	}
@@ -212,7 +211,7 @@ func TestReferrersAPIOfTheSourceIsUsed(t *testing.T) {
 	if r := eng.CopyTag(context.Background(), "1.0"); r.Err != nil || r.Referrers != 1 {
 		t.Fatalf("copy: %+v", r)
 	}
-	refs, err := remote.Referrers(mustDigest(t, dst.Host+"/mirror/app@"+desc.Digest.String()))
+	refs, err := remote.Referrers(testutil.Digest(t, dst.Host+"/mirror/app@"+desc.Digest.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,13 +219,4 @@ func TestReferrersAPIOfTheSourceIsUsed(t *testing.T) {
 	if len(im.Manifests) != 1 || im.Manifests[0].Digest != art {
 		t.Errorf("target referrers: %+v, want %s", im.Manifests, art)
 	}
-}
-
-func mustRepo(t *testing.T, s string) name.Repository {
-	t.Helper()
-	r, err := name.NewRepository(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
 }

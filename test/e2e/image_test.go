@@ -40,7 +40,7 @@ func TestTheImageRunsWithContainerd(t *testing.T) {
 	} else {
 		t.Logf("%s", out)
 	}
-	idx, err := remote.Index(mustRef(t, ref))
+	idx, err := remote.Index(testutil.Ref(t, ref))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
@@ -94,7 +93,7 @@ func TestSeedFlowOnRealParts(t *testing.T) {
 		t.Fatal(err)
 	}
 	sigTag := "sha256-" + digest.Hex + ".sig"
-	if err := remote.Write(mustRef(t, upstream.Host+"/library/hello:"+sigTag), sig); err != nil {
+	if err := remote.Write(testutil.Ref(t, upstream.Host+"/library/hello:"+sigTag), sig); err != nil {
 		t.Fatal(err)
 	}
 
@@ -164,7 +163,7 @@ func TestSeedFlowOnRealParts(t *testing.T) {
 	}
 	nexusAuth := remote.WithAuth(&authn.Basic{Username: nexusUser, Password: nexusPassword})
 	wantSig, _ := sig.Digest()
-	if got, err := remote.Head(mustRef(t, nexus.Host+"/my-docker/hello:"+sigTag), nexusAuth); err != nil || got.Digest != wantSig {
+	if got, err := remote.Head(testutil.Ref(t, nexus.Host+"/my-docker/hello:"+sigTag), nexusAuth); err != nil || got.Digest != wantSig {
 		t.Errorf("the signature in the private registry: %v %v, want %s", got, err, wantSig)
 	}
 
@@ -392,15 +391,6 @@ func restoreHosts(t *testing.T, want []byte) {
 	if err := os.WriteFile("/etc/hosts", want, 0o644); err != nil {
 		t.Errorf("restoring /etc/hosts: %v", err)
 	}
-}
-
-func mustRef(t *testing.T, s string) name.Reference {
-	t.Helper()
-	r, err := name.ParseReference(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
 }
 
 // secretLeakCheck looks for secrets in everything regwire wrote where people and tools
