@@ -378,6 +378,7 @@ func mirrorCA(ctx context.Context, reader client.Reader, rm *v1alpha1.RegistryMi
 // reconcileDelete withdraws the mirror from the nodes, waits until every running agent
 // has removed its files, then releases the RegistryMirror.
 func (r *RegistryMirrorReconciler) reconcileDelete(ctx context.Context, rm *v1alpha1.RegistryMirror) (ctrl.Result, error) {
+	r.provisioned.Delete(rm.UID) // the repository stays in Nexus; nothing more to check
 	if !controllerutil.ContainsFinalizer(rm, v1alpha1.RegistryMirrorFinalizer) {
 		return ctrl.Result{}, nil
 	}
