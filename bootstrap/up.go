@@ -355,10 +355,10 @@ func (s *Stack) testPod() *unstructured.Unstructured {
 		"apiVersion": "v1", "kind": "Pod",
 		"metadata": map[string]any{"name": "regwire-pull-check", "namespace": "default"},
 		"spec": map[string]any{
-			"restartPolicy":    "Never",
+			"restartPolicy":    "Never", // it prints its line and stays Running until down
 			"imagePullSecrets": []any{map[string]any{"name": "nexus-pull"}},
 			"containers": []any{map[string]any{
-				"name": "check", "image": image, "command": []any{"sh", "-c", "echo pulled from the private registry"},
+				"name": "check", "image": image, "command": []any{"sh", "-c", "echo pulled from the private registry; exec sleep 3600"},
 			}},
 		},
 	}}
