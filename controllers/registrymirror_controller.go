@@ -204,7 +204,8 @@ func (r *RegistryMirrorReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if !controllerutil.ContainsFinalizer(rm, v1alpha1.RegistryMirrorFinalizer) {
 		before := rm.DeepCopy()
 		controllerutil.AddFinalizer(rm, v1alpha1.RegistryMirrorFinalizer)
-		return ctrl.Result{}, r.Client.Patch(ctx, rm, client.MergeFrom(before))
+		// Not found: deleted since the cache saw it (without a finalizer, at once); nothing to do.
+		return ctrl.Result{}, client.IgnoreNotFound(r.Client.Patch(ctx, rm, client.MergeFrom(before)))
 	}
 
 	before := rm.DeepCopy()
@@ -395,7 +396,7 @@ func (r *RegistryMirrorReconciler) reconcileDelete(ctx context.Context, rm *v1al
 		return ctrl.Result{RequeueAfter: deletionPoll}, patchStatus(ctx, r.Client, before, rm)
 	}
 	controllerutil.RemoveFinalizer(rm, v1alpha1.RegistryMirrorFinalizer)
-	if err := r.Client.Patch(ctx, rm, client.MergeFrom(before)); err != nil {
+	if err := r.Client.Patch(ctx, rm, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, fmt.Errorf("removing finalizer: %w", err)
 	}
 	forgetMetrics(rm.Name)
