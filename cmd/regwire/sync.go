@@ -32,13 +32,14 @@ type syncFlags struct {
 	srcCA, dstCA       string
 	insecure, dryRun   bool
 	progress           string
+	file               string
 }
 
 func newSyncCommand() *cobra.Command {
 	var f syncFlags
 	cmd := &cobra.Command{
-		Use:   "sync SRC DST",
-		Short: "Copy image tags from one registry repository to another",
+		Use:   "sync SRC DST | sync -f FILE",
+		Short: "Copy image tags from one registry repository to another, or run the ImageSyncs of a file once",
 		Long: `Copies the selected tags of repository SRC to repository DST, e.g.
 
   regwire sync docker.io/library/busybox nexus.local/my-docker/busybox --tags 1.36,latest
@@ -46,9 +47,31 @@ func newSyncCommand() *cobra.Command {
 Manifests are copied byte for byte, so digests (multi-platform indexes included) stay
 the same; a tag that is already up to date costs one manifest HEAD per registry.
 Credentials come from the docker config (~/.docker/config.json, $DOCKER_CONFIG) like
-docker and crane. Exits non-zero when any tag fails.`,
-		Args: cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error { return runSync(cmd, args[0], args[1], f) },
+docker and crane. Exits non-zero when any tag fails.
+
+With -f, runs every ImageSync manifest of FILE ("-" for standard input) once, without a
+cluster: all repositories at once under one --jobs limit, a blob shared by several of them
+transferred once and mounted into the others. Each ImageSync names its target with
+spec.target.image (registryMirrorRef and credentialsSecretRef need the controller).`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if f.file != "" {
+				return cobra.NoArgs(cmd, args)
+			}
+			return cobra.ExactArgs(2)(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.file != "" {
+				if len(f.tags) > 0 || f.tagPattern != "" || f.semver != "" || f.allTags || len(f.platforms) > 0 || f.referrers || f.srcCA != "" || f.dstCA != "" {
+					return errors.New("with -f the file's ImageSyncs select tags, platforms, referrers and CAs; drop those flags")
+				}
+				syncs, err := readSyncFile(f.file, f.insecure)
+				if err != nil {
+					return err
+				}
+				return runSyncFile(cmd.Context(), cmd.OutOrStdout(), syncs, f)
+			}
+			return runSync(cmd, args[0], args[1], f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringSliceVar(&f.tags, "tags", nil, "tags to copy, comma-separated")
@@ -62,6 +85,7 @@ docker and crane. Exits non-zero when any tag fails.`,
 	fl.StringVar(&f.dstCA, "dst-ca", "", "PEM file of CA certificates for the target registry")
 	fl.BoolVar(&f.insecure, "insecure", false, "allow plain HTTP and skip TLS verification on both registries")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "only report which tags would be copied")
+	fl.StringVarP(&f.file, "file", "f", "", `ImageSync manifests to run once ("-" reads standard input)`)
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (bars on a terminal), bars or lines")
 	return cmd
 }

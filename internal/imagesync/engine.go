@@ -72,6 +72,10 @@ type Options struct {
 	// Backoff between retries of a request that failed with 408, 429, 5xx or a dropped
 	// connection; zero means DefaultBackoff.
 	Backoff remote.Backoff
+	// Slots, when set, is the limit on registry operations instead of the Engine's own
+	// Jobs: Engines that share it share one budget (regwire sync -f runs every repository
+	// of a file at once under one --jobs).
+	Slots *Slots
 	// Cache remembers, across Engines and runs, which target repositories hold which blobs
 	// and which manifests an index lists; nil gives the Engine its own. Share one per
 	// process.
@@ -147,8 +151,18 @@ func New(src, dst Endpoint, o Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{src: s, dst: d, o: o, jobs: make(chan struct{}, o.Jobs), cache: o.Cache, pusher: pusher}, nil
+	jobs := make(chan struct{}, o.Jobs)
+	if o.Slots != nil {
+		jobs = o.Slots.ch
+	}
+	return &Engine{src: s, dst: d, o: o, jobs: jobs, cache: o.Cache, pusher: pusher}, nil
 }
+
+// Slots is a limit on registry operations under way at once that Engines can share.
+type Slots struct{ ch chan struct{} }
+
+// NewSlots returns a limit of n operations at once (at least 1).
+func NewSlots(n int) *Slots { return &Slots{ch: make(chan struct{}, max(n, 1))} }
 
 func newSide(e Endpoint, which string, backoff remote.Backoff) (side, error) {
 	var nameOpts []name.Option

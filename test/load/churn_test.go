@@ -252,14 +252,43 @@ func TestChurnLeavesNothingBehind(t *testing.T) {
 	t.Logf("churn for %s: %d ImageSync changes, %d deletions, %d creations, %d namespace relabels, %d mirror changes, %d mirror deletions",
 		churnFor, ops[0].Load(), ops[1].Load(), ops[2].Load(), ops[3].Load(), ops[4].Load(), ops[5].Load())
 
-	// Settle: both mirrors exist again (so their end state can be checked), then everything
-	// must reach what the objects ask for.
+	// Settle: both mirrors exist again (a deleted one is recreated once its deletion has
+	// finished), everything reaches what the objects ask for; then 20 namespaces change
+	// their label, so that both mirrors, whatever their age, have to follow a selection
+	// change, and everything must settle again.
 	for i := range hosts {
-		if err := k8s.Create(ctx, mirror(i, int(mirrorGen[i].Add(1)))); err != nil && !apierrors.IsAlreadyExists(err) {
+		err := eventually(func() error {
+			err := k8s.Create(ctx, mirror(i, int(mirrorGen[i].Add(1))))
+			if apierrors.IsAlreadyExists(err) {
+				rm := &v1alpha1.RegistryMirror{}
+				if err := k8s.Get(ctx, client.ObjectKey{Name: fmt.Sprintf("mirror-%d", i)}, rm); err != nil {
+					return err
+				}
+				if rm.DeletionTimestamp != nil {
+					return fmt.Errorf("mirror-%d is still being deleted", i)
+				}
+				return nil
+			}
+			return err
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	settled := eventually(settleAfter, func() error { return converged(ctx, k8s, nodes) })
+	settled := eventually(func() error { return converged(ctx, k8s, nodes) })
+	if settled == nil {
+		for i := range 20 {
+			n := &corev1.Namespace{}
+			must(t, k8s.Get(ctx, client.ObjectKey{Name: fmt.Sprintf("load-%d", i*5)}, n))
+			if n.Labels[pullLabel] == "yes" {
+				delete(n.Labels, pullLabel)
+			} else {
+				n.Labels = map[string]string{pullLabel: "yes"}
+			}
+			must(t, k8s.Update(ctx, n))
+		}
+		settled = eventually(func() error { return converged(ctx, k8s, nodes) })
+	}
 	close(stopWatch)
 	watch.Wait()
 	if settled != nil {
@@ -286,7 +315,7 @@ func TestChurnLeavesNothingBehind(t *testing.T) {
 	for i := range namespaces {
 		must(t, k8s.DeleteAllOf(ctx, &v1alpha1.ImageSync{}, client.InNamespace(fmt.Sprintf("load-%d", i))))
 	}
-	if err := eventually(settleAfter, func() error { return nothingLeft(ctx, k8s, nodes) }); err != nil {
+	if err := eventually(func() error { return nothingLeft(ctx, k8s, nodes) }); err != nil {
 		t.Fatalf("after deleting every mirror and ImageSync: %v", err)
 	}
 }
@@ -624,8 +653,9 @@ func tlsEndpoint(t *testing.T, ca *testutil.CA) string {
 	return srv.Listener.Addr().String()
 }
 
-func eventually(timeout time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
+// eventually retries f until it succeeds or settleAfter passes.
+func eventually(f func() error) error {
+	deadline := time.Now().Add(settleAfter)
 	for {
 		err := f()
 		if err == nil || time.Now().After(deadline) {

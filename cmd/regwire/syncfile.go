@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/internal/tagselect"
+)
+
+// fileSync is one ImageSync of a file, ready to run.
+type fileSync struct {
+	name     string // namespace/name, or the document's position
+	src, dst imagesync.Endpoint
+	sel      *tagselect.Selector
+	opts     imagesync.Options
+}
+
+// readSyncFile reads ImageSync manifests (YAML or JSON, several documents) and checks that
+// regwire sync can run each of them without a cluster: source and target repositories,
+// CA bundles and the insecure flags, credentials from the docker config.
+func readSyncFile(path string, insecure bool) ([]fileSync, error) {
+	var r io.Reader
+	if path == "-" {
+		r = os.Stdin
+	} else {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		r = bytes.NewReader(b)
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(r, 4096)
+	var out []fileSync
+	for doc := 1; ; doc++ {
+		var raw map[string]any
+		if err := dec.Decode(&raw); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", path, doc, err)
+		}
+		if raw == nil {
+			continue
+		}
+		b, _ := yaml.Marshal(raw)
+		is := &v1alpha1.ImageSync{}
+		if err := yaml.UnmarshalStrict(b, is); err != nil {
+			return nil, fmt.Errorf("%s: document %d: %w", path, doc, err)
+		}
+		name := fmt.Sprintf("document %d", doc)
+		if is.Name != "" {
+			name = strings.TrimPrefix(is.Namespace+"/"+is.Name, "/")
+		}
+		fs, err := syncFromSpec(name, &is.Spec, insecure)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", path, name, err)
+		}
+		if is.Kind != "ImageSync" {
+			return nil, fmt.Errorf("%s: %s: kind %q: want ImageSync", path, name, is.Kind)
+		}
+		out = append(out, fs)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no ImageSync in the file", path)
+	}
+	return out, nil
+}
+
+// syncFromSpec turns an ImageSync's spec into what the engine needs, refusing what only the
+// controller can do (Secrets, RegistryMirrors) with the field to change.
+func syncFromSpec(name string, spec *v1alpha1.ImageSyncSpec, insecure bool) (fileSync, error) {
+	fs := fileSync{name: name}
+	switch {
+	case spec.Source.Image == "":
+		return fs, errors.New("spec.source.image is empty")
+	case spec.Target.Image == "":
+		return fs, errors.New("spec.target.image is empty: regwire sync -f needs the target repository itself (spec.target.registryMirrorRef is resolved by the controller only)")
+	case spec.Source.CredentialsSecretRef != nil || spec.Target.CredentialsSecretRef != nil:
+		return fs, errors.New("credentialsSecretRef: regwire sync -f takes credentials from the docker config; remove the field")
+	}
+	sel, err := tagselect.New(tagselect.Spec{Tags: spec.Source.Tags, Pattern: spec.Source.TagPattern, Semver: spec.Source.Semver})
+	if err != nil {
+		var fe *tagselect.FieldError
+		if errors.As(err, &fe) {
+			return fs, fmt.Errorf("spec.source.%s %q: %w", fe.Field, fe.Value, fe.Err)
+		}
+		return fs, err
+	}
+	if len(spec.Source.Tags) == 0 && spec.Source.TagPattern == "" && spec.Source.Semver == "" {
+		return fs, errors.New("spec.source: select tags with tags, tagPattern or semver")
+	}
+	fs.sel = sel
+	if fs.src, err = endpoint(string(spec.Source.Image), "", insecure || spec.Source.Insecure, ""); err != nil {
+		return fs, fmt.Errorf("spec.source.image: %w", err)
+	}
+	if fs.dst, err = endpoint(string(spec.Target.Image), "", insecure || spec.Target.Insecure, ""); err != nil {
+		return fs, fmt.Errorf("spec.target.image: %w", err)
+	}
+	fs.src.CA, fs.dst.CA = []byte(spec.Source.CABundle), []byte(spec.Target.CABundle)
+	if len(fs.src.CA) == 0 {
+		fs.src.CA = nil
+	}
+	if len(fs.dst.CA) == 0 {
+		fs.dst.CA = nil
+	}
+	for _, p := range spec.Platforms {
+		pl, err := v1.ParsePlatform(string(p))
+		if err != nil {
+			return fs, fmt.Errorf("spec.platforms %q: %w", p, err)
+		}
+		fs.opts.Platforms = append(fs.opts.Platforms, *pl)
+	}
+	fs.opts.Referrers = spec.Referrers
+	return fs, nil
+}
+
+// syncTotals adds up the runs of a file.
+type syncTotals struct {
+	mu                        sync.Mutex
+	tags, copied, upToDate    int
+	failed                    []string
+	bytes                     int64
+	requests, heads, referred int64
+}
+
+// runSyncFile runs every ImageSync of a file at once: one limit of jobs for all of them, one
+// cache (a blob shared by several repositories crosses the wire once and is mounted into
+// the others), one line per tag and a summary.
+func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFlags) error {
+	cache, slots := imagesync.NewCache(0), imagesync.NewSlots(f.jobs)
+	var prog *progress
+	if f.progress == "bars" || (f.progress == "auto" && isTerminal(out)) {
+		prog = newProgress(out)
+	}
+	var outMu sync.Mutex
+	say := func(format string, args ...any) {
+		if prog != nil {
+			return // bars own the terminal; the summary follows them
+		}
+		outMu.Lock()
+		defer outMu.Unlock()
+		fmt.Fprintf(out, format, args...)
+	}
+	start := time.Now()
+	tot := &syncTotals{}
+	var wg sync.WaitGroup
+	errs := make([]error, len(syncs))
+	for i, s := range syncs {
+		wg.Go(func() {
+			opts := s.opts
+			opts.Jobs, opts.Slots, opts.Cache, opts.DryRun = f.jobs, slots, cache, f.dryRun
+			if prog != nil {
+				opts.Progress = func(tag string, c, t int64) { prog.update(s.src.Repository+":"+tag, c, t) }
+			}
+			eng, err := imagesync.New(s.src, s.dst, opts)
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", s.name, err)
+				return
+			}
+			tags, err := eng.Tags(ctx, s.sel)
+			if err == nil && len(tags) == 0 {
+				err = fmt.Errorf("no tag of %s matches the selection", s.src.Repository)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: %w", s.name, err)
+				return
+			}
+			results := eng.Sync(ctx, tags)
+			sum := imagesync.Summarize(results, 0)
+			srcReq, dstReq := eng.Requests()
+			tot.mu.Lock()
+			defer tot.mu.Unlock()
+			for _, r := range results {
+				ref := s.dst.Repository + ":" + r.Tag
+				switch {
+				case r.Err != nil:
+					say("failed     %s: %v\n", ref, r.Err)
+					tot.failed = append(tot.failed, ref)
+				case r.UpToDate:
+					say("up to date %s %s\n", ref, r.SourceDigest)
+				case f.dryRun:
+					say("would copy %s %s\n", ref, r.SourceDigest)
+				default:
+					say("copied     %s %s (%s)\n", ref, r.TargetDigest, bytesString(r.Bytes))
+				}
+			}
+			tot.tags += len(results)
+			tot.copied += sum.Copied
+			tot.upToDate += sum.UpToDate
+			tot.bytes += sum.Bytes
+			tot.referred += int64(sum.Referrers)
+			tot.requests += srcReq.All.Load() + dstReq.All.Load()
+			tot.heads += srcReq.ManifestHeads.Load() + dstReq.ManifestHeads.Load()
+		})
+	}
+	wg.Wait()
+	if prog != nil {
+		prog.wait()
+	}
+	copied := "copied"
+	if f.dryRun {
+		copied = "to copy"
+	}
+	fmt.Fprintf(out, "%d repositories, %d tag(s): %d %s, %d up to date, %d failed; %s in %s\n",
+		len(syncs), tot.tags, tot.copied, copied, tot.upToDate, len(tot.failed), bytesString(tot.bytes), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(out, "%d requests: %d manifest checks for %d tag(s) and %d referrer(s), %d other\n",
+		tot.requests, tot.heads, tot.tags, tot.referred, tot.requests-tot.heads)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if len(tot.failed) > 0 {
+		return fmt.Errorf("%d tag(s) failed: %s", len(tot.failed), strings.Join(tot.failed, ", "))
+	}
+	return nil
+}
