@@ -73,6 +73,25 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s; not part of make 
 		go test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
 	done
 
+##@ Benchmarks (not part of make test)
+
+BENCH_RUNS ?= 5
+BENCH_SET  ?= full
+
+.PHONY: bench
+bench: bench-tools build ## regwire sync vs crane, skopeo sync and regsync on a generated image set; writes docs/benchmarks.md and .png.
+	cd bench && go run . -bin $(BIN) -runs $(BENCH_RUNS) -set $(BENCH_SET) -out $(CURDIR)/docs/benchmarks.md -png $(CURDIR)/docs/benchmarks.png
+
+.PHONY: bench-tools
+bench-tools: $(REGISTRY) $(BIN)/crane $(BIN)/regsync ## Build crane and regsync from the Go module proxy; skopeo comes from Debian (apt-get install skopeo).
+	@command -v skopeo >/dev/null || { echo "skopeo is missing: apt-get install -y skopeo"; exit 1; }
+
+$(BIN)/crane: hack/tools/crane/go.mod
+	cd hack/tools/crane && CGO_ENABLED=0 go build -trimpath -o $@ github.com/google/go-containerregistry/cmd/crane
+
+$(BIN)/regsync: hack/tools/regsync/go.mod
+	cd hack/tools/regsync && CGO_ENABLED=0 go build -trimpath -o $@ github.com/regclient/regclient/cmd/regsync
+
 .PHONY: build
 build: ## Build bin/regwire with the version stamped.
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/regwire ./cmd/regwire
@@ -99,10 +118,12 @@ verify-generated: generate manifests dist ## Fail if generated files differ from
 .PHONY: vet
 vet: ## go vet ./... (the e2e tag included)
 	go vet -tags e2e ./...
+	cd bench && go vet ./...
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## golangci-lint (config: .golangci.yml).
 	$(GOLANGCI_LINT) run --allow-parallel-runners ./...
+	cd bench && $(GOLANGCI_LINT) run --allow-parallel-runners ./...
 
 .PHONY: fmt
 fmt: ## gofmt every Go file.

@@ -22,6 +22,8 @@ type Cache struct {
 	blobs   map[blobKey]*blobEntry
 	indexes map[v1.Hash][]v1.Hash
 	limit   int
+	// sessions are the registries' authentication challenges (session.go).
+	sessions map[sessionKey]*session
 }
 
 type blobKey struct {

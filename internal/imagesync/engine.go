@@ -105,19 +105,30 @@ type Result struct {
 	Err error
 }
 
-// side is an Endpoint ready to use.
+// side is an Endpoint ready to use: its remote options are made on first use (connect).
 type side struct {
 	repo     name.Repository
-	opts     []remote.Option
-	puller   *remote.Puller
-	requests *Requests
+	endpoint Endpoint
+	// base is the transport under authentication: the endpoint's TLS settings, path
+	// prefix and test wrapper, request counting and Retry-After.
+	base    http.RoundTripper
+	backoff remote.Backoff
+	// shareable says the registry session may be shared with other Engines through the
+	// Cache (not when a test wraps this side's transport).
+	shareable bool
+	requests  *Requests
 	// referrersAPI is how the registry answered the OCI referrers API (countingTransport).
 	referrersAPI *atomic.Int32
+
+	once   sync.Once
+	err    error
+	opts   []remote.Option
+	puller *remote.Puller
 }
 
 // Engine copies tags from one repository to another.
 type Engine struct {
-	src, dst side
+	src, dst *side
 	o        Options
 	// jobs holds one token per registry operation under way.
 	jobs   chan struct{}
@@ -126,6 +137,9 @@ type Engine struct {
 
 	mu      sync.Mutex
 	listing []string // the source's tags, listed once per Engine
+
+	started  sync.Once
+	startErr error
 }
 
 // New prepares the sessions for both sides.
@@ -147,15 +161,30 @@ func New(src, dst Endpoint, o Options) (*Engine, error) {
 	if o.Cache == nil {
 		o.Cache = NewCache(0)
 	}
-	pusher, err := remote.NewPusher(d.opts...)
-	if err != nil {
-		return nil, err
-	}
 	jobs := make(chan struct{}, o.Jobs)
 	if o.Slots != nil {
 		jobs = o.Slots.ch
 	}
-	return &Engine{src: s, dst: d, o: o, jobs: jobs, cache: o.Cache, pusher: pusher}, nil
+	return &Engine{src: s, dst: d, o: o, jobs: jobs, cache: o.Cache}, nil
+}
+
+// start connects the source (and, with target, the target) side, once each.
+func (e *Engine) start(ctx context.Context, target bool) error {
+	if err := e.src.connect(ctx, e.cache); err != nil {
+		return describe(err, "source", e.src.repo.String())
+	}
+	if !target {
+		return nil
+	}
+	e.started.Do(func() {
+		if e.startErr = e.dst.connect(ctx, e.cache); e.startErr == nil {
+			e.pusher, e.startErr = remote.NewPusher(e.dst.opts...)
+		}
+		if e.startErr != nil {
+			e.startErr = describe(e.startErr, "target", e.dst.repo.String())
+		}
+	})
+	return e.startErr
 }
 
 // Slots is a limit on registry operations under way at once that Engines can share.
@@ -164,14 +193,14 @@ type Slots struct{ ch chan struct{} }
 // NewSlots returns a limit of n operations at once (at least 1).
 func NewSlots(n int) *Slots { return &Slots{ch: make(chan struct{}, max(n, 1))} }
 
-func newSide(e Endpoint, which string, backoff remote.Backoff) (side, error) {
+func newSide(e Endpoint, which string, backoff remote.Backoff) (*side, error) {
 	var nameOpts []name.Option
 	if e.Insecure {
 		nameOpts = append(nameOpts, name.Insecure)
 	}
 	repo, err := name.NewRepository(e.Repository, nameOpts...)
 	if err != nil {
-		return side{}, fmt.Errorf("%s repository %q: %w", which, e.Repository, err)
+		return nil, fmt.Errorf("%s repository %q: %w", which, e.Repository, err)
 	}
 	base := remote.DefaultTransport
 	if len(e.CA) > 0 || e.Insecure {
@@ -180,7 +209,7 @@ func newSide(e Endpoint, which string, backoff remote.Backoff) (side, error) {
 		if len(e.CA) > 0 {
 			b, err := cabundle.Parse(e.CA)
 			if err != nil {
-				return side{}, fmt.Errorf("%s CA: %w", which, err)
+				return nil, fmt.Errorf("%s CA: %w", which, err)
 			}
 			t.TLSClientConfig.RootCAs = b.Pool()
 		}
@@ -191,22 +220,13 @@ func newSide(e Endpoint, which string, backoff remote.Backoff) (side, error) {
 	}
 	if p := strings.TrimSuffix(e.PathPrefix, "/"); p != "" {
 		if !strings.HasPrefix(p, "/") || path.Clean(p) != p {
-			return side{}, fmt.Errorf("%s path prefix %q: must be a clean absolute path such as /repository/my-docker/v2", which, e.PathPrefix)
+			return nil, fmt.Errorf("%s path prefix %q: must be a clean absolute path such as /repository/my-docker/v2", which, e.PathPrefix)
 		}
 		base = prefixTransport{host: repo.RegistryStr(), prefix: p, next: base}
 	}
 	requests, api := &Requests{}, &atomic.Int32{}
 	base = retryAfterTransport{next: countingTransport{next: base, requests: requests, referrersAPI: api}}
-	auth := e.Auth
-	if auth == nil {
-		auth = authn.Anonymous
-	}
-	opts := []remote.Option{remote.WithAuth(auth), remote.WithTransport(base), remote.WithRetryBackoff(backoff)}
-	p, err := remote.NewPuller(opts...)
-	if err != nil {
-		return side{}, err
-	}
-	return side{repo: repo, opts: append(opts, remote.Reuse(p)), puller: p, requests: requests, referrersAPI: api}, nil
+	return &side{repo: repo, endpoint: e, base: base, backoff: backoff, shareable: e.Wrap == nil, requests: requests, referrersAPI: api}, nil
 }
 
 // Requests returns the counts of HTTP requests the Engine has sent to the source and to
@@ -217,6 +237,9 @@ func (e *Engine) Requests() (source, target *Requests) {
 
 // Tags lists the source's tags that sel selects.
 func (e *Engine) Tags(ctx context.Context, sel *tagselect.Selector) ([]string, error) {
+	if err := e.start(ctx, false); err != nil {
+		return nil, err
+	}
 	all, err := e.list(ctx)
 	if err != nil {
 		return nil, err
@@ -257,6 +280,13 @@ func (e *Engine) slot(ctx context.Context) (release func(), err error) {
 // Sync copies tags (up to Jobs of them under way at once), then, with Options.Referrers,
 // what refers to them, and returns one Result per tag in order.
 func (e *Engine) Sync(ctx context.Context, tags []string) []Result {
+	if err := e.start(ctx, true); err != nil {
+		out := make([]Result, len(tags))
+		for i, tag := range tags {
+			out[i] = Result{Tag: tag, Err: err}
+		}
+		return out
+	}
 	runs := make([]*tagRun, len(tags))
 	inFlight := make(chan struct{}, e.o.Jobs)
 	var wg sync.WaitGroup

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// peer is one copying tool, run as its users run it over a set of repositories.
+type peer struct {
+	name    string
+	version string
+	// argv returns the commands that copy repos from src to dst (registry host:port),
+	// writing any configuration files into dir.
+	argv func(dir, src, dst string, repos []Repo, jobs int) ([][]string, error)
+	// target names where a source repository lands in dst.
+	target func(repo string) string
+}
+
+// run is one timed invocation of a peer.
+type run struct {
+	wall   time.Duration // of its processes, one after another
+	maxRSS int64         // bytes, the largest of its processes
+	cpu    time.Duration // user + system of its processes
+	// regCPU is the CPU time the two registries spent meanwhile.
+	regCPU time.Duration
+}
+
+func (p *peer) run(ctx context.Context, dir, src, dst string, repos []Repo, jobs int) (run, error) {
+	cmds, err := p.argv(dir, src, dst, repos, jobs)
+	if err != nil {
+		return run{}, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return run{}, err
+	}
+	var r run
+	resFile := filepath.Join(dir, "launch.out")
+	for _, argv := range cmds {
+		cmd := exec.CommandContext(ctx, self, append([]string{launchArg, resFile}, argv...)...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dir, "HOME="+dir)
+		if err := cmd.Run(); err != nil {
+			return r, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, tail(out.String(), 2000))
+		}
+		b, err := os.ReadFile(resFile)
+		if err != nil {
+			return r, err
+		}
+		var wall, rss, cpu int64
+		if _, err := fmt.Sscan(string(b), &wall, &rss, &cpu); err != nil {
+			return r, fmt.Errorf("launcher result %q: %w", b, err)
+		}
+		r.wall += time.Duration(wall)
+		r.cpu += time.Duration(cpu)
+		r.maxRSS = max(r.maxRSS, rss)
+	}
+	return r, nil
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+func toolVersion(argv ...string) string {
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	if err != nil {
+		return "unknown"
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}
+
+func peers(bin string) []*peer {
+	same := func(repo string) string { return repo }
+	crane := filepath.Join(bin, "crane")
+	regsync := filepath.Join(bin, "regsync")
+	regwire := filepath.Join(bin, "regwire")
+	return []*peer{
+		{
+			name: "crane", version: toolVersion(crane, "version"), target: same,
+			// crane copies one repository per invocation: --all-tags, -j jobs.
+			argv: func(_, src, dst string, repos []Repo, jobs int) ([][]string, error) {
+				var cmds [][]string
+				for _, r := range repos {
+					cmds = append(cmds, []string{crane, "copy", "--all-tags", "--insecure", "-j", fmt.Sprint(jobs), src + "/" + r.Name, dst + "/" + r.Name})
+				}
+				return cmds, nil
+			},
+		},
+		{
+			name: "skopeo sync", version: toolVersion("skopeo", "--version"),
+			target: path.Base, // skopeo sync keeps the last path element under the destination
+			// skopeo sync reads every repository and tag from one YAML file; it copies one
+			// image at a time (it has no parallelism flag).
+			argv: func(dir, src, dst string, repos []Repo, _ int) ([][]string, error) {
+				var b strings.Builder
+				fmt.Fprintf(&b, "%s:\n  tls-verify: false\n  images:\n", src)
+				for _, r := range repos {
+					fmt.Fprintf(&b, "    %s: [%s]\n", r.Name, quoteAll(r.Tags))
+				}
+				file := filepath.Join(dir, "skopeo.yaml")
+				if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+					return nil, err
+				}
+				return [][]string{{"skopeo", "sync", "--src", "yaml", "--dest", "docker", "--all", "--preserve-digests",
+					"--dest-tls-verify=false", "--retry-times", "0", file, dst}}, nil
+			},
+		},
+		{
+			name: "regsync", version: toolVersion(regsync, "version", "--format", "{{.VCSTag}}"), target: same,
+			// regsync once: one config with every repository, parallel = jobs.
+			argv: func(dir, src, dst string, repos []Repo, jobs int) ([][]string, error) {
+				var b strings.Builder
+				fmt.Fprintf(&b, "version: 1\ncreds:\n  - registry: %s\n    tls: disabled\n  - registry: %s\n    tls: disabled\ndefaults:\n  parallel: %d\nsync:\n", src, dst, jobs)
+				for _, r := range repos {
+					fmt.Fprintf(&b, "  - source: %s/%s\n    target: %s/%s\n    type: repository\n", src, r.Name, dst, r.Name)
+				}
+				file := filepath.Join(dir, "regsync.yaml")
+				if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+					return nil, err
+				}
+				return [][]string{{regsync, "once", "-c", file, "-v", "error"}}, nil
+			},
+		},
+		{
+			name: "regwire sync", version: toolVersion(regwire, "version"), target: same,
+			// regwire sync -f: the repositories as ImageSync manifests, one --jobs budget.
+			argv: func(dir, src, dst string, repos []Repo, jobs int) ([][]string, error) {
+				var b strings.Builder
+				for _, r := range repos {
+					fmt.Fprintf(&b, "---\napiVersion: regwire.dev/v1alpha1\nkind: ImageSync\nmetadata: {name: %s}\nspec:\n  source: {image: %s/%s, tags: [%s]}\n  target: {image: %s/%s}\n",
+						strings.ReplaceAll(r.Name, "/", "-"), src, r.Name, quoteAll(r.Tags), dst, r.Name)
+				}
+				file := filepath.Join(dir, "regwire.yaml")
+				if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+					return nil, err
+				}
+				return [][]string{{regwire, "sync", "-f", file, "--insecure", "--progress", "lines", "--jobs", fmt.Sprint(jobs)}}, nil
+			},
+		},
+	}
+}
+
+func quoteAll(tags []string) string {
+	q := make([]string, len(tags))
+	for i, t := range tags {
+		q[i] = `"` + t + `"`
+	}
+	return strings.Join(q, ", ")
+}

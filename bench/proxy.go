@@ -1,0 +1,123 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"sync/atomic"
+)
+
+// counts are the requests a proxy saw, by method, and the body bytes in each direction.
+type counts struct {
+	ByMethod      map[string]int64
+	Up, Down      int64 // request bodies (to the registry) and response bodies
+	Requests      int64
+	ManifestHeads int64
+}
+
+// countingProxy forwards to a registry and counts what passes; point peers at its address
+// and retarget it when the registry restarts.
+type countingProxy struct {
+	srv      *http.Server
+	addr     string
+	mu       sync.Mutex
+	target   *url.URL
+	proxy    *httputil.ReverseProxy
+	byMethod sync.Map // string → *atomic.Int64
+	up, down atomic.Int64
+	heads    atomic.Int64
+}
+
+func newCountingProxy(target string) (*countingProxy, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &countingProxy{addr: l.Addr().String()}
+	p.retarget(target)
+	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 0}
+	go func() { _ = p.srv.Serve(l) }()
+	return p, nil
+}
+
+func (p *countingProxy) retarget(target string) {
+	u := &url.URL{Scheme: "http", Host: target}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	rp.ErrorLog = nil
+	p.mu.Lock()
+	p.target, p.proxy = u, rp
+	p.mu.Unlock()
+}
+
+type countingReader struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(b []byte) (int, error) {
+	n, err := c.ReadCloser.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c countingWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (p *countingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	v, _ := p.byMethod.LoadOrStore(r.Method, &atomic.Int64{})
+	v.(*atomic.Int64).Add(1)
+	if r.Method == http.MethodHead && isManifestPath(r.URL.Path) {
+		p.heads.Add(1)
+	}
+	if r.Body != nil {
+		r.Body = countingReader{r.Body, &p.up}
+	}
+	p.mu.Lock()
+	rp := p.proxy
+	p.mu.Unlock()
+	rp.ServeHTTP(countingWriter{w, &p.down}, r)
+}
+
+func isManifestPath(path string) bool {
+	for i := len(path) - 1; i > 0; i-- {
+		if path[i] == '/' {
+			return i >= len("/manifests") && path[i-len("/manifests"):i] == "/manifests"
+		}
+	}
+	return false
+}
+
+// take returns the counts since the last take and starts again from zero.
+func (p *countingProxy) take() counts {
+	c := counts{ByMethod: map[string]int64{}}
+	p.byMethod.Range(func(k, v any) bool {
+		n := v.(*atomic.Int64).Swap(0)
+		if n > 0 {
+			c.ByMethod[k.(string)] = n
+			c.Requests += n
+		}
+		return true
+	})
+	c.Up, c.Down, c.ManifestHeads = p.up.Swap(0), p.down.Swap(0), p.heads.Swap(0)
+	return c
+}
+
+func (p *countingProxy) close() { _ = p.srv.Close() }

@@ -1,0 +1,185 @@
+package imagesync
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// Registry sessions. go-containerregistry pings a registry (GET /v2/, and on a plain-HTTP
+// registry first the https attempt) for every repository it talks to, to learn how to
+// authenticate. A registry that wants no token (anonymous or basic auth) answers the same
+// for all repositories, so the Cache remembers its challenge per registry, endpoint
+// settings and credentials for sessionTTL, and the Engines of a process share it: a
+// hundred repositories on one registry cost one ping, not a hundred. Registries that hand
+// out bearer tokens (scoped per repository) keep go-containerregistry's own handshake.
+
+// sessionTTL is how long a registry's challenge is trusted before it is asked again.
+const sessionTTL = 10 * time.Minute
+
+type sessionKey struct {
+	registry, prefix string
+	insecure         bool
+	// ca and auth are hashes of the CA bundle and the credentials (never the secrets).
+	ca, auth string
+}
+
+type session struct {
+	done      chan struct{}
+	challenge *transport.Challenge
+	err       error
+	at        time.Time
+}
+
+// challenge returns the registry's authentication challenge, pinging it once per key and
+// TTL; concurrent callers wait for the one ping.
+func (b *Cache) challenge(ctx context.Context, key sessionKey, reg name.Registry, rt http.RoundTripper, now time.Time) (*transport.Challenge, error) {
+	b.mu.Lock()
+	if b.sessions == nil {
+		b.sessions = map[sessionKey]*session{}
+	}
+	s, ok := b.sessions[key]
+	if ok {
+		b.mu.Unlock()
+		<-s.done
+		if s.err == nil && now.Sub(s.at) < sessionTTL {
+			return s.challenge, nil
+		}
+		b.mu.Lock()
+		if b.sessions[key] == s {
+			delete(b.sessions, key)
+		}
+		if s2, ok := b.sessions[key]; ok { // someone else is asking again already
+			b.mu.Unlock()
+			<-s2.done
+			return s2.challenge, s2.err
+		}
+	}
+	s = &session{done: make(chan struct{}), at: now}
+	b.sessions[key] = s
+	b.mu.Unlock()
+	s.challenge, s.err = transport.Ping(ctx, reg, rt)
+	close(s.done)
+	if s.err != nil {
+		b.mu.Lock()
+		if b.sessions[key] == s {
+			delete(b.sessions, key)
+		}
+		b.mu.Unlock()
+	}
+	return s.challenge, s.err
+}
+
+func hashOf(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		_, _ = io.WriteString(h, p)
+		_, _ = h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// authKey identifies credentials without keeping them.
+func authKey(auth authn.Authenticator) (string, error) {
+	cfg, err := authn.Authorization(context.Background(), auth)
+	if err != nil {
+		return "", err
+	}
+	return hashOf(cfg.Username, cfg.Password, cfg.Auth, cfg.IdentityToken, cfg.RegistryToken), nil
+}
+
+// schemeTransport sends requests for the registry over the scheme its ping answered on.
+type schemeTransport struct {
+	scheme, host string
+	next         http.RoundTripper
+}
+
+func (t schemeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host == t.host && r.URL.Scheme != t.scheme {
+		r = r.Clone(r.Context())
+		r.URL.Scheme = t.scheme
+	}
+	return t.next.RoundTrip(r)
+}
+
+// retryPredicate is go-containerregistry's: network flakes and cut-short bodies.
+func retryPredicate(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	var te interface{ Temporary() bool }
+	if errors.As(err, &te) && te.Temporary() {
+		return true
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
+}
+
+// retryStatusCodes are go-containerregistry's.
+var retryStatusCodes = []int{http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
+	http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, 499, 522}
+
+// connect makes the side's remote options: through a shared session when the registry
+// wants no token, else through go-containerregistry's handshake for this repository.
+func (s *side) connect(ctx context.Context, cache *Cache) error {
+	s.once.Do(func() {
+		s.err = s.dial(ctx, cache)
+	})
+	return s.err
+}
+
+func (s *side) dial(ctx context.Context, cache *Cache) error {
+	auth := s.endpoint.Auth
+	if auth == nil {
+		auth = authn.Anonymous
+	}
+	plain := []remote.Option{remote.WithAuth(auth), remote.WithTransport(s.base), remote.WithRetryBackoff(s.backoff)}
+	opts := plain
+	if s.shareable {
+		ak, err := authKey(auth)
+		if err != nil {
+			return err
+		}
+		reg := s.repo.Registry
+		key := sessionKey{registry: reg.RegistryStr(), prefix: s.endpoint.PathPrefix, insecure: s.endpoint.Insecure, ca: hashOf(string(s.endpoint.CA)), auth: ak}
+		// Retried like every other request (go-containerregistry retries its own pings too).
+		retrying := transport.NewRetry(s.base, transport.WithRetryBackoff(s.backoff), transport.WithRetryPredicate(retryPredicate), transport.WithRetryStatusCodes(retryStatusCodes...))
+		ch, err := cache.challenge(ctx, key, reg, retrying, time.Now())
+		if err != nil {
+			return err
+		}
+		if !strings.EqualFold(ch.Scheme, "bearer") {
+			scheme := "https"
+			if ch.Insecure {
+				scheme = "http"
+			}
+			rt := schemeTransport{scheme: scheme, host: reg.RegistryStr(), next: retrying}
+			w, err := transport.FromToken(reg, auth, rt, ch, &transport.Token{})
+			if err != nil {
+				return err
+			}
+			// The backoff also drives remote's own retries of whole uploads.
+			opts = []remote.Option{remote.WithAuth(auth), remote.WithTransport(w), remote.WithRetryBackoff(s.backoff)}
+		}
+	}
+	p, err := remote.NewPuller(opts...)
+	if err != nil {
+		return err
+	}
+	s.opts = append(opts, remote.Reuse(p)) //nolint:gocritic // opts is a fresh slice
+	s.puller = p
+	return nil
+}

@@ -1,0 +1,91 @@
+package imagesync_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/internal/tagselect"
+	"github.com/regwire/regwire/internal/testutil"
+)
+
+// TestEnginesShareARegistrySession: Engines sharing a Cache ask a registry that wants no
+// token for its challenge once (GET /v2/), not once per repository; other credentials get
+// their own session; Engines without a shared Cache each ask.
+func TestEnginesShareARegistrySession(t *testing.T) {
+	t.Parallel()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{Users: map[string]string{"alice": "a-password", "bob": "b-password"}})
+	for _, repo := range []string{"a", "b", "c"} {
+		img, _ := random.Image(512, 1)
+		if err := remote.Write(testutil.Ref(t, src.Host+"/"+repo+":1"), img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pings := func(upstream string) (string, *atomic.Int64) {
+		u, _ := url.Parse(upstream)
+		proxy := httputil.NewSingleHostReverseProxy(u)
+		n := &atomic.Int64{}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/v2/" {
+				n.Add(1)
+			}
+			proxy.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		return srv.Listener.Addr().String(), n
+	}
+	sel, _ := tagselect.New(tagselect.Spec{Tags: []string{"1"}})
+	sync := func(cache *imagesync.Cache, srcHost, dstHost, repo, user string) {
+		t.Helper()
+		eng, err := imagesync.New(imagesync.Endpoint{Repository: srcHost + "/" + repo},
+			imagesync.Endpoint{Repository: dstHost + "/" + user + "/" + repo, Auth: &authn.Basic{Username: user, Password: user[:1] + "-password"}},
+			imagesync.Options{Cache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tags, err := eng.Tags(context.Background(), sel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range eng.Sync(context.Background(), tags) {
+			if r.Err != nil {
+				t.Fatalf("%s for %s: %v", repo, user, r.Err)
+			}
+		}
+	}
+
+	for _, tc := range []struct {
+		name                 string
+		shared               bool
+		wantSource, wantDest int64
+	}{
+		{"engines sharing a cache ping each registry once per set of credentials", true, 1, 2},
+		{"engines with caches of their own ping for every repository", false, 6, 6},
+	} {
+		srcHost, srcPings := pings(src.URL)
+		dstHost, dstPings := pings(dst.URL)
+		cache := imagesync.NewCache(0)
+		for _, user := range []string{"alice", "bob"} {
+			for _, repo := range []string{"a", "b", "c"} {
+				c := cache
+				if !tc.shared {
+					c = imagesync.NewCache(0)
+				}
+				sync(c, srcHost, dstHost, repo, user)
+			}
+		}
+		if srcPings.Load() != tc.wantSource || dstPings.Load() != tc.wantDest {
+			t.Errorf("%s: source pinged %d times, target %d; want %d and %d", tc.name, srcPings.Load(), dstPings.Load(), tc.wantSource, tc.wantDest)
+		}
+	}
+}
