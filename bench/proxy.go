@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"os"
 	"io"
 	"net"
 	"net/http"
@@ -9,6 +11,9 @@ import (
 	"sync"
 	"sync/atomic"
 )
+
+// trace prints every request (BENCH_TRACE=1).
+var trace = os.Getenv("BENCH_TRACE") != ""
 
 // counts are the requests a proxy saw, by method, and the body bytes in each direction.
 type counts struct {
@@ -82,6 +87,9 @@ func (c countingWriter) Flush() {
 }
 
 func (p *countingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if trace {
+		fmt.Fprintln(os.Stderr, "TRACE", p.addr, r.Method, r.URL.Path)
+	}
 	v, _ := p.byMethod.LoadOrStore(r.Method, &atomic.Int64{})
 	v.(*atomic.Int64).Add(1)
 	if r.Method == http.MethodHead && isManifestPath(r.URL.Path) {

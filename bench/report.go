@@ -15,6 +15,8 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
 const regwireName = "regwire sync"
@@ -222,34 +224,56 @@ func methods(c *cell) string {
 	return fmt.Sprintf("%d (%s)", c.src.Requests+c.dst.Requests, strings.Join(parts, ", "))
 }
 
-// writePlot draws the median time of every peer in every scenario (log scale).
+// writePlot draws the median time of every peer, one panel per scenario (each with its own
+// scale: a no-op takes a fraction of a second, a cold copy seconds).
 func writePlot(file string, r *results) error {
-	pl := plot.New()
-	pl.Title.Text = "Median time per scenario (lower is better)"
-	pl.Y.Label.Text = "seconds (log scale)"
-	pl.Y.Scale = plot.LogScale{}
-	pl.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-	pl.Legend.Top = true
-	w := vg.Points(14)
-	names := make([]string, len(scenarios))
-	for i, s := range scenarios {
-		names[i] = s.title
+	const cols = 2
+	rows := (len(scenarios) + cols - 1) / cols
+	plots := make([][]*plot.Plot, rows)
+	for i := range plots {
+		plots[i] = make([]*plot.Plot, cols)
 	}
+	names := make([]string, len(r.peers))
 	for i, pe := range r.peers {
-		vals := make(plotter.Values, len(scenarios))
-		for j, s := range scenarios {
-			vals[j] = max(median(r.cells[s.key][pe.name]).Seconds(), 0.001)
+		names[i] = pe.name
+	}
+	for k, s := range scenarios {
+		pl := plot.New()
+		pl.Title.Text = s.title
+		pl.Y.Label.Text = "seconds (median)"
+		pl.Y.Min = 0
+		vals := make(plotter.Values, len(r.peers))
+		for i, pe := range r.peers {
+			vals[i] = median(r.cells[s.key][pe.name]).Seconds()
 		}
-		bars, err := plotter.NewBarChart(vals, w)
+		bars, err := plotter.NewBarChart(vals, vg.Points(28))
 		if err != nil {
 			return err
 		}
 		bars.LineStyle.Width = 0
-		bars.Color = plotutil.Color(i)
-		bars.Offset = w * vg.Length(float64(i)-float64(len(r.peers)-1)/2)
+		bars.Color = plotutil.Color(0)
 		pl.Add(bars)
-		pl.Legend.Add(pe.name, bars)
+		pl.NominalX(names...)
+		plots[k/cols][k%cols] = pl
 	}
-	pl.NominalX(names...)
-	return pl.Save(8*vg.Inch, 4.5*vg.Inch, file)
+	img := vgimg.New(10*vg.Inch, 7*vg.Inch)
+	dc := draw.New(img)
+	t := draw.Tiles{Rows: rows, Cols: cols, PadX: vg.Millimeter * 4, PadY: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
+	canvases := plot.Align(plots, t, dc)
+	for i := range plots {
+		for j := range plots[i] {
+			if plots[i][j] != nil {
+				plots[i][j].Draw(canvases[i][j])
+			}
+		}
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }

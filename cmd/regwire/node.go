@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,11 +55,12 @@ empty FILE releases everything. caFrom needs a cluster: give caBundle.`,
 	return node
 }
 
-// strictYAML decodes regwire objects from YAML, refusing unknown and duplicate fields.
-var strictYAML = func() *kjson.Serializer {
+// strictYAML decodes regwire objects from YAML, refusing unknown and duplicate fields
+// (made on first use: building the scheme costs every command a few milliseconds).
+var strictYAML = sync.OnceValue(func() *kjson.Serializer {
 	s := newScheme()
 	return kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, s, s, kjson.SerializerOptions{Yaml: true, Strict: true})
-}()
+})
 
 // readMirrors decodes every RegistryMirror in file, refusing unknown fields and kinds.
 func readMirrors(file string, stdin io.Reader) ([]nodeconfig.Mirror, error) {
@@ -96,7 +98,7 @@ func readMirrors(file string, stdin io.Reader) ([]nodeconfig.Mirror, error) {
 		}
 		rm := &v1alpha1.RegistryMirror{}
 		// Kubernetes' strict decoder names unknown fields by path (spec.hots), like kubectl.
-		if _, _, err := strictYAML.Decode(raw, nil, rm); err != nil {
+		if _, _, err := strictYAML().Decode(raw, nil, rm); err != nil {
 			return nil, fmt.Errorf("%s: document %d: %w", file, doc, err)
 		}
 		if rm.Spec.CAFrom != nil {

@@ -236,7 +236,14 @@ func (e *Engine) Requests() (source, target *Requests) {
 }
 
 // Tags lists the source's tags that sel selects.
+//
+// A selection of tag names only is answered without listing the repository (unless
+// referrers are copied: their tags come from the listing); a named tag the source lacks
+// then fails on its own, saying so, instead of being left out.
 func (e *Engine) Tags(ctx context.Context, sel *tagselect.Selector) ([]string, error) {
+	if named, only := sel.Named(); only && !e.o.Referrers {
+		return named, nil
+	}
 	if err := e.start(ctx, false); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -87,5 +88,45 @@ func TestEnginesShareARegistrySession(t *testing.T) {
 		if srcPings.Load() != tc.wantSource || dstPings.Load() != tc.wantDest {
 			t.Errorf("%s: source pinged %d times, target %d; want %d and %d", tc.name, srcPings.Load(), dstPings.Load(), tc.wantSource, tc.wantDest)
 		}
+	}
+}
+
+// TestNamedTagsNeedNoListing: tags selected by name only are synced without listing the
+// source (one HEAD per side and tag), and a named tag the source lacks fails, saying so.
+func TestNamedTagsNeedNoListing(t *testing.T) {
+	t.Parallel()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	img, _ := random.Image(512, 1)
+	if err := remote.Write(testutil.Ref(t, src.Host+"/app:1.0"), img); err != nil {
+		t.Fatal(err)
+	}
+	sel, _ := tagselect.New(tagselect.Spec{Tags: []string{"1.0", "9.9"}})
+	eng, err := imagesync.New(imagesync.Endpoint{Repository: src.Host + "/app"}, imagesync.Endpoint{Repository: dst.Host + "/app"}, imagesync.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, err := eng.Tags(context.Background(), sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := eng.Sync(context.Background(), tags)
+	if len(res) != 2 || res[0].Err != nil || res[1].Err == nil {
+		t.Fatalf("results %+v: want 1.0 copied and 9.9 failed", res)
+	}
+	if msg := res[1].Err.Error(); !strings.Contains(msg, "source") || !strings.Contains(msg, "app:9.9") {
+		t.Errorf("the missing tag's error %q does not name the source side and the tag", msg)
+	}
+	srcReq, _ := eng.Requests()
+	if n := srcReq.All.Load(); n != 7 { // ping (https, then http), 2 HEADs, GETs of manifest, config and layer
+		t.Errorf("%d requests to the source", n)
+	}
+	again, _ := imagesync.New(imagesync.Endpoint{Repository: src.Host + "/app"}, imagesync.Endpoint{Repository: dst.Host + "/app"}, imagesync.Options{})
+	tags, _ = again.Tags(context.Background(), sel)
+	_ = again.Sync(context.Background(), tags[:1])
+	s, d := again.Requests()
+	// The rerun: a HEAD per side, and a ping per side (2 requests each on plain HTTP).
+	if s.ManifestHeads.Load() != 1 || d.ManifestHeads.Load() != 1 || s.All.Load()+d.All.Load() != 6 {
+		t.Errorf("rerun: %d+%d HEADs, %d requests in all; want 1+1 and 6 (no listing)", s.ManifestHeads.Load(), d.ManifestHeads.Load(), s.All.Load()+d.All.Load())
 	}
 }

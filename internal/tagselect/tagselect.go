@@ -77,6 +77,12 @@ func (s *Selector) Match(tag string) bool {
 	return false
 }
 
+// Named returns the tags the selection names and whether it names them only (no pattern,
+// no range): then the selected tags are known without listing the repository.
+func (s *Selector) Named() ([]string, bool) {
+	return slices.Clone(s.tags), s.pattern == nil && s.semver == nil
+}
+
 // Filter returns the selected tags of available, in their order.
 func (s *Selector) Filter(available []string) []string {
 	var out []string
