@@ -61,6 +61,7 @@ func main() {
 		png      = flag.String("png", "docs/benchmarks.png", "plot to write")
 		only     = flag.String("peers", "", "comma-separated peer names to run (default: all)")
 		noReport = flag.Bool("no-report", false, "print the results only")
+		keep     = flag.Bool("keep", false, "only generate the set, copy it once with regwire and keep both registries running for profiling (Ctrl-C stops)")
 	)
 	flag.Parse()
 	spec := FullSet
@@ -71,6 +72,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *keep {
+		if err := keepRunning(ctx, spec, *jobs, *bin, *work); err != nil {
+			fail(err)
+		}
+		return
+	}
 	res, err := bench(ctx, spec, *rounds, *jobs, *bin, *work, *only)
 	if err != nil {
 		fail(err)
@@ -127,12 +134,12 @@ func bench(ctx context.Context, spec SetSpec, rounds, jobs int, bin, work, only 
 	}
 	say("loopback %.0f MB/s, sha256 %.0f MB/s", res.loopback/1e6, res.sha256/1e6)
 
-	src, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "source"), "", true)
+	src, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "source"), "")
 	if err != nil {
 		return nil, err
 	}
 	defer src.stop()
-	dst, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "target"), "", true)
+	dst, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "target"), "")
 	if err != nil {
 		return nil, err
 	}
@@ -232,4 +239,44 @@ func bench(ctx context.Context, spec SetSpec, rounds, jobs int, bin, work, only 
 	}
 	res.took = time.Since(res.started)
 	return res, nil
+}
+
+// keepRunning serves a copied set for profiling a peer by hand.
+func keepRunning(ctx context.Context, spec SetSpec, jobs int, bin, work string) error {
+	bin, _ = filepath.Abs(bin)
+	src, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "source"), "")
+	if err != nil {
+		return err
+	}
+	defer src.stop()
+	dst, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "target"), "")
+	if err != nil {
+		return err
+	}
+	defer func() { dst.stop(); _ = os.RemoveAll(work) }()
+	set, err := Push(ctx, spec, src.addr, 8)
+	if err != nil {
+		return err
+	}
+	var repos []Repo
+	for _, r := range set.Repos {
+		if !r.Shared {
+			repos = append(repos, r)
+		}
+	}
+	dir, err := os.MkdirTemp("", "bench-keep-")
+	if err != nil {
+		return err
+	}
+	for _, p := range peers(bin) {
+		if p.name == regwireName {
+			r, err := p.run(ctx, dir, src.addr, dst.addr, repos, jobs)
+			if err != nil {
+				return err
+			}
+			say("copied in %s; source %s, target %s; regwire's file: %s/regwire.yaml", r.wall.Round(time.Millisecond), src.addr, dst.addr, dir)
+		}
+	}
+	<-ctx.Done()
+	return nil
 }

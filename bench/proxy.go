@@ -2,14 +2,15 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // trace prints every request (BENCH_TRACE=1).
@@ -88,7 +89,7 @@ func (c countingWriter) Flush() {
 
 func (p *countingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if trace {
-		fmt.Fprintln(os.Stderr, "TRACE", p.addr, r.Method, r.URL.Path)
+		fmt.Fprintln(os.Stderr, "TRACE", time.Now().Format("05.000000"), p.addr, r.Method, r.URL.Path)
 	}
 	v, _ := p.byMethod.LoadOrStore(r.Method, &atomic.Int64{})
 	v.(*atomic.Int64).Add(1)

@@ -21,13 +21,11 @@ type registry struct {
 	log            bytes.Buffer
 }
 
-// startRegistry serves a registry from dir (created; wiped first when wipe is set) on addr
-// (a free loopback port when empty).
-func startRegistry(bin, dir, addr string, wipe bool) (*registry, error) {
-	if wipe {
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, err
-		}
+// startRegistry serves an empty registry from dir (wiped first) on addr (a free loopback
+// port when empty).
+func startRegistry(bin, dir, addr string) (*registry, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -78,7 +76,7 @@ func (r *registry) stop() {
 // reset stops the registry, wipes its storage and starts it again on the same port.
 func (r *registry) reset() (*registry, error) {
 	r.stop()
-	return startRegistry(r.bin, r.dir, r.addr, true)
+	return startRegistry(r.bin, r.dir, r.addr)
 }
 
 // cpu is the CPU time (user + system) the registry process has used so far.

@@ -2,6 +2,7 @@ package imagesync
 
 import (
 	"context"
+	"net/http"
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -24,6 +25,8 @@ type Cache struct {
 	limit   int
 	// sessions are the registries' authentication challenges (session.go).
 	sessions map[sessionKey]*session
+	// transports are shared per TLS setting (session.go).
+	transports map[transportKey]*http.Transport
 }
 
 type blobKey struct {

@@ -11,7 +11,6 @@ package imagesync
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -28,7 +27,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/regwire/regwire/internal/cabundle"
 	"github.com/regwire/regwire/internal/tagselect"
 )
 
@@ -147,11 +145,14 @@ func New(src, dst Endpoint, o Options) (*Engine, error) {
 	if o.Backoff.Steps == 0 {
 		o.Backoff = DefaultBackoff
 	}
-	s, err := newSide(src, "source", o.Backoff)
+	if o.Cache == nil {
+		o.Cache = NewCache(0)
+	}
+	s, err := newSide(src, "source", o.Backoff, o.Cache)
 	if err != nil {
 		return nil, err
 	}
-	d, err := newSide(dst, "target", o.Backoff)
+	d, err := newSide(dst, "target", o.Backoff, o.Cache)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +194,7 @@ type Slots struct{ ch chan struct{} }
 // NewSlots returns a limit of n operations at once (at least 1).
 func NewSlots(n int) *Slots { return &Slots{ch: make(chan struct{}, max(n, 1))} }
 
-func newSide(e Endpoint, which string, backoff remote.Backoff) (*side, error) {
+func newSide(e Endpoint, which string, backoff remote.Backoff, cache *Cache) (*side, error) {
 	var nameOpts []name.Option
 	if e.Insecure {
 		nameOpts = append(nameOpts, name.Insecure)
@@ -202,18 +203,9 @@ func newSide(e Endpoint, which string, backoff remote.Backoff) (*side, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s repository %q: %w", which, e.Repository, err)
 	}
-	base := remote.DefaultTransport
-	if len(e.CA) > 0 || e.Insecure {
-		t := remote.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: e.Insecure} //nolint:gosec // only when asked
-		if len(e.CA) > 0 {
-			b, err := cabundle.Parse(e.CA)
-			if err != nil {
-				return nil, fmt.Errorf("%s CA: %w", which, err)
-			}
-			t.TLSClientConfig.RootCAs = b.Pool()
-		}
-		base = t
+	base, err := cache.transport(e.CA, e.Insecure)
+	if err != nil {
+		return nil, fmt.Errorf("%s CA: %w", which, err)
 	}
 	if e.Wrap != nil {
 		base = e.Wrap(base)

@@ -3,6 +3,7 @@ package imagesync
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -16,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/regwire/regwire/internal/cabundle"
 )
 
 // Registry sessions. go-containerregistry pings a registry (GET /v2/, and on a plain-HTTP
@@ -25,6 +28,40 @@ import (
 // settings and credentials for sessionTTL, and the Engines of a process share it: a
 // hundred repositories on one registry cost one ping, not a hundred. Registries that hand
 // out bearer tokens (scoped per repository) keep go-containerregistry's own handshake.
+
+// transport returns the HTTP transport for endpoints with these TLS settings, one per
+// setting and Cache: Engines that share a Cache share its connections (a hundred
+// repositories on one registry need a handful of connections, not a pool each).
+func (b *Cache) transport(ca []byte, insecure bool) (http.RoundTripper, error) {
+	if len(ca) == 0 && !insecure {
+		return remote.DefaultTransport, nil
+	}
+	key := transportKey{ca: hashOf(string(ca)), insecure: insecure}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t, ok := b.transports[key]; ok {
+		return t, nil
+	}
+	t := remote.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} //nolint:gosec // only when asked
+	if len(ca) > 0 {
+		bundle, err := cabundle.Parse(ca)
+		if err != nil {
+			return nil, err
+		}
+		t.TLSClientConfig.RootCAs = bundle.Pool()
+	}
+	if b.transports == nil {
+		b.transports = map[transportKey]*http.Transport{}
+	}
+	b.transports[key] = t
+	return t, nil
+}
+
+type transportKey struct {
+	ca       string
+	insecure bool
+}
 
 // sessionTTL is how long a registry's challenge is trusted before it is asked again.
 const sessionTTL = 10 * time.Minute
