@@ -79,8 +79,16 @@ BENCH_RUNS ?= 5
 BENCH_SET  ?= full
 
 .PHONY: bench
-bench: bench-tools build ## regwire sync vs crane, skopeo sync and regsync on a generated image set; writes docs/benchmarks.md and .png.
-	cd bench && go run . -bin $(BIN) -runs $(BENCH_RUNS) -set $(BENCH_SET) -out $(CURDIR)/docs/benchmarks.md -png $(CURDIR)/docs/benchmarks.png
+bench: bench-tools build bench-go ## regwire sync vs crane, skopeo sync and regsync on a generated image set, and the Go benchmarks; writes docs/benchmarks.md and .png.
+	cd bench && go run . -bin $(BIN) -runs $(BENCH_RUNS) -set $(BENCH_SET) -gobench $(BIN)/bench-go.txt -out $(CURDIR)/docs/benchmarks.md -png $(CURDIR)/docs/benchmarks.png
+
+.PHONY: bench-go
+bench-go: ## Go benchmarks (rendering, hosts-file editing, reading sync files), 6 counts for benchstat, into bin/bench-go.txt.
+	go test -run '^$$' -bench . -benchmem -count 6 ./internal/nodeconfig/ ./internal/hostsfile/ ./cmd/regwire/ | tee $(BIN)/bench-go.txt
+
+.PHONY: bench-scale
+bench-scale: envtest $(REGISTRY) ## 1,000 ImageSyncs and 100 node agents on a real API server: time to Ready, manager RSS, writes per no-op reconcile, mirror-change latency; writes docs/scale.md.
+	go test -tags scale -count=1 -v -timeout 40m -run TestScale ./test/scale/
 
 .PHONY: bench-tools
 bench-tools: $(REGISTRY) $(BIN)/crane $(BIN)/regsync ## Build crane and regsync from the Go module proxy; skopeo comes from Debian (apt-get install skopeo).
@@ -117,7 +125,7 @@ verify-generated: generate manifests dist ## Fail if generated files differ from
 
 .PHONY: vet
 vet: ## go vet ./... (the e2e tag included)
-	go vet -tags e2e ./...
+	go vet -tags e2e,scale ./...
 	cd bench && go vet ./...
 
 .PHONY: lint

@@ -61,6 +61,7 @@ func main() {
 		png      = flag.String("png", "docs/benchmarks.png", "plot to write")
 		only     = flag.String("peers", "", "comma-separated peer names to run (default: all)")
 		noReport = flag.Bool("no-report", false, "print the results only")
+		goBench  = flag.String("gobench", "", "output of the Go benchmarks (make bench-go) to include in the report")
 		keep     = flag.Bool("keep", false, "only generate the set, copy it once with regwire and keep both registries running for profiling (Ctrl-C stops)")
 	)
 	flag.Parse()
@@ -89,7 +90,15 @@ func main() {
 	if err := writePlot(*png, res); err != nil {
 		fail(err)
 	}
-	if err := os.WriteFile(*out, []byte(report(res, filepath.Base(*png))), 0o644); err != nil { //nolint:gosec // a document
+	doc := report(res, filepath.Base(*png))
+	if *goBench != "" {
+		b, err := os.ReadFile(*goBench)
+		if err != nil {
+			fail(err)
+		}
+		doc += goBenchSection(string(b))
+	}
+	if err := os.WriteFile(*out, []byte(doc), 0o644); err != nil { //nolint:gosec // a document
 		fail(err)
 	}
 	fmt.Printf("wrote %s and %s\n", *out, *png)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -140,12 +141,29 @@ func (r *RegistryMirrorReconciler) publish(ctx context.Context, rm *v1alpha1.Reg
 	return nil
 }
 
-// ensureAgentDaemonSet creates or updates the node agent DaemonSet.
+// agentTemplateHashAnnotation records the hash of the DaemonSet fields regwire manages,
+// so that reconciling an unchanged mirror writes nothing: comparing the fields themselves
+// would always differ, since the API server fills in defaults regwire does not set.
+const agentTemplateHashAnnotation = "regwire.dev/agent-template-hash"
+
+// ensureAgentDaemonSet creates the node agent DaemonSet, and updates it when what regwire
+// wants of it changes (a new image, flags or environment) or the hash annotation is gone.
 func (r *RegistryMirrorReconciler) ensureAgentDaemonSet(ctx context.Context) error {
 	want := AgentDaemonSet(r.Namespace, r.Agent)
+	hash, err := agentTemplateHash(want)
+	if err != nil {
+		return err
+	}
 	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: want.Namespace, Name: want.Name}}
-	_, err := controllerutil.CreateOrPatch(ctx, r.Client, ds, func() error {
+	_, err = controllerutil.CreateOrPatch(ctx, r.Client, ds, func() error {
+		if !ds.CreationTimestamp.IsZero() && ds.Annotations[agentTemplateHashAnnotation] == hash {
+			return nil
+		}
 		ds.Labels = want.Labels
+		if ds.Annotations == nil {
+			ds.Annotations = map[string]string{}
+		}
+		ds.Annotations[agentTemplateHashAnnotation] = hash
 		if ds.CreationTimestamp.IsZero() {
 			ds.Spec.Selector = want.Spec.Selector // immutable once created
 		}
@@ -157,6 +175,20 @@ func (r *RegistryMirrorReconciler) ensureAgentDaemonSet(ctx context.Context) err
 		return fmt.Errorf("ensuring the agent DaemonSet: %w", err)
 	}
 	return nil
+}
+
+// agentTemplateHash hashes the fields of the agent DaemonSet regwire sets.
+func agentTemplateHash(ds *appsv1.DaemonSet) (string, error) {
+	b, err := json.Marshal(struct {
+		Labels   map[string]string
+		Template corev1.PodTemplateSpec
+		Strategy appsv1.DaemonSetUpdateStrategy
+	}{ds.Labels, ds.Spec.Template, ds.Spec.UpdateStrategy})
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:10]), nil
 }
 
 // aggregateNodes counts the nodes the mirror selects and those whose agent reports the

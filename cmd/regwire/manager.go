@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +37,7 @@ func newManagerCommand() *cobra.Command {
 		leaderElect                     bool
 		leaderElectionID, leaderElectNS string
 		agentEnv                        []string
+		syncPeriod                      time.Duration
 	)
 	opts := controllers.Options{Agent: controllers.DefaultAgentOptions(defaultImage())}
 	zapOpts := zap.Options{}
@@ -62,9 +64,11 @@ func newManagerCommand() *cobra.Command {
 				}
 				opts.Agent.Env = append(opts.Agent.Env, corev1.EnvVar{Name: name, Value: value})
 			}
+			cacheOpts := controllers.CacheOptions(opts)
+			cacheOpts.SyncPeriod = &syncPeriod
 			mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 				Scheme:                  newScheme(),
-				Cache:                   controllers.CacheOptions(opts),
+				Cache:                   cacheOpts,
 				Client:                  controllers.ClientOptions(),
 				Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 				HealthProbeBindAddress:  probeAddr,
@@ -100,6 +104,7 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&opts.Agent.ServiceAccount, "agent-service-account", opts.Agent.ServiceAccount, "ServiceAccount of the node agent")
 	f.StringVar(&opts.Agent.ContainerdCertsDir, "agent-containerd-certs-dir", opts.Agent.ContainerdCertsDir, "containerd's config_path on the nodes")
 	f.StringVar(&opts.Agent.HostsFile, "agent-hosts-file", opts.Agent.HostsFile, "the hosts file on the nodes")
+	f.DurationVar(&syncPeriod, "sync-period", 10*time.Hour, "how often every object is reconciled again without a change (a safety net; changes are watched)")
 	f.StringArrayVar(&agentEnv, "agent-env", nil, "NAME=VALUE added to the agent's environment (repeatable), e.g. KUBERNETES_SERVICE_HOST where pods reach the API server without kube-proxy")
 	goFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(goFlags)

@@ -188,6 +188,34 @@ func flagError(err error) error {
 
 // endpoint resolves a repository's credentials from the docker config, and its CA file.
 func endpoint(repo, caFile string, insecure bool, caFlag string) (imagesync.Endpoint, error) {
+	return endpointWith(authn.DefaultKeychain, repo, caFile, insecure, caFlag)
+}
+
+// onceKeychain resolves each registry once (a file of many repositories on one registry
+// reads the docker config once).
+type onceKeychain struct {
+	mu   sync.Mutex
+	seen map[string]authn.Authenticator
+}
+
+func (k *onceKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if a, ok := k.seen[r.RegistryStr()]; ok {
+		return a, nil
+	}
+	a, err := authn.DefaultKeychain.Resolve(r)
+	if err != nil {
+		return nil, err
+	}
+	if k.seen == nil {
+		k.seen = map[string]authn.Authenticator{}
+	}
+	k.seen[r.RegistryStr()] = a
+	return a, nil
+}
+
+func endpointWith(keychain authn.Keychain, repo, caFile string, insecure bool, caFlag string) (imagesync.Endpoint, error) {
 	var opts []name.Option
 	if insecure {
 		opts = append(opts, name.Insecure)
@@ -196,7 +224,7 @@ func endpoint(repo, caFile string, insecure bool, caFlag string) (imagesync.Endp
 	if err != nil {
 		return imagesync.Endpoint{}, fmt.Errorf("%q is not a repository (write it without tag, e.g. docker.io/library/busybox): %w", repo, err)
 	}
-	auth, err := authn.DefaultKeychain.Resolve(r.Registry)
+	auth, err := keychain.Resolve(r.Registry)
 	if err != nil {
 		return imagesync.Endpoint{}, fmt.Errorf("reading credentials for %s from the docker config: %w", r.RegistryStr(), err)
 	}

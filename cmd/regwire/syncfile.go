@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
@@ -42,28 +44,28 @@ func readSyncFile(path string, insecure bool) ([]fileSync, error) {
 		}
 		r = bytes.NewReader(b)
 	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(r, 4096)
+	docs := utilyaml.NewYAMLReader(bufio.NewReader(r))
+	keychain := &onceKeychain{}
 	var out []fileSync
 	for doc := 1; ; doc++ {
-		var raw map[string]any
-		if err := dec.Decode(&raw); errors.Is(err, io.EOF) {
+		raw, err := docs.Read()
+		if errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
 			return nil, fmt.Errorf("%s: document %d: %w", path, doc, err)
 		}
-		if raw == nil {
+		if len(bytes.TrimSpace(raw)) == 0 || isComment(raw) {
 			continue
 		}
-		b, _ := yaml.Marshal(raw)
 		is := &v1alpha1.ImageSync{}
-		if err := yaml.UnmarshalStrict(b, is); err != nil {
+		if err := yaml.UnmarshalStrict(raw, is); err != nil {
 			return nil, fmt.Errorf("%s: document %d: %w", path, doc, err)
 		}
 		name := fmt.Sprintf("document %d", doc)
 		if is.Name != "" {
 			name = strings.TrimPrefix(is.Namespace+"/"+is.Name, "/")
 		}
-		fs, err := syncFromSpec(name, &is.Spec, insecure)
+		fs, err := syncFromSpec(keychain, name, &is.Spec, insecure)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", path, name, err)
 		}
@@ -78,9 +80,19 @@ func readSyncFile(path string, insecure bool) ([]fileSync, error) {
 	return out, nil
 }
 
+// isComment says whether a YAML document holds nothing but comments.
+func isComment(doc []byte) bool {
+	for _, line := range bytes.Split(doc, []byte("\n")) {
+		if l := bytes.TrimSpace(line); len(l) > 0 && l[0] != '#' {
+			return false
+		}
+	}
+	return true
+}
+
 // syncFromSpec turns an ImageSync's spec into what the engine needs, refusing what only the
 // controller can do (Secrets, RegistryMirrors) with the field to change.
-func syncFromSpec(name string, spec *v1alpha1.ImageSyncSpec, insecure bool) (fileSync, error) {
+func syncFromSpec(keychain authn.Keychain, name string, spec *v1alpha1.ImageSyncSpec, insecure bool) (fileSync, error) {
 	fs := fileSync{name: name}
 	switch {
 	case spec.Source.Image == "":
@@ -102,10 +114,10 @@ func syncFromSpec(name string, spec *v1alpha1.ImageSyncSpec, insecure bool) (fil
 		return fs, errors.New("spec.source: select tags with tags, tagPattern or semver")
 	}
 	fs.sel = sel
-	if fs.src, err = endpoint(string(spec.Source.Image), "", insecure || spec.Source.Insecure, ""); err != nil {
+	if fs.src, err = endpointWith(keychain, string(spec.Source.Image), "", insecure || spec.Source.Insecure, ""); err != nil {
 		return fs, fmt.Errorf("spec.source.image: %w", err)
 	}
-	if fs.dst, err = endpoint(string(spec.Target.Image), "", insecure || spec.Target.Insecure, ""); err != nil {
+	if fs.dst, err = endpointWith(keychain, string(spec.Target.Image), "", insecure || spec.Target.Insecure, ""); err != nil {
 		return fs, fmt.Errorf("spec.target.image: %w", err)
 	}
 	fs.src.CA, fs.dst.CA = []byte(spec.Source.CABundle), []byte(spec.Target.CABundle)

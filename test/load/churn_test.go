@@ -32,10 +32,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -44,6 +42,7 @@ import (
 	"github.com/regwire/regwire/internal/agent"
 	"github.com/regwire/regwire/internal/controlplane"
 	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/testutil/agenttest"
 )
 
 const (
@@ -544,46 +543,12 @@ func startManager(t *testing.T, cfg *rest.Config, s *runtime.Scheme) fmt.Stringe
 	return errs
 }
 
-// node is a Node object and an in-process agent with its own root and hosts file.
-type node struct {
-	name, root, hostsFile string
-}
+// node is a node with an in-process agent.
+type node struct{ *agenttest.Node }
 
 func startNode(t *testing.T, k8s client.Client, cfg *rest.Config, name string) *node {
 	t.Helper()
-	n := &node{name: name, root: t.TempDir(), hostsFile: filepath.Join(t.TempDir(), "hosts")}
-	must(t, os.WriteFile(n.hostsFile, []byte(baseHosts), 0o644))
-	must(t, k8s.Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}))
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 k8s.Scheme(),
-		Cache:                  controllers.AgentCacheOptions(operatorNS, name),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := agent.OpenFiles(n.root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &controllers.NodeAgentReconciler{Client: mgr.GetClient(), NodeName: name, Namespace: operatorNS,
-		Files: files, HostsFile: n.hostsFile, Resync: time.Second, Version: "test"}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent %s: %v", name, err)
-		}
-		_ = files.Close()
-	})
-	return n
+	return &node{agenttest.Start(t, cfg, k8s, name, agenttest.Options{Namespace: operatorNS, HostsContent: baseHosts, Resync: time.Second})}
 }
 
 // holds says how the node differs from: a hosts.toml and ca.crt for each host in hosts
@@ -596,11 +561,11 @@ func (n *node) holds(hosts map[string]bool, aliases []string) error {
 	}
 	slices.Sort(want)
 	var got []string
-	err := filepath.WalkDir(n.root, func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(n.Root, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(n.root, p)
+		rel, _ := filepath.Rel(n.Root, p)
 		if d.IsDir() {
 			if rel == agent.StateDir {
 				return filepath.SkipDir
@@ -614,25 +579,25 @@ func (n *node) holds(hosts map[string]bool, aliases []string) error {
 		return err
 	}
 	if !slices.Equal(got, want) {
-		return fmt.Errorf("node %s holds %v, want %v", n.name, got, want)
+		return fmt.Errorf("node %s holds %v, want %v", n.Name, got, want)
 	}
-	b, err := os.ReadFile(n.hostsFile)
+	b, err := os.ReadFile(n.HostsFile)
 	if err != nil {
 		return err
 	}
 	text := string(b)
 	if !strings.HasPrefix(text, baseHosts) {
-		return fmt.Errorf("node %s: the hosts file lost its own lines:\n%s", n.name, text)
+		return fmt.Errorf("node %s: the hosts file lost its own lines:\n%s", n.Name, text)
 	}
 	gotAliases := aliasRE.FindAllString(text, -1)
 	slices.Sort(gotAliases)
 	aliases = slices.Clone(aliases)
 	slices.Sort(aliases)
 	if !slices.Equal(gotAliases, aliases) {
-		return fmt.Errorf("node %s: hosts file names %v, want %v:\n%s", n.name, gotAliases, aliases, text)
+		return fmt.Errorf("node %s: hosts file names %v, want %v:\n%s", n.Name, gotAliases, aliases, text)
 	}
 	if len(aliases) == 0 && text != baseHosts {
-		return fmt.Errorf("node %s: hosts file is not back to its own lines:\n%s", n.name, text)
+		return fmt.Errorf("node %s: hosts file is not back to its own lines:\n%s", n.Name, text)
 	}
 	return nil
 }

@@ -1,0 +1,79 @@
+// Package agenttest runs regwire node agents in-process for tests: a Node object and an
+// agent with its own containerd configuration root and hosts file, as on a real node.
+package agenttest
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/regwire/regwire/controllers"
+	"github.com/regwire/regwire/internal/agent"
+)
+
+// Node is one node: the Node object and its agent's root and hosts file.
+type Node struct {
+	Name, Root, HostsFile string
+}
+
+// Options tune Start.
+type Options struct {
+	// Namespace the agent reads published mirrors from (the operator's).
+	Namespace string
+	// HostsContent is the hosts file before regwire; Resync how often the agent re-applies.
+	HostsContent string
+	Resync       time.Duration
+}
+
+// Start creates the Node and runs its agent until the test ends.
+func Start(t testing.TB, cfg *rest.Config, k8s client.Client, name string, o Options) *Node {
+	t.Helper()
+	n := &Node{Name: name, Root: t.TempDir(), HostsFile: filepath.Join(t.TempDir(), "hosts")}
+	if err := os.WriteFile(n.HostsFile, []byte(o.HostsContent), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 k8s.Scheme(),
+		Cache:                  controllers.AgentCacheOptions(o.Namespace, name),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := agent.OpenFiles(n.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &controllers.NodeAgentReconciler{Client: mgr.GetClient(), NodeName: name, Namespace: o.Namespace,
+		Files: files, HostsFile: n.HostsFile, Resync: o.Resync, Version: "test"}
+	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("agent %s: %v", name, err)
+		}
+		_ = files.Close()
+	})
+	return n
+}
