@@ -158,6 +158,7 @@ func report(r *results, pngName string) string {
 	p("**Physical floor:** loopback TCP %.0f MB/s, sha256 %.0f MB/s on one core; a copy cannot move its unique blob bytes faster than the slower of the two: %s for the cold copy, %s for the shared-bases set.\n\n",
 		r.loopback/1e6, r.sha256/1e6, secs(r.floor(r.set.UniqueBytes)), secs(r.floor(r.set.SharedBytes)))
 	p("![time per scenario](%s)\n\n", pngName)
+	p("The operator itself at 1,000 ImageSyncs and 100 nodes: [scale.md](scale.md) (`make bench-scale`).\n\n")
 
 	for _, sc := range scenarios {
 		p("## %s\n\n%s (%d tags).\n\n", strings.ToUpper(sc.title[:1])+sc.title[1:], sc.what, r.tags(sc.key))
