@@ -41,8 +41,9 @@ demo: envtest build ## Run the embedded local stack: API server, CRDs, controlle
 test: verify-generated vet lint test-unit e2e-local e2e-node ## Everything CI runs: generated files, vet, lint, unit, envtest and end-to-end suites.
 
 .PHONY: test-unit
-test-unit: envtest $(REGISTRY) ## Unit and envtest suites (go test ./...).
+test-unit: envtest $(REGISTRY) ## Unit and envtest suites (go test ./...), and the benchmark harness's own tests.
 	go test $(GO_TEST_FLAGS) ./...
+	cd bench && go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: e2e-local
 e2e-local: envtest $(REGISTRY) ## The seed's flow on real parts (as root): ImageSync, nginx, agent, containerd CRI pull, runc; the image run by containerd; the manager SIGKILLed during syncs.
