@@ -154,6 +154,12 @@ func (r *NodeAgentReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ct
 	}
 	status := r.report(ctx, selected, gens, cfg, applyErr, decodeErrs, existing.Status)
 	if err := r.writeReport(ctx, node, existing, status); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			// The cache has not seen the agent's previous write yet: report again from the
+			// fresh object shortly (the write's own event usually comes first).
+			logf.FromContext(ctx).V(1).Info("RegistryNode changed meanwhile; reporting again", "error", err.Error())
+			return ctrl.Result{RequeueAfter: reportRetry}, nil
+		}
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: r.Resync}, nil
@@ -256,6 +262,9 @@ func probeTime(old v1alpha1.RegistryNodeStatus, mirror string, now *v1alpha1.Pro
 	}
 	return &metav1.Time{Time: t.Truncate(time.Second)}
 }
+
+// reportRetry is how soon a report that met a stale cache is written again.
+const reportRetry = 200 * time.Millisecond
 
 // writeReport creates or updates the node's RegistryNode when its status changed.
 func (r *NodeAgentReconciler) writeReport(ctx context.Context, node *corev1.Node, existing *v1alpha1.RegistryNode, st v1alpha1.RegistryNodeStatus) error {

@@ -240,8 +240,9 @@ func TestChurnLeavesNothingBehind(t *testing.T) {
 						err = nil
 					}
 				}
-				// Conflicts and objects another goroutine deleted meanwhile are the churn itself.
-				if err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+				// Conflicts, and objects another goroutine deleted or created meanwhile, are the
+				// churn itself.
+				if err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) && !apierrors.IsAlreadyExists(err) {
 					t.Errorf("churn: %v", err)
 				}
 			}
