@@ -259,7 +259,7 @@ func TestStatusShowsTheProgressOfACopyUnderWay(t *testing.T) {
 	proxy := httputil.NewSingleHostReverseProxy(u)
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.URL.Path, "/blobs/") && r.Method == http.MethodGet {
-			proxy.ServeHTTP(&slowWriter{ResponseWriter: w}, r)
+			proxy.ServeHTTP(&testutil.SlowWriter{ResponseWriter: w, Pause: 60 * time.Millisecond}, r)
 			return
 		}
 		proxy.ServeHTTP(w, r)
@@ -303,25 +303,4 @@ func TestStatusShowsTheProgressOfACopyUnderWay(t *testing.T) {
 	if moving < 2 {
 		t.Errorf("status showed progress %+v; want it to move at least twice during the copy", seen)
 	}
-}
-
-// slowWriter writes a response in 64 KiB pieces, 60 ms apart.
-type slowWriter struct{ http.ResponseWriter }
-
-func (w *slowWriter) Write(p []byte) (int, error) {
-	n := 0
-	for len(p) > 0 {
-		k := min(len(p), 64<<10)
-		m, err := w.ResponseWriter.Write(p[:k])
-		n += m
-		if err != nil {
-			return n, err
-		}
-		if f, ok := w.ResponseWriter.(http.Flusher); ok {
-			f.Flush()
-		}
-		time.Sleep(60 * time.Millisecond)
-		p = p[k:]
-	}
-	return n, nil
 }

@@ -2,10 +2,7 @@ package controllers_test
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,28 +13,19 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers"
-	"github.com/regwire/regwire/internal/agent"
 	"github.com/regwire/regwire/internal/nodeconfig"
 	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/testutil/agenttest"
 )
 
 // fakeNode is one "node": a Node object and an in-process agent with its own
 // containerd configuration root and hosts file.
-type fakeNode struct {
-	name            string
-	root, hostsFile string
-	// before is the root and hosts file as they were before regwire touched them.
-	before map[string]string
-}
+type fakeNode = agenttest.Node
 
 const baseHosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n"
 
@@ -50,97 +38,8 @@ func startNode(t *testing.T, name string, labels map[string]string, foreign map[
 // startNodeIn is startNode with an agent that reads published mirrors from namespace.
 func startNodeIn(t *testing.T, namespace, name string, labels map[string]string, foreign map[string]string) *fakeNode {
 	t.Helper()
-	ctx := context.Background()
-	n := &fakeNode{name: name, root: t.TempDir(), hostsFile: filepath.Join(t.TempDir(), "hosts")}
-	for p, data := range foreign {
-		full := filepath.Join(n.root, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(n.hostsFile, []byte(baseHosts), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n.before = n.snapshot(t)
-
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
-	if err := k8s.Create(ctx, node); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = k8s.Delete(context.Background(), node) })
-
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
-		Scheme:                 k8s.Scheme(),
-		Cache:                  controllers.AgentCacheOptions(namespace, name),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := agent.OpenFiles(n.root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &controllers.NodeAgentReconciler{
-		Client: mgr.GetClient(), NodeName: name, Namespace: namespace,
-		Files: files, HostsFile: n.hostsFile, Resync: 300 * time.Millisecond, Version: "test",
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("agent %s: %v", name, err)
-		}
-		_ = files.Close()
-	})
-	return n
-}
-
-// snapshot reads the node's root (without regwire's state directory) and hosts file.
-func (n *fakeNode) snapshot(t *testing.T) map[string]string {
-	t.Helper()
-	out := testutil.Snapshot(t, n.root, agent.StateDir)
-	hosts, err := os.ReadFile(n.hostsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out["<hosts file>"] = string(hosts)
-	return out
-}
-
-func (n *fakeNode) file(rel string) string {
-	b, err := os.ReadFile(filepath.Join(n.root, rel))
-	if err != nil {
-		return "<" + err.Error() + ">"
-	}
-	return string(b)
-}
-
-// registryServer is a TLS server answering like a registry that wants credentials.
-func registryServer(t *testing.T, ca *testutil.CA) (*httptest.Server, string) {
-	t.Helper()
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/v2/" {
-			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		http.NotFound(w, r)
-	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.ServerTLS(t, "127.0.0.1")}, MinVersion: tls.VersionTLS12}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv, srv.URL
+	return agenttest.Start(t, restConfig, k8s, name, agenttest.Options{Namespace: namespace, HostsContent: baseHosts,
+		Resync: 300 * time.Millisecond, Labels: labels, Files: foreign})
 }
 
 // waitNodes waits until the mirror reports want (e.g. "3/3") for its current generation
@@ -181,7 +80,7 @@ func waitNodes(t *testing.T, name, want string, timeout time.Duration) time.Dura
 func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
 	ctx := context.Background()
 	ca := testutil.NewCA(t, "nodes test CA", time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
-	_, endpoint := registryServer(t, ca)
+	endpoint := testutil.ChallengeServer(t, ca).URL
 
 	foreignNexus := "# written by hand before regwire\nserver = \"https://10.9.9.9\"\n"
 	nodes := []*fakeNode{
@@ -211,14 +110,14 @@ func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
 	}
 
 	for _, n := range nodes {
-		if got := n.file("nexus.local/hosts.toml"); !strings.Contains(got, "server = '"+endpoint+"'") || !strings.Contains(got, "ca = 'ca.crt'") {
-			t.Errorf("%s: nexus.local/hosts.toml =\n%s", n.name, got)
+		if got := n.File("nexus.local/hosts.toml"); !strings.Contains(got, "server = '"+endpoint+"'") || !strings.Contains(got, "ca = 'ca.crt'") {
+			t.Errorf("%s: nexus.local/hosts.toml =\n%s", n.Name, got)
 		}
-		if got := n.file("nexus.local/ca.crt"); strings.TrimSpace(got) != strings.TrimSpace(ca.PEM) {
-			t.Errorf("%s: ca.crt is not the mirror's CA", n.name)
+		if got := n.File("nexus.local/ca.crt"); strings.TrimSpace(got) != strings.TrimSpace(ca.PEM) {
+			t.Errorf("%s: ca.crt is not the mirror's CA", n.Name)
 		}
-		if got := n.snapshot(t)["<hosts file>"]; !strings.HasPrefix(got, baseHosts) || !strings.Contains(got, "127.0.0.1\tnexus.local\t# three-nodes\n") {
-			t.Errorf("%s: hosts file =\n%s", n.name, got)
+		if got := n.Snapshot(t)["<hosts file>"]; !strings.HasPrefix(got, baseHosts) || !strings.Contains(got, "127.0.0.1\tnexus.local\t# three-nodes\n") {
+			t.Errorf("%s: hosts file =\n%s", n.Name, got)
 		}
 	}
 
@@ -244,8 +143,8 @@ func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
 	took = waitNodes(t, rm.Name, "3/3", 2*time.Second)
 	t.Logf("three nodes applied a CA rotation in %s", took)
 	for _, n := range nodes {
-		if got := n.file("nexus.local/ca.crt"); !strings.Contains(got, strings.TrimSpace(ca2.PEM)) {
-			t.Errorf("%s: ca.crt lacks the rotated CA", n.name)
+		if got := n.File("nexus.local/ca.crt"); !strings.Contains(got, strings.TrimSpace(ca2.PEM)) {
+			t.Errorf("%s: ca.crt lacks the rotated CA", n.Name)
 		}
 	}
 
@@ -263,7 +162,7 @@ func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
 		t.Errorf("rival's NodesReady message %q does not say %q", c.Message, want)
 	}
 	waitNodes(t, rm.Name, "3/3", 5*time.Second)
-	if got := nodes[0].file("nexus.local/hosts.toml"); !strings.Contains(got, endpoint) {
+	if got := nodes[0].File("nexus.local/hosts.toml"); !strings.Contains(got, endpoint) {
 		t.Errorf("the rival replaced the winner's hosts.toml:\n%s", got)
 	}
 	if err := k8s.Delete(ctx, rival); err != nil {
@@ -271,11 +170,11 @@ func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
 	}
 
 	// Drift: a file removed by hand is repaired by the periodic resync.
-	if err := os.Remove(filepath.Join(nodes[1].root, "nexus.local/hosts.toml")); err != nil {
+	if err := os.Remove(filepath.Join(nodes[1].Root, "nexus.local/hosts.toml")); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, func() error {
-		if got := nodes[1].file("nexus.local/hosts.toml"); !strings.Contains(got, endpoint) {
+		if got := nodes[1].File("nexus.local/hosts.toml"); !strings.Contains(got, endpoint) {
 			return fmt.Errorf("node-b's hosts.toml not repaired: %s", got)
 		}
 		return nil
@@ -286,13 +185,13 @@ func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
 		rm.Spec.NodeSelector = map[string]string{"pool": "a"}
 	})
 	waitNodes(t, rm.Name, "2/2", 5*time.Second)
-	eventually(t, func() error { return sameTree(nodes[2].before, nodes[2].snapshot(t)) })
+	eventually(t, func() error { return sameTree(nodes[2].Before, nodes[2].Snapshot(t)) })
 
 	// Deleting the mirror waits for the nodes and leaves each exactly as before.
 	deleteAndWait(t, rm)
 	for _, n := range nodes {
-		if err := sameTree(n.before, n.snapshot(t)); err != nil {
-			t.Errorf("%s after deletion: %v", n.name, err)
+		if err := sameTree(n.Before, n.Snapshot(t)); err != nil {
+			t.Errorf("%s after deletion: %v", n.Name, err)
 		}
 	}
 }
@@ -351,7 +250,7 @@ func TestAnUnsafePublishedMirrorKeepsTheLastGoodFiles(t *testing.T) {
 	publish(good)
 	var before map[string]string
 	eventually(t, func() error {
-		before = n.snapshot(t)
+		before = n.Snapshot(t)
 		if got := before["kept.local/hosts.toml"]; !strings.Contains(got, "https://kept.local") {
 			return fmt.Errorf("hosts.toml not written: %s", got)
 		}
@@ -376,7 +275,7 @@ func TestAnUnsafePublishedMirrorKeepsTheLastGoodFiles(t *testing.T) {
 		}
 		return fmt.Errorf("no refusal reported: %+v", rn.Status.Mirrors)
 	})
-	if err := sameTree(before, n.snapshot(t)); err != nil {
+	if err := sameTree(before, n.Snapshot(t)); err != nil {
 		t.Errorf("the node did not keep its last good configuration: %v", err)
 	}
 }

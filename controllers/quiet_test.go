@@ -3,20 +3,18 @@ package controllers_test
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers"
+	"github.com/regwire/regwire/internal/testutil"
 )
 
 // TestAnUnchangedMirrorWritesNothing: once a RegistryMirror has settled, reconciling it
@@ -49,7 +47,7 @@ func TestAnUnchangedMirrorWritesNothing(t *testing.T) {
 	time.Sleep(time.Second) // the last status write of the first reconciles
 	before := versions()
 	reconciles := reconcileCount(t)
-	writes := apiWrites(t)
+	writes := testutil.APIWrites(t, restConfig)
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "quiet-node"}}
 	if err := k8s.Create(ctx, node); err != nil {
 		t.Fatal(err)
@@ -68,52 +66,11 @@ func TestAnUnchangedMirrorWritesNothing(t *testing.T) {
 	}
 	// A write that changes nothing keeps the resource version; the API server still counts
 	// the request.
-	for resource, n := range apiWrites(t) {
+	for resource, n := range testutil.APIWrites(t, restConfig) {
 		if d := n - writes[resource]; d > 0 && resource != "leases" && resource != "nodes" && resource != "events" {
 			t.Errorf("%v write request(s) to %s while nothing changed", d, resource)
 		}
 	}
-}
-
-// apiWrites is the API server's count of write requests (POST, PUT, PATCH, DELETE) by
-// resource.
-func apiWrites(t *testing.T) map[string]float64 {
-	t.Helper()
-	cs, err := kubernetes.NewForConfig(restConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := cs.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if !strings.HasPrefix(line, "apiserver_request_total{") {
-			continue
-		}
-		end := strings.LastIndexByte(line, '}')
-		labels := line[len("apiserver_request_total{"):end]
-		verb, resource := labelValue(labels, "verb"), labelValue(labels, "resource")
-		if verb != "POST" && verb != "PUT" && verb != "PATCH" && verb != "DELETE" && verb != "APPLY" {
-			continue
-		}
-		if sub := labelValue(labels, "subresource"); sub != "" {
-			resource += "/" + sub
-		}
-		v, _ := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
-		out[resource] += v
-	}
-	return out
-}
-
-func labelValue(labels, key string) string {
-	for _, kv := range strings.Split(labels, ",") {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
-			return strings.Trim(v, `"`)
-		}
-	}
-	return ""
 }
 
 // reconcileCount is controller-runtime's count of RegistryMirror reconciles so far.

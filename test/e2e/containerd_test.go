@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/regwire/regwire/internal/testutil"
 )
 
 // containerd is a private containerd (Debian's package) for the test: its own root, state,
@@ -96,7 +98,7 @@ func startContainerdWith(t *testing.T, l *logs, dir, configPath, sandbox string)
 	t.Cleanup(func() { _ = conn.Close() })
 	c.images = runtimeapi.NewImageServiceClient(conn)
 	c.runtime = runtimeapi.NewRuntimeServiceClient(conn)
-	eventually(t, 30*time.Second, "containerd's CRI image service answering", func() error {
+	testutil.Eventually(t, 30*time.Second, "containerd's CRI image service answering", func() error {
 		_, err := c.images.ListImages(context.Background(), &runtimeapi.ListImagesRequest{})
 		return err
 	})

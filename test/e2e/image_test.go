@@ -34,7 +34,7 @@ func TestTheImageRunsWithContainerd(t *testing.T) {
 	ref := reg.Host + "/regwire:e2e"
 	const version = "v9.9.9-e2e"
 	cmd := exec.Command("go", "run", "./hack/image", "--version", version, "--commit", "e2e", "--out", filepath.Join(work, "layout"), "--push", ref, "--insecure")
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = testutil.RepoRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make image: %v\n%s", err, out)
 	} else {

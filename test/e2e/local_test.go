@@ -149,7 +149,7 @@ func TestSeedFlowOnRealParts(t *testing.T) {
 	if err := k8s.Create(ctx, is); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Minute, "ImageSync Ready", func() error {
+	testutil.Eventually(t, 2*time.Minute, "ImageSync Ready", func() error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
 			return err
 		}
@@ -198,7 +198,7 @@ func TestSeedFlowOnRealParts(t *testing.T) {
 	}
 	reloadNginx(t, nginxConf)
 	ctrd.remove(t, image)
-	eventually(t, 30*time.Second, "pulls failing with the old CA", func() error {
+	testutil.Eventually(t, 30*time.Second, "pulls failing with the old CA", func() error {
 		if _, err := ctrd.pull(image, user, pass); err == nil {
 			return fmt.Errorf("the pull still succeeds")
 		} else if !strings.Contains(err.Error(), "x509") && !strings.Contains(err.Error(), "certificate") {
@@ -232,7 +232,7 @@ func TestSeedFlowOnRealParts(t *testing.T) {
 	if err := k8s.Delete(ctx, rm); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, "RegistryMirror gone", func() error {
+	testutil.Eventually(t, time.Minute, "RegistryMirror gone", func() error {
 		err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), &v1alpha1.RegistryMirror{})
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -267,26 +267,11 @@ func buildRegwire(t *testing.T, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "regwire")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/regwire")
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = testutil.RepoRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build regwire: %v\n%s", err, out)
 	}
 	return bin
-}
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 func newClient(t *testing.T, cp *controlplane.ControlPlane) client.Client {
@@ -346,7 +331,7 @@ func reloadNginx(t *testing.T, conf string) {
 
 func mirrorReady(t *testing.T, k8s client.Client, name string) {
 	t.Helper()
-	eventually(t, 2*time.Minute, "RegistryMirror "+name+" Ready", func() error {
+	testutil.Eventually(t, 2*time.Minute, "RegistryMirror "+name+" Ready", func() error {
 		rm := &v1alpha1.RegistryMirror{}
 		if err := k8s.Get(context.Background(), client.ObjectKey{Name: name}, rm); err != nil {
 			return err
@@ -364,7 +349,7 @@ func mirrorReady(t *testing.T, k8s client.Client, name string) {
 func pullSecretCredentials(t *testing.T, k8s client.Client, host string) (string, string) {
 	t.Helper()
 	s := &corev1.Secret{}
-	eventually(t, time.Minute, "pull secret in apps", func() error {
+	testutil.Eventually(t, time.Minute, "pull secret in apps", func() error {
 		return k8s.Get(context.Background(), client.ObjectKey{Namespace: "apps", Name: "nexus-local-pull"}, s)
 	})
 	var cfg struct {

@@ -146,7 +146,7 @@ func TestTheManagerKilledDuringSyncsConverges(t *testing.T) {
 
 	// An undisturbed manager: everything converges.
 	start(t, l, "manager (final)", env, regwire, args...)
-	eventually(t, 3*time.Minute, "every ImageSync Ready and the pull secrets in place", func() error {
+	testutil.Eventually(t, 3*time.Minute, "every ImageSync Ready and the pull secrets in place", func() error {
 		list := &v1alpha1.ImageSyncList{}
 		if err := k8s.List(ctx, list); err != nil {
 			return err
@@ -283,33 +283,12 @@ func countingProxy(t *testing.T, upstream string, slowBlobs bool) (string, *atom
 		inflight.Add(1)
 		defer inflight.Add(-1)
 		if slowBlobs && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
-			w = &throttledWriter{ResponseWriter: w}
+			w = &testutil.SlowWriter{ResponseWriter: w, Pause: 20 * time.Millisecond} // ~3 MB/s
 		}
 		proxy.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
 	return srv.Listener.Addr().String(), inflight
-}
-
-// throttledWriter writes in 64 KiB pieces, 20 ms apart (~3 MB/s).
-type throttledWriter struct{ http.ResponseWriter }
-
-func (w *throttledWriter) Write(p []byte) (int, error) {
-	n := 0
-	for len(p) > 0 {
-		k := min(len(p), 64<<10)
-		m, err := w.ResponseWriter.Write(p[:k])
-		n += m
-		if err != nil {
-			return n, err
-		}
-		if f, ok := w.ResponseWriter.(http.Flusher); ok {
-			f.Flush()
-		}
-		time.Sleep(20 * time.Millisecond)
-		p = p[k:]
-	}
-	return n, nil
 }
 
 // startKillable starts a process in its own process group, its output in the logs under

@@ -98,7 +98,7 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	waitingImage(t, local.Host+"/library/hello:1.0", "hello from a real node", "amd64", "arm64")
 	regwireImage := local.Host + "/regwire:e2e"
 	cmd := exec.Command("go", "run", "./hack/image", "--version", "v0.0.0-e2e-node", "--out", filepath.Join(work, "image"), "--push", regwireImage, "--insecure")
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = testutil.RepoRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("make image: %v\n%s", err, out)
 	}
@@ -128,7 +128,7 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 		}
 	})
 	startKubelet(t, l, ctrd, kubeletDir, podLogs, kubeconfig)
-	eventually(t, 2*time.Minute, "the node registering", func() error {
+	testutil.Eventually(t, 2*time.Minute, "the node registering", func() error {
 		return k8s.Get(ctx, client.ObjectKey{Name: e2eNodeName}, &corev1.Node{})
 	})
 	node := &corev1.Node{}
@@ -151,7 +151,7 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 		}
 	}
 	applyAll(t, k8s, objs)
-	eventually(t, 3*time.Minute, "the manager Deployment available", func() error {
+	testutil.Eventually(t, 3*time.Minute, "the manager Deployment available", func() error {
 		d := &appsv1.Deployment{}
 		if err := k8s.Get(ctx, client.ObjectKey{Namespace: "regwire-system", Name: "regwire-manager"}, d); err != nil {
 			return err
@@ -187,7 +187,7 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	if err := k8s.Create(ctx, rm); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Minute, "RegistryMirror Ready on the node", func() error {
+	testutil.Eventually(t, 5*time.Minute, "RegistryMirror Ready on the node", func() error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), rm); err != nil {
 			return err
 		}
@@ -215,7 +215,7 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	if err := k8s.Create(ctx, is); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 3*time.Minute, "ImageSync Ready", func() error {
+	testutil.Eventually(t, 3*time.Minute, "ImageSync Ready", func() error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
 			return err
 		}
@@ -234,13 +234,13 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 			Containers:       []corev1.Container{{Name: "hello", Image: host + "/my-docker/hello:1.0"}},
 		},
 	}
-	eventually(t, time.Minute, "the pull secret in apps", func() error {
+	testutil.Eventually(t, time.Minute, "the pull secret in apps", func() error {
 		return k8s.Get(ctx, client.ObjectKey{Namespace: "apps", Name: "nexus-local-pull"}, &corev1.Secret{})
 	})
 	// The controller manager creates the namespace's default ServiceAccount, which
 	// ServiceAccount admission wants first.
-	eventually(t, time.Minute, "creating the pod", func() error { return k8s.Create(ctx, pod.DeepCopy()) })
-	eventually(t, 3*time.Minute, "the pod Running", func() error {
+	testutil.Eventually(t, time.Minute, "creating the pod", func() error { return k8s.Create(ctx, pod.DeepCopy()) })
+	testutil.Eventually(t, 3*time.Minute, "the pod Running", func() error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
 			return err
 		}
@@ -263,7 +263,7 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	if err := k8s.Delete(ctx, rm); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Minute, "the node cleaned", func() error {
+	testutil.Eventually(t, 2*time.Minute, "the node cleaned", func() error {
 		if _, err := os.Stat(filepath.Join(certsDir, host)); !os.IsNotExist(err) {
 			return fmt.Errorf("%s still there", filepath.Join(certsDir, host))
 		}
@@ -444,7 +444,7 @@ func podsSummary(ctx context.Context, k8s client.Client, ns string) string {
 func podLogLine(t *testing.T, dir, ns, name string) string {
 	t.Helper()
 	var line string
-	eventually(t, time.Minute, "the pod's log", func() error {
+	testutil.Eventually(t, time.Minute, "the pod's log", func() error {
 		files, _ := filepath.Glob(filepath.Join(dir, ns+"_"+name+"_*", "*", "*.log"))
 		if len(files) == 0 {
 			return fmt.Errorf("no log under %s", dir)

@@ -33,30 +33,13 @@ import (
 // logs collects the output of every component and prints it when the test fails.
 type logs struct {
 	mu    sync.Mutex
-	bufs  map[string]*syncBuffer
+	bufs  map[string]*testutil.SyncBuffer
 	keys  []string
 	extra []namedStringer
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func newLogs(t *testing.T) *logs {
-	l := &logs{bufs: map[string]*syncBuffer{}}
+	l := &logs{bufs: map[string]*testutil.SyncBuffer{}}
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -73,13 +56,13 @@ func newLogs(t *testing.T) *logs {
 	return l
 }
 
-func (l *logs) buffer(name string) *syncBuffer {
+func (l *logs) buffer(name string) *testutil.SyncBuffer {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if b, ok := l.bufs[name]; ok {
 		return b
 	}
-	b := &syncBuffer{}
+	b := &testutil.SyncBuffer{}
 	l.bufs[name] = b
 	l.keys = append(l.keys, name)
 	return b
@@ -188,20 +171,6 @@ func goImage(t *testing.T, ref, prog string, arches ...string) v1.Hash {
 	}
 	d, _ := idx.Digest()
 	return d
-}
-
-// eventually retries f until it succeeds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s: %v", what, timeout, err)
 }
 
 // startControlPlane starts kube-apiserver + etcd and writes an admin kubeconfig into dir.

@@ -4,11 +4,8 @@ package load
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -93,7 +90,7 @@ func TestChurnLeavesNothingBehind(t *testing.T) {
 		}
 	}
 	ca := testutil.NewCA(t, "churn CA", time.Now().Add(-time.Hour), time.Now().AddDate(1, 0, 0))
-	hosts := []string{tlsEndpoint(t, ca), tlsEndpoint(t, ca)}
+	hosts := []string{testutil.ChallengeServer(t, ca).Listener.Addr().String(), testutil.ChallengeServer(t, ca).Listener.Addr().String()}
 
 	must(t, k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNS}}))
 	must(t, k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: "creds"},
@@ -515,7 +512,7 @@ func checkConditions(ctx context.Context, k8s client.Client, f *findings) {
 // what they log at error level.
 func startManager(t *testing.T, cfg *rest.Config, s *runtime.Scheme) fmt.Stringer {
 	t.Helper()
-	errs := &syncBuffer{}
+	errs := &testutil.SyncBuffer{}
 	log := zap.New(zap.WriteTo(errs), zap.Level(zapcore.ErrorLevel))
 	ctrl.SetLogger(log)
 	opts := controllers.Options{Namespace: operatorNS, Agent: controllers.DefaultAgentOptions("regwire:test")}
@@ -606,19 +603,6 @@ func (n *node) holds(hosts map[string]bool, aliases []string) error {
 // aliasRE matches the host names the test's mirrors give as aliases.
 var aliasRE = regexp.MustCompile(`m[0-9]+-g[0-9]+\.example`)
 
-// tlsEndpoint is a TLS server answering /v2/ like a registry that wants credentials.
-func tlsEndpoint(t *testing.T, ca *testutil.CA) string {
-	t.Helper()
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
-		w.WriteHeader(http.StatusUnauthorized)
-	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.ServerTLS(t, "127.0.0.1")}, MinVersion: tls.VersionTLS12}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv.Listener.Addr().String()
-}
-
 // eventually retries f until it succeeds or settleAfter passes.
 func eventually(f func() error) error {
 	deadline := time.Now().Add(settleAfter)
@@ -641,21 +625,4 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -5,11 +5,8 @@
 package scale
 
 import (
-	"bufio"
 	"context"
-	"crypto/tls"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,7 +26,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -74,8 +70,6 @@ func TestScale(t *testing.T) {
 	utilruntime.Must(v1alpha1.AddToScheme(s))
 	k8s, err := client.New(cp.Config, client.Options{Scheme: s})
 	must(t, err)
-	cs, err := kubernetes.NewForConfig(cp.Config)
-	must(t, err)
 
 	// Registries: the ImageSyncs' source and target, and a TLS endpoint the mirror names.
 	source := testutil.StartRegistry(t, testutil.RegistryOptions{})
@@ -86,7 +80,7 @@ func TestScale(t *testing.T) {
 		must(t, remote.Write(testutil.Ref(t, fmt.Sprintf("%s/lib/app%d:1.0", source.Host, r)), img))
 	}
 	ca := testutil.NewCA(t, "scale CA", time.Now().Add(-time.Hour), time.Now().AddDate(1, 0, 0))
-	endpoint := tlsEndpoint(t, ca)
+	endpoint := testutil.ChallengeServer(t, ca).Listener.Addr().String()
 
 	must(t, k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNS}}))
 	for i := range 10 {
@@ -101,11 +95,11 @@ func TestScale(t *testing.T) {
 	// The manager, as a process: its RSS is its own.
 	bin := filepath.Join(work, "regwire")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/regwire")
-	build.Dir = repoRoot(t)
+	build.Dir = testutil.RepoRoot(t)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	metricsAddr := freeAddr(t)
+	metricsAddr := testutil.FreeAddr(t)
 	mgr := exec.Command(bin, "manager", "--namespace", operatorNS, "--metrics-bind-address", metricsAddr,
 		"--health-probe-bind-address", "0", "--sync-period", "10s", "--zap-log-level", "error")
 	mgr.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
@@ -121,7 +115,7 @@ func TestScale(t *testing.T) {
 	}}
 	must(t, k8s.Create(ctx, rm))
 	start := time.Now()
-	waitFor(t, 5*time.Minute, "the mirror on every node", func() error { return mirrorReady(ctx, k8s, nodes) })
+	testutil.Eventually(t, 5*time.Minute, "the mirror on every node", func() error { return mirrorReady(ctx, k8s, nodes) })
 	mirrorReadyIn := time.Since(start)
 	start = time.Now()
 	for i := range syncs {
@@ -134,7 +128,7 @@ func TestScale(t *testing.T) {
 			}}))
 	}
 	created := time.Since(start)
-	waitFor(t, 15*time.Minute, "every ImageSync Ready", func() error { return allReady(ctx, k8s, syncs) })
+	testutil.Eventually(t, 15*time.Minute, "every ImageSync Ready", func() error { return allReady(ctx, k8s, syncs) })
 	syncsReadyIn := time.Since(start)
 	t.Logf("%d ImageSyncs created in %s, all Ready after %s", syncs, created.Round(time.Millisecond), syncsReadyIn.Round(time.Millisecond))
 
@@ -142,10 +136,10 @@ func TestScale(t *testing.T) {
 	// manager's reconciles and the API server's writes.
 	time.Sleep(15 * time.Second) // let the last status writes land
 	rec0 := scrape(t, "http://"+metricsAddr+"/metrics", "controller_runtime_reconcile_total", "controller")
-	w0 := apiWrites(t, cs)
+	w0 := testutil.APIWrites(t, cp.Config)
 	time.Sleep(steady)
 	rec1 := scrape(t, "http://"+metricsAddr+"/metrics", "controller_runtime_reconcile_total", "controller")
-	w1 := apiWrites(t, cs)
+	w1 := testutil.APIWrites(t, cp.Config)
 	reconciles := map[string]float64{}
 	for k, v := range rec1 {
 		reconciles[k] = v - rec0[k]
@@ -225,7 +219,7 @@ func TestScale(t *testing.T) {
 	fmt.Fprintf(&b, "API writes are the API server's own `apiserver_request_total` for POST, PUT, PATCH and DELETE by resource; reconciles are the manager's `controller_runtime_reconcile_total`. RegistryNode writes are the agents' reports and lease writes the API server's own identity lease; neither is the manager's. A write that changes nothing still counts: that is how this harness found the manager patching the agent DaemonSet on every reconcile (its defaulted fields always differed), now compared by hash.\n")
 	out := os.Getenv("REGWIRE_SCALE_OUT")
 	if out == "" {
-		out = filepath.Join(repoRoot(t), "docs", "scale.md")
+		out = filepath.Join(testutil.RepoRoot(t), "docs", "scale.md")
 	}
 	must(t, os.WriteFile(out, []byte(b.String()), 0o644))
 	t.Logf("wrote %s:\n%s", out, b.String())
@@ -286,59 +280,13 @@ func allReady(ctx context.Context, k8s client.Client, want int) error {
 	return nil
 }
 
-// scrape sums the Prometheus counter name by the label key.
+// scrape sums the manager's Prometheus counter name by the label key.
 func scrape(t *testing.T, url, name, key string) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get(url) //nolint:gosec,noctx // the manager's metrics on loopback
 	must(t, err)
 	defer resp.Body.Close()
-	return parseCounter(bufio.NewScanner(resp.Body), name, key, nil)
-}
-
-// apiWrites is the API server's count of write requests by resource.
-func apiWrites(t *testing.T, cs *kubernetes.Clientset) map[string]float64 {
-	t.Helper()
-	raw, err := cs.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
-	must(t, err)
-	writes := map[string]bool{"POST": true, "PUT": true, "PATCH": true, "DELETE": true, "APPLY": true}
-	return parseCounter(bufio.NewScanner(strings.NewReader(string(raw))), "apiserver_request_total", "resource", func(labels string) bool {
-		return writes[label(labels, "verb")]
-	})
-}
-
-func parseCounter(sc *bufio.Scanner, name, key string, keep func(labels string) bool) map[string]float64 {
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	out := map[string]float64{}
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		end := strings.LastIndexByte(line, '}')
-		labels := line[len(name)+1 : end]
-		if keep != nil && !keep(labels) {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(line[end+1:]), 64)
-		if err != nil {
-			continue
-		}
-		k := label(labels, key)
-		if sub := label(labels, "subresource"); sub != "" {
-			k += "/" + sub
-		}
-		out[k] += v
-	}
-	return out
-}
-
-func label(labels, key string) string {
-	i := strings.Index(labels, key+`="`)
-	if i < 0 || (i > 0 && labels[i-1] != ',') {
-		return ""
-	}
-	rest := labels[i+len(key)+2:]
-	return rest[:strings.IndexByte(rest, '"')]
+	return testutil.Counter(resp.Body, name, func(label func(string) string) (string, bool) { return label(key), true })
 }
 
 func vmHWM(t *testing.T, pid int) int64 {
@@ -354,66 +302,9 @@ func vmHWM(t *testing.T, pid int) int64 {
 	return 0
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func tlsEndpoint(t *testing.T, ca *testutil.CA) string {
-	t.Helper()
-	cert := ca.ServerTLS(t, "127.0.0.1")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("WWW-Authenticate", `Basic realm="scale"`)
-		w.WriteHeader(http.StatusUnauthorized)
-	}), ReadHeaderTimeout: 10 * time.Second}
-	srv.TLSConfig = tlsConfig(cert)
-	go func() { _ = srv.ServeTLS(l, "", "") }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return l.Addr().String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-func tlsConfig(cert tls.Certificate) *tls.Config {
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 }

@@ -20,11 +20,14 @@ import (
 
 	"github.com/regwire/regwire/controllers"
 	"github.com/regwire/regwire/internal/agent"
+	"github.com/regwire/regwire/internal/testutil"
 )
 
 // Node is one node: the Node object and its agent's root and hosts file.
 type Node struct {
 	Name, Root, HostsFile string
+	// Before is Snapshot as it was before the agent started.
+	Before map[string]string
 }
 
 // Options tune Start.
@@ -34,18 +37,34 @@ type Options struct {
 	// HostsContent is the hosts file before regwire; Resync how often the agent re-applies.
 	HostsContent string
 	Resync       time.Duration
+	// Labels of the Node object.
+	Labels map[string]string
+	// Files are foreign files (relative path → content) in the root before the agent starts.
+	Files map[string]string
 }
 
 // Start creates the Node and runs its agent until the test ends.
 func Start(t testing.TB, cfg *rest.Config, k8s client.Client, name string, o Options) *Node {
 	t.Helper()
 	n := &Node{Name: name, Root: t.TempDir(), HostsFile: filepath.Join(t.TempDir(), "hosts")}
+	for p, data := range o.Files {
+		full := filepath.Join(n.Root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := os.WriteFile(n.HostsFile, []byte(o.HostsContent), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := k8s.Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+	n.Before = n.Snapshot(t)
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: o.Labels}}
+	if err := k8s.Create(context.Background(), node); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), node) })
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 k8s.Scheme(),
 		Cache:                  controllers.AgentCacheOptions(o.Namespace, name),
@@ -76,4 +95,26 @@ func Start(t testing.TB, cfg *rest.Config, k8s client.Client, name string, o Opt
 		_ = files.Close()
 	})
 	return n
+}
+
+// Snapshot reads the node's root (without the agent's state directory) and, under
+// "<hosts file>", its hosts file.
+func (n *Node) Snapshot(t testing.TB) map[string]string {
+	t.Helper()
+	out := testutil.Snapshot(t, n.Root, agent.StateDir)
+	hosts, err := os.ReadFile(n.HostsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out["<hosts file>"] = string(hosts)
+	return out
+}
+
+// File is the content of a file under the root, or "<error>".
+func (n *Node) File(rel string) string {
+	b, err := os.ReadFile(filepath.Join(n.Root, rel))
+	if err != nil {
+		return "<" + err.Error() + ">"
+	}
+	return string(b)
 }
