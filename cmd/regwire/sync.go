@@ -146,35 +146,53 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	if prog != nil {
 		prog.wait()
 	}
-	var failed []string
-	for _, r := range results {
-		switch {
-		case r.Err != nil:
-			fmt.Fprintf(out, "failed     %s: %v\n", r.Tag, r.Err)
-			failed = append(failed, r.Tag)
-		case r.UpToDate:
-			fmt.Fprintf(out, "up to date %s %s\n", r.Tag, r.SourceDigest)
-		case f.dryRun:
-			fmt.Fprintf(out, "would copy %s %s\n", r.Tag, r.SourceDigest)
-		default:
-			fmt.Fprintf(out, "copied     %s %s (%s)\n", r.Tag, r.TargetDigest, bytesString(r.Bytes))
-		}
-	}
-	s := imagesync.Summarize(results, time.Since(start))
-	copied := "copied"
-	if f.dryRun {
-		copied = "to copy"
-	}
-	fmt.Fprintf(out, "%d tag(s): %d %s, %d up to date, %d failed; %s in %s\n",
-		len(results), s.Copied, copied, s.UpToDate, s.Failed, bytesString(s.Bytes), s.Duration.Round(time.Millisecond))
+	failed := printResults(out, "", results, f.dryRun)
 	srcReq, dstReq := eng.Requests()
-	heads := srcReq.ManifestHeads.Load() + dstReq.ManifestHeads.Load()
-	fmt.Fprintf(out, "%d requests: %d manifest checks for %d tag(s) and %d referrer(s), %d other\n",
-		srcReq.All.Load()+dstReq.All.Load(), heads, len(results), s.Referrers, srcReq.All.Load()+dstReq.All.Load()-heads)
+	printSummary(out, "", results, time.Since(start), f.dryRun, srcReq, dstReq)
 	if len(failed) > 0 {
 		return fmt.Errorf("%d tag(s) failed: %s", len(failed), strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// printResults writes a line per tag (its reference is prefix + tag) and returns the
+// references of those that failed.
+func printResults(out io.Writer, prefix string, results []imagesync.Result, dryRun bool) []string {
+	var failed []string
+	for _, r := range results {
+		ref := prefix + r.Tag
+		switch {
+		case r.Err != nil:
+			fmt.Fprintf(out, "failed     %s: %v\n", ref, r.Err)
+			failed = append(failed, ref)
+		case r.UpToDate:
+			fmt.Fprintf(out, "up to date %s %s\n", ref, r.SourceDigest)
+		case dryRun:
+			fmt.Fprintf(out, "would copy %s %s\n", ref, r.SourceDigest)
+		default:
+			fmt.Fprintf(out, "copied     %s %s (%s)\n", ref, r.TargetDigest, bytesString(r.Bytes))
+		}
+	}
+	return failed
+}
+
+// printSummary writes what a run did and the requests it took (counts of every Engine,
+// both sides); what prefixes the first line (e.g. "3 repositories, ").
+func printSummary(out io.Writer, what string, results []imagesync.Result, took time.Duration, dryRun bool, requests ...*imagesync.Requests) {
+	s := imagesync.Summarize(results, took)
+	copied := "copied"
+	if dryRun {
+		copied = "to copy"
+	}
+	fmt.Fprintf(out, "%s%d tag(s): %d %s, %d up to date, %d failed; %s in %s\n",
+		what, len(results), s.Copied, copied, s.UpToDate, s.Failed, bytesString(s.Bytes), s.Duration.Round(time.Millisecond))
+	var all, heads int64
+	for _, r := range requests {
+		all += r.All.Load()
+		heads += r.ManifestHeads.Load()
+	}
+	fmt.Fprintf(out, "%d requests: %d manifest checks for %d tag(s) and %d referrer(s), %d other\n",
+		all, heads, len(results), s.Referrers, all-heads)
 }
 
 func flagError(err error) error {

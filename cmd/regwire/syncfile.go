@@ -138,37 +138,20 @@ func syncFromSpec(keychain authn.Keychain, name string, spec *v1alpha1.ImageSync
 	return fs, nil
 }
 
-// syncTotals adds up the runs of a file.
-type syncTotals struct {
-	mu                        sync.Mutex
-	tags, copied, upToDate    int
-	failed                    []string
-	bytes                     int64
-	requests, heads, referred int64
-}
-
 // runSyncFile runs every ImageSync of a file at once: one limit of jobs for all of them, one
 // cache (a blob shared by several repositories crosses the wire once and is mounted into
-// the others), one line per tag and a summary.
+// the others); then a line per tag, in the file's order, and a summary.
 func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFlags) error {
 	cache, slots := imagesync.NewCache(0), imagesync.NewSlots(f.jobs)
 	var prog *progress
 	if f.progress == "bars" || (f.progress == "auto" && isTerminal(out)) {
 		prog = newProgress(out)
 	}
-	var outMu sync.Mutex
-	say := func(format string, args ...any) {
-		if prog != nil {
-			return // bars own the terminal; the summary follows them
-		}
-		outMu.Lock()
-		defer outMu.Unlock()
-		fmt.Fprintf(out, format, args...)
-	}
 	start := time.Now()
-	tot := &syncTotals{}
-	var wg sync.WaitGroup
+	results := make([][]imagesync.Result, len(syncs))
+	engines := make([]*imagesync.Engine, len(syncs))
 	errs := make([]error, len(syncs))
+	var wg sync.WaitGroup
 	for i, s := range syncs {
 		wg.Go(func() {
 			opts := s.opts
@@ -181,6 +164,7 @@ func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFla
 				errs[i] = fmt.Errorf("%s: %w", s.name, err)
 				return
 			}
+			engines[i] = eng
 			tags, err := eng.Tags(ctx, s.sel)
 			if err == nil && len(tags) == 0 {
 				err = fmt.Errorf("no tag of %s matches the selection", s.src.Repository)
@@ -189,51 +173,30 @@ func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFla
 				errs[i] = fmt.Errorf("%s: %w", s.name, err)
 				return
 			}
-			results := eng.Sync(ctx, tags)
-			sum := imagesync.Summarize(results, 0)
-			srcReq, dstReq := eng.Requests()
-			tot.mu.Lock()
-			defer tot.mu.Unlock()
-			for _, r := range results {
-				ref := s.dst.Repository + ":" + r.Tag
-				switch {
-				case r.Err != nil:
-					say("failed     %s: %v\n", ref, r.Err)
-					tot.failed = append(tot.failed, ref)
-				case r.UpToDate:
-					say("up to date %s %s\n", ref, r.SourceDigest)
-				case f.dryRun:
-					say("would copy %s %s\n", ref, r.SourceDigest)
-				default:
-					say("copied     %s %s (%s)\n", ref, r.TargetDigest, bytesString(r.Bytes))
-				}
-			}
-			tot.tags += len(results)
-			tot.copied += sum.Copied
-			tot.upToDate += sum.UpToDate
-			tot.bytes += sum.Bytes
-			tot.referred += int64(sum.Referrers)
-			tot.requests += srcReq.All.Load() + dstReq.All.Load()
-			tot.heads += srcReq.ManifestHeads.Load() + dstReq.ManifestHeads.Load()
+			results[i] = eng.Sync(ctx, tags)
 		})
 	}
 	wg.Wait()
 	if prog != nil {
 		prog.wait()
 	}
-	copied := "copied"
-	if f.dryRun {
-		copied = "to copy"
+	var all []imagesync.Result
+	var failed []string
+	var requests []*imagesync.Requests
+	for i, s := range syncs {
+		failed = append(failed, printResults(out, s.dst.Repository+":", results[i], f.dryRun)...)
+		all = append(all, results[i]...)
+		if engines[i] != nil {
+			src, dst := engines[i].Requests()
+			requests = append(requests, src, dst)
+		}
 	}
-	fmt.Fprintf(out, "%d repositories, %d tag(s): %d %s, %d up to date, %d failed; %s in %s\n",
-		len(syncs), tot.tags, tot.copied, copied, tot.upToDate, len(tot.failed), bytesString(tot.bytes), time.Since(start).Round(time.Millisecond))
-	fmt.Fprintf(out, "%d requests: %d manifest checks for %d tag(s) and %d referrer(s), %d other\n",
-		tot.requests, tot.heads, tot.tags, tot.referred, tot.requests-tot.heads)
+	printSummary(out, fmt.Sprintf("%d repositories, ", len(syncs)), all, time.Since(start), f.dryRun, requests...)
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if len(tot.failed) > 0 {
-		return fmt.Errorf("%d tag(s) failed: %s", len(tot.failed), strings.Join(tot.failed, ", "))
+	if len(failed) > 0 {
+		return fmt.Errorf("%d tag(s) failed: %s", len(failed), strings.Join(failed, ", "))
 	}
 	return nil
 }
