@@ -81,32 +81,25 @@ type session struct {
 }
 
 // challenge returns the registry's authentication challenge, pinging it once per key and
-// TTL; concurrent callers wait for the one ping.
+// TTL; concurrent callers wait for that one ping. A failed ping is not remembered.
 func (b *Cache) challenge(ctx context.Context, key sessionKey, reg name.Registry, rt http.RoundTripper, now time.Time) (*transport.Challenge, error) {
 	b.mu.Lock()
-	if b.sessions == nil {
-		b.sessions = map[sessionKey]*session{}
-	}
 	s, ok := b.sessions[key]
-	if ok {
-		b.mu.Unlock()
-		<-s.done
-		if s.err == nil && now.Sub(s.at) < sessionTTL {
-			return s.challenge, nil
-		}
-		b.mu.Lock()
-		if b.sessions[key] == s {
-			delete(b.sessions, key)
-		}
-		if s2, ok := b.sessions[key]; ok { // someone else is asking again already
-			b.mu.Unlock()
-			<-s2.done
-			return s2.challenge, s2.err
-		}
+	if ok && s.expired(now) {
+		ok = false
 	}
-	s = &session{done: make(chan struct{}), at: now}
-	b.sessions[key] = s
+	if !ok {
+		s = &session{done: make(chan struct{}), at: now}
+		if b.sessions == nil {
+			b.sessions = map[sessionKey]*session{}
+		}
+		b.sessions[key] = s
+	}
 	b.mu.Unlock()
+	if ok {
+		<-s.done
+		return s.challenge, s.err
+	}
 	s.challenge, s.err = transport.Ping(ctx, reg, rt)
 	close(s.done)
 	if s.err != nil {
@@ -117,6 +110,16 @@ func (b *Cache) challenge(ctx context.Context, key sessionKey, reg name.Registry
 		b.mu.Unlock()
 	}
 	return s.challenge, s.err
+}
+
+// expired says whether a finished ping is older than the TTL (one under way is not).
+func (s *session) expired(now time.Time) bool {
+	select {
+	case <-s.done:
+		return now.Sub(s.at) >= sessionTTL
+	default:
+		return false
+	}
 }
 
 func hashOf(parts ...string) string {
@@ -183,8 +186,9 @@ func (s *side) dial(ctx context.Context, cache *Cache) error {
 	if auth == nil {
 		auth = authn.Anonymous
 	}
-	plain := []remote.Option{remote.WithAuth(auth), remote.WithTransport(s.base), remote.WithRetryBackoff(s.backoff)}
-	opts := plain
+	// The transport: go-containerregistry's handshake on the base transport, unless the
+	// shared session says no token is needed.
+	rt := s.base
 	if s.shareable {
 		ak, err := authKey(auth)
 		if err != nil {
@@ -203,20 +207,21 @@ func (s *side) dial(ctx context.Context, cache *Cache) error {
 			if ch.Insecure {
 				scheme = "http"
 			}
-			rt := schemeTransport{scheme: scheme, host: reg.RegistryStr(), next: retrying}
-			w, err := transport.FromToken(reg, auth, rt, ch, &transport.Token{})
+			// A *transport.Wrapper: go-containerregistry uses it as it is, without a ping.
+			w, err := transport.FromToken(reg, auth, schemeTransport{scheme: scheme, host: reg.RegistryStr(), next: retrying}, ch, &transport.Token{})
 			if err != nil {
 				return err
 			}
-			// The backoff also drives remote's own retries of whole uploads.
-			opts = []remote.Option{remote.WithAuth(auth), remote.WithTransport(w), remote.WithRetryBackoff(s.backoff)}
+			rt = w
 		}
 	}
+	// The backoff also drives remote's own retries of whole uploads.
+	opts := []remote.Option{remote.WithAuth(auth), remote.WithTransport(rt), remote.WithRetryBackoff(s.backoff)}
 	p, err := remote.NewPuller(opts...)
 	if err != nil {
 		return err
 	}
-	s.opts = append(opts, remote.Reuse(p)) //nolint:gocritic // opts is a fresh slice
-	s.puller = p
+	opts = append(opts, remote.Reuse(p))
+	s.puller, s.opts = p, opts
 	return nil
 }
