@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -53,6 +54,13 @@ type RegistryMirrorReconciler struct {
 	// provisioned remembers when each mirror generation's repository was last found as
 	// specified, so that reconciles between checks send Nexus nothing.
 	provisioned sync.Map // types.UID -> provisionCheck
+
+	// agentOnce makes the agent DaemonSet regwire wants, and its hash, once: Agent does not
+	// change while the manager runs.
+	agentOnce sync.Once
+	agentWant *appsv1.DaemonSet
+	agentHash string
+	agentErr  error
 }
 
 // +kubebuilder:rbac:groups=regwire.dev,resources=registrymirrors,verbs=get;list;watch;update;patch

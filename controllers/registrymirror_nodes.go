@@ -149,13 +149,16 @@ const agentTemplateHashAnnotation = "regwire.dev/agent-template-hash"
 // ensureAgentDaemonSet creates the node agent DaemonSet, and updates it when what regwire
 // wants of it changes (a new image, flags or environment) or the hash annotation is gone.
 func (r *RegistryMirrorReconciler) ensureAgentDaemonSet(ctx context.Context) error {
-	want := AgentDaemonSet(r.Namespace, r.Agent)
-	hash, err := agentTemplateHash(want)
-	if err != nil {
-		return err
+	r.agentOnce.Do(func() {
+		r.agentWant = AgentDaemonSet(r.Namespace, r.Agent)
+		r.agentHash, r.agentErr = agentTemplateHash(r.agentWant)
+	})
+	if r.agentErr != nil {
+		return r.agentErr
 	}
+	want, hash := r.agentWant.DeepCopy(), r.agentHash // a copy: the client decodes its answer into ds
 	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: want.Namespace, Name: want.Name}}
-	_, err = controllerutil.CreateOrPatch(ctx, r.Client, ds, func() error {
+	_, err := controllerutil.CreateOrPatch(ctx, r.Client, ds, func() error {
 		if !ds.CreationTimestamp.IsZero() && ds.Annotations[agentTemplateHashAnnotation] == hash {
 			return nil
 		}
