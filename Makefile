@@ -28,8 +28,17 @@ export KUBEBUILDER_ASSETS := $(ENVTEST_ASSETS)
 export K8S_VERSION ETCD_VERSION
 
 .PHONY: help
-help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+help: ## Show this help: every target by section, with the variables' current values.
+	@IMAGE_REPO='$(IMAGE_REPO)' RELEASE='$(RELEASE)' FUZZTIME='$(FUZZTIME)' BENCH_RUNS='$(BENCH_RUNS)' \
+	awk 'BEGIN {FS = ":.*##"} \
+		/^##@/ {printf "\n%s\n", substr($$0, 5); next} \
+		/^[a-zA-Z0-9_.-]+:.*##/ { \
+			text = $$2; \
+			while (match(text, /\$$\([A-Z_]+\)/)) { \
+				name = substr(text, RSTART + 2, RLENGTH - 3); \
+				text = substr(text, 1, RSTART - 1) ENVIRON[name] substr(text, RSTART + RLENGTH); \
+			} \
+			printf "  %-18s %s\n", $$1, text }' $(MAKEFILE_LIST)
 
 ##@ Main
 
@@ -46,7 +55,7 @@ test-unit: envtest $(REGISTRY) ## Unit and envtest suites (go test ./...), and t
 	cd bench && go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: e2e-local
-e2e-local: envtest $(REGISTRY) ## The seed's flow on real parts (as root): ImageSync, nginx, agent, containerd CRI pull, runc; the image run by containerd; the manager SIGKILLed during syncs.
+e2e-local: envtest $(REGISTRY) ## The README's manual setup on real parts (as root): ImageSync, nginx, agent, containerd CRI pull, runc; the image run by containerd; the manager SIGKILLed during syncs.
 	go test -tags e2e -count=1 -v -timeout 15m -run 'TestSeedFlowOnRealParts|TestTheImageRunsWithContainerd|TestTheManagerKilledDuringSyncsConverges' ./test/e2e/
 
 .PHONY: e2e-node
@@ -162,5 +171,6 @@ registry: $(REGISTRY) ## Build the CNCF distribution registry the tests run (bin
 tools: envtest node-binaries $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) ## Build every tool.
 
 .PHONY: clean
-clean: ## Remove built binaries (keeps bin/k8s, which is slow to build).
-	rm -f $(BIN)/regwire $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY)
+clean: ## Remove what the build made (keeps bin/k8s, which is slow to build).
+	rm -rf $(BIN)/regwire $(BIN)/image $(BIN)/crane $(BIN)/regsync $(BIN)/bench-go.txt \
+		$(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) dist/tmp

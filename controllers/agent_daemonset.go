@@ -102,8 +102,6 @@ func AgentDaemonSet(namespace string, o AgentOptions) *appsv1.DaemonSet {
 						VolumeMounts: []corev1.VolumeMount{
 							{Name: "containerd-certs", MountPath: agentCertsMount},
 							{Name: "hosts", MountPath: agentHostsMount},
-							// The root file system is read-only; the binary needs a writable /tmp.
-							{Name: "tmp", MountPath: "/tmp"},
 						},
 					}},
 					Volumes: []corev1.Volume{
@@ -113,7 +111,6 @@ func AgentDaemonSet(namespace string, o AgentOptions) *appsv1.DaemonSet {
 						{Name: "hosts", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{
 							Path: o.HostsFile, Type: ptr.To(corev1.HostPathFile),
 						}}},
-						{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resource.MustParse("16Mi"))}}},
 					},
 				},
 			},

@@ -1,6 +1,10 @@
 // Command regwire wires Kubernetes clusters to private container registries. One binary
 // holds every role: the operator (manager), the node agent, the image copier (sync), the
-// host-side node configurator (node apply) and the bootstrapper.
+// host-side node configurator (node apply) and, on a laptop, the bootstrapper.
+//
+// Built with the "operator" build tag (as the container image is), it leaves out the
+// laptop commands (bootstrap) and with them everything they link: the embedded control
+// plane, kind, kustomize, Compose and the Nexus stand-in.
 package main
 
 import (
@@ -35,8 +39,8 @@ func newRootCommand() *cobra.Command {
 		newAgentCommand(),
 		newSyncCommand(),
 		newNodeCommand(),
-		newBootstrapCommand(),
 		newVersionCommand(),
 	)
+	root.AddCommand(laptopCommands()...)
 	return root
 }

@@ -54,7 +54,8 @@ func run() error {
 		bin := filepath.Join(tmp, "regwire-"+goos+"-"+goarch)
 		log.Printf("building regwire %s for %s", *version, p)
 		ldflags := fmt.Sprintf("-s -w -X github.com/regwire/regwire/internal/version.Version=%s -X github.com/regwire/regwire/internal/version.Commit=%s", *version, *commit)
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", bin, "./cmd/regwire")
+		// The operator build leaves out the laptop commands (see cmd/regwire/main.go).
+		cmd := exec.Command("go", "build", "-trimpath", "-tags", "operator", "-ldflags", ldflags, "-o", bin, "./cmd/regwire")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {

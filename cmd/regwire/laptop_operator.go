@@ -1,0 +1,8 @@
+//go:build operator
+
+package main
+
+import "github.com/spf13/cobra"
+
+// laptopCommands: the operator image has none (see laptop.go).
+func laptopCommands() []*cobra.Command { return nil }
