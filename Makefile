@@ -3,8 +3,6 @@ SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
 .DEFAULT_GOAL := help
 
-K8S_VERSION    ?= 1.37.2
-ETCD_VERSION   ?= 3.7.0
 VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # RELEASE is the version dist/install.yaml installs (the image tag it names).
 RELEASE        ?= v0.1.0
@@ -14,7 +12,8 @@ COMMIT         ?= $(shell git rev-parse HEAD 2>/dev/null)
 GOOS           := $(shell go env GOOS)
 GOARCH         := $(shell go env GOARCH)
 BIN            := $(CURDIR)/bin
-ENVTEST_ASSETS := $(BIN)/k8s/$(K8S_VERSION)-$(GOOS)-$(GOARCH)
+# hack/envtest.sh builds the versions hack/tools/k8s and hack/tools/etcd pin.
+ENVTEST_ASSETS := $(BIN)/k8s/$(GOOS)-$(GOARCH)
 CONTROLLER_GEN := $(BIN)/controller-gen
 GOLANGCI_LINT  := $(BIN)/golangci-lint
 REGISTRY       := $(BIN)/registry
@@ -25,7 +24,6 @@ GO_TEST_FLAGS  ?= -race -count=1
 FUZZTIME       ?= 60s
 
 export KUBEBUILDER_ASSETS := $(ENVTEST_ASSETS)
-export K8S_VERSION ETCD_VERSION
 
 .PHONY: help
 help: ## Show this help: every target by section, with the variables' current values.

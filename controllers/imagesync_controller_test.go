@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	"github.com/regwire/regwire/controllers"
 )
 
 func newSync(t *testing.T, name string, mutate func(*v1alpha1.ImageSync)) *v1alpha1.ImageSync {
@@ -34,7 +33,7 @@ func newSync(t *testing.T, name string, mutate func(*v1alpha1.ImageSync)) *v1alp
 }
 
 // syncCondition waits until condition typ of ImageSync name is False with the given reason.
-func syncCondition(t *testing.T, name, typ, reason string) (*v1alpha1.ImageSync, metav1.Condition) {
+func syncCondition(t *testing.T, name, typ string, reason v1alpha1.ConditionReason) (*v1alpha1.ImageSync, metav1.Condition) {
 	t.Helper()
 	is := &v1alpha1.ImageSync{}
 	var got metav1.Condition
@@ -46,7 +45,7 @@ func syncCondition(t *testing.T, name, typ, reason string) (*v1alpha1.ImageSync,
 			return fmt.Errorf("observedGeneration %d, generation %d", is.Status.ObservedGeneration, is.Generation)
 		}
 		c := apimeta.FindStatusCondition(is.Status.Conditions, typ)
-		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != reason {
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != string(reason) {
 			return fmt.Errorf("%s = %+v, want False/%s", typ, c, reason)
 		}
 		got = *c
@@ -98,7 +97,7 @@ func TestImageSyncResolvesItsRegistryMirrorWhenItAppears(t *testing.T) {
 	}
 	// Creating the mirror must bring the ImageSync back without any change to it.
 	newMirror(t, "late-mirror", func(rm *v1alpha1.RegistryMirror) { rm.Spec.Host = "nexus.local:8443" })
-	is, _ := syncCondition(t, "waits-for-mirror", v1alpha1.ConditionReady, controllers.ReasonSourceUnreachable)
+	is, _ := syncCondition(t, "waits-for-mirror", v1alpha1.ConditionReady, v1alpha1.ReasonSourceUnreachable)
 	if want := "nexus.local:8443/my-docker/busybox"; is.Status.TargetImage != want {
 		t.Errorf("targetImage = %q, want %q", is.Status.TargetImage, want)
 	}
@@ -118,7 +117,7 @@ func TestImageSyncCredentialProblemsHaveTheirOwnReason(t *testing.T) {
 	newSync(t, "missing-source-creds", func(is *v1alpha1.ImageSync) {
 		is.Spec.Source.CredentialsSecretRef = &v1alpha1.LocalSecretReference{Name: "no-such-secret"}
 	})
-	_, c := syncCondition(t, "missing-source-creds", v1alpha1.ConditionReady, controllers.ReasonCredentialsMissing)
+	_, c := syncCondition(t, "missing-source-creds", v1alpha1.ConditionReady, v1alpha1.ReasonCredentialsNotFound)
 	if want := "spec.source.credentialsSecretRef: Secret default/no-such-secret not found"; !strings.Contains(c.Message, want) {
 		t.Errorf("message %q does not say %q", c.Message, want)
 	}

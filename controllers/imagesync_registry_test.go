@@ -23,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	"github.com/regwire/regwire/controllers"
 	"github.com/regwire/regwire/internal/testutil"
 )
 
@@ -158,7 +157,7 @@ func TestImageSyncCopiesIntoARegistryMirror(t *testing.T) {
 		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(source.Host + "/library/app"), Tags: []string{"latest"}}
 		is.Spec.Target = v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: rm.Name}, Repository: "my-docker/other"}
 	})
-	_, c := syncCondition(t, "app-bad-auth", v1alpha1.ConditionReady, controllers.ReasonTargetAuthFailed)
+	_, c := syncCondition(t, "app-bad-auth", v1alpha1.ConditionReady, v1alpha1.ReasonTargetAuthFailed)
 	if strings.Contains(c.Message, "wrong") {
 		t.Errorf("the condition leaks the password: %s", c.Message)
 	}
@@ -229,7 +228,7 @@ func TestALongCopyStarvesNoOneAndStopsWhenDeleted(t *testing.T) {
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: metav1.NamespaceDefault, Name: "held"}, held1); err != nil {
 		t.Fatal(err)
 	}
-	if c := apimeta.FindStatusCondition(held1.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Reason != controllers.ReasonSyncing {
+	if c := apimeta.FindStatusCondition(held1.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Reason != string(v1alpha1.ReasonSyncing) {
 		t.Errorf("the held ImageSync is %+v, want Syncing", c)
 	}
 	if err := k8s.Delete(ctx, held1); err != nil {

@@ -17,10 +17,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	"github.com/regwire/regwire/controllers"
+	"github.com/regwire/regwire/controllers/agenttest"
+	"github.com/regwire/regwire/controllers/registrymirror"
 	"github.com/regwire/regwire/internal/nodeconfig"
 	"github.com/regwire/regwire/internal/testutil"
-	"github.com/regwire/regwire/internal/testutil/agenttest"
 )
 
 // fakeNode is one "node": a Node object and an in-process agent with its own
@@ -123,14 +123,14 @@ func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
 
 	// The operator runs the agent as a DaemonSet and publishes the mirror for it.
 	ds := &appsv1.DaemonSet{}
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: controllers.AgentDaemonSetName}, ds); err != nil {
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: registrymirror.AgentDaemonSetName}, ds); err != nil {
 		t.Fatalf("agent DaemonSet: %v", err)
 	}
-	if vols := ds.Spec.Template.Spec.Volumes; len(vols) != 3 || vols[0].HostPath.Path != "/etc/containerd/certs.d" || vols[1].HostPath.Path != "/etc/hosts" || vols[2].EmptyDir == nil {
-		t.Errorf("agent DaemonSet mounts %+v, want exactly the certs.d root and /etc/hosts from the host, and an emptyDir /tmp", vols)
+	if vols := ds.Spec.Template.Spec.Volumes; len(vols) != 2 || vols[0].HostPath.Path != "/etc/containerd/certs.d" || vols[1].HostPath.Path != "/etc/hosts" {
+		t.Errorf("agent DaemonSet mounts %+v, want exactly the certs.d root and /etc/hosts from the host, nothing writable of its own", vols)
 	}
 	cm := &corev1.ConfigMap{}
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: controllers.PublishedName(rm.Name)}, cm); err != nil {
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: nodeconfig.PublishedName(rm.Name)}, cm); err != nil {
 		t.Fatalf("published ConfigMap: %v", err)
 	}
 
@@ -237,9 +237,9 @@ func TestAnUnsafePublishedMirrorKeepsTheLastGoodFiles(t *testing.T) {
 	publish := func(spec v1alpha1.RegistryMirrorSpec) {
 		t.Helper()
 		rm := &v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "kept", Generation: 1}, Spec: spec}
-		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kept", Labels: map[string]string{controllers.PublishedLabel: "true"}}}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kept", Labels: map[string]string{nodeconfig.PublishedLabel: "true"}}}
 		_, err := controllerutil.CreateOrUpdate(ctx, k8s, cm, func() error {
-			cm.Data = map[string]string{controllers.PublishedKey: nodeconfig.Publish(rm, nil).Encode()}
+			cm.Data = map[string]string{nodeconfig.PublishedKey: nodeconfig.Publish(rm, nil).Encode()}
 			return nil
 		})
 		if err != nil {

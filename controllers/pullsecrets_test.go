@@ -211,7 +211,11 @@ func TestPullSecretsReportCredentialProblems(t *testing.T) {
 	if err := k8s.Create(ctx, opaque); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ name, secret, reason, message string }{
+	for _, tc := range []struct {
+		name, secret string
+		reason       v1alpha1.ConditionReason
+		message      string
+	}{
 		{"missing-creds", "no-such-secret", "CredentialsNotFound", "spec.credentialsSecretRef: Secret regwire-system/no-such-secret not found"},
 		{"opaque-creds", "opaque-creds", "CredentialsInvalid", "use kubernetes.io/basic-auth or kubernetes.io/dockerconfigjson"},
 	} {

@@ -13,7 +13,8 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	"github.com/regwire/regwire/controllers"
+	"github.com/regwire/regwire/controllers/registrymirror"
+	"github.com/regwire/regwire/internal/nodeconfig"
 	"github.com/regwire/regwire/internal/testutil"
 )
 
@@ -34,8 +35,8 @@ func TestAnUnchangedMirrorWritesNothing(t *testing.T) {
 	cm := &corev1.ConfigMap{}
 	versions := func() string {
 		_ = k8s.Get(ctx, client.ObjectKeyFromObject(rm), rm)
-		_ = k8s.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: controllers.AgentDaemonSetName}, ds)
-		_ = k8s.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: controllers.PublishedName(rm.Name)}, cm)
+		_ = k8s.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: registrymirror.AgentDaemonSetName}, ds)
+		_ = k8s.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: nodeconfig.PublishedName(rm.Name)}, cm)
 		return fmt.Sprintf("mirror %s, DaemonSet %s, ConfigMap %s", rm.ResourceVersion, ds.ResourceVersion, cm.ResourceVersion)
 	}
 	eventually(t, func() error {

@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	"github.com/regwire/regwire/controllers"
 	"github.com/regwire/regwire/internal/testutil"
 )
 
@@ -38,7 +37,7 @@ func newMirror(t *testing.T, name string, mutate func(*v1alpha1.RegistryMirror))
 
 // condition waits until the controller has reported on the current generation of obj and
 // its condition typ has the given status and reason; it returns the condition.
-func mirrorCondition(t *testing.T, name, typ string, status metav1.ConditionStatus, reason string) (*v1alpha1.RegistryMirror, metav1.Condition) {
+func mirrorCondition(t *testing.T, name, typ string, status metav1.ConditionStatus, reason v1alpha1.ConditionReason) (*v1alpha1.RegistryMirror, metav1.Condition) {
 	t.Helper()
 	rm := &v1alpha1.RegistryMirror{}
 	var got metav1.Condition
@@ -53,7 +52,7 @@ func mirrorCondition(t *testing.T, name, typ string, status metav1.ConditionStat
 		if c == nil {
 			return fmt.Errorf("no %s condition in %+v", typ, rm.Status.Conditions)
 		}
-		if c.Status != status || c.Reason != reason {
+		if c.Status != status || c.Reason != string(reason) {
 			return fmt.Errorf("%s is %s/%s (%s), want %s/%s", typ, c.Status, c.Reason, c.Message, status, reason)
 		}
 		got = *c
@@ -80,11 +79,11 @@ func TestRegistryMirrorWithValidCAReportsExpiryAndPendingParts(t *testing.T) {
 	}
 	// No Node exists in this API server: Ready must say so rather than claim success.
 	ready := apimeta.FindStatusCondition(rm.Status.Conditions, v1alpha1.ConditionReady)
-	if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != controllers.ReasonNoNodesSelected {
+	if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != string(v1alpha1.ReasonNoNodesSelected) {
 		t.Errorf("Ready = %+v, want False/NoNodesSelected", ready)
 	}
 	for _, typ := range []string{v1alpha1.ConditionPullSecretsReady, v1alpha1.ConditionProvisioned} {
-		if c := apimeta.FindStatusCondition(rm.Status.Conditions, typ); c == nil || c.Reason != v1alpha1.ReasonNotRequested {
+		if c := apimeta.FindStatusCondition(rm.Status.Conditions, typ); c == nil || c.Reason != string(v1alpha1.ReasonNotRequested) {
 			t.Errorf("%s = %+v, want reason NotRequested", typ, c)
 		}
 	}
@@ -97,9 +96,9 @@ func TestRegistryMirrorCAProblems(t *testing.T) {
 		name    string
 		mutate  func(*v1alpha1.RegistryMirror)
 		status  metav1.ConditionStatus
-		reason  string
+		reason  v1alpha1.ConditionReason
 		message string
-		event   string
+		event   v1alpha1.ConditionReason
 	}{
 		{
 			name: "an expired CA is reported as expired",
@@ -174,7 +173,7 @@ func TestRegistryMirrorCAProblems(t *testing.T) {
 			}
 			if tc.status != metav1.ConditionTrue {
 				ready := apimeta.FindStatusCondition(rm.Status.Conditions, v1alpha1.ConditionReady)
-				if ready == nil || ready.Reason != tc.reason {
+				if ready == nil || ready.Reason != string(tc.reason) {
 					t.Errorf("Ready = %+v, want reason %s from CAValid", ready, tc.reason)
 				}
 			}
@@ -186,13 +185,13 @@ func TestRegistryMirrorCAProblems(t *testing.T) {
 }
 
 // hasEvent checks that an Event with the given reason was recorded about obj.
-func hasEvent(obj client.Object, reason string) error {
+func hasEvent(obj client.Object, reason v1alpha1.ConditionReason) error {
 	list := &eventsv1.EventList{}
 	if err := k8s.List(context.Background(), list); err != nil {
 		return err
 	}
 	for _, e := range list.Items {
-		if e.Regarding.UID == obj.GetUID() && e.Reason == reason {
+		if e.Regarding.UID == obj.GetUID() && e.Reason == string(reason) {
 			return nil
 		}
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers"
+	"github.com/regwire/regwire/controllers/registrymirror"
 	"github.com/regwire/regwire/internal/controlplane"
 )
 
@@ -65,25 +66,15 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	opts := controllers.Options{Namespace: operatorNamespace, Agent: controllers.DefaultAgentOptions("regwire:test"), SyncProgressInterval: 200 * time.Millisecond}
-	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
-		Scheme:                 s,
-		Cache:                  controllers.CacheOptions(opts),
-		Client:                 controllers.ClientOptions(),
-		Logger:                 log,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
+	mgr, err := controllers.NewManager(cp.Config, controllers.Options{
+		Namespace: operatorNamespace, Agent: registrymirror.DefaultAgentOptions("regwire:test"), SyncProgressInterval: 200 * time.Millisecond,
+		Manager: ctrl.Options{Logger: log, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := controllers.Setup(ctx, mgr, opts); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		cancel()
-		return 1
-	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	defer func() {

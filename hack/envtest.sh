@@ -6,16 +6,19 @@
 #   hack/envtest.sh                      # kube-apiserver and etcd
 #   hack/envtest.sh kubelet kube-scheduler kube-controller-manager
 #
-# Binaries land in bin/k8s/<K8S_VERSION>-<os>-<arch>/ with the real version stamped in
-# --version. A binary whose --version already matches is not rebuilt. Prints the directory
+# The versions are those hack/tools/k8s/go.mod and hack/tools/etcd/go.mod pin: the one place
+# each is written. Binaries land in bin/k8s/<os>-<arch>/ with the real version stamped in
+# --version; a binary whose --version already matches is not rebuilt. Prints the directory
 # (the value for KUBEBUILDER_ASSETS) as its last line.
 set -euo pipefail
 
-K8S_VERSION="${K8S_VERSION:-1.37.2}"
-ETCD_VERSION="${ETCD_VERSION:-3.7.0}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# pinned MODULE GO_MOD: the version GO_MOD requires of MODULE, without its leading v.
+pinned() { awk -v m="$1" '($1 == "require" && $2 == m) || $1 == m { sub(/^v/, "", $NF); print $NF; exit }' "$2"; }
+K8S_VERSION="$(pinned k8s.io/kubernetes "${root}/hack/tools/k8s/go.mod")"
+ETCD_VERSION="$(pinned go.etcd.io/etcd/server/v3 "${root}/hack/tools/etcd/go.mod")"
 goos="$(go env GOOS)"; goarch="$(go env GOARCH)"
-dest="${root}/bin/k8s/${K8S_VERSION}-${goos}-${goarch}"
+dest="${root}/bin/k8s/${goos}-${goarch}"
 mkdir -p "${dest}"
 
 components=("$@")

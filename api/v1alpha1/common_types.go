@@ -73,19 +73,3 @@ type KeySelector struct {
 	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
 	Key string `json:"key"`
 }
-
-// Condition types and reasons shared by both kinds.
-const (
-	// ConditionReady summarises the object: True when everything it asks for is in place.
-	ConditionReady = "Ready"
-
-	// ReasonReconciled: the controller did everything it was asked to.
-	ReasonReconciled = "Reconciled"
-	// ReasonInvalidSpec: the spec passed the API server's checks but not the controller's;
-	// the message names the field and the fix.
-	ReasonInvalidSpec = "InvalidSpec"
-	// ReasonNotImplemented: the part of regwire that does this has not been built yet.
-	ReasonNotImplemented = "NotImplemented"
-	// ReasonDeleting: the object is being deleted and regwire is cleaning up after it.
-	ReasonDeleting = "Deleting"
-)

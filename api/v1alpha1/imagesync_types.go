@@ -4,26 +4,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// ImageSync condition types, beside Ready.
-const (
-	// ConditionSynced: the last sync copied every selected tag.
-	ConditionSynced = "Synced"
-)
-
-// ImageSync condition reasons.
-const (
-	// ReasonSyncSucceeded: every selected tag is digest-equal in source and target.
-	ReasonSyncSucceeded = "SyncSucceeded"
-	// ReasonSyncFailed: at least one selected tag could not be copied; see status.images.
-	ReasonSyncFailed = "SyncFailed"
-	// ReasonSuspended: spec.suspend is true; nothing is copied.
-	ReasonSuspended = "Suspended"
-	// ReasonTargetNotFound: target.registryMirrorRef names no RegistryMirror.
-	ReasonTargetNotFound = "TargetNotFound"
-	// ReasonTargetResolved: the target repository is known.
-	ReasonTargetResolved = "TargetResolved"
-)
-
 // ImageRepository is an image repository reference without a tag or digest, e.g.
 // docker.io/library/busybox or nexus.local/my-docker/busybox.
 //

@@ -9,51 +9,6 @@ import (
 // RegistryMirror goes away.
 const RegistryMirrorFinalizer = "regwire.dev/cleanup"
 
-// RegistryMirror condition types, beside Ready.
-const (
-	// ConditionNodesReady: every selected node has applied the mirror's current configuration.
-	ConditionNodesReady = "NodesReady"
-	// ConditionPullSecretsReady: the pull secret exists and is current in every selected namespace.
-	ConditionPullSecretsReady = "PullSecretsReady"
-	// ConditionCAValid: the CA bundle parses, holds at least one certificate, and none has expired.
-	ConditionCAValid = "CAValid"
-	// ConditionProvisioned: the registry repository asked for in spec.provision exists as specified.
-	ConditionProvisioned = "Provisioned"
-)
-
-// RegistryMirror condition reasons.
-const (
-	// ReasonCAValid: the CA bundle holds valid certificates.
-	ReasonCAValid = "CAValid"
-	// ReasonCAInvalid: the CA bundle does not parse or holds no certificate.
-	ReasonCAInvalid = "CAInvalid"
-	// ReasonCAExpired: a certificate in the CA bundle has expired.
-	ReasonCAExpired = "CAExpired"
-	// ReasonCAExpiringSoon: the CA bundle is valid, but a certificate expires within 30 days.
-	ReasonCAExpiringSoon = "CAExpiringSoon"
-	// ReasonCASourceNotFound: caFrom names a Secret, ConfigMap or key that does not exist.
-	ReasonCASourceNotFound = "CASourceNotFound"
-	// ReasonSystemRoots: no CA given; nodes verify the registry with their system roots.
-	ReasonSystemRoots = "SystemRoots"
-	// ReasonInsecureSkipVerify: TLS verification is off for this registry.
-	ReasonInsecureSkipVerify = "InsecureSkipVerify"
-	// ReasonNotRequested: the spec does not ask for this part.
-	ReasonNotRequested = "NotRequested"
-	// ReasonRepositoryCreated, ReasonRepositoryUpdated and ReasonRepositoryUpToDate: the
-	// Nexus repository of spec.provision was created, changed to match, or already matched.
-	ReasonRepositoryCreated  = "RepositoryCreated"
-	ReasonRepositoryUpdated  = "RepositoryUpdated"
-	ReasonRepositoryUpToDate = "RepositoryUpToDate"
-	// ReasonNexusUnreachable: Nexus's REST API did not answer (DNS, TCP, TLS).
-	ReasonNexusUnreachable = "NexusUnreachable"
-	// ReasonNexusAuthFailed: Nexus refused the admin credentials (401) or their rights (403).
-	ReasonNexusAuthFailed = "NexusAuthFailed"
-	// ReasonProvisionFailed: Nexus answered with an error; the message carries its text.
-	ReasonProvisionFailed = "ProvisionFailed"
-	// ReasonHostConflict: another RegistryMirror claims the same host and wins.
-	ReasonHostConflict = "HostConflict"
-)
-
 // Capability is an operation containerd may perform against a registry host.
 // +kubebuilder:validation:Enum=pull;resolve;push
 type Capability string
@@ -355,7 +310,7 @@ type NodeFailure struct {
 
 	// reason is a CamelCase cause, e.g. ProbeFailed.
 	// +required
-	Reason string `json:"reason"`
+	Reason ConditionReason `json:"reason"`
 
 	// message explains the failure.
 	// +optional

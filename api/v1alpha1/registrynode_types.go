@@ -4,16 +4,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// RegistryNode condition reasons.
-const (
-	// ReasonApplied: the node applied every RegistryMirror that selects it.
-	ReasonApplied = "Applied"
-	// ReasonApplyFailed: the agent could not apply at least one mirror; see status.mirrors.
-	ReasonApplyFailed = "ApplyFailed"
-	// ReasonProbeFailed: a registry could not be reached from the node.
-	ReasonProbeFailed = "ProbeFailed"
-)
-
 // RegistryNodeStatus is what the regwire agent on one node applied and saw.
 type RegistryNodeStatus struct {
 	// conditions: Ready is True when every mirror selecting the node is applied and its
@@ -56,7 +46,7 @@ type NodeMirrorStatus struct {
 	// reason is a CamelCase cause when the mirror is not applied: ApplyFailed or
 	// HostConflict.
 	// +optional
-	Reason string `json:"reason,omitempty"`
+	Reason ConditionReason `json:"reason,omitempty"`
 
 	// error says why the mirror is not applied on this node; empty when it is.
 	// +optional

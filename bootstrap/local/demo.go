@@ -13,7 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,8 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/regwire/regwire/config/samples"
-	"github.com/regwire/regwire/controllers"
-	"github.com/regwire/regwire/internal/agent"
+	"github.com/regwire/regwire/controllers/nodeagent"
 	"github.com/regwire/regwire/internal/version"
 )
 
@@ -125,45 +123,27 @@ func prepare(ctx context.Context, c client.Client, objs []samples.Object, r *reg
 	return nil
 }
 
-// startAgent runs the node agent for NodeName in-process, writing containerd's registry
+// newAgent assembles the node agent for NodeName, writing containerd's registry
 // configuration under root and host aliases into hostsFile.
-func startAgent(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, root, hostsFile string, logTo io.Writer) (<-chan error, func(), error) {
+func newAgent(cfg *rest.Config, root, hostsFile string, logTo io.Writer) (runner, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if _, err := os.Stat(hostsFile); os.IsNotExist(err) {
 		if err := os.MkdirAll(filepath.Dir(hostsFile), 0o755); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if err := os.WriteFile(hostsFile, []byte("127.0.0.1\tlocalhost\n"), 0o644); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	files, err := agent.OpenFiles(root)
-	if err != nil {
-		return nil, nil, fmt.Errorf("node root %s: %w", root, err)
-	}
-	log := logr.FromSlogHandler(newTextHandler(logTo)).WithName("agent")
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Cache:                  controllers.AgentCacheOptions(Namespace, NodeName),
-		Logger:                 log,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	return nodeagent.New(cfg, nodeagent.Options{
+		NodeName: NodeName, Namespace: Namespace, Root: root, HostsFile: hostsFile, Version: version.Get().Version,
+		Manager: ctrl.Options{
+			Logger:                 logr.FromSlogHandler(newTextHandler(logTo)).WithName("agent"),
+			Metrics:                metricsserver.Options{BindAddress: "0"},
+			HealthProbeBindAddress: "0",
+			Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+		},
 	})
-	if err != nil {
-		_ = files.Close()
-		return nil, nil, err
-	}
-	if err := (&controllers.NodeAgentReconciler{
-		Client: mgr.GetClient(), NodeName: NodeName, Namespace: Namespace,
-		Files: files, HostsFile: hostsFile, Version: version.Get().Version,
-	}).SetupWithManager(mgr); err != nil {
-		_ = files.Close()
-		return nil, nil, err
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	return done, func() { _ = files.Close() }, nil
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/regwire/regwire/config/samples"
 	"github.com/regwire/regwire/controllers"
+	"github.com/regwire/regwire/controllers/registrymirror"
 	"github.com/regwire/regwire/internal/controlplane"
 )
 
@@ -68,20 +69,76 @@ type Options struct {
 // printing changed status until ctx is done. It stops everything it started before
 // returning, whatever the outcome.
 func Run(ctx context.Context, opts Options) (retErr error) {
-	if opts.Interval == 0 {
-		opts.Interval = 2 * time.Second
+	opts.setDefaults()
+	st := &stack{opts: opts, say: func(format string, args ...any) { _, _ = fmt.Fprintf(opts.Out, format+"\n", args...) }}
+	defer func() { retErr = errors.Join(retErr, st.stop()) }()
+	if err := st.start(ctx); err != nil {
+		return err
 	}
-	if opts.ReconcileTimeout == 0 {
-		opts.ReconcileTimeout = 60 * time.Second
+	objs := adapt(opts.Objects, st.regs, st.say)
+	if err := prepare(ctx, st.client, objs, st.regs, st.say); err != nil {
+		return err
 	}
-	if opts.NodeRoot == "" {
-		opts.NodeRoot = filepath.Join(opts.StateDir, "node", "certs.d")
+	for _, o := range objs {
+		u := o.Object.DeepCopy()
+		if err := apply(ctx, st.client, u); err != nil {
+			return fmt.Errorf("applying %s: %w", o.File, err)
+		}
+		st.say("applied %s %s (%s)", u.GetKind(), displayName(u), o.File)
 	}
-	if opts.HostsFile == "" {
-		opts.HostsFile = filepath.Join(opts.StateDir, "node", "hosts")
+	if err := waitReconciled(ctx, st.client, objs, opts.ReconcileTimeout); err != nil {
+		return err
 	}
-	say := func(format string, args ...any) { _, _ = fmt.Fprintf(opts.Out, format+"\n", args...) }
+	if opts.Once {
+		waitReady(ctx, st.client, objs, opts.ReconcileTimeout)
+	}
+	return st.watch(ctx)
+}
 
+func (o *Options) setDefaults() {
+	if o.Interval == 0 {
+		o.Interval = 2 * time.Second
+	}
+	if o.ReconcileTimeout == 0 {
+		o.ReconcileTimeout = 60 * time.Second
+	}
+	if o.NodeRoot == "" {
+		o.NodeRoot = filepath.Join(o.StateDir, "node", "certs.d")
+	}
+	if o.HostsFile == "" {
+		o.HostsFile = filepath.Join(o.StateDir, "node", "hosts")
+	}
+}
+
+// stack is the running local stack: what Run started, stopped in reverse order.
+type stack struct {
+	opts       Options
+	say        func(format string, args ...any)
+	cp         *controlplane.ControlPlane
+	kubeconfig string
+	client     client.Client
+	regs       *registries
+	mgrDone    <-chan error
+	agentDone  <-chan error
+	stops      []func() error
+}
+
+// onStop registers what stop undoes, in reverse order of registration.
+func (s *stack) onStop(f func() error) { s.stops = append(s.stops, f) }
+
+// stop stops everything start started.
+func (s *stack) stop() error {
+	var errs []error
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		errs = append(errs, s.stops[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// start brings up the control plane, the embedded registries, the regwire controllers and
+// the node agent.
+func (s *stack) start(ctx context.Context) error {
+	opts := s.opts
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
 		return err
 	}
@@ -89,151 +146,146 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = logFile.Close() }()
+	s.onStop(logFile.Close)
 
-	say("starting kube-apiserver %s and etcd", controlplane.KubernetesVersion)
-	cp, err := controlplane.Start(controlplane.Options{})
+	s.say("starting kube-apiserver and etcd")
+	if s.cp, err = controlplane.Start(controlplane.Options{}); err != nil {
+		return err
+	}
+	s.onStop(func() error {
+		s.say("stopping kube-apiserver and etcd")
+		return s.cp.Stop()
+	})
+	if err := s.connect(ctx); err != nil {
+		return err
+	}
+
+	if s.regs, err = startRegistries(ctx, opts.StateDir); err != nil {
+		return fmt.Errorf("starting the embedded registries: %w", err)
+	}
+	s.onStop(func() error { s.regs.stop(); return nil })
+	s.say("embedded registries: Nexus stand-in https://%s (TLS with %s, user %s, password in %s), upstream http://%s (library/busybox:%s)",
+		s.regs.nexusAddr, filepath.Join(opts.StateDir, "tls", "ca.crt"), s.regs.user, filepath.Join(opts.StateDir, "nexus-password"),
+		s.regs.upstreamAddr, strings.Join(demoTags, ", "))
+
+	if s.mgrDone, err = s.run(ctx, "regwire controllers", func() (runner, error) { return newManager(s.cp.Config, logFile) }); err != nil {
+		return err
+	}
+	s.say("regwire controllers running; log: %s", logFile.Name())
+	if s.agentDone, err = s.run(ctx, "the node agent", func() (runner, error) {
+		return newAgent(s.cp.Config, opts.NodeRoot, opts.HostsFile, logFile)
+	}); err != nil {
+		return err
+	}
+	s.say("node agent for %s running: containerd config_path %s, hosts file %s", NodeName, opts.NodeRoot, opts.HostsFile)
+	return nil
+}
+
+// connect writes the kubeconfig and creates the operator namespace.
+func (s *stack) connect(ctx context.Context) error {
+	s.kubeconfig = filepath.Join(s.opts.StateDir, "kubeconfig")
+	kc, err := s.cp.Kubeconfig()
 	if err != nil {
 		return err
 	}
-	defer func() {
-		say("stopping kube-apiserver and etcd")
-		retErr = errors.Join(retErr, cp.Stop())
-	}()
-
-	kubeconfig := filepath.Join(opts.StateDir, "kubeconfig")
-	kc, err := cp.Kubeconfig()
-	if err != nil {
+	if err := os.WriteFile(s.kubeconfig, kc, 0o600); err != nil {
 		return err
 	}
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
-		return err
-	}
-	say("API server ready; kubeconfig: %s", kubeconfig)
-
-	c, err := client.New(cp.Config, client.Options{Scheme: opts.Scheme})
-	if err != nil {
+	s.say("API server ready; kubeconfig: %s", s.kubeconfig)
+	if s.client, err = client.New(s.cp.Config, client.Options{Scheme: s.opts.Scheme}); err != nil {
 		return err
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}
-	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+	if err := s.client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating namespace %s: %w", Namespace, err)
 	}
+	return nil
+}
 
-	regs, err := startRegistries(ctx, opts.StateDir)
-	if err != nil {
-		return fmt.Errorf("starting the embedded registries: %w", err)
-	}
-	defer regs.stop()
-	say("embedded registries: Nexus stand-in https://%s (TLS with %s, user %s, password in %s), upstream http://%s (library/busybox:%s)",
-		regs.nexusAddr, filepath.Join(opts.StateDir, "tls", "ca.crt"), regs.user, filepath.Join(opts.StateDir, "nexus-password"),
-		regs.upstreamAddr, strings.Join(demoTags, ", "))
+// runner is the manager or the agent.
+type runner interface{ Run(context.Context) error }
 
-	mgrCtx, stopManager := context.WithCancel(ctx)
-	mgrDone, err := startManager(mgrCtx, cp.Config, opts.Scheme, logFile)
+// run runs what newRunner makes until the stack stops; the channel yields its exit error.
+func (s *stack) run(ctx context.Context, what string, newRunner func() (runner, error)) (<-chan error, error) {
+	r, err := newRunner()
 	if err != nil {
-		stopManager()
-		return err
+		return nil, err
 	}
-	defer func() {
-		say("stopping regwire controllers")
-		stopManager()
-		retErr = errors.Join(retErr, <-mgrDone)
+	ctx, cancel := context.WithCancel(ctx)
+	done, exit := make(chan error, 1), make(chan error, 1)
+	go func() {
+		err := r.Run(ctx)
+		done <- err
+		exit <- err
 	}()
-	say("regwire controllers running; log: %s", logFile.Name())
+	s.onStop(func() error {
+		s.say("stopping %s", what)
+		cancel()
+		return <-exit
+	})
+	return done, nil
+}
 
-	agentCtx, stopAgent := context.WithCancel(ctx)
-	agentDone, closeFiles, err := startAgent(agentCtx, cp.Config, opts.Scheme, opts.NodeRoot, opts.HostsFile, logFile)
-	if err != nil {
-		stopAgent()
-		return err
-	}
-	defer func() {
-		say("stopping the node agent")
-		stopAgent()
-		retErr = errors.Join(retErr, <-agentDone)
-		closeFiles()
-	}()
-	say("node agent for %s running: containerd config_path %s, hosts file %s", NodeName, opts.NodeRoot, opts.HostsFile)
-
-	objs := adapt(opts.Objects, regs, say)
-	if err := prepare(ctx, c, objs, regs, say); err != nil {
-		return err
-	}
-	for _, o := range objs {
-		u := o.Object.DeepCopy()
-		if err := apply(ctx, c, u); err != nil {
-			return fmt.Errorf("applying %s: %w", o.File, err)
-		}
-		say("applied %s %s (%s)", u.GetKind(), displayName(u), o.File)
-	}
-	if err := waitReconciled(ctx, c, objs, opts.ReconcileTimeout); err != nil {
-		return err
-	}
-	if opts.Once {
-		waitReady(ctx, c, objs, opts.ReconcileTimeout)
-	}
-
+// watch prints the status tables, and the node's files and host aliases, whenever they
+// change (once with Once), until ctx is done or a part of the stack stops.
+func (s *stack) watch(ctx context.Context) error {
 	resources := []resource{{Name: "registrymirrors"}, {Name: "imagesyncs", Namespaced: true}}
-	shown := ""
+	shownTables, shownNode := "", ""
 	for {
-		ts, err := tables(ctx, cp.Config, resources)
+		ts, err := tables(ctx, s.cp.Config, resources)
 		if err != nil {
 			return err
 		}
-		if key := formatTables(resources, ts, false); key != shown {
-			say("\n%s", formatTables(resources, ts, true))
-			if shown == "" {
-				say("%s", nodeSummary(opts.NodeRoot, opts.HostsFile))
-			}
-			shown = key
-			if !opts.Once {
-				say("watching for changes (KUBECONFIG=%s kubectl get rm,is -A); Ctrl-C stops the stack", kubeconfig)
+		node := nodeSummary(s.opts.NodeRoot, s.opts.HostsFile)
+		if key := formatTables(resources, ts, false); key != shownTables || node != shownNode {
+			s.say("\n%s", formatTables(resources, ts, true))
+			s.say("%s", node)
+			shownTables, shownNode = key, node
+			if !s.opts.Once {
+				s.say("watching for changes (KUBECONFIG=%s kubectl get rm,is -A); Ctrl-C stops the stack", s.kubeconfig)
 			}
 		}
-		if opts.Once {
+		if s.opts.Once {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			say("")
+			s.say("")
 			return nil
-		case err := <-mgrDone:
+		case err := <-s.mgrDone:
 			return fmt.Errorf("regwire controllers stopped: %w", err)
-		case err := <-agentDone:
+		case err := <-s.agentDone:
 			return fmt.Errorf("the node agent stopped: %w", err)
-		case <-time.After(opts.Interval):
+		case <-time.After(s.opts.Interval):
 		}
 	}
 }
 
-// startManager runs the regwire controllers (operator namespace: Namespace) against cfg; the returned channel yields the
-// manager's exit error once ctx is done.
-func startManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, logTo io.Writer) (<-chan error, error) {
+// newManager assembles the regwire controllers (operator namespace: Namespace) against cfg.
+func newManager(cfg *rest.Config, logTo io.Writer) (runner, error) {
 	log := logr.FromSlogHandler(newTextHandler(logTo))
 	ctrl.SetLogger(log)
-	opts := controllers.Options{Namespace: Namespace, Agent: controllers.DefaultAgentOptions("ghcr.io/regwire/regwire:latest")}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Cache:                  controllers.CacheOptions(opts),
-		Client:                 controllers.ClientOptions(),
-		Logger:                 log,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		// The stack may run more than once in one process (tests do); each run has its own
-		// control plane, so reusing controller names is harmless here.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	mgr, err := controllers.NewManager(cfg, controllers.Options{
+		Namespace: Namespace,
+		Agent:     registrymirror.DefaultAgentOptions("ghcr.io/regwire/regwire:latest"),
+		Manager: ctrl.Options{
+			Logger:                 log,
+			Metrics:                metricsserver.Options{BindAddress: "0"},
+			HealthProbeBindAddress: "0",
+			// The stack may run more than once in one process (tests do); each run has its
+			// own control plane, so reusing controller names is harmless here.
+			Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := controllers.Setup(ctx, mgr, opts); err != nil {
-		return nil, err
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	return done, nil
+	return managerRunner{mgr}, nil
 }
+
+type managerRunner struct{ ctrl.Manager }
+
+func (m managerRunner) Run(ctx context.Context) error { return m.Start(ctx) }
 
 // apply server-side applies u, defaulting namespaced objects to the default namespace.
 func apply(ctx context.Context, c client.Client, u *unstructured.Unstructured) error {

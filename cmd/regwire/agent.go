@@ -8,12 +8,10 @@ import (
 
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/regwire/regwire/controllers"
-	"github.com/regwire/regwire/internal/agent"
+	"github.com/regwire/regwire/controllers/nodeagent"
 	"github.com/regwire/regwire/internal/version"
 )
 
@@ -37,35 +35,20 @@ from the node, and reports in the node's RegistryNode.`,
 				return errors.New("--node-name is empty: set it, or NODE_NAME (the DaemonSet sets it from spec.nodeName)")
 			}
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-			files, err := agent.OpenFiles(root)
-			if err != nil {
-				return fmt.Errorf("--root %s: %w", root, err)
-			}
-			defer files.Close()
 			cfg, err := ctrl.GetConfig()
 			if err != nil {
 				return fmt.Errorf("loading kubeconfig: %w", err)
 			}
-			mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-				Scheme:                 newScheme(),
-				Cache:                  controllers.AgentCacheOptions(namespace, nodeName),
-				Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-				HealthProbeBindAddress: probeAddr,
+			a, err := nodeagent.New(cfg, nodeagent.Options{
+				NodeName: nodeName, Namespace: namespace, Root: root, HostsFile: hostsFile,
+				Resync: resync, Version: version.Get().Version,
+				Manager: ctrl.Options{Metrics: metricsserver.Options{BindAddress: metricsAddr}, HealthProbeBindAddress: probeAddr},
 			})
 			if err != nil {
-				return fmt.Errorf("creating manager: %w", err)
-			}
-			if err := (&controllers.NodeAgentReconciler{
-				Client: mgr.GetClient(), NodeName: nodeName, Namespace: namespace,
-				Files: files, HostsFile: hostsFile, Resync: resync, Version: version.Get().Version,
-			}).SetupWithManager(mgr); err != nil {
-				return err
-			}
-			if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-				return err
+				return fmt.Errorf("starting the agent (--root, --node-name): %w", err)
 			}
 			ctrl.Log.WithName("setup").Info("Starting regwire agent", "node", nodeName, "root", root, "hostsFile", hostsFile)
-			return mgr.Start(cmd.Context())
+			return a.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()

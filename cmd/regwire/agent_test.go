@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	"github.com/regwire/regwire/controllers"
 	"github.com/regwire/regwire/internal/nodeconfig"
+	"github.com/regwire/regwire/internal/scheme"
 )
 
 // TestAgentProcessAppliesAPublishedMirror runs the real `regwire agent` binary against a
@@ -25,7 +25,7 @@ import (
 func TestAgentProcessAppliesAPublishedMirror(t *testing.T) {
 	t.Parallel()
 	cp, kubeconfig := startControlPlane(t)
-	c, err := client.New(cp.Config, client.Options{Scheme: newScheme()})
+	c, err := client.New(cp.Config, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,8 +40,8 @@ func TestAgentProcessAppliesAPublishedMirror(t *testing.T) {
 	}
 	rm := &v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "nexus", Generation: 1}, Spec: v1alpha1.RegistryMirrorSpec{Host: "nexus.local"}}
 	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "regwire-system", Name: controllers.PublishedName("nexus"), Labels: map[string]string{controllers.PublishedLabel: "true"}},
-		Data:       map[string]string{controllers.PublishedKey: nodeconfig.Publish(rm, nil).Encode()},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "regwire-system", Name: nodeconfig.PublishedName("nexus"), Labels: map[string]string{nodeconfig.PublishedLabel: "true"}},
+		Data:       map[string]string{nodeconfig.PublishedKey: nodeconfig.Publish(rm, nil).Encode()},
 	}
 	if err := c.Create(ctx, cm); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/regwire/regwire/bootstrap/local"
 	"github.com/regwire/regwire/config"
 	"github.com/regwire/regwire/config/samples"
+	"github.com/regwire/regwire/internal/scheme"
 )
 
 func newBootstrapCommand() *cobra.Command {
@@ -59,7 +60,7 @@ changes until interrupted (Ctrl-C), then stops everything it started.`,
 				return err
 			}
 			opts.Out = cmd.OutOrStdout()
-			opts.Scheme = newScheme()
+			opts.Scheme = scheme.New()
 			return local.Run(cmd.Context(), opts)
 		},
 	}

@@ -10,26 +10,15 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers"
+	"github.com/regwire/regwire/controllers/registrymirror"
 	"github.com/regwire/regwire/internal/version"
 )
-
-// newScheme returns the types the manager works with.
-func newScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(v1alpha1.AddToScheme(s))
-	return s
-}
 
 func newManagerCommand() *cobra.Command {
 	var (
@@ -39,7 +28,7 @@ func newManagerCommand() *cobra.Command {
 		agentEnv                        []string
 		syncPeriod                      time.Duration
 	)
-	opts := controllers.Options{Agent: controllers.DefaultAgentOptions(defaultImage())}
+	opts := controllers.Options{Agent: registrymirror.DefaultAgentOptions(defaultImage())}
 	zapOpts := zap.Options{}
 	cmd := &cobra.Command{
 		Use:   "manager",
@@ -64,12 +53,8 @@ func newManagerCommand() *cobra.Command {
 				}
 				opts.Agent.Env = append(opts.Agent.Env, corev1.EnvVar{Name: name, Value: value})
 			}
-			cacheOpts := controllers.CacheOptions(opts)
-			cacheOpts.SyncPeriod = &syncPeriod
-			mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-				Scheme:                  newScheme(),
-				Cache:                   cacheOpts,
-				Client:                  controllers.ClientOptions(),
+			opts.Manager = ctrl.Options{
+				Cache:                   cache.Options{SyncPeriod: &syncPeriod},
 				Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 				HealthProbeBindAddress:  probeAddr,
 				LeaderElection:          leaderElect,
@@ -77,18 +62,10 @@ func newManagerCommand() *cobra.Command {
 				LeaderElectionNamespace: leaderElectNS,
 				// Give up leadership at once on shutdown so a new leader starts quickly.
 				LeaderElectionReleaseOnCancel: true,
-			})
+			}
+			mgr, err := controllers.NewManager(cfg, opts)
 			if err != nil {
 				return fmt.Errorf("creating manager: %w", err)
-			}
-			if err := controllers.Setup(cmd.Context(), mgr, opts); err != nil {
-				return fmt.Errorf("setting up controllers: %w", err)
-			}
-			if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-				return err
-			}
-			if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-				return err
 			}
 			return mgr.Start(cmd.Context())
 		},

@@ -16,9 +16,11 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	"github.com/regwire/regwire/internal/agent"
 	"github.com/regwire/regwire/internal/hostsfile"
 	"github.com/regwire/regwire/internal/nodeconfig"
+	"github.com/regwire/regwire/internal/nodefiles"
+	"github.com/regwire/regwire/internal/probe"
+	"github.com/regwire/regwire/internal/scheme"
 )
 
 func newNodeCommand() *cobra.Command {
@@ -58,7 +60,7 @@ empty FILE releases everything. caFrom needs a cluster: give caBundle.`,
 // strictYAML decodes regwire objects from YAML, refusing unknown and duplicate fields
 // (made on first use: building the scheme costs every command a few milliseconds).
 var strictYAML = sync.OnceValue(func() *kjson.Serializer {
-	s := newScheme()
+	s := scheme.New()
 	return kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, s, s, kjson.SerializerOptions{Yaml: true, Strict: true})
 })
 
@@ -110,7 +112,7 @@ func readMirrors(file string, stdin io.Reader) ([]nodeconfig.Mirror, error) {
 }
 
 // nodeApply renders and applies mirrors to this host, printing what changed.
-func nodeApply(ctx context.Context, out io.Writer, mirrors []nodeconfig.Mirror, root, hostsFile string, probe bool) error {
+func nodeApply(ctx context.Context, out io.Writer, mirrors []nodeconfig.Mirror, root, hostsFile string, probeAfter bool) error {
 	cfg := nodeconfig.Render(mirrors)
 	var problems []error
 	for _, e := range cfg.Errors {
@@ -122,12 +124,12 @@ func nodeApply(ctx context.Context, out io.Writer, mirrors []nodeconfig.Mirror, 
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return err
 	}
-	files, err := agent.OpenFiles(root)
+	files, err := nodefiles.Open(root)
 	if err != nil {
 		return err
 	}
 	defer files.Close()
-	changes, err := files.ApplyOwned(agent.Desired{Files: cfg.Files, Owners: cfg.FileOwners()})
+	changes, err := files.ApplyOwned(nodefiles.Desired{Files: cfg.Files, Owners: cfg.FileOwners()})
 	for _, c := range changes {
 		fmt.Fprintf(out, "%-9s %s\n", c.Action, c.Path)
 	}
@@ -139,20 +141,20 @@ func nodeApply(ctx context.Context, out io.Writer, mirrors []nodeconfig.Mirror, 
 		for _, e := range cfg.HostsEntries {
 			entries = append(entries, hostsfile.Entry{IP: e.IP, Hostnames: e.Hostnames, Owner: e.Mirror})
 		}
-		changed, err := agent.ApplyHostsFile(hostsFile, entries)
+		changed, err := nodefiles.ApplyHostsFile(hostsFile, entries)
 		if err != nil {
 			return err
 		}
 		if changed {
-			fmt.Fprintf(out, "%-9s %s (%d entries)\n", agent.Written, hostsFile, len(entries))
+			fmt.Fprintf(out, "%-9s %s (%d entries)\n", nodefiles.Written, hostsFile, len(entries))
 		}
 	}
 	if len(changes) == 0 {
 		fmt.Fprintln(out, "registry configuration is up to date")
 	}
-	if probe {
+	if probeAfter {
 		for _, m := range mirrors {
-			res := agent.Prober{HostsFile: hostsFile}.Probe(ctx, m)
+			res := probe.Prober{HostsFile: hostsFile}.Probe(ctx, m)
 			if res.Reachable {
 				fmt.Fprintf(out, "probe     %s: reachable (HTTP %d)\n", m.Spec.Host, res.StatusCode)
 			} else {

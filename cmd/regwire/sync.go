@@ -234,25 +234,35 @@ func (k *onceKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 }
 
 func endpointWith(keychain authn.Keychain, repo, caFile string, insecure bool, caFlag string) (imagesync.Endpoint, error) {
-	var opts []name.Option
-	if insecure {
-		opts = append(opts, name.Insecure)
+	e := imagesync.Endpoint{Repository: repo}
+	if err := withCredentials(keychain, &e, insecure); err != nil {
+		return imagesync.Endpoint{}, err
 	}
-	r, err := name.NewRepository(repo, opts...)
-	if err != nil {
-		return imagesync.Endpoint{}, fmt.Errorf("%q is not a repository (write it without tag, e.g. docker.io/library/busybox): %w", repo, err)
-	}
-	auth, err := keychain.Resolve(r.Registry)
-	if err != nil {
-		return imagesync.Endpoint{}, fmt.Errorf("reading credentials for %s from the docker config: %w", r.RegistryStr(), err)
-	}
-	e := imagesync.Endpoint{Repository: repo, Auth: auth, Insecure: insecure}
 	if caFile != "" {
+		var err error
 		if e.CA, err = os.ReadFile(caFile); err != nil {
 			return imagesync.Endpoint{}, fmt.Errorf("%s: %w", caFlag, err)
 		}
 	}
 	return e, nil
+}
+
+// withCredentials checks e's repository and gives it the docker config's credentials for
+// its registry; insecure (--insecure) also allows plain HTTP and skips TLS verification.
+func withCredentials(keychain authn.Keychain, e *imagesync.Endpoint, insecure bool) error {
+	e.Insecure = e.Insecure || insecure
+	var opts []name.Option
+	if e.Insecure {
+		opts = append(opts, name.Insecure)
+	}
+	r, err := name.NewRepository(e.Repository, opts...)
+	if err != nil {
+		return fmt.Errorf("%q is not a repository (write it without tag, e.g. docker.io/library/busybox): %w", e.Repository, err)
+	}
+	if e.Auth, err = keychain.Resolve(r.Registry); err != nil {
+		return fmt.Errorf("reading credentials for %s from the docker config: %w", r.RegistryStr(), err)
+	}
+	return nil
 }
 
 func isTerminal(w io.Writer) bool {

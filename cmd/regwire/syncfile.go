@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
@@ -90,8 +89,9 @@ func isComment(doc []byte) bool {
 	return true
 }
 
-// syncFromSpec turns an ImageSync's spec into what the engine needs, refusing what only the
-// controller can do (Secrets, RegistryMirrors) with the field to change.
+// syncFromSpec turns an ImageSync's spec into what the engine needs (imagesync.PlanFor, as
+// the controller does), refusing what only the controller can do (Secrets,
+// RegistryMirrors) with the field to change. Credentials come from the docker config.
 func syncFromSpec(keychain authn.Keychain, name string, spec *v1alpha1.ImageSyncSpec, insecure bool) (fileSync, error) {
 	fs := fileSync{name: name}
 	switch {
@@ -102,39 +102,18 @@ func syncFromSpec(keychain authn.Keychain, name string, spec *v1alpha1.ImageSync
 	case spec.Source.CredentialsSecretRef != nil || spec.Target.CredentialsSecretRef != nil:
 		return fs, errors.New("credentialsSecretRef: regwire sync -f takes credentials from the docker config; remove the field")
 	}
-	sel, err := tagselect.New(tagselect.Spec{Tags: spec.Source.Tags, Pattern: spec.Source.TagPattern, Semver: spec.Source.Semver})
+	plan, err := imagesync.PlanFor(spec, nil)
 	if err != nil {
-		var fe *tagselect.FieldError
-		if errors.As(err, &fe) {
-			return fs, fmt.Errorf("spec.source.%s %q: %w", fe.Field, fe.Value, fe.Err)
-		}
 		return fs, err
 	}
-	if len(spec.Source.Tags) == 0 && spec.Source.TagPattern == "" && spec.Source.Semver == "" {
-		return fs, errors.New("spec.source: select tags with tags, tagPattern or semver")
-	}
-	fs.sel = sel
-	if fs.src, err = endpointWith(keychain, string(spec.Source.Image), "", insecure || spec.Source.Insecure, ""); err != nil {
+	fs.sel, fs.opts = plan.Selector, plan.Options
+	fs.src, fs.dst = plan.Source, plan.Target
+	if err := withCredentials(keychain, &fs.src, insecure); err != nil {
 		return fs, fmt.Errorf("spec.source.image: %w", err)
 	}
-	if fs.dst, err = endpointWith(keychain, string(spec.Target.Image), "", insecure || spec.Target.Insecure, ""); err != nil {
+	if err := withCredentials(keychain, &fs.dst, insecure); err != nil {
 		return fs, fmt.Errorf("spec.target.image: %w", err)
 	}
-	fs.src.CA, fs.dst.CA = []byte(spec.Source.CABundle), []byte(spec.Target.CABundle)
-	if len(fs.src.CA) == 0 {
-		fs.src.CA = nil
-	}
-	if len(fs.dst.CA) == 0 {
-		fs.dst.CA = nil
-	}
-	for _, p := range spec.Platforms {
-		pl, err := v1.ParsePlatform(string(p))
-		if err != nil {
-			return fs, fmt.Errorf("spec.platforms %q: %w", p, err)
-		}
-		fs.opts.Platforms = append(fs.opts.Platforms, *pl)
-	}
-	fs.opts.Referrers = spec.Referrers
 	return fs, nil
 }
 

@@ -16,14 +16,11 @@ import (
 	"github.com/regwire/regwire/config/crd"
 )
 
-// KubernetesVersion is the kube-apiserver version hack/envtest.sh builds by default.
-const KubernetesVersion = "1.37.2"
-
 // ErrNoAssets says the control-plane binaries are missing, and how to build them.
 var ErrNoAssets = errors.New("kube-apiserver and etcd not found: run `make envtest` (hack/envtest.sh builds them from the Go module proxy into bin/k8s/) or set KUBEBUILDER_ASSETS")
 
 // AssetsDir returns the directory holding kube-apiserver and etcd: KUBEBUILDER_ASSETS when
-// set, else bin/k8s/<version>-<os>-<arch> in the nearest parent directory of the working
+// set, else bin/k8s/<os>-<arch> in the nearest parent directory of the working
 // directory that has one (so tests run from an IDE find it too).
 func AssetsDir() (string, error) {
 	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
@@ -36,7 +33,7 @@ func AssetsDir() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rel := filepath.Join("bin", "k8s", KubernetesVersion+"-"+runtime.GOOS+"-"+runtime.GOARCH)
+	rel := filepath.Join("bin", "k8s", runtime.GOOS+"-"+runtime.GOARCH)
 	for {
 		if d := filepath.Join(dir, rel); hasAssets(d) {
 			return d, nil

@@ -9,10 +9,10 @@ import (
 	"testing"
 )
 
-// fakeAssets makes a directory that looks like a built bin/k8s/<version>-<os>-<arch>.
+// fakeAssets makes a directory that looks like a built bin/k8s/<os>-<arch>.
 func fakeAssets(t *testing.T, root string) string {
 	t.Helper()
-	dir := filepath.Join(root, "bin", "k8s", KubernetesVersion+"-"+runtime.GOOS+"-"+runtime.GOARCH)
+	dir := filepath.Join(root, "bin", "k8s", runtime.GOOS+"-"+runtime.GOARCH)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package nodeconfig
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -11,6 +13,54 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 )
+
+// The manager↔agent protocol: the manager publishes each RegistryMirror that passed its
+// checks as one ConfigMap in the operator namespace, holding Published as JSON; agents
+// watch these and nothing else, so they need no access to Secrets or RegistryMirrors.
+const (
+	// PublishedLabel marks the ConfigMaps agents read (value "true").
+	PublishedLabel = "regwire.dev/published-mirror"
+	// PublishedMirrorAnnotation names the RegistryMirror a ConfigMap publishes.
+	PublishedMirrorAnnotation = "regwire.dev/registry-mirror"
+	// PublishedKey is the ConfigMap key holding the JSON.
+	PublishedKey = "mirror.json"
+)
+
+// PublishedName is the ConfigMap that publishes the RegistryMirror named mirror.
+func PublishedName(mirror string) string {
+	name := "regwire-mirror-" + mirror
+	if len(name) <= 253 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(mirror))
+	return name[:253-11] + "-" + hex.EncodeToString(sum[:5])
+}
+
+// SetConfigMap makes cm publish p: label, annotation and data (other labels and
+// annotations stay).
+func SetConfigMap(cm *corev1.ConfigMap, p Published) {
+	if cm.Labels == nil {
+		cm.Labels = map[string]string{}
+	}
+	cm.Labels[PublishedLabel] = "true"
+	cm.Labels["app.kubernetes.io/managed-by"] = "regwire"
+	if cm.Annotations == nil {
+		cm.Annotations = map[string]string{}
+	}
+	cm.Annotations[PublishedMirrorAnnotation] = p.Name
+	cm.Data = map[string]string{PublishedKey: p.Encode()}
+}
+
+// FromConfigMap reads what cm publishes. On error, mirror still names the RegistryMirror
+// (from the annotation, else the ConfigMap's name) so that a node can report on it.
+func FromConfigMap(cm *corev1.ConfigMap) (p Published, mirror string, err error) {
+	mirror = cm.Annotations[PublishedMirrorAnnotation]
+	if mirror == "" {
+		mirror = cm.Name
+	}
+	p, err = Decode(cm.Data[PublishedKey])
+	return p, mirror, err
+}
 
 // Published is what the controller publishes to nodes about one RegistryMirror that passed
 // its checks: only what a node needs, with the CA resolved (nodes never read Secrets).

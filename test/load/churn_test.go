@@ -36,10 +36,11 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers"
-	"github.com/regwire/regwire/internal/agent"
+	"github.com/regwire/regwire/controllers/agenttest"
+	"github.com/regwire/regwire/controllers/registrymirror"
 	"github.com/regwire/regwire/internal/controlplane"
+	"github.com/regwire/regwire/internal/nodefiles"
 	"github.com/regwire/regwire/internal/testutil"
-	"github.com/regwire/regwire/internal/testutil/agenttest"
 )
 
 const (
@@ -74,7 +75,7 @@ func TestChurnLeavesNothingBehind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	errorLog := startManager(t, cp.Config, s)
+	errorLog := startManager(t, cp.Config)
 
 	// The registries: a source and target for the ImageSyncs, and two TLS endpoints the
 	// mirrors name (the agents probe them).
@@ -329,7 +330,7 @@ func converged(ctx context.Context, k8s client.Client, nodes []*node) error {
 			want = v1alpha1.ReasonSuspended
 		}
 		c := apimeta.FindStatusCondition(is.Status.Conditions, v1alpha1.ConditionReady)
-		if is.Status.ObservedGeneration != is.Generation || c == nil || c.Reason != want {
+		if is.Status.ObservedGeneration != is.Generation || c == nil || c.Reason != string(want) {
 			return fmt.Errorf("ImageSync %s/%s: generation %d observed %d, Ready %+v", is.Namespace, is.Name, is.Generation, is.Status.ObservedGeneration, c)
 		}
 	}
@@ -373,7 +374,7 @@ func pullSecretsMatch(ctx context.Context, k8s client.Client, rm *v1alpha1.Regis
 		want[ns.Name] = true
 	}
 	secrets := &corev1.SecretList{}
-	if err := k8s.List(ctx, secrets, client.MatchingLabels{controllers.PullSecretMirrorLabel: string(rm.UID)}); err != nil {
+	if err := k8s.List(ctx, secrets, client.MatchingLabels{registrymirror.PullSecretMirrorLabel: string(rm.UID)}); err != nil {
 		return err
 	}
 	got := map[string]bool{}
@@ -404,7 +405,7 @@ func pullSecretsMatch(ctx context.Context, k8s client.Client, rm *v1alpha1.Regis
 // nothingLeft says what regwire left behind once every mirror and ImageSync is gone.
 func nothingLeft(ctx context.Context, k8s client.Client, nodes []*node) error {
 	secrets := &corev1.SecretList{}
-	if err := k8s.List(ctx, secrets, client.HasLabels{controllers.PullSecretMirrorLabel}); err != nil {
+	if err := k8s.List(ctx, secrets, client.HasLabels{registrymirror.PullSecretMirrorLabel}); err != nil {
 		return err
 	}
 	if len(secrets.Items) > 0 {
@@ -463,8 +464,9 @@ func (f *findings) list() []string {
 
 // transient are the reasons a condition may be False or Unknown for while things move.
 var transient = map[string]bool{
-	controllers.ReasonSyncing: true, v1alpha1.ReasonSuspended: true, v1alpha1.ReasonDeleting: true,
-	controllers.ReasonApplying: true, controllers.ReasonNodesNotReady: true, "WaitingForNodes": true, // a deleted mirror waits for the agents
+	string(v1alpha1.ReasonSyncing): true, string(v1alpha1.ReasonSuspended): true,
+	string(v1alpha1.ReasonApplying): true, string(v1alpha1.ReasonNodesNotReady): true,
+	string(v1alpha1.ReasonWaitingForNodes): true, // a deleted mirror waits for the agents
 }
 
 // checkConditions records every condition of every mirror and ImageSync that is not True
@@ -510,26 +512,19 @@ func checkConditions(ctx context.Context, k8s client.Client, f *findings) {
 
 // startManager runs the regwire controllers in-process until the test ends and returns
 // what they log at error level.
-func startManager(t *testing.T, cfg *rest.Config, s *runtime.Scheme) fmt.Stringer {
+func startManager(t *testing.T, cfg *rest.Config) fmt.Stringer {
 	t.Helper()
 	errs := &testutil.SyncBuffer{}
 	log := zap.New(zap.WriteTo(errs), zap.Level(zapcore.ErrorLevel))
 	ctrl.SetLogger(log)
-	opts := controllers.Options{Namespace: operatorNS, Agent: controllers.DefaultAgentOptions("regwire:test")}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: s, Logger: log,
-		Cache:                  controllers.CacheOptions(opts),
-		Client:                 controllers.ClientOptions(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
+	mgr, err := controllers.NewManager(cfg, controllers.Options{
+		Namespace: operatorNS, Agent: registrymirror.DefaultAgentOptions("regwire:test"),
+		Manager: ctrl.Options{Logger: log, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := controllers.Setup(ctx, mgr, opts); err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	t.Cleanup(func() {
@@ -565,7 +560,7 @@ func (n *node) holds(hosts map[string]bool, aliases []string) error {
 		}
 		rel, _ := filepath.Rel(n.Root, p)
 		if d.IsDir() {
-			if rel == agent.StateDir {
+			if rel == nodefiles.StateDir {
 				return filepath.SkipDir
 			}
 			return nil

@@ -33,7 +33,7 @@ import (
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/internal/controlplane"
 	"github.com/regwire/regwire/internal/testutil"
-	"github.com/regwire/regwire/internal/testutil/agenttest"
+	"github.com/regwire/regwire/controllers/agenttest"
 )
 
 const operatorNS = "regwire-system"

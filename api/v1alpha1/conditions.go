@@ -1,0 +1,144 @@
+package v1alpha1
+
+// ConditionReason is the CamelCase cause in a condition's reason (and in the reason of a
+// node's or a namespace's failure). Every reason regwire sets is a constant below.
+type ConditionReason string
+
+// Condition types.
+const (
+	// ConditionReady summarises the object: True when everything it asks for is in place.
+	ConditionReady = "Ready"
+
+	// ConditionCAValid (RegistryMirror): the CA bundle parses, holds at least one
+	// certificate, and none has expired.
+	ConditionCAValid = "CAValid"
+	// ConditionNodesReady (RegistryMirror): every selected node has applied the mirror's
+	// current configuration and reached its registry.
+	ConditionNodesReady = "NodesReady"
+	// ConditionPullSecretsReady (RegistryMirror): the pull secret exists and is current in
+	// every selected namespace.
+	ConditionPullSecretsReady = "PullSecretsReady"
+	// ConditionProvisioned (RegistryMirror): the registry repository asked for in
+	// spec.provision exists as specified.
+	ConditionProvisioned = "Provisioned"
+
+	// ConditionSynced (ImageSync): the last sync copied every selected tag.
+	ConditionSynced = "Synced"
+)
+
+// Reasons shared by the kinds.
+const (
+	// ReasonReconciled: the controller did everything it was asked to.
+	ReasonReconciled ConditionReason = "Reconciled"
+	// ReasonPending: a condition Ready depends on has not been evaluated yet.
+	ReasonPending ConditionReason = "Pending"
+	// ReasonInvalidSpec: the spec passed the API server's checks but not the controller's;
+	// the message names the field and the fix.
+	ReasonInvalidSpec ConditionReason = "InvalidSpec"
+	// ReasonNotRequested: the spec does not ask for this part.
+	ReasonNotRequested ConditionReason = "NotRequested"
+	// ReasonCredentialsNotFound: a credentials Secret the spec names does not exist.
+	ReasonCredentialsNotFound ConditionReason = "CredentialsNotFound"
+	// ReasonCredentialsInvalid: a credentials Secret holds no usable credentials for the
+	// registry; the message says what is missing.
+	ReasonCredentialsInvalid ConditionReason = "CredentialsInvalid"
+)
+
+// RegistryMirror reasons: CAValid.
+const (
+	// ReasonCAValid: the CA bundle holds valid certificates.
+	ReasonCAValid ConditionReason = "CAValid"
+	// ReasonCAInvalid: the CA bundle does not parse or holds no certificate.
+	ReasonCAInvalid ConditionReason = "CAInvalid"
+	// ReasonCAExpired: a certificate in the CA bundle has expired.
+	ReasonCAExpired ConditionReason = "CAExpired"
+	// ReasonCAExpiringSoon: the CA bundle is valid, but a certificate expires within 30 days.
+	ReasonCAExpiringSoon ConditionReason = "CAExpiringSoon"
+	// ReasonCASourceNotFound: caFrom names a Secret, ConfigMap or key that does not exist.
+	ReasonCASourceNotFound ConditionReason = "CASourceNotFound"
+	// ReasonSystemRoots: no CA given; nodes verify the registry with their system roots.
+	ReasonSystemRoots ConditionReason = "SystemRoots"
+	// ReasonInsecureSkipVerify: TLS verification is off for this registry.
+	ReasonInsecureSkipVerify ConditionReason = "InsecureSkipVerify"
+)
+
+// RegistryMirror reasons: NodesReady, status.nodes.failing, and deletion.
+const (
+	// ReasonNodesReady: every selected node applied the configuration and reached the registry.
+	ReasonNodesReady ConditionReason = "NodesReady"
+	// ReasonNodesNotReady: some selected nodes have not; status.nodes.failing says which.
+	ReasonNodesNotReady ConditionReason = "NodesNotReady"
+	// ReasonNoNodesSelected: no node matches spec.nodeSelector and spec.tolerations.
+	ReasonNoNodesSelected ConditionReason = "NoNodesSelected"
+	// ReasonNotPublished: the mirror is withheld from the nodes until its CA problem is
+	// fixed; nodes keep the last good configuration.
+	ReasonNotPublished ConditionReason = "NotPublished"
+	// ReasonAgentNotReporting: the regwire agent on a node has not reported.
+	ReasonAgentNotReporting ConditionReason = "AgentNotReporting"
+	// ReasonApplying: a node has not applied the current generation yet, or not probed it.
+	ReasonApplying ConditionReason = "Applying"
+	// ReasonHostConflict: another RegistryMirror claims the same host and wins.
+	ReasonHostConflict ConditionReason = "HostConflict"
+	// ReasonWaitingForNodes: the mirror is being deleted and waits until every node has
+	// removed its files.
+	ReasonWaitingForNodes ConditionReason = "WaitingForNodes"
+)
+
+// RegistryMirror reasons: PullSecretsReady.
+const (
+	// ReasonPullSecretsReady: the pull secret is current in every selected namespace.
+	ReasonPullSecretsReady ConditionReason = "PullSecretsReady"
+	// ReasonPullSecretsFailing: some namespaces could not get the pull secret;
+	// status.pullSecrets.failing says which and why.
+	ReasonPullSecretsFailing ConditionReason = "PullSecretsFailing"
+)
+
+// RegistryMirror reasons: Provisioned.
+const (
+	// ReasonRepositoryCreated, ReasonRepositoryUpdated and ReasonRepositoryUpToDate: the
+	// Nexus repository of spec.provision was created, changed to match, or already matched.
+	ReasonRepositoryCreated  ConditionReason = "RepositoryCreated"
+	ReasonRepositoryUpdated  ConditionReason = "RepositoryUpdated"
+	ReasonRepositoryUpToDate ConditionReason = "RepositoryUpToDate"
+	// ReasonNexusUnreachable: Nexus's REST API did not answer (DNS, TCP, TLS).
+	ReasonNexusUnreachable ConditionReason = "NexusUnreachable"
+	// ReasonNexusAuthFailed: Nexus refused the admin credentials (401) or their rights (403).
+	ReasonNexusAuthFailed ConditionReason = "NexusAuthFailed"
+	// ReasonProvisionFailed: Nexus answered with an error; the message carries its text.
+	ReasonProvisionFailed ConditionReason = "ProvisionFailed"
+)
+
+// ImageSync reasons: Ready and Synced.
+const (
+	// ReasonSyncing: a copy is under way.
+	ReasonSyncing ConditionReason = "Syncing"
+	// ReasonSyncSucceeded: every selected tag is digest-equal in source and target.
+	ReasonSyncSucceeded ConditionReason = "SyncSucceeded"
+	// ReasonSyncFailed: at least one selected tag could not be copied; see status.images.
+	ReasonSyncFailed ConditionReason = "SyncFailed"
+	// ReasonSuspended: spec.suspend is true; nothing is copied.
+	ReasonSuspended ConditionReason = "Suspended"
+	// ReasonTargetNotFound: target.registryMirrorRef names no RegistryMirror.
+	ReasonTargetNotFound ConditionReason = "TargetNotFound"
+	// ReasonSourceNotFound: the source registry has no such repository, tag or blob (404).
+	ReasonSourceNotFound ConditionReason = "SourceNotFound"
+	// ReasonSourceAuthFailed: the source registry refused the credentials (401, 403).
+	ReasonSourceAuthFailed ConditionReason = "SourceAuthFailed"
+	// ReasonSourceUnreachable: the source registry did not answer (DNS, TCP, TLS).
+	ReasonSourceUnreachable ConditionReason = "SourceUnreachable"
+	// ReasonTargetAuthFailed: the target registry refused the credentials (401, 403).
+	ReasonTargetAuthFailed ConditionReason = "TargetAuthFailed"
+	// ReasonTargetUnreachable: the target registry did not answer (DNS, TCP, TLS), or its
+	// CA could not be read.
+	ReasonTargetUnreachable ConditionReason = "TargetUnreachable"
+)
+
+// RegistryNode reasons: Ready and status.mirrors.
+const (
+	// ReasonApplied: the node applied every RegistryMirror that selects it.
+	ReasonApplied ConditionReason = "Applied"
+	// ReasonApplyFailed: the agent could not apply at least one mirror; see status.mirrors.
+	ReasonApplyFailed ConditionReason = "ApplyFailed"
+	// ReasonProbeFailed: a registry could not be reached from the node.
+	ReasonProbeFailed ConditionReason = "ProbeFailed"
+)

@@ -1,0 +1,415 @@
+// Package imagesync is the ImageSync controller: it checks an ImageSync's spec, resolves
+// its target, and runs copies on schedule in the background (runner), recording each
+// tag's result in status.
+package imagesync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	engine "github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/controllers/internal/conditions"
+	"github.com/regwire/regwire/controllers/internal/refs"
+)
+
+// imageSyncMirrorIndex indexes ImageSyncs by the RegistryMirror they target.
+const imageSyncMirrorIndex = "spec.target.registryMirrorRef.name"
+
+
+// maxImages bounds status.images.
+const maxImages = 1000
+
+// Reconciler reconciles ImageSync objects: it checks the spec, resolves source and
+// target, and runs copies on schedule in the background (see syncRunner).
+//
+// ImageSync has no finalizer: the images it copied stay in the target registry when it is
+// deleted (a registry is not a cache), so there is nothing to clean up; a running copy is
+// cancelled.
+type Reconciler struct {
+	// Client reads and writes through the manager's cache.
+	Client client.Client
+	// APIReader reads Secrets straight from the API server.
+	APIReader client.Reader
+	// Recorder emits Events.
+	Recorder recorder.EventRecorder
+	// Jobs bounds concurrent tags within one ImageSync.
+	Jobs int
+	// ConcurrentSyncs bounds the ImageSyncs copying at once (default 16).
+	ConcurrentSyncs int
+	// ProgressInterval is how often status shows the progress of a copy under way
+	// (default 10s).
+	ProgressInterval time.Duration
+	// Now returns the current time; tests set it.
+	Now func() time.Time
+
+	runner *syncRunner
+	// cache is what the copies of all ImageSyncs remember: blobs in target repositories
+	// (mounted rather than uploaded again) and the manifests of indexes.
+	cache *engine.Cache
+}
+
+// +kubebuilder:rbac:groups=regwire.dev,resources=imagesyncs,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=regwire.dev,resources=imagesyncs/status,verbs=get;update;patch
+
+// SetupWithManager registers the reconciler with mgr.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	r.runner = newSyncRunner(r.ConcurrentSyncs, r.ProgressInterval)
+	r.cache = engine.NewCache(0)
+	// Copies run under the manager: they start when it has started (as leader) and stop
+	// with it.
+	if err := mgr.Add(r.runner); err != nil {
+		return err
+	}
+	err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.ImageSync{}, imageSyncMirrorIndex, func(o client.Object) []string {
+		if ref := o.(*v1alpha1.ImageSync).Spec.Target.RegistryMirrorRef; ref != nil {
+			return []string{ref.Name}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("indexing ImageSyncs by RegistryMirror: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.ImageSync{}).
+		Watches(&v1alpha1.RegistryMirror{}, handler.EnqueueRequestsFromMapFunc(r.syncsForMirror)).
+		// A finished copy brings its ImageSync back to record the results.
+		WatchesRawSource(source.Channel(r.runner.events, &handler.EnqueueRequestForObject{})).
+		Named("imagesync").
+		Complete(r)
+}
+
+// syncsForMirror maps a RegistryMirror to the ImageSyncs that target it.
+func (r *Reconciler) syncsForMirror(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &v1alpha1.ImageSyncList{}
+	if err := r.Client.List(ctx, list, client.MatchingFields{imageSyncMirrorIndex: o.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing ImageSyncs for RegistryMirror failed", "registryMirror", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
+}
+
+// syncScope carries what one reconcile learns from phase to phase.
+type syncScope struct {
+	is *v1alpha1.ImageSync
+	// mirror is the target RegistryMirror, nil for an explicit target image.
+	mirror *v1alpha1.RegistryMirror
+	plan   engine.Plan
+}
+
+// credentialRetry is when a copy that could not start for a missing or unusable Secret is
+// tried again: Secrets are not watched (that would cache every Secret of the cluster).
+const credentialRetry = time.Minute
+
+// Reconcile checks one ImageSync and runs it on schedule.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	is := &v1alpha1.ImageSync{}
+	if err := r.Client.Get(ctx, req.NamespacedName, is); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.runner.stop(req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !is.DeletionTimestamp.IsZero() {
+		r.runner.stop(req.NamespacedName)
+		return ctrl.Result{}, nil
+	}
+
+	before := is.DeepCopy()
+	defer func() {
+		is.Status.ObservedGeneration = is.Generation
+		if err := conditions.PatchStatus(ctx, r.Client, before, is); err != nil {
+			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
+		}
+	}()
+
+	// A problem the user must fix comes back as a *conditions.Error: it lands in Ready and
+	// Synced (with an Event when the reason is new), and stops a copy under way.
+	sc := &syncScope{is: is}
+	res, err := r.reconcilePlan(ctx, sc)
+	if err == nil {
+		res, err = r.reconcileSync(ctx, sc)
+	}
+	if e, ok := conditions.Reported(err); ok {
+		r.runner.stop(req.NamespacedName)
+		r.fail(is, e.Reason, e.Message)
+		return ctrl.Result{RequeueAfter: e.RetryAfter}, nil
+	}
+	return res, err
+}
+
+// reconcilePlan resolves the target (a RegistryMirror from the cache, or the explicit
+// image) and checks what CEL cannot (the tag pattern, the semver range): the copy's plan
+// and status.targetImage. Its CA and credentials are read only when a copy is due.
+func (r *Reconciler) reconcilePlan(ctx context.Context, sc *syncScope) (ctrl.Result, error) {
+	is := sc.is
+	if ref := is.Spec.Target.RegistryMirrorRef; ref != nil {
+		rm := &v1alpha1.RegistryMirror{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Name: ref.Name}, rm); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return ctrl.Result{}, fmt.Errorf("reading RegistryMirror %s: %w", ref.Name, err)
+			}
+			is.Status.TargetImage = ""
+			return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonTargetNotFound,
+				"spec.target.registryMirrorRef: RegistryMirror %q not found; create it or fix the name", ref.Name)
+		}
+		sc.mirror = rm
+	}
+	plan, err := engine.PlanFor(&is.Spec, sc.mirror)
+	if err != nil {
+		return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonInvalidSpec, "%v", err)
+	}
+	sc.plan = plan
+	is.Status.TargetImage = plan.TargetImage
+	return ctrl.Result{}, nil
+}
+
+// fail sets Ready and Synced to False with reason, with an Event on the transition.
+func (r *Reconciler) fail(is *v1alpha1.ImageSync, reason v1alpha1.ConditionReason, msg string) {
+	if !conditions.Has(is.Status.Conditions, v1alpha1.ConditionReady, reason) {
+		r.Recorder.Eventf(is, nil, corev1.EventTypeWarning, string(reason), "Sync", "%s", msg)
+	}
+	conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
+	conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionFalse, reason, msg)
+}
+
+// resolveSecrets reads what the copy needs from Secrets and ConfigMaps (straight from the
+// API server): the target's CA and credentials (the RegistryMirror's, or the ImageSync's
+// own) and the source's credentials. It runs only when a copy is due. Problems the user
+// must fix are *conditions.Error, retried after credentialRetry.
+func (r *Reconciler) resolveSecrets(ctx context.Context, sc *syncScope) error {
+	err := r.readSecrets(ctx, sc)
+	if e, ok := conditions.Reported(err); ok {
+		return e.Retry(credentialRetry)
+	}
+	return err
+}
+
+func (r *Reconciler) readSecrets(ctx context.Context, sc *syncScope) error {
+	is, plan := sc.is, &sc.plan
+	if rm := sc.mirror; rm != nil {
+		ca, field, err := refs.MirrorCA(ctx, r.APIReader, rm)
+		if e, ok := conditions.Reported(err); ok {
+			return conditions.Errorf(v1alpha1.ReasonTargetUnreachable, "RegistryMirror %s: %s", rm.Name, e.Message)
+		} else if err != nil {
+			return fmt.Errorf("RegistryMirror %s: %s: %w", rm.Name, field, err)
+		}
+		plan.Target.CA = ca
+		if ref := rm.Spec.CredentialsSecretRef; ref != nil {
+			if plan.Target.Auth, err = refs.Authenticator(ctx, r.APIReader, ref.Namespace, ref.Name, string(rm.Spec.Host),
+				fmt.Sprintf("RegistryMirror %s spec.credentialsSecretRef", rm.Name)); err != nil {
+				return err
+			}
+		}
+	} else if ref := is.Spec.Target.CredentialsSecretRef; ref != nil {
+		var err error
+		if plan.Target.Auth, err = refs.Authenticator(ctx, r.APIReader, is.Namespace, ref.Name, hostOf(string(is.Spec.Target.Image)), "spec.target.credentialsSecretRef"); err != nil {
+			return err
+		}
+	}
+	if ref := is.Spec.Source.CredentialsSecretRef; ref != nil {
+		var err error
+		if plan.Source.Auth, err = refs.Authenticator(ctx, r.APIReader, is.Namespace, ref.Name, hostOf(string(is.Spec.Source.Image)), "spec.source.credentialsSecretRef"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hostOf returns the registry host of a repository reference ("docker.io" when it has none).
+func hostOf(repo string) string {
+	first, _, found := strings.Cut(repo, "/")
+	if !found || (!strings.ContainsAny(first, ".:") && first != "localhost") {
+		return "docker.io"
+	}
+	return first
+}
+
+// reconcileSync records a finished copy, starts one when due, and says when to come back.
+func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Result, error) {
+	is := sc.is
+	key := types.NamespacedName{Namespace: is.Namespace, Name: is.Name}
+	if is.Spec.Suspend {
+		r.runner.stop(key)
+		showProgress(is, nil)
+		conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionFalse, v1alpha1.ReasonSuspended, "spec.suspend is true")
+		conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSuspended, "spec.suspend is true")
+		is.Status.NextSyncTime = nil
+		return ctrl.Result{}, nil
+	}
+	interval := time.Hour
+	if is.Spec.Interval != nil {
+		interval = is.Spec.Interval.Duration
+	}
+	now := r.Now()
+	if run := r.runner.collect(key, is.Generation); run != nil {
+		r.record(ctx, is, run)
+		next := run.finished.Add(interval)
+		is.Status.NextSyncTime = &metav1.Time{Time: next.Truncate(time.Second)}
+		return ctrl.Result{RequeueAfter: next.Sub(now)}, nil
+	}
+	if r.runner.running(key, is.Generation) {
+		showProgress(is, r.runner.progress(key, is.Generation))
+		return ctrl.Result{}, nil
+	}
+	synced := apimeta.FindStatusCondition(is.Status.Conditions, v1alpha1.ConditionSynced)
+	due := is.Status.LastSyncTime == nil || synced == nil || synced.ObservedGeneration != is.Generation ||
+		synced.Reason == string(v1alpha1.ReasonSyncing) || synced.Reason == string(v1alpha1.ReasonSuspended) ||
+		is.Status.NextSyncTime == nil || !now.Before(is.Status.NextSyncTime.Time)
+	if !due {
+		return ctrl.Result{RequeueAfter: is.Status.NextSyncTime.Sub(now)}, nil
+	}
+	if err := r.resolveSecrets(ctx, sc); err != nil {
+		return ctrl.Result{}, err
+	}
+	plan := sc.plan
+	plan.Options.Jobs, plan.Options.Cache = r.Jobs, r.cache
+	r.runner.start(is, func(ctx context.Context, progress progressFunc) ([]engine.Result, error) {
+		opts := plan.Options
+		opts.Progress = progress
+		eng, err := engine.New(plan.Source, plan.Target, opts)
+		if err != nil {
+			return nil, err
+		}
+		tags, err := eng.Tags(ctx, plan.Selector)
+		if err != nil {
+			return nil, err
+		}
+		return eng.Sync(ctx, tags), nil
+	})
+	conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionUnknown, v1alpha1.ReasonSyncing, "copying selected tags")
+	if !apimeta.IsStatusConditionTrue(is.Status.Conditions, v1alpha1.ConditionReady) {
+		conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSyncing, "the first sync is running")
+	}
+	return ctrl.Result{}, nil
+}
+
+// showProgress puts the progress of the tags being copied into status.images (adding the
+// tags status does not list yet) and clears it from the others.
+func showProgress(is *v1alpha1.ImageSync, progress map[string]v1alpha1.CopyProgress) {
+	seen := map[string]bool{}
+	for i := range is.Status.Images {
+		im := &is.Status.Images[i]
+		seen[im.Tag] = true
+		if p, ok := progress[im.Tag]; ok {
+			im.Copying = &p
+		} else {
+			im.Copying = nil
+		}
+	}
+	tags := slices.Sorted(maps.Keys(progress))
+	for _, tag := range tags {
+		if !seen[tag] && len(is.Status.Images) < maxImages {
+			p := progress[tag]
+			is.Status.Images = append(is.Status.Images, v1alpha1.ImageStatus{Tag: tag, Copying: &p})
+		}
+	}
+}
+
+// record writes a finished run into status.
+func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *syncRun) {
+	finished := metav1.Time{Time: run.finished.Truncate(time.Second)}
+	is.Status.LastSyncTime = &finished
+	took := run.finished.Sub(run.started)
+	syncDuration.Observe(took.Seconds())
+	if run.err != nil {
+		reason := classify(run.err)
+		syncErrors.WithLabelValues(string(reason)).Inc()
+		r.fail(is, reason, run.err.Error())
+		return
+	}
+	prev := map[string]v1alpha1.ImageStatus{}
+	for _, im := range is.Status.Images {
+		prev[im.Tag] = im
+	}
+	var images []v1alpha1.ImageStatus
+	var failed []engine.Result
+	ok, copied := 0, 0
+	var bytes int64
+	for _, res := range run.results {
+		im := v1alpha1.ImageStatus{Tag: res.Tag, SourceDigest: res.SourceDigest, TargetDigest: res.TargetDigest, Bytes: res.Bytes}
+		switch {
+		case res.Err != nil:
+			im.Error = res.Err.Error()
+			im.TargetDigest, im.SyncedAt = prev[res.Tag].TargetDigest, prev[res.Tag].SyncedAt
+			failed = append(failed, res)
+		case res.UpToDate && prev[res.Tag].SyncedAt != nil && prev[res.Tag].TargetDigest == res.TargetDigest:
+			im.SyncedAt, im.Bytes = prev[res.Tag].SyncedAt, prev[res.Tag].Bytes // unchanged: no status churn
+			ok++
+		default:
+			im.SyncedAt = &finished
+			ok++
+			if !res.UpToDate {
+				copied++
+			}
+		}
+		bytes += res.Bytes
+		if len(images) < maxImages {
+			images = append(images, im)
+		}
+	}
+	is.Status.Images = images
+	is.Status.TagsSummary = fmt.Sprintf("%d/%d", ok, len(run.results))
+	syncBytes.WithLabelValues(is.Namespace, is.Name).Add(float64(bytes))
+	if len(failed) > 0 {
+		reason := classify(failed[0].Err)
+		syncErrors.WithLabelValues(string(reason)).Add(float64(len(failed)))
+		r.fail(is, reason, fmt.Sprintf("%d of %d tag(s) failed; %s: %v", len(failed), len(run.results), failed[0].Tag, failed[0].Err))
+		return
+	}
+	msg := fmt.Sprintf("%d tag(s) up to date in the target, %d copied", ok, copied)
+	if copied > 0 {
+		r.Recorder.Eventf(is, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonSyncSucceeded), "Sync", "copied %d tag(s) (%d bytes) in %s", copied, bytes, took.Round(time.Millisecond))
+	}
+	conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionTrue, v1alpha1.ReasonSyncSucceeded, msg)
+	conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSyncSucceeded, msg)
+	logf.FromContext(ctx).V(1).Info("Sync recorded", "tags", len(run.results), "copied", copied)
+}
+
+// classify turns a copy error into a condition reason.
+func classify(err error) v1alpha1.ConditionReason {
+	var se *engine.SideError
+	if !errors.As(err, &se) {
+		return v1alpha1.ReasonSyncFailed
+	}
+	switch {
+	case se.Side == "source" && (se.StatusCode == http.StatusUnauthorized || se.StatusCode == http.StatusForbidden):
+		return v1alpha1.ReasonSourceAuthFailed
+	case se.Side == "source" && se.StatusCode == http.StatusNotFound:
+		return v1alpha1.ReasonSourceNotFound
+	case se.Side == "source" && se.StatusCode == 0:
+		return v1alpha1.ReasonSourceUnreachable
+	case se.Side == "target" && (se.StatusCode == http.StatusUnauthorized || se.StatusCode == http.StatusForbidden):
+		return v1alpha1.ReasonTargetAuthFailed
+	case se.Side == "target" && se.StatusCode == 0:
+		return v1alpha1.ReasonTargetUnreachable
+	}
+	return v1alpha1.ReasonSyncFailed
+}

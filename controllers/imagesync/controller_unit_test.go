@@ -1,0 +1,123 @@
+package imagesync
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+)
+
+// unitSync builds an Reconciler on a fake client whose direct reads (Secrets,
+// ConfigMaps) are counted.
+func unitSync(t *testing.T, is *v1alpha1.ImageSync) (*Reconciler, *int) {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := corev1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	c := fake.NewClientBuilder().WithScheme(s).WithObjects(is).WithStatusSubresource(is).Build()
+	reads := 0
+	reader := interceptor.NewClient(fake.NewClientBuilder().WithScheme(s).Build(), interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, o ...client.GetOption) error {
+			reads++
+			return c.Get(ctx, key, obj, o...)
+		},
+	})
+	return &Reconciler{Client: c, APIReader: reader, Recorder: events.NewFakeRecorder(16), Now: time.Now, runner: startedRunner(t, 1, 0)}, &reads
+}
+
+func TestMissingCredentialsAreRetriedWithoutAWatch(t *testing.T) {
+	t.Parallel()
+	is := &v1alpha1.ImageSync{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x", Generation: 1},
+		Spec: v1alpha1.ImageSyncSpec{
+			Source: v1alpha1.ImageSource{Image: "127.0.0.1:1/a", Tags: []string{"1"}, CredentialsSecretRef: &v1alpha1.LocalSecretReference{Name: "absent"}},
+			Target: v1alpha1.ImageTarget{Image: "127.0.0.1:1/b"},
+		},
+	}
+	r, _ := unitSync(t, is)
+	res, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(is)})
+	if err != nil || res.RequeueAfter != credentialRetry {
+		t.Fatalf("Reconcile = %+v, %v; want a retry after %s (Secrets are not watched)", res, err, credentialRetry)
+	}
+	got := &v1alpha1.ImageSync{}
+	_ = r.Client.Get(context.Background(), client.ObjectKeyFromObject(is), got)
+	if c := apimeta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Reason != string(v1alpha1.ReasonCredentialsNotFound) {
+		t.Errorf("Ready = %+v, want CredentialsNotFound", c)
+	}
+}
+
+func TestAReconcileThatIsNotDueReadsNoSecret(t *testing.T) {
+	t.Parallel()
+	now := metav1.Now()
+	next := metav1.NewTime(now.Add(time.Hour))
+	is := &v1alpha1.ImageSync{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x", Generation: 1},
+		Spec: v1alpha1.ImageSyncSpec{
+			Source: v1alpha1.ImageSource{Image: "127.0.0.1:1/a", Tags: []string{"1"}, CredentialsSecretRef: &v1alpha1.LocalSecretReference{Name: "src"}},
+			Target: v1alpha1.ImageTarget{Image: "127.0.0.1:1/b", CredentialsSecretRef: &v1alpha1.LocalSecretReference{Name: "dst"}},
+		},
+		Status: v1alpha1.ImageSyncStatus{
+			ObservedGeneration: 1, LastSyncTime: &now, NextSyncTime: &next, TargetImage: "127.0.0.1:1/b",
+			Conditions: []metav1.Condition{
+				{Type: v1alpha1.ConditionSynced, Status: metav1.ConditionTrue, Reason: string(v1alpha1.ReasonSyncSucceeded), ObservedGeneration: 1, LastTransitionTime: now},
+				{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: string(v1alpha1.ReasonSyncSucceeded), ObservedGeneration: 1, LastTransitionTime: now},
+			},
+		},
+	}
+	r, reads := unitSync(t, is)
+	res, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(is)})
+	if err != nil || res.RequeueAfter <= 0 || res.RequeueAfter > time.Hour {
+		t.Fatalf("Reconcile = %+v, %v; want a requeue at nextSyncTime", res, err)
+	}
+	if *reads != 0 {
+		t.Errorf("a reconcile with no copy due read %d Secrets", *reads)
+	}
+}
+
+func TestTheTargetIsTheMirrorsEndpointWithItsPath(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, endpoint, wantRepo, wantPrefix string
+	}{
+		{"no endpoint means the host itself", "", "nexus.local/my-docker/app", ""},
+		{"an endpoint without a path gives its host", "https://10.0.0.5:8443", "10.0.0.5:8443/my-docker/app", ""},
+		{"an endpoint path is where the registry API lives (Nexus path-based routing)", "https://nexus.local/repository/my-docker/v2/", "nexus.local/my-docker/app", "/repository/my-docker/v2"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rm := &v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "nexus"}, Spec: v1alpha1.RegistryMirrorSpec{Host: "nexus.local", Endpoint: tc.endpoint}}
+			is := &v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x", Generation: 1},
+				Spec: v1alpha1.ImageSyncSpec{Source: v1alpha1.ImageSource{Image: "docker.io/library/app", Tags: []string{"1"}}, Target: v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: "nexus"}, Repository: "my-docker/app"}}}
+			r, _ := unitSync(t, is)
+			if err := r.Client.Create(context.Background(), rm); err != nil {
+				t.Fatal(err)
+			}
+			sc := &syncScope{is: is}
+			if _, err := r.reconcilePlan(context.Background(), sc); err != nil {
+				t.Fatal(err)
+			}
+			if dst := sc.plan.Target; dst.Repository != tc.wantRepo || dst.PathPrefix != tc.wantPrefix {
+				t.Errorf("target %q under %q, want %q under %q", dst.Repository, dst.PathPrefix, tc.wantRepo, tc.wantPrefix)
+			}
+			if is.Status.TargetImage != "nexus.local/my-docker/app" {
+				t.Errorf("status.targetImage %q: nodes pull by the mirror's host", is.Status.TargetImage)
+			}
+		})
+	}
+}

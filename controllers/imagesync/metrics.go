@@ -1,0 +1,26 @@
+package imagesync
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	syncBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "regwire_imagesync_bytes_total",
+		Help: "Bytes ImageSyncs uploaded to target registries.",
+	}, []string{"namespace", "name"})
+	syncDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "regwire_imagesync_duration_seconds",
+		Help:    "Duration of ImageSync runs.",
+		Buckets: prometheus.ExponentialBuckets(0.05, 4, 8),
+	})
+	syncErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "regwire_imagesync_errors_total",
+		Help: "Failed ImageSync runs and tags, by reason.",
+	}, []string{"reason"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(syncBytes, syncDuration, syncErrors)
+}

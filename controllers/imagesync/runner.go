@@ -1,0 +1,255 @@
+package imagesync
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	engine "github.com/regwire/regwire/internal/imagesync"
+)
+
+// syncRunner runs copies in the background, one at most per ImageSync, so that a long copy
+// never holds a reconcile worker (and other ImageSyncs) hostage. A finished run is kept
+// until the reconciler collects it, and announced on events so the object is reconciled.
+//
+// It is a manager Runnable: copies run under the context the manager starts it with (so
+// only on the leader, and never before the manager has started), and stop with it; Start
+// returns once every copy has ended.
+type syncRunner struct {
+	mu   sync.Mutex
+	runs map[types.NamespacedName]*syncRun
+	// ctx is the manager's, set by Start; runs asked for before then wait in pending.
+	ctx     context.Context
+	pending []func(context.Context)
+	stopped bool
+	wg      sync.WaitGroup
+
+	events chan event.GenericEvent
+	// slots bounds the copies running at once across all ImageSyncs; a run waits for a slot
+	// (and can be cancelled while it waits).
+	slots chan struct{}
+	// progressEvery is how often a run whose progress moved brings its ImageSync back to
+	// show it in status.
+	progressEvery time.Duration
+}
+
+// defaultProgressEvery is how often status shows the progress of a copy under way.
+const defaultProgressEvery = 10 * time.Second
+
+// defaultConcurrentSyncs is how many ImageSyncs copy at once.
+const defaultConcurrentSyncs = 16
+
+// syncRun is one copy of one ImageSync generation.
+type syncRun struct {
+	generation int64
+	cancel     context.CancelFunc
+	done       bool
+	started    time.Time
+	finished   time.Time
+	results    []engine.Result
+	// err is a failure before any tag was copied (listing tags, building the engine).
+	err error
+	// progress of the tags being copied, and whether it moved since it was last announced.
+	progress map[string]v1alpha1.CopyProgress
+	moved    bool
+}
+
+// progressFunc receives a tag's copy progress (engine.Options.Progress).
+type progressFunc = func(tag string, complete, total int64)
+
+func newSyncRunner(concurrent int, progressEvery time.Duration) *syncRunner {
+	if concurrent < 1 {
+		concurrent = defaultConcurrentSyncs
+	}
+	if progressEvery <= 0 {
+		progressEvery = defaultProgressEvery
+	}
+	return &syncRunner{runs: map[types.NamespacedName]*syncRun{}, events: make(chan event.GenericEvent, 64),
+		slots: make(chan struct{}, concurrent), progressEvery: progressEvery}
+}
+
+// Start runs the copies asked for so far, and those asked for later, under ctx until it is
+// done; then it waits for them to end.
+func (s *syncRunner) Start(ctx context.Context) error {
+	s.mu.Lock()
+	s.ctx = ctx
+	pending := s.pending
+	s.pending = nil
+	for _, launch := range pending {
+		s.spawn(launch)
+	}
+	s.mu.Unlock()
+	<-ctx.Done()
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// spawn runs launch under the manager's context; s.mu is held.
+func (s *syncRunner) spawn(launch func(context.Context)) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		launch(s.ctx)
+	}()
+}
+
+// start runs fn for the ImageSync unless a run of the same generation is under way, and
+// cancels a run of an older generation.
+func (s *syncRunner) start(is *v1alpha1.ImageSync, fn func(ctx context.Context, progress progressFunc) ([]engine.Result, error)) {
+	key := types.NamespacedName{Namespace: is.Namespace, Name: is.Name}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
+	if r, ok := s.runs[key]; ok {
+		if !r.done && r.generation == is.Generation {
+			return
+		}
+		r.cancel()
+	}
+	// The run's own cancel (stop, a new generation) works before the run has begun too.
+	cancelled := make(chan struct{})
+	var once sync.Once
+	run := &syncRun{generation: is.Generation, started: time.Now()}
+	run.cancel = func() { once.Do(func() { close(cancelled) }) }
+	s.runs[key] = run
+	obj := is.DeepCopy() // the reconciler goes on changing is
+	launch := func(base context.Context) {
+		ctx, cancel := context.WithCancel(base)
+		defer cancel()
+		go func() {
+			select {
+			case <-cancelled:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		s.execute(ctx, key, run, obj, fn)
+	}
+	if s.ctx == nil {
+		s.pending = append(s.pending, launch)
+		return
+	}
+	s.spawn(launch)
+}
+
+// execute runs one copy: it waits for a slot, runs fn, and announces the finished run.
+func (s *syncRunner) execute(ctx context.Context, key types.NamespacedName, run *syncRun, obj *v1alpha1.ImageSync,
+	fn func(ctx context.Context, progress progressFunc) ([]engine.Result, error)) {
+	progress := func(tag string, complete, total int64) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if run.progress == nil {
+			run.progress = map[string]v1alpha1.CopyProgress{}
+		}
+		run.progress[tag] = v1alpha1.CopyProgress{CompletedBytes: complete, TotalBytes: total}
+		run.moved = true
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var announcing sync.WaitGroup
+	announcing.Go(func() { s.announceProgress(ctx, run, obj) })
+	var results []engine.Result
+	var err error
+	select {
+	case s.slots <- struct{}{}:
+		results, err = fn(ctx, progress)
+		<-s.slots
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.mu.Lock()
+	run.results, run.err, run.done, run.finished = results, err, true, time.Now()
+	current := s.runs[key] == run
+	s.mu.Unlock()
+	cancel()
+	announcing.Wait()
+	if current {
+		select {
+		case s.events <- event.GenericEvent{Object: obj}:
+		case <-s.ctx.Done(): // the manager stops: nobody reads events any more
+		}
+	}
+}
+
+// announceProgress brings the run's ImageSync back every progressEvery while its progress
+// moves, until the run ends.
+func (s *syncRunner) announceProgress(ctx context.Context, run *syncRun, obj *v1alpha1.ImageSync) {
+	tick := time.NewTicker(s.progressEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		moved := run.moved && !run.done
+		run.moved = false
+		s.mu.Unlock()
+		if !moved {
+			continue
+		}
+		select {
+		case s.events <- event.GenericEvent{Object: obj}:
+		default: // the queue is busy; the next tick tries again
+			s.mu.Lock()
+			run.moved = true
+			s.mu.Unlock()
+		}
+	}
+}
+
+// progress returns the progress of the tags a copy of this generation has under way.
+func (s *syncRunner) progress(key types.NamespacedName, generation int64) map[string]v1alpha1.CopyProgress {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.runs[key]
+	if !ok || r.done || r.generation != generation {
+		return nil
+	}
+	out := make(map[string]v1alpha1.CopyProgress, len(r.progress))
+	for tag, p := range r.progress {
+		out[tag] = p
+	}
+	return out
+}
+
+// running reports whether a copy of this generation is under way.
+func (s *syncRunner) running(key types.NamespacedName, generation int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.runs[key]
+	return ok && !r.done && r.generation == generation
+}
+
+// collect returns and forgets a finished run of this generation.
+func (s *syncRunner) collect(key types.NamespacedName, generation int64) *syncRun {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.runs[key]
+	if !ok || !r.done || r.generation != generation {
+		return nil
+	}
+	delete(s.runs, key)
+	return r
+}
+
+// stop cancels and forgets any run of the ImageSync.
+func (s *syncRunner) stop(key types.NamespacedName) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.runs[key]; ok {
+		r.cancel()
+		delete(s.runs, key)
+	}
+}
+
+

@@ -1,0 +1,164 @@
+package imagesync
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	engine "github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/internal/testutil"
+)
+
+func TestRunnerBoundsConcurrentCopiesAndCancelsWaitingOnes(t *testing.T) {
+	t.Parallel()
+	r := startedRunner(t, 2, 0)
+	var running, peak atomic.Int64
+	release := make(chan struct{})
+	fn := func(ctx context.Context, _ progressFunc) ([]engine.Result, error) {
+		n := running.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		defer running.Add(-1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, ctx.Err()
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		r.start(&v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Generation: 1}}, fn)
+	}
+	testutil.Eventually(t, 5*time.Second, "two copies running", func() error {
+		if got := running.Load(); got != 2 {
+			return fmt.Errorf("%d copies running, want the limit of 2", got)
+		}
+		return nil
+	})
+	// The third waits for a slot: still two running a while later.
+	time.Sleep(200 * time.Millisecond)
+	if got := running.Load(); got != 2 {
+		t.Fatalf("%d copies running, want the limit of 2", got)
+	}
+	// Stopping the waiting one frees nothing and never runs it.
+	r.stop(key("ns", "c"))
+	close(release)
+	deadline := time.Now().Add(5 * time.Second)
+	for running.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if peak.Load() != 2 {
+		t.Errorf("peak concurrency %d, want 2", peak.Load())
+	}
+}
+
+func TestRunnerAnnouncesProgressOnlyWhenItMoves(t *testing.T) {
+	t.Parallel()
+	r := startedRunner(t, 1, 20*time.Millisecond)
+	is := &v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", Generation: 3}}
+	report := make(chan progressFunc)
+	release := make(chan struct{})
+	r.start(is, func(ctx context.Context, progress progressFunc) ([]engine.Result, error) {
+		report <- progress
+		<-release
+		return nil, nil
+	})
+	progress := <-report
+	progress("1.0", 10, 100)
+	select {
+	case ev := <-r.events:
+		if ev.Object.GetName() != "p" {
+			t.Fatalf("event for %s", ev.Object.GetName())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("moved progress was never announced")
+	}
+	if got := r.progress(key("ns", "p"), 3); got["1.0"] != (v1alpha1.CopyProgress{CompletedBytes: 10, TotalBytes: 100}) {
+		t.Errorf("progress %v", got)
+	}
+	if got := r.progress(key("ns", "p"), 2); got != nil {
+		t.Errorf("progress of another generation: %v", got)
+	}
+	// Progress that does not move is not announced again.
+	select {
+	case <-r.events:
+		t.Fatal("progress that did not move was announced")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-r.events: // the finished run
+	case <-time.After(5 * time.Second):
+		t.Fatal("the finished run was not announced")
+	}
+}
+
+func TestRunnerRunsUnderTheManagerAndStopsWithIt(t *testing.T) {
+	t.Parallel()
+	r := newSyncRunner(2, 0)
+	started := make(chan string, 2)
+	fn := func(ctx context.Context, _ progressFunc) ([]engine.Result, error) {
+		started <- "started"
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	// Asked for before the manager has started: waits for it.
+	r.start(&v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "early", Generation: 1}}, fn)
+	select {
+	case <-started:
+		t.Fatal("a copy started before the manager started the runner")
+	case <-time.After(100 * time.Millisecond):
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Start(ctx) }()
+	r.start(&v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "late", Generation: 1}}, fn)
+	for range 2 {
+		select {
+		case <-started:
+		case <-time.After(5 * time.Second):
+			t.Fatal("copies did not start once the manager started the runner")
+		}
+	}
+	// The manager stops: both copies are cancelled, and Start returns once they ended.
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Start did not return after the manager stopped")
+	}
+	if r.running(key("ns", "early"), 1) || r.running(key("ns", "late"), 1) {
+		t.Error("a copy still runs after Start returned")
+	}
+	// Nothing starts after the manager stopped.
+	r.start(&v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "after", Generation: 1}}, fn)
+	if r.running(key("ns", "after"), 1) {
+		t.Error("a copy was started after the manager stopped")
+	}
+}
+
+// startedRunner is a runner whose manager has started; it stops when the test ends.
+func startedRunner(t *testing.T, concurrent int, progressEvery time.Duration) *syncRunner {
+	t.Helper()
+	r := newSyncRunner(concurrent, progressEvery)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return r
+}
+
+func key(namespace, name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: namespace, Name: name}
+}

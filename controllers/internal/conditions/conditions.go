@@ -1,0 +1,124 @@
+// Package conditions holds what every regwire reconciler does with status: set a condition,
+// summarise Ready, carry a problem the user must fix to its condition, patch status only
+// when it changed, and merge requeue times.
+package conditions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+)
+
+// Set sets one condition, keeping lastTransitionTime when the status is unchanged.
+func Set(conds *[]metav1.Condition, generation int64, typ string, status metav1.ConditionStatus, reason v1alpha1.ConditionReason, message string) {
+	apimeta.SetStatusCondition(conds, metav1.Condition{
+		Type:               typ,
+		Status:             status,
+		ObservedGeneration: generation,
+		Reason:             string(reason),
+		Message:            message,
+	})
+}
+
+// SetReadySummary sets Ready from the given conditions, in order: True when all are True,
+// otherwise False with the reason and message of the first that is not.
+func SetReadySummary(conds *[]metav1.Condition, generation int64, types ...string) {
+	for _, t := range types {
+		c := apimeta.FindStatusCondition(*conds, t)
+		if c == nil {
+			Set(conds, generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonPending, t+" has not been evaluated yet")
+			return
+		}
+		if c.Status != metav1.ConditionTrue {
+			Set(conds, generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ConditionReason(c.Reason), t+": "+c.Message)
+			return
+		}
+	}
+	Set(conds, generation, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReconciled, "")
+}
+
+// Has reports whether the condition of type typ currently has the given reason.
+func Has(conds []metav1.Condition, typ string, reason v1alpha1.ConditionReason) bool {
+	c := apimeta.FindStatusCondition(conds, typ)
+	return c != nil && c.Reason == string(reason)
+}
+
+// Error is a problem the user must fix (a missing Secret, a field the controller refuses),
+// to be shown in a condition with its reason rather than returned from Reconcile: a change
+// to the object, or RetryAfter, brings it back, not the work queue's backoff. It is the one
+// way regwire's reconcilers carry such a problem from where it is found to its condition.
+type Error struct {
+	// Reason is the condition's reason.
+	Reason v1alpha1.ConditionReason
+	// Message is the condition's message: it names the field at fault and the fix.
+	Message string
+	// RetryAfter, when set, is when to look again: what the problem depends on is not
+	// watched (Secrets, ConfigMaps read directly).
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf returns an *Error with the given reason and a formatted message.
+func Errorf(reason v1alpha1.ConditionReason, format string, args ...any) *Error {
+	return &Error{Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// Retry returns e to be retried after d.
+func (e *Error) Retry(d time.Duration) *Error {
+	e.RetryAfter = d
+	return e
+}
+
+// Reported returns the *Error in err's chain, if any.
+func Reported(err error) (*Error, bool) {
+	var e *Error
+	ok := errors.As(err, &e)
+	return e, ok
+}
+
+// Report turns the result of one phase into what Reconcile returns: an *Error is set on
+// the condition of type typ (False) and becomes a requeue after its RetryAfter; other
+// errors are returned as they are.
+func Report(conds *[]metav1.Condition, generation int64, typ string, res ctrl.Result, err error) (ctrl.Result, error) {
+	e, ok := Reported(err)
+	if !ok {
+		return res, err
+	}
+	Set(conds, generation, typ, metav1.ConditionFalse, e.Reason, e.Message)
+	return LowestRequeue(res, ctrl.Result{RequeueAfter: e.RetryAfter}), nil
+}
+
+// PatchStatus sends the status changes made to obj since before as a merge patch; it sends
+// nothing at all when there are none, so a no-op reconcile writes nothing.
+func PatchStatus(ctx context.Context, c client.Client, before, obj client.Object) error {
+	patch := client.MergeFrom(before)
+	data, err := patch.Data(obj)
+	if err != nil {
+		return err
+	}
+	if string(data) == "{}" {
+		return nil
+	}
+	return client.IgnoreNotFound(c.Status().Patch(ctx, obj, patch))
+}
+
+// LowestRequeue merges two results: the earliest positive RequeueAfter wins.
+func LowestRequeue(a, b ctrl.Result) ctrl.Result {
+	switch {
+	case a.RequeueAfter == 0:
+		return b
+	case b.RequeueAfter == 0 || a.RequeueAfter < b.RequeueAfter:
+		return a
+	default:
+		return b
+	}
+}

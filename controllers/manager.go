@@ -1,0 +1,98 @@
+// Package controllers assembles regwire's operator: one manager running the RegistryMirror
+// and ImageSync controllers (packages registrymirror and imagesync), with a cache limited
+// to what they read. `regwire manager`, the embedded demo and the tests all run it through
+// NewManager. The node agent is assembled by package nodeagent.
+package controllers
+
+import (
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+
+	"github.com/regwire/regwire/controllers/imagesync"
+	"github.com/regwire/regwire/internal/scheme"
+	"github.com/regwire/regwire/controllers/registrymirror"
+	"github.com/regwire/regwire/internal/nodeconfig"
+)
+
+// Options configure the regwire operator.
+type Options struct {
+	// Namespace is the operator's namespace, which holds the published mirrors and the
+	// agent DaemonSet.
+	Namespace string
+	// Agent configures the node agent DaemonSet.
+	Agent registrymirror.AgentOptions
+	// SyncProgressInterval is how often an ImageSync's status shows the progress of a copy
+	// under way (default 10s).
+	SyncProgressInterval time.Duration
+	// Manager holds the process's own settings: metrics and probe addresses, leader
+	// election, logger, the cache's sync period. The scheme, the rest of the cache and the
+	// client are the operator's.
+	Manager ctrl.Options
+}
+
+// NewManager assembles the operator: a manager with both controllers, /healthz and /readyz.
+// Run it with Start.
+func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	mo := o.Manager
+	mo.Scheme = scheme.New()
+	syncPeriod := mo.Cache.SyncPeriod
+	mo.Cache = cacheOptions(o.Namespace)
+	mo.Cache.SyncPeriod = syncPeriod
+	mo.Client = clientOptions()
+	mgr, err := ctrl.NewManager(cfg, mo)
+	if err != nil {
+		return nil, err
+	}
+	if err := (&registrymirror.Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("regwire-registrymirror"),
+		Namespace: o.Namespace,
+		Agent:     o.Agent,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if err := (&imagesync.Reconciler{
+		Client:           mgr.GetClient(),
+		APIReader:        mgr.GetAPIReader(),
+		Recorder:         mgr.GetEventRecorder("regwire-imagesync"),
+		Jobs:             4,
+		ProgressInterval: o.SyncProgressInterval,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+// cacheOptions limit what the manager caches to what the controllers read: ConfigMaps and
+// DaemonSets only in the operator namespace, published ConfigMaps only.
+func cacheOptions(namespace string) cache.Options {
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.ConfigMap{}: {
+			Namespaces: map[string]cache.Config{namespace: {}},
+			Label:      labels.SelectorFromSet(labels.Set{nodeconfig.PublishedLabel: "true"}),
+		},
+		&appsv1.DaemonSet{}: {Namespaces: map[string]cache.Config{namespace: {}}},
+	}}
+}
+
+// clientOptions make the manager's client read Secrets straight from the API server: the
+// controllers read few of them, and caching them would keep every Secret of the cluster in
+// memory.
+func clientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}}
+}

@@ -1,0 +1,303 @@
+// Package nodeagent is the node agent's controller (`regwire agent`, one per node): it
+// applies the mirrors the manager publishes for its node to the node's containerd
+// configuration root and hosts file, probes the registries, and reports in the node's
+// RegistryNode.
+package nodeagent
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers/internal/conditions"
+	"github.com/regwire/regwire/internal/hostsfile"
+	"github.com/regwire/regwire/internal/nodeconfig"
+	"github.com/regwire/regwire/internal/nodefiles"
+	"github.com/regwire/regwire/internal/probe"
+)
+
+// Reconciler is the node agent: it applies the mirrors published for its node to the
+// node's containerd configuration root and hosts file, probes the registries, and reports
+// in the node's RegistryNode.
+type Reconciler struct {
+	// Client reads through a cache limited by CacheOptions.
+	Client client.Client
+	// NodeName is the node the agent runs on.
+	NodeName string
+	// Namespace is the operator namespace holding the published mirrors.
+	Namespace string
+	// Files applies host directories under containerd's config_path.
+	Files *nodefiles.Files
+	// HostsFile is the hosts file to keep regwire's block in; empty leaves it alone.
+	HostsFile string
+	// Probe checks a registry from the node; probe.Prober unless a test sets it.
+	Probe func(context.Context, nodeconfig.Mirror) probe.Result
+	// Resync is how often the agent re-applies (repairing drift) and re-probes.
+	Resync time.Duration
+	// Version is reported in status.agentVersion.
+	Version string
+	// Now returns the current time; tests set it.
+	Now func() time.Time
+}
+
+// CacheOptions limit the agent's cache to its own Node and RegistryNode and to the
+// published mirrors.
+func CacheOptions(namespace, node string) cache.Options {
+	own := fields.OneTermEqualSelector("metadata.name", node)
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.ConfigMap{}: {
+			Namespaces: map[string]cache.Config{namespace: {}},
+			Label:      labels.SelectorFromSet(labels.Set{nodeconfig.PublishedLabel: "true"}),
+		},
+		&corev1.Node{}:           {Field: own},
+		&v1alpha1.RegistryNode{}: {Field: own},
+	}}
+}
+
+// SetupWithManager registers the agent with mgr: any change to a published mirror or to
+// the node brings one reconcile of the whole node.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Probe == nil {
+		r.Probe = probe.Prober{HostsFile: r.HostsFile}.Probe
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if r.Resync == 0 {
+		r.Resync = time.Minute
+	}
+	toNode := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: r.NodeName}}}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("nodeagent").
+		Watches(&corev1.ConfigMap{}, toNode).
+		Watches(&corev1.Node{}, toNode).
+		Watches(&v1alpha1.RegistryNode{}, toNode).
+		Complete(r)
+}
+
+// Reconcile applies everything that selects the node and reports.
+func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	node := &corev1.Node{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: r.NodeName}, node); err != nil {
+		return ctrl.Result{}, fmt.Errorf("reading Node %s: %w", r.NodeName, err)
+	}
+	published, decodeErrs, err := r.published(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var selected []nodeconfig.Mirror
+	gens := map[string]int64{}
+	for _, p := range published {
+		if nodeconfig.Selects(p.Spec, node) {
+			selected = append(selected, p.Mirror())
+			gens[p.Name] = p.Generation
+		}
+	}
+	cfg := nodeconfig.Render(selected)
+	applyErr := r.apply(ctx, cfg, decodeErrs)
+
+	existing := &v1alpha1.RegistryNode{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: r.NodeName}, existing); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, err
+	}
+	status := r.report(ctx, selected, gens, cfg, applyErr, decodeErrs, existing.Status)
+	if err := r.writeReport(ctx, node, existing, status); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			// The cache has not seen the agent's previous write yet: report again from the
+			// fresh object shortly (the write's own event usually comes first).
+			logf.FromContext(ctx).V(1).Info("RegistryNode changed meanwhile; reporting again", "error", err.Error())
+			return ctrl.Result{RequeueAfter: reportRetry}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: r.Resync}, nil
+}
+
+// apply writes the rendered files and the hosts block. Mirrors the node refuses to render
+// (or to decode) keep their last good files and hosts entries. It returns what went wrong,
+// which concerns every mirror; the next reconcile retries.
+func (r *Reconciler) apply(ctx context.Context, cfg *nodeconfig.Config, decodeErrs map[string]string) string {
+	log := logf.FromContext(ctx).WithValues("node", r.NodeName)
+	keep := map[string]bool{}
+	for _, e := range cfg.Errors {
+		keep[e.Mirror] = true
+	}
+	for name := range decodeErrs {
+		keep[name] = true
+	}
+	var applyErr string
+	changes, err := r.Files.ApplyOwned(nodefiles.Desired{Files: cfg.Files, Owners: cfg.FileOwners(), Keep: keep})
+	if err != nil {
+		applyErr = err.Error()
+		log.Error(err, "Applying registry host configuration failed")
+	}
+	for _, c := range changes {
+		log.Info("Changed registry host configuration", "path", c.Path, "action", c.Action)
+	}
+	if r.HostsFile == "" {
+		return applyErr
+	}
+	entries := make([]hostsfile.Entry, 0, len(cfg.HostsEntries))
+	for _, e := range cfg.HostsEntries {
+		entries = append(entries, hostsfile.Entry{IP: e.IP, Hostnames: e.Hostnames, Owner: e.Mirror})
+	}
+	changed, err := nodefiles.ApplyHostsFile(r.HostsFile, entries, slices.Sorted(maps.Keys(keep))...)
+	switch {
+	case err != nil:
+		applyErr = joinErr(applyErr, err.Error())
+		log.Error(err, "Applying hosts file entries failed", "hostsFile", r.HostsFile)
+	case changed:
+		log.Info("Changed hosts file entries", "hostsFile", r.HostsFile, "entries", len(entries))
+	}
+	return applyErr
+}
+
+// published reads the mirrors published for nodes; undecodable ones are reported by name.
+func (r *Reconciler) published(ctx context.Context) ([]nodeconfig.Published, map[string]string, error) {
+	list := &corev1.ConfigMapList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(r.Namespace), client.MatchingLabels{nodeconfig.PublishedLabel: "true"}); err != nil {
+		return nil, nil, fmt.Errorf("listing published mirrors: %w", err)
+	}
+	var out []nodeconfig.Published
+	errs := map[string]string{}
+	for i := range list.Items {
+		p, name, err := nodeconfig.FromConfigMap(&list.Items[i])
+		if err != nil {
+			errs[name] = err.Error()
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, errs, nil
+}
+
+// report builds the node's status, probing each mirror that applied cleanly. Probe times
+// only move when a result changes, so a steady node writes nothing.
+func (r *Reconciler) report(ctx context.Context, selected []nodeconfig.Mirror, gens map[string]int64,
+	cfg *nodeconfig.Config, applyErr string, decodeErrs map[string]string, old v1alpha1.RegistryNodeStatus) v1alpha1.RegistryNodeStatus {
+	mirrorErrs, reasons := map[string]string{}, map[string]v1alpha1.ConditionReason{}
+	for _, e := range cfg.Errors {
+		mirrorErrs[e.Mirror] = joinErr(mirrorErrs[e.Mirror], e.Field+": "+e.Err.Error())
+		reasons[e.Mirror] = v1alpha1.ReasonApplyFailed
+	}
+	for _, c := range cfg.Conflicts {
+		mirrorErrs[c.Mirror] = joinErr(mirrorErrs[c.Mirror], c.String())
+		if reasons[c.Mirror] == "" {
+			reasons[c.Mirror] = v1alpha1.ReasonHostConflict
+		}
+	}
+	st := v1alpha1.RegistryNodeStatus{AgentVersion: r.Version, ConfigHash: cfg.Hash(), Conditions: old.Conditions}
+	ready, firstProblem := true, ""
+	for _, m := range selected {
+		ms := v1alpha1.NodeMirrorStatus{Name: m.Name, ObservedGeneration: gens[m.Name], Error: joinErr(applyErr, mirrorErrs[m.Name])}
+		if ms.Error == "" {
+			ms.AppliedHash = cfg.MirrorHash(m.Name)
+		}
+		switch {
+		case applyErr != "":
+			ms.Reason = v1alpha1.ReasonApplyFailed
+		case ms.Error != "":
+			ms.Reason = reasons[m.Name]
+		}
+		if ms.Error == "" {
+			res := r.Probe(ctx, m)
+			ms.Probe = &v1alpha1.ProbeResult{Reachable: res.Reachable, StatusCode: int32(res.StatusCode), Error: res.Err}
+			ms.Probe.Time = probeTime(old, m.Name, ms.Probe, r.Now())
+			if !res.Reachable && firstProblem == "" {
+				firstProblem = fmt.Sprintf("%s: registry not reachable: %s", m.Name, res.Err)
+			}
+		} else if firstProblem == "" {
+			firstProblem = m.Name + ": " + ms.Error
+		}
+		ready = ready && ms.Error == "" && ms.Probe.Reachable
+		st.Mirrors = append(st.Mirrors, ms)
+	}
+	for name, err := range decodeErrs {
+		st.Mirrors = append(st.Mirrors, v1alpha1.NodeMirrorStatus{Name: name, Reason: v1alpha1.ReasonApplyFailed, Error: err})
+		ready = false
+		if firstProblem == "" {
+			firstProblem = name + ": " + err
+		}
+	}
+	slices.SortFunc(st.Mirrors, func(a, b v1alpha1.NodeMirrorStatus) int { return cmp.Compare(a.Name, b.Name) })
+	if ready {
+		conditions.Set(&st.Conditions, 0, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonApplied,
+			fmt.Sprintf("%d mirror(s) applied and reachable", len(selected)))
+	} else {
+		reason := v1alpha1.ReasonApplyFailed
+		if applyErr == "" && len(mirrorErrs) == 0 && len(decodeErrs) == 0 {
+			reason = v1alpha1.ReasonProbeFailed
+		}
+		conditions.Set(&st.Conditions, 0, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, firstProblem)
+	}
+	return st
+}
+
+// probeTime keeps the old probe time while the result is the same.
+func probeTime(old v1alpha1.RegistryNodeStatus, mirror string, now *v1alpha1.ProbeResult, t time.Time) *metav1.Time {
+	for _, m := range old.Mirrors {
+		if m.Name == mirror && m.Probe != nil && m.Probe.Time != nil &&
+			m.Probe.Reachable == now.Reachable && m.Probe.StatusCode == now.StatusCode && m.Probe.Error == now.Error {
+			return m.Probe.Time
+		}
+	}
+	return &metav1.Time{Time: t.Truncate(time.Second)}
+}
+
+// reportRetry is how soon a report that met a stale cache is written again.
+const reportRetry = 200 * time.Millisecond
+
+// writeReport creates or updates the node's RegistryNode when its status changed.
+func (r *Reconciler) writeReport(ctx context.Context, node *corev1.Node, existing *v1alpha1.RegistryNode, st v1alpha1.RegistryNodeStatus) error {
+	if existing.Name == "" {
+		rn := &v1alpha1.RegistryNode{ObjectMeta: metav1.ObjectMeta{Name: r.NodeName}, Status: st}
+		// Deleted with its Node by garbage collection.
+		if err := controllerutil.SetOwnerReference(node, rn, r.Client.Scheme()); err != nil {
+			return err
+		}
+		if err := r.Client.Create(ctx, rn); err != nil {
+			return fmt.Errorf("creating RegistryNode %s: %w", r.NodeName, err)
+		}
+		return nil
+	}
+	if equality.Semantic.DeepEqual(existing.Status, st) {
+		return nil
+	}
+	updated := existing.DeepCopy()
+	updated.Status = st
+	if err := r.Client.Update(ctx, updated); err != nil {
+		return fmt.Errorf("updating RegistryNode %s: %w", r.NodeName, err)
+	}
+	return nil
+}
+
+func joinErr(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
+}

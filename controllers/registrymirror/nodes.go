@@ -1,0 +1,243 @@
+package registrymirror
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers/internal/conditions"
+	"github.com/regwire/regwire/internal/nodeconfig"
+)
+
+// maxFailing bounds status.nodes.failing.
+const maxFailing = 20
+
+// reconcileNodes publishes the mirror for the node agents, makes sure the agents run,
+// and aggregates their reports into status.nodes.
+func (r *Reconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.Result, error) {
+	rm := sc.rm
+	if _, err := labels.ValidatedSelectorFromSet(rm.Spec.NodeSelector); err != nil {
+		return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonInvalidSpec, "spec.nodeSelector: %v", err)
+	}
+	if err := r.ensureAgentDaemonSet(ctx); err != nil {
+		return ctrl.Result{}, err
+	}
+	if sc.caUsable {
+		if err := r.publish(ctx, rm, sc.ca); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
+	nodes := &corev1.NodeList{}
+	if err := r.Client.List(ctx, nodes); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing Nodes: %w", err)
+	}
+	reports := &v1alpha1.RegistryNodeList{}
+	if err := r.Client.List(ctx, reports); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing RegistryNodes: %w", err)
+	}
+	st := aggregateNodes(rm, nodes.Items, reports.Items)
+	rm.Status.Nodes = &st
+	nodesReadyGauge.WithLabelValues(rm.Name).Set(float64(st.Ready))
+	nodesDesiredGauge.WithLabelValues(rm.Name).Set(float64(st.Desired))
+
+	conds, gen := &rm.Status.Conditions, rm.Generation
+	switch {
+	case !sc.caUsable:
+		conditions.Set(conds, gen, v1alpha1.ConditionNodesReady, metav1.ConditionFalse, v1alpha1.ReasonNotPublished,
+			"nodes keep the last good configuration until the CA problem (see CAValid) is fixed")
+	case st.Desired == 0:
+		conditions.Set(conds, gen, v1alpha1.ConditionNodesReady, metav1.ConditionFalse, v1alpha1.ReasonNoNodesSelected,
+			"no node matches spec.nodeSelector and spec.tolerations")
+	case st.Ready == st.Desired:
+		conditions.Set(conds, gen, v1alpha1.ConditionNodesReady, metav1.ConditionTrue, v1alpha1.ReasonNodesReady,
+			fmt.Sprintf("%d/%d nodes applied the configuration and reached the registry", st.Ready, st.Desired))
+	default:
+		msg, reason := fmt.Sprintf("%d/%d nodes ready", st.Ready, st.Desired), v1alpha1.ReasonNodesNotReady
+		if len(st.Failing) > 0 {
+			f := st.Failing[0]
+			msg += fmt.Sprintf("; %s: %s", f.Name, f.Message)
+			if f.Reason == v1alpha1.ReasonHostConflict {
+				reason = v1alpha1.ReasonHostConflict // the loser of a host claimed twice
+			}
+		}
+		conditions.Set(conds, gen, v1alpha1.ConditionNodesReady, metav1.ConditionFalse, reason, msg)
+	}
+	return ctrl.Result{}, nil
+}
+
+// publish writes the mirror's ConfigMap for the agents when its content changed.
+func (r *Reconciler) publish(ctx context.Context, rm *v1alpha1.RegistryMirror, ca []byte) error {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: nodeconfig.PublishedName(rm.Name)}}
+	res, err := controllerutil.CreateOrPatch(ctx, r.Client, cm, func() error {
+		nodeconfig.SetConfigMap(cm, nodeconfig.Publish(rm, ca))
+		// Garbage collection removes it with the mirror should the finalizer be skipped.
+		return controllerutil.SetOwnerReference(rm, cm, r.Client.Scheme())
+	})
+	if err != nil {
+		return fmt.Errorf("publishing RegistryMirror %s for the nodes: %w", rm.Name, err)
+	}
+	if res != controllerutil.OperationResultNone {
+		logf.FromContext(ctx).V(1).Info("Published RegistryMirror for nodes", "configMap", cm.Name, "operation", res)
+	}
+	return nil
+}
+
+// agentTemplateHashAnnotation records the hash of the DaemonSet fields regwire manages,
+// so that reconciling an unchanged mirror writes nothing: comparing the fields themselves
+// would always differ, since the API server fills in defaults regwire does not set.
+const agentTemplateHashAnnotation = "regwire.dev/agent-template-hash"
+
+// ensureAgentDaemonSet creates the node agent DaemonSet, and updates it when what regwire
+// wants of it changes (a new image, flags or environment) or the hash annotation is gone.
+func (r *Reconciler) ensureAgentDaemonSet(ctx context.Context) error {
+	r.agentOnce.Do(func() {
+		r.agentWant = AgentDaemonSet(r.Namespace, r.Agent)
+		r.agentHash, r.agentErr = agentTemplateHash(r.agentWant)
+	})
+	if r.agentErr != nil {
+		return r.agentErr
+	}
+	want, hash := r.agentWant.DeepCopy(), r.agentHash // a copy: the client decodes its answer into ds
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: want.Namespace, Name: want.Name}}
+	_, err := controllerutil.CreateOrPatch(ctx, r.Client, ds, func() error {
+		if !ds.CreationTimestamp.IsZero() && ds.Annotations[agentTemplateHashAnnotation] == hash {
+			return nil
+		}
+		ds.Labels = want.Labels
+		if ds.Annotations == nil {
+			ds.Annotations = map[string]string{}
+		}
+		ds.Annotations[agentTemplateHashAnnotation] = hash
+		if ds.CreationTimestamp.IsZero() {
+			ds.Spec.Selector = want.Spec.Selector // immutable once created
+		}
+		ds.Spec.Template = want.Spec.Template
+		ds.Spec.UpdateStrategy = want.Spec.UpdateStrategy
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ensuring the agent DaemonSet: %w", err)
+	}
+	return nil
+}
+
+// agentTemplateHash hashes the fields of the agent DaemonSet regwire sets.
+func agentTemplateHash(ds *appsv1.DaemonSet) (string, error) {
+	b, err := json.Marshal(struct {
+		Labels   map[string]string
+		Template corev1.PodTemplateSpec
+		Strategy appsv1.DaemonSetUpdateStrategy
+	}{ds.Labels, ds.Spec.Template, ds.Spec.UpdateStrategy})
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:10]), nil
+}
+
+// aggregateNodes counts the nodes the mirror selects and those whose agent reports the
+// current generation applied and the registry reachable.
+func aggregateNodes(rm *v1alpha1.RegistryMirror, nodes []corev1.Node, reports []v1alpha1.RegistryNode) v1alpha1.NodesStatus {
+	byNode := make(map[string]*v1alpha1.RegistryNode, len(reports))
+	for i := range reports {
+		byNode[reports[i].Name] = &reports[i]
+	}
+	var st v1alpha1.NodesStatus
+	for i := range nodes {
+		n := &nodes[i]
+		if !nodeconfig.Selects(rm.Spec, n) {
+			continue
+		}
+		st.Desired++
+		reason, msg := nodeReadiness(rm, byNode[n.Name])
+		if reason == "" {
+			st.Ready++
+			continue
+		}
+		if len(st.Failing) < maxFailing {
+			st.Failing = append(st.Failing, v1alpha1.NodeFailure{Name: n.Name, Reason: reason, Message: msg})
+		}
+	}
+	slices.SortFunc(st.Failing, func(a, b v1alpha1.NodeFailure) int { return cmp.Compare(a.Name, b.Name) })
+	st.Summary = fmt.Sprintf("%d/%d", st.Ready, st.Desired)
+	return st
+}
+
+// nodeReadiness returns "" when the node is ready for the mirror, else a reason and message.
+func nodeReadiness(rm *v1alpha1.RegistryMirror, report *v1alpha1.RegistryNode) (v1alpha1.ConditionReason, string) {
+	if report == nil {
+		return v1alpha1.ReasonAgentNotReporting, "the regwire agent on this node has not reported"
+	}
+	i := slices.IndexFunc(report.Status.Mirrors, func(m v1alpha1.NodeMirrorStatus) bool { return m.Name == rm.Name })
+	if i < 0 {
+		return v1alpha1.ReasonApplying, "the agent has not applied this mirror yet"
+	}
+	m := report.Status.Mirrors[i]
+	switch {
+	case m.Error != "":
+		return cmp.Or(m.Reason, v1alpha1.ReasonApplyFailed), m.Error
+	case m.ObservedGeneration != rm.Generation:
+		return v1alpha1.ReasonApplying, fmt.Sprintf("the node has generation %d applied, want %d", m.ObservedGeneration, rm.Generation)
+	case m.Probe == nil:
+		return v1alpha1.ReasonApplying, "the registry has not been probed yet"
+	case !m.Probe.Reachable:
+		return v1alpha1.ReasonProbeFailed, m.Probe.Error
+	}
+	return "", ""
+}
+
+// releaseNodes withdraws the mirror from the nodes and reports whether every agent that
+// still runs has removed its files.
+func (r *Reconciler) releaseNodes(ctx context.Context, rm *v1alpha1.RegistryMirror) (bool, error) {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: nodeconfig.PublishedName(rm.Name)}}
+	if err := r.Client.Delete(ctx, cm); err != nil && !apierrors.IsNotFound(err) {
+		return false, fmt.Errorf("withdrawing RegistryMirror %s from the nodes: %w", rm.Name, err)
+	}
+	nodes := &corev1.NodeList{}
+	if err := r.Client.List(ctx, nodes); err != nil {
+		return false, err
+	}
+	exists := map[string]bool{}
+	for _, n := range nodes.Items {
+		exists[n.Name] = true
+	}
+	reports := &v1alpha1.RegistryNodeList{}
+	if err := r.Client.List(ctx, reports); err != nil {
+		return false, err
+	}
+	var waiting []string
+	for _, rep := range reports.Items {
+		// A node that is gone cannot clean up; do not wait for it.
+		if !exists[rep.Name] {
+			continue
+		}
+		if slices.ContainsFunc(rep.Status.Mirrors, func(m v1alpha1.NodeMirrorStatus) bool { return m.Name == rm.Name }) {
+			waiting = append(waiting, rep.Name)
+		}
+	}
+	if len(waiting) > 0 {
+		conditions.Set(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonWaitingForNodes,
+			fmt.Sprintf("waiting for %d node(s) to remove the configuration, e.g. %s", len(waiting), waiting[0]))
+		return false, nil
+	}
+	return true, nil
+}
+
+// deletionPoll is how often deletion checks whether the nodes have cleaned up.
+const deletionPoll = 2 * time.Second

@@ -1,0 +1,184 @@
+package registrymirror
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers/internal/conditions"
+	"github.com/regwire/regwire/controllers/internal/refs"
+	"github.com/regwire/regwire/internal/cabundle"
+	"github.com/regwire/regwire/internal/nexus"
+)
+
+// provisionRecheck is how often a provisioned repository is checked again (drift: someone
+// changed or deleted it in Nexus); provisionRetry is when a failed provisioning is retried.
+const (
+	provisionRecheck = 30 * time.Minute
+	provisionRetry   = time.Minute
+	nexusTimeout     = 30 * time.Second
+)
+
+type provisionCheck struct {
+	generation int64
+	at         time.Time
+}
+
+// reconcileProvision creates or updates the Nexus docker (hosted) repository of
+// spec.provision.nexus, with path-based routing, and activates the Docker Bearer Token
+// realm. It talks to Nexus when the generation is new, after a failure, and every
+// provisionRecheck; a reconcile in between sends nothing.
+func (r *Reconciler) reconcileProvision(ctx context.Context, sc *mirrorScope) (ctrl.Result, error) {
+	rm := sc.rm
+	if rm.Spec.Provision == nil || rm.Spec.Provision.Nexus == nil {
+		r.provisioned.Delete(rm.UID)
+		conditions.Set(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionProvisioned, metav1.ConditionTrue,
+			v1alpha1.ReasonNotRequested, "spec.provision is not set")
+		return ctrl.Result{}, nil
+	}
+	now := r.Now()
+	if left, ok := r.provisionCurrent(rm, now); ok {
+		return ctrl.Result{RequeueAfter: left}, nil
+	}
+	action, err := r.provision(ctx, sc)
+	if err != nil {
+		r.provisioned.Delete(rm.UID)
+		e, ok := conditions.Reported(err)
+		if !ok {
+			return ctrl.Result{}, err
+		}
+		if !conditions.Has(rm.Status.Conditions, v1alpha1.ConditionProvisioned, e.Reason) {
+			r.Recorder.Eventf(rm, nil, corev1.EventTypeWarning, string(e.Reason), "Provision", "%s", e.Message)
+		}
+		return ctrl.Result{}, e.Retry(provisionRetry)
+	}
+	p := rm.Spec.Provision.Nexus
+	reason := map[nexus.Action]v1alpha1.ConditionReason{
+		nexus.Created: v1alpha1.ReasonRepositoryCreated, nexus.Updated: v1alpha1.ReasonRepositoryUpdated, nexus.Unchanged: v1alpha1.ReasonRepositoryUpToDate,
+	}[action]
+	if action != nexus.Unchanged {
+		r.Recorder.Eventf(rm, nil, corev1.EventTypeNormal, string(reason), "Provision", "docker (hosted) repository %s %s in Nexus at %s", p.Repository, action, p.URL)
+		logf.FromContext(ctx).Info("Provisioned Nexus repository", "repository", p.Repository, "action", string(action))
+	}
+	conditions.Set(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionProvisioned, metav1.ConditionTrue, reason,
+		fmt.Sprintf("docker (hosted) repository %s is as specified in Nexus at %s (path-based routing, Docker Bearer Token realm active)", p.Repository, p.URL))
+	r.provisioned.Store(rm.UID, provisionCheck{generation: rm.Generation, at: now})
+	return ctrl.Result{RequeueAfter: provisionRecheck}, nil
+}
+
+// provisionCurrent says whether this generation was found as specified in Nexus less than
+// provisionRecheck ago, and how long until the next check.
+func (r *Reconciler) provisionCurrent(rm *v1alpha1.RegistryMirror, now time.Time) (time.Duration, bool) {
+	v, ok := r.provisioned.Load(rm.UID)
+	if !ok {
+		return 0, false
+	}
+	c := v.(provisionCheck)
+	if c.generation != rm.Generation || !apimeta.IsStatusConditionTrue(rm.Status.Conditions, v1alpha1.ConditionProvisioned) || now.Sub(c.at) >= provisionRecheck {
+		return 0, false
+	}
+	return provisionRecheck - now.Sub(c.at), true
+}
+
+// provision reads the admin credentials and makes Nexus hold the repository as specified.
+// Problems the user must fix are *conditions.Error.
+func (r *Reconciler) provision(ctx context.Context, sc *mirrorScope) (nexus.Action, error) {
+	p := sc.rm.Spec.Provision.Nexus
+	const field = "spec.provision.nexus.adminCredentialsSecretRef"
+	ref := p.AdminCredentialsSecretRef
+	user, pass, err := refs.Credentials(ctx, r.APIReader, ref.Namespace, ref.Name, hostOfURL(p.URL), field)
+	if err != nil {
+		return "", err
+	}
+	hc, err := nexusHTTPClient(sc)
+	if err != nil {
+		return "", conditions.Errorf(v1alpha1.ReasonCAInvalid, "%v", err)
+	}
+	c, err := nexus.New(p.URL, user, pass, hc)
+	if err != nil {
+		return "", conditions.Errorf(v1alpha1.ReasonInvalidSpec, "spec.provision.nexus.url: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, nexusTimeout)
+	defer cancel()
+	_, err = c.EnsureRealm(ctx, nexus.RealmDockerToken)
+	var action nexus.Action
+	if err == nil {
+		action, err = c.EnsureDockerHosted(ctx, &nexus.DockerHostedRepository{
+			Name:   p.Repository,
+			Online: true,
+			Storage: nexus.HostedStorage{
+				BlobStoreName: p.BlobStore, StrictContentTypeValidation: true, WritePolicy: nexusWritePolicy(p.WritePolicy),
+			},
+			// Path-based routing: images are <host>/<repository>/<name>, e.g.
+			// nexus.local/my-docker/busybox.
+			Docker: nexus.Docker{ForceBasicAuth: true, PathEnabled: new(true)},
+		})
+	}
+	if err != nil {
+		return "", nexusError(ctx, field, err)
+	}
+	return action, nil
+}
+
+// nexusError says what a failed call to Nexus means for the user: wrong admin credentials,
+// an error of Nexus's own (its text), or no answer. Shutting down is not the user's problem.
+func nexusError(ctx context.Context, field string, err error) error {
+	var ne *nexus.Error
+	switch {
+	case nexus.IsUnauthorized(err):
+		return conditions.Errorf(v1alpha1.ReasonNexusAuthFailed, "%s: %v", field, err)
+	case errors.As(err, &ne):
+		return conditions.Errorf(v1alpha1.ReasonProvisionFailed, "%v", err)
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		return err
+	default:
+		return conditions.Errorf(v1alpha1.ReasonNexusUnreachable, "%v", err)
+	}
+}
+
+// nexusWritePolicy maps the API's enum onto Nexus's.
+func nexusWritePolicy(p v1alpha1.WritePolicy) string {
+	switch p {
+	case v1alpha1.WritePolicyAllowOnce:
+		return nexus.WritePolicyAllowOnce
+	case v1alpha1.WritePolicyDeny:
+		return nexus.WritePolicyDeny
+	default:
+		return nexus.WritePolicyAllow
+	}
+}
+
+// nexusHTTPClient trusts what the mirror's nodes trust: its CA (Nexus usually sits behind
+// the same TLS proxy as the registry), or the system roots, or nothing when verification
+// is off on purpose.
+func nexusHTTPClient(sc *mirrorScope) (*http.Client, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: sc.rm.Spec.InsecureSkipVerify} //nolint:gosec // only when the spec asks
+	if len(sc.ca) > 0 {
+		b, err := cabundle.Parse(sc.ca)
+		if err != nil {
+			return nil, err
+		}
+		t.TLSClientConfig.RootCAs = b.Pool()
+	}
+	return &http.Client{Transport: t, Timeout: nexusTimeout}, nil
+}
+
+// hostOfURL returns the host of a URL, the key a dockerconfigjson Secret would use.
+func hostOfURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return s
+}

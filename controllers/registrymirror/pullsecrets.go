@@ -1,0 +1,262 @@
+package registrymirror
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers/internal/conditions"
+	"github.com/regwire/regwire/controllers/internal/refs"
+	"github.com/regwire/regwire/internal/pullsecret"
+)
+
+// Pull secrets regwire manages carry the mirror's UID in a label (names can exceed a label
+// value's 63 characters; UIDs never do) and record which ServiceAccounts regwire added them
+// to, so that shrinking spec.pullSecrets.serviceAccounts takes the references back out.
+const (
+	PullSecretMirrorLabel      = "regwire.dev/registry-mirror-uid"
+	pullSecretMirrorAnnotation = "regwire.dev/registry-mirror"
+	pullSecretSAsAnnotation    = "regwire.dev/service-accounts"
+)
+
+
+// reconcilePullSecrets keeps a dockerconfigjson Secret with the mirror's credentials in
+// every selected namespace and referenced from the listed ServiceAccounts, and removes them
+// where they are no longer wanted.
+func (r *Reconciler) reconcilePullSecrets(ctx context.Context, sc *mirrorScope) (ctrl.Result, error) {
+	rm := sc.rm
+	conds, gen := &rm.Status.Conditions, rm.Generation
+	spec := rm.Spec.PullSecrets
+	if spec == nil {
+		if err := r.releasePullSecrets(ctx, rm, nil); err != nil {
+			return ctrl.Result{}, err
+		}
+		rm.Status.PullSecrets = nil
+		conditions.Set(conds, gen, v1alpha1.ConditionPullSecretsReady, metav1.ConditionTrue, v1alpha1.ReasonNotRequested, "spec.pullSecrets is not set")
+		return ctrl.Result{}, nil
+	}
+
+	// A credentials problem leaves the existing pull secrets with the last good credentials.
+	data, err := r.pullSecretData(ctx, rm)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	sel, err := metav1.LabelSelectorAsSelector(spec.NamespaceSelector)
+	if err != nil {
+		return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonInvalidSpec, "spec.pullSecrets.namespaceSelector: %v", err)
+	}
+	namespaces := &corev1.NamespaceList{}
+	if err := r.Client.List(ctx, namespaces, client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("listing namespaces: %w", err)
+	}
+	managed, err := r.managedPullSecrets(ctx, rm)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
+	st := &v1alpha1.PullSecretsStatus{}
+	want := map[string]bool{}
+	for _, ns := range namespaces.Items {
+		if ns.Status.Phase == corev1.NamespaceTerminating {
+			continue
+		}
+		want[ns.Name] = true
+		if err := r.ensurePullSecret(ctx, rm, ns.Name, data, managed[ns.Name]); err != nil {
+			if len(st.Failing) < maxFailing {
+				st.Failing = append(st.Failing, v1alpha1.NamespaceFailure{Namespace: ns.Name, Message: err.Error()})
+			}
+			continue
+		}
+		st.Namespaces++
+	}
+	if err := r.releasePullSecrets(ctx, rm, want); err != nil {
+		return ctrl.Result{}, err
+	}
+	slices.SortFunc(st.Failing, func(a, b v1alpha1.NamespaceFailure) int { return cmp.Compare(a.Namespace, b.Namespace) })
+	rm.Status.PullSecrets = st
+	pullSecretsGauge.WithLabelValues(rm.Name).Set(float64(st.Namespaces))
+	if len(st.Failing) > 0 {
+		conditions.Set(conds, gen, v1alpha1.ConditionPullSecretsReady, metav1.ConditionFalse, v1alpha1.ReasonPullSecretsFailing,
+			fmt.Sprintf("%d namespace(s) failed, e.g. %s: %s", len(st.Failing), st.Failing[0].Namespace, st.Failing[0].Message))
+		return ctrl.Result{}, nil
+	}
+	conditions.Set(conds, gen, v1alpha1.ConditionPullSecretsReady, metav1.ConditionTrue, v1alpha1.ReasonPullSecretsReady,
+		fmt.Sprintf("Secret %s is current in %d namespace(s)", spec.SecretName, st.Namespaces))
+	return ctrl.Result{}, nil
+}
+
+// pullSecretData builds the .dockerconfigjson from the credentials Secret. Problems the
+// user must fix are *conditions.Error.
+func (r *Reconciler) pullSecretData(ctx context.Context, rm *v1alpha1.RegistryMirror) ([]byte, error) {
+	ref := rm.Spec.CredentialsSecretRef
+	const field = "spec.credentialsSecretRef"
+	if ref == nil { // CEL requires it with pullSecrets; kept for objects from before that rule
+		return nil, conditions.Errorf(v1alpha1.ReasonCredentialsNotFound, "%s is not set; pull secrets are built from it", field)
+	}
+	src, err := refs.Secret(ctx, r.APIReader, ref.Namespace, ref.Name, field)
+	if err != nil {
+		return nil, err
+	}
+	data, err := pullsecret.Build(string(rm.Spec.Host), src, field)
+	if err != nil {
+		return nil, conditions.Errorf(v1alpha1.ReasonCredentialsInvalid, "%s", err.Error())
+	}
+	return data, nil
+}
+
+// managedPullSecrets lists the pull secrets regwire made for rm, by namespace: one call.
+func (r *Reconciler) managedPullSecrets(ctx context.Context, rm *v1alpha1.RegistryMirror) (map[string]*corev1.Secret, error) {
+	list := &corev1.SecretList{}
+	if err := r.APIReader.List(ctx, list, client.MatchingLabels{PullSecretMirrorLabel: string(rm.UID)}); err != nil {
+		return nil, fmt.Errorf("listing pull secrets: %w", err)
+	}
+	out := make(map[string]*corev1.Secret, len(list.Items))
+	for i := range list.Items {
+		out[list.Items[i].Namespace] = &list.Items[i]
+	}
+	return out, nil
+}
+
+// ensurePullSecret makes the Secret current in namespace ns and references it from the
+// wanted ServiceAccounts there. existing is regwire's Secret in ns, if any.
+func (r *Reconciler) ensurePullSecret(ctx context.Context, rm *v1alpha1.RegistryMirror, ns string, data []byte, existing *corev1.Secret) error {
+	spec := rm.Spec.PullSecrets
+	patched, err := r.syncServiceAccounts(ctx, rm, ns, existing)
+	if err != nil {
+		return err
+	}
+	desired := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: ns, Name: spec.SecretName,
+			Labels:      map[string]string{PullSecretMirrorLabel: string(rm.UID), "app.kubernetes.io/managed-by": "regwire"},
+			Annotations: map[string]string{pullSecretMirrorAnnotation: rm.Name, pullSecretSAsAnnotation: strings.Join(patched, ",")},
+		},
+		Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: data},
+	}
+	if err := controllerutil.SetOwnerReference(rm, desired, r.Client.Scheme()); err != nil {
+		return err
+	}
+	if existing != nil && existing.Name != spec.SecretName {
+		// spec.pullSecrets.secretName changed: replace the old Secret.
+		if err := r.deletePullSecret(ctx, existing, nil); err != nil {
+			return err
+		}
+		existing = nil
+	}
+	if existing == nil {
+		err := r.Client.Create(ctx, desired)
+		if apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("a Secret named %s exists and is not managed by regwire; rename spec.pullSecrets.secretName or remove that Secret", spec.SecretName)
+		}
+		if err != nil {
+			return fmt.Errorf("creating Secret %s: %w", spec.SecretName, err)
+		}
+		return nil
+	}
+	if existing.Type == desired.Type && bytes.Equal(existing.Data[corev1.DockerConfigJsonKey], data) &&
+		existing.Annotations[pullSecretSAsAnnotation] == desired.Annotations[pullSecretSAsAnnotation] &&
+		existing.Annotations[pullSecretMirrorAnnotation] == rm.Name {
+		return nil
+	}
+	updated := existing.DeepCopy()
+	updated.Labels, updated.Annotations = desired.Labels, desired.Annotations
+	updated.Data, updated.OwnerReferences = desired.Data, desired.OwnerReferences
+	if err := r.Client.Update(ctx, updated); err != nil {
+		return fmt.Errorf("updating Secret %s: %w", spec.SecretName, err)
+	}
+	return nil
+}
+
+// syncServiceAccounts adds the pull secret to the wanted ServiceAccounts in ns and takes it
+// out of those regwire added it to before that are no longer wanted. It returns the
+// ServiceAccounts that now reference it because of regwire, sorted.
+func (r *Reconciler) syncServiceAccounts(ctx context.Context, rm *v1alpha1.RegistryMirror, ns string, existing *corev1.Secret) ([]string, error) {
+	spec := rm.Spec.PullSecrets
+	var before []string
+	if existing != nil && existing.Annotations[pullSecretSAsAnnotation] != "" {
+		before = strings.Split(existing.Annotations[pullSecretSAsAnnotation], ",")
+	}
+	sas := &corev1.ServiceAccountList{}
+	if len(spec.ServiceAccounts) > 0 || len(before) > 0 {
+		if err := r.Client.List(ctx, sas, client.InNamespace(ns)); err != nil {
+			return nil, fmt.Errorf("listing ServiceAccounts: %w", err)
+		}
+	}
+	var patched []string
+	for i := range sas.Items {
+		sa := sas.Items[i].DeepCopy()
+		wanted := pullsecret.Wants(spec.ServiceAccounts, sa.Name)
+		var changed bool
+		switch {
+		case wanted:
+			changed = pullsecret.AddTo(sa, spec.SecretName)
+			patched = append(patched, sa.Name)
+		case slices.Contains(before, sa.Name):
+			changed = pullsecret.RemoveFrom(sa, spec.SecretName)
+		}
+		if changed {
+			if err := r.Client.Patch(ctx, sa, client.MergeFrom(&sas.Items[i])); err != nil {
+				return nil, fmt.Errorf("updating ServiceAccount %s: %w", sa.Name, err)
+			}
+		}
+	}
+	slices.Sort(patched)
+	return patched, nil
+}
+
+// releasePullSecrets deletes regwire's pull secrets for rm outside keep (all when keep is
+// nil), taking them out of the ServiceAccounts regwire added them to.
+func (r *Reconciler) releasePullSecrets(ctx context.Context, rm *v1alpha1.RegistryMirror, keep map[string]bool) error {
+	managed, err := r.managedPullSecrets(ctx, rm)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for ns, s := range managed {
+		if keep[ns] {
+			continue
+		}
+		var sas []string
+		if v := s.Annotations[pullSecretSAsAnnotation]; v != "" {
+			sas = strings.Split(v, ",")
+		}
+		errs = append(errs, r.deletePullSecret(ctx, s, sas))
+	}
+	return errors.Join(errs...)
+}
+
+// deletePullSecret removes s and its references from the named ServiceAccounts.
+func (r *Reconciler) deletePullSecret(ctx context.Context, s *corev1.Secret, sas []string) error {
+	for _, name := range sas {
+		sa := &corev1.ServiceAccount{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: s.Namespace, Name: name}, sa); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return err
+		}
+		orig := sa.DeepCopy()
+		if pullsecret.RemoveFrom(sa, s.Name) {
+			if err := r.Client.Patch(ctx, sa, client.MergeFrom(orig)); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("updating ServiceAccount %s/%s: %w", s.Namespace, name, err)
+			}
+		}
+	}
+	if err := r.Client.Delete(ctx, s); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting Secret %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+package nodefiles_test
+
+import (
+	"bufio"
+	"io/fs"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/regwire/regwire/internal/nodefiles"
+	"github.com/regwire/regwire/internal/testutil"
+)
+
+// Two configurations the crash helper alternates between: creations, updates, removals,
+// and a foreign file taken over (backed up) and given back (restored).
+var (
+	foreign = map[string]string{"shared.example/hosts.toml": "server = \"https://someone-elses\"\n"}
+	configA = map[string]string{
+		"a.example/hosts.toml":      "server = \"https://a\" # version A\n",
+		"a.example/ca.crt":          strings.Repeat("A", 4096),
+		"shared.example/hosts.toml": "server = \"https://shared\" # regwire A\n",
+	}
+	configB = map[string]string{
+		"a.example/hosts.toml": "server = \"https://a\" # version B, longer than A's\n",
+		"b.example/hosts.toml": "server = \"https://b\"\n",
+		"b.example/ca.crt":     strings.Repeat("B", 8192),
+	}
+)
+
+func bytesOf(m map[string]string) map[string][]byte {
+	out := map[string][]byte{}
+	for k, v := range m {
+		out[k] = []byte(v)
+	}
+	return out
+}
+
+// TestMain runs the crash helper instead of the tests when the crash test starts this binary
+// as its subprocess: it applies A and B in turn until killed.
+func TestMain(m *testing.M) {
+	if root := os.Getenv("REGWIRE_CRASH_ROOT"); root != "" {
+		f, err := nodefiles.Open(root)
+		if err != nil {
+			os.Exit(2)
+		}
+		_, _ = os.Stdout.WriteString("go\n")
+		for {
+			for _, c := range []map[string]string{configA, configB} {
+				if _, err := f.Apply(bytesOf(c)); err != nil {
+					os.Exit(3)
+				}
+			}
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// TestAgentKilledDuringApplyLeavesCompleteFiles kills an agent applying configurations
+// 100 times at random points: every file is always some complete version, and the next
+// start (an apply) brings the tree and the ownership record into agreement — releasing
+// everything afterwards gives back exactly the foreign file that was there first.
+func TestAgentKilledDuringApplyLeavesCompleteFiles(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	for p, c := range foreign {
+		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	original := testutil.Snapshot(t, root)
+	allowed := map[string][]string{}
+	for _, m := range []map[string]string{foreign, configA, configB} {
+		for p, c := range m {
+			allowed[p] = append(allowed[p], c)
+		}
+	}
+	// Trees between applies: a kill that leaves anything else hit an apply in flight.
+	settled := func(files map[string]string) string {
+		m := map[string]string{}
+		for p, c := range foreign {
+			m[p] = c
+		}
+		for p, c := range files {
+			m[p] = c
+		}
+		return strings.Join(sortedKeys(m), ",") + "|" + strings.Join(valuesOf(m), ",")
+	}
+	between := map[string]bool{settled(nil): true, settled(configA): true, settled(configB): true}
+	midApply := 0
+	rng := rand.New(rand.NewPCG(7, 11))
+	const runs = 100
+	for i := range runs {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "REGWIRE_CRASH_ROOT="+root)
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if line, _ := bufio.NewReader(out).ReadString('\n'); line != "go\n" {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("run %d: the helper said %q", i, line)
+		}
+		time.Sleep(time.Duration(rng.IntN(8000)) * time.Microsecond)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+
+		// Every file is a complete version: no torn writes.
+		now := map[string]string{}
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			if strings.HasPrefix(rel, ".regwire/") || strings.HasSuffix(rel, ".regwire-tmp") {
+				return nil
+			}
+			b, _ := os.ReadFile(p)
+			now[rel] = string(b)
+			if !slices.Contains(allowed[rel], string(b)) {
+				t.Errorf("run %d: %s holds %d bytes that are no complete version", i, rel, len(b))
+			}
+			return nil
+		})
+
+		if !between[settled(now)] || hasTemp(root) {
+			midApply++
+		}
+
+		// The next start, then a release: the record agreed with the files.
+		f, err := nodefiles.Open(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Apply(bytesOf(configA)); err != nil {
+			t.Fatalf("run %d: the next start failed: %v", i, err)
+		}
+		snap := testutil.Snapshot(t, root, ".regwire")
+		for p, c := range configA {
+			if snap[p] != c {
+				t.Errorf("run %d: after the next start %s = %q", i, p, snap[p])
+			}
+		}
+		for p := range snap {
+			if _, ok := configA[p]; !ok && !strings.HasSuffix(p, "/") {
+				t.Errorf("run %d: after the next start an extra file %s", i, p)
+			}
+		}
+		if owned, _ := f.Owned(); !slices.Equal(owned, sortedKeys(configA)) {
+			t.Errorf("run %d: the record owns %v", i, owned)
+		}
+		if _, err := f.Apply(nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := testutil.Snapshot(t, root, ".regwire"); !maps.Equal(got, original) {
+			t.Errorf("run %d: after releasing everything the tree is %v, want %v", i, sortedKeys(got), sortedKeys(original))
+		}
+		_ = f.Close()
+		if t.Failed() {
+			return
+		}
+	}
+	t.Logf("%d of %d kills landed in the middle of an apply", midApply, runs)
+	if midApply < runs/10 {
+		t.Errorf("only %d of %d kills hit an apply in flight; the test proves little", midApply, runs)
+	}
+}
+
+// hasTemp reports a temporary file an interrupted write left.
+func hasTemp(root string) bool {
+	found := false
+	_ = filepath.WalkDir(root, func(p string, _ fs.DirEntry, _ error) error {
+		found = found || strings.HasSuffix(p, ".regwire-tmp")
+		return nil
+	})
+	return found
+}
+
+func valuesOf(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, k := range sortedKeys(m) {
+		out = append(out, m[k])
+	}
+	return out
+}
+
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

@@ -1,0 +1,129 @@
+// Package probe checks from a node that a registry answers, the way containerd will reach it:
+// through the node's hosts file, with the mirror's CA.
+package probe
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/regwire/regwire/internal/cabundle"
+	"github.com/regwire/regwire/internal/hostsfile"
+	"github.com/regwire/regwire/internal/nodeconfig"
+)
+
+// Result is what one probe of a registry found.
+type Result struct {
+	// Reachable is true when the registry answered 200 or 401 to GET /v2/.
+	Reachable bool
+	// StatusCode is the HTTP status, 0 when the request failed.
+	StatusCode int
+	// Err says why the registry is not reachable.
+	Err string
+}
+
+// Timeout bounds one probe.
+const Timeout = 5 * time.Second
+
+// Probe asks the mirror's endpoint for its registry API root (GET /v2/, or the endpoint's
+// own path when it has one, as containerd's override_path does), trusting the mirror's CA
+// as containerd will. 200 and 401 (authentication required) both mean the registry is
+// there and the TLS chain is good.
+func Probe(ctx context.Context, m nodeconfig.Mirror) Result {
+	return Prober{}.Probe(ctx, m)
+}
+
+// Prober probes registries the way the node resolves them.
+type Prober struct {
+	// HostsFile is the node's hosts file (the one the agent edits). Names in it resolve
+	// from it before DNS: an agent pod on the host network sees a copy of the node's
+	// /etc/hosts taken when the pod started, not the aliases it has added since.
+	HostsFile string
+}
+
+// Probe is the package's Probe, resolving through p.HostsFile first.
+func (p Prober) Probe(ctx context.Context, m nodeconfig.Mirror) Result {
+	u, err := probeURL(m)
+	if err != nil {
+		return Result{Err: err.Error()}
+	}
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: m.Spec.InsecureSkipVerify} //nolint:gosec // only when the user asked for it
+	if len(m.CA) > 0 {
+		b, err := cabundle.Parse(m.CA)
+		if err != nil {
+			return Result{Err: "CA bundle: " + err.Error()}
+		}
+		tlsConf.RootCAs = b.Pool()
+	}
+	client := &http.Client{
+		Timeout:   Timeout,
+		Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true, DialContext: p.dial},
+		// A registry that redirects /v2/ elsewhere is not what containerd will talk to.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return Result{Err: err.Error()}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return Result{Err: trimURLError(err)}
+	}
+	_ = resp.Body.Close()
+	res := Result{StatusCode: resp.StatusCode}
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusUnauthorized:
+		res.Reachable = true
+	default:
+		res.Err = fmt.Sprintf("GET %s answered %s, want 200 or 401 from a registry", u, resp.Status)
+	}
+	return res
+}
+
+// probeURL is the registry API root containerd will use for the mirror's own host.
+func probeURL(m nodeconfig.Mirror) (string, error) {
+	ep := m.Spec.Endpoint
+	if ep == "" {
+		ep = "https://" + string(m.Spec.Host)
+	}
+	u, err := url.Parse(ep)
+	if err != nil {
+		return "", err
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/v2/"
+	} else if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+	}
+	return u.String(), nil
+}
+
+// trimURLError drops net/http's `Get "URL": ` prefix, which repeats what the report says.
+func trimURLError(err error) string {
+	if ue, ok := err.(*url.Error); ok { //nolint:errorlint // the outermost error is always *url.Error here
+		return ue.Err.Error()
+	}
+	return err.Error()
+}
+
+// dial connects to addr, taking the host's address from the node's hosts file when it is
+// there.
+func (p Prober) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if p.HostsFile != "" {
+		if host, port, err := net.SplitHostPort(addr); err == nil && net.ParseIP(host) == nil {
+			if b, err := os.ReadFile(p.HostsFile); err == nil {
+				if ip := hostsfile.Lookup(b, host); ip != "" {
+					addr = net.JoinHostPort(ip, port)
+				}
+			}
+		}
+	}
+	d := &net.Dialer{Timeout: Timeout}
+	return d.DialContext(ctx, network, addr)
+}

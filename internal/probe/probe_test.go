@@ -1,0 +1,84 @@
+package probe_test
+
+import (
+	"context"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/probe"
+	"github.com/regwire/regwire/internal/nodeconfig"
+)
+
+// registry answers like a registry's API root.
+func registry(t *testing.T, status int, wantPath string) (*httptest.Server, string) {
+	t.Helper()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != wantPath {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(srv.Close)
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	return srv, ca
+}
+
+func TestProbe(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name      string
+		status    int
+		path      string
+		mirror    func(url, ca string) nodeconfig.Mirror
+		reachable bool
+		err       string
+	}{
+		{"a registry asking for credentials is reachable", http.StatusUnauthorized, "/v2/",
+			mirrorAt, true, ""},
+		{"an anonymous registry is reachable", http.StatusOK, "/v2/",
+			mirrorAt, true, ""},
+		{"an endpoint path is probed as the API root", http.StatusUnauthorized, "/repository/my-docker/v2/",
+			func(url, ca string) nodeconfig.Mirror { return mirrorAt(url+"/repository/my-docker/v2", ca) }, true, ""},
+		{"a web server that is not a registry is not reachable", http.StatusOK, "/elsewhere",
+			mirrorAt, false, "answered 404"},
+		{"a server whose certificate the CA did not sign is not reachable", http.StatusOK, "/v2/",
+			func(url, _ string) nodeconfig.Mirror { return mirrorAt(url, "") }, false, "certificate"},
+		{"insecureSkipVerify accepts any certificate", http.StatusOK, "/v2/",
+			func(url, _ string) nodeconfig.Mirror {
+				m := mirrorAt(url, "")
+				m.Spec.InsecureSkipVerify = true
+				return m
+			}, true, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv, ca := registry(t, tc.status, tc.path)
+			got := probe.Probe(context.Background(), tc.mirror(srv.URL, ca))
+			if got.Reachable != tc.reachable || !strings.Contains(got.Err, tc.err) {
+				t.Errorf("Probe = %+v, want reachable=%v and an error containing %q", got, tc.reachable, tc.err)
+			}
+		})
+	}
+}
+
+func TestProbeOfAClosedPortSaysWhy(t *testing.T) {
+	t.Parallel()
+	// Port 1 (tcpmux) on loopback: nothing listens there, and unlike a port a test server
+	// just released, no parallel test can take it meanwhile.
+	got := probe.Probe(context.Background(), mirrorAt("https://127.0.0.1:1", ""))
+	if got.Reachable || !strings.Contains(got.Err, "connection refused") {
+		t.Errorf("Probe = %+v, want connection refused", got)
+	}
+}
+
+func mirrorAt(endpoint, ca string) nodeconfig.Mirror {
+	host := strings.TrimPrefix(endpoint, "https://")
+	host, _, _ = strings.Cut(host, "/")
+	return nodeconfig.Mirror{Name: "m", CA: []byte(ca), Spec: v1alpha1.RegistryMirrorSpec{Host: v1alpha1.RegistryHost(host), Endpoint: endpoint}}
+}
