@@ -36,7 +36,7 @@ type SetSpec struct {
 	SharedRepos int
 }
 
-// FullSet is the reference set: ~40 repositories × 3 tags, 3 shared bases of
+// FullSet is the reference set: ~40 repositories × 3 tags, 3 shared bases of
 // 20–80 MB, 10 multi-arch indexes, some tiny images.
 var FullSet = SetSpec{Seed: 7, Repos: 40, Tags: 3, MultiArch: 10, TinyEvery: 8, Bases: 3, BaseMinMiB: 20, BaseMaxMiB: 80, BaseShare: 85,
 	MinLayers: 3, MaxLayers: 7, OwnMinKiB: 16, OwnMaxKiB: 3072, SharedRepos: 10}

@@ -29,7 +29,7 @@ type NginxOptions struct {
 	PidFile, TempDir, ErrorLog string
 }
 
-// nginxTemplate is the seed's proxy made right for registries: unlimited and unbuffered
+// nginxTemplate is the usual nginx proxy made right for registries: unlimited and unbuffered
 // request bodies (layers of any size stream through instead of failing with 413 or
 // filling the disk), unbuffered responses, the client's Host with its port (registries
 // build upload Locations from it), X-Forwarded-*, HTTP/1.1 keepalive to the upstream,

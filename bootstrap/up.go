@@ -147,51 +147,19 @@ func (s *Stack) Up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-
 	kubeconfig := filepath.Join(s.StateDir, KubeconfigFile)
-	clusters, err := s.Kind.Clusters()
+	proxyIP, err := s.cluster(ctx, kubeconfig)
 	if err != nil {
 		return err
-	}
-	if slices.Contains(clusters, s.Render.Kind.Name) {
-		s.step("kind cluster %s exists", s.Render.Kind.Name)
-	} else {
-		s.step("create kind cluster %s (containerd config_path %s)", s.Render.Kind.Name, NodeCertsDir)
-		if err := s.Kind.Create(s.Render.Kind.Name, filepath.Join(s.StateDir, KindConfigFile), kubeconfig); err != nil {
-			return fmt.Errorf("creating the kind cluster: %w", err)
-		}
-	}
-	proxy := s.Render.Compose.Project + "-" + ProxyService + "-1"
-	s.step("connect %s to the kind network, so nodes reach the registry", proxy)
-	if _, err := s.Docker.Run(ctx, nil, "network", "connect", "kind", proxy); err != nil && !strings.Contains(err.Error(), "already exists") {
-		return err
-	}
-	proxyIP, err := s.Docker.Run(ctx, nil, "inspect", "--format", `{{with index .NetworkSettings.Networks "kind"}}{{.IPAddress}}{{end}}`, proxy)
-	if err != nil {
-		return err
-	}
-	if net.ParseIP(proxyIP) == nil {
-		return fmt.Errorf("the proxy has no address on the kind network (docker inspect said %q)", proxyIP)
 	}
 	if err := s.loadImage(ctx); err != nil {
 		return err
 	}
-
 	kube, err := s.NewKube(kubeconfig)
 	if err != nil {
 		return err
 	}
-	install, err := config.Install(s.Image)
-	if err != nil {
-		return err
-	}
-	for _, o := range install {
-		if o.GetKind() == "Deployment" {
-			ifNotPresent(o) // the image was loaded into the nodes, not pushed anywhere
-		}
-	}
-	s.step("install regwire (%d objects, image %s)", len(install), s.Image)
-	if err := s.applyAndWait(ctx, kube, install, "CustomResourceDefinition", "Deployment"); err != nil {
+	if err := s.install(ctx, kube); err != nil {
 		return err
 	}
 	objs := s.wiring(r.PKI.CA, password, proxyIP)
@@ -206,6 +174,52 @@ func (s *Stack) Up(ctx context.Context) error {
 	}
 	s.step("done: the cluster pulls from %s; KUBECONFIG=%s", s.host(), kubeconfig)
 	return nil
+}
+
+// cluster creates the kind cluster unless it exists, and connects the proxy to the kind
+// network. It returns the proxy's address there: what the nodes' host alias points at.
+func (s *Stack) cluster(ctx context.Context, kubeconfig string) (string, error) {
+	clusters, err := s.Kind.Clusters()
+	if err != nil {
+		return "", err
+	}
+	if slices.Contains(clusters, s.Render.Kind.Name) {
+		s.step("kind cluster %s exists", s.Render.Kind.Name)
+	} else {
+		s.step("create kind cluster %s (containerd config_path %s)", s.Render.Kind.Name, NodeCertsDir)
+		if err := s.Kind.Create(s.Render.Kind.Name, filepath.Join(s.StateDir, KindConfigFile), kubeconfig); err != nil {
+			return "", fmt.Errorf("creating the kind cluster: %w", err)
+		}
+	}
+	proxy := s.Render.Compose.Project + "-" + ProxyService + "-1"
+	s.step("connect %s to the kind network, so nodes reach the registry", proxy)
+	if _, err := s.Docker.Run(ctx, nil, "network", "connect", "kind", proxy); err != nil && !strings.Contains(err.Error(), "already exists") {
+		return "", err
+	}
+	proxyIP, err := s.Docker.Run(ctx, nil, "inspect", "--format", `{{with index .NetworkSettings.Networks "kind"}}{{.IPAddress}}{{end}}`, proxy)
+	if err != nil {
+		return "", err
+	}
+	if net.ParseIP(proxyIP) == nil {
+		return "", fmt.Errorf("the proxy has no address on the kind network (docker inspect said %q)", proxyIP)
+	}
+	return proxyIP, nil
+}
+
+// install applies regwire's install manifests with the image loaded into the nodes, and
+// waits for the CRDs and the manager.
+func (s *Stack) install(ctx context.Context, kube Kube) error {
+	install, err := config.Install(s.Image)
+	if err != nil {
+		return err
+	}
+	for _, o := range install {
+		if o.GetKind() == "Deployment" {
+			ifNotPresent(o) // the image was loaded into the nodes, not pushed anywhere
+		}
+	}
+	s.step("install regwire (%d objects, image %s)", len(install), s.Image)
+	return s.applyAndWait(ctx, kube, install, "CustomResourceDefinition", "Deployment")
 }
 
 // nexusAdmin makes sure Nexus's admin password is the one kept in the state directory
@@ -348,7 +362,7 @@ func (s *Stack) wiring(ca []byte, password, proxyIP string) []*unstructured.Unst
 	return []*unstructured.Unstructured{secret, ns, rm, is}
 }
 
-// testPod runs the synced image once, with the pull secret, the way the seed's check does.
+// testPod runs the synced image once, with the pull secret, the way the manual setup checks it.
 func (s *Stack) testPod() *unstructured.Unstructured {
 	image := fmt.Sprintf("%s/%s/%s:%s", s.host(), s.Repository, lastPathPart(s.SyncImage), s.SyncTags[0])
 	return &unstructured.Unstructured{Object: map[string]any{

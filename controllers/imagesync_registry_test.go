@@ -111,12 +111,14 @@ func TestImageSyncCopiesIntoARegistryMirror(t *testing.T) {
 	// A metadata-only change: it triggers a reconcile but not a new generation. (A typed
 	// Update would send spec.interval back as "1h0m0s" where "1h" is stored: a new generation.)
 	poke := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"poke":"1"}}}`))
+	reconciles := reconcileCount(t, "imagesync")
 	if err := k8s.Patch(ctx, is, poke); err != nil {
 		t.Fatal(err)
 	}
 	poked := is.ResourceVersion
 	pokedStatus := is.Status.DeepCopy()
-	time.Sleep(500 * time.Millisecond)
+	waitForReconcile(t, "imagesync", reconciles)
+	time.Sleep(200 * time.Millisecond) // a status patch under way would land now
 	if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
 		t.Fatal(err)
 	}

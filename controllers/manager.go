@@ -17,9 +17,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
 	"github.com/regwire/regwire/controllers/imagesync"
-	"github.com/regwire/regwire/internal/scheme"
 	"github.com/regwire/regwire/controllers/registrymirror"
 	"github.com/regwire/regwire/internal/nodeconfig"
+	"github.com/regwire/regwire/internal/scheme"
 )
 
 // Options configure the regwire operator.

@@ -64,8 +64,10 @@ func TestProvisioningCreatesTheNexusRepository(t *testing.T) {
 
 	// A reconcile that changes nothing sends Nexus nothing.
 	sent := len(fake.Requests())
+	reconciles := reconcileCount(t, "registrymirror")
 	update(t, rm, func() { rm.Annotations = map[string]string{"poke": "1"} })
-	time.Sleep(time.Second)
+	waitForReconcile(t, "registrymirror", reconciles)
+	time.Sleep(200 * time.Millisecond) // a request under way would arrive now
 	if got := fake.Requests()[sent:]; len(got) != 0 {
 		t.Errorf("an unchanged mirror sent Nexus %v", got)
 	}

@@ -47,7 +47,7 @@ func TestAnUnchangedMirrorWritesNothing(t *testing.T) {
 	})
 	time.Sleep(time.Second) // the last status write of the first reconciles
 	before := versions()
-	reconciles := reconcileCount(t)
+	reconciles := reconcileCount(t, "registrymirror")
 	writes := testutil.APIWrites(t, restConfig)
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "quiet-node"}}
 	if err := k8s.Create(ctx, node); err != nil {
@@ -59,7 +59,7 @@ func TestAnUnchangedMirrorWritesNothing(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
-	if n := reconcileCount(t) - reconciles; n < 5 {
+	if n := reconcileCount(t, "registrymirror") - reconciles; n < 5 {
 		t.Fatalf("only %v reconciles of RegistryMirrors; the test wants them to happen", n)
 	}
 	if after := versions(); after != before {
@@ -74,8 +74,9 @@ func TestAnUnchangedMirrorWritesNothing(t *testing.T) {
 	}
 }
 
-// reconcileCount is controller-runtime's count of RegistryMirror reconciles so far.
-func reconcileCount(t *testing.T) float64 {
+// reconcileCount is controller-runtime's count of reconciles of the named controller
+// ("registrymirror", "imagesync") so far.
+func reconcileCount(t *testing.T, controller string) float64 {
 	t.Helper()
 	families, err := crmetrics.Registry.Gather()
 	if err != nil {
@@ -88,11 +89,22 @@ func reconcileCount(t *testing.T) float64 {
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "controller" && l.GetValue() == "registrymirror" {
+				if l.GetName() == "controller" && l.GetValue() == controller {
 					n += m.GetCounter().GetValue()
 				}
 			}
 		}
 	}
 	return n
+}
+
+// waitForReconcile waits until the named controller has reconciled since it counted before.
+func waitForReconcile(t *testing.T, controller string, before float64) {
+	t.Helper()
+	eventually(t, func() error {
+		if n := reconcileCount(t, controller); n <= before {
+			return fmt.Errorf("no %s reconcile since the change (%v so far)", controller, n)
+		}
+		return nil
+	})
 }

@@ -148,7 +148,7 @@ func TestManagerServesProbesMetricsAndLeadsThenStopsOnSIGTERM(t *testing.T) {
 	})
 
 	get := func(url string) error {
-		resp, err := http.Get(url) //nolint:noctx // a plain loopback probe
+		resp, err := http.Get(url) // a plain loopback probe
 		if err != nil {
 			return err
 		}

@@ -95,7 +95,7 @@ func TestSyncCopiesThenReportsUpToDate(t *testing.T) {
 	}
 }
 
-// TestSyncIndexWithReferrersBetweenTLSRegistries is the "must show" shape: a
+// TestSyncIndexWithReferrersBetweenTLSRegistries is the shape a user checks first: a
 // three-platform index with a signature between two registries that each present a
 // certificate from their own private CA; a rerun reports everything up to date.
 func TestSyncIndexWithReferrersBetweenTLSRegistries(t *testing.T) {

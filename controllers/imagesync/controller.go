@@ -28,14 +28,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	engine "github.com/regwire/regwire/internal/imagesync"
 	"github.com/regwire/regwire/controllers/internal/conditions"
 	"github.com/regwire/regwire/controllers/internal/refs"
+	engine "github.com/regwire/regwire/internal/imagesync"
 )
 
 // imageSyncMirrorIndex indexes ImageSyncs by the RegistryMirror they target.
 const imageSyncMirrorIndex = "spec.target.registryMirrorRef.name"
-
 
 // maxImages bounds status.images.
 const maxImages = 1000

@@ -251,5 +251,3 @@ func (s *syncRunner) stop(key types.NamespacedName) {
 		delete(s.runs, key)
 	}
 }
-
-

@@ -10,8 +10,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
-	"github.com/regwire/regwire/internal/scheme"
 	"github.com/regwire/regwire/internal/nodefiles"
+	"github.com/regwire/regwire/internal/scheme"
 )
 
 // Options configure a node agent.

@@ -31,7 +31,6 @@ const (
 	pullSecretSAsAnnotation    = "regwire.dev/service-accounts"
 )
 
-
 // reconcilePullSecrets keeps a dockerconfigjson Secret with the mirror's credentials in
 // every selected namespace and referenced from the listed ServiceAccounts, and removes them
 // where they are no longer wanted.

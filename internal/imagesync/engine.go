@@ -340,72 +340,96 @@ func (e *Engine) copyTag(ctx context.Context, tag string, filter bool) *tagRun {
 		res.Err = err
 		return run
 	}
-	var (
-		srcDesc *v1.Descriptor
-		fetched *remote.Descriptor // the source manifest, when it had to be read already
-		pushed  *manifest          // what the target gets, when not the source's bytes
-	)
-	if !filter || len(e.o.Platforms) == 0 {
-		srcDesc, err = e.src.puller.Head(ctx, srcRef)
-	} else {
-		// The filtered index's digest needs the source index: one GET instead of the HEAD.
-		if fetched, err = e.src.puller.Get(ctx, srcRef); err == nil {
-			srcDesc = &fetched.Descriptor
-			if fetched.MediaType.IsIndex() {
-				pushed, err = e.filter(fetched)
-			}
-		}
-	}
+	src, err := e.resolve(ctx, srcRef, filter)
 	if err != nil {
 		release()
 		res.Err = describe(err, "source", srcRef.String())
 		return run
 	}
-	res.SourceDigest = srcDesc.Digest.String()
-	want := srcDesc.Digest
-	if pushed != nil {
-		want = pushed.digest
-		run.subjects = pushed.children()
-	} else {
-		run.subjects = []v1.Hash{srcDesc.Digest}
-		if srcDesc.MediaType.IsIndex() {
-			if children, ok := e.cache.children(srcDesc.Digest); ok {
-				run.subjects = append(run.subjects, children...)
-			} else {
-				run.unread = &srcDesc.Digest
-			}
-		}
-	}
+	res.SourceDigest = src.desc.Digest.String()
+	want := run.findSubjects(e.cache, src)
 	dstDesc, err := e.dst.puller.Head(ctx, dstRef)
 	release()
 	switch {
 	case err == nil && dstDesc.Digest == want:
 		res.TargetDigest, res.UpToDate = want.String(), true
-		return run
 	case err != nil && !isNotFound(err):
 		res.Err = describe(err, "target", dstRef.String())
-		return run
-	case e.o.DryRun:
-		return run
+	case !e.o.DryRun:
+		e.push(ctx, run, src, dstRef, want)
 	}
+	return run
+}
 
+// resolvedTag is a source tag as copyTag found it.
+type resolvedTag struct {
+	desc *v1.Descriptor
+	// fetched is the source manifest when it had to be read already.
+	fetched *remote.Descriptor
+	// pushed is what the target gets when it is not the source's bytes (a filtered index).
+	pushed *manifest
+}
+
+// resolve finds a source tag's digest with a HEAD or, when platforms are filtered, reads
+// the index with a GET instead (the filtered index's digest needs it).
+func (e *Engine) resolve(ctx context.Context, ref name.Reference, filter bool) (resolvedTag, error) {
+	if !filter || len(e.o.Platforms) == 0 {
+		desc, err := e.src.puller.Head(ctx, ref)
+		return resolvedTag{desc: desc}, err
+	}
+	fetched, err := e.src.puller.Get(ctx, ref)
+	if err != nil {
+		return resolvedTag{}, err
+	}
+	r := resolvedTag{desc: &fetched.Descriptor, fetched: fetched}
+	if fetched.MediaType.IsIndex() {
+		r.pushed, err = e.filter(fetched)
+	}
+	return r, err
+}
+
+// findSubjects sets the digests whose referrers belong to the tag, and returns the digest
+// the target must have.
+func (run *tagRun) findSubjects(cache *Cache, src resolvedTag) v1.Hash {
+	if src.pushed != nil {
+		run.subjects = src.pushed.children()
+		return src.pushed.digest
+	}
+	run.subjects = []v1.Hash{src.desc.Digest}
+	if src.desc.MediaType.IsIndex() {
+		if children, ok := cache.children(src.desc.Digest); ok {
+			run.subjects = append(run.subjects, children...)
+		} else {
+			run.unread = &src.desc.Digest
+		}
+	}
+	return src.desc.Digest
+}
+
+// push copies the tag's manifest tree to the target, reading the source manifest first
+// when it was not read yet.
+func (e *Engine) push(ctx context.Context, run *tagRun, src resolvedTag, dstRef name.Reference, want v1.Hash) {
+	res := &run.res
+	pushed := src.pushed
 	if pushed == nil {
+		fetched := src.fetched
 		if fetched == nil {
+			var err error
 			if fetched, err = e.getManifest(ctx, e.src.repo.Digest(res.SourceDigest)); err != nil {
-				res.Err = describe(err, "source", srcRef.String())
-				return run
+				res.Err = describe(err, "source", e.src.repo.Tag(res.Tag).String())
+				return
 			}
 		}
 		pushed = &manifest{raw: fetched.Manifest, mediaType: fetched.MediaType, digest: fetched.Digest}
 	}
-	p := e.newProgress(tag)
+	p := e.newProgress(res.Tag)
 	ctx = context.WithValue(ctx, sentKey{}, &byteCounter{add: p.add})
 	children, err := e.pushTree(ctx, pushed, dstRef, p)
 	res.Bytes = p.sent.Load()
 	p.report()
 	if err != nil {
 		res.Err = err
-		return run
+		return
 	}
 	res.TargetDigest = want.String()
 	if pushed.mediaType.IsIndex() {
@@ -414,7 +438,6 @@ func (e *Engine) copyTag(ctx context.Context, tag string, filter bool) *tagRun {
 			run.subjects, run.unread = append(run.subjects, children...), nil
 		}
 	}
-	return run
 }
 
 // getManifest reads a manifest from the source within a job slot. go-containerregistry

@@ -55,8 +55,8 @@ func (c *counter) reset() map[string]int {
 	return out
 }
 
-// seed pushes a three-platform index and two single images to the source.
-func seed(t *testing.T, repo string) map[string]v1.Hash {
+// pushFixtures pushes a three-platform index and two single images to the source.
+func pushFixtures(t *testing.T, repo string) map[string]v1.Hash {
 	t.Helper()
 	auth := remote.WithAuth(&authn.Basic{Username: "alice", Password: password})
 	digests := map[string]v1.Hash{}
@@ -84,7 +84,7 @@ func TestCopyBetweenRealRegistries(t *testing.T) {
 	cert := ca.ServerTLS(t, "127.0.0.1")
 	src := testutil.StartRegistry(t, testutil.RegistryOptions{Users: map[string]string{"alice": password}})
 	dst := testutil.StartRegistry(t, testutil.RegistryOptions{TLS: &cert})
-	want := seed(t, src.Host+"/library/busybox")
+	want := pushFixtures(t, src.Host+"/library/busybox")
 
 	srcCount := &counter{counts: map[string]int{}}
 	dstCount := &counter{counts: map[string]int{}}
@@ -166,7 +166,7 @@ func TestErrorsNameTheSideTheReferenceAndTheStatus(t *testing.T) {
 	t.Parallel()
 	src := testutil.StartRegistry(t, testutil.RegistryOptions{Users: map[string]string{"alice": password}})
 	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
-	seed(t, src.Host+"/library/busybox")
+	pushFixtures(t, src.Host+"/library/busybox")
 	cases := []struct {
 		name    string
 		srcAuth authn.Authenticator
@@ -210,7 +210,7 @@ func TestPlatformsFilterAnIndexIntoANewOne(t *testing.T) {
 	t.Parallel()
 	src := testutil.StartRegistry(t, testutil.RegistryOptions{Users: map[string]string{"alice": password}})
 	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
-	want := seed(t, src.Host+"/library/busybox")
+	want := pushFixtures(t, src.Host+"/library/busybox")
 	srcCount := &counter{counts: map[string]int{}}
 	dstCount := &counter{counts: map[string]int{}}
 	platforms := []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}}

@@ -149,7 +149,7 @@ func TestCopyCompletesThroughFaults(t *testing.T) {
 	t.Parallel()
 	src := testutil.StartRegistry(t, testutil.RegistryOptions{Users: map[string]string{"alice": password}})
 	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
-	want := seed(t, src.Host+"/library/busybox")
+	want := pushFixtures(t, src.Host+"/library/busybox")
 	proxy := newFaultProxy(t, dst.URL)
 	proxyHost := proxy.Listener.Addr().String()
 

@@ -38,134 +38,164 @@ func referrerSubject(tag string) (v1.Hash, bool) {
 // Engine). Indexes that were up to date (so never read) are read only when the listing has
 // referrer tags that none of the known manifests explains, which may be their platforms'.
 func (e *Engine) syncReferrers(ctx context.Context, runs []*tagRun) {
-	var mu sync.Mutex // guards the runs' results
-	fail := func(r *tagRun, what string, err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if r.res.Err == nil {
-			r.res.Err = fmt.Errorf("referrer %s: %w", what, err)
-		}
-	}
+	w := &referrerWalk{e: e, owner: map[v1.Hash]*tagRun{}, tagsOf: map[v1.Hash][]string{}}
 	listing, err := e.list(ctx)
 	if err != nil {
-		for _, r := range runs {
-			if r.res.Err == nil {
-				fail(r, "tags", err)
-			}
-		}
+		w.failAll(runs, "tags", err)
 		return
 	}
-	tagsOf := map[v1.Hash][]string{}
 	for _, t := range listing {
 		if h, ok := referrerSubject(t); ok {
-			tagsOf[h] = append(tagsOf[h], t)
-		}
-	}
-
-	owner := map[v1.Hash]*tagRun{} // a manifest and the tag its referrers count for
-	type unread struct {
-		index v1.Hash
-		owner *tagRun
-	}
-	var wave []v1.Hash
-	var unreads []unread
-	adopt := func(r, o *tagRun) {
-		for _, s := range r.subjects {
-			if _, ok := owner[s]; !ok {
-				owner[s] = o
-				wave = append(wave, s)
-			}
-		}
-		if r.unread != nil {
-			unreads = append(unreads, unread{*r.unread, o})
+			w.tagsOf[h] = append(w.tagsOf[h], t)
 		}
 	}
 	for _, r := range runs {
 		if r.res.Err == nil {
-			adopt(r, r)
+			w.adopt(r, r)
 		}
 	}
-	api := false
-	if len(wave) > 0 {
-		if api, err = e.referrersAPI(ctx, wave[0]); err != nil {
-			for _, r := range runs {
-				if r.res.Err == nil {
-					fail(r, "API", err)
-				}
-			}
+	if len(w.wave) > 0 {
+		if w.api, err = e.referrersAPI(ctx, w.wave[0]); err != nil {
+			w.failAll(runs, "API", err)
 			return
 		}
 	}
-	explained := func() bool {
-		for h := range tagsOf {
-			if _, ok := owner[h]; !ok {
-				return false
-			}
-		}
-		return true
-	}
-
-	for len(wave) > 0 || (len(unreads) > 0 && !explained()) {
-		if len(wave) == 0 {
-			// Referrer tags no known manifest explains: read the indexes skipped so far.
-			for _, u := range unreads {
-				d, err := e.getManifest(ctx, e.src.repo.Digest(u.index.String()))
-				if err != nil {
-					fail(u.owner, u.index.String(), describe(err, "source", e.src.repo.Digest(u.index.String()).String()))
-					continue
-				}
-				m := &manifest{raw: d.Manifest, mediaType: d.MediaType, digest: d.Digest}
-				e.cache.setChildren(u.index, m.children())
-				adopt(&tagRun{subjects: m.children()}, u.owner)
-			}
-			unreads = nil
+	for len(w.wave) > 0 || (len(w.unreads) > 0 && !w.explained()) {
+		if len(w.wave) == 0 {
+			w.readUnread(ctx)
 			continue
 		}
-		current := wave
-		wave = nil
-		var found []*tagRun // what this wave copied or checked, with the run it counts for
-		var foundOwners []*tagRun
-		var wg sync.WaitGroup
-		for _, s := range current {
-			o := owner[s]
-			for _, tag := range tagsOf[s] {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					tr := e.copyTag(ctx, tag, false)
-					mu.Lock()
-					o.res.Referrers++
-					o.res.Bytes += tr.res.Bytes
-					found, foundOwners = append(found, tr), append(foundOwners, o)
-					mu.Unlock()
-					if tr.res.Err != nil {
-						fail(o, tag, tr.res.Err)
-					}
-				}()
-			}
-			if api {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					trs, err := e.copyAPIReferrers(ctx, s)
-					mu.Lock()
-					for _, tr := range trs {
-						o.res.Referrers++
-						o.res.Bytes += tr.res.Bytes
-						found, foundOwners = append(found, tr), append(foundOwners, o)
-					}
-					mu.Unlock()
-					if err != nil {
-						fail(o, s.String(), err)
-					}
-				}()
-			}
+		w.next(ctx)
+	}
+}
+
+// referrerWalk is one syncReferrers: it walks the referrer graph in waves, from the copied
+// manifests to their referrers, then to the referrers' referrers.
+type referrerWalk struct {
+	e *Engine
+	// tagsOf lists the referrer tags of the source's listing by subject digest.
+	tagsOf map[v1.Hash][]string
+	// api says whether the source serves the OCI referrers API.
+	api bool
+	// owner maps each manifest whose referrers are looked for to the tag they count for.
+	owner map[v1.Hash]*tagRun
+	// wave holds the manifests whose referrers the next wave looks for.
+	wave []v1.Hash
+	// unreads are indexes that were up to date, hence never read: their platforms'
+	// referrers are unknown until they are.
+	unreads []unreadIndex
+
+	mu sync.Mutex // guards the runs' results while a wave runs
+}
+
+type unreadIndex struct {
+	index v1.Hash
+	owner *tagRun
+}
+
+// ownedRun is a referrer copied or checked, and the tag it counts for.
+type ownedRun struct {
+	run, owner *tagRun
+}
+
+// adopt makes r's manifests count for o: their referrers are looked for in the next wave.
+func (w *referrerWalk) adopt(r, o *tagRun) {
+	for _, s := range r.subjects {
+		if _, ok := w.owner[s]; !ok {
+			w.owner[s] = o
+			w.wave = append(w.wave, s)
 		}
-		wg.Wait()
-		for i, tr := range found {
-			if tr.res.Err == nil {
-				adopt(tr, foundOwners[i])
-			}
+	}
+	if r.unread != nil {
+		w.unreads = append(w.unreads, unreadIndex{*r.unread, o})
+	}
+}
+
+// explained says whether every referrer tag's subject is a known manifest.
+func (w *referrerWalk) explained() bool {
+	for h := range w.tagsOf {
+		if _, ok := w.owner[h]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// fail records the first referrer error of r.
+func (w *referrerWalk) fail(r *tagRun, what string, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if r.res.Err == nil {
+		r.res.Err = fmt.Errorf("referrer %s: %w", what, err)
+	}
+}
+
+// failAll fails every run that had not failed yet.
+func (w *referrerWalk) failAll(runs []*tagRun, what string, err error) {
+	for _, r := range runs {
+		w.fail(r, what, err)
+	}
+}
+
+// readUnread reads the indexes skipped so far: there are referrer tags no known manifest
+// explains, which may be their platforms'.
+func (w *referrerWalk) readUnread(ctx context.Context) {
+	e := w.e
+	for _, u := range w.unreads {
+		ref := e.src.repo.Digest(u.index.String())
+		d, err := e.getManifest(ctx, ref)
+		if err != nil {
+			w.fail(u.owner, u.index.String(), describe(err, "source", ref.String()))
+			continue
+		}
+		m := &manifest{raw: d.Manifest, mediaType: d.MediaType, digest: d.Digest}
+		e.cache.setChildren(u.index, m.children())
+		w.adopt(&tagRun{subjects: m.children()}, u.owner)
+	}
+	w.unreads = nil
+}
+
+// next copies the referrers of the current wave's manifests, by tag and, where the source
+// serves it, through the referrers API; what they copied makes the next wave.
+func (w *referrerWalk) next(ctx context.Context) {
+	current := w.wave
+	w.wave = nil
+	var found []ownedRun
+	record := func(o *tagRun, trs ...*tagRun) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, tr := range trs {
+			o.res.Referrers++
+			o.res.Bytes += tr.res.Bytes
+			found = append(found, ownedRun{tr, o})
+		}
+	}
+	var wg sync.WaitGroup
+	for _, s := range current {
+		o := w.owner[s]
+		for _, tag := range w.tagsOf[s] {
+			wg.Go(func() {
+				tr := w.e.copyTag(ctx, tag, false)
+				record(o, tr)
+				if tr.res.Err != nil {
+					w.fail(o, tag, tr.res.Err)
+				}
+			})
+		}
+		if w.api {
+			wg.Go(func() {
+				trs, err := w.e.copyAPIReferrers(ctx, s)
+				record(o, trs...)
+				if err != nil {
+					w.fail(o, s.String(), err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for _, f := range found {
+		if f.run.res.Err == nil {
+			w.adopt(f.run, f.owner)
 		}
 	}
 }

@@ -57,7 +57,7 @@ func TestContractFirstStartToARepository(t *testing.T) {
 	}
 	f.SetWritable(true)
 
-	// The seed's first steps: the initial password, then a password of our own.
+	// A new Nexus's first steps: the initial password, then a password of our own.
 	admin := client(t, url, "admin", "initial-admin-password")
 	if err := admin.ChangePassword(ctx, "admin", "s3cret-generated"); err != nil {
 		t.Fatal(err)

@@ -53,7 +53,7 @@ const pullResolve = docker.HostCapabilityPull | docker.HostCapabilityResolve
 
 var scenarios = []scenario{
 	{
-		name: "the seed's nexus.local with a private CA and a host alias",
+		name: "nexus.local with a private CA and a host alias, as teams run it",
 		mirrors: func(ca string) []nodeconfig.Mirror {
 			return []nodeconfig.Mirror{mirror("nexus-local", "nexus.local", func(m *nodeconfig.Mirror) {
 				m.Spec.Endpoint = "https://nexus.local"

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/regwire/regwire/internal/nodefiles"
 	"github.com/regwire/regwire/internal/hostsfile"
+	"github.com/regwire/regwire/internal/nodefiles"
 )
 
 const etcHosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n"

@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	"github.com/regwire/regwire/internal/probe"
 	"github.com/regwire/regwire/internal/nodeconfig"
+	"github.com/regwire/regwire/internal/probe"
 )
 
 // registry answers like a registry's API root.

@@ -121,7 +121,7 @@ func StartRegistry(t testing.TB, o RegistryOptions) *Registry {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // readiness probe of our own test server
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // readiness probe of our own test server
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		resp, err := client.Get(r.URL + "/v2/")

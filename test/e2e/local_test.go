@@ -42,13 +42,13 @@ const (
 	helloLine  = "hello from the private registry"
 )
 
-// TestSeedFlowOnRealParts is the seed's page as one test: an ImageSync copies an image into
+// TestTheManualSetupOnRealParts is the manual setup as one test: an ImageSync copies an image into
 // "Nexus" (a distribution registry behind real nginx with the bootstrap's nginx.conf and
 // SAN certificate), the agent wires containerd (hosts.toml, CA, /etc/hosts), and
 // containerd pulls the image through CRI with the pull secret's credentials, as kubelet
 // would, and runs it with runc. Then the registry's CA is rotated without restarting
 // containerd, and deleting the RegistryMirror takes everything off the node again.
-func TestSeedFlowOnRealParts(t *testing.T) {
+func TestTheManualSetupOnRealParts(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the end-to-end test writes /etc/hosts and runs containerd: run it as root (CI does)")
 	}

@@ -163,7 +163,7 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	})
 	t.Logf("the manager runs as a Deployment pod (%s)", time.Since(begun).Round(time.Second))
 
-	// The seed's last step.
+	// The manual setup's last step: a pod pulling from nexus.local.
 	for _, o := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps", Labels: map[string]string{"regwire.dev/pull-from-nexus": "true"}}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "regwire-system", Name: "nexus-credentials"}, Type: corev1.SecretTypeBasicAuth,

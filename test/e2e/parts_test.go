@@ -192,7 +192,7 @@ func startControlPlane(t *testing.T, dir string, o controlplane.Options) (*contr
 	return cp, kubeconfig, newClient(t, cp)
 }
 
-// privateRegistry is "Nexus" as the seed has it: a registry with basic auth behind real
+// privateRegistry is "Nexus" as teams run it: a registry with basic auth behind real
 // nginx, with the nginx.conf and SAN certificate the bootstrap generates, reachable as
 // nexus.local on a private loopback port (not the machine's 443).
 type privateRegistry struct {

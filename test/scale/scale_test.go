@@ -31,9 +31,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers/agenttest"
 	"github.com/regwire/regwire/internal/controlplane"
 	"github.com/regwire/regwire/internal/testutil"
-	"github.com/regwire/regwire/controllers/agenttest"
 )
 
 const operatorNS = "regwire-system"
@@ -283,7 +283,7 @@ func allReady(ctx context.Context, k8s client.Client, want int) error {
 // scrape sums the manager's Prometheus counter name by the label key.
 func scrape(t *testing.T, url, name, key string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(url) //nolint:gosec,noctx // the manager's metrics on loopback
+	resp, err := http.Get(url) // the manager's metrics on loopback
 	must(t, err)
 	defer resp.Body.Close()
 	return testutil.Counter(resp.Body, name, func(label func(string) string) (string, bool) { return label(key), true })
