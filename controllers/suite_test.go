@@ -25,6 +25,7 @@ import (
 	"github.com/regwire/regwire/controllers"
 	"github.com/regwire/regwire/controllers/registrymirror"
 	"github.com/regwire/regwire/internal/controlplane"
+	"github.com/regwire/regwire/internal/testutil"
 )
 
 // operatorNamespace is where the controllers publish mirrors for the agents.
@@ -99,16 +100,8 @@ func zapLevel() zapcore.Level {
 func eventually(t *testing.T, cond func() error) {
 	const timeout = 20 * time.Second
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testutil.Poll(timeout, 50*time.Millisecond, cond); err != nil {
+		t.Fatalf("after %s: %v", timeout, err)
 	}
 }
 

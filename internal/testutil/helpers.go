@@ -54,16 +54,21 @@ func RepoRoot(t testing.TB) string {
 // f's last error when timeout passes first.
 func Eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
+	if err := Poll(timeout, 200*time.Millisecond, f); err != nil {
+		t.Fatalf("%s: not within %s: %v", what, timeout, err)
+	}
+}
+
+// Poll calls f every interval until it succeeds, or until timeout has passed; then it
+// returns f's last error. It is the one retry loop of regwire's tests.
+func Poll(timeout, interval time.Duration, f func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := f()
-		if err == nil {
-			return
+		if err == nil || time.Now().After(deadline) {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }
 

@@ -599,16 +599,7 @@ func (n *node) holds(hosts map[string]bool, aliases []string) error {
 var aliasRE = regexp.MustCompile(`m[0-9]+-g[0-9]+\.example`)
 
 // eventually retries f until it succeeds or settleAfter passes.
-func eventually(f func() error) error {
-	deadline := time.Now().Add(settleAfter)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
+func eventually(f func() error) error { return testutil.Poll(settleAfter, 250*time.Millisecond, f) }
 
 func firstLines(s string, n int) string {
 	lines := strings.SplitN(s, "\n", n+1)

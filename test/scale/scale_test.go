@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,7 +29,9 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/util/retry"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers/agenttest"
@@ -56,6 +59,8 @@ func TestScale(t *testing.T) {
 	changes := envInt("REGWIRE_SCALE_CHANGES", 20)
 	ctx := context.Background()
 	work := t.TempDir()
+	// The in-process agents log through controller-runtime: errors only, to stderr.
+	ctrl.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel)))
 
 	cp, err := controlplane.Start(controlplane.Options{})
 	if err != nil {
