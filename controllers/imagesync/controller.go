@@ -152,7 +152,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	// A problem the user must fix comes back as a *conditions.Error: it lands in Ready and
 	// Synced (with an Event when the reason is new), and stops a copy under way.
 	sc := &syncScope{is: is}
-	res, err := r.reconcilePlan(ctx, sc)
+	var res ctrl.Result
+	err := r.reconcilePlan(ctx, sc)
 	if err == nil {
 		res, err = r.reconcileSync(ctx, sc)
 	}
@@ -167,27 +168,27 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 // reconcilePlan resolves the target (a RegistryMirror from the cache, or the explicit
 // image) and checks what CEL cannot (the tag pattern, the semver range): the copy's plan
 // and status.targetImage. Its CA and credentials are read only when a copy is due.
-func (r *Reconciler) reconcilePlan(ctx context.Context, sc *syncScope) (ctrl.Result, error) {
+func (r *Reconciler) reconcilePlan(ctx context.Context, sc *syncScope) error {
 	is := sc.is
 	if ref := is.Spec.Target.RegistryMirrorRef; ref != nil {
 		rm := &v1alpha1.RegistryMirror{}
 		if err := r.Client.Get(ctx, client.ObjectKey{Name: ref.Name}, rm); err != nil {
 			if !apierrors.IsNotFound(err) {
-				return ctrl.Result{}, fmt.Errorf("reading RegistryMirror %s: %w", ref.Name, err)
+				return fmt.Errorf("reading RegistryMirror %s: %w", ref.Name, err)
 			}
 			is.Status.TargetImage = ""
-			return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonTargetNotFound,
+			return conditions.Errorf(v1alpha1.ReasonTargetNotFound,
 				"spec.target.registryMirrorRef: RegistryMirror %q not found; create it or fix the name", ref.Name)
 		}
 		sc.mirror = rm
 	}
 	plan, err := engine.PlanFor(&is.Spec, sc.mirror)
 	if err != nil {
-		return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonInvalidSpec, "%v", err)
+		return conditions.Errorf(v1alpha1.ReasonInvalidSpec, "%v", err)
 	}
 	sc.plan = plan
 	is.Status.TargetImage = plan.TargetImage
-	return ctrl.Result{}, nil
+	return nil
 }
 
 // fail sets Ready and Synced to False with reason, with an Event on the transition.

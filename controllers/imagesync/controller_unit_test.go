@@ -109,7 +109,7 @@ func TestTheTargetIsTheMirrorsEndpointWithItsPath(t *testing.T) {
 				t.Fatal(err)
 			}
 			sc := &syncScope{is: is}
-			if _, err := r.reconcilePlan(context.Background(), sc); err != nil {
+			if err := r.reconcilePlan(context.Background(), sc); err != nil {
 				t.Fatal(err)
 			}
 			if dst := sc.plan.Target; dst.Repository != tc.wantRepo || dst.PathPrefix != tc.wantPrefix {

@@ -46,7 +46,7 @@ func TestRunnerBoundsConcurrentCopiesAndCancelsWaitingOnes(t *testing.T) {
 		t.Fatalf("%d copies running, want the limit of 2", got)
 	}
 	// Stopping the waiting one frees nothing and never runs it.
-	r.stop(key("ns", "c"))
+	r.stop(key("c"))
 	close(release)
 	deadline := time.Now().Add(5 * time.Second)
 	for running.Load() != 0 && time.Now().Before(deadline) {
@@ -78,10 +78,10 @@ func TestRunnerAnnouncesProgressOnlyWhenItMoves(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("moved progress was never announced")
 	}
-	if got := r.progress(key("ns", "p"), 3); got["1.0"] != (v1alpha1.CopyProgress{CompletedBytes: 10, TotalBytes: 100}) {
+	if got := r.progress(key("p"), 3); got["1.0"] != (v1alpha1.CopyProgress{CompletedBytes: 10, TotalBytes: 100}) {
 		t.Errorf("progress %v", got)
 	}
-	if got := r.progress(key("ns", "p"), 2); got != nil {
+	if got := r.progress(key("p"), 2); got != nil {
 		t.Errorf("progress of another generation: %v", got)
 	}
 	// Progress that does not move is not announced again.
@@ -135,12 +135,12 @@ func TestRunnerRunsUnderTheManagerAndStopsWithIt(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Start did not return after the manager stopped")
 	}
-	if r.running(key("ns", "early"), 1) || r.running(key("ns", "late"), 1) {
+	if r.running(key("early"), 1) || r.running(key("late"), 1) {
 		t.Error("a copy still runs after Start returned")
 	}
 	// Nothing starts after the manager stopped.
 	r.start(&v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "after", Generation: 1}}, fn)
-	if r.running(key("ns", "after"), 1) {
+	if r.running(key("after"), 1) {
 		t.Error("a copy was started after the manager stopped")
 	}
 }
@@ -154,11 +154,14 @@ func startedRunner(t *testing.T, concurrent int, progressEvery time.Duration) *s
 	go func() { done <- r.Start(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	})
 	return r
 }
 
-func key(namespace, name string) types.NamespacedName {
-	return types.NamespacedName{Namespace: namespace, Name: name}
+// key names an ImageSync of the tests' namespace.
+func key(name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: "ns", Name: name}
 }
