@@ -204,6 +204,7 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(certsDir, host, "ca.crt")); err != nil {
 		t.Fatalf("the agent pod did not write the CA: %v", err)
 	}
+	requireReadOnlyPods(ctx, t, k8s)
 
 	is := &v1alpha1.ImageSync{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "hello"},
@@ -498,4 +499,50 @@ func (d podLogDump) String() string {
 		fmt.Fprintf(&b, "--- %s\n%s\n", rel, data)
 	}
 	return b.String()
+}
+
+// requireReadOnlyPods checks that the manager and agent pods, both running, have read-only
+// root file systems and no writable volume of their own: no emptyDir, only the agent's two
+// host paths and the API access token kubelet projects.
+func requireReadOnlyPods(ctx context.Context, t *testing.T, k8s client.Client) {
+	t.Helper()
+	pods := &corev1.PodList{}
+	if err := k8s.List(ctx, pods, client.InNamespace("regwire-system")); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, p := range pods.Items {
+		component := p.Labels["app.kubernetes.io/component"]
+		if p.Status.Phase != corev1.PodRunning {
+			t.Errorf("pod %s (%s) is %s", p.Name, component, p.Status.Phase)
+		}
+		seen[component] = true
+		for _, c := range p.Spec.Containers {
+			if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+				t.Errorf("pod %s container %s: the root file system is not read-only", p.Name, c.Name)
+			}
+		}
+		for _, v := range p.Spec.Volumes {
+			switch {
+			case v.Projected != nil && strings.HasPrefix(v.Name, "kube-api-access-"):
+			case v.HostPath != nil && component == "agent" && (v.HostPath.Path == certsDirOf(p) || v.HostPath.Path == "/etc/hosts"):
+			default:
+				t.Errorf("pod %s (%s) has volume %s: %+v; the operator build writes no file of its own", p.Name, component, v.Name, v.VolumeSource)
+			}
+		}
+	}
+	if !seen["manager"] || !seen["agent"] {
+		t.Fatalf("want a running manager and agent pod, found %v", seen)
+	}
+	t.Logf("manager and agent pods run on read-only roots, with no emptyDir")
+}
+
+// certsDirOf is the containerd certs.d root an agent pod mounts.
+func certsDirOf(p corev1.Pod) string {
+	for _, v := range p.Spec.Volumes {
+		if v.Name == "containerd-certs" && v.HostPath != nil {
+			return v.HostPath.Path
+		}
+	}
+	return ""
 }
