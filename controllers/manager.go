@@ -32,6 +32,9 @@ type Options struct {
 	// SyncProgressInterval is how often an ImageSync's status shows the progress of a copy
 	// under way (default 10s).
 	SyncProgressInterval time.Duration
+	// StallTimeout fails a copy's request to a registry that makes no progress for this
+	// long (default imagesync.DefaultStallTimeout).
+	StallTimeout time.Duration
 	// Manager holds the process's own settings: metrics and probe addresses, leader
 	// election, logger, the cache's sync period. The scheme, the rest of the cache and the
 	// client are the operator's.
@@ -66,6 +69,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Recorder:         mgr.GetEventRecorder("regwire-imagesync"),
 		Jobs:             4,
 		ProgressInterval: o.SyncProgressInterval,
+		StallTimeout:     o.StallTimeout,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}

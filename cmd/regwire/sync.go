@@ -29,6 +29,7 @@ type syncFlags struct {
 	platforms          []string
 	referrers          bool
 	jobs               int
+	stallTimeout       time.Duration
 	srcCA, dstCA       string
 	insecure, dryRun   bool
 	progress           string
@@ -81,6 +82,7 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 	fl.StringArrayVar(&f.platforms, "platform", nil, "keep only this platform of multi-platform images (os/arch[/variant]); repeatable")
 	fl.BoolVar(&f.referrers, "referrers", false, "also copy signatures, SBOMs and attestations")
 	fl.IntVar(&f.jobs, "jobs", 4, "registry operations at once: tag checks, manifest copies and blob transfers share it")
+	fl.DurationVar(&f.stallTimeout, "stall-timeout", imagesync.DefaultStallTimeout, "fail a request to a registry that makes no progress for this long (no connection, no answer, no byte sent or received); a slow registry that keeps moving bytes is never cut off")
 	fl.StringVar(&f.srcCA, "src-ca", "", "PEM file of CA certificates for the source registry")
 	fl.StringVar(&f.dstCA, "dst-ca", "", "PEM file of CA certificates for the target registry")
 	fl.BoolVar(&f.insecure, "insecure", false, "allow plain HTTP and skip TLS verification on both registries")
@@ -125,7 +127,7 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	if bars {
 		prog = newProgress(out)
 	}
-	opts := imagesync.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms, Referrers: f.referrers}
+	opts := imagesync.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms, Referrers: f.referrers, StallTimeout: f.stallTimeout}
 	if prog != nil {
 		opts.Progress = prog.update
 	}

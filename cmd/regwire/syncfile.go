@@ -134,7 +134,7 @@ func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFla
 	for i, s := range syncs {
 		wg.Go(func() {
 			opts := s.opts
-			opts.Jobs, opts.Slots, opts.Cache, opts.DryRun = f.jobs, slots, cache, f.dryRun
+			opts.Jobs, opts.Slots, opts.Cache, opts.DryRun, opts.StallTimeout = f.jobs, slots, cache, f.dryRun, f.stallTimeout
 			if prog != nil {
 				opts.Progress = func(tag string, c, t int64) { prog.update(s.src.Repository+":"+tag, c, t) }
 			}

@@ -59,6 +59,9 @@ type Reconciler struct {
 	// ProgressInterval is how often status shows the progress of a copy under way
 	// (default 10s).
 	ProgressInterval time.Duration
+	// StallTimeout fails a request to a registry that makes no progress for this long
+	// (default engine.DefaultStallTimeout).
+	StallTimeout time.Duration
 	// Now returns the current time; tests set it.
 	Now func() time.Time
 
@@ -290,7 +293,7 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 		return ctrl.Result{}, err
 	}
 	plan := sc.plan
-	plan.Options.Jobs, plan.Options.Cache = r.Jobs, r.cache
+	plan.Options.Jobs, plan.Options.Cache, plan.Options.StallTimeout = r.Jobs, r.cache, r.StallTimeout
 	r.runner.start(is, func(ctx context.Context, progress progressFunc) ([]engine.Result, error) {
 		opts := plan.Options
 		opts.Progress = progress

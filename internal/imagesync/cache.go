@@ -3,7 +3,9 @@ package imagesync
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -15,9 +17,13 @@ import (
 // index's platforms are found without reading it again. One Cache serves any number of
 // Engines and runs; it is safe for concurrent use.
 //
-// What it remembers about blobs is a hint: a mount of a blob that has since gone away is
-// answered by the registry with an ordinary upload. What it remembers about indexes is
-// content-addressed, so always true.
+// What it remembers about blobs is a hint, never the truth: a mount of a blob that has
+// since gone away is answered by the registry with an ordinary upload; a repository known
+// to hold a blob is believed for blobHintTTL only; and a push the registry refuses for a
+// missing blob makes the Engine forget what it believed about that repository and try
+// again with real checks. A blob another copy is moving is waited for only while that
+// copy makes progress. What it remembers about indexes is content-addressed, so always
+// true.
 type Cache struct {
 	mu      sync.Mutex
 	blobs   map[blobKey]*blobEntry
@@ -36,10 +42,25 @@ type blobKey struct {
 
 type blobEntry struct {
 	// repos hold the blob, the most recent last.
-	repos []string
+	repos []repoHint
 	// busy is closed when the transfer under way ends.
 	busy chan struct{}
+	// moved is when the transfer under way last made progress.
+	moved time.Time
 }
+
+type repoHint struct {
+	repo string
+	at   time.Time
+}
+
+// blobHintTTL is how long a repository is believed to hold a blob without checking.
+const blobHintTTL = time.Hour
+
+// blobPatience is how long a copy waits for another's transfer of a blob that makes no
+// progress before it moves the blob itself: a stalled transfer must not stall every copy
+// that shares the layer.
+const blobPatience = 10 * time.Second
 
 // maxReposPerBlob bounds what an entry remembers: one repository is enough to mount from.
 const maxReposPerBlob = 8
@@ -81,7 +102,7 @@ func (b *Cache) setChildren(index v1.Hash, children []v1.Hash) {
 // claim decides what the caller does about blob d in repo of registry: nothing (the repo
 // has it), wait for busy and ask again, or transfer it (mounting from `from` when set) and
 // then call release.
-func (b *Cache) claim(registry, repo string, d v1.Hash) (has bool, busy <-chan struct{}, from string) {
+func (b *Cache) claim(registry, repo string, d v1.Hash, now time.Time) (has bool, busy <-chan struct{}, from string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	k := blobKey{registry, d}
@@ -91,23 +112,43 @@ func (b *Cache) claim(registry, repo string, d v1.Hash) (has bool, busy <-chan s
 		e = &blobEntry{}
 		b.blobs[k] = e
 	}
-	for _, r := range e.repos {
-		if r == repo {
+	e.repos = slices.DeleteFunc(e.repos, func(h repoHint) bool { return now.Sub(h.at) >= blobHintTTL })
+	for _, h := range e.repos {
+		if h.repo == repo {
 			return true, nil, ""
 		}
 	}
 	if e.busy != nil {
 		return false, e.busy, ""
 	}
-	e.busy = make(chan struct{})
+	e.busy, e.moved = make(chan struct{}), now
 	if n := len(e.repos); n > 0 {
-		from = e.repos[n-1]
+		from = e.repos[n-1].repo
 	}
 	return false, nil, from
 }
 
+// moved records progress of the transfer of d under way.
+func (b *Cache) moved(registry string, d v1.Hash, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e := b.blobs[blobKey{registry, d}]; e != nil && e.busy != nil {
+		e.moved = now
+	}
+}
+
+// stalled says whether the transfer of d under way has made no progress for blobPatience.
+func (b *Cache) stalled(registry string, d v1.Hash, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	e := b.blobs[blobKey{registry, d}]
+	return e != nil && e.busy != nil && now.Sub(e.moved) >= blobPatience
+}
+
 // release ends the caller's transfer of d into repo; ok records that repo now holds it.
-func (b *Cache) release(registry, repo string, d v1.Hash, ok bool) {
+// owner says whether the caller held the transfer (claim gave it), rather than took it
+// over from a stalled one.
+func (b *Cache) release(registry, repo string, d v1.Hash, ok, owner bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e := b.blobs[blobKey{registry, d}]
@@ -115,14 +156,26 @@ func (b *Cache) release(registry, repo string, d v1.Hash, ok bool) {
 		return
 	}
 	if ok {
-		e.repos = append(e.repos, repo)
+		e.repos = append(e.repos, repoHint{repo, time.Now()})
 		if len(e.repos) > maxReposPerBlob {
 			e.repos = e.repos[1:]
 		}
 	}
-	if e.busy != nil {
+	if owner && e.busy != nil {
 		close(e.busy)
 		e.busy = nil
+	}
+}
+
+// forgetRepo drops every hint that repo of registry holds a blob: the registry said it
+// lacks one.
+func (b *Cache) forgetRepo(registry, repo string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for k, e := range b.blobs {
+		if k.registry == registry {
+			e.repos = slices.DeleteFunc(e.repos, func(h repoHint) bool { return h.repo == repo })
+		}
 	}
 }
 
@@ -139,18 +192,26 @@ func (b *Cache) evict() {
 }
 
 // acquire waits until the caller may transfer d into repo. It returns has=true when repo
-// holds d already (nothing to do), else the repository to mount from ("" for none); the
-// caller must then call release.
-func (b *Cache) acquire(ctx context.Context, registry, repo string, d v1.Hash) (has bool, from string, err error) {
+// holds d already (nothing to do), else the repository to mount from ("" for none) and
+// whether the caller owns the transfer; the caller must then call release. A transfer
+// under way that makes no progress for blobPatience is not waited for any longer: the
+// caller moves the blob itself (owner false).
+func (b *Cache) acquire(ctx context.Context, registry, repo string, d v1.Hash) (has bool, from string, owner bool, err error) {
+	tick := time.NewTicker(blobPatience / 4)
+	defer tick.Stop()
 	for {
-		has, busy, from := b.claim(registry, repo, d)
+		has, busy, from := b.claim(registry, repo, d, time.Now())
 		if busy == nil {
-			return has, from, nil
+			return has, from, !has, nil
 		}
 		select {
 		case <-busy:
+		case <-tick.C:
+			if b.stalled(registry, d, time.Now()) {
+				return false, "", false, nil
+			}
 		case <-ctx.Done():
-			return false, "", ctx.Err()
+			return false, "", false, ctx.Err()
 		}
 	}
 }

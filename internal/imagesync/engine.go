@@ -74,6 +74,9 @@ type Options struct {
 	// Jobs: Engines that share it share one budget (regwire sync -f runs every repository
 	// of a file at once under one --jobs).
 	Slots *Slots
+	// StallTimeout is how long a request may make no progress while regwire waits on a
+	// registry before it fails with a *StallError; zero means DefaultStallTimeout.
+	StallTimeout time.Duration
 	// Cache remembers, across Engines and runs, which target repositories hold which blobs
 	// and which manifests an index lists; nil gives the Engine its own. Share one per
 	// process.
@@ -148,11 +151,11 @@ func New(src, dst Endpoint, o Options) (*Engine, error) {
 	if o.Cache == nil {
 		o.Cache = NewCache(0)
 	}
-	s, err := newSide(src, "source", o.Backoff, o.Cache)
+	s, err := newSide(src, "source", o)
 	if err != nil {
 		return nil, err
 	}
-	d, err := newSide(dst, "target", o.Backoff, o.Cache)
+	d, err := newSide(dst, "target", o)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +197,8 @@ type Slots struct{ ch chan struct{} }
 // NewSlots returns a limit of n operations at once (at least 1).
 func NewSlots(n int) *Slots { return &Slots{ch: make(chan struct{}, max(n, 1))} }
 
-func newSide(e Endpoint, which string, backoff remote.Backoff, cache *Cache) (*side, error) {
+func newSide(e Endpoint, which string, o Options) (*side, error) {
+	cache := o.Cache
 	var nameOpts []name.Option
 	if e.Insecure {
 		nameOpts = append(nameOpts, name.Insecure)
@@ -217,8 +221,8 @@ func newSide(e Endpoint, which string, backoff remote.Backoff, cache *Cache) (*s
 		base = prefixTransport{host: repo.RegistryStr(), prefix: p, next: base}
 	}
 	requests, api := &Requests{}, &atomic.Int32{}
-	base = retryAfterTransport{next: countingTransport{next: base, requests: requests, referrersAPI: api}}
-	return &side{repo: repo, endpoint: e, base: base, backoff: backoff, shareable: e.Wrap == nil, requests: requests, referrersAPI: api}, nil
+	base = retryAfterTransport{next: countingTransport{next: boundsTransport{next: base, stall: o.StallTimeout}, requests: requests, referrersAPI: api}}
+	return &side{repo: repo, endpoint: e, base: base, backoff: o.Backoff, shareable: e.Wrap == nil, requests: requests, referrersAPI: api}, nil
 }
 
 // Requests returns the counts of HTTP requests the Engine has sent to the source and to
@@ -258,7 +262,7 @@ func (e *Engine) list(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	defer release()
-	all, err := e.src.puller.List(ctx, e.src.repo)
+	all, err := e.src.puller.List(withListing(ctx), e.src.repo)
 	if err != nil {
 		return nil, describe(fmt.Errorf("listing tags: %w", err), "source", e.src.repo.String())
 	}
@@ -286,21 +290,21 @@ func (e *Engine) Sync(ctx context.Context, tags []string) []Result {
 		}
 		return out
 	}
+	// Jobs workers take the tags in order: per-tag work starts when a worker is free, so
+	// a hundred thousand tags cost a hundred thousand results, not as many goroutines.
 	runs := make([]*tagRun, len(tags))
-	inFlight := make(chan struct{}, e.o.Jobs)
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	for i, tag := range tags {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case inFlight <- struct{}{}:
-				defer func() { <-inFlight }()
-				runs[i] = e.copyTag(ctx, tag, true)
-			case <-ctx.Done():
-				runs[i] = &tagRun{res: Result{Tag: tag, Err: ctx.Err()}}
+	for range min(e.o.Jobs, len(tags)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(tags); i = int(next.Add(1) - 1) {
+				if err := ctx.Err(); err != nil {
+					runs[i] = &tagRun{res: Result{Tag: tags[i], Err: err}}
+					continue
+				}
+				runs[i] = e.copyTag(ctx, tags[i], true)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if e.o.Referrers && !e.o.DryRun {
@@ -425,6 +429,12 @@ func (e *Engine) push(ctx context.Context, run *tagRun, src resolvedTag, dstRef 
 	p := e.newProgress(res.Tag)
 	ctx = context.WithValue(ctx, sentKey{}, &byteCounter{add: p.add})
 	children, err := e.pushTree(ctx, pushed, dstRef, p)
+	if isBlobUnknown(err) {
+		// The Cache believed the target held a blob it no longer has (garbage collection,
+		// retention): forget what it believed of this repository and check for real.
+		e.cache.forgetRepo(e.dst.repo.RegistryStr(), e.dst.repo.RepositoryStr())
+		children, err = e.pushTree(ctx, pushed, dstRef, p)
+	}
 	res.Bytes = p.sent.Load()
 	p.report()
 	if err != nil {

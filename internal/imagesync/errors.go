@@ -14,6 +14,20 @@ func isNotFound(err error) bool {
 	return errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound
 }
 
+// isBlobUnknown reports a registry refusing a manifest (or a mount) for a blob it lacks.
+func isBlobUnknown(err error) bool {
+	var terr *transport.Error
+	if !errors.As(err, &terr) {
+		return false
+	}
+	for _, d := range terr.Errors {
+		if d.Code == transport.ManifestBlobUnknownErrorCode || d.Code == transport.BlobUnknownErrorCode {
+			return true
+		}
+	}
+	return false
+}
+
 // SideError is a failure on one side of a copy.
 type SideError struct {
 	// Side is "source" or "target".
@@ -34,8 +48,14 @@ func (e *SideError) Error() string {
 
 func (e *SideError) Unwrap() error { return e.Err }
 
-// describe names the registry side, the reference and the HTTP status of an error.
+// describe names the registry side, the reference and the HTTP status of an error. An
+// error that already names its side is returned as it is: a source read that failed inside
+// a target upload is the source's failure, with the source's reference.
 func describe(err error, which, ref string) error {
+	var inner *SideError
+	if errors.As(err, &inner) {
+		return inner
+	}
 	se := &SideError{Side: which, Ref: ref, Err: err}
 	var terr *transport.Error
 	if errors.As(err, &terr) {

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -146,7 +148,7 @@ func blobsOf(m *manifest) ([]v1.Descriptor, error) {
 // once is transferred once: the others wait for it.
 func (e *Engine) copyBlob(ctx context.Context, d v1.Descriptor, p *tagProgress) error {
 	registry, repo := e.dst.repo.RegistryStr(), e.dst.repo.RepositoryStr()
-	has, from, err := e.cache.acquire(ctx, registry, repo, d.Digest)
+	has, from, owner, err := e.cache.acquire(ctx, registry, repo, d.Digest)
 	if err != nil {
 		return err
 	}
@@ -156,7 +158,7 @@ func (e *Engine) copyBlob(ctx context.Context, d v1.Descriptor, p *tagProgress) 
 		return nil
 	}
 	ok := false
-	defer func() { e.cache.release(registry, repo, d.Digest, ok) }()
+	defer func() { e.cache.release(registry, repo, d.Digest, ok, owner) }()
 	if from == "" && e.src.repo.RegistryStr() == registry && e.src.repo.RepositoryStr() != repo {
 		from = e.src.repo.RepositoryStr() // same registry: mount from the source repository
 	}
@@ -173,7 +175,11 @@ func (e *Engine) copyBlob(ctx context.Context, d v1.Descriptor, p *tagProgress) 
 		return err
 	}
 	var sent atomic.Int64
-	uctx := context.WithValue(ctx, sentKey{}, &byteCounter{add: func(n int64) { sent.Add(n); p.add(n) }})
+	uctx := context.WithValue(ctx, sentKey{}, &byteCounter{add: func(n int64) {
+		sent.Add(n)
+		p.add(n)
+		e.cache.moved(registry, d.Digest, time.Now())
+	}})
 	err = e.pusher.Upload(uctx, e.dst.repo, l)
 	release()
 	if err != nil {
@@ -208,5 +214,20 @@ func (b *sourceBlob) Compressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, describe(err, "source", ref.String())
 	}
-	return rc, nil
+	return &sourceReader{ReadCloser: rc, ref: ref.String()}, nil
+}
+
+// sourceReader names the source in a read error: the upload it feeds would otherwise
+// report the source's failure as the target's.
+type sourceReader struct {
+	io.ReadCloser
+	ref string
+}
+
+func (r *sourceReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		err = describe(err, "source", r.ref)
+	}
+	return n, err
 }

@@ -1,0 +1,359 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/regwire/regwire/internal/testutil"
+)
+
+// hostile is a registry that misbehaves: it answers what intercept takes itself and hands
+// everything else to a real distribution registry. Handlers that hang end with the test.
+type hostile struct {
+	*httptest.Server
+	requests atomic.Int64
+	done     chan struct{}
+}
+
+func startHostile(t *testing.T, upstream *testutil.Registry, intercept func(h *hostile, w http.ResponseWriter, r *http.Request) bool) *hostile {
+	t.Helper()
+	u, err := url.Parse(upstream.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	h := &hostile{done: make(chan struct{})}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.requests.Add(1)
+		if !intercept(h, w, r) {
+			proxy.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(h.Close)
+	t.Cleanup(func() { close(h.done) }) // runs first: hanging handlers return
+	return h
+}
+
+// hang holds a request until the test ends.
+func (h *hostile) hang() { <-h.done }
+
+func (h *hostile) host() string { return strings.TrimPrefix(h.URL, "http://") }
+
+// regwireRun is one run of the regwire binary.
+type regwireRun struct {
+	out    string
+	err    error
+	took   time.Duration
+	maxRSS int64 // bytes
+}
+
+// runRegwire runs the binary with args, killed after limit, and measures it. Its peak RSS
+// is read from /proc while it runs (VmHWM: the rusage of a child counts the parent's pages
+// from before the exec).
+func runRegwire(t *testing.T, limit time.Duration, args ...string) regwireRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, buildBinary(t), args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
+		for {
+			if hwm := vmHWM(status); hwm > peak.Load() {
+				peak.Store(hwm)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(stop)
+	<-sampled
+	r := regwireRun{out: out.String(), err: err, took: time.Since(start), maxRSS: peak.Load()}
+	if ctx.Err() != nil {
+		t.Fatalf("regwire %s did not end within %s:\n%s", strings.Join(args, " "), limit, r.out)
+	}
+	return r
+}
+
+// vmHWM reads a process's peak resident set size from its /proc status, 0 when gone.
+func vmHWM(status string) int64 {
+	b, err := os.ReadFile(status)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kib int64
+			_, _ = fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kib)
+			return kib << 10
+		}
+	}
+	return 0
+}
+
+// TestHostileRegistriesCannotHangOrBloatACopy runs `regwire sync` against registries that
+// stall, loop or send too much. Each run ends by itself within its bound, under the
+// manager's memory limit, naming the side at fault, and never reports a broken image as
+// copied.
+func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
+	t.Parallel()
+	const stall = time.Second
+	const memoryLimit = 256 << 20 // the manager's
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	big, err := random.Image(16<<20, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := name.ParseReference(src.Host + "/library/app:1")
+	if err := remote.Write(ref, big); err != nil {
+		t.Fatal(err)
+	}
+	layers, err := big.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := testutil.PushIndex(t, src.Host+"/library/multi:1", []string{"linux/amd64", "linux/arm64"}, 1024, 1)
+
+	// isBlobGet: a GET of the image's 16 MiB layer.
+	isBlobGet := func(r *http.Request) bool {
+		return r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+layer.String())
+	}
+	cases := []struct {
+		name string
+		// side is "source" or "target": which registry misbehaves.
+		side      string
+		intercept func(h *hostile, w http.ResponseWriter, r *http.Request) bool
+		args      []string
+		want      []string
+	}{
+		{name: "a source that sends headers and 64 KiB of a blob, then nothing, fails as a stalled source body",
+			side: "source", want: []string{"source", "no progress", "(body)"},
+			intercept: func(h *hostile, w http.ResponseWriter, r *http.Request) bool {
+				if !isBlobGet(r) {
+					return false
+				}
+				w.Header().Set("Content-Length", fmt.Sprint(16<<20))
+				w.WriteHeader(http.StatusOK)
+				_, _ = w.Write(make([]byte, 64<<10))
+				w.(http.Flusher).Flush()
+				h.hang()
+				return true
+			}},
+		{name: "a source that never answers manifest requests fails as stalled headers",
+			side: "source", want: []string{"source", "no progress", "(headers)"},
+			intercept: func(h *hostile, _ http.ResponseWriter, r *http.Request) bool {
+				if !strings.Contains(r.URL.Path, "/manifests/") {
+					return false
+				}
+				h.hang()
+				return true
+			}},
+		// Loopback socket buffers take megabytes: the stall shows while the request is sent
+		// (send) or, once the kernel has taken all of it, while its answer is awaited (headers).
+		{name: "a target that stops reading an upload mid-PATCH fails as a stalled target",
+			side: "target", want: []string{"target", `Patch "`, "no progress"},
+			intercept: func(h *hostile, _ http.ResponseWriter, r *http.Request) bool {
+				if r.Method != http.MethodPatch {
+					return false
+				}
+				_, _ = io.CopyN(io.Discard, r.Body, 64<<10)
+				h.hang()
+				return true
+			}},
+		{name: "a source that redirects a blob to itself stops at the redirect bound",
+			side: "source", want: []string{"source", "maxRedirects"},
+			intercept: func(_ *hostile, w http.ResponseWriter, r *http.Request) bool {
+				if !isBlobGet(r) {
+					return false
+				}
+				http.Redirect(w, r, r.URL.String(), http.StatusTemporaryRedirect)
+				return true
+			}},
+		{name: "a tag listing whose next page is itself is a loop",
+			side: "source", args: []string{"--all-tags", "--dry-run"}, want: []string{"loops"},
+			intercept: func(_ *hostile, w http.ResponseWriter, r *http.Request) bool {
+				if !strings.HasSuffix(r.URL.Path, "/tags/list") {
+					return false
+				}
+				w.Header().Set("Link", fmt.Sprintf(`<%s?n=1000&last=t999>; rel="next"`, r.URL.Path))
+				tags := make([]string, 1000)
+				for i := range tags {
+					tags[i] = fmt.Sprintf(`"t%d"`, i)
+				}
+				fmt.Fprintf(w, `{"name":"library/app","tags":[%s]}`, strings.Join(tags, ","))
+				return true
+			}},
+		{name: "an endless tag listing stops at the listing bound",
+			side: "source", args: []string{"--all-tags", "--dry-run"}, want: []string{"maxTagListBytes"},
+			intercept: func(h *hostile, w http.ResponseWriter, r *http.Request) bool {
+				if !strings.HasSuffix(r.URL.Path, "/tags/list") {
+					return false
+				}
+				_, _ = io.WriteString(w, `{"name":"library/app","tags":["t"`)
+				chunk := []byte(strings.Repeat(`,"a-tag-name-of-some-length"`, 1000))
+				for i := 0; ; i++ {
+					select {
+					case <-h.done:
+						return true
+					default:
+					}
+					if _, err := w.Write(chunk); err != nil {
+						return true
+					}
+				}
+			}},
+		{name: "a 200 MB manifest stops at the OCI spec's 4 MiB",
+			side: "source", want: []string{"source", "maxManifestBytes"},
+			intercept: func(h *hostile, w http.ResponseWriter, r *http.Request) bool {
+				if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/manifests/") {
+					return false
+				}
+				w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+				w.Header().Set("Content-Length", fmt.Sprint(200<<20))
+				w.WriteHeader(http.StatusOK)
+				chunk := make([]byte, 1<<20)
+				for range 200 {
+					if _, err := w.Write(chunk); err != nil {
+						return true
+					}
+				}
+				return true
+			}},
+		{name: "a 403 on a source blob is the source's failure",
+			side: "source", want: []string{"source", "Forbidden (HTTP 403)"},
+			intercept: func(_ *hostile, w http.ResponseWriter, r *http.Request) bool {
+				if !isBlobGet(r) {
+					return false
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusForbidden)
+				_, _ = io.WriteString(w, `{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}`)
+				return true
+			}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			from, to := src.Host, dst.Host
+			h := startHostile(t, map[string]*testutil.Registry{"source": src, "target": dst}[tc.side], tc.intercept)
+			if tc.side == "source" {
+				from = h.host()
+			} else {
+				to = h.host()
+			}
+			args := append([]string{"sync", from + "/library/app", fmt.Sprintf("%s/case-%d/app", to, i), "--tags", "1", "--stall-timeout", stall.String(), "--progress", "none"}, tc.args...)
+			if slices.Contains(tc.args, "--all-tags") {
+				args = append([]string{"sync", from + "/library/app", fmt.Sprintf("%s/case-%d/app", to, i), "--stall-timeout", stall.String(), "--progress", "none"}, tc.args...)
+			}
+			r := runRegwire(t, time.Minute, args...)
+			t.Logf("ended in %s, max RSS %d MiB, %d requests to the hostile registry", r.took.Round(time.Millisecond), r.maxRSS>>20, h.requests.Load())
+			if r.err == nil {
+				t.Fatalf("regwire sync succeeded against a hostile registry:\n%s", r.out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.out, w) {
+					t.Errorf("output lacks %q:\n%s", w, r.out)
+				}
+			}
+			if tc.side == "source" && strings.Contains(r.out, ": target ") {
+				t.Errorf("a source failure is reported as the target's:\n%s", r.out)
+			}
+			if strings.Contains(r.out, "copied     1 ") {
+				t.Errorf("a broken copy is reported as copied:\n%s", r.out)
+			}
+			if r.maxRSS > memoryLimit {
+				t.Errorf("max RSS %d MiB, over the manager's limit of %d MiB", r.maxRSS>>20, memoryLimit>>20)
+			}
+		})
+	}
+
+	t.Run("a manifest whose bytes differ from its advertised digest is refused, with --platform", func(t *testing.T) {
+		t.Parallel()
+		h := startHostile(t, src, func(_ *hostile, w http.ResponseWriter, r *http.Request) bool {
+			if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/manifests/1") {
+				return false
+			}
+			rec := httptest.NewRecorder()
+			u, _ := url.Parse(src.URL)
+			httputil.NewSingleHostReverseProxy(u).ServeHTTP(rec, r)
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			body := append(rec.Body.Bytes(), '\n') // same header digest, other bytes
+			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(body)
+			return true
+		})
+		r := runRegwire(t, time.Minute, "sync", h.host()+"/library/multi", dst.Host+"/mismatch/multi", "--tags", "1", "--platform", "linux/amd64",
+			"--stall-timeout", stall.String(), "--progress", "none")
+		if r.err == nil || !strings.Contains(r.out, "says its digest is "+idx.String()) || strings.Contains(r.out, "copied     1 ") {
+			t.Fatalf("err %v:\n%s", r.err, r.out)
+		}
+	})
+
+	t.Run("a source that accepts connections and never answers fails as stalled", func(t *testing.T) {
+		t.Parallel()
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = l.Close() })
+		go func() {
+			var held []net.Conn
+			defer func() {
+				for _, c := range held {
+					_ = c.Close()
+				}
+			}()
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				held = append(held, c)
+			}
+		}()
+		r := runRegwire(t, time.Minute, "sync", l.Addr().String()+"/library/app", dst.Host+"/silent/app", "--tags", "1", "--stall-timeout", stall.String(), "--progress", "none")
+		t.Logf("ended in %s", r.took.Round(time.Millisecond))
+		if r.err == nil || !strings.Contains(r.out, "source") || !strings.Contains(r.out, "no progress") {
+			t.Fatalf("err %v:\n%s", r.err, r.out)
+		}
+	})
+}

@@ -1,0 +1,162 @@
+package imagesync_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/internal/tagselect"
+	"github.com/regwire/regwire/internal/testutil"
+)
+
+// TestALostBlobIsCopiedAgainWithoutARestart: the target loses a blob after the first copy
+// (garbage collection, retention). The Cache still believes the repository holds it, the
+// registry refuses the next manifest that needs it, and the copy forgets the belief and
+// uploads the blob again — in the same process, as the manager would.
+func TestALostBlobIsCopiedAgainWithoutARestart(t *testing.T) {
+	t.Parallel()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	base, err := random.Layer(64<<10, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushShared(t, src.Host+"/library/app", base, "a", "b")
+	cache := imagesync.NewCache(0)
+	sync := func(tag string) imagesync.Result {
+		eng, err := imagesync.New(imagesync.Endpoint{Repository: src.Host + "/library/app"}, imagesync.Endpoint{Repository: dst.Host + "/app"},
+			imagesync.Options{Cache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return eng.CopyTag(context.Background(), tag)
+	}
+	if res := sync("a"); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	digest, err := base.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, dst.URL+"/v2/app/blobs/"+digest.String(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("deleting the base layer from the target: %v %v", err, resp)
+	}
+	_ = resp.Body.Close()
+
+	res := sync("b")
+	if res.Err != nil {
+		t.Fatalf("the copy after the loss: %v", res.Err)
+	}
+	img, err := remote.Image(testutil.Ref(t, dst.Host+"/app:b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		if err != nil {
+			t.Fatalf("the target lacks a layer of the copied image: %v", err)
+		}
+		_ = rc.Close()
+	}
+}
+
+// TestAStalledTransferDoesNotStallTheCopiesThatShareItsBlob: one copy's source stops
+// sending a base layer halfway; another copy, from a healthy source into the same target
+// registry, needs the same layer. It waits for the stalled transfer only while that makes
+// progress, then moves the layer itself, and ends in about its own time plus that patience
+// — long before the stalled source's stall timeout.
+func TestAStalledTransferDoesNotStallTheCopiesThatShareItsBlob(t *testing.T) {
+	t.Parallel()
+	healthy := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	base, err := random.Layer(4<<20, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushShared(t, healthy.Host+"/library/app", base, "1")
+	digest, _ := base.Digest()
+
+	// The stalling source serves the same repository, but stops after 64 KiB of the base.
+	u, _ := url.Parse(healthy.URL)
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	done := make(chan struct{})
+	stalled := make(chan struct{}, 1)
+	stalling := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+digest.String()) {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(4<<20))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(make([]byte, 64<<10))
+		w.(http.Flusher).Flush()
+		stalled <- struct{}{}
+		<-done
+	}))
+	t.Cleanup(stalling.Close)
+	t.Cleanup(func() { close(done) })
+
+	cache := imagesync.NewCache(0)
+	engine := func(from, to string) *imagesync.Engine {
+		eng, err := imagesync.New(imagesync.Endpoint{Repository: from}, imagesync.Endpoint{Repository: to},
+			imagesync.Options{Cache: cache, StallTimeout: 5 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return eng
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stuck := make(chan imagesync.Result, 1)
+	go func() {
+		stuck <- engine(strings.TrimPrefix(stalling.URL, "http://")+"/library/app", dst.Host+"/stuck").CopyTag(ctx, "1")
+	}()
+	select {
+	case <-stalled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stalling source was never asked for the base layer")
+	}
+	start := time.Now()
+	sel, err := tagselect.New(tagselect.Spec{Tags: []string{"1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := engine(healthy.Host+"/library/app", dst.Host+"/fine")
+	hctx, hcancel := context.WithTimeout(ctx, time.Minute)
+	defer hcancel()
+	tags, err := eng.Tags(hctx, sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := eng.Sync(hctx, tags)[0]
+	took := time.Since(start)
+	t.Logf("the healthy copy took %s beside the stalled one", took.Round(time.Millisecond))
+	if res.Err != nil {
+		t.Fatalf("the healthy copy failed: %v", res.Err)
+	}
+	if took > 30*time.Second {
+		t.Errorf("the healthy copy took %s: it waited on the stalled transfer", took)
+	}
+	select {
+	case r := <-stuck:
+		t.Fatalf("the stalled copy ended (%v) before its stall timeout: the test proves nothing", r.Err)
+	default:
+	}
+}
