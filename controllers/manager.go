@@ -35,6 +35,9 @@ type Options struct {
 	// StallTimeout fails a copy's request to a registry that makes no progress for this
 	// long (default imagesync.DefaultStallTimeout).
 	StallTimeout time.Duration
+	// AllowPrivateRedirects lets copies follow registry redirects to private addresses
+	// (imagesync.Options.AllowPrivateRedirects).
+	AllowPrivateRedirects bool
 	// Manager holds the process's own settings: metrics and probe addresses, leader
 	// election, logger, the cache's sync period. The scheme, the rest of the cache and the
 	// client are the operator's.
@@ -70,6 +73,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Jobs:             4,
 		ProgressInterval: o.SyncProgressInterval,
 		StallTimeout:     o.StallTimeout,
+		PrivateRedirects: o.AllowPrivateRedirects,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}

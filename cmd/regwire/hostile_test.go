@@ -328,6 +328,105 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 		}
 	})
 
+	t.Run("an index served as an image manifest is copied as the index it is", func(t *testing.T) {
+		t.Parallel()
+		// An OCI index without the optional mediaType field: only the Content-Type says
+		// what it is, and the hostile registry says "image".
+		small, err := random.Image(1024, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		smallRef, _ := name.ParseReference(src.Host + "/library/bare:small")
+		if err := remote.Write(smallRef, small); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := small.Digest()
+		raw, _ := small.RawManifest()
+		index := fmt.Sprintf(`{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":%d}]}`, d, len(raw))
+		req, _ := http.NewRequest(http.MethodPut, src.URL+"/v2/library/bare/manifests/1", strings.NewReader(index))
+		req.Header.Set("Content-Type", "application/vnd.oci.image.index.v1+json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("pushing the bare index: %v %v", err, resp)
+		}
+		_ = resp.Body.Close()
+		h := startHostile(t, src, func(_ *hostile, w http.ResponseWriter, r *http.Request) bool {
+			if !strings.HasSuffix(r.URL.Path, "/manifests/1") {
+				return false
+			}
+			rec := httptest.NewRecorder()
+			u, _ := url.Parse(src.URL)
+			httputil.NewSingleHostReverseProxy(u).ServeHTTP(rec, r)
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+			return true
+		})
+		r := runRegwire(t, time.Minute, "sync", h.host()+"/library/bare", dst.Host+"/labelled/bare", "--tags", "1", "--stall-timeout", stall.String(), "--progress", "none")
+		if r.err != nil {
+			t.Fatalf("%v:\n%s", r.err, r.out)
+		}
+		got, err := remote.Get(testutil.Ref(t, dst.Host+"/labelled/bare:1"))
+		if err != nil || !got.MediaType.IsIndex() || string(got.Manifest) != index {
+			t.Fatalf("the target holds %v (%v), want the index byte for byte", got, err)
+		}
+	})
+
+	t.Run("a target that stores another digest than it was sent is not trusted", func(t *testing.T) {
+		t.Parallel()
+		h := startHostile(t, dst, func(_ *hostile, w http.ResponseWriter, r *http.Request) bool {
+			if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/manifests/") {
+				return false
+			}
+			rec := httptest.NewRecorder()
+			u, _ := url.Parse(dst.URL)
+			httputil.NewSingleHostReverseProxy(u).ServeHTTP(rec, r)
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.Header().Set("Docker-Content-Digest", "sha256:"+strings.Repeat("0", 64))
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+			return true
+		})
+		r := runRegwire(t, time.Minute, "sync", src.Host+"/library/app", h.host()+"/stored/app", "--tags", "1", "--stall-timeout", stall.String(), "--progress", "none")
+		if r.err == nil || !strings.Contains(r.out, "the registry stored sha256:000") || strings.Contains(r.out, "copied     1 ") {
+			t.Fatalf("err %v:\n%s", r.err, r.out)
+		}
+	})
+
+	t.Run("redirects to a private address are refused unless asked for", func(t *testing.T) {
+		t.Parallel()
+		// The blob store answers on another loopback address: another host, and private.
+		l, err := net.Listen("tcp", "127.0.0.2:0")
+		if err != nil {
+			t.Fatalf("127.0.0.2 is not usable here: %v", err)
+		}
+		u, _ := url.Parse(src.URL)
+		storage := &httptest.Server{Listener: l, Config: &http.Server{Handler: httputil.NewSingleHostReverseProxy(u), ReadHeaderTimeout: 10 * time.Second}}
+		storage.Start()
+		t.Cleanup(storage.Close)
+		h := startHostile(t, src, func(_ *hostile, w http.ResponseWriter, r *http.Request) bool {
+			if !isBlobGet(r) {
+				return false
+			}
+			http.Redirect(w, r, storage.URL+r.URL.Path, http.StatusTemporaryRedirect)
+			return true
+		})
+		args := []string{"sync", h.host() + "/library/app", dst.Host + "/redirected/app", "--tags", "1", "--stall-timeout", "10s", "--progress", "none"}
+		r := runRegwire(t, time.Minute, args...)
+		if r.err == nil || !strings.Contains(r.out, "SSRF protection") {
+			t.Fatalf("a redirect to 127.0.0.2 was followed by default: %v\n%s", r.err, r.out)
+		}
+		r = runRegwire(t, time.Minute, append(args, "--allow-private-redirects")...)
+		if r.err != nil || !strings.Contains(r.out, "copied     1 ") {
+			t.Fatalf("with --allow-private-redirects: %v\n%s", r.err, r.out)
+		}
+	})
+
 	t.Run("a source that accepts connections and never answers fails as stalled", func(t *testing.T) {
 		t.Parallel()
 		l, err := net.Listen("tcp", "127.0.0.1:0")

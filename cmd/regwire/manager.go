@@ -82,6 +82,7 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&opts.Agent.ServiceAccount, "agent-service-account", opts.Agent.ServiceAccount, "ServiceAccount of the node agent")
 	f.StringVar(&opts.Agent.ContainerdCertsDir, "agent-containerd-certs-dir", opts.Agent.ContainerdCertsDir, "containerd's config_path on the nodes")
 	f.StringVar(&opts.Agent.HostsFile, "agent-hosts-file", opts.Agent.HostsFile, "the hosts file on the nodes")
+	f.BoolVar(&opts.AllowPrivateRedirects, "allow-private-redirects", false, "let ImageSyncs follow registry redirects to private, loopback and link-local addresses (refused by default); for registries whose storage redirects to, say, MinIO on 10.0.0.0/8")
 	f.DurationVar(&opts.StallTimeout, "stall-timeout", imagesync.DefaultStallTimeout, "fail an ImageSync's request to a registry that makes no progress for this long; a slow registry that keeps moving bytes is never cut off")
 	f.DurationVar(&syncPeriod, "sync-period", 10*time.Hour, "how often every object is reconciled again without a change (a safety net; changes are watched)")
 	f.StringArrayVar(&agentEnv, "agent-env", nil, "NAME=VALUE added to the agent's environment (repeatable), e.g. KUBERNETES_SERVICE_HOST where pods reach the API server without kube-proxy")

@@ -30,6 +30,7 @@ type syncFlags struct {
 	referrers          bool
 	jobs               int
 	stallTimeout       time.Duration
+	privateRedirects   bool
 	srcCA, dstCA       string
 	insecure, dryRun   bool
 	progress           string
@@ -82,6 +83,7 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 	fl.StringArrayVar(&f.platforms, "platform", nil, "keep only this platform of multi-platform images (os/arch[/variant]); repeatable")
 	fl.BoolVar(&f.referrers, "referrers", false, "also copy signatures, SBOMs and attestations")
 	fl.IntVar(&f.jobs, "jobs", 4, "registry operations at once: tag checks, manifest copies and blob transfers share it")
+	fl.BoolVar(&f.privateRedirects, "allow-private-redirects", false, "follow registry redirects to private, loopback and link-local addresses (refused by default: a registry could send regwire to internal services); for registries whose storage redirects to, say, MinIO on 10.0.0.0/8")
 	fl.DurationVar(&f.stallTimeout, "stall-timeout", imagesync.DefaultStallTimeout, "fail a request to a registry that makes no progress for this long (no connection, no answer, no byte sent or received); a slow registry that keeps moving bytes is never cut off")
 	fl.StringVar(&f.srcCA, "src-ca", "", "PEM file of CA certificates for the source registry")
 	fl.StringVar(&f.dstCA, "dst-ca", "", "PEM file of CA certificates for the target registry")
@@ -127,7 +129,7 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	if bars {
 		prog = newProgress(out)
 	}
-	opts := imagesync.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms, Referrers: f.referrers, StallTimeout: f.stallTimeout}
+	opts := imagesync.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms, Referrers: f.referrers, StallTimeout: f.stallTimeout, AllowPrivateRedirects: f.privateRedirects}
 	if prog != nil {
 		opts.Progress = prog.update
 	}

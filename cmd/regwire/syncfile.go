@@ -134,7 +134,8 @@ func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFla
 	for i, s := range syncs {
 		wg.Go(func() {
 			opts := s.opts
-			opts.Jobs, opts.Slots, opts.Cache, opts.DryRun, opts.StallTimeout = f.jobs, slots, cache, f.dryRun, f.stallTimeout
+			opts.Jobs, opts.Slots, opts.Cache, opts.DryRun = f.jobs, slots, cache, f.dryRun
+			opts.StallTimeout, opts.AllowPrivateRedirects = f.stallTimeout, f.privateRedirects
 			if prog != nil {
 				opts.Progress = func(tag string, c, t int64) { prog.update(s.src.Repository+":"+tag, c, t) }
 			}

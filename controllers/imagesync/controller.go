@@ -62,6 +62,8 @@ type Reconciler struct {
 	// StallTimeout fails a request to a registry that makes no progress for this long
 	// (default engine.DefaultStallTimeout).
 	StallTimeout time.Duration
+	// PrivateRedirects lets copies follow registry redirects to private addresses.
+	PrivateRedirects bool
 	// Now returns the current time; tests set it.
 	Now func() time.Time
 
@@ -294,6 +296,7 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 	}
 	plan := sc.plan
 	plan.Options.Jobs, plan.Options.Cache, plan.Options.StallTimeout = r.Jobs, r.cache, r.StallTimeout
+	plan.Options.AllowPrivateRedirects = r.PrivateRedirects
 	r.runner.start(is, func(ctx context.Context, progress progressFunc) ([]engine.Result, error) {
 		opts := plan.Options
 		opts.Progress = progress

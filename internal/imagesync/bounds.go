@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"net/http/httptrace"
@@ -65,9 +66,41 @@ func (e *BoundError) Error() string { return fmt.Sprintf("%s (bound: %s)", e.Wha
 type boundsTransport struct {
 	next  http.RoundTripper
 	stall time.Duration
+	// followRedirects follows the redirects of GET and HEAD requests here, to any host:
+	// go-containerregistry then never sees them, and never applies its refusal of
+	// redirects to private addresses (Options.AllowPrivateRedirects).
+	followRedirects bool
 }
 
 func (t boundsTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.roundTrip(r)
+	for err == nil && t.followRedirects && (r.Method == http.MethodGet || r.Method == http.MethodHead) && isRedirect(resp.StatusCode) {
+		loc, lerr := resp.Location()
+		if lerr != nil {
+			return resp, nil // no usable Location: the caller sees the redirect as it is
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		_ = resp.Body.Close()
+		hop := r.Clone(r.Context())
+		hop.URL, hop.Host, hop.Response = loc, "", resp
+		if loc.Host != r.URL.Host {
+			hop.Header.Del("Authorization") // as net/http does across hosts
+		}
+		r = hop
+		resp, err = t.roundTrip(hop)
+	}
+	return resp, err
+}
+
+func isRedirect(code int) bool {
+	switch code {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}
+
+func (t boundsTransport) roundTrip(r *http.Request) (*http.Response, error) {
 	if n := redirectDepth(r); n > maxRedirects {
 		return nil, &BoundError{Bound: "maxRedirects", What: fmt.Sprintf("more than %d redirects, the last to %s", maxRedirects, stripQuery(r))}
 	}
@@ -76,10 +109,24 @@ func (t boundsTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
+	var sent *hashingBody
+	if r.Method == http.MethodPut && isManifest(r) && r.Body != nil && r.Body != http.NoBody {
+		sent = &hashingBody{ReadCloser: r.Body, h: sha256.New()}
+		r = r.Clone(r.Context())
+		r.Body = sent
+	}
 	w := newWatchdog(r, t.stall)
 	resp, err := t.next.RoundTrip(w.request)
 	if err != nil {
 		return nil, w.fail(err)
+	}
+	if sent != nil && resp.StatusCode == http.StatusCreated {
+		got := "sha256:" + hex.EncodeToString(sent.h.Sum(nil))
+		if stored := resp.Header.Get("Docker-Content-Digest"); strings.HasPrefix(stored, "sha256:") && stored != got {
+			_ = resp.Body.Close()
+			w.done()
+			return nil, fmt.Errorf("manifest %s: sent content whose digest is %s, the registry stored %s", stripQuery(r), got, stored)
+		}
 	}
 	w.phase("body")
 	w.turn(true) // until regwire reads the body
@@ -140,6 +187,18 @@ func checkManifest(r *http.Request, resp *http.Response) (*http.Response, error)
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	resp.ContentLength = int64(len(body))
 	return resp, nil
+}
+
+// hashingBody hashes a request body as it is sent.
+type hashingBody struct {
+	io.ReadCloser
+	h hash.Hash
+}
+
+func (b *hashingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.h.Write(p[:n])
+	return n, err
 }
 
 // listingKey carries a *listing in the context of one tag listing.

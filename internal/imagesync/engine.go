@@ -74,6 +74,11 @@ type Options struct {
 	// Jobs: Engines that share it share one budget (regwire sync -f runs every repository
 	// of a file at once under one --jobs).
 	Slots *Slots
+	// AllowPrivateRedirects follows a registry's redirects to private, loopback and
+	// link-local addresses, which go-containerregistry refuses by default (a registry could
+	// otherwise send regwire to internal services). On-premises registries whose storage
+	// redirects to, say, MinIO on 10.0.0.0/8 need it.
+	AllowPrivateRedirects bool
 	// StallTimeout is how long a request may make no progress while regwire waits on a
 	// registry before it fails with a *StallError; zero means DefaultStallTimeout.
 	StallTimeout time.Duration
@@ -221,7 +226,7 @@ func newSide(e Endpoint, which string, o Options) (*side, error) {
 		base = prefixTransport{host: repo.RegistryStr(), prefix: p, next: base}
 	}
 	requests, api := &Requests{}, &atomic.Int32{}
-	base = retryAfterTransport{next: countingTransport{next: boundsTransport{next: base, stall: o.StallTimeout}, requests: requests, referrersAPI: api}}
+	base = retryAfterTransport{next: countingTransport{next: boundsTransport{next: base, stall: o.StallTimeout, followRedirects: o.AllowPrivateRedirects}, requests: requests, referrersAPI: api}}
 	return &side{repo: repo, endpoint: e, base: base, backoff: o.Backoff, shareable: e.Wrap == nil, requests: requests, referrersAPI: api}, nil
 }
 

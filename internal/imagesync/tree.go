@@ -65,6 +65,8 @@ func (e *Engine) pushTree(ctx context.Context, m *manifest, ref name.Reference, 
 	p.total.Add(int64(len(m.raw)))
 	var children []v1.Hash
 	g, gctx := errgroup.WithContext(ctx)
+	// Children and blobs start as workers free up: a 4 MiB index lists tens of thousands.
+	g.SetLimit(2 * max(e.o.Jobs, 1))
 	if m.mediaType.IsIndex() {
 		im, err := v1.ParseIndexManifest(bytes.NewReader(m.raw))
 		if err != nil {
@@ -102,6 +104,11 @@ func (e *Engine) pushTree(ctx context.Context, m *manifest, ref name.Reference, 
 // manifest only with all its blobs, so their checks are saved too).
 func (e *Engine) copyChild(ctx context.Context, d v1.Descriptor, p *tagProgress) error {
 	dst := e.dst.repo.Digest(d.Digest.String())
+	depth, _ := ctx.Value(depthKey{}).(int)
+	if depth++; depth > maxIndexDepth {
+		return describe(&BoundError{Bound: "maxIndexDepth", What: fmt.Sprintf("indexes nested more than %d deep at %s", maxIndexDepth, d.Digest)}, "source", e.src.repo.Digest(d.Digest.String()).String())
+	}
+	ctx = context.WithValue(ctx, depthKey{}, depth)
 	release, err := e.slot(ctx)
 	if err != nil {
 		return err
@@ -125,12 +132,26 @@ func (e *Engine) copyChild(ctx context.Context, d v1.Descriptor, p *tagProgress)
 	return err
 }
 
+// depthKey carries how deep in nested indexes a copy is.
+type depthKey struct{}
+
+// maxIndexDepth bounds indexes within indexes: an index of images is depth 1; attestation
+// and artifact indexes add a level or two.
+const maxIndexDepth = 8
+
 // blobsOf returns the blobs an image manifest references that belong in a registry: its
 // config and its distributable layers.
 func blobsOf(m *manifest) ([]v1.Descriptor, error) {
 	mf, err := v1.ParseManifest(bytes.NewReader(m.raw))
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	if mf.Config.Digest.Algorithm == "" {
+		what := "it has no config"
+		if mf.MediaType.IsIndex() || bytes.Contains(m.raw, []byte(`"manifests"`)) {
+			what = "it is an index"
+		}
+		return nil, fmt.Errorf("manifest %s is served as %s, but %s: the registry labels it wrongly", m.digest, m.mediaType, what)
 	}
 	out := []v1.Descriptor{mf.Config}
 	for _, l := range mf.Layers {
