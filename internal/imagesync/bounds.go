@@ -75,9 +75,13 @@ type boundsTransport struct {
 func (t boundsTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.roundTrip(r)
 	for err == nil && t.followRedirects && (r.Method == http.MethodGet || r.Method == http.MethodHead) && isRedirect(resp.StatusCode) {
-		loc, lerr := resp.Location()
-		if lerr != nil {
-			return resp, nil // no usable Location: the caller sees the redirect as it is
+		if resp.Header.Get("Location") == "" {
+			return resp, nil // no Location: the caller sees the redirect as it is
+		}
+		loc, locErr := resp.Location()
+		if locErr != nil {
+			_ = resp.Body.Close()
+			return nil, fmt.Errorf("redirect from %s: %w", stripQuery(r), locErr)
 		}
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		_ = resp.Body.Close()
