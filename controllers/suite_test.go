@@ -69,7 +69,9 @@ func run(m *testing.M) int {
 	}
 	mgr, err := controllers.NewManager(cp.Config, controllers.Options{
 		Namespace: operatorNamespace, Agent: registrymirror.DefaultAgentOptions("regwire:test"), SyncProgressInterval: 200 * time.Millisecond,
-		Manager: ctrl.Options{Logger: log, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"},
+		// Long enough for the copies that must stay under way, short enough for stall tests.
+		StallTimeout: 10 * time.Second,
+		Manager:      ctrl.Options{Logger: log, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

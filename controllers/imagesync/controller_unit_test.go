@@ -2,6 +2,9 @@ package imagesync
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/regwire/regwire/api/v1alpha1"
+	engine "github.com/regwire/regwire/internal/imagesync"
 )
 
 // unitSync builds an Reconciler on a fake client whose direct reads (Secrets,
@@ -117,6 +121,32 @@ func TestTheTargetIsTheMirrorsEndpointWithItsPath(t *testing.T) {
 			}
 			if is.Status.TargetImage != "nexus.local/my-docker/app" {
 				t.Errorf("status.targetImage %q: nodes pull by the mirror's host", is.Status.TargetImage)
+			}
+		})
+	}
+}
+
+func TestClassifyNamesTheSideThatFailed(t *testing.T) {
+	t.Parallel()
+	stall := &engine.StallError{Phase: "body", URL: "http://src/v2/a/blobs/sha256:1", After: time.Minute}
+	cases := []struct {
+		name string
+		err  error
+		want v1alpha1.ConditionReason
+	}{
+		{"a source refusing credentials", &engine.SideError{Side: "source", StatusCode: http.StatusForbidden}, v1alpha1.ReasonSourceAuthFailed},
+		{"a source lacking the blob", fmt.Errorf("copying: %w", &engine.SideError{Side: "source", StatusCode: http.StatusNotFound}), v1alpha1.ReasonSourceNotFound},
+		{"a source that stalled", &engine.SideError{Side: "source", Err: stall}, v1alpha1.ReasonSourceUnreachable},
+		{"a target refusing credentials", &engine.SideError{Side: "target", StatusCode: http.StatusUnauthorized}, v1alpha1.ReasonTargetAuthFailed},
+		{"a target that stalled", &engine.SideError{Side: "target", Err: stall}, v1alpha1.ReasonTargetUnreachable},
+		{"a target refusing a manifest", &engine.SideError{Side: "target", StatusCode: http.StatusBadRequest}, v1alpha1.ReasonSyncFailed},
+		{"an error of no side", errors.New("boom"), v1alpha1.ReasonSyncFailed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := classify(tc.err); got != tc.want {
+				t.Errorf("classify(%v) = %s, want %s", tc.err, got, tc.want)
 			}
 		})
 	}

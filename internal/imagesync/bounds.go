@@ -36,6 +36,19 @@ const (
 	maxTagPages = 10_000
 )
 
+// A blob's transfer must end within blobDeadlineBase plus its size at minTransferRate: a
+// registry that trickles bytes slowly enough never stalls, but cannot hold a copy forever.
+// (Variables so that tests can shorten them.)
+var (
+	blobDeadlineBase       = 5 * time.Minute
+	minTransferRate  int64 = 64 << 10 // bytes per second
+)
+
+// blobDeadline is how long a transfer of size bytes may take.
+func blobDeadline(size int64) time.Duration {
+	return blobDeadlineBase + time.Duration(max(size, 0)/minTransferRate)*time.Second
+}
+
 // StallError is a request that made no progress for the stall timeout.
 type StallError struct {
 	// Phase is what was awaited: "connect", "send" (the registry stopped reading the

@@ -184,7 +184,8 @@ func (e *Engine) copyBlob(ctx context.Context, d v1.Descriptor, p *tagProgress) 
 		from = e.src.repo.RepositoryStr() // same registry: mount from the source repository
 	}
 	var l v1.Layer
-	l, err = partial.CompressedToLayer(&sourceBlob{e: e, ctx: ctx, d: d})
+	sb := &sourceBlob{e: e, ctx: ctx, d: d}
+	l, err = partial.CompressedToLayer(sb)
 	if err != nil {
 		return err
 	}
@@ -195,6 +196,11 @@ func (e *Engine) copyBlob(ctx context.Context, d v1.Descriptor, p *tagProgress) 
 	if err != nil {
 		return err
 	}
+	limit := blobDeadline(d.Size)
+	ctx, cancel := context.WithTimeoutCause(ctx, limit, &BoundError{Bound: "minTransferRate",
+		What: fmt.Sprintf("blob %s (%d bytes) still moving after %s, slower than %d KiB/s", d.Digest, d.Size, limit, minTransferRate>>10)})
+	defer cancel()
+	sb.ctx = ctx // the source's side of the transfer has the same deadline
 	var sent atomic.Int64
 	uctx := context.WithValue(ctx, sentKey{}, &byteCounter{add: func(n int64) {
 		sent.Add(n)
@@ -203,6 +209,11 @@ func (e *Engine) copyBlob(ctx context.Context, d v1.Descriptor, p *tagProgress) 
 	}})
 	err = e.pusher.Upload(uctx, e.dst.repo, l)
 	release()
+	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		// The transfer's deadline, not whatever the cancelled request said; it concerns the
+		// transfer as a whole, either side may be the slow one.
+		return &SideError{Side: "transfer", Ref: e.src.repo.Digest(d.Digest.String()).String() + " to " + e.dst.repo.String(), Err: cause}
+	}
 	if err != nil {
 		return describe(err, "target", e.dst.repo.Digest(d.Digest.String()).String())
 	}

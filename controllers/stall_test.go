@@ -1,0 +1,109 @@
+package controllers_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/testutil"
+)
+
+// TestAStalledSourceStallsOnlyItsOwnImageSync: two ImageSyncs copy images sharing a base
+// layer into one target registry; one source stops sending that layer halfway. The other
+// ImageSync still reaches Ready (the manager's blob cache waits on the stalled transfer
+// only while it moves), the stalled one reports a stalled source within the manager's
+// stall timeout, and recovers on its next sync once its source answers again.
+func TestAStalledSourceStallsOnlyItsOwnImageSync(t *testing.T) {
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	base, err := random.Layer(2<<20, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushWithBase(t, src.Host+"/stuck/app", base)
+	pushWithBase(t, src.Host+"/fine/app", base)
+	digest, _ := base.Digest()
+
+	var stalling atomic.Bool
+	stalling.Store(true)
+	done := make(chan struct{})
+	stalled := make(chan struct{}, 8)
+	u, _ := url.Parse(src.URL)
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !stalling.Load() || r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+digest.String()) {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(2<<20))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(make([]byte, 64<<10))
+		w.(http.Flusher).Flush()
+		stalled <- struct{}{}
+		select {
+		case <-done:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(front.Close)
+	t.Cleanup(func() { close(done) })
+
+	stuck := newSync(t, "stalled-source", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(strings.TrimPrefix(front.URL, "http://") + "/stuck/app"), Tags: []string{"1"}}
+		is.Spec.Target = v1alpha1.ImageTarget{Image: v1alpha1.ImageRepository(dst.Host + "/stuck/app")}
+	})
+	select {
+	case <-stalled:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stalling source was never asked for the base layer")
+	}
+	start := time.Now()
+	newSync(t, "beside-a-stall", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(src.Host + "/fine/app"), Tags: []string{"1"}}
+		is.Spec.Target = v1alpha1.ImageTarget{Image: v1alpha1.ImageRepository(dst.Host + "/fine/app")}
+	})
+	syncReady(t, "beside-a-stall")
+	t.Logf("the ImageSync sharing the stalled layer was Ready after %s", time.Since(start).Round(time.Millisecond))
+
+	_, c := syncCondition(t, stuck.Name, v1alpha1.ConditionReady, v1alpha1.ReasonSourceUnreachable)
+	if !strings.Contains(c.Message, "no progress") || !strings.Contains(c.Message, "(body)") {
+		t.Errorf("the stalled ImageSync says %q, want the stalled source body named", c.Message)
+	}
+
+	// The source answers again; the next sync (here: a new generation) copies the image.
+	stalling.Store(false)
+	update(t, stuck, func() { stuck.Spec.Interval = &metav1.Duration{Duration: 2 * time.Hour} })
+	syncReady(t, stuck.Name)
+}
+
+// pushWithBase pushes an image of base and a small layer of its own to repo:1.
+func pushWithBase(t *testing.T, repo string, base v1.Layer) {
+	t.Helper()
+	own, err := random.Layer(512, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), base, own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(testutil.Ref(t, repo+":1"), img); err != nil {
+		t.Fatal(err)
+	}
+}
