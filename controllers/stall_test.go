@@ -1,11 +1,7 @@
 package controllers_test
 
 import (
-	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -42,34 +38,20 @@ func TestAStalledSourceStallsOnlyItsOwnImageSync(t *testing.T) {
 
 	var stalling atomic.Bool
 	stalling.Store(true)
-	done := make(chan struct{})
-	stalled := make(chan struct{}, 8)
-	u, _ := url.Parse(src.URL)
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !stalling.Load() || r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+digest.String()) {
-			proxy.ServeHTTP(w, r)
-			return
+	front := testutil.StartHostile(t, src, func(h *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
+		if !stalling.Load() || !testutil.IsBlobGet(r, digest.String()) {
+			return false
 		}
-		w.Header().Set("Content-Length", fmt.Sprint(2<<20))
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(make([]byte, 64<<10))
-		w.(http.Flusher).Flush()
-		stalled <- struct{}{}
-		select {
-		case <-done:
-		case <-r.Context().Done():
-		}
-	}))
-	t.Cleanup(front.Close)
-	t.Cleanup(func() { close(done) })
+		h.Stall(w, r, 2<<20)
+		return true
+	})
 
 	stuck := newSync(t, "stalled-source", func(is *v1alpha1.ImageSync) {
-		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(strings.TrimPrefix(front.URL, "http://") + "/stuck/app"), Tags: []string{"1"}}
+		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(front.Host() + "/stuck/app"), Tags: []string{"1"}}
 		is.Spec.Target = v1alpha1.ImageTarget{Image: v1alpha1.ImageRepository(dst.Host + "/stuck/app")}
 	})
 	select {
-	case <-stalled:
+	case <-front.Stalled:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the stalling source was never asked for the base layer")
 	}

@@ -25,38 +25,6 @@ import (
 	"github.com/regwire/regwire/internal/testutil"
 )
 
-// hostile is a registry that misbehaves: it answers what intercept takes itself and hands
-// everything else to a real distribution registry. Handlers that hang end with the test.
-type hostile struct {
-	*httptest.Server
-	requests atomic.Int64
-	done     chan struct{}
-}
-
-func startHostile(t *testing.T, upstream *testutil.Registry, intercept func(h *hostile, w http.ResponseWriter, r *http.Request) bool) *hostile {
-	t.Helper()
-	u, err := url.Parse(upstream.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	h := &hostile{done: make(chan struct{})}
-	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.requests.Add(1)
-		if !intercept(h, w, r) {
-			proxy.ServeHTTP(w, r)
-		}
-	}))
-	t.Cleanup(h.Close)
-	t.Cleanup(func() { close(h.done) }) // runs first: hanging handlers return
-	return h
-}
-
-// hang holds a request until the test ends.
-func (h *hostile) hang() { <-h.done }
-
-func (h *hostile) host() string { return strings.TrimPrefix(h.URL, "http://") }
-
 // regwireRun is one run of the regwire binary.
 type regwireRun struct {
 	out    string
@@ -152,54 +120,48 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 	idx := testutil.PushIndex(t, src.Host+"/library/multi:1", []string{"linux/amd64", "linux/arm64"}, 1024, 1)
 
 	// isBlobGet: a GET of the image's 16 MiB layer.
-	isBlobGet := func(r *http.Request) bool {
-		return r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+layer.String())
-	}
+	isBlobGet := func(r *http.Request) bool { return testutil.IsBlobGet(r, layer.String()) }
 	cases := []struct {
 		name string
 		// side is "source" or "target": which registry misbehaves.
 		side      string
-		intercept func(h *hostile, w http.ResponseWriter, r *http.Request) bool
+		intercept func(h *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool
 		args      []string
 		want      []string
 	}{
 		{name: "a source that sends headers and 64 KiB of a blob, then nothing, fails as a stalled source body",
 			side: "source", want: []string{"source", "no progress", "(body)"},
-			intercept: func(h *hostile, w http.ResponseWriter, r *http.Request) bool {
+			intercept: func(h *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
 				if !isBlobGet(r) {
 					return false
 				}
-				w.Header().Set("Content-Length", fmt.Sprint(16<<20))
-				w.WriteHeader(http.StatusOK)
-				_, _ = w.Write(make([]byte, 64<<10))
-				w.(http.Flusher).Flush()
-				h.hang()
+				h.Stall(w, r, 16<<20)
 				return true
 			}},
 		{name: "a source that never answers manifest requests fails as stalled headers",
 			side: "source", want: []string{"source", "no progress", "(headers)"},
-			intercept: func(h *hostile, _ http.ResponseWriter, r *http.Request) bool {
+			intercept: func(h *testutil.Hostile, _ http.ResponseWriter, r *http.Request) bool {
 				if !strings.Contains(r.URL.Path, "/manifests/") {
 					return false
 				}
-				h.hang()
+				h.Hang(r)
 				return true
 			}},
 		// Loopback socket buffers take megabytes: the stall shows while the request is sent
 		// (send) or, once the kernel has taken all of it, while its answer is awaited (headers).
 		{name: "a target that stops reading an upload mid-PATCH fails as a stalled target",
 			side: "target", want: []string{"target", `Patch "`, "no progress"},
-			intercept: func(h *hostile, _ http.ResponseWriter, r *http.Request) bool {
+			intercept: func(h *testutil.Hostile, _ http.ResponseWriter, r *http.Request) bool {
 				if r.Method != http.MethodPatch {
 					return false
 				}
 				_, _ = io.CopyN(io.Discard, r.Body, 64<<10)
-				h.hang()
+				h.Hang(r)
 				return true
 			}},
 		{name: "a source that redirects a blob to itself stops at the redirect bound",
 			side: "source", want: []string{"source", "maxRedirects"},
-			intercept: func(_ *hostile, w http.ResponseWriter, r *http.Request) bool {
+			intercept: func(_ *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
 				if !isBlobGet(r) {
 					return false
 				}
@@ -208,7 +170,7 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 			}},
 		{name: "a tag listing whose next page is itself is a loop",
 			side: "source", args: []string{"--all-tags", "--dry-run"}, want: []string{"loops"},
-			intercept: func(_ *hostile, w http.ResponseWriter, r *http.Request) bool {
+			intercept: func(_ *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
 				if !strings.HasSuffix(r.URL.Path, "/tags/list") {
 					return false
 				}
@@ -222,26 +184,22 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 			}},
 		{name: "an endless tag listing stops at the listing bound",
 			side: "source", args: []string{"--all-tags", "--dry-run"}, want: []string{"maxTagListBytes"},
-			intercept: func(h *hostile, w http.ResponseWriter, r *http.Request) bool {
+			intercept: func(h *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
 				if !strings.HasSuffix(r.URL.Path, "/tags/list") {
 					return false
 				}
 				_, _ = io.WriteString(w, `{"name":"library/app","tags":["t"`)
 				chunk := []byte(strings.Repeat(`,"a-tag-name-of-some-length"`, 1000))
-				for i := 0; ; i++ {
-					select {
-					case <-h.done:
-						return true
-					default:
-					}
+				for r.Context().Err() == nil {
 					if _, err := w.Write(chunk); err != nil {
 						return true
 					}
 				}
+				return true
 			}},
 		{name: "a 200 MB manifest stops at the OCI spec's 4 MiB",
 			side: "source", want: []string{"source", "maxManifestBytes"},
-			intercept: func(h *hostile, w http.ResponseWriter, r *http.Request) bool {
+			intercept: func(h *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
 				if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/manifests/") {
 					return false
 				}
@@ -258,7 +216,7 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 			}},
 		{name: "a 403 on a source blob is the source's failure",
 			side: "source", want: []string{"source", "Forbidden (HTTP 403)"},
-			intercept: func(_ *hostile, w http.ResponseWriter, r *http.Request) bool {
+			intercept: func(_ *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
 				if !isBlobGet(r) {
 					return false
 				}
@@ -272,18 +230,18 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			from, to := src.Host, dst.Host
-			h := startHostile(t, map[string]*testutil.Registry{"source": src, "target": dst}[tc.side], tc.intercept)
+			h := testutil.StartHostile(t, map[string]*testutil.Registry{"source": src, "target": dst}[tc.side], tc.intercept)
 			if tc.side == "source" {
-				from = h.host()
+				from = h.Host()
 			} else {
-				to = h.host()
+				to = h.Host()
 			}
 			args := append([]string{"sync", from + "/library/app", fmt.Sprintf("%s/case-%d/app", to, i), "--tags", "1", "--stall-timeout", stall.String(), "--progress", "none"}, tc.args...)
 			if slices.Contains(tc.args, "--all-tags") {
 				args = append([]string{"sync", from + "/library/app", fmt.Sprintf("%s/case-%d/app", to, i), "--stall-timeout", stall.String(), "--progress", "none"}, tc.args...)
 			}
 			r := runRegwire(t, args...)
-			t.Logf("ended in %s, max RSS %d MiB, %d requests to the hostile registry", r.took.Round(time.Millisecond), r.maxRSS>>20, h.requests.Load())
+			t.Logf("ended in %s, max RSS %d MiB, %d requests to the hostile registry", r.took.Round(time.Millisecond), r.maxRSS>>20, h.Requests.Load())
 			if r.err == nil {
 				t.Fatalf("regwire sync succeeded against a hostile registry:\n%s", r.out)
 			}
@@ -306,7 +264,7 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 
 	t.Run("a manifest whose bytes differ from its advertised digest is refused, with --platform", func(t *testing.T) {
 		t.Parallel()
-		h := startHostile(t, src, func(_ *hostile, w http.ResponseWriter, r *http.Request) bool {
+		h := testutil.StartHostile(t, src, func(_ *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
 			if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/manifests/1") {
 				return false
 			}
@@ -322,7 +280,7 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 			_, _ = w.Write(body)
 			return true
 		})
-		r := runRegwire(t, "sync", h.host()+"/library/multi", dst.Host+"/mismatch/multi", "--tags", "1", "--platform", "linux/amd64",
+		r := runRegwire(t, "sync", h.Host()+"/library/multi", dst.Host+"/mismatch/multi", "--tags", "1", "--platform", "linux/amd64",
 			"--stall-timeout", stall.String(), "--progress", "none")
 		if r.err == nil || !strings.Contains(r.out, "says its digest is "+idx.String()) || strings.Contains(r.out, "copied     1 ") {
 			t.Fatalf("err %v:\n%s", r.err, r.out)
@@ -351,7 +309,7 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 			t.Fatalf("pushing the bare index: %v %v", err, resp)
 		}
 		_ = resp.Body.Close()
-		h := startHostile(t, src, func(_ *hostile, w http.ResponseWriter, r *http.Request) bool {
+		h := testutil.StartHostile(t, src, func(_ *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
 			if !strings.HasSuffix(r.URL.Path, "/manifests/1") {
 				return false
 			}
@@ -366,7 +324,7 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 			_, _ = w.Write(rec.Body.Bytes())
 			return true
 		})
-		r := runRegwire(t, "sync", h.host()+"/library/bare", dst.Host+"/labelled/bare", "--tags", "1", "--stall-timeout", stall.String(), "--progress", "none")
+		r := runRegwire(t, "sync", h.Host()+"/library/bare", dst.Host+"/labelled/bare", "--tags", "1", "--stall-timeout", stall.String(), "--progress", "none")
 		if r.err != nil {
 			t.Fatalf("%v:\n%s", r.err, r.out)
 		}
@@ -378,7 +336,7 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 
 	t.Run("a target that stores another digest than it was sent is not trusted", func(t *testing.T) {
 		t.Parallel()
-		h := startHostile(t, dst, func(_ *hostile, w http.ResponseWriter, r *http.Request) bool {
+		h := testutil.StartHostile(t, dst, func(_ *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
 			if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/manifests/") {
 				return false
 			}
@@ -393,7 +351,7 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 			_, _ = w.Write(rec.Body.Bytes())
 			return true
 		})
-		r := runRegwire(t, "sync", src.Host+"/library/app", h.host()+"/stored/app", "--tags", "1", "--stall-timeout", stall.String(), "--progress", "none")
+		r := runRegwire(t, "sync", src.Host+"/library/app", h.Host()+"/stored/app", "--tags", "1", "--stall-timeout", stall.String(), "--progress", "none")
 		if r.err == nil || !strings.Contains(r.out, "the registry stored sha256:000") || strings.Contains(r.out, "copied     1 ") {
 			t.Fatalf("err %v:\n%s", r.err, r.out)
 		}
@@ -410,14 +368,14 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 		storage := &httptest.Server{Listener: l, Config: &http.Server{Handler: httputil.NewSingleHostReverseProxy(u), ReadHeaderTimeout: 10 * time.Second}}
 		storage.Start()
 		t.Cleanup(storage.Close)
-		h := startHostile(t, src, func(_ *hostile, w http.ResponseWriter, r *http.Request) bool {
+		h := testutil.StartHostile(t, src, func(_ *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
 			if !isBlobGet(r) {
 				return false
 			}
 			http.Redirect(w, r, storage.URL+r.URL.Path, http.StatusTemporaryRedirect)
 			return true
 		})
-		args := []string{"sync", h.host() + "/library/app", dst.Host + "/redirected/app", "--tags", "1", "--stall-timeout", "10s", "--progress", "none"}
+		args := []string{"sync", h.Host() + "/library/app", dst.Host + "/redirected/app", "--tags", "1", "--stall-timeout", "10s", "--progress", "none"}
 		r := runRegwire(t, args...)
 		if r.err == nil || !strings.Contains(r.out, "SSRF protection") {
 			t.Fatalf("a redirect to 127.0.0.2 was followed by default: %v\n%s", r.err, r.out)

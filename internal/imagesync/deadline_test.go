@@ -5,10 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -40,34 +36,27 @@ func TestATricklingSourceMeetsTheBlobDeadline(t *testing.T) {
 	layers, _ := img.Layers()
 	layer, _ := layers[0].Digest()
 	size, _ := layers[0].Size()
-	u, _ := url.Parse(src.URL)
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	done := make(chan struct{})
-	trickle := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+layer.String()) {
-			proxy.ServeHTTP(w, r)
-			return
+	trickle := testutil.StartHostile(t, src, func(_ *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
+		if !testutil.IsBlobGet(r, layer.String()) {
+			return false
 		}
 		w.Header().Set("Content-Length", fmt.Sprint(size))
 		w.WriteHeader(http.StatusOK)
 		for range size >> 10 {
 			if _, err := w.Write(make([]byte, 1<<10)); err != nil {
-				return
+				return true
 			}
 			w.(http.Flusher).Flush()
 			select {
-			case <-done:
-				return
 			case <-r.Context().Done():
-				return
+				return true
 			case <-time.After(50 * time.Millisecond): // 20 KiB/s: never a stall
 			}
 		}
-	}))
-	t.Cleanup(trickle.Close)
-	t.Cleanup(func() { close(done) })
+		return true
+	})
 
-	eng, err := New(Endpoint{Repository: strings.TrimPrefix(trickle.URL, "http://") + "/library/app"}, Endpoint{Repository: dst.Host + "/app"},
+	eng, err := New(Endpoint{Repository: trickle.Host() + "/library/app"}, Endpoint{Repository: dst.Host + "/app"},
 		Options{StallTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -2,12 +2,7 @@ package imagesync_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -94,24 +89,13 @@ func TestAStalledTransferDoesNotStallTheCopiesThatShareItsBlob(t *testing.T) {
 	digest, _ := base.Digest()
 
 	// The stalling source serves the same repository, but stops after 64 KiB of the base.
-	u, _ := url.Parse(healthy.URL)
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	done := make(chan struct{})
-	stalled := make(chan struct{}, 1)
-	stalling := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+digest.String()) {
-			proxy.ServeHTTP(w, r)
-			return
+	stalling := testutil.StartHostile(t, healthy, func(h *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
+		if !testutil.IsBlobGet(r, digest.String()) {
+			return false
 		}
-		w.Header().Set("Content-Length", fmt.Sprint(4<<20))
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(make([]byte, 64<<10))
-		w.(http.Flusher).Flush()
-		stalled <- struct{}{}
-		<-done
-	}))
-	t.Cleanup(stalling.Close)
-	t.Cleanup(func() { close(done) })
+		h.Stall(w, r, 4<<20)
+		return true
+	})
 
 	cache := imagesync.NewCache(0)
 	engine := func(from, to string) *imagesync.Engine {
@@ -126,10 +110,10 @@ func TestAStalledTransferDoesNotStallTheCopiesThatShareItsBlob(t *testing.T) {
 	defer cancel()
 	stuck := make(chan imagesync.Result, 1)
 	go func() {
-		stuck <- engine(strings.TrimPrefix(stalling.URL, "http://")+"/library/app", dst.Host+"/stuck").CopyTag(ctx, "1")
+		stuck <- engine(stalling.Host()+"/library/app", dst.Host+"/stuck").CopyTag(ctx, "1")
 	}()
 	select {
-	case <-stalled:
+	case <-stalling.Stalled:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the stalling source was never asked for the base layer")
 	}
