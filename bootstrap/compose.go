@@ -18,9 +18,11 @@ type ComposeOptions struct {
 	HTTPSPort, HTTPPort int
 }
 
-// Images the stack runs unless told otherwise.
+// Images the stack runs unless told otherwise. Nexus must be 3.83.0 or later: older
+// versions have no per-repository path-based routing (nexus.PathRoutingVersion), so
+// nexus.local/my-docker/busybox would reach no repository.
 const (
-	DefaultNexusImage = "sonatype/nexus3:3.80.0"
+	DefaultNexusImage = "sonatype/nexus3:3.89.1"
 	DefaultNginxImage = "nginx:1.27-alpine"
 )
 

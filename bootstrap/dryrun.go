@@ -2,10 +2,12 @@ package bootstrap
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -23,7 +25,7 @@ func (d DryRun) Apply(s *Stack) {
 	s.Docker = dryDocker(d)
 	s.Kind = dryKind(d)
 	s.NewKube = func(string) (Kube, error) { return dryKube(d), nil }
-	s.NexusHTTP = &http.Client{Transport: dryNexus(d)}
+	s.NexusHTTP = &http.Client{Transport: &dryNexus{d: d, repos: map[string][]byte{}}}
 }
 
 func (d DryRun) say(format string, args ...any) {
@@ -83,21 +85,40 @@ func (d dryKube) Ready(context.Context, *unstructured.Unstructured) (bool, strin
 	return true, "dry run", nil
 }
 
-// dryNexus answers Nexus's REST API as a Nexus after its first start would.
-type dryNexus DryRun
+// dryNexus answers Nexus's REST API as a Nexus after its first start would, and keeps
+// the repositories the run creates so that reading one back finds it.
+type dryNexus struct {
+	d     DryRun
+	mu    sync.Mutex
+	repos map[string][]byte // by path
+}
 
-func (d dryNexus) RoundTrip(r *http.Request) (*http.Response, error) {
-	DryRun(d).say("%s %s", r.Method, r.URL)
+func (n *dryNexus) RoundTrip(r *http.Request) (*http.Response, error) {
+	n.d.say("%s %s", r.Method, r.URL)
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	status, body := http.StatusNoContent, ""
 	switch {
 	case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/realms/active"):
 		status, body = http.StatusOK, `["NexusAuthenticatingRealm"]`
 	case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/repositories/"):
 		status = http.StatusNotFound
+		if b, ok := n.repos[r.URL.Path]; ok {
+			status, body = http.StatusOK, string(b)
+		}
 	case r.Method == http.MethodGet:
 		status = http.StatusOK
 	case r.Method == http.MethodPost:
 		status = http.StatusCreated
+		if r.Body != nil && strings.HasSuffix(r.URL.Path, "/repositories/docker/hosted") {
+			b, _ := io.ReadAll(r.Body)
+			var repo struct {
+				Name string `json:"name"`
+			}
+			if json.Unmarshal(b, &repo) == nil {
+				n.repos[r.URL.Path+"/"+repo.Name] = b
+			}
+		}
 	}
 	return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}},
 		Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil

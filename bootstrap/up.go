@@ -236,34 +236,9 @@ func (s *Stack) nexusAdmin(ctx context.Context, ca []byte) (string, error) {
 		pool.AppendCertsFromPEM(ca)
 		hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	}
-	pwFile := filepath.Join(s.StateDir, NexusPasswordFile)
-	password := ""
-	if b, err := os.ReadFile(pwFile); err == nil {
-		password = strings.TrimSpace(string(b))
-	} else if !errors.Is(err, os.ErrNotExist) {
+	password, err := s.adminPassword(ctx, url, hc)
+	if err != nil {
 		return "", err
-	}
-	if password == "" {
-		s.step("read Nexus's initial admin password (docker compose exec) and set a generated one, kept in %s", pwFile)
-		initial, err := s.Docker.Run(ctx, nil, s.compose("exec", "-T", NexusService, "cat", "/nexus-data/admin.password")...)
-		if err != nil {
-			return "", fmt.Errorf("reading Nexus's initial admin password: %w", err)
-		}
-		buf := make([]byte, 18)
-		_, _ = rand.Read(buf)
-		password = hex.EncodeToString(buf)
-		c, err := nexus.New(url, "admin", initial, hc)
-		if err != nil {
-			return "", err
-		}
-		if err := c.ChangePassword(ctx, "admin", password); err != nil {
-			return "", err
-		}
-		if !s.DryRun {
-			if err := writeFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
-				return "", err
-			}
-		}
 	}
 	c, err := nexus.New(url, "admin", password, hc)
 	if err != nil {
@@ -281,6 +256,60 @@ func (s *Stack) nexusAdmin(ctx context.Context, ca []byte) (string, error) {
 		return "", err
 	}
 	return password, nil
+}
+
+// adminPassword returns admin's password as kept in the state directory, setting a
+// generated one on the first run. Nexus deletes /nexus-data/admin.password once admin's
+// password changes, so the new password is written down (0600, synced) BEFORE it is set,
+// as pending, and made the kept one after: a run that stops anywhere in between is
+// finished by the next, whichever password Nexus has by then.
+func (s *Stack) adminPassword(ctx context.Context, url string, hc *http.Client) (string, error) {
+	pwFile := filepath.Join(s.StateDir, NexusPasswordFile)
+	pending := pwFile + ".pending"
+	if b, err := os.ReadFile(pwFile); err == nil && strings.TrimSpace(string(b)) != "" {
+		return strings.TrimSpace(string(b)), nil
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	password := ""
+	if b, err := os.ReadFile(pending); err == nil {
+		password = strings.TrimSpace(string(b))
+		c, err := nexus.New(url, "admin", password, hc)
+		if err != nil {
+			return "", err
+		}
+		switch _, err := c.ActiveRealms(ctx); {
+		case err == nil: // the change went through last time; only the rename is left
+			s.step("Nexus already has the pending admin password of %s", pending)
+			return password, os.Rename(pending, pwFile)
+		case !nexus.IsUnauthorized(err):
+			return "", err
+		}
+	}
+	if password == "" {
+		buf := make([]byte, 18)
+		_, _ = rand.Read(buf)
+		password = hex.EncodeToString(buf)
+	}
+	s.step("read Nexus's initial admin password (docker compose exec) and set a generated one, kept in %s", pwFile)
+	initial, err := s.Docker.Run(ctx, nil, s.compose("exec", "-T", NexusService, "cat", "/nexus-data/admin.password")...)
+	if err != nil {
+		return "", fmt.Errorf("reading Nexus's initial admin password: %w", err)
+	}
+	c, err := nexus.New(url, "admin", initial, hc)
+	if err != nil {
+		return "", err
+	}
+	if s.DryRun {
+		return password, c.ChangePassword(ctx, "admin", password)
+	}
+	if err := writeFile(pending, []byte(password+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	if err := c.ChangePassword(ctx, "admin", password); err != nil {
+		return "", err
+	}
+	return password, os.Rename(pending, pwFile)
 }
 
 // loadImage copies the regwire image from the Docker engine into every node's containerd.

@@ -280,3 +280,61 @@ func keys(m map[string]*unstructured.Unstructured) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestUpRecoversFromARunThatStoppedAroundThePasswordChange: Nexus deletes its initial
+// admin.password once the password changes, so up writes the new one down first (pending)
+// and keeps it after. Whichever side of the change a run stopped on, the next one finishes.
+func TestUpRecoversFromARunThatStoppedAroundThePasswordChange(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		// prepare leaves the state dir as a stopped run would, given the fake.
+		prepare func(t *testing.T, dir string, fake *nexusfake.Server, url string)
+		// readsInitial says whether the rerun must read admin.password again.
+		readsInitial bool
+		want         string
+	}{
+		{"stopped after the change, before keeping the password", func(t *testing.T, dir string, fake *nexusfake.Server, url string) {
+			s := stackFor(t, dir, newRecorder(), url)
+			if err := s.Up(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(filepath.Join(dir, bootstrap.NexusPasswordFile), filepath.Join(dir, bootstrap.NexusPasswordFile+".pending")); err != nil {
+				t.Fatal(err)
+			}
+		}, false, ""},
+		{"stopped after writing the pending password, before the change", func(t *testing.T, dir string, _ *nexusfake.Server, _ string) {
+			if err := os.WriteFile(filepath.Join(dir, bootstrap.NexusPasswordFile+".pending"), []byte("planned-password\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, true, "planned-password"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			fake := nexusfake.New("initial-from-volume")
+			srv := httptest.NewServer(fake)
+			t.Cleanup(srv.Close)
+			dir := t.TempDir()
+			tc.prepare(t, dir, fake, srv.URL)
+			rec := newRecorder()
+			if err := stackFor(t, dir, rec, srv.URL).Up(context.Background()); err != nil {
+				t.Fatalf("the rerun: %v", err)
+			}
+			pw, err := os.ReadFile(filepath.Join(dir, bootstrap.NexusPasswordFile))
+			if err != nil || strings.TrimSpace(string(pw)) != fake.Password("admin") {
+				t.Fatalf("kept password %q (%v), Nexus has %q", pw, err, fake.Password("admin"))
+			}
+			if tc.want != "" && fake.Password("admin") != tc.want {
+				t.Errorf("Nexus has %q, want the pending %q", fake.Password("admin"), tc.want)
+			}
+			if _, err := os.Stat(filepath.Join(dir, bootstrap.NexusPasswordFile+".pending")); !os.IsNotExist(err) {
+				t.Errorf("the pending password is left behind: %v", err)
+			}
+			read := slices.ContainsFunc(rec.docker(), func(c string) bool { return strings.Contains(c, "admin.password") })
+			if read != tc.readsInitial {
+				t.Errorf("read admin.password: %v, want %v", read, tc.readsInitial)
+			}
+		})
+	}
+}

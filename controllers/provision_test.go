@@ -95,6 +95,17 @@ func TestProvisioningCreatesTheNexusRepository(t *testing.T) {
 			t.Errorf("Ready is True while provisioning fails: %+v", cond)
 		}
 	}
+
+	// A Nexus before 3.83.0 has no path-based routing: a clear failure, never Provisioned.
+	update(t, admin, func() { admin.StringData = map[string]string{"password": "admin-password"} })
+	fake.SetVersion("3.80.0")
+	update(t, rm, func() { rm.Spec.Provision.Nexus.WritePolicy = v1alpha1.WritePolicyAllowOnce })
+	_, c = mirrorCondition(t, rm.Name, v1alpha1.ConditionProvisioned, metav1.ConditionFalse, v1alpha1.ReasonPathRoutingUnsupported)
+	for _, want := range []string{"Nexus 3.80.0", "3.83.0", "/repository/my-docker/v2"} {
+		if !strings.Contains(c.Message, want) {
+			t.Errorf("message %q lacks %q", c.Message, want)
+		}
+	}
 }
 
 func tlsConfig(cert tls.Certificate) *tls.Config {

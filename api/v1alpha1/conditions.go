@@ -106,6 +106,10 @@ const (
 	ReasonNexusAuthFailed ConditionReason = "NexusAuthFailed"
 	// ReasonProvisionFailed: Nexus answered with an error; the message carries its text.
 	ReasonProvisionFailed ConditionReason = "ProvisionFailed"
+	// ReasonPathRoutingUnsupported: Nexus does not keep path-based routing for the
+	// repository (it is older than 3.83.0); the message names the version found, the one
+	// needed, and the alternative endpoint.
+	ReasonPathRoutingUnsupported ConditionReason = "PathRoutingUnsupported"
 )
 
 // ImageSync reasons: Ready and Synced.

@@ -135,7 +135,10 @@ func (r *Reconciler) provision(ctx context.Context, sc *mirrorScope) (nexus.Acti
 // an error of Nexus's own (its text), or no answer. Shutting down is not the user's problem.
 func nexusError(ctx context.Context, field string, err error) error {
 	var ne *nexus.Error
+	var pr *nexus.PathRoutingUnsupportedError
 	switch {
+	case errors.As(err, &pr):
+		return conditions.Errorf(v1alpha1.ReasonPathRoutingUnsupported, "%v", pr)
 	case nexus.IsUnauthorized(err):
 		return conditions.Errorf(v1alpha1.ReasonNexusAuthFailed, "%s: %v", field, err)
 	case errors.As(err, &ne):

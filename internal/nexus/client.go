@@ -15,7 +15,9 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 )
 
 // Realm ids of Nexus's security realms.
@@ -106,6 +108,48 @@ type Client struct {
 	base       *url.URL
 	user, pass string
 	http       *http.Client
+
+	mu     sync.Mutex
+	server string // the Server header of Nexus's last answer
+}
+
+// Version returns the Nexus version from the Server header of its last answer
+// ("Nexus/3.84.0-03 (OSS)" gives "3.84.0"), or "" when Nexus (or a proxy) did not say.
+func (c *Client) Version() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return serverVersion(c.server)
+}
+
+func serverVersion(server string) string {
+	rest, ok := strings.CutPrefix(server, "Nexus/")
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(rest, " ")
+	v, _, _ = strings.Cut(v, "-")
+	return v
+}
+
+// versionAtLeast compares dotted versions numerically; "" (unknown) is never at least.
+func versionAtLeast(v, min string) bool {
+	if v == "" {
+		return false
+	}
+	a, b := strings.Split(v, "."), strings.Split(min, ".")
+	for i := range max(len(a), len(b)) {
+		var x, y int
+		if i < len(a) {
+			x, _ = strconv.Atoi(a[i])
+		}
+		if i < len(b) {
+			y, _ = strconv.Atoi(b[i])
+		}
+		if x != y {
+			return x > y
+		}
+	}
+	return true
 }
 
 // New returns a client for the Nexus at baseURL (e.g. https://nexus.local); hc nil means
@@ -147,12 +191,17 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 		return fmt.Errorf("nexus %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
+	if server := resp.Header.Get("Server"); server != "" {
+		c.mu.Lock()
+		c.server = server
+		c.mu.Unlock()
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return fmt.Errorf("nexus %s %s: reading the answer: %w", method, path, err)
 	}
 	if !slices.Contains(want, resp.StatusCode) {
-		return &Error{Method: method, Path: path, StatusCode: resp.StatusCode, Message: nexusMessage(b)}
+		return &Error{Method: method, Path: path, StatusCode: resp.StatusCode, Message: nexusMessage(b, resp.Header.Get("Content-Type"))}
 	}
 	if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -162,25 +211,46 @@ func (c *Client) do(ctx context.Context, method, path, contentType string, body 
 	return nil
 }
 
-// nexusMessage turns an error body into text: Nexus's validation errors are a JSON list of
-// {id, message}; other errors are text or HTML.
-func nexusMessage(b []byte) string {
-	var list []struct {
+// nexusMessage turns an error body into one readable message. Nexus answers errors in
+// three shapes: a WebApplicationMessageException is ONE object {"id": "*", "message": ...}
+// (ValidationErrorXO; nexus-public components/nexus-rest WebApplicationMessageException and
+// its test), whose message is itself often a quoted JSON string; bean-validation failures are
+// a LIST of such objects with ids like "PARAMETER name" (ResteasyViolationExceptionMapper);
+// older versions and some resources answer text/plain (e.g. RealmApiResource's
+// "Unknown realmIds: [X]").
+func nexusMessage(b []byte, contentType string) string {
+	type item struct {
 		ID      string `json:"id"`
 		Message string `json:"message"`
 	}
-	if json.Unmarshal(b, &list) == nil && len(list) > 0 {
+	text := func(it item) string {
+		msg := it.Message
+		var unquoted string
+		if json.Unmarshal([]byte(msg), &unquoted) == nil {
+			msg = unquoted // "\"Repository not found\"" is Repository not found
+		}
+		if it.ID != "" && it.ID != "*" {
+			return it.ID + ": " + msg
+		}
+		return msg
+	}
+	trimmed := bytes.TrimSpace(b)
+	var list []item
+	if json.Unmarshal(trimmed, &list) == nil && len(list) > 0 {
 		msgs := make([]string, 0, len(list))
-		for _, e := range list {
-			if e.ID != "" && e.ID != "*" {
-				msgs = append(msgs, e.ID+": "+e.Message)
-			} else {
-				msgs = append(msgs, e.Message)
-			}
+		for _, it := range list {
+			msgs = append(msgs, text(it))
 		}
 		return strings.Join(msgs, "; ")
 	}
-	s := strings.TrimSpace(string(b))
+	var one item
+	if json.Unmarshal(trimmed, &one) == nil && one.Message != "" {
+		return text(one)
+	}
+	s := string(trimmed)
+	if strings.HasPrefix(contentType, "text/html") {
+		s = "" // an HTML error page says nothing a user can act on: Error shows the status
+	}
 	if len(s) > 300 {
 		s = s[:300] + "…"
 	}
@@ -268,40 +338,125 @@ const (
 	Unchanged Action = "unchanged"
 )
 
-// EnsureDockerHosted creates want, or updates the repository of that name to match it;
-// fields want leaves unset (cleanup, component, connectors) keep what Nexus has.
+// PathRoutingVersion is the first Nexus version with per-repository path-based routing
+// (docker.pathEnabled): absent from Sonatype's generated OpenAPI at 3.82.1, present from
+// 3.84.0; 3.83.0 introduced it.
+const PathRoutingVersion = "3.83.0"
+
+// PathRoutingUnsupportedError is a Nexus that does not keep docker.pathEnabled: older than
+// PathRoutingVersion, it drops the field without an error, and nexus.local/<repo>/<image>
+// reaches no repository.
+type PathRoutingUnsupportedError struct {
+	// Version is the version Nexus reported, "" when it did not say.
+	Version string
+	// Repository is the docker (hosted) repository.
+	Repository string
+}
+
+func (e *PathRoutingUnsupportedError) Error() string {
+	found := "a version that does not say which"
+	if e.Version != "" {
+		found = e.Version
+	}
+	return fmt.Sprintf("Nexus %s does not keep path-based routing (docker.pathEnabled) for repository %s; it needs Nexus %s or later. "+
+		"Upgrade Nexus, or use the repository base path instead: endpoint https://<host>/repository/%s/v2 (images then do not carry the repository name)",
+		found, e.Repository, PathRoutingVersion, e.Repository)
+}
+
+// EnsureDockerHosted creates want, or updates the repository of that name to match it.
+// Only the fields regwire manages change: everything else Nexus holds (latestPolicy,
+// cleanup, component, connectors, fields of newer versions) is sent back as Nexus gave it,
+// since Nexus ignores fields it does not know and resets those an update leaves out.
+// With want.Docker.PathEnabled true, a Nexus older than PathRoutingVersion, or one that does
+// not keep the field after the write, is a *PathRoutingUnsupportedError.
 func (c *Client) EnsureDockerHosted(ctx context.Context, want *DockerHostedRepository) (Action, error) {
-	have, err := c.DockerHosted(ctx, want.Name)
-	if IsNotFound(err) {
-		return Created, c.CreateDockerHosted(ctx, want)
-	} else if err != nil {
+	path := "/v1/repositories/docker/hosted/" + url.PathEscape(want.Name)
+	var have map[string]any
+	err := c.do(ctx, http.MethodGet, path, "", nil, &have, http.StatusOK)
+	routing := want.Docker.PathEnabled != nil && *want.Docker.PathEnabled
+	if routing {
+		if v := c.Version(); v != "" && !versionAtLeast(v, PathRoutingVersion) {
+			return "", &PathRoutingUnsupportedError{Version: v, Repository: want.Name}
+		}
+	}
+	action := Created
+	switch {
+	case IsNotFound(err):
+		if err := c.CreateDockerHosted(ctx, want); err != nil {
+			return "", err
+		}
+	case err != nil:
 		return "", err
+	default:
+		merged, changed, err := overlay(have, want)
+		if err != nil {
+			return "", err
+		}
+		if !changed {
+			return Unchanged, nil
+		}
+		b, err := json.Marshal(merged)
+		if err != nil {
+			return "", err
+		}
+		if err := c.do(ctx, http.MethodPut, path, "application/json", b, nil, http.StatusNoContent); err != nil {
+			return "", err
+		}
+		action = Updated
 	}
-	have.Storage.WritePolicy = strings.ToUpper(have.Storage.WritePolicy) // older versions answer in lower case
-	merged := *want
-	if merged.Cleanup == nil {
-		merged.Cleanup = have.Cleanup
+	if routing {
+		got, err := c.DockerHosted(ctx, want.Name)
+		if err != nil {
+			return "", err
+		}
+		if got.Docker.PathEnabled == nil || !*got.Docker.PathEnabled {
+			return "", &PathRoutingUnsupportedError{Version: c.Version(), Repository: want.Name}
+		}
 	}
-	if merged.Component == nil {
-		merged.Component = have.Component
+	return action, nil
+}
+
+// overlay sets the fields want manages on have (Nexus's answer, as a JSON object) and
+// says whether any of them changed. Fields want leaves unset (connectors, subdomain,
+// pathEnabled when nil, cleanup, component) keep what Nexus has.
+func overlay(have map[string]any, want *DockerHostedRepository) (map[string]any, bool, error) {
+	b, err := json.Marshal(want)
+	if err != nil {
+		return nil, false, err
 	}
-	d := &merged.Docker
-	if d.HTTPPort == nil {
-		d.HTTPPort = have.Docker.HTTPPort
+	var w map[string]any
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, false, err
 	}
-	if d.HTTPSPort == nil {
-		d.HTTPSPort = have.Docker.HTTPSPort
+	changed := false
+	var merge func(dst, src map[string]any)
+	merge = func(dst, src map[string]any) {
+		for k, v := range src {
+			if sub, ok := v.(map[string]any); ok {
+				d, ok := dst[k].(map[string]any)
+				if !ok {
+					d = map[string]any{}
+					dst[k] = d
+				}
+				merge(d, sub)
+				continue
+			}
+			old := dst[k]
+			if s, ok := old.(string); ok && k == "writePolicy" {
+				old = strings.ToUpper(s) // older versions answer in lower case
+			}
+			if !equalJSON(old, v) {
+				changed = true
+			}
+			dst[k] = v
+		}
 	}
-	if d.Subdomain == nil {
-		d.Subdomain = have.Docker.Subdomain
-	}
-	if d.PathEnabled == nil {
-		d.PathEnabled = have.Docker.PathEnabled
-	}
-	a, _ := json.Marshal(have)
-	b, _ := json.Marshal(&merged)
-	if bytes.Equal(a, b) {
-		return Unchanged, nil
-	}
-	return Updated, c.UpdateDockerHosted(ctx, &merged)
+	merge(have, w)
+	return have, changed, nil
+}
+
+func equalJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
 }

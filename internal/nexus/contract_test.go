@@ -156,7 +156,8 @@ func TestContractErrorsCarryNexusText(t *testing.T) {
 }
 
 // TestTheFakeIsStrict shows the fake refuses what Nexus refuses, so that the contract tests
-// above could fail: unknown fields, wrong content types, wrong methods.
+// above could fail — malformed bodies, wrong content types, wrong methods — and accepts
+// what Nexus accepts.
 func TestTheFakeIsStrict(t *testing.T) {
 	t.Parallel()
 	_, url := fake(t)
@@ -164,8 +165,10 @@ func TestTheFakeIsStrict(t *testing.T) {
 		name, method, path, contentType, body string
 		want                                  int
 	}{
-		{"an unknown field in a repository", http.MethodPost, "/service/rest/v1/repositories/docker/hosted", "application/json",
-			`{"name":"x","online":true,"storage":{"blobStoreName":"default","strictContentTypeValidation":true,"writePolicy":"ALLOW"},"docker":{"v1Enabled":false,"forceBasicAuth":true},"typo":1}`, 400},
+		{"malformed JSON", http.MethodPost, "/service/rest/v1/repositories/docker/hosted", "application/json", `{"name":`, 400},
+		// Nexus ignores fields it does not know (ObjectMapperProvider: FAIL_ON_UNKNOWN_PROPERTIES off).
+		{"an unknown field in a repository is ignored", http.MethodPost, "/service/rest/v1/repositories/docker/hosted", "application/json",
+			`{"name":"x","online":true,"storage":{"blobStoreName":"default","strictContentTypeValidation":true,"writePolicy":"ALLOW"},"docker":{"v1Enabled":false,"forceBasicAuth":true},"typo":1}`, 201},
 		{"a repository sent as form data", http.MethodPost, "/service/rest/v1/repositories/docker/hosted", "application/x-www-form-urlencoded", "name=x", 415},
 		{"a password sent as JSON", http.MethodPut, "/service/rest/v1/security/users/admin/change-password", "application/json", `"x"`, 415},
 		{"DELETE on the realms", http.MethodDelete, "/service/rest/v1/security/realms/active", "", "", 405},
@@ -188,4 +191,113 @@ func TestTheFakeIsStrict(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestEveryErrorShapeOfNexusReadsAsItsMessage(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, contentType, body, want string
+	}{
+		// WebApplicationMessageException: one ValidationErrorXO, the message quoted.
+		{"one object with a quoted message", "application/json", `{"id":"*","message":"\"Repository not found\""}`, "Repository not found"},
+		{"one object with an id", "application/json", `{"id":"BlobStoreName","message":"Blob store not found"}`, "BlobStoreName: Blob store not found"},
+		// ResteasyViolationExceptionMapper: a list.
+		{"a list of validation errors", "application/json", `[{"id":"PARAMETER name","message":"must not be empty"},{"id":"PARAMETER online","message":"must not be null"}]`,
+			"PARAMETER name: must not be empty; PARAMETER online: must not be null"},
+		// RealmApiResource: text/plain.
+		{"plain text", "text/plain", "Unknown realmIds: [NoSuchRealm]", "Unknown realmIds: [NoSuchRealm]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", tc.contentType)
+				w.WriteHeader(http.StatusBadRequest)
+				_, _ = w.Write([]byte(tc.body))
+			}))
+			t.Cleanup(srv.Close)
+			_, err := client(t, srv.URL, "admin", "x").ActiveRealms(context.Background())
+			var ne *nexus.Error
+			if !errors.As(err, &ne) || ne.Message != tc.want || strings.Contains(err.Error(), `{"`) {
+				t.Errorf("err = %v, want the message %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestAnUpdateKeepsWhatRegwireDoesNotManage(t *testing.T) {
+	t.Parallel()
+	f, url := fake(t)
+	ctx := context.Background()
+	// A repository made in Nexus's UI, with a field regwire's client does not know.
+	req, _ := http.NewRequest(http.MethodPost, url+"/service/rest/v1/repositories/docker/hosted", strings.NewReader(
+		`{"name":"my-docker","online":true,"storage":{"blobStoreName":"default","strictContentTypeValidation":true,"writePolicy":"ALLOW","latestPolicy":true},`+
+			`"docker":{"v1Enabled":false,"forceBasicAuth":true,"pathEnabled":true},"cleanup":{"policyNames":["weekly"]}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth("admin", "initial-admin-password")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("%v %v", err, resp)
+	}
+	_ = resp.Body.Close()
+	once := myDocker()
+	once.Storage.WritePolicy = nexus.WritePolicyAllowOnce
+	if a, err := client(t, url, "admin", "initial-admin-password").EnsureDockerHosted(ctx, once); err != nil || a != nexus.Updated {
+		t.Fatalf("update: %v %v", a, err)
+	}
+	got := f.Repository("my-docker")
+	st := got["storage"].(map[string]any)
+	if st["writePolicy"] != "ALLOW_ONCE" || st["latestPolicy"] != true || got["cleanup"].(map[string]any)["policyNames"].([]any)[0] != "weekly" {
+		t.Errorf("after the update %v: latestPolicy and cleanup must survive", got)
+	}
+}
+
+func TestPathRoutingOnANexusThatLacksItIsAnErrorNamingTheVersion(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t.Run("a Nexus that says its version is refused before any write", func(t *testing.T) {
+		t.Parallel()
+		f, url := fake(t)
+		f.SetVersion("3.80.0")
+		_, err := client(t, url, "admin", "initial-admin-password").EnsureDockerHosted(ctx, myDocker())
+		var pr *nexus.PathRoutingUnsupportedError
+		if !errors.As(err, &pr) || pr.Version != "3.80.0" || !strings.Contains(err.Error(), "3.83.0") || !strings.Contains(err.Error(), "/repository/my-docker/v2") {
+			t.Fatalf("err = %v", err)
+		}
+		for _, r := range f.Requests() {
+			if !strings.HasPrefix(r, "GET ") {
+				t.Errorf("wrote to a Nexus without path routing: %s", r)
+			}
+		}
+	})
+	t.Run("a Nexus that hides its version and drops the field is found out by reading it back", func(t *testing.T) {
+		t.Parallel()
+		f := nexusfake.New("initial-admin-password")
+		f.SetVersion("3.80.0")
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f.ServeHTTP(hideServer{w}, r) // a proxy in front strips the Server header
+		}))
+		t.Cleanup(srv.Close)
+		_, err := client(t, srv.URL, "admin", "initial-admin-password").EnsureDockerHosted(ctx, myDocker())
+		var pr *nexus.PathRoutingUnsupportedError
+		if !errors.As(err, &pr) || pr.Version != "" {
+			t.Fatalf("err = %v, want path routing unsupported (version unknown)", err)
+		}
+		if f.Repository("my-docker") == nil {
+			t.Fatal("the test proves nothing: the repository was never written")
+		}
+	})
+}
+
+// hideServer drops the Server header of an answer.
+type hideServer struct{ http.ResponseWriter }
+
+func (h hideServer) WriteHeader(code int) {
+	h.Header().Del("Server")
+	h.ResponseWriter.WriteHeader(code)
+}
+
+func (h hideServer) Write(b []byte) (int, error) {
+	h.Header().Del("Server")
+	return h.ResponseWriter.Write(b)
 }

@@ -1,10 +1,11 @@
-// Package nexusfake is a strict contract fake of the parts of Sonatype Nexus Repository 3's
-// REST API that regwire uses. Nexus cannot run here (it needs a JVM and a Docker image);
-// this fake stands in for it in tests and checks every request against Sonatype's
-// published contract: the method, the path, basic authentication and the admin role,
-// the content type, and the body (unknown fields, names, write policies, blob stores and
-// realm ids are refused the way Nexus refuses them: 400 with a list of {id, message}).
-// It is not Nexus: it serves no registry API.
+// Package nexusfake is a contract fake of the parts of Sonatype Nexus Repository 3's REST
+// API that regwire uses. Nexus cannot run here (it needs a JVM and a Docker image); this
+// fake stands in for it in tests and checks every request against Sonatype's published
+// contract: the method, the path, basic authentication and the admin role, the content
+// type, and the body (names, write policies, blob stores and realm ids are refused with a
+// 400). Like Nexus it ignores JSON fields it does not know, answers with a Server header
+// naming its version, and, set to a version before 3.83.0, drops docker.pathEnabled without
+// an error. It is not Nexus: it serves no registry API.
 package nexusfake
 
 import (
@@ -26,7 +27,9 @@ var KnownRealms = []string{
 
 // Server is the fake's state. Use New, then serve it with net/http/httptest.
 type Server struct {
-	mu         sync.Mutex
+	mu sync.Mutex
+	// version is what the Server header reports, and decides which fields are kept.
+	version    string
 	users      map[string]user
 	realms     []string
 	repos      map[string]json.RawMessage // docker hosted repositories as Nexus answers them
@@ -51,7 +54,27 @@ func New(initialPassword string) *Server {
 		repos:      map[string]json.RawMessage{},
 		blobStores: []string{"default"},
 		writable:   true,
+		version:    DefaultVersion,
 	}
+}
+
+// DefaultVersion is the Nexus version a new fake reports: one with path-based routing.
+const DefaultVersion = "3.84.0"
+
+// SetVersion makes the fake behave as Nexus v (e.g. "3.80.0").
+func (s *Server) SetVersion(v string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.version = v
+}
+
+// keepsPathEnabled says whether this version knows docker.pathEnabled: Sonatype's generated
+// OpenAPI lacks it at 3.82.1 and has it from 3.84.0 (3.83.0 introduced it); older versions
+// drop the unknown field silently.
+func (s *Server) keepsPathEnabled() bool {
+	var major, minor int
+	_, _ = fmt.Sscanf(s.version, "%d.%d", &major, &minor)
+	return major > 3 || (major == 3 && minor >= 83)
 }
 
 // AddUser adds a user without the admin role.
@@ -116,6 +139,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests = append(s.requests, r.Method+" "+r.URL.Path)
+	// Nexus names itself and its version in every answer, e.g. "Nexus/3.84.0-03 (COMMUNITY)"
+	// from sonatype/nexus3:3.84.0 ("(OSS)" before the Community Edition).
+	w.Header().Set("Server", "Nexus/"+s.version+"-03 (COMMUNITY)")
 	p := r.URL.Path
 	switch {
 	case p == pathStatus || p == pathWritable:
@@ -136,7 +162,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		var realms []string
-		if !decode(w, r, &realms) {
+		if _, ok := decode(w, r, &realms); !ok {
 			return
 		}
 		for _, id := range realms {
@@ -179,14 +205,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		var repo dockerHosted
-		if !decode(w, r, &repo) || !s.valid(w, &repo) {
+		body, ok := decode(w, r, &repo)
+		if !ok || !s.valid(w, &repo) {
 			return
 		}
 		if _, exists := s.repos[strings.ToLower(*repo.Name)]; exists {
 			validation(w, "name", "Name is already used, must be unique (ignoring case)")
 			return
 		}
-		s.repos[strings.ToLower(*repo.Name)] = answer(&repo, r)
+		s.repos[strings.ToLower(*repo.Name)] = s.answer(body, r)
 		w.WriteHeader(http.StatusCreated)
 	case strings.HasPrefix(p, pathHosted+"/"):
 		name := strings.TrimPrefix(p, pathHosted+"/")
@@ -195,7 +222,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		raw, exists := s.repos[strings.ToLower(name)]
 		if !exists {
-			http.Error(w, "Repository not found", http.StatusNotFound)
+			// A WebApplicationMessageException: one ValidationErrorXO whose message is
+			// itself quoted (nexus-public components/nexus-rest WebApplicationMessageException).
+			writeJSON(w, http.StatusNotFound, map[string]string{"id": "*", "message": `"Repository not found"`})
 			return
 		}
 		if r.Method == http.MethodGet {
@@ -205,14 +234,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		var repo dockerHosted
-		if !decode(w, r, &repo) || !s.valid(w, &repo) {
+		body, ok := decode(w, r, &repo)
+		if !ok || !s.valid(w, &repo) {
 			return
 		}
 		if !strings.EqualFold(*repo.Name, name) {
 			validation(w, "name", "Renaming a repository is not supported")
 			return
 		}
-		s.repos[strings.ToLower(name)] = answer(&repo, r)
+		s.repos[strings.ToLower(name)] = s.answer(body, r)
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		http.NotFound(w, r)
@@ -269,16 +299,20 @@ func (s *Server) valid(w http.ResponseWriter, r *dockerHosted) bool {
 	return false
 }
 
-// answer is what a GET returns for a stored repository: the request's fields plus those
-// Nexus adds.
-func answer(r *dockerHosted, req *http.Request) json.RawMessage {
-	r.Storage.WritePolicy = strings.ToUpper(r.Storage.WritePolicy)
-	b, _ := json.Marshal(r)
-	var m map[string]any
-	_ = json.Unmarshal(b, &m)
-	m["format"], m["type"] = "docker", "hosted"
-	m["url"] = "http://" + req.Host + "/repository/" + *r.Name
-	out, _ := json.Marshal(m)
+// answer is what a GET returns for a stored repository: what the request set, less what
+// this version does not know, plus the fields Nexus adds.
+func (s *Server) answer(body map[string]any, req *http.Request) json.RawMessage {
+	if st, ok := body["storage"].(map[string]any); ok {
+		if wp, ok := st["writePolicy"].(string); ok {
+			st["writePolicy"] = strings.ToUpper(wp)
+		}
+	}
+	if d, ok := body["docker"].(map[string]any); ok && !s.keepsPathEnabled() {
+		delete(d, "pathEnabled")
+	}
+	body["format"], body["type"] = "docker", "hosted"
+	body["url"] = "http://" + req.Host + "/repository/" + body["name"].(string)
+	out, _ := json.Marshal(body)
 	return out
 }
 
@@ -313,20 +347,26 @@ func (s *Server) admin(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// decode reads a JSON body strictly: the content type must say JSON and unknown fields are
-// refused, as Nexus's JSON provider does.
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+// decode reads a JSON body into v, and returns it as an object too. Like Nexus it ignores
+// fields it does not know (nexus-public nexus-rest-jackson2 ObjectMapperProvider:
+// FAIL_ON_UNKNOWN_PROPERTIES off); the content type must say JSON.
+func decode(w http.ResponseWriter, r *http.Request, v any) (map[string]any, bool) {
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		http.Error(w, "Unsupported Media Type", http.StatusUnsupportedMediaType)
-		return false
+		return nil, false
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		validation(w, "*", "Unable to read the request body: "+err.Error())
-		return false
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err == nil {
+		err = json.Unmarshal(b, v)
 	}
-	return true
+	if err != nil {
+		// Malformed JSON: one object (JsonProcessingExceptionMapper).
+		writeJSON(w, http.StatusBadRequest, map[string]string{"id": "*", "message": "Unable to read the request body: " + err.Error()})
+		return nil, false
+	}
+	var body map[string]any
+	_ = json.Unmarshal(b, &body) // nil for a JSON list (realms)
+	return body, true
 }
 
 func validation(w http.ResponseWriter, id, msg string) {
