@@ -386,6 +386,39 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 		}
 	})
 
+	t.Run("a hundred thousand tags are listed and checked within the memory limit", func(t *testing.T) {
+		t.Parallel()
+		const n = 100_000
+		var list bytes.Buffer
+		list.WriteString(`{"name":"library/many","tags":[`)
+		for i := range n {
+			if i > 0 {
+				list.WriteByte(',')
+			}
+			fmt.Fprintf(&list, `"v%d"`, i)
+		}
+		list.WriteString(`]}`)
+		h := testutil.StartHostile(t, src, func(_ *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
+			switch {
+			case strings.HasSuffix(r.URL.Path, "/tags/list"):
+				_, _ = w.Write(list.Bytes())
+			case strings.Contains(r.URL.Path, "/manifests/"):
+				w.WriteHeader(http.StatusNotFound) // every tag is gone by the time it is checked
+			default:
+				return false
+			}
+			return true
+		})
+		r := runRegwire(t, "sync", h.Host()+"/library/many", dst.Host+"/many/app", "--all-tags", "--dry-run", "--progress", "none", "--jobs", "16")
+		t.Logf("%d tags in %s, max RSS %d MiB", n, r.took.Round(time.Millisecond), r.maxRSS>>20)
+		if r.err == nil || !strings.Contains(r.out, fmt.Sprintf("%d tag(s)", n)) {
+			t.Fatalf("err %v:\n%s", r.err, r.out[max(0, len(r.out)-2000):])
+		}
+		if r.maxRSS > memoryLimit {
+			t.Errorf("max RSS %d MiB for %d tags, over the manager's limit of %d MiB", r.maxRSS>>20, n, memoryLimit>>20)
+		}
+	})
+
 	t.Run("a source that accepts connections and never answers fails as stalled", func(t *testing.T) {
 		t.Parallel()
 		l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -15,7 +15,7 @@ func TestAgentEnvReachesTheAgentContainerAfterItsOwn(t *testing.T) {
 	o.Env = []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: "127.0.0.1"}, {Name: "KUBERNETES_SERVICE_PORT", Value: "6443"}}
 	ds := registrymirror.AgentDaemonSet("regwire-system", o)
 	env := ds.Spec.Template.Spec.Containers[0].Env
-	if len(env) != 4 || env[0].Name != "NODE_NAME" || env[2].Name != "KUBERNETES_SERVICE_HOST" || env[3].Value != "6443" {
+	if len(env) != 5 || env[0].Name != "NODE_NAME" || env[2].Name != "GOMEMLIMIT" || env[3].Name != "KUBERNETES_SERVICE_HOST" || env[4].Value != "6443" {
 		t.Errorf("agent env %+v", env)
 	}
 	if !ds.Spec.Template.Spec.HostNetwork {

@@ -307,7 +307,9 @@ func (e *Engine) Sync(ctx context.Context, tags []string) []Result {
 					runs[i] = &tagRun{res: Result{Tag: tags[i], Err: err}}
 					continue
 				}
-				runs[i] = e.copyTag(ctx, tags[i], true)
+				run := e.copyTag(ctx, tags[i], true)
+				run.res.Err = compact(run.res.Err) // kept for the whole run: only what it says
+				runs[i] = run
 			}
 		})
 	}
@@ -318,6 +320,7 @@ func (e *Engine) Sync(ctx context.Context, tags []string) []Result {
 	out := make([]Result, len(runs))
 	for i, r := range runs {
 		out[i] = r.res
+		out[i].Err = compact(r.res.Err) // referrer errors came later
 	}
 	return out
 }
