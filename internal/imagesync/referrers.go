@@ -245,6 +245,12 @@ func (e *Engine) referrersAPI(ctx context.Context, d v1.Hash) (bool, error) {
 	}
 	defer release()
 	if _, err := remote.Referrers(ref, append(e.src.opts, remote.WithContext(ctx))...); err != nil {
+		// A registry without the API should answer 404, on which go-containerregistry
+		// falls back to the tag schema itself; some answer 405, 501 or 400, on which it
+		// errors. Either way the API is not served: the tag listing has the referrers.
+		if e.src.referrersAPI.Load() == referrersMissing {
+			return false, nil
+		}
 		return false, describe(fmt.Errorf("listing referrers: %w", err), "source", ref.String())
 	}
 	return e.src.referrersAPI.Load() == referrersServed, nil

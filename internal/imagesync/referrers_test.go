@@ -220,3 +220,45 @@ func TestReferrersAPIOfTheSourceIsUsed(t *testing.T) {
 		t.Errorf("target referrers: %+v, want %s", im.Manifests, art)
 	}
 }
+
+// TestASourceRefusingTheReferrersAPIFallsBackToTags: registries without the referrers API
+// should answer 404, but some answer 405 or 501 (Nexus documents no referrers API); the
+// OCI distribution spec lets clients fall back to the sha256-<hex> tags either way, and so
+// does regwire: the signature is copied by its tag.
+func TestASourceRefusingTheReferrersAPIFallsBackToTags(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{http.StatusMethodNotAllowed, http.StatusNotImplemented} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			t.Parallel()
+			src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+			dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+			img, err := random.Image(512, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := remote.Write(testutil.Ref(t, src.Host+"/library/app:1"), img); err != nil {
+				t.Fatal(err)
+			}
+			d, _ := img.Digest()
+			sig := sign(t, src.Host+"/library/app", d)
+			h := testutil.StartHostile(t, src, func(_ *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
+				if !strings.Contains(r.URL.Path, "/referrers/") {
+					return false
+				}
+				w.WriteHeader(status)
+				return true
+			})
+			eng, err := imagesync.New(imagesync.Endpoint{Repository: h.Host() + "/library/app"}, imagesync.Endpoint{Repository: dst.Host + "/app"},
+				imagesync.Options{Referrers: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := eng.CopyTag(context.Background(), "1"); r.Err != nil || r.Referrers != 1 {
+				t.Fatalf("copy with a source answering %d to the referrers API: %+v", status, r)
+			}
+			if got, err := remote.Head(testutil.Ref(t, dst.Host+"/app:sha256-"+d.Hex+".sig")); err != nil || got.Digest != sig {
+				t.Errorf("the signature did not reach the target: %v %v", got, err)
+			}
+		})
+	}
+}
