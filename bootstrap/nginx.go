@@ -32,8 +32,11 @@ type NginxOptions struct {
 // nginxTemplate is the usual nginx proxy made right for registries: unlimited and unbuffered
 // request bodies (layers of any size stream through instead of failing with 413 or
 // filling the disk), unbuffered responses, the client's Host with its port (registries
-// build upload Locations from it), X-Forwarded-*, HTTP/1.1 keepalive to the upstream,
-// TLS 1.2+, and HTTP redirected to HTTPS.
+// build upload Locations from it), X-Forwarded-For and -Proto, HTTP/1.1 keepalive to the
+// upstream, TLS 1.2+, and HTTP redirected to HTTPS. No X-Forwarded-Host: Sonatype's own
+// nginx example sends none, and Nexus 3.78–3.80 doubles the port of a Bearer realm built
+// from one that carries a port (nexus-public #611, #651: https://host:5001:5001/v2/token);
+// the Host header already carries host and port.
 var nginxTemplate = template.Must(template.New("nginx.conf").Parse(`# Written by regwire bootstrap: a TLS proxy for a container registry.
 worker_processes auto;
 error_log {{.ErrorLog}} notice;
@@ -85,7 +88,6 @@ http {
       proxy_set_header X-Real-IP $remote_addr;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_set_header X-Forwarded-Host $http_host;
       proxy_set_header Connection "";
     }
   }

@@ -125,3 +125,22 @@ func atoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// TestNginxSendsTheHeadersNexusNeedsAndNoForwardedHost: Host with its port (Nexus builds
+// upload Locations and token realms from it) and no X-Forwarded-Host, which makes Nexus
+// 3.78–3.80 double the port in its Bearer realm (nexus-public #611, #651).
+func TestNginxSendsTheHeadersNexusNeedsAndNoForwardedHost(t *testing.T) {
+	t.Parallel()
+	conf, err := bootstrap.RenderNginx(bootstrap.NginxOptions{ServerName: "nexus.local", Upstream: "nexus:8081"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"proxy_set_header Host $http_host;", "proxy_set_header X-Forwarded-Proto $scheme;"} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("nginx.conf lacks %q", want)
+		}
+	}
+	if strings.Contains(string(conf), "X-Forwarded-Host") {
+		t.Error("nginx.conf sends X-Forwarded-Host")
+	}
+}
