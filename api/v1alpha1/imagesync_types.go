@@ -124,7 +124,9 @@ type ImageTarget struct {
 	RegistryMirrorRef *RegistryMirrorReference `json:"registryMirrorRef,omitempty"`
 
 	// repository is the repository path under the RegistryMirror's host, e.g.
-	// my-docker/busybox for nexus.local/my-docker/busybox.
+	// my-docker/busybox for nexus.local/my-docker/busybox. With a mirror whose endpoint is
+	// a Nexus repository base path (/repository/my-docker/v2), the path is the image name
+	// alone (busybox): the base path already names the Nexus repository.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255

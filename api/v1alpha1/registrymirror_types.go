@@ -49,9 +49,12 @@ type RegistryMirrorSpec struct {
 	Host RegistryHost `json:"host"`
 
 	// endpoint is the URL containerd talks to for this host. It defaults to https://<host>.
-	// A path is allowed (for example a Nexus repository served at
-	// https://nexus.example/repository/my-docker/v2) and is rendered with containerd's
-	// override_path. Credentials, queries and fragments are not allowed in the URL.
+	// A path is allowed and is rendered with containerd's override_path. Nexus serves a
+	// docker repository in two shapes: with path-based routing (Nexus 3.83.0 and later)
+	// at the root, as https://nexus.example, where images carry the repository's name
+	// (nexus.example/my-docker/busybox); or at the repository base path
+	// https://nexus.example/repository/my-docker/v2, where they do not
+	// (nexus.example/busybox). Credentials, queries and fragments are not allowed in the URL.
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule=`isURL(self)`,message="must be an absolute URL, e.g. https://nexus.local or https://nexus.local/repository/my-docker/v2"

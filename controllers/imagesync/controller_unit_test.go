@@ -96,18 +96,19 @@ func TestAReconcileThatIsNotDueReadsNoSecret(t *testing.T) {
 func TestTheTargetIsTheMirrorsEndpointWithItsPath(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		name, endpoint, wantRepo, wantPrefix string
+		name, endpoint, repository, wantRepo, wantPrefix string
 	}{
-		{"no endpoint means the host itself", "", "nexus.local/my-docker/app", ""},
-		{"an endpoint without a path gives its host", "https://10.0.0.5:8443", "10.0.0.5:8443/my-docker/app", ""},
-		{"an endpoint path is where the registry API lives (Nexus path-based routing)", "https://nexus.local/repository/my-docker/v2/", "nexus.local/my-docker/app", "/repository/my-docker/v2"},
+		{"no endpoint means the host itself", "", "my-docker/app", "nexus.local/my-docker/app", ""},
+		{"an endpoint without a path gives its host", "https://10.0.0.5:8443", "my-docker/app", "10.0.0.5:8443/my-docker/app", ""},
+		// The base path names the Nexus repository: images there do not.
+		{"an endpoint path is where the registry API lives (a Nexus repository base path)", "https://nexus.local/repository/my-docker/v2/", "app", "nexus.local/app", "/repository/my-docker/v2"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			rm := &v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "nexus"}, Spec: v1alpha1.RegistryMirrorSpec{Host: "nexus.local", Endpoint: tc.endpoint}}
 			is := &v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x", Generation: 1},
-				Spec: v1alpha1.ImageSyncSpec{Source: v1alpha1.ImageSource{Image: "docker.io/library/app", Tags: []string{"1"}}, Target: v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: "nexus"}, Repository: "my-docker/app"}}}
+				Spec: v1alpha1.ImageSyncSpec{Source: v1alpha1.ImageSource{Image: "docker.io/library/app", Tags: []string{"1"}}, Target: v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: "nexus"}, Repository: tc.repository}}}
 			r, _ := unitSync(t, is)
 			if err := r.Client.Create(context.Background(), rm); err != nil {
 				t.Fatal(err)
@@ -119,7 +120,7 @@ func TestTheTargetIsTheMirrorsEndpointWithItsPath(t *testing.T) {
 			if dst := sc.plan.Target; dst.Repository != tc.wantRepo || dst.PathPrefix != tc.wantPrefix {
 				t.Errorf("target %q under %q, want %q under %q", dst.Repository, dst.PathPrefix, tc.wantRepo, tc.wantPrefix)
 			}
-			if is.Status.TargetImage != "nexus.local/my-docker/app" {
+			if is.Status.TargetImage != "nexus.local/"+tc.repository {
 				t.Errorf("status.targetImage %q: nodes pull by the mirror's host", is.Status.TargetImage)
 			}
 		})
