@@ -156,7 +156,10 @@ func TestCopyCompletesThroughFaults(t *testing.T) {
 	eng, err := imagesync.New(
 		imagesync.Endpoint{Repository: src.Host + "/library/busybox", Auth: &authn.Basic{Username: "alice", Password: password}},
 		imagesync.Endpoint{Repository: proxyHost + "/my-docker/busybox"},
-		imagesync.Options{Jobs: 3, Backoff: remote.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Steps: 8}})
+		// A blob upload is four requests (HEAD, POST, PATCH, PUT), retried as a whole: at a
+		// fifth of requests failing, one try fails 59% of the time, and eight in a row about
+		// once in seventy blobs. Twelve make it about once in six hundred.
+		imagesync.Options{Jobs: 3, Backoff: remote.Backoff{Duration: 20 * time.Millisecond, Factor: 1.5, Steps: 12}})
 	if err != nil {
 		t.Fatal(err)
 	}
