@@ -4,6 +4,7 @@
 package local
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -248,18 +249,26 @@ func (s *stack) watch(ctx context.Context) error {
 		if s.opts.Once {
 			return nil
 		}
+		var stopped error
 		select {
 		case <-ctx.Done():
+		case err := <-s.mgrDone:
+			stopped = fmt.Errorf("regwire controllers stopped: %w", cmp.Or(err, errNoReason))
+		case err := <-s.agentDone:
+			stopped = fmt.Errorf("the node agent stopped: %w", cmp.Or(err, errNoReason))
+		case <-time.After(s.opts.Interval):
+			continue
+		}
+		if ctx.Err() != nil { // Ctrl-C: the manager and the agent stop with the stack
 			s.say("")
 			return nil
-		case err := <-s.mgrDone:
-			return fmt.Errorf("regwire controllers stopped: %w", err)
-		case err := <-s.agentDone:
-			return fmt.Errorf("the node agent stopped: %w", err)
-		case <-time.After(s.opts.Interval):
 		}
+		return stopped
 	}
 }
+
+// errNoReason is why a part of the stack that stopped by itself, without an error, stopped.
+var errNoReason = errors.New("it ended without an error")
 
 // newManager assembles the regwire controllers (operator namespace: Namespace) against cfg.
 func newManager(cfg *rest.Config, logTo io.Writer) (runner, error) {

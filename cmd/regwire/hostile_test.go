@@ -264,20 +264,11 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 
 	t.Run("a manifest whose bytes differ from its advertised digest is refused, with --platform", func(t *testing.T) {
 		t.Parallel()
-		h := testutil.StartHostile(t, src, func(_ *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
+		h := testutil.StartHostile(t, src, func(h *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
 			if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/manifests/1") {
 				return false
 			}
-			rec := httptest.NewRecorder()
-			u, _ := url.Parse(src.URL)
-			httputil.NewSingleHostReverseProxy(u).ServeHTTP(rec, r)
-			for k, v := range rec.Header() {
-				w.Header()[k] = v
-			}
-			body := append(rec.Body.Bytes(), '\n') // same header digest, other bytes
-			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-			w.WriteHeader(rec.Code)
-			_, _ = w.Write(body)
+			h.Rewrite(w, r, func(_ http.Header, body []byte) []byte { return append(body, '\n') }) // same header digest, other bytes
 			return true
 		})
 		r := runRegwire(t, "sync", h.Host()+"/library/multi", dst.Host+"/mismatch/multi", "--tags", "1", "--platform", "linux/amd64",
@@ -309,19 +300,14 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 			t.Fatalf("pushing the bare index: %v %v", err, resp)
 		}
 		_ = resp.Body.Close()
-		h := testutil.StartHostile(t, src, func(_ *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
+		h := testutil.StartHostile(t, src, func(h *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
 			if !strings.HasSuffix(r.URL.Path, "/manifests/1") {
 				return false
 			}
-			rec := httptest.NewRecorder()
-			u, _ := url.Parse(src.URL)
-			httputil.NewSingleHostReverseProxy(u).ServeHTTP(rec, r)
-			for k, v := range rec.Header() {
-				w.Header()[k] = v
-			}
-			w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-			w.WriteHeader(rec.Code)
-			_, _ = w.Write(rec.Body.Bytes())
+			h.Rewrite(w, r, func(header http.Header, body []byte) []byte {
+				header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+				return body
+			})
 			return true
 		})
 		r := runRegwire(t, "sync", h.Host()+"/library/bare", dst.Host+"/labelled/bare", "--tags", "1", "--stall-timeout", stall.String(), "--progress", "none")
@@ -336,19 +322,14 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 
 	t.Run("a target that stores another digest than it was sent is not trusted", func(t *testing.T) {
 		t.Parallel()
-		h := testutil.StartHostile(t, dst, func(_ *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
+		h := testutil.StartHostile(t, dst, func(h *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
 			if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/manifests/") {
 				return false
 			}
-			rec := httptest.NewRecorder()
-			u, _ := url.Parse(dst.URL)
-			httputil.NewSingleHostReverseProxy(u).ServeHTTP(rec, r)
-			for k, v := range rec.Header() {
-				w.Header()[k] = v
-			}
-			w.Header().Set("Docker-Content-Digest", "sha256:"+strings.Repeat("0", 64))
-			w.WriteHeader(rec.Code)
-			_, _ = w.Write(rec.Body.Bytes())
+			h.Rewrite(w, r, func(header http.Header, body []byte) []byte {
+				header.Set("Docker-Content-Digest", "sha256:"+strings.Repeat("0", 64))
+				return body
+			})
 			return true
 		})
 		r := runRegwire(t, "sync", src.Host+"/library/app", h.Host()+"/stored/app", "--tags", "1", "--stall-timeout", stall.String(), "--progress", "none")

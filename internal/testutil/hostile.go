@@ -20,6 +20,7 @@ type Hostile struct {
 	// Stalled receives a value each time Stall starts holding a request.
 	Stalled chan struct{}
 	done    chan struct{}
+	proxy   http.Handler
 }
 
 // StartHostile starts a Hostile in front of upstream.
@@ -30,7 +31,7 @@ func StartHostile(t testing.TB, upstream *Registry, intercept func(h *Hostile, w
 		t.Fatal(err)
 	}
 	proxy := httputil.NewSingleHostReverseProxy(u)
-	h := &Hostile{done: make(chan struct{}), Stalled: make(chan struct{}, 64)}
+	h := &Hostile{done: make(chan struct{}), Stalled: make(chan struct{}, 64), proxy: proxy}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.Requests.Add(1)
 		if !intercept(h, w, r) {
@@ -70,4 +71,18 @@ func (h *Hostile) Stall(w http.ResponseWriter, r *http.Request, size int64) {
 // IsBlobGet says whether r is a GET of blob digest.
 func IsBlobGet(r *http.Request, digest string) bool {
 	return r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+digest)
+}
+
+// Rewrite answers with the real registry's answer to r after edit has changed its headers
+// and body: a registry (or a proxy) that lies.
+func (h *Hostile) Rewrite(w http.ResponseWriter, r *http.Request, edit func(header http.Header, body []byte) []byte) {
+	rec := httptest.NewRecorder()
+	h.proxy.ServeHTTP(rec, r)
+	body := edit(rec.Header(), rec.Body.Bytes())
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(body)
 }
