@@ -259,11 +259,13 @@ func (s *stack) watch(ctx context.Context) error {
 		case <-time.After(s.opts.Interval):
 			continue
 		}
-		if ctx.Err() != nil { // Ctrl-C: the manager and the agent stop with the stack
+		select {
+		case <-ctx.Done(): // Ctrl-C: the manager and the agent stop with the stack
 			s.say("")
 			return nil
+		default:
+			return stopped
 		}
-		return stopped
 	}
 }
 
