@@ -138,11 +138,28 @@ func TestContractErrorsCarryNexusText(t *testing.T) {
 			r.Storage.BlobStoreName = "fast"
 			return admin.CreateDockerHosted(ctx, r)
 		}, 400, "storage.blobStoreName: Blob store 'fast' does not exist"},
-		{"an unknown realm is refused", func() error { return admin.SetActiveRealms(ctx, []string{"NoSuchRealm"}) }, 400, "Unknown realm: NoSuchRealm"},
+		// RealmApiResource answers text/plain.
+		{"an unknown realm is refused", func() error { return admin.SetActiveRealms(ctx, []string{"NoSuchRealm"}) }, 400, "Unknown realmIds: [NoSuchRealm]"},
+		{"a Pro-only realm is unknown to Nexus OSS", func() error { return admin.SetActiveRealms(ctx, []string{"SamlRealm"}) }, 400, "Unknown realmIds: [SamlRealm]"},
+		{"a name starting with an underscore is refused", func() error {
+			r := myDocker()
+			r.Name = "_docker"
+			return admin.CreateDockerHosted(ctx, r)
+		}, 400, "name: Only letters"},
+		{"an upper-case docker repository name is refused where path routing exists", func() error {
+			r := myDocker()
+			r.Name = "My-Docker"
+			return admin.CreateDockerHosted(ctx, r)
+		}, 400, "must be lowercase to support path-based routing"},
+		{"a blank password is refused", func() error { return admin.ChangePassword(ctx, "admin", " ") }, 400, "Password must be supplied."},
+		{"a user without the nexus:* privilege cannot change even its own password", func() error {
+			return client(t, url, "dev", "dev-password").ChangePassword(ctx, "dev", "new-password")
+		}, 403, "Forbidden"},
+		// One ValidationErrorXO whose message is quoted: read as its text, not as JSON.
 		{"a missing repository is a 404", func() error {
 			_, err := admin.DockerHosted(ctx, "absent")
 			return err
-		}, 404, "Repository not found"},
+		}, 404, ": Repository not found"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -19,10 +19,11 @@ import (
 	"sync"
 )
 
-// KnownRealms are the realm ids a stock Nexus 3 offers.
+// KnownRealms are the realm ids a stock Nexus 3 (OSS/Community) offers. The Pro-only
+// realms (SAML, Crowd, User Token) are not among them: OSS refuses them like any unknown id.
 var KnownRealms = []string{
 	"NexusAuthenticatingRealm", "DockerToken", "NpmToken", "NuGetApiKey", "rutauth-realm",
-	"LdapRealm", "ConanToken", "DefaultRole", "User-Token-Realm", "SamlRealm", "Crowd",
+	"LdapRealm", "ConanToken", "DefaultRole",
 }
 
 // Server is the fake's state. Use New, then serve it with net/http/httptest.
@@ -165,11 +166,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if _, ok := decode(w, r, &realms); !ok {
 			return
 		}
+		var unknown []string
 		for _, id := range realms {
 			if !slices.Contains(KnownRealms, id) {
-				validation(w, "*", fmt.Sprintf("Unknown realm: %s", id))
-				return
+				unknown = append(unknown, id)
 			}
+		}
+		if len(unknown) > 0 {
+			// RealmApiResource: 400, text/plain, the unknown ids as a list.
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = fmt.Fprintf(w, "Unknown realmIds: [%s]", strings.Join(unknown, ", "))
+			return
 		}
 		s.realms = realms
 		w.WriteHeader(http.StatusNoContent)
@@ -179,7 +187,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !ok || !s.method(w, r, http.MethodPut) {
 			return
 		}
-		if !s.users[caller].admin && caller != name {
+		// Changing a password needs the nexus:* privilege, one's own included.
+		if !s.users[caller].admin {
 			http.Error(w, "Forbidden", http.StatusForbidden)
 			return
 		}
@@ -193,8 +202,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
-		if len(b) == 0 {
-			validation(w, "PARAMETER password", "Password must not be empty")
+		if strings.TrimSpace(string(b)) == "" {
+			validation(w, "PARAMETER password", "Password must be supplied.")
 			return
 		}
 		u.password = string(b)
@@ -238,7 +247,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !ok || !s.valid(w, &repo) {
 			return
 		}
-		if !strings.EqualFold(*repo.Name, name) {
+		if *repo.Name != name {
 			validation(w, "name", "Renaming a repository is not supported")
 			return
 		}
@@ -274,15 +283,20 @@ type dockerHosted struct {
 	} `json:"docker"`
 }
 
-var repoName = regexp.MustCompile(`^[a-zA-Z0-9\-_.]+$`)
+// repoName is Nexus's rule for repository names: a letter, digit or hyphen first, then
+// letters, digits, underscores, hyphens and dots.
+var repoName = regexp.MustCompile(`^[a-zA-Z0-9\-][a-zA-Z0-9_\-.]*$`)
 
 // valid checks what Nexus checks, answering its 400 when something is wrong.
 func (s *Server) valid(w http.ResponseWriter, r *dockerHosted) bool {
 	switch {
 	case r.Name == nil || *r.Name == "":
 		validation(w, "name", "must not be empty")
-	case !repoName.MatchString(*r.Name) || strings.HasPrefix(*r.Name, "."):
+	case !repoName.MatchString(*r.Name):
 		validation(w, "name", "Only letters, digits, underscores(_), hyphens(-), and dots(.) are allowed and may not start with underscore or dot.")
+	case s.keepsPathEnabled() && strings.ToLower(*r.Name) != *r.Name:
+		// Versions with path-based routing refuse upper case in docker repository names.
+		validation(w, "name", "Docker repository names must be lowercase to support path-based routing")
 	case r.Online == nil:
 		validation(w, "online", "must not be null")
 	case r.Storage == nil || r.Storage.StrictContentTypeValidation == nil:
