@@ -15,9 +15,10 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/Masterminds/semver/v3"
 )
 
 // Realm ids of Nexus's security realms.
@@ -127,29 +128,12 @@ func serverVersion(server string) string {
 		return ""
 	}
 	v, _, _ := strings.Cut(rest, " ")
-	v, _, _ = strings.Cut(v, "-")
-	return v
-}
-
-// versionAtLeast compares dotted versions numerically; "" (unknown) is never at least.
-func versionAtLeast(v, min string) bool {
-	if v == "" {
-		return false
+	v, _, _ = strings.Cut(v, "-") // 3.84.0-03: Sonatype's build number
+	parsed, err := semver.NewVersion(v)
+	if err != nil {
+		return ""
 	}
-	a, b := strings.Split(v, "."), strings.Split(min, ".")
-	for i := range max(len(a), len(b)) {
-		var x, y int
-		if i < len(a) {
-			x, _ = strconv.Atoi(a[i])
-		}
-		if i < len(b) {
-			y, _ = strconv.Atoi(b[i])
-		}
-		if x != y {
-			return x > y
-		}
-	}
-	return true
+	return fmt.Sprintf("%d.%d.%d", parsed.Major(), parsed.Minor(), parsed.Patch())
 }
 
 // New returns a client for the Nexus at baseURL (e.g. https://nexus.local); hc nil means
@@ -343,6 +327,8 @@ const (
 // 3.84.0; 3.83.0 introduced it.
 const PathRoutingVersion = "3.83.0"
 
+var pathRoutingVersion = semver.MustParse(PathRoutingVersion)
+
 // PathRoutingUnsupportedError is a Nexus that does not keep docker.pathEnabled: older than
 // PathRoutingVersion, it drops the field without an error, and nexus.local/<repo>/<image>
 // reaches no repository.
@@ -375,7 +361,7 @@ func (c *Client) EnsureDockerHosted(ctx context.Context, want *DockerHostedRepos
 	err := c.do(ctx, http.MethodGet, path, "", nil, &have, http.StatusOK)
 	routing := want.Docker.PathEnabled != nil && *want.Docker.PathEnabled
 	if routing {
-		if v := c.Version(); v != "" && !versionAtLeast(v, PathRoutingVersion) {
+		if v := c.Version(); v != "" && semver.MustParse(v).LessThan(pathRoutingVersion) {
 			return "", &PathRoutingUnsupportedError{Version: v, Repository: want.Name}
 		}
 	}
