@@ -39,8 +39,8 @@ type Options struct {
 	// (imagesync.Options.AllowPrivateRedirects).
 	AllowPrivateRedirects bool
 	// Manager holds the process's own settings: metrics and probe addresses, leader
-	// election, logger, the cache's sync period. The scheme, the rest of the cache and the
-	// client are the operator's.
+	// election, logger, the cache's sync period. The scheme, what the cache holds of each
+	// kind (Cache.ByObject) and the client are the operator's.
 	Manager ctrl.Options
 }
 
@@ -49,9 +49,7 @@ type Options struct {
 func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	mo := o.Manager
 	mo.Scheme = scheme.New()
-	syncPeriod := mo.Cache.SyncPeriod
-	mo.Cache = cacheOptions(o.Namespace)
-	mo.Cache.SyncPeriod = syncPeriod
+	mo.Cache.ByObject = cacheByObject(o.Namespace)
 	mo.Client = clientOptions()
 	mgr, err := ctrl.NewManager(cfg, mo)
 	if err != nil {
@@ -86,16 +84,16 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	return mgr, nil
 }
 
-// cacheOptions limit what the manager caches to what the controllers read: ConfigMaps and
+// cacheByObject limits what the manager caches to what the controllers read: ConfigMaps and
 // DaemonSets only in the operator namespace, published ConfigMaps only.
-func cacheOptions(namespace string) cache.Options {
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+func cacheByObject(namespace string) map[client.Object]cache.ByObject {
+	return map[client.Object]cache.ByObject{
 		&corev1.ConfigMap{}: {
 			Namespaces: map[string]cache.Config{namespace: {}},
 			Label:      labels.SelectorFromSet(labels.Set{nodeconfig.PublishedLabel: "true"}),
 		},
 		&appsv1.DaemonSet{}: {Namespaces: map[string]cache.Config{namespace: {}}},
-	}}
+	}
 }
 
 // clientOptions make the manager's client read Secrets straight from the API server: the

@@ -29,7 +29,8 @@ type Options struct {
 	// Version is reported in status.agentVersion.
 	Version string
 	// Manager holds the process's own settings: metrics and probe addresses, logger,
-	// controller options. The scheme and the cache are the agent's.
+	// controller options. The scheme and what the cache holds (Cache.ByObject) are the
+	// agent's.
 	Manager ctrl.Options
 }
 
@@ -52,7 +53,7 @@ func New(cfg *rest.Config, o Options) (*Agent, error) {
 	}
 	mo := o.Manager
 	mo.Scheme = scheme.New()
-	mo.Cache = CacheOptions(o.Namespace, o.NodeName)
+	mo.Cache.ByObject = CacheByObject(o.Namespace, o.NodeName)
 	mgr, err := ctrl.NewManager(cfg, mo)
 	if err == nil {
 		err = (&Reconciler{

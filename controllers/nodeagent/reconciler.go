@@ -39,7 +39,7 @@ import (
 // node's containerd configuration root and hosts file, probes the registries, and reports
 // in the node's RegistryNode.
 type Reconciler struct {
-	// Client reads through a cache limited by CacheOptions.
+	// Client reads through a cache limited by CacheByObject.
 	Client client.Client
 	// NodeName is the node the agent runs on.
 	NodeName string
@@ -59,18 +59,18 @@ type Reconciler struct {
 	Now func() time.Time
 }
 
-// CacheOptions limit the agent's cache to its own Node and RegistryNode and to the
+// CacheByObject limits the agent's cache to its own Node and RegistryNode and to the
 // published mirrors.
-func CacheOptions(namespace, node string) cache.Options {
+func CacheByObject(namespace, node string) map[client.Object]cache.ByObject {
 	own := fields.OneTermEqualSelector("metadata.name", node)
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+	return map[client.Object]cache.ByObject{
 		&corev1.ConfigMap{}: {
 			Namespaces: map[string]cache.Config{namespace: {}},
 			Label:      labels.SelectorFromSet(labels.Set{nodeconfig.PublishedLabel: "true"}),
 		},
 		&corev1.Node{}:           {Field: own},
 		&v1alpha1.RegistryNode{}: {Field: own},
-	}}
+	}
 }
 
 // SetupWithManager registers the agent with mgr: any change to a published mirror or to
