@@ -61,19 +61,15 @@ func describe(err error, which, ref string) error {
 	var terr *transport.Error
 	if errors.As(err, &terr) {
 		se.StatusCode = terr.StatusCode
-		// The error keeps its request for its message; keep only what the message uses.
-		// The whole request holds its context (transports, traces, timers): some 4 KB a
-		// result, 400 MB for a hundred thousand failed tags.
-		if r := terr.Request; r != nil {
-			terr.Request = &http.Request{Method: r.Method, URL: r.URL}
-		}
 	}
 	return se
 }
 
 // compact returns a per-tag error that keeps what it says — its message, side, reference,
 // status, and the bound or stall it names — without what it references: a Result may live
-// for a whole run, and a hundred thousand of them must fit in a small pod.
+// for a whole run, and a hundred thousand of them must fit in a small pod, while
+// go-containerregistry's error keeps its whole request (context, transports, traces),
+// some 4 KB a tag.
 func compact(err error) error {
 	var se *SideError
 	if err == nil || !errors.As(err, &se) {
