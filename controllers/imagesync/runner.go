@@ -46,11 +46,13 @@ const defaultConcurrentSyncs = 16
 // syncRun is one copy of one ImageSync generation.
 type syncRun struct {
 	generation int64
-	cancel     context.CancelFunc
-	done       bool
-	started    time.Time
-	finished   time.Time
-	results    []engine.Result
+	// cancel stops the run; called with the runner's mu held.
+	cancel    context.CancelFunc
+	cancelled bool // before the run began
+	done      bool
+	started   time.Time
+	finished  time.Time
+	results   []engine.Result
 	// err is a failure before any tag was copied (listing tags, building the engine).
 	err error
 	// progress of the tags being copied, and whether it moved since it was last announced.
@@ -115,23 +117,21 @@ func (s *syncRunner) start(is *v1alpha1.ImageSync, fn func(ctx context.Context, 
 		}
 		r.cancel()
 	}
-	// The run's own cancel (stop, a new generation) works before the run has begun too.
-	cancelled := make(chan struct{})
-	var once sync.Once
 	run := &syncRun{generation: is.Generation, started: time.Now()}
-	run.cancel = func() { once.Do(func() { close(cancelled) }) }
+	// Until it begins, cancelling a run (stop, a new generation) means it never begins.
+	run.cancel = func() { run.cancelled = true }
 	s.runs[key] = run
 	obj := is.DeepCopy() // the reconciler goes on changing is
 	launch := func(base context.Context) {
+		s.mu.Lock()
+		if run.cancelled {
+			s.mu.Unlock()
+			return
+		}
 		ctx, cancel := context.WithCancel(base)
+		run.cancel = cancel
+		s.mu.Unlock()
 		defer cancel()
-		go func() {
-			select {
-			case <-cancelled:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		s.execute(ctx, key, run, obj, fn)
 	}
 	if s.ctx == nil {

@@ -101,14 +101,16 @@ func TestRunnerAnnouncesProgressOnlyWhenItMoves(t *testing.T) {
 func TestRunnerRunsUnderTheManagerAndStopsWithIt(t *testing.T) {
 	t.Parallel()
 	r := newSyncRunner(2, 0)
-	started := make(chan string, 2)
+	started := make(chan string, 3)
 	fn := func(ctx context.Context, _ progressFunc) ([]engine.Result, error) {
 		started <- "started"
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	// Asked for before the manager has started: waits for it.
+	// Asked for before the manager has started: waits for it; one stopped meanwhile never runs.
 	r.start(&v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "early", Generation: 1}}, fn)
+	r.start(&v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "dropped", Generation: 1}}, fn)
+	r.stop(key("dropped"))
 	select {
 	case <-started:
 		t.Fatal("a copy started before the manager started the runner")
@@ -124,6 +126,11 @@ func TestRunnerRunsUnderTheManagerAndStopsWithIt(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("copies did not start once the manager started the runner")
 		}
+	}
+	select {
+	case <-started:
+		t.Fatal("a copy stopped before the manager started ran anyway")
+	case <-time.After(100 * time.Millisecond):
 	}
 	// The manager stops: both copies are cancelled, and Start returns once they ended.
 	cancel()
