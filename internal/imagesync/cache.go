@@ -197,16 +197,20 @@ func (b *Cache) evict() {
 // under way that makes no progress for blobPatience is not waited for any longer: the
 // caller moves the blob itself (owner false).
 func (b *Cache) acquire(ctx context.Context, registry, repo string, d v1.Hash) (has bool, from string, owner bool, err error) {
-	tick := time.NewTicker(blobPatience / 4)
-	defer tick.Stop()
+	var patience <-chan time.Time // made only when there is something to wait for
 	for {
 		has, busy, from := b.claim(registry, repo, d, time.Now())
 		if busy == nil {
 			return has, from, !has, nil
 		}
+		if patience == nil {
+			tick := time.NewTicker(blobPatience / 4)
+			defer tick.Stop()
+			patience = tick.C
+		}
 		select {
 		case <-busy:
-		case <-tick.C:
+		case <-patience:
 			if b.stalled(registry, d, time.Now()) {
 				return false, "", false, nil
 			}
