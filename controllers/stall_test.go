@@ -7,11 +7,7 @@ import (
 	"testing"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,8 +28,8 @@ func TestAStalledSourceStallsOnlyItsOwnImageSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pushWithBase(t, src.Host+"/stuck/app", base)
-	pushWithBase(t, src.Host+"/fine/app", base)
+	testutil.PushShared(t, src.Host+"/stuck/app", base, "1")
+	testutil.PushShared(t, src.Host+"/fine/app", base, "1")
 	digest, _ := base.Digest()
 
 	var stalling atomic.Bool
@@ -72,20 +68,4 @@ func TestAStalledSourceStallsOnlyItsOwnImageSync(t *testing.T) {
 	stalling.Store(false)
 	update(t, stuck, func() { stuck.Spec.Interval = &metav1.Duration{Duration: 2 * time.Hour} })
 	syncReady(t, stuck.Name)
-}
-
-// pushWithBase pushes an image of base and a small layer of its own to repo:1.
-func pushWithBase(t *testing.T, repo string, base v1.Layer) {
-	t.Helper()
-	own, err := random.Layer(512, types.OCILayer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), base, own)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(testutil.Ref(t, repo+":1"), img); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -18,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/regwire/regwire/internal/testutil"
@@ -33,9 +30,8 @@ type regwireRun struct {
 	maxRSS int64 // bytes
 }
 
-// runRegwire runs the binary with args, killed after a minute, and measures it. Its peak RSS
-// is read from /proc while it runs (VmHWM: the rusage of a child counts the parent's pages
-// from before the exec).
+// runRegwire runs the binary with args, killed after a minute, and measures it; its peak
+// RSS is sampled while it runs (testutil.PeakRSS).
 func runRegwire(t *testing.T, args ...string) regwireRun {
 	t.Helper()
 	const limit = time.Minute
@@ -53,9 +49,8 @@ func runRegwire(t *testing.T, args ...string) regwireRun {
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
-		status := fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)
 		for {
-			if hwm := vmHWM(status); hwm > peak.Load() {
+			if hwm := testutil.PeakRSS(cmd.Process.Pid); hwm > peak.Load() {
 				peak.Store(hwm)
 			}
 			select {
@@ -75,22 +70,6 @@ func runRegwire(t *testing.T, args ...string) regwireRun {
 	return r
 }
 
-// vmHWM reads a process's peak resident set size from its /proc status, 0 when gone.
-func vmHWM(status string) int64 {
-	b, err := os.ReadFile(status)
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kib int64
-			_, _ = fmt.Sscanf(strings.TrimSpace(rest), "%d kB", &kib)
-			return kib << 10
-		}
-	}
-	return 0
-}
-
 // TestHostileRegistriesCannotHangOrBloatACopy runs `regwire sync` against registries that
 // stall, loop or send too much. Each run ends by itself within its bound, under the
 // manager's memory limit, naming the side at fault, and never reports a broken image as
@@ -101,22 +80,7 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 	const memoryLimit = 256 << 20 // the manager's
 	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
 	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
-	big, err := random.Image(16<<20, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, _ := name.ParseReference(src.Host + "/library/app:1")
-	if err := remote.Write(ref, big); err != nil {
-		t.Fatal(err)
-	}
-	layers, err := big.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	layer, err := layers[0].Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
+	layer, _ := testutil.FirstLayer(t, testutil.PushImage(t, src.Host+"/library/app:1", 16<<20, 1))
 	idx := testutil.PushIndex(t, src.Host+"/library/multi:1", []string{"linux/amd64", "linux/arm64"}, 1024, 1)
 
 	// isBlobGet: a GET of the image's 16 MiB layer.
@@ -282,14 +246,7 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 		t.Parallel()
 		// An OCI index without the optional mediaType field: only the Content-Type says
 		// what it is, and the hostile registry says "image".
-		small, err := random.Image(1024, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		smallRef, _ := name.ParseReference(src.Host + "/library/bare:small")
-		if err := remote.Write(smallRef, small); err != nil {
-			t.Fatal(err)
-		}
+		small := testutil.PushImage(t, src.Host+"/library/bare:small", 1024, 1)
 		d, _ := small.Digest()
 		raw, _ := small.RawManifest()
 		index := fmt.Sprintf(`{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":%d}]}`, d, len(raw))

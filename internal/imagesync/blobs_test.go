@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -47,25 +46,6 @@ func (u *uploads) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// pushShared pushes to repo one image per tag: the same base layer of baseSize bytes and a
-// small layer of its own.
-func pushShared(t *testing.T, repo string, base v1.Layer, tags ...string) {
-	t.Helper()
-	for _, tag := range tags {
-		own, err := random.Layer(512, types.OCILayer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), base, own)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := remote.Write(testutil.Ref(t, repo+":"+tag), img); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestSharedBlobsAreTransferredOnceAndMountedAcrossRepositories copies two repositories
 // whose images share a 1 MiB base layer into one target registry, with many copies under
 // way at once: the base layer crosses the wire once, the second repository gets it by a
@@ -80,8 +60,8 @@ func TestSharedBlobsAreTransferredOnceAndMountedAcrossRepositories(t *testing.T)
 		t.Fatal(err)
 	}
 	tags := []string{"a", "b", "c", "d", "e", "f"}
-	pushShared(t, src.Host+"/apps/one", base, tags...)
-	pushShared(t, src.Host+"/apps/two", base, tags...)
+	testutil.PushShared(t, src.Host+"/apps/one", base, tags...)
+	testutil.PushShared(t, src.Host+"/apps/two", base, tags...)
 
 	watch := &uploads{}
 	blobs := imagesync.NewCache(0)

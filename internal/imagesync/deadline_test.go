@@ -8,10 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/regwire/regwire/internal/testutil"
 )
 
@@ -25,17 +21,7 @@ func TestATricklingSourceMeetsTheBlobDeadline(t *testing.T) {
 
 	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
 	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
-	img, err := random.Image(1<<20, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, _ := name.ParseReference(src.Host + "/library/app:1")
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
-	layers, _ := img.Layers()
-	layer, _ := layers[0].Digest()
-	size, _ := layers[0].Size()
+	layer, size := testutil.FirstLayer(t, testutil.PushImage(t, src.Host+"/library/app:1", 1<<20, 1))
 	trickle := testutil.StartHostile(t, src, func(_ *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
 		if !testutil.IsBlobGet(r, layer.String()) {
 			return false

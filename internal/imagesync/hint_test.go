@@ -27,7 +27,7 @@ func TestALostBlobIsCopiedAgainWithoutARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pushShared(t, src.Host+"/library/app", base, "a", "b")
+	testutil.PushShared(t, src.Host+"/library/app", base, "a", "b")
 	cache := imagesync.NewCache(0)
 	sync := func(tag string) imagesync.Result {
 		eng, err := imagesync.New(imagesync.Endpoint{Repository: src.Host + "/library/app"}, imagesync.Endpoint{Repository: dst.Host + "/app"},
@@ -85,7 +85,7 @@ func TestAStalledTransferDoesNotStallTheCopiesThatShareItsBlob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pushShared(t, healthy.Host+"/library/app", base, "1")
+	testutil.PushShared(t, healthy.Host+"/library/app", base, "1")
 	digest, _ := base.Digest()
 
 	// The stalling source serves the same repository, but stops after 64 KiB of the base.

@@ -155,7 +155,7 @@ func TestScale(t *testing.T) {
 			writes[k] = d
 		}
 	}
-	rss := vmHWM(t, mgr.Process.Pid)
+	rss := testutil.PeakRSS(mgr.Process.Pid)
 	t.Logf("steady state for %s: reconciles %v; API writes %v; manager peak RSS %.0f MiB", steady, reconciles, writes, float64(rss)/(1<<20))
 
 	// 3. Mirror changes: the time until every node's hosts file has the new alias address.
@@ -191,7 +191,7 @@ func TestScale(t *testing.T) {
 	}
 	slices.Sort(latencies)
 	pct := func(p float64) time.Duration { return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))] }
-	rssEnd := vmHWM(t, mgr.Process.Pid)
+	rssEnd := testutil.PeakRSS(mgr.Process.Pid)
 	t.Logf("mirror change → file on all %d nodes, %d changes: p50 %s, p99 %s, max %s", nodes, changes, pct(0.5), pct(0.99), latencies[len(latencies)-1])
 
 	// The report.
@@ -292,19 +292,6 @@ func scrape(t *testing.T, url, name, key string) map[string]float64 {
 	must(t, err)
 	defer resp.Body.Close()
 	return testutil.Counter(resp.Body, name, func(label func(string) string) (string, bool) { return label(key), true })
-}
-
-func vmHWM(t *testing.T, pid int) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	must(t, err)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 func must(t *testing.T, err error) {
