@@ -244,10 +244,9 @@ func (s *Stack) nexusAdmin(ctx context.Context, ca []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s.step("activate the Docker Bearer Token realm and create the docker (hosted) repository %s", s.Repository)
-	if _, err := c.EnsureRealm(ctx, nexus.RealmDockerToken); err != nil {
-		return "", err
-	}
+	// Basic authentication (forceBasicAuth): containerd and docker send the credentials
+	// they are given with each request, and no security realm has to be activated.
+	s.step("create the docker (hosted) repository %s (path-based routing, Basic authentication)", s.Repository)
 	if _, err := c.EnsureDockerHosted(ctx, &nexus.DockerHostedRepository{
 		Name: s.Repository, Online: true,
 		Storage: nexus.HostedStorage{BlobStoreName: "default", StrictContentTypeValidation: true, WritePolicy: nexus.WritePolicyAllow},

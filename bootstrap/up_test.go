@@ -156,8 +156,8 @@ func TestUpDoesEveryStepOnceAndAgainIdempotently(t *testing.T) {
 	if fi, _ := os.Stat(filepath.Join(dir, bootstrap.NexusPasswordFile)); fi.Mode().Perm() != 0o600 {
 		t.Errorf("password file mode %v", fi.Mode().Perm())
 	}
-	if !slices.Contains(fake.Realms(), "DockerToken") || fake.Repository("my-docker") == nil {
-		t.Errorf("Nexus realms %v, repository %v", fake.Realms(), fake.Repository("my-docker"))
+	if repo := fake.Repository("my-docker"); repo == nil || repo["docker"].(map[string]any)["pathEnabled"] != true || repo["docker"].(map[string]any)["forceBasicAuth"] != true {
+		t.Errorf("Nexus repository %v, want path-based routing and Basic authentication", repo)
 	}
 
 	// The cluster: regwire installed with the loaded image (manager and agent), the mirror
@@ -252,7 +252,6 @@ func TestDryRunPrintsEveryCommandAndAPICallAndWritesNothing(t *testing.T) {
 		"+ docker compose --project-name regwire --file " + filepath.Join(dir, "docker-compose.yaml") + " up --detach --wait",
 		"+ docker compose --project-name regwire --file " + filepath.Join(dir, "docker-compose.yaml") + " exec -T nexus cat /nexus-data/admin.password",
 		"+ PUT https://127.0.0.1:443/service/rest/v1/security/users/admin/change-password",
-		"+ PUT https://127.0.0.1:443/service/rest/v1/security/realms/active",
 		"+ POST https://127.0.0.1:443/service/rest/v1/repositories/docker/hosted",
 		"+ kind create cluster --name regwire --config " + filepath.Join(dir, "kind.yaml"),
 		"+ docker network connect kind regwire-proxy-1",

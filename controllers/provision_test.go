@@ -58,8 +58,8 @@ func TestProvisioningCreatesTheNexusRepository(t *testing.T) {
 		repo["storage"].(map[string]any)["blobStoreName"] != "default" {
 		t.Fatalf("repository in Nexus: %v", repo)
 	}
-	if !slices.Contains(fake.Realms(), "DockerToken") {
-		t.Errorf("realms %v, want DockerToken active", fake.Realms())
+	if slices.Contains(fake.Realms(), "DockerToken") || repo["docker"].(map[string]any)["forceBasicAuth"] != true {
+		t.Errorf("realms %v, docker %v: Basic authentication needs no DockerToken realm", fake.Realms(), repo["docker"])
 	}
 
 	// A reconcile that changes nothing sends Nexus nothing.
@@ -77,6 +77,16 @@ func TestProvisioningCreatesTheNexusRepository(t *testing.T) {
 	mirrorCondition(t, rm.Name, v1alpha1.ConditionProvisioned, metav1.ConditionTrue, v1alpha1.ReasonRepositoryUpdated)
 	if got := fake.Repository("my-docker")["storage"].(map[string]any)["writePolicy"]; got != "ALLOW_ONCE" {
 		t.Errorf("write policy in Nexus %v", got)
+	}
+
+	// Bearer tokens: forceBasicAuth off and the DockerToken realm active.
+	update(t, rm, func() { rm.Spec.Provision.Nexus.DockerAuth = v1alpha1.NexusDockerAuthToken })
+	_, c = mirrorCondition(t, rm.Name, v1alpha1.ConditionProvisioned, metav1.ConditionTrue, v1alpha1.ReasonRepositoryUpdated)
+	if got := fake.Repository("my-docker")["docker"].(map[string]any)["forceBasicAuth"]; got != false || !slices.Contains(fake.Realms(), "DockerToken") {
+		t.Errorf("dockerAuth Token: forceBasicAuth %v, realms %v", got, fake.Realms())
+	}
+	if !strings.Contains(c.Message, "bearer tokens") {
+		t.Errorf("message %q", c.Message)
 	}
 
 	// Wrong credentials: the reason says so, and the Ready summary follows.
@@ -105,6 +115,14 @@ func TestProvisioningCreatesTheNexusRepository(t *testing.T) {
 		if !strings.Contains(c.Message, want) {
 			t.Errorf("message %q lacks %q", c.Message, want)
 		}
+	}
+
+	// The alternative the message names works on that Nexus: nodes at the repository's
+	// base path need no path-based routing.
+	update(t, rm, func() { rm.Spec.Endpoint = srv.URL + "/repository/my-docker/v2" })
+	_, c = mirrorCondition(t, rm.Name, v1alpha1.ConditionProvisioned, metav1.ConditionTrue, v1alpha1.ReasonRepositoryUpToDate)
+	if !strings.Contains(c.Message, "repository base path") {
+		t.Errorf("message %q", c.Message)
 	}
 }
 

@@ -35,6 +35,21 @@ const (
 	WritePolicyDeny WritePolicy = "Deny"
 )
 
+// NexusDockerAuth is how a Nexus docker repository asks clients for their credentials.
+// +kubebuilder:validation:Enum=Basic;Token
+type NexusDockerAuth string
+
+const (
+	// NexusDockerAuthBasic makes Nexus answer with a Basic challenge (forceBasicAuth: true):
+	// clients send the user and password with each request. No security realm is needed.
+	NexusDockerAuthBasic NexusDockerAuth = "Basic"
+	// NexusDockerAuthToken makes Nexus send clients to its token endpoint
+	// (forceBasicAuth: false); regwire activates the Docker Bearer Token realm (DockerToken)
+	// it needs. Behind a proxy, Nexus 3.78 to 3.80 name a wrong token URL when the proxy
+	// sends X-Forwarded-Host with a port.
+	NexusDockerAuthToken NexusDockerAuth = "Token"
+)
+
 // RegistryMirrorSpec is the desired wiring of the cluster to one private registry.
 //
 // +kubebuilder:validation:XValidation:rule=`!has(self.endpoint) || !self.endpoint.startsWith('http://') || (has(self.insecureSkipVerify) && self.insecureSkipVerify)`,message="endpoint must use https://; plain http:// is only allowed together with insecureSkipVerify: true",fieldPath=".endpoint"
@@ -253,6 +268,12 @@ type NexusProvision struct {
 	// +optional
 	// +kubebuilder:default=Allow
 	WritePolicy WritePolicy `json:"writePolicy,omitempty"`
+
+	// dockerAuth is how the repository asks Docker clients for credentials: Basic (the
+	// default) or Token (Nexus's bearer tokens, with the DockerToken realm activated).
+	// +optional
+	// +kubebuilder:default=Basic
+	DockerAuth NexusDockerAuth `json:"dockerAuth,omitempty"`
 }
 
 // RegistryMirrorStatus is the observed state of a RegistryMirror.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,8 +37,8 @@ type provisionCheck struct {
 }
 
 // reconcileProvision creates or updates the Nexus docker (hosted) repository of
-// spec.provision.nexus, with path-based routing, and activates the Docker Bearer Token
-// realm. It talks to Nexus when the generation is new, after a failure, and every
+// spec.provision.nexus (with path-based routing when nodes reach it at the root) and, for
+// dockerAuth Token, activates the Docker Bearer Token realm. It talks to Nexus when the generation is new, after a failure, and every
 // provisionRecheck; a reconcile in between sends nothing.
 func (r *Reconciler) reconcileProvision(ctx context.Context, sc *mirrorScope) (ctrl.Result, error) {
 	rm := sc.rm
@@ -72,7 +73,7 @@ func (r *Reconciler) reconcileProvision(ctx context.Context, sc *mirrorScope) (c
 		logf.FromContext(ctx).Info("Provisioned Nexus repository", "repository", p.Repository, "action", string(action))
 	}
 	conditions.Set(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionProvisioned, metav1.ConditionTrue, reason,
-		fmt.Sprintf("docker (hosted) repository %s is as specified in Nexus at %s (path-based routing, Docker Bearer Token realm active)", p.Repository, p.URL))
+		fmt.Sprintf("docker (hosted) repository %s is as specified in Nexus at %s (%s)", p.Repository, p.URL, provisionSummary(sc.rm)))
 	r.provisioned.Store(rm.UID, provisionCheck{generation: rm.Generation, at: now})
 	return ctrl.Result{RequeueAfter: provisionRecheck}, nil
 }
@@ -111,18 +112,27 @@ func (r *Reconciler) provision(ctx context.Context, sc *mirrorScope) (nexus.Acti
 	}
 	ctx, cancel := context.WithTimeout(ctx, nexusTimeout)
 	defer cancel()
-	_, err = c.EnsureRealm(ctx, nexus.RealmDockerToken)
+	token := p.DockerAuth == v1alpha1.NexusDockerAuthToken
+	if token {
+		// Bearer tokens come from the DockerToken realm; Basic needs no realm.
+		_, err = c.EnsureRealm(ctx, nexus.RealmDockerToken)
+	}
 	var action nexus.Action
 	if err == nil {
+		docker := nexus.Docker{ForceBasicAuth: !token}
+		if pathRouted(sc.rm.Spec.Endpoint) {
+			// Path-based routing: images are <host>/<repository>/<name>, e.g.
+			// nexus.local/my-docker/busybox. An endpoint at the repository's base path
+			// (/repository/my-docker/v2) needs none, and works on every Nexus version.
+			docker.PathEnabled = new(true)
+		}
 		action, err = c.EnsureDockerHosted(ctx, &nexus.DockerHostedRepository{
 			Name:   p.Repository,
 			Online: true,
 			Storage: nexus.HostedStorage{
 				BlobStoreName: p.BlobStore, StrictContentTypeValidation: true, WritePolicy: nexusWritePolicy(p.WritePolicy),
 			},
-			// Path-based routing: images are <host>/<repository>/<name>, e.g.
-			// nexus.local/my-docker/busybox.
-			Docker: nexus.Docker{ForceBasicAuth: true, PathEnabled: new(true)},
+			Docker: docker,
 		})
 	}
 	if err != nil {
@@ -148,6 +158,29 @@ func nexusError(ctx context.Context, field string, err error) error {
 	default:
 		return conditions.Errorf(v1alpha1.ReasonNexusUnreachable, "%v", err)
 	}
+}
+
+// provisionSummary names the URL shape and the authentication provisioned.
+func provisionSummary(rm *v1alpha1.RegistryMirror) string {
+	shape := "repository base path"
+	if pathRouted(rm.Spec.Endpoint) {
+		shape = "path-based routing"
+	}
+	auth := "Basic authentication"
+	if rm.Spec.Provision.Nexus.DockerAuth == v1alpha1.NexusDockerAuthToken {
+		auth = "bearer tokens, Docker Bearer Token realm active"
+	}
+	return shape + ", " + auth
+}
+
+// pathRouted says whether nodes reach the registry at the root of endpoint (no path), the
+// shape that needs Nexus's path-based routing.
+func pathRouted(endpoint string) bool {
+	if endpoint == "" {
+		return true
+	}
+	u, err := url.Parse(endpoint)
+	return err != nil || strings.Trim(u.Path, "/") == ""
 }
 
 // nexusWritePolicy maps the API's enum onto Nexus's.

@@ -5,7 +5,8 @@
 // type, and the body (names, write policies, blob stores and realm ids are refused with a
 // 400). Like Nexus it ignores JSON fields it does not know, answers with a Server header
 // naming its version, and, set to a version before 3.83.0, drops docker.pathEnabled without
-// an error. It is not Nexus: it serves no registry API.
+// an error. It also serves the Docker registry API of the repositories it holds, in both of
+// Nexus's URL shapes (docker.go).
 package nexusfake
 
 import (
@@ -34,6 +35,8 @@ type Server struct {
 	users      map[string]user
 	realms     []string
 	repos      map[string]json.RawMessage // docker hosted repositories as Nexus answers them
+	stores     map[string]*dockerStore    // their content, by lower-case name
+	tokens     map[string]string          // DockerToken realm tokens: token → user
 	blobStores []string
 	// Writable is what GET /status/writable answers.
 	writable bool
@@ -53,6 +56,8 @@ func New(initialPassword string) *Server {
 		users:      map[string]user{"admin": {password: initialPassword, admin: true}},
 		realms:     []string{"NexusAuthenticatingRealm"},
 		repos:      map[string]json.RawMessage{},
+		stores:     map[string]*dockerStore{},
+		tokens:     map[string]string{},
 		blobStores: []string{"default"},
 		writable:   true,
 		version:    DefaultVersion,
@@ -135,14 +140,16 @@ const (
 	suffixPassword = "/change-password"
 )
 
-// ServeHTTP implements the contract.
+// ServeHTTP implements the contract: the Docker registry API (docker.go) and the REST API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rt, ok := dockerRoute(r.URL.Path); ok {
+		s.serveDocker(w, r, rt)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests = append(s.requests, r.Method+" "+r.URL.Path)
-	// Nexus names itself and its version in every answer, e.g. "Nexus/3.84.0-03 (COMMUNITY)"
-	// from sonatype/nexus3:3.84.0 ("(OSS)" before the Community Edition).
-	w.Header().Set("Server", "Nexus/"+s.version+"-03 (COMMUNITY)")
+	w.Header().Set("Server", s.serverHeader())
 	p := r.URL.Path
 	switch {
 	case p == pathStatus || p == pathWritable:
@@ -342,7 +349,7 @@ func (s *Server) method(w http.ResponseWriter, r *http.Request, allowed ...strin
 func (s *Server) authenticated(w http.ResponseWriter, r *http.Request) (string, bool) {
 	name, pass, ok := r.BasicAuth()
 	if u, known := s.users[name]; !ok || !known || u.password != pass {
-		w.Header().Set("WWW-Authenticate", `BASIC realm="Sonatype Nexus Repository Manager"`)
+		w.Header().Set("WWW-Authenticate", basicChallenge)
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
 		return "", false
 	}
