@@ -124,6 +124,10 @@ const (
 	ReasonSuspended ConditionReason = "Suspended"
 	// ReasonTargetNotFound: target.registryMirrorRef names no RegistryMirror.
 	ReasonTargetNotFound ConditionReason = "TargetNotFound"
+	// ReasonTargetNotProvisioned: the target RegistryMirror provisions its Nexus repository
+	// and has not done so (yet); copies wait for it, as Nexus refuses pushes to a
+	// repository it does not hold.
+	ReasonTargetNotProvisioned ConditionReason = "TargetNotProvisioned"
 	// ReasonSourceNotFound: the source registry has no such repository, tag or blob (404).
 	ReasonSourceNotFound ConditionReason = "SourceNotFound"
 	// ReasonSourceAuthFailed: the source registry refused the credentials (401, 403).

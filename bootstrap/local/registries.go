@@ -3,7 +3,6 @@ package local
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
@@ -30,10 +29,10 @@ import (
 	"github.com/regwire/regwire/internal/nexus/nexusfake"
 )
 
-// registries are the embedded stand-ins the demo runs instead of Docker: "Nexus" (a
-// registry over TLS with the bootstrap's certificate, basic auth, blobs on disk, and
-// regwire's contract fake of Nexus's REST API for provisioning) and "upstream" (a plain
-// registry seeded with a demo image, standing in for Docker Hub).
+// registries are the embedded stand-ins the demo runs instead of Docker: "Nexus" (the Nexus
+// emulator, nexusfake: its REST API for provisioning and its docker repositories, over TLS
+// with the bootstrap's certificate, content in memory) and "upstream" (a plain registry
+// seeded with a demo image, standing in for Docker Hub).
 type registries struct {
 	// nexusAddr and upstreamAddr are 127.0.0.1:port.
 	nexusAddr, upstreamAddr string
@@ -67,14 +66,9 @@ func startRegistries(ctx context.Context, stateDir string) (_ *registries, retEr
 		return nil, err
 	}
 	quiet := log.New(io.Discard, "", 0)
-	blobs := filepath.Join(stateDir, "nexus-blobs")
-	if err := os.MkdirAll(blobs, 0o700); err != nil {
-		return nil, err
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/service/rest/", nexusfake.New(r.password))
-	mux.Handle("/v2/", r.basicAuth(registry.New(registry.Logger(quiet), registry.WithBlobHandler(registry.NewDiskBlobHandler(blobs)))))
-	if r.nexusAddr, err = r.serve(mux, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}); err != nil {
+	// The demo's RegistryMirror provisions my-docker with path-based routing, so images
+	// are 127.0.0.1:<port>/my-docker/busybox as they would be nexus.local/my-docker/busybox.
+	if r.nexusAddr, err = r.serve(nexusfake.New(r.password), &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}); err != nil {
 		return nil, err
 	}
 	if r.upstreamAddr, err = r.serve(registry.New(registry.Logger(quiet)), nil); err != nil {
@@ -107,21 +101,6 @@ func (r *registries) stop() {
 		_ = s.Shutdown(ctx)
 		cancel()
 	}
-}
-
-// basicAuth lets only the demo user through, answering the registry API's challenge.
-func (r *registries) basicAuth(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		u, p, ok := req.BasicAuth()
-		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(r.user)) != 1 || subtle.ConstantTimeCompare([]byte(p), []byte(r.password)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Basic realm="regwire demo Nexus"`)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
-			return
-		}
-		next.ServeHTTP(w, req)
-	})
 }
 
 // demoPassword reads the demo Nexus password from path, or makes one (0600).

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -68,6 +69,8 @@ type Reconciler struct {
 	Now func() time.Time
 
 	runner *syncRunner
+	// failures counts the consecutive failed runs of each ImageSync, for retryAfterFailure.
+	failures sync.Map // types.NamespacedName → int
 	// cache is what the copies of all ImageSyncs remember: blobs in target repositories
 	// (mounted rather than uploaded again) and the manifests of indexes.
 	cache *engine.Cache
@@ -138,6 +141,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if err := r.Client.Get(ctx, req.NamespacedName, is); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.runner.stop(req.NamespacedName)
+			r.failures.Delete(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -184,6 +188,18 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, sc *syncScope) error {
 			is.Status.TargetImage = ""
 			return conditions.Errorf(v1alpha1.ReasonTargetNotFound,
 				"spec.target.registryMirrorRef: RegistryMirror %q not found; create it or fix the name", ref.Name)
+		}
+		if rm.Spec.Provision != nil && rm.Spec.Provision.Nexus != nil {
+			// Nexus refuses pushes to a repository it does not hold: wait for the mirror to
+			// provision it (its status change brings this ImageSync back).
+			if c := apimeta.FindStatusCondition(rm.Status.Conditions, v1alpha1.ConditionProvisioned); c == nil || c.Status != metav1.ConditionTrue {
+				why := "not yet reported"
+				if c != nil {
+					why = c.Reason + ": " + c.Message
+				}
+				return conditions.Errorf(v1alpha1.ReasonTargetNotProvisioned,
+					"RegistryMirror %s has not provisioned Nexus repository %s (Provisioned: %s)", rm.Name, rm.Spec.Provision.Nexus.Repository, why)
+			}
 		}
 		sc.mirror = rm
 	}
@@ -275,8 +291,12 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 	}
 	now := r.Now()
 	if run := r.runner.collect(key, is.Generation); run != nil {
-		r.record(ctx, is, run)
 		next := run.finished.Add(interval)
+		if r.record(ctx, is, run) {
+			next = run.finished.Add(r.retryAfterFailure(key, interval))
+		} else {
+			r.failures.Delete(key)
+		}
 		is.Status.NextSyncTime = &metav1.Time{Time: next.Truncate(time.Second)}
 		return ctrl.Result{RequeueAfter: next.Sub(now)}, nil
 	}
@@ -339,8 +359,8 @@ func showProgress(is *v1alpha1.ImageSync, progress map[string]v1alpha1.CopyProgr
 	}
 }
 
-// record writes a finished run into status.
-func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *syncRun) {
+// record writes a finished run into status, and says whether it failed.
+func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *syncRun) bool {
 	finished := metav1.Time{Time: run.finished.Truncate(time.Second)}
 	is.Status.LastSyncTime = &finished
 	took := run.finished.Sub(run.started)
@@ -349,7 +369,7 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 		reason := classify(run.err)
 		syncErrors.WithLabelValues(string(reason)).Inc()
 		r.fail(is, reason, run.err.Error())
-		return
+		return true
 	}
 	prev := map[string]v1alpha1.ImageStatus{}
 	for _, im := range is.Status.Images {
@@ -388,7 +408,7 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 		reason := classify(failed[0].Err)
 		syncErrors.WithLabelValues(string(reason)).Add(float64(len(failed)))
 		r.fail(is, reason, fmt.Sprintf("%d of %d tag(s) failed; %s: %v", len(failed), len(run.results), failed[0].Tag, failed[0].Err))
-		return
+		return true
 	}
 	msg := fmt.Sprintf("%d tag(s) up to date in the target, %d copied", ok, copied)
 	if copied > 0 {
@@ -397,6 +417,26 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 	conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionTrue, v1alpha1.ReasonSyncSucceeded, msg)
 	conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSyncSucceeded, msg)
 	logf.FromContext(ctx).V(1).Info("Sync recorded", "tags", len(run.results), "copied", copied)
+	return false
+}
+
+// Failed copies are tried again sooner than the interval: after failureRetryBase, doubling
+// with each consecutive failure up to failureRetryMax (and never later than the interval).
+// A registry that was briefly unreachable (a name not yet in /etc/hosts, a restart) costs
+// seconds, not an interval; one that stays down is asked at most every few minutes.
+const (
+	failureRetryBase = 15 * time.Second
+	failureRetryMax  = 10 * time.Minute
+)
+
+// retryAfterFailure counts a failed run of key and says when to try again.
+func (r *Reconciler) retryAfterFailure(key types.NamespacedName, interval time.Duration) time.Duration {
+	n := 0
+	if v, ok := r.failures.Load(key); ok {
+		n = v.(int)
+	}
+	r.failures.Store(key, n+1)
+	return min(failureRetryBase<<min(n, 6), failureRetryMax, interval)
 }
 
 // classify turns a copy error into a condition reason.

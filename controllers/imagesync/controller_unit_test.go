@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers/internal/conditions"
 	engine "github.com/regwire/regwire/internal/imagesync"
 )
 
@@ -150,5 +153,65 @@ func TestClassifyNamesTheSideThatFailed(t *testing.T) {
 				t.Errorf("classify(%v) = %s, want %s", tc.err, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestCopiesWaitForTheMirrorToProvisionItsRepository(t *testing.T) {
+	t.Parallel()
+	provision := &v1alpha1.ProvisionSpec{Nexus: &v1alpha1.NexusProvision{URL: "https://nexus.local", Repository: "my-docker"}}
+	cases := []struct {
+		name       string
+		provision  *v1alpha1.ProvisionSpec
+		conditions []metav1.Condition
+		wantWait   string // "" when the plan goes ahead
+	}{
+		{"a mirror that provisions nothing is ready at once", nil, nil, ""},
+		{"a mirror that has not reported yet is waited for", provision, nil, "Provisioned: not yet reported"},
+		{"a mirror that failed to provision names why", provision,
+			[]metav1.Condition{{Type: v1alpha1.ConditionProvisioned, Status: metav1.ConditionFalse, Reason: string(v1alpha1.ReasonPathRoutingUnsupported), Message: "Nexus 3.80.0 ..."}},
+			"Provisioned: PathRoutingUnsupported: Nexus 3.80.0"},
+		{"a provisioned mirror is ready", provision,
+			[]metav1.Condition{{Type: v1alpha1.ConditionProvisioned, Status: metav1.ConditionTrue, Reason: string(v1alpha1.ReasonRepositoryCreated)}}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rm := &v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "nexus"}, Spec: v1alpha1.RegistryMirrorSpec{Host: "nexus.local", Provision: tc.provision},
+				Status: v1alpha1.RegistryMirrorStatus{Conditions: tc.conditions}}
+			is := &v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x", Generation: 1},
+				Spec: v1alpha1.ImageSyncSpec{Source: v1alpha1.ImageSource{Image: "docker.io/library/app", Tags: []string{"1"}}, Target: v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: "nexus"}, Repository: "my-docker/app"}}}
+			r, _ := unitSync(t, is)
+			if err := r.Client.Create(context.Background(), rm); err != nil {
+				t.Fatal(err)
+			}
+			err := r.reconcilePlan(context.Background(), &syncScope{is: is})
+			if tc.wantWait == "" {
+				if err != nil {
+					t.Fatalf("plan: %v", err)
+				}
+				return
+			}
+			e, ok := conditions.Reported(err)
+			if !ok || e.Reason != v1alpha1.ReasonTargetNotProvisioned || !strings.Contains(e.Message, tc.wantWait) || !strings.Contains(e.Message, "my-docker") {
+				t.Fatalf("plan: %v, want %s naming %q", err, v1alpha1.ReasonTargetNotProvisioned, tc.wantWait)
+			}
+		})
+	}
+}
+
+func TestFailedCopiesAreRetriedSoonerThanTheInterval(t *testing.T) {
+	t.Parallel()
+	r := &Reconciler{}
+	key := types.NamespacedName{Namespace: "default", Name: "x"}
+	var got []time.Duration
+	for range 8 {
+		got = append(got, r.retryAfterFailure(key, time.Hour))
+	}
+	want := []time.Duration{15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 10 * time.Minute, 10 * time.Minute}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("retries after consecutive failures %v, want %v", got, want)
+	}
+	if d := r.retryAfterFailure(types.NamespacedName{Name: "short"}, 5*time.Second); d != 5*time.Second {
+		t.Errorf("with a 5s interval the retry is %s, want the interval", d)
 	}
 }

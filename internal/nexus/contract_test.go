@@ -318,3 +318,26 @@ func (h hideServer) Write(b []byte) (int, error) {
 	h.Header().Del("Server")
 	return h.ResponseWriter.Write(b)
 }
+
+// TestPrivilegesNotRoles: Nexus checks privileges (Shiro wildcard permissions), not the
+// admin role: a user with a repository's admin privileges manages it and nothing else
+// (AuthorizingRepositoryManager: nexus:repository-admin:<format>:<name>:<action>;
+// RealmApiResource: nexus:settings:read|update).
+func TestPrivilegesNotRoles(t *testing.T) {
+	t.Parallel()
+	f, url := fake(t)
+	f.AddUser("ci", "ci-password", "nexus:repository-admin:docker:my-docker:add,edit,read")
+	ctx := context.Background()
+	ci := client(t, url, "ci", "ci-password")
+	if a, err := ci.EnsureDockerHosted(ctx, myDocker()); err != nil || a != nexus.Created {
+		t.Fatalf("a user with my-docker's admin privileges: %v %v, want it created", a, err)
+	}
+	other := myDocker()
+	other.Name = "other"
+	if err := ci.CreateDockerHosted(ctx, other); err == nil || !strings.Contains(err.Error(), "HTTP 403") {
+		t.Errorf("another repository: %v, want HTTP 403", err)
+	}
+	if _, err := ci.ActiveRealms(ctx); err == nil || !strings.Contains(err.Error(), "HTTP 403") {
+		t.Errorf("reading the realms without nexus:settings:read: %v, want HTTP 403", err)
+	}
+}

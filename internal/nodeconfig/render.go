@@ -95,7 +95,11 @@ func (e MirrorError) Error() string {
 type hostsFile struct {
 	Server string `toml:"server"`
 	hostEntry
-	Host map[string]hostEntry `toml:"host,omitempty"`
+	// Host is always written, empty when there are no host entries: containerd 1.6 refuses
+	// a hosts.toml without a host table ("invalid `host` tree", core/remotes/docker/config
+	// getSortedHosts) and falls back to the directory's *.crt files, losing override_path,
+	// capabilities and skip_verify.
+	Host map[string]hostEntry `toml:"host"`
 }
 
 type hostEntry struct {
@@ -181,7 +185,7 @@ func ownHostsFile(m *Mirror) hostsFile {
 	server, p := endpoint(m)
 	e := entry(m)
 	e.OverridePath = p != ""
-	return hostsFile{Server: server, hostEntry: e}
+	return hostsFile{Server: server, hostEntry: e, Host: map[string]hostEntry{}}
 }
 
 // upstreamHostsFile sends an upstream's pulls to the mirror first and to the upstream

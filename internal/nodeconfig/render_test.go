@@ -15,6 +15,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/containerd/v2/core/remotes/docker/config"
+	"github.com/pelletier/go-toml/v2"
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/internal/nodeconfig"
@@ -227,6 +228,13 @@ func TestContainerdResolvesRenderedConfig(t *testing.T) {
 				}
 				if err := os.WriteFile(full, data, 0o644); err != nil {
 					t.Fatal(err)
+				}
+				// containerd 1.6 (Debian 12's, among others) reads a hosts.toml only when it
+				// has a host table: getSortedHosts fails with "invalid `host` tree"
+				// otherwise and the file is ignored.
+				var tree map[string]any
+				if err := toml.Unmarshal(data, &tree); filepath.Base(p) == nodeconfig.HostsFile && (err != nil || tree["host"] == nil) {
+					t.Errorf("%s has no host table (containerd 1.6 would ignore it): %v\n%s", p, err, data)
 				}
 			}
 			resolve := config.ConfigureHosts(context.Background(), config.HostOptions{HostDir: config.HostDirFromRoot(root)})

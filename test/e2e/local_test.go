@@ -13,12 +13,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
@@ -42,12 +45,15 @@ const (
 	helloLine  = "hello from the private registry"
 )
 
-// TestTheManualSetupOnRealParts is the manual setup as one test: an ImageSync copies an image into
-// "Nexus" (a distribution registry behind real nginx with the bootstrap's nginx.conf and
-// SAN certificate), the agent wires containerd (hosts.toml, CA, /etc/hosts), and
-// containerd pulls the image through CRI with the pull secret's credentials, as kubelet
-// would, and runs it with runc. Then the registry's CA is rotated without restarting
-// containerd, and deleting the RegistryMirror takes everything off the node again.
+// TestTheManualSetupOnRealParts is the manual setup as one test: a RegistryMirror provisions
+// the docker (hosted) repository in "Nexus" (the Nexus emulator behind real nginx with the
+// bootstrap's nginx.conf and SAN certificate), an ImageSync copies an image into it, the
+// agent wires containerd (hosts.toml, CA, /etc/hosts), and containerd pulls the image
+// through CRI with the pull secret's credentials, as kubelet would, and runs it with runc.
+// It does so in both of Nexus's URL shapes (path-based routing, nexus.local/my-docker/hello;
+// the repository base path, docker.nexus.local/hello) and with both of its ways to ask
+// for credentials (Basic, bearer tokens). Then the registry's CA is rotated without
+// restarting containerd, and deleting the RegistryMirror takes everything off the node again.
 func TestTheManualSetupOnRealParts(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the end-to-end test writes /etc/hosts and runs containerd: run it as root (CI does)")
@@ -65,8 +71,8 @@ func TestTheManualSetupOnRealParts(t *testing.T) {
 	upstream := testutil.StartRegistry(t, testutil.RegistryOptions{})
 	l.add("registry upstream", upstream.Log)
 	const nexusUser, nexusPassword = "admin", "e2e-nexus-password"
-	priv := startPrivateRegistry(t, l, work, nexusUser, nexusPassword)
-	nexus, host, tlsDir, nginxConf := priv.registry, priv.host, priv.tlsDir, priv.nginxConf
+	priv := startPrivateRegistry(t, l, work, nexusUser, nexusPassword, "docker.nexus.local")
+	host, tlsDir, nginxConf := priv.host, priv.tlsDir, priv.nginxConf
 
 	certsDir := filepath.Join(work, "certs.d") // containerd's config_path = the agent's root
 	unrelated := filepath.Join(certsDir, "docker.io", "hosts.toml")
@@ -122,6 +128,9 @@ func TestTheManualSetupOnRealParts(t *testing.T) {
 			HostAliases:          []v1alpha1.HostAlias{{IP: "127.0.0.1", Hostnames: []v1alpha1.Hostname{"nexus.local"}}},
 			PullSecrets: &v1alpha1.PullSecretsSpec{SecretName: "nexus-local-pull",
 				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"regwire.dev/pull-from-nexus": "true"}}},
+			// The repository, with path-based routing and (by default) Basic authentication.
+			Provision: &v1alpha1.ProvisionSpec{Nexus: &v1alpha1.NexusProvision{URL: priv.url, Repository: "my-docker",
+				AdminCredentialsSecretRef: v1alpha1.SecretReference{Namespace: operatorNS, Name: "nexus-credentials"}}},
 		},
 	}
 	if err := k8s.Create(ctx, rm); err != nil {
@@ -163,12 +172,13 @@ func TestTheManualSetupOnRealParts(t *testing.T) {
 	}
 	nexusAuth := remote.WithAuth(&authn.Basic{Username: nexusUser, Password: nexusPassword})
 	wantSig, _ := sig.Digest()
-	if got, err := remote.Head(testutil.Ref(t, nexus.Host+"/my-docker/hello:"+sigTag), nexusAuth); err != nil || got.Digest != wantSig {
+	// Nexus has no referrers API: the signature went by the sha256-<hex> tag.
+	if got, err := remote.Head(testutil.Ref(t, strings.TrimPrefix(priv.url, "http://")+"/my-docker/hello:"+sigTag), nexusAuth); err != nil || got.Digest != wantSig {
 		t.Errorf("the signature in the private registry: %v %v, want %s", got, err, wantSig)
 	}
 
 	// 4. The pull, as kubelet does it: CRI PullImage with the pull secret's credentials.
-	user, pass := pullSecretCredentials(t, k8s, host)
+	user, pass := pullSecretCredentials(t, k8s, "nexus-local-pull", host)
 	image := host + "/my-docker/hello:1.0"
 	ref, err := ctrd.pull(image, user, pass)
 	if err != nil {
@@ -183,6 +193,14 @@ func TestTheManualSetupOnRealParts(t *testing.T) {
 	if _, err := ctrd.pull(image, user, "wrong-password"); err == nil {
 		t.Error("a pull with a wrong password succeeded: the registry does not check credentials")
 	}
+	// The same repository with bearer tokens: containerd follows Nexus's challenge to its
+	// token endpoint.
+	setDockerAuth(t, k8s, rm.Name, v1alpha1.NexusDockerAuthToken)
+	pullThrough(t, priv, ctrd, image, user, pass, "GET /v2/token?", " /v2/my-docker/hello/manifests/1.0")
+	t.Logf("containerd pulled %s with a bearer token from Nexus", image)
+
+	// The other URL shape: the repository base path, images named without the repository.
+	pullAtTheBasePath(t, k8s, priv, ctrd, upstream.Host+"/library/hello", digest)
 
 	// 5. A new CA: nginx serves a certificate from it; pulls fail until the mirror carries
 	// it, then succeed, containerd never restarted.
@@ -344,13 +362,13 @@ func mirrorReady(t *testing.T, k8s client.Client, name string) {
 	})
 }
 
-// pullSecretCredentials reads the user and password the pull secret in namespace apps
+// pullSecretCredentials reads the user and password the pull secret name in namespace apps
 // holds for host, as kubelet would.
-func pullSecretCredentials(t *testing.T, k8s client.Client, host string) (string, string) {
+func pullSecretCredentials(t *testing.T, k8s client.Client, name, host string) (string, string) {
 	t.Helper()
 	s := &corev1.Secret{}
 	testutil.Eventually(t, time.Minute, "pull secret in apps", func() error {
-		return k8s.Get(context.Background(), client.ObjectKey{Namespace: "apps", Name: "nexus-local-pull"}, s)
+		return k8s.Get(context.Background(), client.ObjectKey{Namespace: "apps", Name: name}, s)
 	})
 	var cfg struct {
 		Auths map[string]struct {
@@ -408,4 +426,116 @@ func secretLeakCheck(t *testing.T, l *logs, k8s client.Client, secrets ...string
 		}
 	}
 	t.Logf("no secret in %d bytes of logs, Events and status", checked)
+}
+
+// setDockerAuth switches how the mirror's Nexus repository asks for credentials, and waits
+// until Nexus has it and the mirror is Ready again.
+func setDockerAuth(t *testing.T, k8s client.Client, name string, auth v1alpha1.NexusDockerAuth) {
+	t.Helper()
+	ctx := context.Background()
+	rm := &v1alpha1.RegistryMirror{}
+	if err := k8s.Get(ctx, client.ObjectKey{Name: name}, rm); err != nil {
+		t.Fatal(err)
+	}
+	rm.Spec.Provision.Nexus.DockerAuth = auth
+	if err := k8s.Update(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	mirrorReady(t, k8s, name)
+}
+
+// pullThrough removes image from containerd, pulls it again with the credentials, runs
+// it, and checks that Nexus saw each of the requests named (part of "METHOD URI").
+func pullThrough(t *testing.T, priv *privateRegistry, ctrd *containerd, image, user, pass string, want ...string) {
+	t.Helper()
+	ctrd.remove(t, image)
+	seen := len(priv.nexus.Requests())
+	if _, err := ctrd.pull(image, user, pass); err != nil {
+		t.Fatalf("CRI PullImage %s: %v", image, err)
+	}
+	if got := ctrd.run(t, image, "e2e-hello-"+strconv.Itoa(seen)); got != helloLine {
+		t.Fatalf("the container printed %q, want %q", got, helloLine)
+	}
+	reqs := priv.nexus.Requests()[seen:]
+	for _, w := range want {
+		if !slices.ContainsFunc(reqs, func(r string) bool { return strings.Contains(r, w) }) {
+			t.Errorf("Nexus saw no %q during the pull of %s:\n%s", w, image, strings.Join(reqs, "\n"))
+		}
+	}
+}
+
+// pullAtTheBasePath wires a second host, docker.nexus.local, to a Nexus repository at its
+// base path (https://docker.nexus.local:<port>/repository/apps-docker/v2, containerd's
+// override_path): the ImageSync's repository and the pod's image name carry no repository
+// name. Containerd pulls with bearer tokens, then with Basic authentication. The mirror is
+// deleted again at the end.
+func pullAtTheBasePath(t *testing.T, k8s client.Client, priv *privateRegistry, ctrd *containerd, source string, digest v1.Hash) {
+	t.Helper()
+	ctx := context.Background()
+	host := "docker.nexus.local:" + priv.port
+	rm := &v1alpha1.RegistryMirror{
+		ObjectMeta: metav1.ObjectMeta{Name: "nexus-base-path"},
+		Spec: v1alpha1.RegistryMirrorSpec{
+			Host:                 v1alpha1.RegistryHost(host),
+			Endpoint:             "https://" + host + "/repository/apps-docker/v2",
+			CABundle:             string(priv.ca),
+			CredentialsSecretRef: &v1alpha1.SecretReference{Namespace: operatorNS, Name: "nexus-credentials"},
+			HostAliases:          []v1alpha1.HostAlias{{IP: "127.0.0.1", Hostnames: []v1alpha1.Hostname{"docker.nexus.local"}}},
+			PullSecrets: &v1alpha1.PullSecretsSpec{SecretName: "nexus-base-path-pull",
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"regwire.dev/pull-from-nexus": "true"}}},
+			Provision: &v1alpha1.ProvisionSpec{Nexus: &v1alpha1.NexusProvision{URL: priv.url, Repository: "apps-docker",
+				DockerAuth:                v1alpha1.NexusDockerAuthToken,
+				AdminCredentialsSecretRef: v1alpha1.SecretReference{Namespace: operatorNS, Name: "nexus-credentials"}}},
+		},
+	}
+	if err := k8s.Create(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	mirrorReady(t, k8s, rm.Name)
+	if repo := priv.nexus.Repository("apps-docker"); repo == nil || repo["docker"].(map[string]any)["pathEnabled"] != nil {
+		t.Errorf("apps-docker in Nexus: %v, want it without path-based routing", repo)
+	}
+	is := &v1alpha1.ImageSync{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "hello-base-path"},
+		Spec: v1alpha1.ImageSyncSpec{
+			Source: v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(source), Tags: []string{"1.0"}},
+			Target: v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: rm.Name}, Repository: "hello"},
+		},
+	}
+	if err := k8s.Create(ctx, is); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 2*time.Minute, "ImageSync hello-base-path Ready", func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
+			return err
+		}
+		if !apimeta.IsStatusConditionTrue(is.Status.Conditions, v1alpha1.ConditionReady) {
+			return fmt.Errorf("conditions %+v images %+v", is.Status.Conditions, is.Status.Images)
+		}
+		return nil
+	})
+	if len(is.Status.Images) != 1 || is.Status.Images[0].TargetDigest != digest.String() {
+		t.Fatalf("ImageSync copied %+v, want %s", is.Status.Images, digest)
+	}
+	user, pass := pullSecretCredentials(t, k8s, "nexus-base-path-pull", host)
+	image := host + "/hello:1.0"
+	pullThrough(t, priv, ctrd, image, user, pass, "GET /repository/apps-docker/v2/token?", " /repository/apps-docker/v2/hello/manifests/1.0")
+	t.Logf("containerd pulled %s from the repository base path with a bearer token", image)
+	setDockerAuth(t, k8s, rm.Name, v1alpha1.NexusDockerAuthBasic)
+	pullThrough(t, priv, ctrd, image, user, pass, " /repository/apps-docker/v2/hello/manifests/1.0")
+	t.Logf("containerd pulled %s from the repository base path with Basic authentication", image)
+	ctrd.remove(t, image)
+
+	for _, o := range []client.Object{is, rm} {
+		if err := k8s.Delete(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, time.Minute, "RegistryMirror "+rm.Name+" gone", func() error {
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), &v1alpha1.RegistryMirror{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there: %w", err)
+	})
 }

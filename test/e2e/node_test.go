@@ -91,6 +91,7 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	l.add("registry local", local.Log)
 	const nexusUser, nexusPassword = "admin", "e2e-node-nexus-password"
 	priv := startPrivateRegistry(t, l, work, nexusUser, nexusPassword)
+	priv.createRepository(t, "my-docker")
 	host := priv.host
 
 	pause := local.Host + "/pause:e2e"

@@ -5,12 +5,15 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -27,6 +30,8 @@ import (
 
 	"github.com/regwire/regwire/bootstrap"
 	"github.com/regwire/regwire/internal/controlplane"
+	"github.com/regwire/regwire/internal/nexus"
+	"github.com/regwire/regwire/internal/nexus/nexusfake"
 	"github.com/regwire/regwire/internal/testutil"
 )
 
@@ -192,33 +197,67 @@ func startControlPlane(t *testing.T, dir string, o controlplane.Options) (*contr
 	return cp, kubeconfig, newClient(t, cp)
 }
 
-// privateRegistry is "Nexus" as teams run it: a registry with basic auth behind real
-// nginx, with the nginx.conf and SAN certificate the bootstrap generates, reachable as
-// nexus.local on a private loopback port (not the machine's 443).
+// privateRegistry is "Nexus" as teams run it: Nexus (the emulator, nexusfake, serving
+// its REST API and docker repositories) behind real nginx, with the nginx.conf and SAN
+// certificate the bootstrap generates, reachable as nexus.local (and the other names given)
+// on a private loopback port (not the machine's 443).
 type privateRegistry struct {
-	registry *testutil.Registry
+	nexus *nexusfake.Server
+	// url is Nexus's own address (http://127.0.0.1:<port>), as the proxy reaches it.
+	url string
 	// host is nexus.local:<port>, as image references name it.
 	host, user, password string
+	// port is the proxy's HTTPS port.
+	port string
 	// tlsDir holds the bootstrap's CA and certificate; ca is the CA in PEM; nginxConf the
 	// configuration nginx runs with.
 	tlsDir, nginxConf string
 	ca                []byte
 }
 
-func startPrivateRegistry(t *testing.T, l *logs, dir, user, password string) *privateRegistry {
+// startPrivateRegistry starts Nexus with user's password set, behind nginx serving
+// nexus.local and names.
+func startPrivateRegistry(t *testing.T, l *logs, dir, user, password string, names ...string) *privateRegistry {
 	t.Helper()
 	p := &privateRegistry{user: user, password: password, tlsDir: filepath.Join(dir, "tls")}
-	p.registry = testutil.StartRegistry(t, testutil.RegistryOptions{Users: map[string]string{user: password}})
-	l.add("registry nexus", p.registry.Log)
-	pki, err := bootstrap.EnsurePKI(p.tlsDir, bootstrap.PKIOptions{DNSNames: []string{"nexus.local"}})
+	p.nexus = nexusfake.New(password)
+	if user != "admin" {
+		p.nexus.AddUser(user, password, "nexus:repository-view:docker:*:*")
+	}
+	srv := httptest.NewServer(p.nexus)
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
+	l.add("nexus requests", stringer(func() string { return strings.Join(p.nexus.Requests(), "\n") }))
+	pki, err := bootstrap.EnsurePKI(p.tlsDir, bootstrap.PKIOptions{DNSNames: append([]string{"nexus.local"}, names...)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.ca = pki.CA
 	httpsAddr := testutil.FreeAddr(t)
-	_, port, _ := net.SplitHostPort(httpsAddr)
-	p.host = "nexus.local:" + port
-	p.nginxConf = renderNginx(t, dir, p.tlsDir, p.registry.Host, httpsAddr)
+	_, p.port, _ = net.SplitHostPort(httpsAddr)
+	p.host = "nexus.local:" + p.port
+	p.nginxConf = renderNginx(t, dir, p.tlsDir, strings.TrimPrefix(srv.URL, "http://"), httpsAddr)
 	testutil.StartNginx(t, p.nginxConf, httpsAddr) // its log is printed when the test fails
 	return p
 }
+
+// createRepository creates a docker (hosted) repository with path-based routing and
+// Basic authentication, as the bootstrap does.
+func (p *privateRegistry) createRepository(t *testing.T, name string) {
+	t.Helper()
+	c, err := nexus.New(p.url, "admin", p.password, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.EnsureDockerHosted(context.Background(), &nexus.DockerHostedRepository{
+		Name: name, Online: true,
+		Storage: nexus.HostedStorage{BlobStoreName: "default", StrictContentTypeValidation: true, WritePolicy: nexus.WritePolicyAllow},
+		Docker:  nexus.Docker{ForceBasicAuth: true, PathEnabled: new(true)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type stringer func() string
+
+func (f stringer) String() string { return f() }

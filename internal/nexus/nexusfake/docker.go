@@ -95,7 +95,7 @@ func (s *Server) serveDocker(w http.ResponseWriter, r *http.Request, rt route) {
 	if rt.repo != "" {
 		cfg, known = s.repoConfig(rt.repo)
 		// Path-based routing reaches a repository only where it is on (and exists: 3.83.0).
-		if known && rt.base == "" && !(s.keepsPathEnabled() && cfg.pathEnabled) {
+		if known && rt.base == "" && (!s.keepsPathEnabled() || !cfg.pathEnabled) {
 			known = false
 		}
 	}
@@ -128,7 +128,10 @@ func (s *Server) serveDocker(w http.ResponseWriter, r *http.Request, rt route) {
 		}
 		return
 	}
-	_ = user
+	if rt.repo != "" && !s.mayUse(user, r.Method, rt.repo) {
+		dockerError(w, http.StatusForbidden, "DENIED", "access to the requested resource is not authorized")
+		return
+	}
 	if rt.repo == "" {
 		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 		w.Header().Set("Content-Type", "application/json")
@@ -257,9 +260,21 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, realmActive bool)
 	_ = json.NewEncoder(w).Encode(map[string]string{"token": token, "access_token": token})
 }
 
+// mayUse says whether user may do method in repo: nexus:repository-view:docker:<repo>:read
+// to pull, :add and :edit to push (the privileges of nx-repository-view-docker-<repo>-*).
+func (s *Server) mayUse(user, method, repo string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	perm := "nexus:repository-view:docker:" + repo + ":"
+	if method == http.MethodGet || method == http.MethodHead {
+		return s.permitted(user, perm+"read")
+	}
+	return s.permitted(user, perm+"add") && s.permitted(user, perm+"edit")
+}
+
 // dockerUser is the user a request authenticates as: Basic credentials (Nexus's security
 // filter reads them on every request) or a token from the DockerToken realm while it is
-// active. Every user may pull and push: the fake models no repository privileges.
+// active. What the user may do is mayUse's.
 func (s *Server) dockerUser(r *http.Request) (string, bool) {
 	if name, pass, ok := r.BasicAuth(); ok {
 		u, known := s.users[name]
@@ -380,4 +395,43 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// DockerHosted is a docker (hosted) repository for AddDockerHosted.
+type DockerHosted struct {
+	Name                      string
+	ForceBasicAuth            bool
+	PathEnabled, LatestPolicy bool
+	// WritePolicy is ALLOW (the default), ALLOW_ONCE or DENY.
+	WritePolicy string
+}
+
+// AddDockerHosted adds a repository as an administrator would have created it, without
+// the REST API (whose contract tests are elsewhere). PathEnabled is dropped on versions
+// before 3.83.0, as Nexus does.
+func (s *Server) AddDockerHosted(r DockerHosted) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.WritePolicy == "" {
+		r.WritePolicy = "ALLOW"
+	}
+	docker := map[string]any{"v1Enabled": false, "forceBasicAuth": r.ForceBasicAuth}
+	if r.PathEnabled && s.keepsPathEnabled() {
+		docker["pathEnabled"] = true
+	}
+	raw, _ := json.Marshal(map[string]any{
+		"name": r.Name, "online": true, "format": "docker", "type": "hosted",
+		"storage": map[string]any{"blobStoreName": "default", "strictContentTypeValidation": true, "writePolicy": r.WritePolicy, "latestPolicy": r.LatestPolicy},
+		"docker":  docker,
+	})
+	s.repos[strings.ToLower(r.Name)] = raw
+}
+
+// ActivateRealm adds a realm to the active ones, as an administrator would.
+func (s *Server) ActivateRealm(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.realmActive(id) {
+		s.realms = append(s.realms, id)
+	}
 }

@@ -75,8 +75,14 @@ func ref(t *testing.T, s string) name.Reference {
 	return r
 }
 
+// answer is a response's status and headers.
+type answer struct {
+	StatusCode int
+	Header     http.Header
+}
+
 // get sends an authenticated (when auth) request and returns the answer's status and headers.
-func get(t *testing.T, method, url string, auth bool, header map[string]string) *http.Response {
+func get(t *testing.T, method, url string, auth bool, header map[string]string) answer {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, nil)
 	if auth {
@@ -92,7 +98,7 @@ func get(t *testing.T, method, url string, auth bool, header map[string]string) 
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
-	return resp
+	return answer{resp.StatusCode, resp.Header}
 }
 
 func push(t *testing.T, reference string, opts ...remote.Option) v1.Image {
@@ -125,16 +131,17 @@ func TestBothURLShapesServeTheSameRepository(t *testing.T) {
 		t.Errorf("base path with the repository in the image name: %d, want 404 (that is another image)", got.StatusCode)
 	}
 	// A push through the base path lands in the same repository.
-	img2 := push(t, host(srv)+"/other:2", basePath("/repository/my-docker/v2"))
+	img2 := push(t, host(srv)+"/other:2", basePath())
 	want2, _ := img2.Digest()
 	if got := get(t, http.MethodHead, srv.URL+"/v2/my-docker/other/manifests/2", true, nil); got.StatusCode != http.StatusOK || got.Header.Get("Docker-Content-Digest") != want2.String() {
 		t.Errorf("pushed through the base path, read with path-based routing: %d, want 200 %s", got.StatusCode, want2)
 	}
 }
 
-// basePath sends the registry API to a repository's base path, as containerd's
-// override_path does: /v2/<rest> becomes <prefix>/<rest>.
-func basePath(prefix string) remote.Option {
+// basePath sends the registry API to my-docker's base path, as containerd's override_path
+// does: /v2/<rest> becomes /repository/my-docker/v2/<rest>.
+func basePath() remote.Option {
+	const prefix = "/repository/my-docker/v2"
 	return remote.WithTransport(roundTripper(func(r *http.Request) (*http.Response, error) {
 		if p := r.URL.Path; p == "/v2" || strings.HasPrefix(p, "/v2/") {
 			r = r.Clone(r.Context())
@@ -162,7 +169,7 @@ func TestPathBasedRoutingNeedsPathEnabledOnNexus383(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			_, srv := startNexus(t, tc.version, map[string]any{"pathEnabled": tc.pathEnabled}, nil)
-			push(t, host(srv)+"/app:1", basePath("/repository/my-docker/v2"))
+			push(t, host(srv)+"/app:1", basePath())
 			if got := get(t, http.MethodHead, srv.URL+"/v2/my-docker/app/manifests/1", true, nil); got.StatusCode != tc.want {
 				t.Errorf("HEAD /v2/my-docker/app/manifests/1: %d, want %d", got.StatusCode, tc.want)
 			}
@@ -238,7 +245,7 @@ func TestBearerTokensNeedTheDockerTokenRealm(t *testing.T) {
 		_, srv := startNexus(t, "", map[string]any{"pathEnabled": true, "forceBasicAuth": false}, nil)
 		img, _ := random.Image(64, 1)
 		// The repository's base path challenges for a token, as its version check does.
-		err := remote.Write(ref(t, host(srv)+"/app:1"), img, adminAuth, basePath("/repository/my-docker/v2"))
+		err := remote.Write(ref(t, host(srv)+"/app:1"), img, adminAuth, basePath())
 		if err == nil || !strings.Contains(err.Error(), "UNAUTHORIZED") {
 			t.Fatalf("push without the DockerToken realm: %v, want UNAUTHORIZED", err)
 		}
@@ -350,12 +357,32 @@ func TestAnOCIIndexIsAccepted(t *testing.T) {
 	if err := remote.WriteIndex(ref(t, host(srv)+"/my-docker/multi:1"), idx, adminAuth); err != nil {
 		t.Fatal(err)
 	}
-	got, err := remote.Index(ref(t, host(srv)+"/multi:1"), adminAuth, basePath("/repository/my-docker/v2"))
+	got, err := remote.Index(ref(t, host(srv)+"/multi:1"), adminAuth, basePath())
 	if err != nil {
 		t.Fatal(err)
 	}
 	want, _ := idx.Digest()
 	if d, _ := got.Digest(); d != want {
 		t.Errorf("index %s, want %s", d, want)
+	}
+}
+
+func TestPullingAndPushingNeedTheRepositoryViewPrivileges(t *testing.T) {
+	t.Parallel()
+	fake, srv := startNexus(t, "", map[string]any{"pathEnabled": true}, nil)
+	fake.AddUser("reader", "reader-password", "nexus:repository-view:docker:my-docker:browse,read")
+	fake.AddUser("nobody", "nobody-password")
+	push(t, host(srv)+"/my-docker/app:1")
+	reader := remote.WithAuth(&authn.Basic{Username: "reader", Password: "reader-password"})
+	if _, err := remote.Head(ref(t, host(srv)+"/my-docker/app:1"), reader); err != nil {
+		t.Errorf("a pull with the read privilege: %v", err)
+	}
+	img, _ := random.Image(64, 1)
+	if err := remote.Write(ref(t, host(srv)+"/my-docker/app:2"), img, reader); err == nil || !strings.Contains(err.Error(), "DENIED") {
+		t.Errorf("a push with only the read privilege: %v, want DENIED", err)
+	}
+	nobody := remote.WithAuth(&authn.Basic{Username: "nobody", Password: "nobody-password"})
+	if _, err := remote.Head(ref(t, host(srv)+"/my-docker/app:1"), nobody); err == nil {
+		t.Error("a pull without any privilege succeeded")
 	}
 }

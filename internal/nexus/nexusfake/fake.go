@@ -1,7 +1,7 @@
 // Package nexusfake is a contract fake of the parts of Sonatype Nexus Repository 3's REST
 // API that regwire uses. Nexus cannot run here (it needs a JVM and a Docker image); this
 // fake stands in for it in tests and checks every request against Sonatype's published
-// contract: the method, the path, basic authentication and the admin role, the content
+// contract: the method, the path, basic authentication and the privileges, the content
 // type, and the body (names, write policies, blob stores and realm ids are refused with a
 // 400). Like Nexus it ignores JSON fields it does not know, answers with a Server header
 // naming its version, and, set to a version before 3.83.0, drops docker.pathEnabled without
@@ -46,14 +46,16 @@ type Server struct {
 
 type user struct {
 	password string
-	admin    bool
+	// privileges are Nexus permission strings, e.g. nexus:* (the nx-admin role) or
+	// nexus:repository-admin:docker:my-docker:add,edit,read.
+	privileges []string
 }
 
 // New returns a Nexus as it is after its first start: user admin with initialPassword,
 // the local realm active, the default blob store, no repositories.
 func New(initialPassword string) *Server {
 	return &Server{
-		users:      map[string]user{"admin": {password: initialPassword, admin: true}},
+		users:      map[string]user{"admin": {password: initialPassword, privileges: []string{"nexus:*"}}},
 		realms:     []string{"NexusAuthenticatingRealm"},
 		repos:      map[string]json.RawMessage{},
 		stores:     map[string]*dockerStore{},
@@ -83,11 +85,37 @@ func (s *Server) keepsPathEnabled() bool {
 	return major > 3 || (major == 3 && minor >= 83)
 }
 
-// AddUser adds a user without the admin role.
-func (s *Server) AddUser(name, password string) {
+// AddUser adds a user with the privileges given (Nexus permission strings such as
+// nexus:repository-admin:docker:*:add,edit,read or nexus:settings:update); none means a
+// user who may log in and nothing more.
+func (s *Server) AddUser(name, password string, privileges ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.users[name] = user{password: password}
+	s.users[name] = user{password: password, privileges: privileges}
+}
+
+// permitted says whether name holds perm, with Apache Shiro's wildcard permissions (which
+// Nexus uses): parts separated by ':', each a comma list or '*', a shorter privilege
+// implying every further part.
+func (s *Server) permitted(name, perm string) bool {
+	want := strings.Split(perm, ":")
+	for _, held := range s.users[name].privileges {
+		parts := strings.Split(held, ":")
+		ok := true
+		for i, p := range parts {
+			if i >= len(want) {
+				ok = ok && p == "*"
+				continue
+			}
+			if p != "*" && !slices.Contains(strings.Split(p, ","), want[i]) {
+				ok = false
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }
 
 // SetWritable sets what the writable status endpoint answers.
@@ -162,7 +190,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusOK)
 	case p == pathRealms:
-		if !s.admin(w, r) || !s.method(w, r, http.MethodGet, http.MethodPut) {
+		// RealmApiResource: nexus:settings:read to read, nexus:settings:update to set.
+		perm := "nexus:settings:read"
+		if r.Method == http.MethodPut {
+			perm = "nexus:settings:update"
+		}
+		if !s.allowed(w, r, perm) || !s.method(w, r, http.MethodGet, http.MethodPut) {
 			return
 		}
 		if r.Method == http.MethodGet {
@@ -195,7 +228,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// Changing a password needs the nexus:* privilege, one's own included.
-		if !s.users[caller].admin {
+		if !s.permitted(caller, "nexus:*") {
 			http.Error(w, "Forbidden", http.StatusForbidden)
 			return
 		}
@@ -217,12 +250,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.users[name] = u
 		w.WriteHeader(http.StatusNoContent)
 	case p == pathHosted:
-		if !s.admin(w, r) || !s.method(w, r, http.MethodPost) {
+		if _, ok := s.authenticated(w, r); !ok || !s.method(w, r, http.MethodPost) {
 			return
 		}
 		var repo dockerHosted
 		body, ok := decode(w, r, &repo)
 		if !ok || !s.valid(w, &repo) {
+			return
+		}
+		// AuthorizingRepositoryManager.create: ensureUserCanAdmin(ADD, format, name), i.e.
+		// nexus:repository-admin:docker:<name>:add.
+		if !s.allowed(w, r, "nexus:repository-admin:docker:"+*repo.Name+":add") {
 			return
 		}
 		if _, exists := s.repos[strings.ToLower(*repo.Name)]; exists {
@@ -233,7 +271,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusCreated)
 	case strings.HasPrefix(p, pathHosted+"/"):
 		name := strings.TrimPrefix(p, pathHosted+"/")
-		if !s.admin(w, r) || !s.method(w, r, http.MethodGet, http.MethodPut) {
+		// Reading needs the repository's admin read privilege, an update its edit one.
+		action := "read"
+		if r.Method == http.MethodPut {
+			action = "edit"
+		}
+		if !s.allowed(w, r, "nexus:repository-admin:docker:"+name+":"+action) || !s.method(w, r, http.MethodGet, http.MethodPut) {
 			return
 		}
 		raw, exists := s.repos[strings.ToLower(name)]
@@ -356,12 +399,14 @@ func (s *Server) authenticated(w http.ResponseWriter, r *http.Request) (string, 
 	return name, true
 }
 
-func (s *Server) admin(w http.ResponseWriter, r *http.Request) bool {
+// allowed authenticates the request and checks that its user holds perm, answering 401
+// or 403 when not.
+func (s *Server) allowed(w http.ResponseWriter, r *http.Request, perm string) bool {
 	name, ok := s.authenticated(w, r)
 	if !ok {
 		return false
 	}
-	if !s.users[name].admin {
+	if !s.permitted(name, perm) {
 		http.Error(w, "Forbidden", http.StatusForbidden)
 		return false
 	}
