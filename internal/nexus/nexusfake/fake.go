@@ -352,6 +352,8 @@ func (s *Server) valid(w http.ResponseWriter, r *dockerHosted) bool {
 	case r.Storage == nil || r.Storage.StrictContentTypeValidation == nil:
 		validation(w, "storage", "must not be null")
 	case !slices.Contains(s.blobStores, r.Storage.BlobStoreName):
+		// A 400 list naming the field; the wording is the fake's own (no source for
+		// Nexus's text was found in nexus-public).
 		validation(w, "storage.blobStoreName", fmt.Sprintf("Blob store '%s' does not exist", r.Storage.BlobStoreName))
 	case !slices.Contains([]string{"ALLOW", "ALLOW_ONCE", "DENY"}, strings.ToUpper(r.Storage.WritePolicy)):
 		validation(w, "storage.writePolicy", "must be one of ALLOW, ALLOW_ONCE, DENY")
