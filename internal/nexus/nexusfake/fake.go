@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -38,6 +40,8 @@ type Server struct {
 	stores     map[string]*dockerStore    // their content, by lower-case name
 	tokens     map[string]string          // DockerToken realm tokens: token → user
 	blobStores []string
+	// passwordFile is <work dir>/admin.password while it exists ("" when not kept).
+	passwordFile string
 	// Writable is what GET /status/writable answers.
 	writable bool
 	// Requests lists "METHOD path" of every request, in order.
@@ -116,6 +120,24 @@ func (s *Server) permitted(name, perm string) bool {
 		}
 	}
 	return false
+}
+
+// WriteAdminPasswordFile keeps admin's initial password in <workDir>/admin.password,
+// readable by its owner only, as Nexus does on its first start (nexus-public
+// AdminPasswordFileManagerImpl.writeFile), and deletes the file once admin's password
+// changes, as Nexus does: the initial password is gone for good then.
+func (s *Server) WriteAdminPasswordFile(workDir string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := os.MkdirAll(workDir, 0o755); err != nil {
+		return err
+	}
+	path := filepath.Join(workDir, "admin.password")
+	if err := os.WriteFile(path, []byte(s.users["admin"].password), 0o600); err != nil {
+		return err
+	}
+	s.passwordFile = path
+	return nil
 }
 
 // SetWritable sets what the writable status endpoint answers.
@@ -248,6 +270,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		u.password = string(b)
 		s.users[name] = u
+		if name == "admin" && s.passwordFile != "" {
+			_ = os.Remove(s.passwordFile)
+			s.passwordFile = ""
+		}
 		w.WriteHeader(http.StatusNoContent)
 	case p == pathHosted:
 		if _, ok := s.authenticated(w, r); !ok || !s.method(w, r, http.MethodPost) {
