@@ -252,7 +252,7 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 		index := fmt.Sprintf(`{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":%d}]}`, d, len(raw))
 		req, _ := http.NewRequest(http.MethodPut, src.URL+"/v2/library/bare/manifests/1", strings.NewReader(index))
 		req.Header.Set("Content-Type", "application/vnd.oci.image.index.v1+json")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := (&http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}).Do(req) // not DefaultTransport: parallel tests closing httptest servers close its idle connections
 		if err != nil || resp.StatusCode != http.StatusCreated {
 			t.Fatalf("pushing the bare index: %v %v", err, resp)
 		}

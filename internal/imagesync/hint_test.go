@@ -45,7 +45,7 @@ func TestALostBlobIsCopiedAgainWithoutARestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequest(http.MethodDelete, dst.URL+"/v2/app/blobs/"+digest.String(), nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}).Do(req) // not DefaultTransport: parallel tests closing httptest servers close its idle connections
 	if err != nil || resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("deleting the base layer from the target: %v %v", err, resp)
 	}

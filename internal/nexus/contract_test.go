@@ -26,9 +26,13 @@ func fake(t *testing.T) (*nexusfake.Server, string) {
 	return f, srv.URL
 }
 
+// httpClient is the tests' own: closing an httptest server closes http.DefaultTransport's
+// idle connections, which breaks requests of parallel tests under way on it.
+var httpClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+
 func client(t *testing.T, url, user, pass string) *nexus.Client {
 	t.Helper()
-	c, err := nexus.New(url, user, pass, nil)
+	c, err := nexus.New(url, user, pass, httpClient)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +206,7 @@ func TestTheFakeIsStrict(t *testing.T) {
 				req.Header.Set("Content-Type", tc.contentType)
 			}
 			req.SetBasicAuth("admin", "initial-admin-password")
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := httpClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -256,7 +260,7 @@ func TestAnUpdateKeepsWhatRegwireDoesNotManage(t *testing.T) {
 			`"docker":{"v1Enabled":false,"forceBasicAuth":true,"pathEnabled":true},"cleanup":{"policyNames":["weekly"]}}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.SetBasicAuth("admin", "initial-admin-password")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil || resp.StatusCode != http.StatusCreated {
 		t.Fatalf("%v %v", err, resp)
 	}

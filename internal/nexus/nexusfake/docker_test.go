@@ -53,7 +53,7 @@ func rest(t *testing.T, srv *httptest.Server, method, path string, body any, wan
 	req, _ := http.NewRequest(method, srv.URL+path, bytes.NewReader(b))
 	req.Header.Set("Content-Type", "application/json")
 	req.SetBasicAuth("admin", adminPassword)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ type answer struct {
 }
 
 // get sends an authenticated (when auth) request and returns the answer's status and headers.
-func get(t *testing.T, method, url string, auth bool, header map[string]string) answer {
+func get(t *testing.T, srv *httptest.Server, method, url string, auth bool, header map[string]string) answer {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, nil)
 	if auth {
@@ -92,7 +92,7 @@ func get(t *testing.T, method, url string, auth bool, header map[string]string) 
 		req.Header.Set(k, v)
 	}
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,20 +120,20 @@ func TestBothURLShapesServeTheSameRepository(t *testing.T) {
 	want, _ := img.Digest()
 
 	// Path-based routing: the image name carries the repository.
-	if got := get(t, http.MethodHead, srv.URL+"/v2/my-docker/app/manifests/1", true, nil); got.StatusCode != http.StatusOK || got.Header.Get("Docker-Content-Digest") != want.String() {
+	if got := get(t, srv, http.MethodHead, srv.URL+"/v2/my-docker/app/manifests/1", true, nil); got.StatusCode != http.StatusOK || got.Header.Get("Docker-Content-Digest") != want.String() {
 		t.Errorf("path-based routing: %d %s, want 200 %s", got.StatusCode, got.Header.Get("Docker-Content-Digest"), want)
 	}
 	// The repository base path: the same image, its name without the repository.
-	if got := get(t, http.MethodHead, srv.URL+"/repository/my-docker/v2/app/manifests/1", true, nil); got.StatusCode != http.StatusOK || got.Header.Get("Docker-Content-Digest") != want.String() {
+	if got := get(t, srv, http.MethodHead, srv.URL+"/repository/my-docker/v2/app/manifests/1", true, nil); got.StatusCode != http.StatusOK || got.Header.Get("Docker-Content-Digest") != want.String() {
 		t.Errorf("base path: %d %s, want 200 %s", got.StatusCode, got.Header.Get("Docker-Content-Digest"), want)
 	}
-	if got := get(t, http.MethodHead, srv.URL+"/repository/my-docker/v2/my-docker/app/manifests/1", true, nil); got.StatusCode != http.StatusNotFound {
+	if got := get(t, srv, http.MethodHead, srv.URL+"/repository/my-docker/v2/my-docker/app/manifests/1", true, nil); got.StatusCode != http.StatusNotFound {
 		t.Errorf("base path with the repository in the image name: %d, want 404 (that is another image)", got.StatusCode)
 	}
 	// A push through the base path lands in the same repository.
 	img2 := push(t, host(srv)+"/other:2", basePath())
 	want2, _ := img2.Digest()
-	if got := get(t, http.MethodHead, srv.URL+"/v2/my-docker/other/manifests/2", true, nil); got.StatusCode != http.StatusOK || got.Header.Get("Docker-Content-Digest") != want2.String() {
+	if got := get(t, srv, http.MethodHead, srv.URL+"/v2/my-docker/other/manifests/2", true, nil); got.StatusCode != http.StatusOK || got.Header.Get("Docker-Content-Digest") != want2.String() {
 		t.Errorf("pushed through the base path, read with path-based routing: %d, want 200 %s", got.StatusCode, want2)
 	}
 }
@@ -147,7 +147,7 @@ func basePath() remote.Option {
 			r = r.Clone(r.Context())
 			r.URL.Path = prefix + strings.TrimPrefix(p, "/v2")
 		}
-		return http.DefaultTransport.RoundTrip(r)
+		return remote.DefaultTransport.RoundTrip(r)
 	}))
 }
 
@@ -170,10 +170,10 @@ func TestPathBasedRoutingNeedsPathEnabledOnNexus383(t *testing.T) {
 			t.Parallel()
 			_, srv := startNexus(t, tc.version, map[string]any{"pathEnabled": tc.pathEnabled}, nil)
 			push(t, host(srv)+"/app:1", basePath())
-			if got := get(t, http.MethodHead, srv.URL+"/v2/my-docker/app/manifests/1", true, nil); got.StatusCode != tc.want {
+			if got := get(t, srv, http.MethodHead, srv.URL+"/v2/my-docker/app/manifests/1", true, nil); got.StatusCode != tc.want {
 				t.Errorf("HEAD /v2/my-docker/app/manifests/1: %d, want %d", got.StatusCode, tc.want)
 			}
-			if got := get(t, http.MethodHead, srv.URL+"/repository/my-docker/v2/app/manifests/1", true, nil); got.StatusCode != http.StatusOK {
+			if got := get(t, srv, http.MethodHead, srv.URL+"/repository/my-docker/v2/app/manifests/1", true, nil); got.StatusCode != http.StatusOK {
 				t.Errorf("the base path serves every version: %d", got.StatusCode)
 			}
 		})
@@ -210,7 +210,7 @@ func TestTheChallengeIsTheOneNexusSends(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			_, srv := startNexus(t, tc.version, map[string]any{"pathEnabled": true, "forceBasicAuth": tc.force}, nil, "DockerToken")
-			got := get(t, http.MethodGet, srv.URL+tc.path, false, tc.header)
+			got := get(t, srv, http.MethodGet, srv.URL+tc.path, false, tc.header)
 			want := strings.ReplaceAll(tc.want, "HOST", host(srv))
 			if got.StatusCode != http.StatusUnauthorized || got.Header.Get("WWW-Authenticate") != want {
 				t.Errorf("%d WWW-Authenticate: %s\nwant 401 %s", got.StatusCode, got.Header.Get("WWW-Authenticate"), want)
@@ -255,7 +255,7 @@ func TestBearerTokensNeedTheDockerTokenRealm(t *testing.T) {
 		_, srv := startNexus(t, "", map[string]any{"pathEnabled": true, "forceBasicAuth": false}, nil, "DockerToken")
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v2/token?service=x&scope=repository:my-docker/app:pull", nil)
 		req.SetBasicAuth("admin", "wrong")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -276,7 +276,7 @@ func TestWhatNexusLacks(t *testing.T) {
 	t.Run("a cross-repository mount starts an upload instead", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v2/my-docker/b/blobs/uploads/?mount="+layer.String()+"&from=my-docker/a", nil)
 		req.SetBasicAuth("admin", adminPassword)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -287,7 +287,7 @@ func TestWhatNexusLacks(t *testing.T) {
 	})
 	t.Run("the referrers API is not there", func(t *testing.T) {
 		d, _ := img.Digest()
-		if got := get(t, http.MethodGet, srv.URL+"/v2/my-docker/a/referrers/"+d.String(), true, nil); got.StatusCode != http.StatusNotFound {
+		if got := get(t, srv, http.MethodGet, srv.URL+"/v2/my-docker/a/referrers/"+d.String(), true, nil); got.StatusCode != http.StatusNotFound {
 			t.Errorf("referrers: %d, want 404", got.StatusCode)
 		}
 	})
@@ -295,10 +295,10 @@ func TestWhatNexusLacks(t *testing.T) {
 		rest(t, srv, http.MethodPost, "/service/rest/v1/repositories/docker/hosted", map[string]any{"name": "other", "online": true,
 			"storage": map[string]any{"blobStoreName": "default", "strictContentTypeValidation": true, "writePolicy": "ALLOW"},
 			"docker":  map[string]any{"v1Enabled": false, "forceBasicAuth": true, "pathEnabled": true}}, http.StatusCreated)
-		if got := get(t, http.MethodHead, srv.URL+"/v2/other/a/blobs/"+layer.String(), true, nil); got.StatusCode != http.StatusNotFound {
+		if got := get(t, srv, http.MethodHead, srv.URL+"/v2/other/a/blobs/"+layer.String(), true, nil); got.StatusCode != http.StatusNotFound {
 			t.Errorf("a blob of my-docker in repository other: %d, want 404", got.StatusCode)
 		}
-		if got := get(t, http.MethodHead, srv.URL+"/v2/my-docker/a/blobs/"+layer.String(), true, nil); got.StatusCode != http.StatusOK {
+		if got := get(t, srv, http.MethodHead, srv.URL+"/v2/my-docker/a/blobs/"+layer.String(), true, nil); got.StatusCode != http.StatusOK {
 			t.Errorf("the blob in my-docker: %d, want 200", got.StatusCode)
 		}
 	})
