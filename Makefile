@@ -18,6 +18,10 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 GOLANGCI_LINT  := $(BIN)/golangci-lint
 REGISTRY       := $(BIN)/registry
 REGISTRY_VERSION := v3.1.2
+CAPFIT         := $(BIN)/capfit
+COMPOSE_PLUGIN := $(BIN)/docker-compose
+# The Compose version hack/tools/compose/go.mod pins, stamped into the plugin.
+COMPOSE_VERSION = $(shell awk '$$1 == "require" && $$2 == "github.com/docker/compose/v2" {print $$3}' hack/tools/compose/go.mod)
 LDFLAGS        := -s -w -X github.com/regwire/regwire/internal/version.Version=$(VERSION) \
                   -X github.com/regwire/regwire/internal/version.Commit=$(COMMIT)
 GO_TEST_FLAGS  ?= -race -count=1
@@ -45,7 +49,7 @@ demo: envtest build ## Run the embedded local stack: API server, CRDs, controlle
 	$(BIN)/regwire bootstrap local
 
 .PHONY: test
-test: verify-generated vet lint test-unit e2e-local e2e-node ## Everything CI runs: generated files, vet, lint, unit, envtest and end-to-end suites.
+test: verify-generated vet lint test-unit e2e-local e2e-node e2e-docker ## Everything CI runs: generated files, vet, lint, unit, envtest and end-to-end suites.
 
 .PHONY: test-unit
 test-unit: envtest $(REGISTRY) ## Unit and envtest suites (go test ./...), and the benchmark harness's own tests.
@@ -59,6 +63,16 @@ e2e-local: envtest $(REGISTRY) ## The README's manual setup on real parts (as ro
 .PHONY: e2e-node
 e2e-node: envtest node-binaries $(REGISTRY) ## regwire on a real kubelet node (as root): Deployment, agent DaemonSet pod, a pod pulling from nexus.local.
 	go test -tags e2e -count=1 -v -timeout 25m -run TestARealNodePullsFromThePrivateRegistry ./test/e2e/
+
+.PHONY: e2e-docker
+e2e-docker: $(CAPFIT) $(COMPOSE_PLUGIN) ## The Docker path (as root): a private Docker engine (Debian's docker.io) with Compose v2, privileged containers.
+	go test -tags e2e -count=1 -v -timeout 30m -run 'TestAPrivateDockerEngineRunsPrivilegedContainers' ./test/e2e/
+
+$(CAPFIT): hack/capfit/main.go go.mod go.sum
+	CGO_ENABLED=0 go build -trimpath -o $@ ./hack/capfit
+
+$(COMPOSE_PLUGIN): hack/tools/compose/go.mod hack/tools/compose/go.sum
+	cd hack/tools/compose && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$(COMPOSE_VERSION)" -o $@ github.com/docker/compose/v2/cmd
 
 .PHONY: node-binaries
 node-binaries: ## Build kubelet, kube-controller-manager and kube-scheduler (same version as kube-apiserver) into bin/k8s/.
@@ -166,9 +180,9 @@ $(REGISTRY): hack/tools/registry/go.mod
 registry: $(REGISTRY) ## Build the CNCF distribution registry the tests run (bin/registry).
 
 .PHONY: tools
-tools: envtest node-binaries $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) ## Build every tool.
+tools: envtest node-binaries $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) $(CAPFIT) $(COMPOSE_PLUGIN) ## Build every tool.
 
 .PHONY: clean
 clean: ## Remove what the build made (keeps bin/k8s, which is slow to build).
 	rm -rf $(BIN)/regwire $(BIN)/image $(BIN)/crane $(BIN)/regsync $(BIN)/bench-go.txt \
-		$(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) dist/tmp
+		$(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) $(CAPFIT) $(COMPOSE_PLUGIN) dist/tmp

@@ -332,6 +332,7 @@ volumePluginDir: %s
 		t.Fatal(err)
 	}
 	assets, _ := controlplane.AssetsDir()
+	testutil.KeepFirewall(t) // kubelet adds chains of its own
 	t.Cleanup(func() { cleanNode(t, ctrd, dir) })
 	start(t, l, "kubelet", nil, filepath.Join(assets, "kubelet"), "--config="+cfgFile, "--kubeconfig="+kubeconfig,
 		"--root-dir="+filepath.Join(dir, "root"), "--cert-dir="+filepath.Join(dir, "pki"),

@@ -1,0 +1,262 @@
+// Command e2e-images builds the images the Docker end-to-end test runs, without a registry
+// to pull from: a Debian root filesystem from debootstrap, and on it nginx (Debian's) and
+// "Nexus" (hack/nexus-emulator), written as docker-archive tarballs for `docker load`.
+// Outputs are kept in --out and rebuilt only when their inputs change: the root filesystem
+// when its recipe does, an image when the root filesystem or the program in it does.
+//
+// Images are assembled with go-containerregistry: the root filesystem is one layer, the
+// program another, with fixed timestamps, so the same inputs give the same image.
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// Image names the test loads.
+const (
+	NginxImage = "regwire-e2e/nginx:bookworm"
+	NexusImage = "regwire-e2e/nexus:emulated"
+)
+
+// recipe is how the root filesystem is made; a change rebuilds it.
+type recipe struct {
+	Suite, Mirror string
+	Include       []string
+}
+
+func (r recipe) key() string {
+	return fmt.Sprintf("debootstrap --variant=minbase --include=%s %s %s", strings.Join(r.Include, ","), r.Suite, r.Mirror)
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e-images:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("e2e-images", flag.ContinueOnError)
+	out := fs.String("out", "bin/e2e-images", "directory for the root filesystem and the image tarballs")
+	emulator := fs.String("nexus-emulator", "", "the nexus-emulator binary (static, linux)")
+	mirror := fs.String("mirror", "", "Debian mirror for debootstrap (default: the machine's apt source)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *emulator == "" {
+		return errors.New("--nexus-emulator is required")
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	if *mirror == "" {
+		m, err := aptMirror()
+		if err != nil {
+			return err
+		}
+		*mirror = m
+	}
+	r := recipe{Suite: "bookworm", Mirror: *mirror, Include: []string{"nginx-light", "curl", "ca-certificates"}}
+	rootfs := filepath.Join(*out, "rootfs.tar")
+	if err := ensure(rootfs, r.key(), func(tmp string) error { return debootstrap(r, tmp) }); err != nil {
+		return fmt.Errorf("root filesystem: %w", err)
+	}
+	rootKey, err := fileKey(rootfs)
+	if err != nil {
+		return err
+	}
+	if err := ensure(filepath.Join(*out, "nginx.tar"), rootKey, func(tmp string) error {
+		return writeImage(tmp, NginxImage, rootfs, nil, v1.Config{
+			Cmd:          []string{"nginx", "-g", "daemon off;"},
+			ExposedPorts: map[string]struct{}{"80/tcp": {}, "443/tcp": {}},
+			StopSignal:   "SIGQUIT",
+		})
+	}); err != nil {
+		return fmt.Errorf("nginx image: %w", err)
+	}
+	bin, err := os.ReadFile(*emulator)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(bin)
+	if err := ensure(filepath.Join(*out, "nexus.tar"), rootKey+" "+hex.EncodeToString(sum[:]), func(tmp string) error {
+		return writeImage(tmp, NexusImage, rootfs, map[string][]byte{"usr/local/bin/nexus-emulator": bin}, v1.Config{
+			Entrypoint:   []string{"/usr/local/bin/nexus-emulator"},
+			ExposedPorts: map[string]struct{}{"8081/tcp": {}},
+			Volumes:      map[string]struct{}{"/nexus-data": {}},
+		})
+	}); err != nil {
+		return fmt.Errorf("nexus image: %w", err)
+	}
+	return nil
+}
+
+// ensure makes path with build unless path.key holds key already. build writes to a
+// temporary path, renamed into place when it succeeds.
+func ensure(path, key string, build func(tmp string) error) error {
+	stamp := path + ".key"
+	if b, err := os.ReadFile(stamp); err == nil && string(b) == key {
+		if _, err := os.Stat(path); err == nil {
+			fmt.Printf("e2e-images: %s is current\n", path)
+			return nil
+		}
+	}
+	start := time.Now()
+	tmp := path + ".tmp"
+	_ = os.RemoveAll(tmp)
+	if err := build(tmp); err != nil {
+		_ = os.RemoveAll(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	fmt.Printf("e2e-images: built %s in %s\n", path, time.Since(start).Round(time.Second))
+	return os.WriteFile(stamp, []byte(key), 0o644)
+}
+
+// debootstrap builds the root filesystem and writes it as a tar to out.
+func debootstrap(r recipe, out string) error {
+	dir, err := os.MkdirTemp(filepath.Dir(out), "rootfs-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	cmd := exec.Command("debootstrap", "--variant=minbase", "--include="+strings.Join(r.Include, ","), r.Suite, dir, r.Mirror)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	fmt.Fprintf(os.Stderr, "e2e-images: %s (a few minutes)\n", r.key())
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("debootstrap (apt-get install debootstrap): %w", err)
+	}
+	// Caches that only make the layer bigger.
+	for _, p := range []string{"var/cache/apt/archives", "var/lib/apt/lists"} {
+		entries, _ := os.ReadDir(filepath.Join(dir, p))
+		for _, e := range entries {
+			if e.Name() != "lock" && e.Name() != "partial" {
+				_ = os.RemoveAll(filepath.Join(dir, p, e.Name()))
+			}
+		}
+	}
+	tarCmd := exec.Command("tar", "--numeric-owner", "--sort=name", "--mtime=@0", "-C", dir, "-cf", out, ".")
+	if b, err := tarCmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("tar: %w: %s", err, b)
+	}
+	return nil
+}
+
+// writeImage writes a docker-archive of ref: the root filesystem layer, a layer with files
+// (path → content, executable) when there are any, and cfg.
+func writeImage(out, ref, rootfs string, files map[string][]byte, cfg v1.Config) error {
+	base, err := tarball.LayerFromFile(rootfs)
+	if err != nil {
+		return err
+	}
+	layers := []v1.Layer{base}
+	if len(files) > 0 {
+		l, err := filesLayer(files)
+		if err != nil {
+			return err
+		}
+		layers = append(layers, l)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		return err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Created = v1.Time{Time: time.Unix(0, 0).UTC()}
+	cfg.Env = append(cfg.Env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	cf.Config = cfg
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		return err
+	}
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return err
+	}
+	return tarball.WriteToFile(out, tag, img)
+}
+
+func filesLayer(files map[string][]byte) (v1.Layer, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := map[string]bool{}
+	for p := range files {
+		for d := filepath.Dir(p); d != "." && !dirs[d]; d = filepath.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	for _, d := range slices.Sorted(maps.Keys(dirs)) {
+		if err := tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Unix(0, 0)}); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range slices.Sorted(maps.Keys(files)) {
+		if err := tw.WriteHeader(&tar.Header{Name: p, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(files[p])), ModTime: time.Unix(0, 0)}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(files[p]); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+}
+
+// fileKey identifies a file by size and modification time (hashing a root filesystem of
+// hundreds of megabytes on every run would cost more than it saves).
+func fileKey(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s %d %d", filepath.Base(path), fi.Size(), fi.ModTime().UnixNano()), nil
+}
+
+// aptMirror is the first Debian URI of the machine's apt sources.
+func aptMirror() (string, error) {
+	for _, f := range []string{"/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for l := range strings.Lines(string(b)) {
+			l = strings.TrimSpace(l)
+			if v, ok := strings.CutPrefix(l, "URIs:"); ok {
+				return strings.Fields(v)[0], nil
+			}
+			if f := strings.Fields(l); len(f) >= 3 && f[0] == "deb" {
+				return f[1], nil
+			}
+		}
+	}
+	return "", errors.New("no Debian mirror in the apt sources: pass --mirror")
+}

@@ -1,0 +1,241 @@
+package testutil
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moby/sys/capability"
+)
+
+// Docker is a private Docker engine for one test: its own dockerd (data root, exec root,
+// socket, containerd namespace) inside its own network namespace, so that its bridges,
+// published ports and iptables rules never touch the machine's. Commands that reach what
+// it publishes run in that namespace (Command); the docker CLI reaches it through its
+// socket (Env).
+type Docker struct {
+	// Host is the daemon's socket as DOCKER_HOST names it.
+	Host string
+	// Netns is the network namespace's path (/run/netns/<name>).
+	Netns string
+	// Env is what a docker CLI needs to use this engine and the Compose plugin: DOCKER_HOST,
+	// DOCKER_CONFIG.
+	Env []string
+	// Log is dockerd's output.
+	Log *SyncBuffer
+	// Runtime names the OCI runtime containers run with: runc, or capfit when the machine's
+	// capability bounding set lacks what privileged containers are given.
+	Runtime string
+}
+
+// DockerOptions tune StartDocker.
+type DockerOptions struct {
+	// Capfit is the path of the capfit runtime wrapper (hack/capfit), used when the
+	// machine cannot grant every capability. Required on such machines.
+	Capfit string
+	// ComposePlugin is the docker-compose CLI plugin to install for this engine's clients
+	// ("" for none).
+	ComposePlugin string
+}
+
+// StartDocker starts a private Docker engine, stopped and cleaned up (containers,
+// networks, volumes, its directories and network namespace) when the test ends, pass or
+// fail. It needs root and Debian's docker.io.
+func StartDocker(t testing.TB, o DockerOptions) *Docker {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("a private Docker engine needs root (CI runs as root)")
+	}
+	dockerd, err := exec.LookPath("dockerd")
+	if err != nil {
+		t.Fatal("dockerd not found: apt-get install docker.io (.ci/run installs it)")
+	}
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Fatal("the docker CLI is not found: apt-get install docker.io")
+	}
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	name := "regwire-" + hex.EncodeToString(suffix)
+	// Unix socket paths are short: the exec root (containerd's socket lives there) and the
+	// daemon's socket go under a short directory of their own.
+	short, err := os.MkdirTemp("", "rwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	d := &Docker{Host: "unix://" + filepath.Join(short, "docker.sock"), Netns: "/run/netns/" + name, Log: &SyncBuffer{}, Runtime: "runc"}
+	config := filepath.Join(dir, "config")
+	if err := os.MkdirAll(filepath.Join(config, "cli-plugins"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if o.ComposePlugin != "" {
+		if err := os.Symlink(o.ComposePlugin, filepath.Join(config, "cli-plugins", "docker-compose")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Env = []string{"DOCKER_HOST=" + d.Host, "DOCKER_CONFIG=" + config}
+
+	daemon := map[string]any{}
+	if missing := missingCapabilities(t); len(missing) > 0 {
+		if o.Capfit == "" {
+			t.Fatalf("this machine's capability bounding set lacks %v, which Docker gives privileged containers: build hack/capfit and pass it as DockerOptions.Capfit", missing)
+		}
+		daemon["runtimes"] = map[string]any{"capfit": map[string]string{"path": o.Capfit}}
+		daemon["default-runtime"] = "capfit"
+		d.Runtime = "capfit"
+		t.Logf("docker: this machine cannot grant %v; containers run with the capfit runtime, which drops only those", missing)
+	}
+	b, _ := json.Marshal(daemon)
+	daemonJSON := filepath.Join(dir, "daemon.json")
+	if err := os.WriteFile(daemonJSON, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v\n%s", name, err, out)
+	}
+	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		_ = exec.Command("ip", "netns", "del", name).Run()
+		t.Fatalf("lo up in %s: %v\n%s", name, err, out)
+	}
+	// nsenter enters the network namespace only: `ip netns exec` would also mount a new
+	// /sys, without the cgroup mounts dockerd needs.
+	cmd := exec.Command("nsenter", "--net="+d.Netns, dockerd,
+		"--config-file", daemonJSON,
+		"--data-root", filepath.Join(dir, "data"),
+		"--exec-root", filepath.Join(short, "x"),
+		"--host", d.Host,
+		"--pidfile", filepath.Join(short, "docker.pid"),
+		"--containerd-namespace", name,
+		"--containerd-plugins-namespace", name+"-plugins",
+	)
+	cmd.Stdout, cmd.Stderr = d.Log, d.Log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = exec.Command("ip", "netns", "del", name).Run()
+		t.Fatalf("starting dockerd: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		d.clean(t)
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		unmountUnder(t, dir)
+		unmountUnder(t, short)
+		_ = os.RemoveAll(short)
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v\n%s", name, err, out)
+		}
+		if t.Failed() {
+			t.Logf("dockerd log:\n%s", d.Log)
+		}
+	})
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := d.Docker(context.Background(), "version", "--format", "{{.Server.Version}}"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("dockerd did not answer within a minute: %v\n%s", err, d.Log)
+		}
+		select {
+		case <-done:
+			t.Fatalf("dockerd exited:\n%s", d.Log)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return d
+}
+
+// Docker runs the docker CLI against this engine and returns its standard output.
+func (d *Docker) Docker(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Env = append(os.Environ(), d.Env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// Command is a command in the engine's network namespace, with its environment: what it
+// dials on 127.0.0.1 is what the engine publishes there.
+func (d *Docker) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + d.Netns, name}, args...)...)
+	cmd.Env = append(os.Environ(), d.Env...)
+	return cmd
+}
+
+// clean removes every container, network and volume the test left.
+func (d *Docker) clean(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if ids, err := d.Docker(ctx, "ps", "-aq"); err == nil && strings.TrimSpace(ids) != "" {
+		if _, err := d.Docker(ctx, append([]string{"rm", "-f", "-v"}, strings.Fields(ids)...)...); err != nil {
+			t.Logf("removing containers: %v", err)
+		}
+	}
+	if _, err := d.Docker(ctx, "network", "prune", "-f"); err != nil {
+		t.Logf("removing networks: %v", err)
+	}
+	if _, err := d.Docker(ctx, "volume", "prune", "-f"); err != nil {
+		t.Logf("removing volumes: %v", err)
+	}
+}
+
+// missingCapabilities names the capabilities the kernel knows that this process's
+// bounding set lacks.
+func missingCapabilities(t testing.TB) []string {
+	t.Helper()
+	known, err := capability.ListSupported()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	for _, c := range known {
+		if ok, err := capability.GetBound(c); err != nil {
+			t.Fatal(err)
+		} else if !ok {
+			missing = append(missing, "CAP_"+strings.ToUpper(c.String()))
+		}
+	}
+	return missing
+}
+
+// unmountUnder lazily unmounts whatever is still mounted under dir (overlay layers of a
+// daemon that did not stop cleanly), deepest first.
+func unmountUnder(t testing.TB, dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for l := range strings.Lines(string(b)) {
+		f := strings.Fields(l)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			points = append(points, f[4])
+		}
+	}
+	for i := len(points) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(points[i], syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+			t.Logf("unmounting %s: %v", points[i], err)
+		}
+	}
+}
