@@ -64,9 +64,14 @@ e2e-local: envtest $(REGISTRY) ## The README's manual setup on real parts (as ro
 e2e-node: envtest node-binaries $(REGISTRY) ## regwire on a real kubelet node (as root): Deployment, agent DaemonSet pod, a pod pulling from nexus.local.
 	go test -tags e2e -count=1 -v -timeout 25m -run TestARealNodePullsFromThePrivateRegistry ./test/e2e/
 
+.PHONY: e2e-images
+e2e-images: ## Build the Docker suite's images without a registry (debootstrap + go-containerregistry) into bin/e2e-images; rebuilt only when an input changes.
+	CGO_ENABLED=0 go build -trimpath -o $(BIN)/nexus-emulator ./hack/nexus-emulator
+	go run ./hack/e2e-images --out $(BIN)/e2e-images --nexus-emulator $(BIN)/nexus-emulator
+
 .PHONY: e2e-docker
-e2e-docker: $(CAPFIT) $(COMPOSE_PLUGIN) ## The Docker path (as root): a private Docker engine (Debian's docker.io) with Compose v2, privileged containers.
-	go test -tags e2e -count=1 -v -timeout 30m -run 'TestAPrivateDockerEngineRunsPrivilegedContainers' ./test/e2e/
+e2e-docker: $(CAPFIT) $(COMPOSE_PLUGIN) e2e-images ## The Docker path (as root): a private Docker engine (Debian's docker.io) with Compose v2, privileged containers.
+	go test -tags e2e -count=1 -v -timeout 30m -run 'TestAPrivateDockerEngineRunsPrivilegedContainers|TestTheRegistryHalfOfBootstrapUpOnARealDockerEngine' ./test/e2e/
 
 $(CAPFIT): hack/capfit/main.go go.mod go.sum
 	CGO_ENABLED=0 go build -trimpath -o $@ ./hack/capfit

@@ -55,6 +55,9 @@ type Stack struct {
 	Timeout time.Duration
 	// Poll is the interval of those waits.
 	Poll time.Duration
+	// RegistryOnly stops once Nexus and nginx are up and the repository is provisioned: no
+	// kind cluster (for a cluster of one's own, or pushing from a laptop).
+	RegistryOnly bool
 	// DryRun writes nothing into StateDir (files are rendered into a temporary directory);
 	// combine it with the dry-run Docker, Kind, Kube and HTTP client of NewDryRun.
 	DryRun bool
@@ -146,6 +149,11 @@ func (s *Stack) Up(ctx context.Context) error {
 	password, err := s.nexusAdmin(ctx, r.PKI.CA)
 	if err != nil {
 		return err
+	}
+	if s.RegistryOnly {
+		s.step("done: push to %s/%s/<image> as admin (password in %s), trusting %s",
+			s.host(), s.Repository, filepath.Join(s.StateDir, NexusPasswordFile), filepath.Join(s.StateDir, TLSDir, CACertFile))
+		return nil
 	}
 	kubeconfig := filepath.Join(s.StateDir, KubeconfigFile)
 	proxyIP, err := s.cluster(ctx, kubeconfig)
@@ -247,12 +255,16 @@ func (s *Stack) nexusAdmin(ctx context.Context, ca []byte) (string, error) {
 	// Basic authentication (forceBasicAuth): containerd and docker send the credentials
 	// they are given with each request, and no security realm has to be activated.
 	s.step("create the docker (hosted) repository %s (path-based routing, Basic authentication)", s.Repository)
-	if _, err := c.EnsureDockerHosted(ctx, &nexus.DockerHostedRepository{
+	action, err := c.EnsureDockerHosted(ctx, &nexus.DockerHostedRepository{
 		Name: s.Repository, Online: true,
 		Storage: nexus.HostedStorage{BlobStoreName: "default", StrictContentTypeValidation: true, WritePolicy: nexus.WritePolicyAllow},
 		Docker:  nexus.Docker{ForceBasicAuth: true, PathEnabled: new(true)},
-	}); err != nil {
+	})
+	if err != nil {
 		return "", err
+	}
+	if !s.DryRun {
+		_, _ = fmt.Fprintf(s.Out, "    repository %s %s\n", s.Repository, action)
 	}
 	return password, nil
 }

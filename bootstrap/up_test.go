@@ -337,3 +337,26 @@ func TestUpRecoversFromARunThatStoppedAroundThePasswordChange(t *testing.T) {
 		})
 	}
 }
+
+func TestRegistryOnlyStopsBeforeTheCluster(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "state")
+	var out bytes.Buffer
+	s := &bootstrap.Stack{StateDir: dir, Out: &out, Timeout: time.Second, Poll: time.Millisecond, RegistryOnly: true}
+	bootstrap.DryRun{Out: &out}.Apply(s)
+	if err := s.Up(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	got := out.String()
+	if !strings.Contains(got, "POST https://127.0.0.1:443/service/rest/v1/repositories/docker/hosted") {
+		t.Errorf("the repository was not provisioned:\n%s", got)
+	}
+	for _, not := range []string{"kind create cluster", "kubectl apply", "docker network connect"} {
+		if strings.Contains(got, not) {
+			t.Errorf("--registry-only went on to %q:\n%s", not, got)
+		}
+	}
+	if !strings.Contains(got, "done: push to nexus.local/my-docker/<image> as admin") {
+		t.Errorf("no closing line saying how to push:\n%s", got)
+	}
+}

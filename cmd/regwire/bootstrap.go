@@ -161,11 +161,14 @@ func newBootstrapStackCommands() []*cobra.Command {
 		Long: `With a Docker engine: renders the state directory (like render), starts Nexus and
 nginx with docker compose and waits until Nexus is healthy, replaces Nexus's initial admin
 password (read with docker compose exec) by a generated one kept in the state directory,
-activates the Docker Bearer Token realm, creates the docker (hosted) repository with
-path-based routing, creates the kind cluster, connects the proxy to the kind network,
-loads the regwire image into the nodes, installs regwire, applies a RegistryMirror and an
-ImageSync, and runs a pod from the private registry. Running it again keeps what exists.
---dry-run prints every command and API call instead.`,
+creates the docker (hosted) repository with path-based routing and Basic authentication,
+creates the kind cluster, connects the proxy to the kind network, loads the regwire image
+into the nodes, installs regwire, applies a RegistryMirror and an ImageSync, and runs a pod
+from the private registry. --registry-only stops before the cluster. Running it again
+keeps what exists. --dry-run prints every command and API call instead.
+
+In an air gap, --nexus-image, --nginx-image and --node-image name images already in the
+Docker engine (docker load) in place of the public ones.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			prepare(cmd)
@@ -206,5 +209,9 @@ ImageSync, and runs a pod from the private registry. Running it again keeps what
 	uf.StringVar(&s.SyncImage, "sync-image", "docker.io/library/busybox", "image the ImageSync copies into Nexus")
 	uf.StringSliceVar(&tags, "tags", []string{"1.36"}, "tags of --sync-image to copy; the first runs in the test pod")
 	uf.StringVar(&s.Repository, "repository", "my-docker", "Nexus docker (hosted) repository")
+	uf.StringVar(&s.Render.Compose.NexusImage, "nexus-image", bootstrap.DefaultNexusImage, "Nexus image (3.83.0 or later: path-based routing)")
+	uf.StringVar(&s.Render.Compose.NginxImage, "nginx-image", bootstrap.DefaultNginxImage, "nginx image")
+	uf.StringVar(&s.Render.Kind.NodeImage, "node-image", "", "kind node image (default: the one this kind release pins)")
+	uf.BoolVar(&s.RegistryOnly, "registry-only", false, "stop once Nexus and nginx are up and the repository exists: no kind cluster")
 	return []*cobra.Command{up, down, status}
 }

@@ -4,19 +4,25 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/moby/sys/capability"
+	"golang.org/x/sys/unix"
 )
 
 // Docker is a private Docker engine for one test: its own dockerd (data root, exec root,
@@ -238,4 +244,46 @@ func unmountUnder(t testing.TB, dir string) {
 			t.Logf("unmounting %s: %v", points[i], err)
 		}
 	}
+}
+
+// DialContext dials addr from inside the engine's network namespace: 127.0.0.1:443 is what
+// the engine publishes there. The socket is made on a thread of its own that enters the
+// namespace and is thrown away after (a goroutine that ends locked to its thread ends the
+// thread), so no other goroutine ever runs in the namespace.
+func (d *Docker) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread goes with the goroutine
+		ns, err := os.Open(d.Netns)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer func() { _ = ns.Close() }()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("entering %s: %w", d.Netns, err)}
+			return
+		}
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.c, r.err
+}
+
+// Transport is an HTTP transport whose connections are made in the engine's network
+// namespace (DialContext), trusting ca (PEM; nil for the system roots).
+func (d *Docker) Transport(ca []byte) *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = d.DialContext
+	if ca != nil {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return tr
 }

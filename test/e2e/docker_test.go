@@ -6,12 +6,17 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/regwire/regwire/internal/testutil"
 )
@@ -113,4 +118,139 @@ func importStatic(t *testing.T, d *testutil.Docker, ref, prog string) string {
 		t.Fatalf("docker import: %v\n%s", err, out)
 	}
 	return ref
+}
+
+// TestTheRegistryHalfOfBootstrapUpOnARealDockerEngine runs `regwire bootstrap up
+// --registry-only` on the suite's private Docker engine with images built here (the Nexus
+// emulator, Debian's nginx): Compose brings both up and waits for Nexus's health check,
+// the initial admin password is read with docker compose exec and replaced, the repository
+// is provisioned with path-based routing; then an image is pushed through nginx to
+// nexus.local/my-docker/… and pulled back. A second up changes nothing; down leaves no
+// container, network or volume.
+func TestTheRegistryHalfOfBootstrapUpOnARealDockerEngine(t *testing.T) {
+	d := testutil.StartDocker(t, dockerTools(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	work := t.TempDir()
+	loadImages(t, d, "nginx.tar", "nexus.tar")
+	regwire := buildRegwire(t, work)
+	state := filepath.Join(work, "state")
+	regwireIn := func(args ...string) string {
+		t.Helper()
+		begun := time.Now()
+		cmd := d.Command(ctx, regwire, args...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("regwire %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		t.Logf("regwire %s (%s):\n%s", args[1], time.Since(begun).Round(time.Second), out)
+		return string(out)
+	}
+	up := []string{"bootstrap", "up", "--registry-only", "--state-dir", state, "--timeout", "3m",
+		"--nexus-image", "regwire-e2e/nexus:emulated", "--nginx-image", "regwire-e2e/nginx:bookworm"}
+	first := regwireIn(up...)
+	if !strings.Contains(first, "set a generated one") || !strings.Contains(first, "repository my-docker created") {
+		t.Errorf("the first up did not replace Nexus's initial password and create the repository:\n%s", first)
+	}
+
+	compose := []string{"compose", "--project-name", "regwire", "--file", filepath.Join(state, "docker-compose.yaml")}
+	ps, err := d.Docker(ctx, append(compose, "ps", "--format", "{{.Service}} {{.State}} {{.Health}}")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"nexus running healthy", "proxy running"} {
+		if !strings.Contains(ps, want) {
+			t.Errorf("compose ps lacks %q:\n%s", want, ps)
+		}
+	}
+	// Nexus deleted its initial password when it changed; the new one is kept, 0600.
+	if _, err := d.Docker(ctx, append(compose, "exec", "-T", "nexus", "test", "!", "-e", "/nexus-data/admin.password")...); err != nil {
+		t.Errorf("/nexus-data/admin.password is still there after the change: %v", err)
+	}
+	pwFile := filepath.Join(state, "nexus-admin-password")
+	pw, err := os.ReadFile(pwFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(pwFile); fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s mode %v, want 0600", pwFile, fi.Mode().Perm())
+	}
+	ca, err := os.ReadFile(filepath.Join(state, "tls", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A push through nginx to nexus.local/my-docker/…, then a pull, as a laptop would.
+	tr := d.Transport(ca)
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		_, port, _ := net.SplitHostPort(addr)
+		return d.DialContext(ctx, network, "127.0.0.1:"+port) // nexus.local is the proxy
+	}
+	opts := []remote.Option{remote.WithTransport(tr), remote.WithAuth(&authn.Basic{Username: "admin", Password: strings.TrimSpace(string(pw))})}
+	img, err := random.Image(1<<20, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := testutil.Ref(t, "nexus.local/my-docker/hello:1.0")
+	if err := remote.Write(ref, img, opts...); err != nil {
+		t.Fatalf("push through nginx: %v", err)
+	}
+	want, _ := img.Digest()
+	got, err := remote.Image(ref, opts...)
+	if err != nil {
+		t.Fatalf("pull through nginx: %v", err)
+	}
+	if d, _ := got.Digest(); d != want {
+		t.Fatalf("pulled %s, pushed %s", d, want)
+	}
+	if _, err := remote.Image(ref, remote.WithTransport(tr)); err == nil {
+		t.Error("an anonymous pull succeeded")
+	}
+	t.Logf("pushed and pulled %s (%s) through nginx and the Nexus emulator", ref, want)
+
+	// Again: what exists is kept — the same containers, the password, the repository.
+	before, _ := d.Docker(ctx, "ps", "-q", "--no-trunc")
+	again := regwireIn(up...)
+	if strings.Contains(again, "set a generated one") || !strings.Contains(again, "repository my-docker unchanged") {
+		t.Errorf("the second up changed something:\n%s", again)
+	}
+	if after, _ := d.Docker(ctx, "ps", "-q", "--no-trunc"); after != before {
+		t.Errorf("the second up replaced containers: %q, then %q", before, after)
+	}
+	if b, _ := os.ReadFile(pwFile); string(b) != string(pw) {
+		t.Error("the second up changed the kept password")
+	}
+	status := regwireIn("bootstrap", "status", "--state-dir", state)
+	for _, want := range []string{"nexus", "proxy"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("status lacks %q", want)
+		}
+	}
+
+	regwireIn("bootstrap", "down", "--state-dir", state)
+	if out, _ := d.Docker(ctx, "ps", "-aq"); strings.TrimSpace(out) != "" {
+		t.Errorf("containers left after down: %s", out)
+	}
+	if out, _ := d.Docker(ctx, "volume", "ls", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("volumes left after down: %s", out)
+	}
+	if out, _ := d.Docker(ctx, "network", "ls", "--format", "{{.Name}}"); strings.Join(strings.Fields(out), " ") != "bridge host none" {
+		t.Errorf("networks after down: %s, want only Docker's own", out)
+	}
+}
+
+// loadImages loads image tarballs that make e2e-images built.
+func loadImages(t *testing.T, d *testutil.Docker, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		path := filepath.Join(testutil.RepoRoot(t), "bin", "e2e-images", n)
+		if _, err := os.Stat(path); err != nil {
+			t.Fatalf("%s is missing: run make e2e-images", path)
+		}
+		if out, err := d.Docker(context.Background(), "load", "-i", path); err != nil {
+			t.Fatal(err)
+		} else {
+			t.Logf("docker load %s: %s", n, strings.TrimSpace(out))
+		}
+	}
 }
