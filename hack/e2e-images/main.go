@@ -143,10 +143,11 @@ func debootstrap(r recipe, out string) error {
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 	cmd := exec.Command("debootstrap", "--variant=minbase", "--include="+strings.Join(r.Include, ","), r.Suite, dir, r.Mirror)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	fmt.Fprintf(os.Stderr, "e2e-images: %s (a few minutes)\n", r.key())
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	fmt.Fprintf(os.Stderr, "e2e-images: %s (a minute or two)\n", r.key())
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("debootstrap (apt-get install debootstrap): %w", err)
+		return fmt.Errorf("debootstrap (apt-get install debootstrap): %w\n%s", err, log.String())
 	}
 	// Caches that only make the layer bigger.
 	for _, p := range []string{"var/cache/apt/archives", "var/lib/apt/lists"} {
