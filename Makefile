@@ -65,13 +65,30 @@ e2e-node: envtest node-binaries $(REGISTRY) ## regwire on a real kubelet node (a
 	go test -tags e2e -count=1 -v -timeout 25m -run TestARealNodePullsFromThePrivateRegistry ./test/e2e/
 
 .PHONY: e2e-images
-e2e-images: ## Build the Docker suite's images without a registry (debootstrap + go-containerregistry) into bin/e2e-images; rebuilt only when an input changes.
+e2e-images: kind-node-bin ## Build the Docker suite's images without a registry (debootstrap + go-containerregistry) into bin/e2e-images; rebuilt only when an input changes.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/nexus-emulator ./hack/nexus-emulator
-	go run ./hack/e2e-images --out $(BIN)/e2e-images --nexus-emulator $(BIN)/nexus-emulator
+	go run ./hack/e2e-images --out $(BIN)/e2e-images --nexus-emulator $(BIN)/nexus-emulator \
+		--kind-base-files $$(go list -m -f '{{.Dir}}' sigs.k8s.io/kind)/images/base/files --kind-node-bin $(BIN)/kind-node
+
+# What kind's node image runs besides Debian's packages, at the versions hack/tools/kind-node pins.
+KIND_NODE_TAGS := no_aufs no_zfs no_btrfs no_devmapper
+.PHONY: kind-node-bin
+kind-node-bin: ## Build containerd 2, ctr, the runc shim, crictl and the CNI plugins for the kind node image into bin/kind-node.
+	@mkdir -p $(BIN)/kind-node/cni
+	cd hack/tools/kind-node && \
+	  ctrd=$$(go list -m -f '{{.Version}}' github.com/containerd/containerd/v2) && \
+	  crictl=$$(go list -m -f '{{.Version}}' sigs.k8s.io/cri-tools) && \
+	  CGO_ENABLED=0 go build -trimpath -tags "$(KIND_NODE_TAGS)" -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$$ctrd" \
+	    -o $(BIN)/kind-node/ github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 github.com/containerd/containerd/v2/cmd/ctr && \
+	  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$$crictl" -o $(BIN)/kind-node/ sigs.k8s.io/cri-tools/cmd/crictl && \
+	  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(BIN)/kind-node/cni/ \
+	    github.com/containernetworking/plugins/plugins/ipam/host-local github.com/containernetworking/plugins/plugins/main/bridge \
+	    github.com/containernetworking/plugins/plugins/main/loopback github.com/containernetworking/plugins/plugins/main/ptp \
+	    github.com/containernetworking/plugins/plugins/meta/portmap
 
 .PHONY: e2e-docker
 e2e-docker: $(CAPFIT) $(COMPOSE_PLUGIN) e2e-images ## The Docker path (as root): a private Docker engine (Debian's docker.io) with Compose v2, privileged containers.
-	go test -tags e2e -count=1 -v -timeout 30m -run 'TestAPrivateDockerEngineRunsPrivilegedContainers|TestTheRegistryHalfOfBootstrapUpOnARealDockerEngine' ./test/e2e/
+	go test -tags e2e -count=1 -v -timeout 30m -run 'TestAPrivateDockerEngineRunsPrivilegedContainers|TestTheRegistryHalfOfBootstrapUpOnARealDockerEngine|TestTheKindNodeBaseImageBootsHere' ./test/e2e/
 
 $(CAPFIT): hack/capfit/main.go go.mod go.sum
 	CGO_ENABLED=0 go build -trimpath -o $@ ./hack/capfit

@@ -60,6 +60,8 @@ func run(args []string) error {
 	out := fs.String("out", "bin/e2e-images", "directory for the root filesystem and the image tarballs")
 	emulator := fs.String("nexus-emulator", "", "the nexus-emulator binary (static, linux)")
 	mirror := fs.String("mirror", "", "Debian mirror for debootstrap (default: the machine's apt source)")
+	kindFiles := fs.String("kind-base-files", "", "kind's images/base/files (from the kind module); with --kind-node-bin, builds the kind node base image")
+	kindBin := fs.String("kind-node-bin", "", "directory with containerd, containerd-shim-runc-v2, ctr, crictl and cni/ (make kind-node-bin)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,7 +80,7 @@ func run(args []string) error {
 	}
 	r := recipe{Suite: "bookworm", Mirror: *mirror, Include: []string{"nginx-light", "curl", "ca-certificates"}}
 	rootfs := filepath.Join(*out, "rootfs.tar")
-	if err := ensure(rootfs, r.key(), func(tmp string) error { return debootstrap(r, tmp) }); err != nil {
+	if err := ensure(rootfs, r.key(), func(tmp string) error { return debootstrap(r, tmp, nil) }); err != nil {
 		return fmt.Errorf("root filesystem: %w", err)
 	}
 	rootKey, err := fileKey(rootfs)
@@ -99,6 +101,11 @@ func run(args []string) error {
 		return err
 	}
 	sum := sha256.Sum256(bin)
+	if *kindFiles != "" {
+		if err := kindBase(*out, *mirror, *kindFiles, *kindBin); err != nil {
+			return fmt.Errorf("kind node base image: %w", err)
+		}
+	}
 	if err := ensure(filepath.Join(*out, "nexus.tar"), rootKey+" "+hex.EncodeToString(sum[:]), func(tmp string) error {
 		return writeImage(tmp, NexusImage, rootfs, map[string][]byte{"usr/local/bin/nexus-emulator": bin}, v1.Config{
 			Entrypoint:   []string{"/usr/local/bin/nexus-emulator"},
@@ -135,8 +142,9 @@ func ensure(path, key string, build func(tmp string) error) error {
 	return os.WriteFile(stamp, []byte(key), 0o644)
 }
 
-// debootstrap builds the root filesystem and writes it as a tar to out.
-func debootstrap(r recipe, out string) error {
+// debootstrap builds the root filesystem, lets post change it (when not nil), and writes
+// it as a tar to out.
+func debootstrap(r recipe, out string, post func(dir string) error) error {
 	dir, err := os.MkdirTemp(filepath.Dir(out), "rootfs-")
 	if err != nil {
 		return err
@@ -156,6 +164,11 @@ func debootstrap(r recipe, out string) error {
 			if e.Name() != "lock" && e.Name() != "partial" {
 				_ = os.RemoveAll(filepath.Join(dir, p, e.Name()))
 			}
+		}
+	}
+	if post != nil {
+		if err := post(dir); err != nil {
+			return err
 		}
 	}
 	tarCmd := exec.Command("tar", "--numeric-owner", "--sort=name", "--mtime=@0", "-C", dir, "-cf", out, ".")

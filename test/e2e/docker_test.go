@@ -254,3 +254,46 @@ func loadImages(t *testing.T, d *testutil.Docker, names ...string) {
 		}
 	}
 }
+
+// TestTheKindNodeBaseImageBootsHere runs the kind node base image the suite builds (kind's
+// base Dockerfile, assembled from Debian's packages and binaries built from the module
+// proxy) the way kind runs a node: privileged, with kind's entrypoint and systemd as PID 1.
+// systemd must come up, with containerd active and answering.
+func TestTheKindNodeBaseImageBootsHere(t *testing.T) {
+	d := testutil.StartDocker(t, dockerTools(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	loadImages(t, d, "kind-base.tar")
+	// kind's docker provider's arguments for a node (pkg/cluster/internal/providers/docker).
+	if _, err := d.Docker(ctx, "run", "-d", "--name", "node", "--hostname", "node",
+		"--privileged", "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+		"--tmpfs", "/tmp", "--tmpfs", "/run", "--volume", "/var", "--init=false", "--cgroupns=private",
+		"regwire-e2e/kind-base:bookworm"); err != nil {
+		t.Fatal(err)
+	}
+	var state string
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out, _ := d.Docker(ctx, "exec", "node", "systemctl", "is-system-running")
+		state = strings.TrimSpace(out)
+		if state == "running" || state == "degraded" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	logs, _ := d.Docker(ctx, "logs", "node")
+	failed, _ := d.Docker(ctx, "exec", "node", "systemctl", "--failed", "--no-legend")
+	t.Logf("systemd: %s; failed units: %q", state, strings.TrimSpace(failed))
+	if state != "running" && state != "degraded" {
+		t.Fatalf("systemd did not come up (%q); node log:\n%s", state, logs)
+	}
+	if out, err := d.Docker(ctx, "exec", "node", "systemctl", "is-active", "containerd"); strings.TrimSpace(out) != "active" {
+		t.Fatalf("containerd: %q %v; node log:\n%s", out, err, logs)
+	}
+	if out, err := d.Docker(ctx, "exec", "node", "ctr", "version"); err != nil || !strings.Contains(out, "Server:") {
+		t.Fatalf("ctr version: %v\n%s", err, out)
+	}
+	if out, err := d.Docker(ctx, "exec", "node", "crictl", "info"); err != nil {
+		t.Fatalf("crictl info: %v\n%s", err, out)
+	}
+}
