@@ -65,15 +65,16 @@ e2e-node: envtest node-binaries $(REGISTRY) ## regwire on a real kubelet node (a
 	go test -tags e2e -count=1 -v -timeout 25m -run TestARealNodePullsFromThePrivateRegistry ./test/e2e/
 
 .PHONY: e2e-images
-e2e-images: kind-node-bin ## Build the Docker suite's images without a registry (debootstrap + go-containerregistry) into bin/e2e-images; rebuilt only when an input changes.
+e2e-images: kind-node-bin node-binaries ## Build the Docker suite's images without a registry (debootstrap + go-containerregistry) into bin/e2e-images; rebuilt only when an input changes.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/nexus-emulator ./hack/nexus-emulator
 	go run ./hack/e2e-images --out $(BIN)/e2e-images --nexus-emulator $(BIN)/nexus-emulator \
-		--kind-base-files $$(go list -m -f '{{.Dir}}' sigs.k8s.io/kind)/images/base/files --kind-node-bin $(BIN)/kind-node
+		--kind-base-files $$(go list -m -f '{{.Dir}}' sigs.k8s.io/kind)/images/base/files --kind-node-bin $(BIN)/kind-node \
+		--k8s-bin $(ENVTEST_ASSETS)
 
 # What kind's node image runs besides Debian's packages, at the versions hack/tools/kind-node pins.
 KIND_NODE_TAGS := no_aufs no_zfs no_btrfs no_devmapper
 .PHONY: kind-node-bin
-kind-node-bin: ## Build containerd 2, ctr, the runc shim, crictl and the CNI plugins for the kind node image into bin/kind-node.
+kind-node-bin: node-binaries ## Build containerd 2, ctr, the runc shim, crictl, the CNI plugins, CoreDNS and pause for the kind node image into bin/kind-node.
 	@mkdir -p $(BIN)/kind-node/cni
 	cd hack/tools/kind-node && \
 	  ctrd=$$(go list -m -f '{{.Version}}' github.com/containerd/containerd/v2) && \
@@ -85,10 +86,14 @@ kind-node-bin: ## Build containerd 2, ctr, the runc shim, crictl and the CNI plu
 	    github.com/containernetworking/plugins/plugins/ipam/host-local github.com/containernetworking/plugins/plugins/main/bridge \
 	    github.com/containernetworking/plugins/plugins/main/loopback github.com/containernetworking/plugins/plugins/main/ptp \
 	    github.com/containernetworking/plugins/plugins/meta/portmap
+	cd hack/tools/coredns && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(BIN)/kind-node/coredns github.com/coredns/coredns
+	# Kubernetes' own pause, at the version kubeadm names (as Kubernetes builds it: static, -DVERSION).
+	pause=$$(go list -m -f '{{.Dir}}' -modfile hack/tools/k8s/go.mod k8s.io/kubernetes)/build/pause/linux/pause.c && \
+	  gcc -Os -Wall -Werror -static -DVERSION=$$($(ENVTEST_ASSETS)/kubeadm config images list 2>/dev/null | sed -n 's|.*/pause:||p') -o $(BIN)/kind-node/pause $$pause
 
 .PHONY: e2e-docker
 e2e-docker: $(CAPFIT) $(COMPOSE_PLUGIN) e2e-images ## The Docker path (as root): a private Docker engine (Debian's docker.io) with Compose v2, privileged containers.
-	go test -tags e2e -count=1 -v -timeout 30m -run 'TestAPrivateDockerEngineRunsPrivilegedContainers|TestTheRegistryHalfOfBootstrapUpOnARealDockerEngine|TestTheKindNodeBaseImageBootsHere' ./test/e2e/
+	go test -tags e2e -count=1 -v -timeout 30m -run 'TestAPrivateDockerEngineRunsPrivilegedContainers|TestTheRegistryHalfOfBootstrapUpOnARealDockerEngine|TestTheKindNodeBaseImageBootsHere|TestAKindClusterRunsOnThePrivateEngine' ./test/e2e/
 
 $(CAPFIT): hack/capfit/main.go go.mod go.sum
 	CGO_ENABLED=0 go build -trimpath -o $@ ./hack/capfit
@@ -97,8 +102,8 @@ $(COMPOSE_PLUGIN): hack/tools/compose/go.mod hack/tools/compose/go.sum
 	cd hack/tools/compose && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$(COMPOSE_VERSION)" -o $@ github.com/docker/compose/v2/cmd
 
 .PHONY: node-binaries
-node-binaries: ## Build kubelet, kube-controller-manager and kube-scheduler (same version as kube-apiserver) into bin/k8s/.
-	hack/envtest.sh kubelet kube-controller-manager kube-scheduler >/dev/null
+node-binaries: ## Build kubelet, kube-controller-manager, kube-scheduler, kube-proxy, kubeadm and kubectl (same version as kube-apiserver) into bin/k8s/.
+	hack/envtest.sh kubelet kube-controller-manager kube-scheduler kube-proxy kubeadm kubectl >/dev/null
 
 .PHONY: image
 image: ## Build the regwire image without Docker (linux/amd64, linux/arm64) into bin/image (OCI layout); IMAGE=ref also pushes.

@@ -61,7 +61,7 @@ build_etcd() {
 for c in "${components[@]}"; do
 	case "${c}" in
 	etcd) build_etcd ;;
-	kube-apiserver | kubelet | kube-controller-manager | kube-scheduler) build_k8s "${c}" ;;
+	kube-apiserver | kubelet | kube-controller-manager | kube-scheduler | kube-proxy | kubeadm | kubectl) build_k8s "${c}" ;;
 	*) log "unknown component ${c}"; exit 2 ;;
 	esac
 done

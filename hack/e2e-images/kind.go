@@ -31,6 +31,9 @@ var kindPackages = []string{
 	"procps", "runc",
 }
 
+// kindBinaries are the programs of bin/kind-node that the base image carries.
+var kindBinaries = []string{"containerd", "containerd-shim-runc-v2", "ctr", "crictl"}
+
 // kindBase builds kind-base.tar: the root filesystem (one layer) as kind's Dockerfile
 // leaves it, and its entrypoint.
 func kindBase(out, mirror, files, bin string) error {
@@ -38,9 +41,16 @@ func kindBase(out, mirror, files, bin string) error {
 		return fmt.Errorf("--kind-node-bin is required with --kind-base-files")
 	}
 	r := recipe{Suite: "bookworm", Mirror: mirror, Include: kindPackages}
-	inputs, err := treeKey(files, bin)
+	inputs, err := treeKey(files, filepath.Join(bin, "cni"))
 	if err != nil {
 		return err
+	}
+	for _, b := range kindBinaries {
+		k, err := treeKey(filepath.Join(bin, b))
+		if err != nil {
+			return err
+		}
+		inputs += " " + k
 	}
 	rootfs := filepath.Join(out, "kind-rootfs.tar")
 	if err := ensure(rootfs, r.key()+" "+inputs, func(tmp string) error {
@@ -79,7 +89,7 @@ func kindify(dir, files, bin string) error {
 			return err
 		}
 	}
-	for _, b := range []string{"containerd", "containerd-shim-runc-v2", "ctr", "crictl"} {
+	for _, b := range kindBinaries {
 		if err := copyFile(filepath.Join(bin, b), filepath.Join(dir, "usr/local/bin", b), 0o755); err != nil {
 			return err
 		}

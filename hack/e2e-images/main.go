@@ -61,7 +61,8 @@ func run(args []string) error {
 	emulator := fs.String("nexus-emulator", "", "the nexus-emulator binary (static, linux)")
 	mirror := fs.String("mirror", "", "Debian mirror for debootstrap (default: the machine's apt source)")
 	kindFiles := fs.String("kind-base-files", "", "kind's images/base/files (from the kind module); with --kind-node-bin, builds the kind node base image")
-	kindBin := fs.String("kind-node-bin", "", "directory with containerd, containerd-shim-runc-v2, ctr, crictl and cni/ (make kind-node-bin)")
+	kindBin := fs.String("kind-node-bin", "", "directory with containerd, containerd-shim-runc-v2, ctr, crictl, cni/, coredns and pause (make kind-node-bin)")
+	k8sBin := fs.String("k8s-bin", "", "directory with the Kubernetes binaries (kubeadm, kube-apiserver, …, etcd); with --kind-node-bin, builds the control-plane images")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -104,6 +105,11 @@ func run(args []string) error {
 	if *kindFiles != "" {
 		if err := kindBase(*out, *mirror, *kindFiles, *kindBin); err != nil {
 			return fmt.Errorf("kind node base image: %w", err)
+		}
+	}
+	if *k8sBin != "" {
+		if err := controlPlaneImages(*out, *k8sBin, *kindBin); err != nil {
+			return fmt.Errorf("control-plane images: %w", err)
 		}
 	}
 	if err := ensure(filepath.Join(*out, "nexus.tar"), rootKey+" "+hex.EncodeToString(sum[:]), func(tmp string) error {
@@ -273,4 +279,54 @@ func aptMirror() (string, error) {
 		}
 	}
 	return "", errors.New("no Debian mirror in the apt sources: pass --mirror")
+}
+
+// controlPlaneImages writes k8s-images.tar: the images kubeadm runs, named as
+// `kubeadm config images list` names them for the kubeadm built here.
+func controlPlaneImages(out, k8sBin, nodeBin string) error {
+	kubeadm := filepath.Join(k8sBin, "kubeadm")
+	v, err := exec.Command(kubeadm, "version", "-o", "short").Output()
+	if err != nil {
+		return fmt.Errorf("kubeadm version: %w", err)
+	}
+	version := strings.TrimSpace(string(v))
+	list, err := exec.Command(kubeadm, "config", "images", "list", "--kubernetes-version", version).Output()
+	if err != nil {
+		return fmt.Errorf("kubeadm config images list: %w", err)
+	}
+	images, err := k8sImages(k8sBin, nodeBin, version, strings.Fields(string(list)))
+	if err != nil {
+		return err
+	}
+	// The programs are the versions kubeadm asks for (a kubeadm bump needs new pins).
+	for _, c := range []struct{ prog, flag, image string }{
+		{filepath.Join(k8sBin, "etcd"), "--version", "etcd"},
+		{filepath.Join(nodeBin, "coredns"), "-version", "coredns"},
+		{filepath.Join(nodeBin, "pause"), "-v", "pause"},
+	} {
+		out, err := exec.Command(c.prog, c.flag).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", c.prog, c.flag, err)
+		}
+		var tag string
+		for _, r := range strings.Fields(string(list)) {
+			if strings.Contains(r, "/"+c.image+":") {
+				tag = strings.TrimPrefix(r[strings.LastIndex(r, ":")+1:], "v")
+				tag = strings.TrimSuffix(tag, "-0")
+			}
+		}
+		if tag == "" || !strings.Contains(string(out), tag) {
+			return fmt.Errorf("kubeadm %s wants %s %s, but %s says %q: pin that version", version, c.image, tag, filepath.Base(c.prog), strings.TrimSpace(string(out)))
+		}
+	}
+	rootfs := filepath.Join(out, "kind-rootfs.tar")
+	rootKey, err := fileKey(rootfs)
+	if err != nil {
+		return err
+	}
+	key, err := k8sImagesKey(rootKey, images)
+	if err != nil {
+		return err
+	}
+	return ensure(filepath.Join(out, "k8s-images.tar"), key, func(tmp string) error { return writeK8sImages(tmp, rootfs, images) })
 }

@@ -287,3 +287,20 @@ func (d *Docker) Transport(ca []byte) *http.Transport {
 	}
 	return tr
 }
+
+// RemoveIfCreated removes path when the test ends if it does not exist now and is an empty
+// directory then: Docker creates the host side of a bind mount that is missing (kind's
+// nodes mount /lib/modules), and the test must leave the machine as it found it.
+func RemoveIfCreated(t testing.TB, path string) {
+	t.Helper()
+	if _, err := os.Lstat(path); err == nil {
+		return
+	}
+	t.Cleanup(func() {
+		if entries, err := os.ReadDir(path); err == nil && len(entries) == 0 {
+			if err := os.Remove(path); err != nil {
+				t.Errorf("removing %s, which the test created: %v", path, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,210 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regwire/regwire/internal/testutil"
+)
+
+// kindNodeImage is the kind node image the suite runs.
+const kindNodeImage = "regwire-e2e/kind-node:v1.37.2"
+
+// The node image is assembled here rather than with kind's node-image builder: the builder
+// fetches the default CNI's image (kindest/kindnetd) from the internet inside its build
+// container whatever the cluster will use, and kindnetd does not build from the Go module
+// proxy. Everything else is what the builder does (pkg/build/nodeimage): the Kubernetes
+// binaries in /usr/bin, /kind/version, the images imported into containerd's k8s.io
+// namespace without unpacking, the manifests kind applies, then a commit with kind's
+// entrypoint. In place of kindnetd the node has the standard CNI plugins with a bridge
+// configuration (one node), and the CNI and storage manifests hold one ConfigMap each that
+// says so (kind creates them with kubectl create, which refuses an empty list).
+const (
+	bridgeConflist = `{
+  "cniVersion": "1.0.0",
+  "name": "bridge",
+  "plugins": [
+    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+`
+	cniManifest = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: regwire-e2e-cni
+  namespace: kube-system
+data:
+  cni: the standard CNI plugins with a bridge configuration, /etc/cni/net.d/10-bridge.conflist on the node
+`
+	storageManifest = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: regwire-e2e-storage
+  namespace: kube-system
+data:
+  storage: no default StorageClass (the suite uses no volumes)
+`
+)
+
+// buildKindNode loads the kind node image into d, assembling it (and caching it in
+// bin/e2e-images/kind-node.tar) when its inputs changed.
+func buildKindNode(t *testing.T, d *testutil.Docker) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	root := testutil.RepoRoot(t)
+	images := filepath.Join(root, "bin", "e2e-images")
+	k8sBin := filepath.Join(root, "bin", "k8s", "linux-amd64")
+	h := sha256.New()
+	_, _ = io.WriteString(h, bridgeConflist+cniManifest+storageManifest)
+	for _, f := range []string{filepath.Join(images, "kind-base.tar.key"), filepath.Join(images, "k8s-images.tar.key"),
+		filepath.Join(k8sBin, "kubeadm"), filepath.Join(k8sBin, "kubelet"), filepath.Join(k8sBin, "kubectl")} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatalf("%v: run make e2e-images", err)
+		}
+		h.Write(b)
+	}
+	key := hex.EncodeToString(h.Sum(nil))
+	cache := filepath.Join(images, "kind-node.tar")
+	if b, err := os.ReadFile(cache + ".key"); err == nil && string(b) == key {
+		if _, err := d.Docker(ctx, "load", "-i", cache); err == nil {
+			t.Logf("kind node image %s loaded from %s", kindNodeImage, cache)
+			return kindNodeImage
+		}
+	}
+	begun := time.Now()
+	loadImages(t, d, "kind-base.tar")
+	docker := func(args ...string) string {
+		t.Helper()
+		out, err := d.Docker(ctx, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	const build = "kind-node-build"
+	docker("run", "-d", "--name", build, "--entrypoint=sleep", "regwire-e2e/kind-base:bookworm", "infinity")
+	defer func() { _, _ = d.Docker(context.Background(), "rm", "-f", "-v", build) }()
+	for _, b := range []string{"kubeadm", "kubelet", "kubectl"} {
+		docker("cp", filepath.Join(k8sBin, b), build+":/usr/bin/"+b)
+	}
+	version := strings.TrimSpace(docker("exec", build, "kubeadm", "version", "-o", "short"))
+	docker("exec", build, "mkdir", "-p", "/kind/images", "/kind/manifests", "/etc/cni/net.d")
+	docker("cp", filepath.Join(images, "k8s-images.tar"), build+":/kind/images/k8s-images.tar")
+	write := func(path, content string) {
+		t.Helper()
+		cmd := exec.Command("docker", "exec", "-i", build, "sh", "-c", "cat > "+path)
+		cmd.Env = append(os.Environ(), d.Env...)
+		cmd.Stdin = strings.NewReader(content)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("writing %s: %v\n%s", path, err, out)
+		}
+	}
+	write("/kind/version", version+"\n")
+	write("/kind/manifests/default-cni.yaml", cniManifest)
+	write("/kind/manifests/default-storage.yaml", storageManifest)
+	write("/etc/cni/net.d/10-bridge.conflist", bridgeConflist)
+	// What kind's containerdImporter does: containerd in the build container, the images
+	// imported into the k8s.io namespace, unpacked by the node's containerd when it runs.
+	docker("exec", build, "bash", "-c", "nohup containerd > /dev/null 2>&1 &")
+	docker("exec", build, "bash", "-c", "for i in $(seq 50); do [ -S /run/containerd/containerd.sock ] && break; sleep 0.2; done; ctr info >/dev/null")
+	docker("exec", build, "ctr", "--namespace=k8s.io", "images", "import", "--all-platforms", "--no-unpack", "--digests", "/kind/images/k8s-images.tar")
+	imported := docker("exec", build, "ctr", "--namespace=k8s.io", "images", "list", "-q")
+	docker("exec", build, "pkill", "containerd")
+	docker("exec", build, "rm", "-rf", "/kind/images")
+	docker("commit", "--change", `ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]`, build, kindNodeImage)
+	docker("save", "-o", cache, kindNodeImage)
+	if err := os.WriteFile(cache+".key", []byte(key), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kind node image %s (Kubernetes %s) assembled in %s with:\n%s", kindNodeImage, version, time.Since(begun).Round(time.Second), imported)
+	return kindNodeImage
+}
+
+// kindHostConfig is what this host needs of a kind cluster, as kind's own config patches:
+// the capfit runtime in the nodes' containerd when the host's capability bounding set is
+// short (containerd in a node starts privileged pods, kube-proxy among them), and kubelet
+// on a cgroup v1 host.
+func kindHostConfig(t *testing.T, d *testutil.Docker) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n")
+	if d.Runtime == "capfit" {
+		// Without CAP_SYS_RESOURCE runc cannot lower a container's oom_score_adj either:
+		// sandboxes fail with "can't get final child's PID from pipe" until containerd stops
+		// asking (restrict_oom_score_adj).
+		fmt.Fprintf(&b, "  extraMounts:\n  - hostPath: %s\n    containerPath: /usr/local/bin/capfit\n    readOnly: true\n", dockerTools(t).Capfit)
+		b.WriteString("containerdConfigPatches:\n- |-\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n    BinaryName = \"/usr/local/bin/capfit\"\n")
+		b.WriteString("- |-\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    restrict_oom_score_adj = true\n")
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+		b.WriteString("kubeadmConfigPatches:\n- |\n  kind: KubeletConfiguration\n  failCgroupV1: false\n")
+	}
+	return b.String()
+}
+
+// TestAKindClusterRunsOnThePrivateEngine creates a one-node kind cluster from the suite's
+// node image on the private Docker engine and runs a pod in it.
+func TestAKindClusterRunsOnThePrivateEngine(t *testing.T) {
+	testutil.RemoveIfCreated(t, "/lib/modules") // kind mounts it into nodes
+	d := testutil.StartDocker(t, dockerTools(t))
+	node := buildKindNode(t, d)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	work := t.TempDir()
+	kind := filepath.Join(work, "kind")
+	build := exec.Command("go", "build", "-o", kind, "sigs.k8s.io/kind")
+	build.Dir = testutil.RepoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build kind: %v\n%s", err, out)
+	}
+	cfg := filepath.Join(work, "kind.yaml")
+	if err := os.WriteFile(cfg, []byte(kindHostConfig(t, d)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(work, "kubeconfig")
+	run := func(name string, args ...string) string {
+		t.Helper()
+		cmd := d.Command(ctx, name, args...)
+		cmd.Env = append(cmd.Env, "KUBECONFIG="+kubeconfig)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	begun := time.Now()
+	t.Log(run(kind, "create", "cluster", "--name", "e2e", "--image", node, "--config", cfg, "--retain", "--wait", "3m"))
+	t.Logf("kind create cluster: %s", time.Since(begun).Round(time.Second))
+	kubectl := filepath.Join(testutil.RepoRoot(t), "bin", "k8s", "linux-amd64", "kubectl")
+	t.Log(run(kubectl, "get", "nodes", "-o", "wide"))
+	// The default ServiceAccount comes from kube-controller-manager a moment after Ready.
+	testutil.Eventually(t, 2*time.Minute, "ServiceAccount default/default", func() error {
+		cmd := d.Command(ctx, kubectl, "get", "serviceaccount", "default")
+		cmd.Env = append(cmd.Env, "KUBECONFIG="+kubeconfig)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		return nil
+	})
+	run(kubectl, "run", "pause", "--image=registry.k8s.io/pause:3.10.2", "--image-pull-policy=Never", "--restart=Never")
+	run(kubectl, "wait", "--for=condition=Ready", "pod/pause", "--timeout=2m")
+	// kube-proxy (privileged) and CoreDNS, built here, run too.
+	run(kubectl, "wait", "--for=condition=Ready", "pod", "--all", "--namespace=kube-system", "--timeout=3m")
+	t.Log(run(kubectl, "get", "pods", "-A", "-o", "wide"))
+	run(kind, "delete", "cluster", "--name", "e2e")
+}
