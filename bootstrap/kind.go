@@ -15,6 +15,10 @@ type KindOptions struct {
 	Workers int
 	// NodeImage, when set, pins kindest/node.
 	NodeImage string
+	// Config, when set, is a kind cluster config (kind.x-k8s.io/v1alpha4) to start from:
+	// its nodes, mounts and patches are kept (Workers is then ignored), and regwire adds
+	// its containerd patch, the cluster name and NodeImage for nodes that name none.
+	Config []byte
 }
 
 // NodeCertsDir is containerd's registry config_path on kind nodes: where the regwire
@@ -35,16 +39,29 @@ func RenderKind(o KindOptions) ([]byte, error) {
 	if o.Workers < 0 {
 		return nil, fmt.Errorf("kind workers %d: must not be negative", o.Workers)
 	}
-	c := v1alpha4.Cluster{
-		TypeMeta: v1alpha4.TypeMeta{Kind: "Cluster", APIVersion: "kind.x-k8s.io/v1alpha4"},
-		Name:     o.Name,
-		Nodes:    []v1alpha4.Node{{Role: v1alpha4.ControlPlaneRole, Image: o.NodeImage}},
-		ContainerdConfigPatches: []string{
-			fmt.Sprintf("[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = %q\n", NodeCertsDir),
-		},
+	var c v1alpha4.Cluster
+	if len(o.Config) > 0 {
+		if err := yaml.UnmarshalStrict(o.Config, &c); err != nil {
+			return nil, fmt.Errorf("kind config: %w", err)
+		}
+		if c.Kind != "Cluster" || c.APIVersion != "kind.x-k8s.io/v1alpha4" {
+			return nil, fmt.Errorf("kind config: kind %q apiVersion %q, want Cluster kind.x-k8s.io/v1alpha4", c.Kind, c.APIVersion)
+		}
 	}
-	for range o.Workers {
-		c.Nodes = append(c.Nodes, v1alpha4.Node{Role: v1alpha4.WorkerRole, Image: o.NodeImage})
+	c.TypeMeta = v1alpha4.TypeMeta{Kind: "Cluster", APIVersion: "kind.x-k8s.io/v1alpha4"}
+	c.Name = o.Name
+	if len(c.Nodes) == 0 {
+		c.Nodes = []v1alpha4.Node{{Role: v1alpha4.ControlPlaneRole}}
+		for range o.Workers {
+			c.Nodes = append(c.Nodes, v1alpha4.Node{Role: v1alpha4.WorkerRole})
+		}
 	}
+	for i := range c.Nodes {
+		if c.Nodes[i].Image == "" {
+			c.Nodes[i].Image = o.NodeImage
+		}
+	}
+	c.ContainerdConfigPatches = append(c.ContainerdConfigPatches,
+		fmt.Sprintf("[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = %q\n", NodeCertsDir))
 	return yaml.Marshal(c)
 }

@@ -10,7 +10,9 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
+	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 	"sigs.k8s.io/kind/pkg/cluster"
+	"sigs.k8s.io/yaml"
 
 	"github.com/regwire/regwire/bootstrap"
 	"github.com/regwire/regwire/internal/testutil"
@@ -139,5 +141,46 @@ esac
 		t.Errorf("kind accepted an unknown field: %v", err)
 	} else {
 		t.Logf("kind refused a broken config: %v", err)
+	}
+}
+
+func TestAKindConfigOfOnesOwnIsKeptAndWiredForTheAgent(t *testing.T) {
+	t.Parallel()
+	own := []byte(`kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+name: ignored
+nodes:
+- role: control-plane
+  extraMounts:
+  - hostPath: /opt/capfit
+    containerPath: /usr/local/bin/capfit
+containerdConfigPatches:
+- |-
+  [plugins."io.containerd.grpc.v1.cri"]
+    restrict_oom_score_adj = true
+kubeadmConfigPatches:
+- |
+  kind: KubeletConfiguration
+  failCgroupV1: false
+`)
+	out, err := bootstrap.RenderKind(bootstrap.KindOptions{Name: "regwire", Workers: 3, NodeImage: "example/node:v1", Config: own})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c v1alpha4.Cluster
+	if err := yaml.UnmarshalStrict(out, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "regwire" || len(c.Nodes) != 1 || c.Nodes[0].Image != "example/node:v1" || len(c.Nodes[0].ExtraMounts) != 1 {
+		t.Errorf("name %q nodes %+v: want regwire's name, the config's one node with its mount and the node image", c.Name, c.Nodes)
+	}
+	if len(c.ContainerdConfigPatches) != 2 || !strings.Contains(c.ContainerdConfigPatches[0], "restrict_oom_score_adj") ||
+		!strings.Contains(c.ContainerdConfigPatches[1], `config_path = "/etc/containerd/certs.d"`) || len(c.KubeadmConfigPatches) != 1 {
+		t.Errorf("patches %q %q: want the config's, then regwire's config_path", c.ContainerdConfigPatches, c.KubeadmConfigPatches)
+	}
+	for _, bad := range []string{"kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnotAField: 1\n", "kind: Pod\napiVersion: v1\n"} {
+		if _, err := bootstrap.RenderKind(bootstrap.KindOptions{Config: []byte(bad)}); err == nil || !strings.Contains(err.Error(), "kind config") {
+			t.Errorf("config %q: %v, want an error naming the kind config", bad, err)
+		}
 	}
 }

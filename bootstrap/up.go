@@ -39,6 +39,8 @@ type Stack struct {
 	// applies (default docker.io/library/busybox, 1.36).
 	SyncImage string
 	SyncTags  []string
+	// SyncInsecure reads SyncImage over plain HTTP (a local registry without TLS).
+	SyncInsecure bool
 	// Repository is the Nexus docker (hosted) repository (default my-docker).
 	Repository string
 	// Out receives one line per step.
@@ -395,7 +397,7 @@ func (s *Stack) wiring(ca []byte, password, proxyIP string) []*unstructured.Unst
 		"apiVersion": "regwire.dev/v1alpha1", "kind": "ImageSync",
 		"metadata": map[string]any{"name": lastPathPart(s.SyncImage), "namespace": "default"},
 		"spec": map[string]any{
-			"source": map[string]any{"image": s.SyncImage, "tags": tags},
+			"source": map[string]any{"image": s.SyncImage, "tags": tags, "insecure": s.SyncInsecure},
 			"target": map[string]any{"registryMirrorRef": map[string]any{"name": "nexus"}, "repository": s.Repository + "/" + lastPathPart(s.SyncImage)},
 		},
 	}}
@@ -496,6 +498,14 @@ func (s *Stack) Down(ctx context.Context) error {
 	s.step("remove the Nexus and nginx containers, their network and the Nexus volume")
 	if _, err := s.Docker.Run(ctx, nil, s.compose("down", "--volumes", "--remove-orphans")...); err != nil {
 		return err
+	}
+	// kind leaves its network behind; it goes too once nothing is attached to it (another
+	// kind cluster keeps it).
+	if attached, err := s.Docker.Run(ctx, nil, "network", "inspect", "kind", "--format", "{{len .Containers}}"); err == nil && strings.TrimSpace(attached) == "0" {
+		s.step("remove the kind network (nothing is attached to it)")
+		if _, err := s.Docker.Run(ctx, nil, "network", "rm", "kind"); err != nil {
+			return err
+		}
 	}
 	for _, f := range []string{KubeconfigFile, NexusPasswordFile} {
 		if err := os.Remove(filepath.Join(s.StateDir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {

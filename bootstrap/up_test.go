@@ -26,6 +26,8 @@ type recorder struct {
 	clusters []string
 	applied  map[string]*unstructured.Unstructured
 	stdin    map[string]int // bytes piped into a command
+	// kindAttached is what docker network inspect kind says of its containers.
+	kindAttached string
 }
 
 func newRecorder() *recorder {
@@ -46,6 +48,8 @@ func (r *recorder) Run(_ context.Context, in io.Reader, args ...string) (string,
 		return "initial-from-volume", nil
 	case args[0] == "inspect":
 		return "172.18.0.7", nil
+	case args[0] == "network" && args[1] == "inspect":
+		return r.kindAttached, nil
 	case args[0] == "save":
 		for i, a := range args {
 			if a == "--output" {
@@ -219,12 +223,22 @@ func TestDownRemovesWhatUpCreated(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	rec.kindAttached = "0"
 	if err := stackFor(t, dir, rec, "").Down(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"kind delete regwire", "docker compose --project-name regwire --file " + filepath.Join(dir, "docker-compose.yaml") + " down --volumes --remove-orphans"}
+	want := []string{"kind delete regwire", "docker compose --project-name regwire --file " + filepath.Join(dir, "docker-compose.yaml") + " down --volumes --remove-orphans",
+		"docker network inspect kind --format {{len .Containers}}", "docker network rm kind"}
 	if got := rec.docker(); !slices.Equal(got, want) {
 		t.Errorf("down ran %v, want %v", got, want)
+	}
+	// A kind network something is still attached to (another cluster's nodes) stays.
+	rec.calls, rec.kindAttached = nil, "2"
+	if err := stackFor(t, dir, rec, "").Down(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.docker(); slices.Contains(got, "docker network rm kind") {
+		t.Errorf("down removed a kind network in use: %v", got)
 	}
 	if !slices.Equal(rec.clusters, []string{"someone-elses"}) {
 		t.Errorf("clusters left %v", rec.clusters)

@@ -75,11 +75,12 @@ changes until interrupted (Ctrl-C), then stops everything it started.`,
 
 func newBootstrapRenderCommand() *cobra.Command {
 	var (
-		stateDir string
-		hosts    []string
-		ips      []string
-		keyType  string
-		o        bootstrap.RenderOptions
+		stateDir   string
+		hosts      []string
+		ips        []string
+		keyType    string
+		kindConfig string
+		o          bootstrap.RenderOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "render",
@@ -100,6 +101,13 @@ names change or it nears its end.`,
 				o.PKI.IPs = append(o.PKI.IPs, ip)
 			}
 			o.PKI.KeyType = bootstrap.KeyType(keyType)
+			if kindConfig != "" {
+				b, err := os.ReadFile(kindConfig)
+				if err != nil {
+					return fmt.Errorf("--kind-config: %w", err)
+				}
+				o.Kind.Config = b
+			}
 			r, err := bootstrap.Render(stateDir, o)
 			if err != nil {
 				return err
@@ -130,30 +138,41 @@ names change or it nears its end.`,
 	f.StringVar(&o.Compose.NginxImage, "nginx-image", bootstrap.DefaultNginxImage, "nginx image")
 	f.StringVar(&o.Kind.Name, "cluster-name", "regwire", "kind cluster name")
 	f.IntVar(&o.Kind.Workers, "workers", 1, "kind worker nodes")
+	f.StringVar(&o.Kind.NodeImage, "node-image", "", "kind node image (default: the one this kind release pins)")
+	f.StringVar(&kindConfig, "kind-config", "", "a kind cluster config to start from (its nodes, mounts and patches are kept; regwire adds its containerd patch)")
 	return cmd
 }
 
 // newBootstrapStackCommands are up, down and status: the Docker path.
 func newBootstrapStackCommands() []*cobra.Command {
 	var (
-		s       bootstrap.Stack
-		host    string
-		tags    []string
-		dryRun  bool
-		timeout time.Duration
+		s          bootstrap.Stack
+		host       string
+		tags       []string
+		dryRun     bool
+		timeout    time.Duration
+		kindConfig string
 	)
-	prepare := func(cmd *cobra.Command) {
+	prepare := func(cmd *cobra.Command) error {
+		if kindConfig != "" {
+			b, err := os.ReadFile(kindConfig)
+			if err != nil {
+				return fmt.Errorf("--kind-config: %w", err)
+			}
+			s.Render.Kind.Config = b
+		}
 		s.Out = cmd.OutOrStdout()
 		s.Render.PKI.DNSNames = []string{host}
 		s.SyncTags = tags
 		s.Timeout = timeout
 		if dryRun {
 			bootstrap.DryRun{Out: cmd.OutOrStdout()}.Apply(&s)
-			return
+			return nil
 		}
 		s.Docker = bootstrap.DockerCLI{}
 		s.Kind = bootstrap.NewKindLibrary()
 		s.NewKube = func(kubeconfig string) (bootstrap.Kube, error) { return bootstrap.NewKubeClient(kubeconfig) }
+		return nil
 	}
 	up := &cobra.Command{
 		Use:   "up",
@@ -171,7 +190,9 @@ In an air gap, --nexus-image, --nginx-image and --node-image name images already
 Docker engine (docker load) in place of the public ones.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			prepare(cmd)
+			if err := prepare(cmd); err != nil {
+				return err
+			}
 			return s.Up(cmd.Context())
 		},
 	}
@@ -180,7 +201,9 @@ Docker engine (docker load) in place of the public ones.`,
 		Short: "Remove what up created: the kind cluster, the compose containers, network and Nexus volume",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			prepare(cmd)
+			if err := prepare(cmd); err != nil {
+				return err
+			}
 			return s.Down(cmd.Context())
 		},
 	}
@@ -189,7 +212,9 @@ Docker engine (docker load) in place of the public ones.`,
 		Short: "Show the compose services, the kind cluster and regwire's objects in it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			prepare(cmd)
+			if err := prepare(cmd); err != nil {
+				return err
+			}
 			return s.Status(cmd.Context())
 		},
 	}
@@ -213,5 +238,7 @@ Docker engine (docker load) in place of the public ones.`,
 	uf.StringVar(&s.Render.Compose.NginxImage, "nginx-image", bootstrap.DefaultNginxImage, "nginx image")
 	uf.StringVar(&s.Render.Kind.NodeImage, "node-image", "", "kind node image (default: the one this kind release pins)")
 	uf.BoolVar(&s.RegistryOnly, "registry-only", false, "stop once Nexus and nginx are up and the repository exists: no kind cluster")
+	uf.BoolVar(&s.SyncInsecure, "sync-insecure", false, "read --sync-image over plain HTTP (a local registry without TLS)")
+	uf.StringVar(&kindConfig, "kind-config", "", "a kind cluster config to start from (its nodes, mounts and patches are kept; regwire adds its containerd patch)")
 	return []*cobra.Command{up, down, status}
 }
