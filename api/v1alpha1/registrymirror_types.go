@@ -124,7 +124,9 @@ type RegistryMirrorSpec struct {
 
 	// hostAliases are /etc/hosts entries the node agent keeps on every selected node, for
 	// registries whose names DNS does not resolve (such as nexus.local). The agent manages
-	// one delimited block and never touches other lines.
+	// one delimited block and never touches other lines. The manager resolves these names
+	// the same way when it reaches the registry itself (ImageSync copies, Nexus
+	// provisioning).
 	// +optional
 	// +listType=map
 	// +listMapKey=ip

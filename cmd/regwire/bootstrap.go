@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/spf13/cobra"
 
 	"github.com/regwire/regwire/bootstrap"
@@ -154,6 +157,9 @@ func newBootstrapStackCommands() []*cobra.Command {
 		kindConfig string
 	)
 	prepare := func(cmd *cobra.Command) error {
+		// The Kubernetes client logs through controller-runtime, which complains (with a
+		// stack) when no logger is set: the steps say what happens, errors come back.
+		ctrllog.SetLogger(logr.Discard())
 		if kindConfig != "" {
 			b, err := os.ReadFile(kindConfig)
 			if err != nil {

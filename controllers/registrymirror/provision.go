@@ -20,6 +20,7 @@ import (
 	"github.com/regwire/regwire/controllers/internal/conditions"
 	"github.com/regwire/regwire/controllers/internal/refs"
 	"github.com/regwire/regwire/internal/cabundle"
+	engine "github.com/regwire/regwire/internal/imagesync"
 	"github.com/regwire/regwire/internal/nexus"
 )
 
@@ -207,6 +208,16 @@ func nexusHTTPClient(sc *mirrorScope) (*http.Client, error) {
 			return nil, err
 		}
 		t.TLSClientConfig.RootCAs = b.Pool()
+	}
+	// Nexus is reached by the names nodes use: hostAliases cover names DNS does not know.
+	aliases := map[string]string{}
+	for _, a := range sc.rm.Spec.HostAliases {
+		for _, h := range a.Hostnames {
+			aliases[strings.ToLower(string(h))] = a.IP
+		}
+	}
+	if len(aliases) > 0 {
+		t.DialContext = engine.AliasDialer(aliases)
 	}
 	return &http.Client{Transport: t, Timeout: nexusTimeout}, nil
 }

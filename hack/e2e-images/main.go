@@ -20,6 +20,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -34,9 +35,21 @@ import (
 
 // Image names the test loads.
 const (
-	NginxImage = "regwire-e2e/nginx:bookworm"
-	NexusImage = "regwire-e2e/nexus:emulated"
+	NginxImage    = "regwire-e2e/nginx:bookworm"
+	NexusImage    = "regwire-e2e/nexus:emulated"
+	RegistryImage = "regwire-e2e/registry:3"
+	BusyboxImage  = "regwire-e2e/busybox:1.36"
 )
+
+// registryConfig is the upstream registry's: the CNCF distribution registry on :5000,
+// content on disk.
+const registryConfig = `version: 0.1
+storage:
+  filesystem:
+    rootdirectory: /var/lib/registry
+http:
+  addr: :5000
+`
 
 // recipe is how the root filesystem is made; a change rebuilds it.
 type recipe struct {
@@ -59,6 +72,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("e2e-images", flag.ContinueOnError)
 	out := fs.String("out", "bin/e2e-images", "directory for the root filesystem and the image tarballs")
 	emulator := fs.String("nexus-emulator", "", "the nexus-emulator binary (static, linux)")
+	registry := fs.String("registry", "", "the distribution registry binary (static, linux) for the upstream image")
 	mirror := fs.String("mirror", "", "Debian mirror for debootstrap (default: the machine's apt source)")
 	kindFiles := fs.String("kind-base-files", "", "kind's images/base/files (from the kind module); with --kind-node-bin, builds the kind node base image")
 	kindBin := fs.String("kind-node-bin", "", "directory with containerd, containerd-shim-runc-v2, ctr, crictl, cni/, coredns and pause (make kind-node-bin)")
@@ -79,7 +93,7 @@ func run(args []string) error {
 		}
 		*mirror = m
 	}
-	r := recipe{Suite: "bookworm", Mirror: *mirror, Include: []string{"nginx-light", "curl", "ca-certificates"}}
+	r := recipe{Suite: "bookworm", Mirror: *mirror, Include: []string{"nginx-light", "curl", "ca-certificates", "busybox-static"}}
 	rootfs := filepath.Join(*out, "rootfs.tar")
 	if err := ensure(rootfs, r.key(), func(tmp string) error { return debootstrap(r, tmp, nil) }); err != nil {
 		return fmt.Errorf("root filesystem: %w", err)
@@ -102,6 +116,24 @@ func run(args []string) error {
 		return err
 	}
 	sum := sha256.Sum256(bin)
+	if *registry != "" {
+		b, err := os.ReadFile(*registry)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(append(b, registryConfig...))
+		if err := ensure(filepath.Join(*out, "registry.tar"), hex.EncodeToString(sum[:]), func(tmp string) error {
+			return writeImage(tmp, RegistryImage, "", map[string][]byte{"usr/local/bin/registry": b, "etc/distribution/config.yml": []byte(registryConfig)}, v1.Config{
+				Entrypoint:   []string{"/usr/local/bin/registry", "serve", "/etc/distribution/config.yml"},
+				ExposedPorts: map[string]struct{}{"5000/tcp": {}},
+			})
+		}); err != nil {
+			return fmt.Errorf("registry image: %w", err)
+		}
+	}
+	if err := ensure(filepath.Join(*out, "busybox.tar"), rootKey, func(tmp string) error { return busybox(tmp, rootfs) }); err != nil {
+		return fmt.Errorf("busybox image: %w", err)
+	}
 	if *kindFiles != "" {
 		if err := kindBase(*out, *mirror, *kindFiles, *kindBin); err != nil {
 			return fmt.Errorf("kind node base image: %w", err)
@@ -187,11 +219,14 @@ func debootstrap(r recipe, out string, post func(dir string) error) error {
 // writeImage writes a docker-archive of ref: the root filesystem layer, a layer with files
 // (path → content, executable) when there are any, and cfg.
 func writeImage(out, ref, rootfs string, files map[string][]byte, cfg v1.Config) error {
-	base, err := tarball.LayerFromFile(rootfs)
-	if err != nil {
-		return err
+	var layers []v1.Layer
+	if rootfs != "" {
+		base, err := tarball.LayerFromFile(rootfs)
+		if err != nil {
+			return err
+		}
+		layers = append(layers, base)
 	}
-	layers := []v1.Layer{base}
 	if len(files) > 0 {
 		l, err := filesLayer(files)
 		if err != nil {
@@ -329,4 +364,71 @@ func controlPlaneImages(out, k8sBin, nodeBin string) error {
 		return err
 	}
 	return ensure(filepath.Join(out, "k8s-images.tar"), key, func(tmp string) error { return writeK8sImages(tmp, rootfs, images) })
+}
+
+// busybox writes a small image like Docker Hub's busybox: Debian's static busybox (taken
+// from the root filesystem) as /bin/busybox, with the applets the test pod runs linked to it.
+func busybox(out, rootfs string) error {
+	f, err := os.Open(rootfs)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	tr := tar.NewReader(f)
+	var bin []byte
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if path.Clean(h.Name) == "bin/busybox" || path.Clean(h.Name) == "usr/bin/busybox" {
+			if bin, err = io.ReadAll(tr); err != nil {
+				return err
+			}
+		}
+	}
+	if bin == nil {
+		return errors.New("no busybox in the root filesystem (busybox-static)")
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	epoch := time.Unix(0, 0)
+	_ = tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch})
+	_ = tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: epoch})
+	_ = tw.WriteHeader(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bin)), ModTime: epoch})
+	_, _ = tw.Write(bin)
+	for _, applet := range []string{"sh", "echo", "sleep", "cat", "ls"} {
+		_ = tw.WriteHeader(&tar.Header{Name: "bin/" + applet, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777, ModTime: epoch})
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	b := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	if err != nil {
+		return err
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Created = v1.Time{Time: epoch.UTC()}
+	cf.Config = v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		return err
+	}
+	tag, err := name.NewTag(BusyboxImage)
+	if err != nil {
+		return err
+	}
+	return tarball.WriteToFile(out, tag, img)
 }

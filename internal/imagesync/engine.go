@@ -44,6 +44,9 @@ type Endpoint struct {
 	CA []byte
 	// Insecure skips TLS verification and allows plain HTTP.
 	Insecure bool
+	// HostAliases resolve registry host names (lower case) to IP addresses, as a
+	// RegistryMirror's hostAliases do on nodes, for names DNS does not know.
+	HostAliases map[string]string
 	// Wrap, when set, wraps the transport regwire builds (tests count or break requests
 	// with it).
 	Wrap func(http.RoundTripper) http.RoundTripper
@@ -212,7 +215,7 @@ func newSide(e Endpoint, which string, o Options) (*side, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s repository %q: %w", which, e.Repository, err)
 	}
-	base, err := cache.transport(e.CA, e.Insecure)
+	base, err := cache.transport(e.CA, e.Insecure, e.HostAliases)
 	if err != nil {
 		return nil, fmt.Errorf("%s CA: %w", which, err)
 	}

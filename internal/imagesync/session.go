@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -32,11 +34,11 @@ import (
 // transport returns the HTTP transport for endpoints with these TLS settings, one per
 // setting and Cache: Engines that share a Cache share its connections (a hundred
 // repositories on one registry need a handful of connections, not a pool each).
-func (b *Cache) transport(ca []byte, insecure bool) (http.RoundTripper, error) {
-	if len(ca) == 0 && !insecure {
+func (b *Cache) transport(ca []byte, insecure bool, aliases map[string]string) (http.RoundTripper, error) {
+	if len(ca) == 0 && !insecure && len(aliases) == 0 {
 		return remote.DefaultTransport, nil
 	}
-	key := transportKey{ca: hashOf(string(ca)), insecure: insecure}
+	key := transportKey{ca: hashOf(string(ca)), insecure: insecure, aliases: aliasKey(aliases)}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if t, ok := b.transports[key]; ok {
@@ -51,6 +53,9 @@ func (b *Cache) transport(ca []byte, insecure bool) (http.RoundTripper, error) {
 		}
 		t.TLSClientConfig.RootCAs = bundle.Pool()
 	}
+	if len(aliases) > 0 {
+		t.DialContext = AliasDialer(aliases)
+	}
 	if b.transports == nil {
 		b.transports = map[transportKey]*http.Transport{}
 	}
@@ -61,6 +66,17 @@ func (b *Cache) transport(ca []byte, insecure bool) (http.RoundTripper, error) {
 type transportKey struct {
 	ca       string
 	insecure bool
+	aliases  string
+}
+
+// aliasKey is a stable string of host aliases.
+func aliasKey(aliases map[string]string) string {
+	keys := slices.Sorted(maps.Keys(aliases))
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k + "=" + aliases[k] + ";")
+	}
+	return b.String()
 }
 
 // sessionTTL is how long a registry's challenge is trusted before it is asked again.
@@ -224,4 +240,19 @@ func (s *side) dial(ctx context.Context, cache *Cache) error {
 	opts = append(opts, remote.Reuse(p))
 	s.puller, s.opts = p, opts
 	return nil
+}
+
+// AliasDialer dials as a net.Dialer does, except that host names in aliases (lower case)
+// go to their IP address: the RegistryMirror's hostAliases, what nodes get in /etc/hosts,
+// for names DNS does not resolve. TLS still verifies the name.
+func AliasDialer(aliases map[string]string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if host, port, err := net.SplitHostPort(addr); err == nil {
+			if ip, ok := aliases[strings.ToLower(host)]; ok {
+				addr = net.JoinHostPort(ip, port)
+			}
+		}
+		return d.DialContext(ctx, network, addr)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -74,6 +75,16 @@ func PlanFor(spec *v1alpha1.ImageSyncSpec, mirror *v1alpha1.RegistryMirror) (Pla
 	}
 	p.TargetImage = string(mirror.Spec.Host) + "/" + t.Repository
 	p.Target = Endpoint{Repository: connect + "/" + t.Repository, PathPrefix: prefix, Insecure: mirror.Spec.InsecureSkipVerify}
+	// The copy reaches the registry by the names nodes do: hostAliases are for names DNS
+	// does not resolve (nexus.local), in the manager's pod as on nodes.
+	for _, a := range mirror.Spec.HostAliases {
+		for _, h := range a.Hostnames {
+			if p.Target.HostAliases == nil {
+				p.Target.HostAliases = map[string]string{}
+			}
+			p.Target.HostAliases[strings.ToLower(string(h))] = a.IP
+		}
+	}
 	return p, nil
 }
 

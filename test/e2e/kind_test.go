@@ -15,6 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
 	"github.com/regwire/regwire/internal/testutil"
 )
 
@@ -207,4 +212,173 @@ func TestAKindClusterRunsOnThePrivateEngine(t *testing.T) {
 	run(kubectl, "wait", "--for=condition=Ready", "pod", "--all", "--namespace=kube-system", "--timeout=3m")
 	t.Log(run(kubectl, "get", "pods", "-A", "-o", "wide"))
 	run(kind, "delete", "cluster", "--name", "e2e")
+}
+
+// TestBootstrapUpOnARealDockerEngine is the laptop page as one command, for real: on the
+// suite's private Docker engine, with images built here (the Nexus emulator, Debian's
+// nginx, the kind node image, regwire's own image) and a distribution registry standing in
+// for Docker Hub, `regwire bootstrap up` starts Nexus and nginx with Compose, replaces the
+// initial admin password, provisions my-docker, creates the kind cluster (with this host's
+// kind config), loads and installs regwire, applies the RegistryMirror and the ImageSync,
+// and runs the pod from nexus.local/my-docker/busybox. Then status, a second up that keeps
+// everything, and down, which leaves nothing behind.
+func TestBootstrapUpOnARealDockerEngine(t *testing.T) {
+	testutil.RemoveIfCreated(t, "/lib/modules") // kind mounts it into nodes
+	d := testutil.StartDocker(t, dockerTools(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	begun := time.Now()
+	work := t.TempDir()
+	node := buildKindNode(t, d)
+	loadImages(t, d, "nginx.tar", "nexus.tar", "registry.tar", "busybox.tar")
+	image := loadRegwireImage(t, d, work)
+	regwire := buildRegwire(t, work)
+	docker := func(args ...string) string {
+		t.Helper()
+		out, err := d.Docker(ctx, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+
+	// Docker Hub's stand-in, on the network kind's nodes use, with busybox pushed into it
+	// by docker itself.
+	docker("network", "create", "kind")
+	docker("run", "-d", "--name", "upstream", "--network", "kind", "-p", "127.0.0.1:5000:5000", "regwire-e2e/registry:3")
+	docker("tag", "regwire-e2e/busybox:1.36", "127.0.0.1:5000/library/busybox:1.36")
+	testutil.Eventually(t, time.Minute, "docker push to the upstream registry", func() error {
+		_, err := d.Docker(ctx, "push", "127.0.0.1:5000/library/busybox:1.36")
+		return err
+	})
+
+	state := filepath.Join(work, "state")
+	kindConfig := filepath.Join(work, "kind-host.yaml")
+	if err := os.WriteFile(kindConfig, []byte(kindHostConfig(t, d)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	regwireIn := func(args ...string) string {
+		t.Helper()
+		start := time.Now()
+		out, err := d.Command(ctx, regwire, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("regwire %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		t.Logf("regwire %s %s (%s):\n%s", args[0], args[1], time.Since(start).Round(time.Second), out)
+		return string(out)
+	}
+	up := []string{"bootstrap", "up", "--state-dir", state, "--timeout", "5m",
+		"--nexus-image", "regwire-e2e/nexus:emulated", "--nginx-image", "regwire-e2e/nginx:bookworm",
+		"--node-image", node, "--kind-config", kindConfig, "--image", image,
+		"--sync-image", "upstream:5000/library/busybox", "--sync-insecure", "--tags", "1.36"}
+	first := regwireIn(up...)
+	for _, want := range []string{"repository my-docker created", "create kind cluster regwire", "done: the cluster pulls from nexus.local"} {
+		if !strings.Contains(first, want) {
+			t.Errorf("up did not say %q", want)
+		}
+	}
+	if strings.Contains(first, "goroutine") || strings.Contains(first, "SetLogger") {
+		t.Error("up printed a stack trace")
+	}
+	t.Logf("from nothing to a pod pulling from nexus.local: %s (images and cluster included)", time.Since(begun).Round(time.Second))
+
+	kubectl := func(args ...string) string {
+		t.Helper()
+		cmd := d.Command(ctx, filepath.Join(testutil.RepoRoot(t), "bin", "k8s", "linux-amd64", "kubectl"), args...)
+		cmd.Env = append(cmd.Env, "KUBECONFIG="+filepath.Join(state, "kubeconfig"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	if log := kubectl("logs", "regwire-pull-check"); !strings.Contains(log, "pulled from the private registry") {
+		t.Errorf("the test pod's log: %q", log)
+	}
+	if pod := kubectl("get", "pod", "regwire-pull-check", "-o", "jsonpath={.spec.containers[0].image} {.status.phase}"); pod != "nexus.local/my-docker/busybox:1.36 Running" {
+		t.Errorf("the test pod: %q", pod)
+	}
+	t.Log(kubectl("get", "registrymirrors,imagesyncs,registrynodes", "-A"))
+
+	status := regwireIn("bootstrap", "status", "--state-dir", state)
+	for _, want := range []string{"nexus", "proxy", "regwire"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("status lacks %q", want)
+		}
+	}
+	before := docker("ps", "-q", "--no-trunc")
+	again := regwireIn(up...)
+	for _, want := range []string{"repository my-docker unchanged", "kind cluster regwire exists"} {
+		if !strings.Contains(again, want) {
+			t.Errorf("the second up did not say %q", want)
+		}
+	}
+	if strings.Contains(again, "set a generated one") {
+		t.Error("the second up replaced the password")
+	}
+	if after := docker("ps", "-q", "--no-trunc"); after != before {
+		t.Errorf("the second up replaced containers:\n%s\nthen\n%s", before, after)
+	}
+
+	docker("rm", "-f", "upstream") // the test's own; down removes what up made
+	regwireIn("bootstrap", "down", "--state-dir", state)
+	if out := docker("ps", "-aq"); strings.TrimSpace(out) != "" {
+		t.Errorf("containers left after down: %s", out)
+	}
+	if out := docker("volume", "ls", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("volumes left after down: %s", out)
+	}
+	if out := docker("network", "ls", "--format", "{{.Name}}"); strings.Join(strings.Fields(out), " ") != "bridge host none" {
+		t.Errorf("networks after down: %s, want only Docker's own", out)
+	}
+	t.Logf("the whole Docker path took %s", time.Since(begun).Round(time.Second))
+}
+
+// loadRegwireImage builds regwire's image for linux/amd64 with hack/image (what make image
+// runs) and loads it into d as ghcr.io/regwire/regwire:e2e.
+func loadRegwireImage(t *testing.T, d *testutil.Docker, dir string) string {
+	t.Helper()
+	const ref = "ghcr.io/regwire/regwire:e2e"
+	layoutDir := filepath.Join(dir, "image")
+	cmd := exec.Command("go", "run", "./hack/image", "--version", "v0.0.0-e2e", "--platforms", "linux/amd64", "--out", layoutDir)
+	cmd.Dir = testutil.RepoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("hack/image: %v\n%s", err, out)
+	}
+	idx, err := layout.ImageIndexFromPath(layoutDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := idx.ImageIndex(m.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm, err := top.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var img v1.Image
+	for _, desc := range tm.Manifests {
+		if desc.Platform != nil && desc.Platform.OS == "linux" && desc.Platform.Architecture == "amd64" {
+			if img, err = top.Image(desc.Digest); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if img == nil {
+		t.Fatalf("no linux/amd64 image in %s", layoutDir)
+	}
+	archive := filepath.Join(dir, "regwire.tar")
+	tag, _ := name.NewTag(ref)
+	if err := tarball.WriteToFile(archive, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Docker(context.Background(), "load", "-i", archive); err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }
