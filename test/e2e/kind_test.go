@@ -171,12 +171,7 @@ func TestAKindClusterRunsOnThePrivateEngine(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	work := t.TempDir()
-	kind := filepath.Join(work, "kind")
-	build := exec.Command("go", "build", "-o", kind, "sigs.k8s.io/kind")
-	build.Dir = testutil.RepoRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build kind: %v\n%s", err, out)
-	}
+	kind := kindBinary(t, work)
 	cfg := filepath.Join(work, "kind.yaml")
 	if err := os.WriteFile(cfg, []byte(kindHostConfig(t, d)), 0o600); err != nil {
 		t.Fatal(err)
@@ -331,6 +326,19 @@ func TestBootstrapUpOnARealDockerEngine(t *testing.T) {
 	if out := docker("network", "ls", "--format", "{{.Name}}"); strings.Join(strings.Fields(out), " ") != "bridge host none" {
 		t.Errorf("networks after down: %s, want only Docker's own", out)
 	}
+	if out, _ := d.Command(ctx, kindBinary(t, work), "get", "clusters").CombinedOutput(); strings.TrimSpace(string(out)) != "No kind clusters found." {
+		t.Errorf("kind clusters after down: %s", out)
+	}
+	// The state directory keeps what a later up reuses (the CA and keys, the rendered
+	// files); the kubeconfig and the admin password go with the cluster and Nexus.
+	entries, _ := os.ReadDir(state)
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if got := strings.Join(left, " "); got != "docker-compose.yaml kind.yaml nginx.conf tls" {
+		t.Errorf("the state directory after down holds %s", got)
+	}
 	t.Logf("the whole Docker path took %s", time.Since(begun).Round(time.Second))
 }
 
@@ -381,4 +389,19 @@ func loadRegwireImage(t *testing.T, d *testutil.Docker, dir string) string {
 		t.Fatal(err)
 	}
 	return ref
+}
+
+// kindBinary builds kind's CLI (the version go.mod pins) into dir.
+func kindBinary(t *testing.T, dir string) string {
+	t.Helper()
+	kind := filepath.Join(dir, "kind")
+	if _, err := os.Stat(kind); err == nil {
+		return kind
+	}
+	build := exec.Command("go", "build", "-o", kind, "sigs.k8s.io/kind")
+	build.Dir = testutil.RepoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build kind: %v\n%s", err, out)
+	}
+	return kind
 }
