@@ -95,7 +95,7 @@ kind-node-bin: node-binaries ## Build containerd 2, ctr, the runc shim, crictl, 
 e2e-docker: $(CAPFIT) $(COMPOSE_PLUGIN) e2e-images ## The Docker path (as root): a private Docker engine (Debian's docker.io) with Compose v2, privileged containers.
 	go test -tags e2e -count=1 -v -timeout 30m -run 'TestAPrivateDockerEngineRunsPrivilegedContainers|TestTheRegistryHalfOfBootstrapUpOnARealDockerEngine|TestTheKindNodeBaseImageBootsHere|TestAKindClusterRunsOnThePrivateEngine|TestBootstrapUpOnARealDockerEngine' ./test/e2e/
 
-$(CAPFIT): hack/capfit/main.go go.mod go.sum
+$(CAPFIT): hack/capfit/main.go internal/capfit/capfit.go go.mod go.sum
 	CGO_ENABLED=0 go build -trimpath -o $@ ./hack/capfit
 
 $(COMPOSE_PLUGIN): hack/tools/compose/go.mod hack/tools/compose/go.sum

@@ -9,8 +9,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -88,19 +86,8 @@ func writeK8sImages(out, rootfs string, images []k8sImage) error {
 			}
 			layers = []v1.Layer{base, layer}
 		}
-		img, err := mutate.AppendLayers(empty.Image, layers...)
+		img, err := newImage(layers, im.cfg)
 		if err != nil {
-			return err
-		}
-		cf, err := img.ConfigFile()
-		if err != nil {
-			return err
-		}
-		cf = cf.DeepCopy()
-		cf.OS, cf.Architecture = "linux", "amd64"
-		cf.Config = im.cfg
-		cf.Config.Env = append(cf.Config.Env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-		if img, err = mutate.ConfigFile(img, cf); err != nil {
 			return err
 		}
 		for _, r := range im.refs {

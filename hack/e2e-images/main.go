@@ -234,20 +234,8 @@ func writeImage(out, ref, rootfs string, files map[string][]byte, cfg v1.Config)
 		}
 		layers = append(layers, l)
 	}
-	img, err := mutate.AppendLayers(empty.Image, layers...)
+	img, err := newImage(layers, cfg)
 	if err != nil {
-		return err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Created = v1.Time{Time: time.Unix(0, 0).UTC()}
-	cfg.Env = append(cfg.Env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-	cf.Config = cfg
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		return err
 	}
 	tag, err := name.NewTag(ref)
@@ -258,32 +246,66 @@ func writeImage(out, ref, rootfs string, files map[string][]byte, cfg v1.Config)
 }
 
 func filesLayer(files map[string][]byte) (v1.Layer, error) {
+	return tarLayer(func(tw *tar.Writer) error {
+		dirs := map[string]bool{}
+		for p := range files {
+			for d := filepath.Dir(p); d != "." && !dirs[d]; d = filepath.Dir(d) {
+				dirs[d] = true
+			}
+		}
+		for _, d := range slices.Sorted(maps.Keys(dirs)) {
+			if err := tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch}); err != nil {
+				return err
+			}
+		}
+		for _, p := range slices.Sorted(maps.Keys(files)) {
+			if err := tw.WriteHeader(&tar.Header{Name: p, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(files[p])), ModTime: epoch}); err != nil {
+				return err
+			}
+			if _, err := tw.Write(files[p]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// epoch is every timestamp the images carry, so that the same inputs give the same image.
+var epoch = time.Unix(0, 0).UTC()
+
+// tarLayer is the layer write puts into a tar.
+func tarLayer(write func(*tar.Writer) error) (v1.Layer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	dirs := map[string]bool{}
-	for p := range files {
-		for d := filepath.Dir(p); d != "." && !dirs[d]; d = filepath.Dir(d) {
-			dirs[d] = true
-		}
-	}
-	for _, d := range slices.Sorted(maps.Keys(dirs)) {
-		if err := tw.WriteHeader(&tar.Header{Name: d + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Unix(0, 0)}); err != nil {
-			return nil, err
-		}
-	}
-	for _, p := range slices.Sorted(maps.Keys(files)) {
-		if err := tw.WriteHeader(&tar.Header{Name: p, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(files[p])), ModTime: time.Unix(0, 0)}); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(files[p]); err != nil {
-			return nil, err
-		}
+	if err := write(tw); err != nil {
+		return nil, err
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
 	b := buf.Bytes()
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+}
+
+// newImage is a linux/amd64 image of layers with cfg, created at the epoch; cfg without a
+// PATH gets the usual one.
+func newImage(layers []v1.Layer, cfg v1.Config) (v1.Image, error) {
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Created = v1.Time{Time: epoch}
+	if !slices.ContainsFunc(cfg.Env, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
+		cfg.Env = append(cfg.Env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	cf.Config = cfg
+	return mutate.ConfigFile(img, cf)
 }
 
 // fileKey identifies a file by size and modification time (hashing a root filesystem of
@@ -393,37 +415,32 @@ func busybox(out, rootfs string) error {
 	if bin == nil {
 		return errors.New("no busybox in the root filesystem (busybox-static)")
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	epoch := time.Unix(0, 0)
-	_ = tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch})
-	_ = tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: epoch})
-	_ = tw.WriteHeader(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bin)), ModTime: epoch})
-	_, _ = tw.Write(bin)
-	for _, applet := range []string{"sh", "echo", "sleep", "cat", "ls"} {
-		_ = tw.WriteHeader(&tar.Header{Name: "bin/" + applet, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777, ModTime: epoch})
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	b := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	layer, err := tarLayer(func(tw *tar.Writer) error {
+		headers := []*tar.Header{
+			{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch},
+			{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: epoch},
+			{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bin)), ModTime: epoch},
+		}
+		for _, applet := range []string{"sh", "echo", "sleep", "cat", "ls"} {
+			headers = append(headers, &tar.Header{Name: "bin/" + applet, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777, ModTime: epoch})
+		}
+		for _, h := range headers {
+			if err := tw.WriteHeader(h); err != nil {
+				return err
+			}
+			if h.Typeflag == tar.TypeReg {
+				if _, err := tw.Write(bin); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
+	img, err := newImage([]v1.Layer{layer}, v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}})
 	if err != nil {
-		return err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Created = v1.Time{Time: epoch.UTC()}
-	cf.Config = v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		return err
 	}
 	tag, err := name.NewTag(BusyboxImage)

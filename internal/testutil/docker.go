@@ -21,8 +21,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/sys/capability"
 	"golang.org/x/sys/unix"
+
+	"github.com/regwire/regwire/internal/capfit"
 )
 
 // Docker is a private Docker engine for one test: its own dockerd (data root, exec root,
@@ -93,7 +94,11 @@ func StartDocker(t testing.TB, o DockerOptions) *Docker {
 	d.Env = []string{"DOCKER_HOST=" + d.Host, "DOCKER_CONFIG=" + config}
 
 	daemon := map[string]any{}
-	if missing := missingCapabilities(t); len(missing) > 0 {
+	missing, err := capfit.Missing()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) > 0 {
 		if o.Capfit == "" {
 			t.Fatalf("this machine's capability bounding set lacks %v, which Docker gives privileged containers: build hack/capfit and pass it as DockerOptions.Capfit", missing)
 		}
@@ -204,25 +209,6 @@ func (d *Docker) clean(t testing.TB) {
 	if _, err := d.Docker(ctx, "volume", "prune", "-f"); err != nil {
 		t.Logf("removing volumes: %v", err)
 	}
-}
-
-// missingCapabilities names the capabilities the kernel knows that this process's
-// bounding set lacks.
-func missingCapabilities(t testing.TB) []string {
-	t.Helper()
-	known, err := capability.ListSupported()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var missing []string
-	for _, c := range known {
-		if ok, err := capability.GetBound(c); err != nil {
-			t.Fatal(err)
-		} else if !ok {
-			missing = append(missing, "CAP_"+strings.ToUpper(c.String()))
-		}
-	}
-	return missing
 }
 
 // unmountUnder lazily unmounts whatever is still mounted under dir (overlay layers of a

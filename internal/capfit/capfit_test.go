@@ -1,4 +1,4 @@
-package main
+package capfit
 
 import (
 	"encoding/json"
