@@ -210,13 +210,7 @@ func nexusHTTPClient(sc *mirrorScope) (*http.Client, error) {
 		t.TLSClientConfig.RootCAs = b.Pool()
 	}
 	// Nexus is reached by the names nodes use: hostAliases cover names DNS does not know.
-	aliases := map[string]string{}
-	for _, a := range sc.rm.Spec.HostAliases {
-		for _, h := range a.Hostnames {
-			aliases[strings.ToLower(string(h))] = a.IP
-		}
-	}
-	if len(aliases) > 0 {
+	if aliases := engine.MirrorAliases(sc.rm); aliases != nil {
 		t.DialContext = engine.AliasDialer(aliases)
 	}
 	return &http.Client{Transport: t, Timeout: nexusTimeout}, nil

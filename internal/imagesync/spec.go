@@ -77,14 +77,7 @@ func PlanFor(spec *v1alpha1.ImageSyncSpec, mirror *v1alpha1.RegistryMirror) (Pla
 	p.Target = Endpoint{Repository: connect + "/" + t.Repository, PathPrefix: prefix, Insecure: mirror.Spec.InsecureSkipVerify}
 	// The copy reaches the registry by the names nodes do: hostAliases are for names DNS
 	// does not resolve (nexus.local), in the manager's pod as on nodes.
-	for _, a := range mirror.Spec.HostAliases {
-		for _, h := range a.Hostnames {
-			if p.Target.HostAliases == nil {
-				p.Target.HostAliases = map[string]string{}
-			}
-			p.Target.HostAliases[strings.ToLower(string(h))] = a.IP
-		}
-	}
+	p.Target.HostAliases = MirrorAliases(mirror)
 	return p, nil
 }
 
@@ -93,4 +86,19 @@ func bytesOrNil(s string) []byte {
 		return nil
 	}
 	return []byte(s)
+}
+
+// MirrorAliases are a RegistryMirror's hostAliases as AliasDialer takes them: lower-case
+// host name → IP address (nil when there are none).
+func MirrorAliases(mirror *v1alpha1.RegistryMirror) map[string]string {
+	var aliases map[string]string
+	for _, a := range mirror.Spec.HostAliases {
+		for _, h := range a.Hostnames {
+			if aliases == nil {
+				aliases = map[string]string{}
+			}
+			aliases[strings.ToLower(string(h))] = a.IP
+		}
+	}
+	return aliases
 }
