@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 
@@ -100,7 +101,9 @@ func (s *Server) serveDocker(w http.ResponseWriter, r *http.Request, rt route) {
 		}
 	}
 	user, authenticated := s.dockerUser(r)
-	realmActive := s.realmActive("DockerToken")
+	realmActive := slices.Contains(s.realms, "DockerToken")
+	// Nexus 3.78 to 3.80 double a forwarded port in the realm (realmURL).
+	doublesPort := s.atLeast("3.78.0") && !s.atLeast("3.81.0")
 	s.mu.Unlock()
 
 	if !known {
@@ -118,7 +121,7 @@ func (s *Server) serveDocker(w http.ResponseWriter, r *http.Request, rt route) {
 		if (rt.repo != "" && cfg.forceBasicAuth) || (rt.repo == "" && !realmActive) {
 			w.Header().Set("WWW-Authenticate", basicChallenge)
 		} else {
-			realm := s.realmURL(r, rt.base)
+			realm := realmURL(r, rt.base, doublesPort)
 			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q,service=%q`, realm, realm))
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -280,7 +283,7 @@ func (s *Server) dockerUser(r *http.Request) (string, bool) {
 		u, known := s.users[name]
 		return name, known && u.password == pass
 	}
-	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && s.realmActive("DockerToken") {
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && slices.Contains(s.realms, "DockerToken") {
 		name, known := s.tokens[tok]
 		return name, known
 	}
@@ -291,7 +294,7 @@ func (s *Server) dockerUser(r *http.Request) (string, bool) {
 // request as Jetty's ForwardedRequestCustomizer sees it (X-Forwarded-Proto, -Host). Nexus
 // 3.78 to 3.80 double the port when X-Forwarded-Host carries one (nexus-public#611 on
 // 3.78.2, #651 on 3.80.0): https://host:5001:5001/v2/token.
-func (s *Server) realmURL(r *http.Request, base string) string {
+func realmURL(r *http.Request, base string, doublesPort bool) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -302,21 +305,11 @@ func (s *Server) realmURL(r *http.Request, base string) string {
 	host := r.Host
 	if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
 		host = fh
-		s.mu.Lock()
-		doubles := s.doublesForwardedPort()
-		s.mu.Unlock()
-		if _, port, err := net.SplitHostPort(fh); err == nil && doubles {
+		if _, port, err := net.SplitHostPort(fh); err == nil && doublesPort {
 			host = fh + ":" + port
 		}
 	}
 	return scheme + "://" + host + base + "/v2/token"
-}
-
-// doublesForwardedPort says whether this version has the realm bug (3.78 to 3.80).
-func (s *Server) doublesForwardedPort() bool {
-	var major, minor int
-	_, _ = fmt.Sscanf(s.version, "%d.%d", &major, &minor)
-	return major == 3 && minor >= 78 && minor <= 80
 }
 
 // repoConfig is what the data path needs of a repository's configuration.
@@ -345,15 +338,6 @@ func (s *Server) repoConfig(name string) (repoConfig, bool) {
 		forceBasicAuth: r.Docker.ForceBasicAuth, pathEnabled: r.Docker.PathEnabled,
 		latestPolicy: r.Storage.LatestPolicy, writePolicy: r.Storage.WritePolicy,
 	}, true
-}
-
-func (s *Server) realmActive(id string) bool {
-	for _, r := range s.realms {
-		if r == id {
-			return true
-		}
-	}
-	return false
 }
 
 // store returns the repository's registry, creating it on first use.
@@ -431,7 +415,7 @@ func (s *Server) AddDockerHosted(r DockerHosted) {
 func (s *Server) ActivateRealm(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.realmActive(id) {
+	if !slices.Contains(s.realms, id) {
 		s.realms = append(s.realms, id)
 	}
 }

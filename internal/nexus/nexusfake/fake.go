@@ -20,6 +20,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/Masterminds/semver/v3"
 )
 
 // KnownRealms are the realm ids a stock Nexus 3 (OSS/Community) offers. The Pro-only
@@ -83,10 +85,12 @@ func (s *Server) SetVersion(v string) {
 // keepsPathEnabled says whether this version knows docker.pathEnabled: Sonatype's generated
 // OpenAPI lacks it at 3.82.1 and has it from 3.84.0 (3.83.0 introduced it); older versions
 // drop the unknown field silently.
-func (s *Server) keepsPathEnabled() bool {
-	var major, minor int
-	_, _ = fmt.Sscanf(s.version, "%d.%d", &major, &minor)
-	return major > 3 || (major == 3 && minor >= 83)
+func (s *Server) keepsPathEnabled() bool { return s.atLeast("3.83.0") }
+
+// atLeast says whether the version the fake behaves as is v or later.
+func (s *Server) atLeast(v string) bool {
+	have, err := semver.NewVersion(s.version)
+	return err == nil && !have.LessThan(semver.MustParse(v))
 }
 
 // AddUser adds a user with the privileges given (Nexus permission strings such as
