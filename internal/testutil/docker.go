@@ -186,6 +186,16 @@ func (d *Docker) Docker(ctx context.Context, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
+// Run is Docker that fails the test on an error.
+func (d *Docker) Run(t testing.TB, ctx context.Context, args ...string) string {
+	t.Helper()
+	out, err := d.Docker(ctx, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // Command is a command in the engine's network namespace, with its environment: what it
 // dials on 127.0.0.1 is what the engine publishes there.
 func (d *Docker) Command(ctx context.Context, name string, args ...string) *exec.Cmd {

@@ -93,14 +93,7 @@ func buildKindNode(t *testing.T, d *testutil.Docker) string {
 	}
 	begun := time.Now()
 	loadImages(t, d, "kind-base.tar")
-	docker := func(args ...string) string {
-		t.Helper()
-		out, err := d.Docker(ctx, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	docker := func(args ...string) string { t.Helper(); return d.Run(t, ctx, args...) }
 	const build = "kind-node-build"
 	docker("run", "-d", "--name", build, "--entrypoint=sleep", "regwire-e2e/kind-base:bookworm", "infinity")
 	defer func() { _, _ = d.Docker(context.Background(), "rm", "-f", "-v", build) }()
@@ -162,53 +155,6 @@ func kindHostConfig(t *testing.T, d *testutil.Docker) string {
 	return b.String()
 }
 
-// TestAKindClusterRunsOnThePrivateEngine creates a one-node kind cluster from the suite's
-// node image on the private Docker engine and runs a pod in it.
-func TestAKindClusterRunsOnThePrivateEngine(t *testing.T) {
-	testutil.RemoveIfCreated(t, "/lib/modules") // kind mounts it into nodes
-	d := testutil.StartDocker(t, dockerTools(t))
-	node := buildKindNode(t, d)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	work := t.TempDir()
-	kind := kindBinary(t, work)
-	cfg := filepath.Join(work, "kind.yaml")
-	if err := os.WriteFile(cfg, []byte(kindHostConfig(t, d)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(work, "kubeconfig")
-	run := func(name string, args ...string) string {
-		t.Helper()
-		cmd := d.Command(ctx, name, args...)
-		cmd.Env = append(cmd.Env, "KUBECONFIG="+kubeconfig)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
-	begun := time.Now()
-	t.Log(run(kind, "create", "cluster", "--name", "e2e", "--image", node, "--config", cfg, "--retain", "--wait", "3m"))
-	t.Logf("kind create cluster: %s", time.Since(begun).Round(time.Second))
-	kubectl := filepath.Join(testutil.RepoRoot(t), "bin", "k8s", "linux-amd64", "kubectl")
-	t.Log(run(kubectl, "get", "nodes", "-o", "wide"))
-	// The default ServiceAccount comes from kube-controller-manager a moment after Ready.
-	testutil.Eventually(t, 2*time.Minute, "ServiceAccount default/default", func() error {
-		cmd := d.Command(ctx, kubectl, "get", "serviceaccount", "default")
-		cmd.Env = append(cmd.Env, "KUBECONFIG="+kubeconfig)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("%w: %s", err, out)
-		}
-		return nil
-	})
-	run(kubectl, "run", "pause", "--image=registry.k8s.io/pause:3.10.2", "--image-pull-policy=Never", "--restart=Never")
-	run(kubectl, "wait", "--for=condition=Ready", "pod/pause", "--timeout=2m")
-	// kube-proxy (privileged) and CoreDNS, built here, run too.
-	run(kubectl, "wait", "--for=condition=Ready", "pod", "--all", "--namespace=kube-system", "--timeout=3m")
-	t.Log(run(kubectl, "get", "pods", "-A", "-o", "wide"))
-	run(kind, "delete", "cluster", "--name", "e2e")
-}
-
 // TestBootstrapUpOnARealDockerEngine is the laptop page as one command, for real: on the
 // suite's private Docker engine, with images built here (the Nexus emulator, Debian's
 // nginx, the kind node image, regwire's own image) and a distribution registry standing in
@@ -228,14 +174,7 @@ func TestBootstrapUpOnARealDockerEngine(t *testing.T) {
 	loadImages(t, d, "nginx.tar", "nexus.tar", "registry.tar", "busybox.tar")
 	image := loadRegwireImage(t, d, work)
 	regwire := buildRegwire(t, work)
-	docker := func(args ...string) string {
-		t.Helper()
-		out, err := d.Docker(ctx, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
+	docker := func(args ...string) string { t.Helper(); return d.Run(t, ctx, args...) }
 
 	// Docker Hub's stand-in, on the network kind's nodes use, with busybox pushed into it
 	// by docker itself.
@@ -293,6 +232,9 @@ func TestBootstrapUpOnARealDockerEngine(t *testing.T) {
 	if pod := kubectl("get", "pod", "regwire-pull-check", "-o", "jsonpath={.spec.containers[0].image} {.status.phase}"); pod != "nexus.local/my-docker/busybox:1.36 Running" {
 		t.Errorf("the test pod: %q", pod)
 	}
+	// The node image's own parts run too: the control plane, kube-proxy (privileged) and
+	// CoreDNS, all built here.
+	kubectl("wait", "--for=condition=Ready", "pod", "--all", "--namespace=kube-system", "--timeout=3m")
 	t.Log(kubectl("get", "registrymirrors,imagesyncs,registrynodes", "-A"))
 
 	status := regwireIn("bootstrap", "status", "--state-dir", state)

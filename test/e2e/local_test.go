@@ -155,21 +155,7 @@ func TestTheManualSetupOnRealParts(t *testing.T) {
 			Referrers: true,
 		},
 	}
-	if err := k8s.Create(ctx, is); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, 2*time.Minute, "ImageSync Ready", func() error {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
-			return err
-		}
-		if !apimeta.IsStatusConditionTrue(is.Status.Conditions, v1alpha1.ConditionReady) {
-			return fmt.Errorf("conditions %+v images %+v", is.Status.Conditions, is.Status.Images)
-		}
-		return nil
-	})
-	if len(is.Status.Images) != 1 || is.Status.Images[0].TargetDigest != digest.String() {
-		t.Fatalf("ImageSync copied %+v, want %s", is.Status.Images, digest)
-	}
+	syncImage(t, k8s, is, 2*time.Minute, digest)
 	nexusAuth := remote.WithAuth(&authn.Basic{Username: nexusUser, Password: nexusPassword})
 	wantSig, _ := sig.Digest()
 	// Nexus has no referrers API: the signature went by the sha256-<hex> tag.
@@ -250,13 +236,7 @@ func TestTheManualSetupOnRealParts(t *testing.T) {
 	if err := k8s.Delete(ctx, rm); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, time.Minute, "RegistryMirror gone", func() error {
-		err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), &v1alpha1.RegistryMirror{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("still there: %w", err)
-	})
+	mirrorGone(t, k8s, rm.Name)
 	after := testutil.Snapshot(t, certsDir)
 	delete(after, ".regwire/owned.json")
 	for k := range after {
@@ -359,6 +339,40 @@ func mirrorReady(t *testing.T, k8s client.Client, name string) {
 			return fmt.Errorf("Ready %+v (generation %d)", c, rm.Generation)
 		}
 		return nil
+	})
+}
+
+// syncImage creates the ImageSync, waits until it is Ready, and checks that it copied one
+// tag as digest (the zero hash: any).
+func syncImage(t *testing.T, k8s client.Client, is *v1alpha1.ImageSync, timeout time.Duration, digest v1.Hash) {
+	t.Helper()
+	ctx := context.Background()
+	if err := k8s.Create(ctx, is); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, timeout, "ImageSync "+is.Name+" Ready", func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
+			return err
+		}
+		if !apimeta.IsStatusConditionTrue(is.Status.Conditions, v1alpha1.ConditionReady) {
+			return fmt.Errorf("conditions %+v images %+v", is.Status.Conditions, is.Status.Images)
+		}
+		return nil
+	})
+	if digest != (v1.Hash{}) && (len(is.Status.Images) != 1 || is.Status.Images[0].TargetDigest != digest.String()) {
+		t.Fatalf("ImageSync copied %+v, want %s", is.Status.Images, digest)
+	}
+}
+
+// mirrorGone waits until the RegistryMirror is deleted (its finalizer done).
+func mirrorGone(t *testing.T, k8s client.Client, name string) {
+	t.Helper()
+	testutil.Eventually(t, time.Minute, "RegistryMirror "+name+" gone", func() error {
+		err := k8s.Get(context.Background(), client.ObjectKey{Name: name}, &v1alpha1.RegistryMirror{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there: %w", err)
 	})
 }
 
@@ -502,21 +516,7 @@ func pullAtTheBasePath(t *testing.T, k8s client.Client, priv *privateRegistry, c
 			Target: v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: rm.Name}, Repository: "hello"},
 		},
 	}
-	if err := k8s.Create(ctx, is); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, 2*time.Minute, "ImageSync hello-base-path Ready", func() error {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
-			return err
-		}
-		if !apimeta.IsStatusConditionTrue(is.Status.Conditions, v1alpha1.ConditionReady) {
-			return fmt.Errorf("conditions %+v images %+v", is.Status.Conditions, is.Status.Images)
-		}
-		return nil
-	})
-	if len(is.Status.Images) != 1 || is.Status.Images[0].TargetDigest != digest.String() {
-		t.Fatalf("ImageSync copied %+v, want %s", is.Status.Images, digest)
-	}
+	syncImage(t, k8s, is, 2*time.Minute, digest)
 	user, pass := pullSecretCredentials(t, k8s, "nexus-base-path-pull", host)
 	image := host + "/hello:1.0"
 	pullThrough(t, priv, ctrd, image, user, pass, "GET /repository/apps-docker/v2/token?", " /repository/apps-docker/v2/hello/manifests/1.0")
@@ -531,11 +531,5 @@ func pullAtTheBasePath(t *testing.T, k8s client.Client, priv *privateRegistry, c
 			t.Fatal(err)
 		}
 	}
-	testutil.Eventually(t, time.Minute, "RegistryMirror "+rm.Name+" gone", func() error {
-		err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), &v1alpha1.RegistryMirror{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("still there: %w", err)
-	})
+	mirrorGone(t, k8s, rm.Name)
 }

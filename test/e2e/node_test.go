@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -214,18 +215,7 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 			Target: v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: rm.Name}, Repository: "my-docker/hello"},
 		},
 	}
-	if err := k8s.Create(ctx, is); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, 3*time.Minute, "ImageSync Ready", func() error {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
-			return err
-		}
-		if !apimeta.IsStatusConditionTrue(is.Status.Conditions, v1alpha1.ConditionReady) {
-			return fmt.Errorf("conditions %+v", is.Status.Conditions)
-		}
-		return nil
-	})
+	syncImage(t, k8s, is, 3*time.Minute, v1.Hash{})
 
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "hello"},
