@@ -391,24 +391,19 @@ type DockerHosted struct {
 }
 
 // AddDockerHosted adds a repository as an administrator would have created it, without
-// the REST API (whose contract tests are elsewhere). PathEnabled is dropped on versions
-// before 3.83.0, as Nexus does.
+// the REST API (whose contract tests are elsewhere), stored as a create through the API
+// would store it (PathEnabled dropped before 3.83.0).
 func (s *Server) AddDockerHosted(r DockerHosted) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r.WritePolicy == "" {
 		r.WritePolicy = "ALLOW"
 	}
-	docker := map[string]any{"v1Enabled": false, "forceBasicAuth": r.ForceBasicAuth}
-	if r.PathEnabled && s.keepsPathEnabled() {
-		docker["pathEnabled"] = true
-	}
-	raw, _ := json.Marshal(map[string]any{
-		"name": r.Name, "online": true, "format": "docker", "type": "hosted",
+	s.repos[strings.ToLower(r.Name)] = s.answer(map[string]any{
+		"name": r.Name, "online": true,
 		"storage": map[string]any{"blobStoreName": "default", "strictContentTypeValidation": true, "writePolicy": r.WritePolicy, "latestPolicy": r.LatestPolicy},
-		"docker":  docker,
-	})
-	s.repos[strings.ToLower(r.Name)] = raw
+		"docker":  map[string]any{"v1Enabled": false, "forceBasicAuth": r.ForceBasicAuth, "pathEnabled": r.PathEnabled},
+	}, "localhost:8081")
 }
 
 // ActivateRealm adds a realm to the active ones, as an administrator would.

@@ -297,7 +297,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			validation(w, "name", "Name is already used, must be unique (ignoring case)")
 			return
 		}
-		s.repos[strings.ToLower(*repo.Name)] = s.answer(body, r)
+		s.repos[strings.ToLower(*repo.Name)] = s.answer(body, r.Host)
 		w.WriteHeader(http.StatusCreated)
 	case strings.HasPrefix(p, pathHosted+"/"):
 		name := strings.TrimPrefix(p, pathHosted+"/")
@@ -331,7 +331,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			validation(w, "name", "Renaming a repository is not supported")
 			return
 		}
-		s.repos[strings.ToLower(name)] = s.answer(body, r)
+		s.repos[strings.ToLower(name)] = s.answer(body, r.Host)
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		http.NotFound(w, r)
@@ -396,8 +396,8 @@ func (s *Server) valid(w http.ResponseWriter, r *dockerHosted) bool {
 }
 
 // answer is what a GET returns for a stored repository: what the request set, less what
-// this version does not know, plus the fields Nexus adds.
-func (s *Server) answer(body map[string]any, req *http.Request) json.RawMessage {
+// this version does not know, plus the fields Nexus adds (its URL on host).
+func (s *Server) answer(body map[string]any, host string) json.RawMessage {
 	if st, ok := body["storage"].(map[string]any); ok {
 		if wp, ok := st["writePolicy"].(string); ok {
 			st["writePolicy"] = strings.ToUpper(wp)
@@ -407,7 +407,7 @@ func (s *Server) answer(body map[string]any, req *http.Request) json.RawMessage 
 		delete(d, "pathEnabled")
 	}
 	body["format"], body["type"] = "docker", "hosted"
-	body["url"] = "http://" + req.Host + "/repository/" + body["name"].(string)
+	body["url"] = "http://" + host + "/repository/" + body["name"].(string)
 	out, _ := json.Marshal(body)
 	return out
 }
