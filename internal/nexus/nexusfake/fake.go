@@ -294,6 +294,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if _, exists := s.repos[strings.ToLower(*repo.Name)]; exists {
+			// The @Unique…Name validators' message (nexus-public coreui UniqueBlobStoreName
+			// has the same default).
 			validation(w, "name", "Name is already used, must be unique (ignoring case)")
 			return
 		}
@@ -364,18 +366,21 @@ type dockerHosted struct {
 }
 
 // repoName is Nexus's rule for repository names: a letter, digit or hyphen first, then
-// letters, digits, underscores, hyphens and dots.
+// letters, digits, underscores, hyphens and dots (nexus-public RepositoryXO's @Pattern,
+// whose message valid answers).
 var repoName = regexp.MustCompile(`^[a-zA-Z0-9\-][a-zA-Z0-9_\-.]*$`)
 
 // valid checks what Nexus checks, answering its 400 when something is wrong.
 func (s *Server) valid(w http.ResponseWriter, r *dockerHosted) bool {
 	switch {
 	case r.Name == nil || *r.Name == "":
+		// Bean validation's default messages (@NotEmpty, @NotNull) from here on.
 		validation(w, "name", "must not be empty")
 	case !repoName.MatchString(*r.Name):
 		validation(w, "name", "Only letters, digits, underscores(_), hyphens(-), and dots(.) are allowed and may not start with underscore or dot.")
 	case s.keepsPathEnabled() && strings.ToLower(*r.Name) != *r.Name:
-		// Versions with path-based routing refuse upper case in docker repository names.
+		// Versions with path-based routing refuse upper case in docker repository names
+		// (facts.md "Nexus as it really behaves"; the docker format is not in nexus-public).
 		validation(w, "name", "Docker repository names must be lowercase to support path-based routing")
 	case r.Online == nil:
 		validation(w, "online", "must not be null")
