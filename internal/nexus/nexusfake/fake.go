@@ -391,6 +391,7 @@ func (s *Server) valid(w http.ResponseWriter, r *dockerHosted) bool {
 		// Nexus's text was found in nexus-public).
 		validation(w, "storage.blobStoreName", fmt.Sprintf("Blob store '%s' does not exist", r.Storage.BlobStoreName))
 	case !slices.Contains([]string{"ALLOW", "ALLOW_ONCE", "DENY"}, strings.ToUpper(r.Storage.WritePolicy)):
+		// The fake's own wording, as for the two below: no test asserts them.
 		validation(w, "storage.writePolicy", "must be one of ALLOW, ALLOW_ONCE, DENY")
 	case r.Docker == nil || r.Docker.V1Enabled == nil || r.Docker.ForceBasicAuth == nil:
 		validation(w, "docker", "v1Enabled and forceBasicAuth must not be null")
