@@ -69,8 +69,9 @@ type Reconciler struct {
 	Now func() time.Time
 
 	runner *syncRunner
-	// failures counts the consecutive failed runs of each ImageSync, for retryAfterFailure.
-	failures sync.Map // types.NamespacedName → int
+	// failures counts the consecutive failed runs of each ImageSync's generation, for
+	// retryAfterFailure.
+	failures sync.Map // types.NamespacedName → failureCount
 	// cache is what the copies of all ImageSyncs remember: blobs in target repositories
 	// (mounted rather than uploaded again) and the manifests of indexes.
 	cache *engine.Cache
@@ -293,7 +294,7 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 	if run := r.runner.collect(key, is.Generation); run != nil {
 		next := run.finished.Add(interval)
 		if r.record(ctx, is, run) {
-			next = run.finished.Add(r.retryAfterFailure(key, interval))
+			next = run.finished.Add(r.retryAfterFailure(key, is.Generation, interval))
 		} else {
 			r.failures.Delete(key)
 		}
@@ -429,13 +430,19 @@ const (
 	failureRetryMax  = 10 * time.Minute
 )
 
-// retryAfterFailure counts a failed run of key and says when to try again.
-func (r *Reconciler) retryAfterFailure(key types.NamespacedName, interval time.Duration) time.Duration {
+type failureCount struct {
+	generation int64
+	n          int
+}
+
+// retryAfterFailure counts a failed run of key's generation and says when to try again; a
+// new generation (the user changed the spec) starts the count again.
+func (r *Reconciler) retryAfterFailure(key types.NamespacedName, generation int64, interval time.Duration) time.Duration {
 	n := 0
-	if v, ok := r.failures.Load(key); ok {
-		n = v.(int)
+	if v, ok := r.failures.Load(key); ok && v.(failureCount).generation == generation {
+		n = v.(failureCount).n
 	}
-	r.failures.Store(key, n+1)
+	r.failures.Store(key, failureCount{generation: generation, n: n + 1})
 	return min(failureRetryBase<<min(n, 6), failureRetryMax, interval)
 }
 

@@ -205,13 +205,16 @@ func TestFailedCopiesAreRetriedSoonerThanTheInterval(t *testing.T) {
 	key := types.NamespacedName{Namespace: "default", Name: "x"}
 	var got []time.Duration
 	for range 8 {
-		got = append(got, r.retryAfterFailure(key, time.Hour))
+		got = append(got, r.retryAfterFailure(key, 1, time.Hour))
 	}
 	want := []time.Duration{15 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 10 * time.Minute, 10 * time.Minute}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("retries after consecutive failures %v, want %v", got, want)
 	}
-	if d := r.retryAfterFailure(types.NamespacedName{Name: "short"}, 5*time.Second); d != 5*time.Second {
+	if d := r.retryAfterFailure(types.NamespacedName{Name: "short"}, 1, 5*time.Second); d != 5*time.Second {
 		t.Errorf("with a 5s interval the retry is %s, want the interval", d)
+	}
+	if d := r.retryAfterFailure(key, 2, time.Hour); d != 15*time.Second {
+		t.Errorf("the first failure of a new generation is retried after %s, want 15s", d)
 	}
 }
