@@ -79,6 +79,14 @@ const (
 	ReasonApplying ConditionReason = "Applying"
 	// ReasonHostConflict: another RegistryMirror claims the same host and wins.
 	ReasonHostConflict ConditionReason = "HostConflict"
+	// ReasonRuntimeUnsupported: the node's container runtime cannot express what the mirror
+	// asks for (a CRI-O mirror path other than /v2/<namespace>, _default outside containerd,
+	// mirrorOf or insecure registries on Docker Engine); nothing is written for it.
+	ReasonRuntimeUnsupported ConditionReason = "RuntimeUnsupported"
+	// ReasonConfigPathNotSet: the node's containerd does not read the registry host
+	// directory regwire writes (no config_path for its CRI registry); the message names the
+	// file and the line to add.
+	ReasonConfigPathNotSet ConditionReason = "ConfigPathNotSet"
 	// ReasonWaitingForNodes: the mirror is being deleted and waits until every node has
 	// removed its files.
 	ReasonWaitingForNodes ConditionReason = "WaitingForNodes"

@@ -50,11 +50,29 @@ const (
 	NexusDockerAuthToken NexusDockerAuth = "Token"
 )
 
+// ContainerRuntime is a container runtime whose own registry configuration the node agent
+// writes.
+// +kubebuilder:validation:Enum=containerd;crio;docker
+type ContainerRuntime string
+
+const (
+	// RuntimeContainerd: <config_path>/<host>/hosts.toml and ca.crt (containerd's hosts.md).
+	RuntimeContainerd ContainerRuntime = "containerd"
+	// RuntimeCRIO: a registries.conf.d drop-in and certs.d/<host>/ca.crt under
+	// /etc/containers (containers-registries.conf.d(5), containers-certs.d(5)), which CRI-O,
+	// podman, skopeo and buildah read.
+	RuntimeCRIO ContainerRuntime = "crio"
+	// RuntimeDocker: /etc/docker/certs.d/<host>/ca.crt, Docker Engine's per-registry trust,
+	// read on each connection without a daemon restart.
+	RuntimeDocker ContainerRuntime = "docker"
+)
+
 // RegistryMirrorSpec is the desired wiring of the cluster to one private registry.
 //
 // +kubebuilder:validation:XValidation:rule=`!has(self.endpoint) || !self.endpoint.startsWith('http://') || (has(self.insecureSkipVerify) && self.insecureSkipVerify)`,message="endpoint must use https://; plain http:// is only allowed together with insecureSkipVerify: true",fieldPath=".endpoint"
 // +kubebuilder:validation:XValidation:rule=`!(has(self.caBundle) && has(self.caFrom))`,message="set caBundle or caFrom, not both",fieldPath=".caFrom"
 // +kubebuilder:validation:XValidation:rule=`!has(self.mirrorOf) || self.mirrorOf.all(m, m.host != self.host)`,message="mirrorOf must not list the registry's own host",fieldPath=".mirrorOf"
+// +kubebuilder:validation:XValidation:rule=`!has(self.skipFallback) || !self.skipFallback || (has(self.mirrorOf) && size(self.mirrorOf) > 0)`,message="skipFallback keeps nodes from contacting the upstreams of mirrorOf; list them in mirrorOf (e.g. host: docker.io) or remove skipFallback",fieldPath=".skipFallback"
 // +kubebuilder:validation:XValidation:rule=`!has(self.pullSecrets) || has(self.credentialsSecretRef)`,message="pullSecrets needs credentialsSecretRef: pull secrets are built from those credentials",fieldPath=".pullSecrets"
 type RegistryMirrorSpec struct {
 	// host is the registry as image references name it, optionally with :port, e.g.
@@ -107,12 +125,34 @@ type RegistryMirrorSpec struct {
 
 	// mirrorOf lists upstream registries (such as docker.io) that this registry mirrors,
 	// for example through a Nexus proxy repository. Nodes then try this registry first and
-	// fall back to the upstream.
+	// fall back to the upstream, unless skipFallback is set. The host _default stands for
+	// every registry that no other host configuration names (containerd's _default
+	// directory; CRI-O and Docker cannot express it).
 	// +optional
 	// +listType=map
 	// +listMapKey=host
 	// +kubebuilder:validation:MaxItems=32
 	MirrorOf []UpstreamMirror `json:"mirrorOf,omitempty"`
+
+	// skipFallback makes nodes pull the images of the mirrorOf upstreams from this registry
+	// only: when it cannot serve a pull, the pull fails instead of going to the upstream
+	// (the air-gap guarantee, OpenShift's NeverContactSource). In containerd's format the
+	// mirror becomes the host's server; in CRI-O's the upstream is blocked, leaving its
+	// mirrors. Default false: the upstream is the fallback.
+	// +optional
+	SkipFallback bool `json:"skipFallback,omitempty"`
+
+	// runtimes are the container runtimes whose registry configuration the node agent
+	// writes on each selected node. Empty (the default) means the node's own runtime, as
+	// its status.nodeInfo.containerRuntimeVersion names it (containerd://, cri-o://,
+	// docker://). List several for nodes where more than one runtime pulls images, e.g.
+	// [containerd, docker] on a CI node whose jobs run docker. The agent reports a runtime
+	// that cannot express the mirror (CRI-O with a non-/v2 path; Docker with mirrorOf)
+	// with reason RuntimeUnsupported instead of writing half of it.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=3
+	Runtimes []ContainerRuntime `json:"runtimes,omitempty"`
 
 	// capabilities are what containerd may do with this registry. Defaults to pull and
 	// resolve; push is only useful for nodes that push.
@@ -168,9 +208,10 @@ type CASource struct {
 
 // UpstreamMirror is an upstream registry that a RegistryMirror mirrors.
 type UpstreamMirror struct {
-	// host is the upstream as image references name it, e.g. docker.io or ghcr.io.
+	// host is the upstream as image references name it, e.g. docker.io or ghcr.io, or
+	// _default for every registry no other host configuration names.
 	// +required
-	Host RegistryHost `json:"host"`
+	Host UpstreamHost `json:"host"`
 
 	// path is the URL path on the mirror's endpoint host that serves this upstream's
 	// registry API, rendered with containerd's override_path; e.g. /v2/docker-proxy for a

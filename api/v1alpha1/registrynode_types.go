@@ -17,6 +17,11 @@ type RegistryNodeStatus struct {
 	// +optional
 	AgentVersion string `json:"agentVersion,omitempty"`
 
+	// runtime is the node's own container runtime, from its
+	// status.nodeInfo.containerRuntimeVersion; empty when the agent does not know it.
+	// +optional
+	Runtime ContainerRuntime `json:"runtime,omitempty"`
+
 	// configHash is a digest of every file and /etc/hosts line the agent applied.
 	// +optional
 	ConfigHash string `json:"configHash,omitempty"`
@@ -43,8 +48,15 @@ type NodeMirrorStatus struct {
 	// +optional
 	AppliedHash string `json:"appliedHash,omitempty"`
 
-	// reason is a CamelCase cause when the mirror is not applied: ApplyFailed or
-	// HostConflict.
+	// runtimes are the container runtimes whose configuration the node holds for the
+	// mirror.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=3
+	Runtimes []ContainerRuntime `json:"runtimes,omitempty"`
+
+	// reason is a CamelCase cause when the mirror is not applied or not used:
+	// ApplyFailed, HostConflict, RuntimeUnsupported or ConfigPathNotSet.
 	// +optional
 	Reason ConditionReason `json:"reason,omitempty"`
 

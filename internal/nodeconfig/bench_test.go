@@ -24,7 +24,7 @@ func BenchmarkRender(b *testing.B) {
 				Spec: v1alpha1.RegistryMirrorSpec{
 					Host:        v1alpha1.RegistryHost(host),
 					Endpoint:    "https://" + host + "/repository/docker/v2",
-					MirrorOf:    []v1alpha1.UpstreamMirror{{Host: v1alpha1.RegistryHost(fmt.Sprintf("upstream-%d.example", i)), Path: "/v2/proxy"}},
+					MirrorOf:    []v1alpha1.UpstreamMirror{{Host: v1alpha1.UpstreamHost(fmt.Sprintf("upstream-%d.example", i)), Path: "/v2/proxy"}},
 					HostAliases: []v1alpha1.HostAlias{{IP: "10.0.0.1", Hostnames: []v1alpha1.Hostname{v1alpha1.Hostname(fmt.Sprintf("registry-%d.example", i))}}},
 				},
 			}

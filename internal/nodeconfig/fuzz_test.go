@@ -41,7 +41,7 @@ func FuzzRender(f *testing.F) {
 	f.Fuzz(func(t *testing.T, host, endpoint, upstream, upPath, ip, alias string, insecure bool) {
 		m := nodeconfig.Mirror{Name: "m", Spec: v1alpha1.RegistryMirrorSpec{
 			Host: v1alpha1.RegistryHost(host), Endpoint: endpoint, InsecureSkipVerify: insecure,
-			MirrorOf:    []v1alpha1.UpstreamMirror{{Host: v1alpha1.RegistryHost(upstream), Path: upPath}},
+			MirrorOf:    []v1alpha1.UpstreamMirror{{Host: v1alpha1.UpstreamHost(upstream), Path: upPath}},
 			HostAliases: []v1alpha1.HostAlias{{IP: ip, Hostnames: []v1alpha1.Hostname{v1alpha1.Hostname(alias)}}},
 		}}
 		c := nodeconfig.Render([]nodeconfig.Mirror{m})

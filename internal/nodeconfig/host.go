@@ -4,9 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/regwire/regwire/api/v1alpha1"
 )
 
 // ValidateHost checks a registry host as image references name it: a lowercase DNS name,
@@ -106,4 +110,43 @@ func ShadowDir(host string) string {
 		return host[:i] + "_" + host[i+1:] + "_"
 	}
 	return ""
+}
+
+// CheckPath refuses any path, relative to rt's root, that is not one regwire renders for
+// rt: <host>/hosts.toml and <host>/ca.crt for containerd (with _default as a host);
+// registries.conf.d/regwire-<mirror>.conf and certs.d/<host>/ca.crt for CRI-O;
+// <host>/ca.crt for Docker. The agent checks every write and its ownership record with
+// it, so nothing outside the runtime's registry files is ever touched.
+func CheckPath(rt v1alpha1.ContainerRuntime, p string) error {
+	dir, file := path.Split(p)
+	dir = strings.TrimSuffix(dir, "/")
+	hostFile := func(dir string, files ...string) error {
+		if dir != string(v1alpha1.DefaultHost) || rt != v1alpha1.RuntimeContainerd {
+			if _, err := HostDir(dir); err != nil {
+				return fmt.Errorf("refusing to write %q: %w", p, err)
+			}
+		}
+		if !slices.Contains(files, file) {
+			return fmt.Errorf("refusing to write %q: only %s are written there", p, strings.Join(files, " and "))
+		}
+		return nil
+	}
+	switch rt {
+	case v1alpha1.RuntimeContainerd, "":
+		return hostFile(dir, HostsFile, CAFile)
+	case v1alpha1.RuntimeDocker:
+		return hostFile(dir, CAFile)
+	case v1alpha1.RuntimeCRIO:
+		if dir == DropInDir {
+			if !strings.HasPrefix(file, dropInPrefix) || !strings.HasSuffix(file, ".conf") || !filepath.IsLocal(file) || strings.ContainsAny(file, "\\\x00") {
+				return fmt.Errorf("refusing to write %q: only %s*.conf drop-ins are written in %s", p, dropInPrefix, DropInDir)
+			}
+			return nil
+		}
+		if host, ok := strings.CutPrefix(dir, CertsDir+"/"); ok {
+			return hostFile(host, CAFile)
+		}
+		return fmt.Errorf("refusing to write %q: only %s/ drop-ins and %s/<host>/ files are written", p, DropInDir, CertsDir)
+	}
+	return fmt.Errorf("refusing to write %q: unknown container runtime %q", p, rt)
 }

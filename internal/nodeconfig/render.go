@@ -12,11 +12,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/netip"
 	"net/url"
 	"path"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,19 +49,25 @@ type Mirror struct {
 	CA []byte
 }
 
-// Config is everything one node needs.
+// Config is everything one node needs in one runtime's format.
 type Config struct {
-	// Files maps slash-separated paths relative to containerd's config_path to contents.
+	// Runtime is the format of Files.
+	Runtime v1alpha1.ContainerRuntime
+	// Files maps slash-separated paths relative to the runtime's root (containerd's
+	// config_path, /etc/containers for CRI-O, /etc/docker/certs.d for Docker) to contents.
 	Files map[string][]byte
-	// Owners maps each host directory to the RegistryMirror that owns it.
+	// Owners maps each host a mirror claims to the RegistryMirror that has it.
 	Owners map[string]string
 	// HostsEntries are the /etc/hosts lines, in a stable order.
 	HostsEntries []HostsEntry
-	// Conflicts lists host directories claimed by more than one mirror, for the losers.
+	// Conflicts lists hosts (or files) claimed by more than one mirror, for the losers.
 	Conflicts []Conflict
 	// Errors lists mirrors that could not be rendered; their files are left out, so the
 	// agent keeps the last good ones.
 	Errors []MirrorError
+
+	// fileOwner maps each path of Files to the RegistryMirror it is for.
+	fileOwner map[string]string
 }
 
 // HostsEntry is one /etc/hosts line.
@@ -84,6 +92,9 @@ type MirrorError struct {
 	Mirror string
 	Field  string
 	Err    error
+	// Reason is ApplyFailed for unsafe input, RuntimeUnsupported for what the runtime's
+	// format cannot express.
+	Reason v1alpha1.ConditionReason
 }
 
 func (e MirrorError) Error() string {
@@ -93,7 +104,7 @@ func (e MirrorError) Error() string {
 // hostsFile is containerd's hosts.toml: the top-level table configures server, the
 // fallback tried last; [host."URL"] tables are tried first, in file order.
 type hostsFile struct {
-	Server string `toml:"server"`
+	Server string `toml:"server,omitempty"`
 	hostEntry
 	// Host is always written, empty when there are no host entries: containerd 1.6 refuses
 	// a hosts.toml without a host table ("invalid `host` tree", core/remotes/docker/config
@@ -109,7 +120,7 @@ type hostEntry struct {
 	OverridePath bool     `toml:"override_path,omitempty"`
 }
 
-// claim is a mirror's wish to own one host directory.
+// claim is a mirror's wish to own one host.
 type claim struct {
 	mirror *Mirror
 	host   string
@@ -118,10 +129,14 @@ type claim struct {
 	path     string
 }
 
-// Render computes the node configuration for mirrors. Mirrors with unsafe input are
-// reported in Config.Errors and left out; the rest render. Render never fails as a whole.
-func Render(mirrors []Mirror) *Config {
-	c := &Config{Files: map[string][]byte{}, Owners: map[string]string{}}
+// Render computes the node configuration for mirrors in containerd's format.
+func Render(mirrors []Mirror) *Config { return RenderFor(v1alpha1.RuntimeContainerd, mirrors) }
+
+// RenderFor computes the node configuration for mirrors in rt's format. Mirrors with
+// unsafe input, or asking for what rt cannot express, are reported in Config.Errors and
+// left out; the rest render. RenderFor never fails as a whole.
+func RenderFor(rt v1alpha1.ContainerRuntime, mirrors []Mirror) *Config {
+	c := &Config{Runtime: rt, Files: map[string][]byte{}, Owners: map[string]string{}, fileOwner: map[string]string{}}
 	sorted := make([]*Mirror, 0, len(mirrors))
 	for i := range mirrors {
 		sorted = append(sorted, &mirrors[i])
@@ -129,10 +144,15 @@ func Render(mirrors []Mirror) *Config {
 	slices.SortFunc(sorted, func(a, b *Mirror) int {
 		return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.Name, b.Name))
 	})
+	em := emitterFor(rt)
 
 	var claims []claim
 	for _, m := range sorted {
 		if err := check(m); err != nil {
+			c.Errors = append(c.Errors, *err)
+			continue
+		}
+		if err := em.supports(m); err != nil {
 			c.Errors = append(c.Errors, *err)
 			continue
 		}
@@ -151,13 +171,71 @@ func Render(mirrors []Mirror) *Config {
 
 	// Own hosts first, then upstream claims; within each, the oldest mirror first.
 	sort.SliceStable(claims, func(i, j int) bool { return !claims[i].upstream && claims[j].upstream })
+	won := map[*Mirror][]claim{}
+	var order []*Mirror
 	for _, cl := range claims {
-		dir := cl.host // checked by check
-		if owner, taken := c.Owners[dir]; taken {
-			c.Conflicts = append(c.Conflicts, Conflict{Mirror: cl.mirror.Name, Dir: dir, Winner: owner})
+		if owner, taken := c.Owners[cl.host]; taken {
+			c.Conflicts = append(c.Conflicts, Conflict{Mirror: cl.mirror.Name, Dir: cl.host, Winner: owner})
 			continue
 		}
-		c.Owners[dir] = cl.mirror.Name
+		c.Owners[cl.host] = cl.mirror.Name
+		if won[cl.mirror] == nil {
+			order = append(order, cl.mirror)
+		}
+		won[cl.mirror] = append(won[cl.mirror], cl)
+	}
+	slices.SortFunc(order, func(a, b *Mirror) int {
+		return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.Name, b.Name))
+	})
+	for _, m := range order {
+		em.emit(c, m, won[m])
+	}
+	return c
+}
+
+// add puts a file of mirror into c. A path another mirror already has keeps its owner:
+// with the same content the mirrors share it; otherwise the later mirror has a conflict.
+func (c *Config) add(mirror, p string, data []byte) {
+	if owner, ok := c.fileOwner[p]; ok && owner != mirror {
+		if !bytes.Equal(c.Files[p], data) {
+			c.Conflicts = append(c.Conflicts, Conflict{Mirror: mirror, Dir: path.Dir(p), Winner: owner})
+		}
+		return
+	}
+	c.Files[p] = data
+	c.fileOwner[p] = mirror
+}
+
+// emitter writes claims in one runtime's format.
+type emitter interface {
+	// supports refuses a mirror the format cannot express.
+	supports(m *Mirror) *MirrorError
+	// emit adds the files for the claims m won.
+	emit(c *Config, m *Mirror, claims []claim)
+}
+
+func emitterFor(rt v1alpha1.ContainerRuntime) emitter {
+	switch rt {
+	case v1alpha1.RuntimeCRIO:
+		return crioEmitter{}
+	case v1alpha1.RuntimeDocker:
+		return dockerEmitter{}
+	}
+	return containerdEmitter{}
+}
+
+// unsupported is a MirrorError for what a runtime's format cannot express.
+func unsupported(m *Mirror, field, format string, args ...any) *MirrorError {
+	return &MirrorError{Mirror: m.Name, Field: field, Err: fmt.Errorf(format, args...), Reason: v1alpha1.ReasonRuntimeUnsupported}
+}
+
+// containerdEmitter writes <host>/hosts.toml and <host>/ca.crt (containerd's hosts.md).
+type containerdEmitter struct{}
+
+func (containerdEmitter) supports(*Mirror) *MirrorError { return nil }
+
+func (containerdEmitter) emit(c *Config, m *Mirror, claims []claim) {
+	for _, cl := range claims {
 		var hf hostsFile
 		if cl.upstream {
 			hf = upstreamHostsFile(cl)
@@ -168,12 +246,11 @@ func Render(mirrors []Mirror) *Config {
 		if err != nil { // typed structs of strings and bools always marshal
 			panic(err)
 		}
-		c.Files[path.Join(dir, HostsFile)] = append(header(cl.mirror.Name), data...)
-		if usesCA(cl.mirror) {
-			c.Files[path.Join(dir, CAFile)] = normalizePEM(cl.mirror.CA)
+		c.add(m.Name, path.Join(cl.host, HostsFile), append(header(m.Name), data...))
+		if usesCA(m) {
+			c.add(m.Name, path.Join(cl.host, CAFile), normalizePEM(m.CA))
 		}
 	}
-	return c
 }
 
 func header(mirror string) []byte {
@@ -199,6 +276,16 @@ func upstreamHostsFile(cl claim) hostsFile {
 	}
 	e := entry(cl.mirror)
 	e.OverridePath = p != ""
+	if cl.mirror.Spec.SkipFallback {
+		// The mirror is the only host: containerd appends the server as the last host to
+		// try and fills an empty one with the upstream (ConfigureHosts), so the mirror must
+		// be the server itself for the upstream never to be contacted.
+		return hostsFile{Server: server, hostEntry: e, Host: map[string]hostEntry{}}
+	}
+	if cl.host == string(v1alpha1.DefaultHost) {
+		// No server: containerd falls back to the registry the image names.
+		return hostsFile{Host: map[string]hostEntry{server: e}}
+	}
 	upstream := "https://" + cl.host
 	if cl.host == "docker.io" {
 		upstream = "https://" + dockerHubHost
@@ -253,7 +340,7 @@ func endpoint(m *Mirror) (string, string) {
 // check refuses input a node must never act on, whatever admission let through.
 func check(m *Mirror) *MirrorError {
 	fail := func(field string, err error) *MirrorError {
-		return &MirrorError{Mirror: m.Name, Field: field, Err: err}
+			return &MirrorError{Mirror: m.Name, Field: field, Err: err, Reason: v1alpha1.ReasonApplyFailed}
 	}
 	if _, err := HostDir(string(m.Spec.Host)); err != nil {
 		return fail("spec.host", err)
@@ -265,7 +352,9 @@ func check(m *Mirror) *MirrorError {
 	}
 	for i, u := range m.Spec.MirrorOf {
 		field := fmt.Sprintf("spec.mirrorOf[%d]", i)
-		if _, err := HostDir(string(u.Host)); err != nil {
+		if u.Host == v1alpha1.DefaultHost {
+			// containerd's own directory name for every other registry.
+		} else if _, err := HostDir(string(u.Host)); err != nil {
 			return fail(field+".host", err)
 		}
 		if u.Path != "" {
@@ -349,20 +438,14 @@ func normalizePEM(b []byte) []byte {
 }
 
 // FileOwners maps each file path to the RegistryMirror it was rendered for.
-func (c *Config) FileOwners() map[string]string {
-	out := make(map[string]string, len(c.Files))
-	for p := range c.Files {
-		out[p] = c.Owners[path.Dir(p)]
-	}
-	return out
-}
+func (c *Config) FileOwners() map[string]string { return maps.Clone(c.fileOwner) }
 
 // MirrorHash is a stable digest of what the configuration holds for one mirror: the files
 // of the host directories it owns and its hosts lines. "" when it holds nothing for it.
 func (c *Config) MirrorHash(mirror string) string {
 	sub := &Config{Files: map[string][]byte{}}
 	for p, data := range c.Files {
-		if c.Owners[path.Dir(p)] == mirror {
+		if c.fileOwner[p] == mirror {
 			sub.Files[p] = data
 		}
 	}
@@ -399,3 +482,9 @@ func (c *Config) Hash() string {
 func isPathRune(r rune) bool {
 	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._~-", r)
 }
+
+func errf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func cmpOr(a, b string) string { return cmp.Or(a, b) }

@@ -40,6 +40,22 @@ type scenario struct {
 	hosts     map[string][]expectHost
 	conflicts []nodeconfig.Conflict
 	errors    []string
+	// crio maps an image reference to the sources containers/image (CRI-O, podman,
+	// skopeo) pulls it from, in order, leaving out blocked ones.
+	crio map[string][]expectSource
+	// crioErrors and dockerErrors are the mirrors CRI-O's and Docker's formats refuse.
+	crioErrors, dockerErrors []string
+	// docker maps a registry host to the server name its certs.d CA must verify.
+	docker map[string]string
+}
+
+// expectSource is one place containers/image tries for an image.
+type expectSource struct {
+	ref string
+	// verifies is a server name whose certificate, issued by the scenario's CA, the
+	// source's certs.d directory must make trusted ("" when none is configured).
+	verifies string
+	insecure bool
 }
 
 func mirror(name, host string, mutate func(*nodeconfig.Mirror)) nodeconfig.Mirror {
@@ -51,6 +67,11 @@ func mirror(name, host string, mutate func(*nodeconfig.Mirror)) nodeconfig.Mirro
 }
 
 const pullResolve = docker.HostCapabilityPull | docker.HostCapabilityResolve
+
+var unsafeErrors = []string{
+	`RegistryMirror bad-path: spec.mirrorOf[0].path: path "/v2/../../x" must not contain '.' or '..' segments`,
+	`RegistryMirror escape: spec.host: host "../../etc": must not contain '/' or '\'`,
+}
 
 var scenarios = []scenario{
 	{
@@ -65,6 +86,8 @@ var scenarios = []scenario{
 		hosts: map[string][]expectHost{
 			"nexus.local": {{scheme: "https", host: "nexus.local", path: "/v2", caps: pullResolve, verifies: "nexus.local"}},
 		},
+		crio:   map[string][]expectSource{"nexus.local/my-docker/hello:1.0": {{ref: "nexus.local/my-docker/hello:1.0", verifies: "nexus.local"}}},
+		docker: map[string]string{"nexus.local": "nexus.local"},
 	},
 	{
 		name: "a host with a port served from a Nexus repository path",
@@ -77,6 +100,8 @@ var scenarios = []scenario{
 		hosts: map[string][]expectHost{
 			"nexus.local:8443": {{scheme: "https", host: "nexus.local:8443", path: "/repository/my-docker/v2", caps: pullResolve, verifies: "nexus.local"}},
 		},
+		crioErrors:   []string{"RegistryMirror nexus-repo: spec.endpoint: containers-registries.conf(5) names a mirror by host and namespace, which it requests at /v2/<namespace>; path /repository/my-docker/v2 cannot be expressed: serve the repository with path-based routing (/v2/<repository>) or set runtimes to [containerd]"},
+		dockerErrors: []string{"RegistryMirror nexus-repo: spec.endpoint: Docker Engine reaches the registry an image names at https://<host>/v2; endpoint https://nexus.local:8443/repository/my-docker/v2 cannot be expressed: remove docker from runtimes for this mirror"},
 	},
 	{
 		name: "docker.io mirrored through a Nexus proxy repository falls back to Docker Hub",
@@ -97,6 +122,71 @@ var scenarios = []scenario{
 				{scheme: "https", host: "ghcr.io", path: "/v2", caps: docker.HostCapabilityPull | docker.HostCapabilityResolve | docker.HostCapabilityPush | docker.HostCapabilityReferrers},
 			},
 		},
+		crio: map[string][]expectSource{
+			"docker.io/library/hello:1.0": {
+				{ref: "nexus.local/docker-proxy/library/hello:1.0", verifies: "nexus.local"},
+				{ref: "docker.io/library/hello:1.0"},
+			},
+			"ghcr.io/org/app:2": {{ref: "nexus.local/org/app:2", verifies: "nexus.local"}, {ref: "ghcr.io/org/app:2"}},
+		},
+		dockerErrors: []string{"RegistryMirror nexus-proxy: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},
+	},
+	{
+		name: "skipFallback: docker.io is pulled from the mirror only, never from Docker Hub",
+		mirrors: func(ca string) []nodeconfig.Mirror {
+			return []nodeconfig.Mirror{mirror("air-gap", "nexus.local", func(m *nodeconfig.Mirror) {
+				m.CA = []byte(ca)
+				m.Spec.SkipFallback = true
+				m.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: "docker.io", Path: "/v2/docker-proxy"}}
+			})}
+		},
+		hosts: map[string][]expectHost{
+			"docker.io": {{scheme: "https", host: "nexus.local", path: "/v2/docker-proxy", caps: pullResolve, verifies: "nexus.local"}},
+		},
+		crio: map[string][]expectSource{
+			"docker.io/library/hello:1.0": {{ref: "nexus.local/docker-proxy/library/hello:1.0", verifies: "nexus.local"}},
+			"nexus.local/my-docker/hello:1.0": {{ref: "nexus.local/my-docker/hello:1.0", verifies: "nexus.local"}},
+		},
+		dockerErrors: []string{"RegistryMirror air-gap: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},
+	},
+	{
+		name: "_default sends every other registry through the mirror, falling back to each registry",
+		mirrors: func(ca string) []nodeconfig.Mirror {
+			return []nodeconfig.Mirror{mirror("everything", "mirror.local:5000", func(m *nodeconfig.Mirror) {
+				m.CA = []byte(ca)
+				m.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: v1alpha1.DefaultHost}}
+			})}
+		},
+		hosts: map[string][]expectHost{
+			"quay.io": {
+				{scheme: "https", host: "mirror.local:5000", path: "/v2", caps: pullResolve, verifies: "mirror.local"},
+				{scheme: "https", host: "quay.io", path: "/v2", caps: docker.HostCapabilityPull | docker.HostCapabilityResolve | docker.HostCapabilityPush | docker.HostCapabilityReferrers},
+			},
+			"docker.io": {
+				{scheme: "https", host: "mirror.local:5000", path: "/v2", caps: pullResolve, verifies: "mirror.local"},
+				{scheme: "https", host: "registry-1.docker.io", path: "/v2", caps: docker.HostCapabilityPull | docker.HostCapabilityResolve | docker.HostCapabilityPush | docker.HostCapabilityReferrers},
+			},
+			"mirror.local:5000": {{scheme: "https", host: "mirror.local:5000", path: "/v2", caps: pullResolve, verifies: "mirror.local"}},
+		},
+		crioErrors:   []string{"RegistryMirror everything: spec.mirrorOf[0].host: CRI-O's registries.conf has no entry for every registry (_default is containerd's); list the upstream hosts instead, or set runtimes to [containerd]"},
+		dockerErrors: []string{"RegistryMirror everything: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},
+	},
+	{
+		name: "_default with skipFallback: no registry is contacted but the mirror",
+		mirrors: func(ca string) []nodeconfig.Mirror {
+			return []nodeconfig.Mirror{mirror("only-mirror", "mirror.local", func(m *nodeconfig.Mirror) {
+				m.CA = []byte(ca)
+				m.Spec.SkipFallback = true
+				m.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: v1alpha1.DefaultHost}, {Host: "ghcr.io", Path: "/v2/ghcr-proxy"}}
+			})}
+		},
+		hosts: map[string][]expectHost{
+			"quay.io":   {{scheme: "https", host: "mirror.local", path: "/v2", caps: pullResolve, verifies: "mirror.local"}},
+			"docker.io": {{scheme: "https", host: "mirror.local", path: "/v2", caps: pullResolve, verifies: "mirror.local"}},
+			"ghcr.io":   {{scheme: "https", host: "mirror.local", path: "/v2/ghcr-proxy", caps: pullResolve, verifies: "mirror.local"}},
+		},
+		crioErrors:   []string{"RegistryMirror only-mirror: spec.mirrorOf[0].host: CRI-O's registries.conf has no entry for every registry (_default is containerd's); list the upstream hosts instead, or set runtimes to [containerd]"},
+		dockerErrors: []string{"RegistryMirror only-mirror: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},
 	},
 	{
 		name: "plain http with insecureSkipVerify and push renders no TLS settings",
@@ -110,6 +200,8 @@ var scenarios = []scenario{
 		hosts: map[string][]expectHost{
 			"registry.lab:5000": {{scheme: "http", host: "registry.lab:5000", path: "/v2", caps: pullResolve | docker.HostCapabilityPush}},
 		},
+		crio:         map[string][]expectSource{"registry.lab:5000/app:1": {{ref: "registry.lab:5000/app:1", insecure: true}}},
+		dockerErrors: []string{"RegistryMirror lab: spec.insecureSkipVerify: Docker Engine skips TLS verification only for insecure-registries in daemon.json, which regwire does not change; give the CA instead"},
 	},
 	{
 		name: "two mirrors claiming one host: the older wins and the younger is told",
@@ -125,7 +217,10 @@ var scenarios = []scenario{
 		hosts: map[string][]expectHost{
 			"nexus.local": {{scheme: "https", host: "nexus.local", path: "/v2", caps: pullResolve, verifies: "nexus.local"}},
 		},
-		conflicts: []nodeconfig.Conflict{{Mirror: "younger", Dir: "nexus.local", Winner: "older"}},
+		conflicts:    []nodeconfig.Conflict{{Mirror: "younger", Dir: "nexus.local", Winner: "older"}},
+		crio:         map[string][]expectSource{"nexus.local/app:1": {{ref: "nexus.local/app:1", verifies: "nexus.local"}}},
+		docker:       map[string]string{"nexus.local": "nexus.local"},
+		dockerErrors: []string{"RegistryMirror younger: spec.endpoint: Docker Engine reaches the registry an image names at https://<host>/v2; endpoint https://other.example cannot be expressed: remove docker from runtimes for this mirror"},
 	},
 	{
 		name: "a registry's own host beats another mirror's upstream claim",
@@ -140,7 +235,9 @@ var scenarios = []scenario{
 		hosts: map[string][]expectHost{
 			"ghcr.io": {{scheme: "https", host: "ghcr.io", path: "/v2", caps: pullResolve}},
 		},
-		conflicts: []nodeconfig.Conflict{{Mirror: "hub-mirror", Dir: "ghcr.io", Winner: "ghcr"}},
+		conflicts:    []nodeconfig.Conflict{{Mirror: "hub-mirror", Dir: "ghcr.io", Winner: "ghcr"}},
+		crio:         map[string][]expectSource{"ghcr.io/org/app:2": {{ref: "ghcr.io/org/app:2"}}},
+		dockerErrors: []string{"RegistryMirror hub-mirror: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},
 	},
 	{
 		name: "an unsafe mirror is refused while the others still render",
@@ -156,34 +253,53 @@ var scenarios = []scenario{
 		hosts: map[string][]expectHost{
 			"fine.local": {{scheme: "https", host: "fine.local", path: "/v2", caps: pullResolve}},
 		},
-		errors: []string{
-			`RegistryMirror bad-path: spec.mirrorOf[0].path: path "/v2/../../x" must not contain '.' or '..' segments`,
-			`RegistryMirror escape: spec.host: host "../../etc": must not contain '/' or '\'`,
-		},
+		errors:       unsafeErrors,
+		crioErrors:   unsafeErrors,
+		dockerErrors: unsafeErrors,
+		crio:         map[string][]expectSource{"fine.local/app:1": {{ref: "fine.local/app:1"}}},
 	},
+}
+
+func scenarioNamed(t *testing.T, name string) scenario {
+	t.Helper()
+	i := slices.IndexFunc(scenarios, func(s scenario) bool { return s.name == name })
+	if i < 0 {
+		t.Fatalf("no scenario %q", name)
+	}
+	return scenarios[i]
 }
 
 func TestRenderMatchesGoldenFiles(t *testing.T) {
 	t.Parallel()
 	for i, sc := range scenarios {
-		t.Run(sc.name, func(t *testing.T) {
-			t.Parallel()
-			c := nodeconfig.Render(sc.mirrors(testutil.SampleCAPEM))
-			golden := filepath.Join("testdata", fmt.Sprintf("%02d.golden", i))
-			got := describe(sc.name, c)
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
+		for _, rt := range []v1alpha1.ContainerRuntime{v1alpha1.RuntimeContainerd, v1alpha1.RuntimeCRIO, v1alpha1.RuntimeDocker} {
+			t.Run(string(rt)+"/"+sc.name, func(t *testing.T) {
+				t.Parallel()
+				c := nodeconfig.RenderFor(rt, sc.mirrors(testutil.SampleCAPEM))
+				suffix := ""
+				if rt != v1alpha1.RuntimeContainerd {
+					suffix = "." + string(rt)
 				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./internal/nodeconfig -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("rendered config differs from %s (run with -update after checking):\n--- got\n%s\n--- want\n%s", golden, got, want)
-			}
-		})
+				golden := filepath.Join("testdata", fmt.Sprintf("%02d%s.golden", i, suffix))
+				checkGolden(t, golden, describe(sc.name, c))
+			})
+		}
+	}
+}
+
+func checkGolden(t *testing.T, golden, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./internal/nodeconfig -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("rendered config differs from %s (run with -update after checking):\n--- got\n%s\n--- want\n%s", golden, got, want)
 	}
 }
 
@@ -308,7 +424,7 @@ func TestHashChangesWithContentOnly(t *testing.T) {
 
 func TestMirrorHashCoversOnlyThatMirror(t *testing.T) {
 	t.Parallel()
-	ms := scenarios[4].mirrors(testutil.SampleCAPEM) // two mirrors, one host: the older wins
+	ms := scenarioNamed(t, "two mirrors claiming one host: the older wins and the younger is told").mirrors(testutil.SampleCAPEM)
 	c := nodeconfig.Render(ms)
 	if c.MirrorHash("older") == "" || c.MirrorHash("younger") != "" {
 		t.Errorf("MirrorHash: older %q, younger %q; want a hash only for the winner", c.MirrorHash("older"), c.MirrorHash("younger"))

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/internal/nodeconfig"
 )
 
@@ -71,18 +72,24 @@ const (
 	Removed  Action = "removed"
 )
 
-// Files applies host directory configuration inside one root (containerd's config_path).
+// Files applies one container runtime's registry configuration inside its root
+// (containerd's config_path, /etc/containers for CRI-O, /etc/docker/certs.d for Docker).
 type Files struct {
-	root *os.Root
+	root    *os.Root
+	runtime v1alpha1.ContainerRuntime
 }
 
-// Open opens root, which must exist.
-func Open(root string) (*Files, error) {
+// Open opens containerd's root, which must exist.
+func Open(root string) (*Files, error) { return OpenFor(v1alpha1.RuntimeContainerd, root) }
+
+// OpenFor opens rt's root, which must exist. Only the paths nodeconfig.CheckPath allows
+// for rt are ever written in it.
+func OpenFor(rt v1alpha1.ContainerRuntime, root string) (*Files, error) {
 	r, err := os.OpenRoot(root)
 	if err != nil {
-		return nil, fmt.Errorf("opening registry configuration root: %w", err)
+		return nil, fmt.Errorf("opening the %s registry configuration root: %w", rt, err)
 	}
-	return &Files{root: r}, nil
+	return &Files{root: r, runtime: rt}, nil
 }
 
 // Close releases the root.
@@ -112,7 +119,7 @@ type Desired struct {
 // the job after a crash: claim, write, release.
 func (f *Files) ApplyOwned(d Desired) ([]Change, error) {
 	for p := range d.Files {
-		if err := checkPath(p); err != nil {
+		if err := nodeconfig.CheckPath(f.runtime, p); err != nil {
 			return nil, err
 		}
 	}
@@ -151,10 +158,14 @@ func (a *applying) claim() error {
 		if err := a.checkNotSymlink(dir); err != nil {
 			return err
 		}
-		if !a.exists(dir) && !slices.Contains(a.rec.Dirs, dir) {
-			a.rec.Dirs = append(a.rec.Dirs, dir)
-			slices.Sort(a.rec.Dirs)
+		// Every directory this write creates (certs.d as well as certs.d/<host>) is
+		// regwire's to remove once empty.
+		for d := dir; d != "." && !a.exists(d); d = path.Dir(d) {
+			if !slices.Contains(a.rec.Dirs, d) {
+				a.rec.Dirs = append(a.rec.Dirs, d)
+			}
 		}
+		slices.Sort(a.rec.Dirs)
 		entry := ownedFile{Owner: a.want.Owners[p]}
 		if a.exists(p) {
 			if err := a.checkNotSymlink(p); err != nil {
@@ -235,7 +246,10 @@ func (a *applying) release() error {
 // someone else put there stays, with its directory.
 func (a *applying) removeDirs() error {
 	var keep []string
-	for _, dir := range a.rec.Dirs {
+	// Deepest first: a parent empties once its children are gone.
+	dirs := slices.Clone(a.rec.Dirs)
+	slices.SortFunc(dirs, func(x, y string) int { return strings.Count(y, "/") - strings.Count(x, "/") })
+	for _, dir := range dirs {
 		if a.inUse(dir, a.rec) {
 			keep = append(keep, dir)
 			continue
@@ -244,6 +258,7 @@ func (a *applying) removeDirs() error {
 			keep = append(keep, dir) // not empty: not ours to delete
 		}
 	}
+	slices.Sort(keep)
 	a.rec.Dirs = keep
 	return a.writeRecord(a.rec)
 }
@@ -259,24 +274,11 @@ func (f *Files) Owned() ([]string, error) {
 
 func (f *Files) inUse(dir string, rec *record) bool {
 	for p := range rec.Files {
-		if path.Dir(p) == dir {
+		if strings.HasPrefix(p, dir+"/") {
 			return true
 		}
 	}
 	return false
-}
-
-// checkPath refuses any path that is not <hostdir>/<file> as nodeconfig renders it.
-func checkPath(p string) error {
-	dir, file := path.Split(p)
-	dir = strings.TrimSuffix(dir, "/")
-	if _, err := nodeconfig.HostDir(dir); err != nil {
-		return fmt.Errorf("refusing to write %q: %w", p, err)
-	}
-	if file != nodeconfig.HostsFile && file != nodeconfig.CAFile {
-		return fmt.Errorf("refusing to write %q: only %s and %s are written", p, nodeconfig.HostsFile, nodeconfig.CAFile)
-	}
-	return nil
 }
 
 func (f *Files) exists(p string) bool {
@@ -430,7 +432,7 @@ func (f *Files) readRecord() (*record, error) {
 		rec.Files = map[string]ownedFile{}
 	}
 	for p := range rec.Files {
-		if err := checkPath(p); err != nil {
+		if err := nodeconfig.CheckPath(f.runtime, p); err != nil {
 			return nil, fmt.Errorf("the ownership record %s names %w", recordFile, err)
 		}
 	}
