@@ -92,8 +92,8 @@ kind-node-bin: node-binaries ## Build containerd 2, ctr, the runc shim, crictl, 
 	  gcc -Os -Wall -Werror -static -DVERSION=$$($(ENVTEST_ASSETS)/kubeadm config images list 2>/dev/null | sed -n 's|.*/pause:||p') -o $(BIN)/kind-node/pause $$pause
 
 .PHONY: e2e-docker
-e2e-docker: $(CAPFIT) $(COMPOSE_PLUGIN) e2e-images ## The Docker path (as root) on a private Docker engine: privileged containers, the kind node image, bootstrap up --registry-only, then bootstrap up with kind, a pod pulling from nexus.local, down.
-	go test -tags e2e -count=1 -v -timeout 30m -run 'TestAPrivateDockerEngineRunsPrivilegedContainers|TestTheRegistryHalfOfBootstrapUpOnARealDockerEngine|TestTheKindNodeBaseImageBootsHere|TestBootstrapUpOnARealDockerEngine' ./test/e2e/
+e2e-docker: $(CAPFIT) $(COMPOSE_PLUGIN) e2e-images ## The Docker path (as root) on a private Docker engine: privileged containers, the kind node image, bootstrap up --registry-only, then bootstrap up with kind, a pod pulling from nexus.local, down; one mirror pulled through by containerd, podman, skopeo and Docker Engine, skipFallback.
+	go test -tags e2e -count=1 -v -timeout 30m -run 'TestAPrivateDockerEngineRunsPrivilegedContainers|TestOneMirrorWiresEveryRuntime|TestTheRegistryHalfOfBootstrapUpOnARealDockerEngine|TestTheKindNodeBaseImageBootsHere|TestBootstrapUpOnARealDockerEngine' ./test/e2e/
 
 $(CAPFIT): hack/capfit/main.go internal/capfit/capfit.go go.mod go.sum
 	CGO_ENABLED=0 go build -trimpath -o $@ ./hack/capfit

@@ -28,33 +28,58 @@ func newNodeCommand() *cobra.Command {
 		Use:   "node",
 		Short: "Configure a plain host (no Kubernetes) for private registries",
 	}
-	var file, root, hostsFile string
+	var file, root, hostsFile, runtime string
 	var probe bool
 	apply := &cobra.Command{
 		Use:   "apply -f FILE",
-		Short: "Write containerd registry configuration and /etc/hosts entries from RegistryMirrors in FILE",
+		Short: "Write a container runtime's registry configuration and /etc/hosts entries from RegistryMirrors in FILE",
 		Long: `Applies the RegistryMirrors in FILE (YAML, several documents allowed; "-" reads
-standard input) to this host exactly as the node agent would: containerd hosts.toml and
-CA files under --root, regwire's block in --hosts-file. Files regwire wrote before and
-FILE no longer asks for are removed, and foreign files it replaced are restored; an
-empty FILE releases everything. caFrom needs a cluster: give caBundle.`,
+standard input) to this host exactly as the node agent would, in --runtime's format:
+
+  containerd  hosts.toml and ca.crt per host under --root (config_path,
+              default /etc/containerd/certs.d)
+  crio        a registries.conf.d/regwire-<mirror>.conf drop-in and certs.d/<host>/ca.crt
+              under --root (default /etc/containers), read by CRI-O, podman, skopeo and
+              buildah; CRI-O reloads them on SIGHUP
+  docker      <host>/ca.crt under --root (default /etc/docker/certs.d), read by Docker
+              Engine on each connection
+
+and regwire's block in --hosts-file. Files regwire wrote before and FILE no longer asks
+for are removed, and foreign files it replaced are restored; an empty FILE releases
+everything. Other files under --root are never changed. caFrom needs a cluster: give
+caBundle.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			rt := v1alpha1.ContainerRuntime(runtime)
+			if _, ok := defaultRoots[rt]; !ok {
+				return fmt.Errorf("--runtime %q: want containerd, crio or docker", runtime)
+			}
+			if !cmd.Flags().Changed("root") {
+				root = defaultRoots[rt]
+			}
 			mirrors, err := readMirrors(file, cmd.InOrStdin())
 			if err != nil {
 				return err
 			}
-			return nodeApply(cmd.Context(), cmd.OutOrStdout(), mirrors, root, hostsFile, probe)
+			return nodeApply(cmd.Context(), cmd.OutOrStdout(), mirrors, rt, root, hostsFile, probe)
 		},
 	}
 	f := apply.Flags()
 	f.StringVarP(&file, "filename", "f", "", `file of RegistryMirrors ("-" for standard input)`)
-	f.StringVar(&root, "root", "/etc/containerd/certs.d", "containerd's registry configuration root (config_path)")
+	f.StringVar(&runtime, "runtime", string(v1alpha1.RuntimeContainerd), "the container runtime whose format to write: containerd, crio or docker")
+	f.StringVar(&root, "root", defaultRoots[v1alpha1.RuntimeContainerd], "the runtime's registry configuration root (default per --runtime: /etc/containerd/certs.d, /etc/containers, /etc/docker/certs.d)")
 	f.StringVar(&hostsFile, "hosts-file", "/etc/hosts", `hosts file for hostAliases; "" leaves it alone`)
 	f.BoolVar(&probe, "probe", false, "probe each registry after applying")
 	_ = apply.MarkFlagRequired("filename")
 	node.AddCommand(apply)
 	return node
+}
+
+// defaultRoots are each runtime's registry configuration root on a standard host.
+var defaultRoots = map[v1alpha1.ContainerRuntime]string{
+	v1alpha1.RuntimeContainerd: "/etc/containerd/certs.d",
+	v1alpha1.RuntimeCRIO:       "/etc/containers",
+	v1alpha1.RuntimeDocker:     "/etc/docker/certs.d",
 }
 
 // strictYAML decodes regwire objects from YAML, refusing unknown and duplicate fields
@@ -112,8 +137,8 @@ func readMirrors(file string, stdin io.Reader) ([]nodeconfig.Mirror, error) {
 }
 
 // nodeApply renders and applies mirrors to this host, printing what changed.
-func nodeApply(ctx context.Context, out io.Writer, mirrors []nodeconfig.Mirror, root, hostsFile string, probeAfter bool) error {
-	cfg := nodeconfig.Render(mirrors)
+func nodeApply(ctx context.Context, out io.Writer, mirrors []nodeconfig.Mirror, rt v1alpha1.ContainerRuntime, root, hostsFile string, probeAfter bool) error {
+	cfg := nodeconfig.RenderFor(rt, mirrors)
 	var problems []error
 	for _, e := range cfg.Errors {
 		problems = append(problems, e)
@@ -124,7 +149,7 @@ func nodeApply(ctx context.Context, out io.Writer, mirrors []nodeconfig.Mirror, 
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return err
 	}
-	files, err := nodefiles.Open(root)
+	files, err := nodefiles.OpenFor(rt, root)
 	if err != nil {
 		return err
 	}

@@ -110,3 +110,54 @@ func indent(s, prefix string) string {
 	}
 	return b.String()
 }
+
+func TestNodeApplyWritesEachRuntimesFormat(t *testing.T) {
+	t.Parallel()
+	ca := testutil.NewCA(t, "node apply CA", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	doc := `apiVersion: regwire.dev/v1alpha1
+kind: RegistryMirror
+metadata:
+  name: nexus
+spec:
+  host: nexus.local
+  caBundle: |
+` + indent(ca.PEM, "    ")
+	proxy := doc + `  mirrorOf: [{host: docker.io, path: /v2/docker-proxy}]
+  skipFallback: true
+`
+	cases := []struct {
+		name, runtime, doc string
+		want               []string
+		err                string
+	}{
+		{"crio gets a drop-in and certs.d", "crio", proxy, []string{"written   certs.d/nexus.local/ca.crt", "written   registries.conf.d/regwire-nexus.conf"}, ""},
+		{"docker gets certs.d", "docker", doc, []string{"written   nexus.local/ca.crt"}, ""},
+		{"docker refuses mirrorOf, naming the field", "docker", proxy, nil, "spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror"},
+		{"an unknown runtime is named", "cri-o", doc, nil, `--runtime "cri-o": want containerd, crio or docker`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			mirrors := filepath.Join(dir, "mirrors.yaml")
+			if err := os.WriteFile(mirrors, []byte(tc.doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := execute("node", "apply", "-f", mirrors, "--runtime", tc.runtime, "--root", dir, "--hosts-file", "")
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q\n%s", err, tc.err, out)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}

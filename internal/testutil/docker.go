@@ -10,12 +10,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -54,6 +56,10 @@ type DockerOptions struct {
 	// ComposePlugin is the docker-compose CLI plugin to install for this engine's clients
 	// ("" for none).
 	ComposePlugin string
+	// Mounts bind-mounts host paths (values) over paths (keys) such as /etc/hosts or
+	// /etc/docker/certs.d in a mount namespace of the engine's own; empty shares the
+	// machine's.
+	Mounts map[string]string
 }
 
 // StartDocker starts a private Docker engine, stopped and cleaned up (containers,
@@ -122,7 +128,7 @@ func StartDocker(t testing.TB, o DockerOptions) *Docker {
 	}
 	// nsenter enters the network namespace only: `ip netns exec` would also mount a new
 	// /sys, without the cgroup mounts dockerd needs.
-	cmd := exec.Command("nsenter", "--net="+d.Netns, dockerd,
+	argv := append(PrivateMounts(o.Mounts), "nsenter", "--net="+d.Netns, dockerd,
 		"--config-file", daemonJSON,
 		"--data-root", filepath.Join(dir, "data"),
 		"--exec-root", filepath.Join(short, "x"),
@@ -131,6 +137,7 @@ func StartDocker(t testing.TB, o DockerOptions) *Docker {
 		"--containerd-namespace", name,
 		"--containerd-plugins-namespace", name+"-plugins",
 	)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = d.Log, d.Log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -269,6 +276,51 @@ func (d *Docker) DialContext(ctx context.Context, network, addr string) (net.Con
 	}()
 	r := <-ch
 	return r.c, r.err
+}
+
+// Listen listens on addr inside the engine's network namespace: servers there are what
+// the engine, and commands run with Command, reach.
+func (d *Docker) Listen(network, addr string) (net.Listener, error) { return ListenIn(d.Netns, network, addr) }
+
+// ListenIn listens on addr inside the network namespace at netns.
+func ListenIn(netns, network, addr string) (net.Listener, error) {
+	type result struct {
+		l   net.Listener
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread goes with the goroutine
+		ns, err := os.Open(netns)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer func() { _ = ns.Close() }()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("entering %s: %w", netns, err)}
+			return
+		}
+		l, err := net.Listen(network, addr)
+		ch <- result{l, err}
+	}()
+	r := <-ch
+	return r.l, r.err
+}
+
+// PrivateMounts returns the command prefix that makes the command after it run in a mount
+// namespace of its own with mounts (target: source) bind-mounted, e.g.
+// append(PrivateMounts(m), "podman", "pull", ref). The machine's mounts never change.
+// With no mounts it returns nil.
+func PrivateMounts(mounts map[string]string) []string {
+	if len(mounts) == 0 {
+		return nil
+	}
+	script := ""
+	for _, target := range slices.Sorted(maps.Keys(mounts)) {
+		script += fmt.Sprintf("mount --bind %q %q && ", mounts[target], target)
+	}
+	return []string{"unshare", "--mount", "--propagation", "private", "sh", "-c", script + `exec "$@"`, "sh"}
 }
 
 // Transport is an HTTP transport whose connections are made in the engine's network

@@ -65,8 +65,9 @@ func startContainerd(t *testing.T, l *logs, dir, configPath string) *containerd 
 	return startContainerdWith(t, l, dir, configPath, "registry.k8s.io/pause:3.10")
 }
 
-// startContainerdWith runs containerd with sandbox as the pod sandbox ("pause") image.
-func startContainerdWith(t *testing.T, l *logs, dir, configPath, sandbox string) *containerd {
+// startContainerdWith runs containerd with sandbox as the pod sandbox ("pause") image,
+// behind the command prefix wrap (namespaces to enter; none when empty).
+func startContainerdWith(t *testing.T, l *logs, dir, configPath, sandbox string, wrap ...string) *containerd {
 	t.Helper()
 	bin, err := exec.LookPath("containerd")
 	if err != nil {
@@ -90,7 +91,8 @@ func startContainerdWith(t *testing.T, l *logs, dir, configPath, sandbox string)
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c.cmd = start(t, l, "containerd", nil, bin, "--config", confFile, "--log-level", "info")
+	argv := append(wrap, bin, "--config", confFile, "--log-level", "info")
+	c.cmd = start(t, l, "containerd", nil, argv[0], argv[1:]...)
 	conn, err := grpc.NewClient("unix://"+c.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
