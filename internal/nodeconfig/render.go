@@ -340,7 +340,7 @@ func endpoint(m *Mirror) (string, string) {
 // check refuses input a node must never act on, whatever admission let through.
 func check(m *Mirror) *MirrorError {
 	fail := func(field string, err error) *MirrorError {
-			return &MirrorError{Mirror: m.Name, Field: field, Err: err, Reason: v1alpha1.ReasonApplyFailed}
+		return &MirrorError{Mirror: m.Name, Field: field, Err: err, Reason: v1alpha1.ReasonApplyFailed}
 	}
 	if _, err := HostDir(string(m.Spec.Host)); err != nil {
 		return fail("spec.host", err)

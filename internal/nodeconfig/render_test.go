@@ -144,7 +144,7 @@ var scenarios = []scenario{
 			"docker.io": {{scheme: "https", host: "nexus.local", path: "/v2/docker-proxy", caps: pullResolve, verifies: "nexus.local"}},
 		},
 		crio: map[string][]expectSource{
-			"docker.io/library/hello:1.0": {{ref: "nexus.local/docker-proxy/library/hello:1.0", verifies: "nexus.local"}},
+			"docker.io/library/hello:1.0":     {{ref: "nexus.local/docker-proxy/library/hello:1.0", verifies: "nexus.local"}},
 			"nexus.local/my-docker/hello:1.0": {{ref: "nexus.local/my-docker/hello:1.0", verifies: "nexus.local"}},
 		},
 		dockerErrors: []string{"RegistryMirror air-gap: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},

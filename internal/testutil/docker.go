@@ -280,7 +280,9 @@ func (d *Docker) DialContext(ctx context.Context, network, addr string) (net.Con
 
 // Listen listens on addr inside the engine's network namespace: servers there are what
 // the engine, and commands run with Command, reach.
-func (d *Docker) Listen(network, addr string) (net.Listener, error) { return ListenIn(d.Netns, network, addr) }
+func (d *Docker) Listen(network, addr string) (net.Listener, error) {
+	return ListenIn(d.Netns, network, addr)
+}
 
 // ListenIn listens on addr inside the network namespace at netns.
 func ListenIn(netns, network, addr string) (net.Listener, error) {

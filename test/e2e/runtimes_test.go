@@ -341,4 +341,3 @@ func copyImage(t *testing.T, src, dst string, auth authn.Authenticator) {
 		t.Fatalf("pushing %s: %v", dst, err)
 	}
 }
-
