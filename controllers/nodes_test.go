@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,8 +127,16 @@ func TestThreeNodesConvergeRepairDriftAndCleanUp(t *testing.T) {
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: registrymirror.AgentDaemonSetName}, ds); err != nil {
 		t.Fatalf("agent DaemonSet: %v", err)
 	}
-	if vols := ds.Spec.Template.Spec.Volumes; len(vols) != 2 || vols[0].HostPath.Path != "/etc/containerd/certs.d" || vols[1].HostPath.Path != "/etc/hosts" {
-		t.Errorf("agent DaemonSet mounts %+v, want exactly the certs.d root and /etc/hosts from the host, nothing writable of its own", vols)
+	var paths []string
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		if v.HostPath == nil {
+			t.Errorf("agent volume %s is not a hostPath: the agent needs nothing writable of its own", v.Name)
+			continue
+		}
+		paths = append(paths, v.HostPath.Path)
+	}
+	if want := []string{"/etc/hosts", "/etc/containerd/certs.d", "/etc/containerd"}; !slices.Equal(paths, want) {
+		t.Errorf("agent DaemonSet mounts %v, want exactly %v (the hosts file, certs.d, and containerd's configuration read-only)", paths, want)
 	}
 	cm := &corev1.ConfigMap{}
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: nodeconfig.PublishedName(rm.Name)}, cm); err != nil {

@@ -56,13 +56,13 @@ const (
 type ContainerRuntime string
 
 const (
-	// RuntimeContainerd: <config_path>/<host>/hosts.toml and ca.crt (containerd's hosts.md).
+	// RuntimeContainerd writes <config_path>/<host>/hosts.toml and ca.crt (containerd's hosts.md).
 	RuntimeContainerd ContainerRuntime = "containerd"
-	// RuntimeCRIO: a registries.conf.d drop-in and certs.d/<host>/ca.crt under
+	// RuntimeCRIO writes a registries.conf.d drop-in and certs.d/<host>/ca.crt under
 	// /etc/containers (containers-registries.conf.d(5), containers-certs.d(5)), which CRI-O,
 	// podman, skopeo and buildah read.
 	RuntimeCRIO ContainerRuntime = "crio"
-	// RuntimeDocker: /etc/docker/certs.d/<host>/ca.crt, Docker Engine's per-registry trust,
+	// RuntimeDocker writes /etc/docker/certs.d/<host>/ca.crt, Docker Engine's per-registry trust,
 	// read on each connection without a daemon restart.
 	RuntimeDocker ContainerRuntime = "docker"
 )

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers"
 	"github.com/regwire/regwire/controllers/registrymirror"
 	"github.com/regwire/regwire/internal/imagesync"
@@ -81,6 +83,10 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&opts.Agent.Image, "agent-image", opts.Agent.Image, "image of the node agent DaemonSet")
 	f.StringVar(&opts.Agent.ServiceAccount, "agent-service-account", opts.Agent.ServiceAccount, "ServiceAccount of the node agent")
 	f.StringVar(&opts.Agent.ContainerdCertsDir, "agent-containerd-certs-dir", opts.Agent.ContainerdCertsDir, "containerd's config_path on the nodes")
+	f.StringVar(&opts.Agent.ContainerdConfig, "agent-containerd-config", opts.Agent.ContainerdConfig, `containerd's configuration file on the nodes, read (read-only) to report ConfigPathNotSet; "" skips the check`)
+	f.StringVar(&opts.Agent.CRIODir, "agent-crio-dir", opts.Agent.CRIODir, "/etc/containers on the nodes, for CRI-O (registries.conf.d, certs.d)")
+	f.StringVar(&opts.Agent.DockerCertsDir, "agent-docker-certs-dir", opts.Agent.DockerCertsDir, "Docker Engine's certs.d on the nodes")
+	f.Var(runtimesFlag{&opts.Agent.Runtimes}, "agent-runtimes", "container runtimes the agent writes configuration for, comma-separated: containerd, crio, docker; each mounts only its own directories (crio adds hostPID, to send CRI-O SIGHUP)")
 	f.StringVar(&opts.Agent.HostsFile, "agent-hosts-file", opts.Agent.HostsFile, "the hosts file on the nodes")
 	f.BoolVar(&opts.AllowPrivateRedirects, "allow-private-redirects", false, "let ImageSyncs follow registry redirects to private, loopback and link-local addresses (refused by default); for registries whose storage redirects to, say, MinIO on 10.0.0.0/8")
 	f.DurationVar(&opts.StallTimeout, "stall-timeout", imagesync.DefaultStallTimeout, "fail an ImageSync's request to a registry that makes no progress for this long; a slow registry that keeps moving bytes is never cut off")
@@ -91,6 +97,39 @@ func newManagerCommand() *cobra.Command {
 	f.AddGoFlagSet(goFlags)
 	return cmd
 }
+
+// runtimesFlag is a comma-separated list of container runtimes.
+type runtimesFlag struct{ rts *[]v1alpha1.ContainerRuntime }
+
+func (f runtimesFlag) String() string {
+	if f.rts == nil {
+		return ""
+	}
+	var s []string
+	for _, rt := range *f.rts {
+		s = append(s, string(rt))
+	}
+	return strings.Join(s, ",")
+}
+
+func (f runtimesFlag) Set(v string) error {
+	var out []v1alpha1.ContainerRuntime
+	for _, s := range strings.Split(v, ",") {
+		rt := v1alpha1.ContainerRuntime(strings.TrimSpace(s))
+		switch rt {
+		case v1alpha1.RuntimeContainerd, v1alpha1.RuntimeCRIO, v1alpha1.RuntimeDocker:
+			if !slices.Contains(out, rt) {
+				out = append(out, rt)
+			}
+		default:
+			return fmt.Errorf("%q: want containerd, crio or docker", s)
+		}
+	}
+	*f.rts = out
+	return nil
+}
+
+func (runtimesFlag) Type() string { return "runtimes" }
 
 // defaultImage is the regwire image of this build.
 func defaultImage() string {

@@ -26,6 +26,9 @@ import (
 // Node is one node: the Node object and its agent's root and hosts file.
 type Node struct {
 	Name, Root, HostsFile string
+	// CRIORoot, DockerRoot and ContainerdConfig are the node's /etc/containers,
+	// /etc/docker/certs.d and containerd configuration file; "" when Options did not ask.
+	CRIORoot, DockerRoot, ContainerdConfig string
 	// Before is Snapshot as it was before the agent started.
 	Before map[string]string
 }
@@ -41,6 +44,14 @@ type Options struct {
 	Labels map[string]string
 	// Files are foreign files (relative path → content) in the root before the agent starts.
 	Files map[string]string
+	// RuntimeVersion is the Node's status.nodeInfo.containerRuntimeVersion, e.g.
+	// cri-o://1.31.0; empty leaves it unset.
+	RuntimeVersion string
+	// CRIO and Docker give the agent those runtimes' roots as well.
+	CRIO, Docker bool
+	// ContainerdConfig, when not nil, is the node's containerd configuration file, which
+	// the agent checks for config_path.
+	ContainerdConfig *string
 }
 
 // Start creates the Node and runs its agent until the test ends.
@@ -65,8 +76,34 @@ func Start(t testing.TB, cfg *rest.Config, k8s client.Client, name string, o Opt
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = k8s.Delete(context.Background(), node) })
+	if o.RuntimeVersion != "" {
+		node.Status.NodeInfo.ContainerRuntimeVersion = o.RuntimeVersion
+		if err := k8s.Status().Update(context.Background(), node); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir() // the node's other files
+	for _, extra := range []struct {
+		on   bool
+		path *string
+		name string
+	}{{o.CRIO, &n.CRIORoot, "containers"}, {o.Docker, &n.DockerRoot, "docker-certs.d"}} {
+		if extra.on {
+			*extra.path = filepath.Join(dir, extra.name)
+			if err := os.MkdirAll(*extra.path, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if o.ContainerdConfig != nil {
+		n.ContainerdConfig = filepath.Join(dir, "containerd-config.toml")
+		if err := os.WriteFile(n.ContainerdConfig, []byte(*o.ContainerdConfig), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	a, err := nodeagent.New(cfg, nodeagent.Options{
 		NodeName: name, Namespace: o.Namespace, Root: n.Root, HostsFile: n.HostsFile, Resync: o.Resync, Version: "test",
+		CRIORoot: n.CRIORoot, DockerRoot: n.DockerRoot, ContainerdConfig: n.ContainerdConfig,
 		Manager: ctrl.Options{
 			Metrics:                metricsserver.Options{BindAddress: "0"},
 			HealthProbeBindAddress: "0",

@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
+	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/internal/nodefiles"
 	"github.com/regwire/regwire/internal/scheme"
 )
@@ -20,14 +22,28 @@ type Options struct {
 	NodeName string
 	// Namespace is the operator namespace, where the manager publishes mirrors.
 	Namespace string
-	// Root is containerd's registry configuration root (config_path) on the node.
+	// Root is containerd's registry configuration root (config_path) on the node, as the
+	// agent reaches it; "" when the agent writes no containerd configuration.
 	Root string
+	// CRIORoot is /etc/containers as the agent reaches it; "" when it writes no CRI-O
+	// configuration.
+	CRIORoot string
+	// DockerRoot is /etc/docker/certs.d as the agent reaches it; "" when it writes no
+	// Docker configuration.
+	DockerRoot string
+	// ContainerdConfig is the node's containerd configuration file as the agent reaches it
+	// (read-only); "" skips the config_path check. ContainerdConfigOnHost and RootOnHost
+	// are the same file and Root as the node names them (default: as given).
+	ContainerdConfig, ContainerdConfigOnHost, RootOnHost string
 	// HostsFile is the node's hosts file; empty leaves it alone.
 	HostsFile string
 	// Resync is how often the agent re-applies (repairing drift) and re-probes (default 1m).
 	Resync time.Duration
 	// Version is reported in status.agentVersion.
 	Version string
+	// ProcRoot is where the agent sees the node's processes (/proc with hostPID), to send
+	// CRI-O SIGHUP after its registries changed; "" sends nothing.
+	ProcRoot string
 	// Manager holds the process's own settings: metrics and probe addresses, logger,
 	// controller options. The scheme and what the cache holds (Cache.ByObject) are the
 	// agent's.
@@ -38,7 +54,7 @@ type Options struct {
 // demo and the tests run.
 type Agent struct {
 	mgr   ctrl.Manager
-	files *nodefiles.Files
+	roots map[v1alpha1.ContainerRuntime]*nodefiles.Files
 }
 
 // New assembles a node agent: a manager whose cache holds only the published mirrors and
@@ -47,9 +63,27 @@ func New(cfg *rest.Config, o Options) (*Agent, error) {
 	if o.NodeName == "" {
 		return nil, errors.New("the node name is empty")
 	}
-	files, err := nodefiles.Open(o.Root)
-	if err != nil {
-		return nil, fmt.Errorf("root %s: %w", o.Root, err)
+	roots := map[v1alpha1.ContainerRuntime]*nodefiles.Files{}
+	closeAll := func() {
+		for _, f := range roots {
+			_ = f.Close()
+		}
+	}
+	for rt, dir := range map[v1alpha1.ContainerRuntime]string{
+		v1alpha1.RuntimeContainerd: o.Root, v1alpha1.RuntimeCRIO: o.CRIORoot, v1alpha1.RuntimeDocker: o.DockerRoot,
+	} {
+		if dir == "" {
+			continue
+		}
+		f, err := nodefiles.OpenFor(rt, dir)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("%s root %s: %w", rt, dir, err)
+		}
+		roots[rt] = f
+	}
+	if len(roots) == 0 {
+		return nil, errors.New("no runtime root: give at least one of the containerd, CRI-O and Docker roots")
 	}
 	mo := o.Manager
 	mo.Scheme = scheme.New()
@@ -58,21 +92,29 @@ func New(cfg *rest.Config, o Options) (*Agent, error) {
 	if err == nil {
 		err = (&Reconciler{
 			Client: mgr.GetClient(), NodeName: o.NodeName, Namespace: o.Namespace,
-			Files: files, HostsFile: o.HostsFile, Resync: o.Resync, Version: o.Version,
+			Roots: roots, HostsFile: o.HostsFile, Resync: o.Resync, Version: o.Version,
+			ContainerdConfig:       o.ContainerdConfig,
+			ContainerdConfigOnHost: cmp.Or(o.ContainerdConfigOnHost, o.ContainerdConfig),
+			ContainerdRootOnHost:   cmp.Or(o.RootOnHost, o.Root),
+			Reload:                 ReloadCRIO(o.ProcRoot),
 		}).SetupWithManager(mgr)
 	}
 	if err == nil {
 		err = mgr.AddHealthzCheck("healthz", healthz.Ping)
 	}
 	if err != nil {
-		_ = files.Close()
+		closeAll()
 		return nil, err
 	}
-	return &Agent{mgr: mgr, files: files}, nil
+	return &Agent{mgr: mgr, roots: roots}, nil
 }
 
 // Run runs the agent until ctx is done, then closes its root.
 func (a *Agent) Run(ctx context.Context) error {
-	defer a.files.Close()
+	defer func() {
+		for _, f := range a.roots {
+			_ = f.Close()
+		}
+	}()
 	return a.mgr.Start(ctx)
 }

@@ -45,8 +45,16 @@ type Reconciler struct {
 	NodeName string
 	// Namespace is the operator namespace holding the published mirrors.
 	Namespace string
-	// Files applies host directories under containerd's config_path.
-	Files *nodefiles.Files
+	// Roots applies each runtime's registry configuration in its root; a runtime without
+	// one is reported for the mirrors that need it.
+	Roots map[v1alpha1.ContainerRuntime]*nodefiles.Files
+	// ContainerdConfig is the node's containerd configuration file as the agent reads it
+	// ("" skips the check); ContainerdConfigOnHost and ContainerdRootOnHost are that file
+	// and the containerd root as the node names them, for messages and the check.
+	ContainerdConfig, ContainerdConfigOnHost, ContainerdRootOnHost string
+	// Reload is called after a runtime's files changed (CRI-O reloads its registries on
+	// SIGHUP); nil does nothing.
+	Reload func(ctx context.Context, rt v1alpha1.ContainerRuntime) error
 	// HostsFile is the hosts file to keep regwire's block in; empty leaves it alone.
 	HostsFile string
 	// Probe checks a registry from the node; probe.Prober unless a test sets it.
@@ -114,14 +122,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 			gens[p.Name] = p.Generation
 		}
 	}
-	cfg := nodeconfig.Render(selected)
-	applyErr := r.apply(ctx, cfg, decodeErrs)
-
+	plan := r.plan(node, selected)
+	applyErr := r.apply(ctx, plan, decodeErrs)
 	existing := &v1alpha1.RegistryNode{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: r.NodeName}, existing); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, err
 	}
-	status := r.report(ctx, selected, gens, cfg, applyErr, decodeErrs, existing.Status)
+	status := r.report(ctx, selected, gens, plan, applyErr, decodeErrs, existing.Status)
 	if err := r.writeReport(ctx, node, existing, status); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 			// The cache has not seen the agent's previous write yet: report again from the
@@ -134,32 +141,48 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	return ctrl.Result{RequeueAfter: r.Resync}, nil
 }
 
-// apply writes the rendered files and the hosts block. Mirrors the node refuses to render
-// (or to decode) keep their last good files and hosts entries. It returns what went wrong,
-// which concerns every mirror; the next reconcile retries.
-func (r *Reconciler) apply(ctx context.Context, cfg *nodeconfig.Config, decodeErrs map[string]string) string {
+// apply writes each runtime's rendered files and the hosts block. Mirrors the node
+// refuses to render (or to decode) keep their last good files and hosts entries. It
+// returns what went wrong, which concerns every mirror; the next reconcile retries.
+func (r *Reconciler) apply(ctx context.Context, p *plan, decodeErrs map[string]string) string {
 	log := logf.FromContext(ctx).WithValues("node", r.NodeName)
+	var applyErr string
+	for _, rt := range slices.Sorted(maps.Keys(r.Roots)) {
+		cfg := p.configs[rt]
+		keep := map[string]bool{}
+		for _, e := range cfg.Errors {
+			keep[e.Mirror] = true
+		}
+		for name := range decodeErrs {
+			keep[name] = true
+		}
+		changes, err := r.Roots[rt].ApplyOwned(nodefiles.Desired{Files: cfg.Files, Owners: cfg.FileOwners(), Keep: keep})
+		if err != nil {
+			applyErr = joinErr(applyErr, fmt.Sprintf("%s: %v", rt, err))
+			log.Error(err, "Applying registry configuration failed", "runtime", rt)
+		}
+		for _, c := range changes {
+			log.Info("Changed registry configuration", "runtime", rt, "path", c.Path, "action", c.Action)
+		}
+		if len(changes) > 0 && r.Reload != nil {
+			if err := r.Reload(ctx, rt); err != nil {
+				applyErr = joinErr(applyErr, fmt.Sprintf("%s: %v", rt, err))
+				log.Error(err, "Reloading the runtime's registry configuration failed", "runtime", rt)
+			}
+		}
+	}
+	if r.HostsFile == "" {
+		return applyErr
+	}
 	keep := map[string]bool{}
-	for _, e := range cfg.Errors {
+	for _, e := range p.hosts.Errors {
 		keep[e.Mirror] = true
 	}
 	for name := range decodeErrs {
 		keep[name] = true
 	}
-	var applyErr string
-	changes, err := r.Files.ApplyOwned(nodefiles.Desired{Files: cfg.Files, Owners: cfg.FileOwners(), Keep: keep})
-	if err != nil {
-		applyErr = err.Error()
-		log.Error(err, "Applying registry host configuration failed")
-	}
-	for _, c := range changes {
-		log.Info("Changed registry host configuration", "path", c.Path, "action", c.Action)
-	}
-	if r.HostsFile == "" {
-		return applyErr
-	}
-	entries := make([]hostsfile.Entry, 0, len(cfg.HostsEntries))
-	for _, e := range cfg.HostsEntries {
+	entries := make([]hostsfile.Entry, 0, len(p.hosts.HostsEntries))
+	for _, e := range p.hosts.HostsEntries {
 		entries = append(entries, hostsfile.Entry{IP: e.IP, Hostnames: e.Hostnames, Owner: e.Mirror})
 	}
 	changed, err := nodefiles.ApplyHostsFile(r.HostsFile, entries, slices.Sorted(maps.Keys(keep))...)
@@ -195,24 +218,15 @@ func (r *Reconciler) published(ctx context.Context) ([]nodeconfig.Published, map
 // report builds the node's status, probing each mirror that applied cleanly. Probe times
 // only move when a result changes, so a steady node writes nothing.
 func (r *Reconciler) report(ctx context.Context, selected []nodeconfig.Mirror, gens map[string]int64,
-	cfg *nodeconfig.Config, applyErr string, decodeErrs map[string]string, old v1alpha1.RegistryNodeStatus) v1alpha1.RegistryNodeStatus {
-	mirrorErrs, reasons := map[string]string{}, map[string]v1alpha1.ConditionReason{}
-	for _, e := range cfg.Errors {
-		mirrorErrs[e.Mirror] = joinErr(mirrorErrs[e.Mirror], e.Field+": "+e.Err.Error())
-		reasons[e.Mirror] = v1alpha1.ReasonApplyFailed
-	}
-	for _, c := range cfg.Conflicts {
-		mirrorErrs[c.Mirror] = joinErr(mirrorErrs[c.Mirror], c.String())
-		if reasons[c.Mirror] == "" {
-			reasons[c.Mirror] = v1alpha1.ReasonHostConflict
-		}
-	}
-	st := v1alpha1.RegistryNodeStatus{AgentVersion: r.Version, ConfigHash: cfg.Hash(), Conditions: old.Conditions}
+	p *plan, applyErr string, decodeErrs map[string]string, old v1alpha1.RegistryNodeStatus) v1alpha1.RegistryNodeStatus {
+	mirrorErrs, reasons := p.problems()
+	st := v1alpha1.RegistryNodeStatus{AgentVersion: r.Version, Runtime: p.node.Name, ConfigHash: p.hash(), Conditions: old.Conditions}
 	ready, firstProblem := true, ""
 	for _, m := range selected {
 		ms := v1alpha1.NodeMirrorStatus{Name: m.Name, ObservedGeneration: gens[m.Name], Error: joinErr(applyErr, mirrorErrs[m.Name])}
 		if ms.Error == "" {
-			ms.AppliedHash = cfg.MirrorHash(m.Name)
+			ms.AppliedHash = p.mirrorHash(m.Name)
+			ms.Runtimes = p.runtimes[m.Name]
 		}
 		switch {
 		case applyErr != "":
@@ -246,8 +260,11 @@ func (r *Reconciler) report(ctx context.Context, selected []nodeconfig.Mirror, g
 			fmt.Sprintf("%d mirror(s) applied and reachable", len(selected)))
 	} else {
 		reason := v1alpha1.ReasonApplyFailed
-		if applyErr == "" && len(mirrorErrs) == 0 && len(decodeErrs) == 0 {
+		switch {
+		case applyErr == "" && len(mirrorErrs) == 0 && len(decodeErrs) == 0:
 			reason = v1alpha1.ReasonProbeFailed
+		case applyErr == "" && len(decodeErrs) == 0 && allReasons(reasons, v1alpha1.ReasonConfigPathNotSet):
+			reason = v1alpha1.ReasonConfigPathNotSet
 		}
 		conditions.Set(&st.Conditions, 0, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, firstProblem)
 	}

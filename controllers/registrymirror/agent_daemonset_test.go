@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers/registrymirror"
 )
 
@@ -23,23 +24,66 @@ func TestAgentEnvReachesTheAgentContainerAfterItsOwn(t *testing.T) {
 	}
 }
 
-func TestTheAgentCanWriteOnlyItsTwoHostPaths(t *testing.T) {
+func TestTheAgentMountsOnlyWhatItsRuntimesNeed(t *testing.T) {
 	t.Parallel()
-	o := registrymirror.DefaultAgentOptions("regwire:dev")
-	spec := registrymirror.AgentDaemonSet("regwire-system", o).Spec.Template.Spec
-	c := spec.Containers[0]
-	if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
-		t.Errorf("the agent's root file system must be read-only: %+v", c.SecurityContext)
+	cases := []struct {
+		name     string
+		runtimes []v1alpha1.ContainerRuntime
+		// writable and readOnly are the host paths mounted so.
+		writable, readOnly []string
+		hostPID            bool
+		args               []string
+	}{
+		{"containerd alone: its certs.d and the hosts file; its configuration read-only", []v1alpha1.ContainerRuntime{v1alpha1.RuntimeContainerd},
+			[]string{"/etc/hosts", "/etc/containerd/certs.d"}, []string{"/etc/containerd"}, false,
+			[]string{"--root=/host/containerd-certs.d", "--containerd-config=/host/containerd-config/config.toml"}},
+		{"CRI-O alone: /etc/containers, and the node's processes for SIGHUP", []v1alpha1.ContainerRuntime{v1alpha1.RuntimeCRIO},
+			[]string{"/etc/hosts", "/etc/containers"}, nil, true,
+			[]string{"--root=", "--crio-root=/host/containers", "--proc-root=/proc"}},
+		{"Docker alone: its certs.d", []v1alpha1.ContainerRuntime{v1alpha1.RuntimeDocker},
+			[]string{"/etc/hosts", "/etc/docker/certs.d"}, nil, false,
+			[]string{"--root=", "--docker-root=/host/docker-certs.d"}},
+		{"all three", []v1alpha1.ContainerRuntime{v1alpha1.RuntimeContainerd, v1alpha1.RuntimeCRIO, v1alpha1.RuntimeDocker},
+			[]string{"/etc/hosts", "/etc/containerd/certs.d", "/etc/containers", "/etc/docker/certs.d"}, []string{"/etc/containerd"}, true,
+			[]string{"--crio-root=/host/containers", "--docker-root=/host/docker-certs.d"}},
 	}
-	var got []string
-	for _, v := range spec.Volumes {
-		if v.HostPath == nil {
-			t.Errorf("volume %s is not a hostPath: the agent needs no writable volume of its own", v.Name)
-			continue
-		}
-		got = append(got, v.HostPath.Path)
-	}
-	if want := []string{o.ContainerdCertsDir, o.HostsFile}; !slices.Equal(got, want) {
-		t.Errorf("host paths %v, want exactly %v", got, want)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := registrymirror.DefaultAgentOptions("regwire:dev")
+			o.Runtimes = tc.runtimes
+			spec := registrymirror.AgentDaemonSet("regwire-system", o).Spec.Template.Spec
+			c := spec.Containers[0]
+			if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+				t.Errorf("the agent's root file system must be read-only: %+v", c.SecurityContext)
+			}
+			readOnly := map[string]bool{}
+			for _, m := range c.VolumeMounts {
+				readOnly[m.Name] = m.ReadOnly
+			}
+			var writable, ro []string
+			for _, v := range spec.Volumes {
+				if v.HostPath == nil {
+					t.Errorf("volume %s is not a hostPath: the agent needs no writable volume of its own", v.Name)
+					continue
+				}
+				if readOnly[v.Name] {
+					ro = append(ro, v.HostPath.Path)
+				} else {
+					writable = append(writable, v.HostPath.Path)
+				}
+			}
+			if !slices.Equal(writable, tc.writable) || !slices.Equal(ro, tc.readOnly) {
+				t.Errorf("writable host paths %v and read-only %v, want %v and %v", writable, ro, tc.writable, tc.readOnly)
+			}
+			if spec.HostPID != tc.hostPID {
+				t.Errorf("hostPID = %v, want %v", spec.HostPID, tc.hostPID)
+			}
+			for _, a := range tc.args {
+				if !slices.Contains(c.Args, a) {
+					t.Errorf("args %v lack %s", c.Args, a)
+				}
+			}
+		})
 	}
 }

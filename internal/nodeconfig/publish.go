@@ -89,6 +89,8 @@ func Publish(rm *v1alpha1.RegistryMirror, ca []byte) Published {
 			Endpoint:           s.Endpoint,
 			InsecureSkipVerify: s.InsecureSkipVerify,
 			MirrorOf:           s.MirrorOf,
+			SkipFallback:       s.SkipFallback,
+			Runtimes:           s.Runtimes,
 			Capabilities:       s.Capabilities,
 			HostAliases:        s.HostAliases,
 			NodeSelector:       s.NodeSelector,

@@ -204,6 +204,14 @@ func (a *applying) write() error {
 		if prev := a.rec.Files[p].SHA256; prev == sum {
 			action = Repaired // regwire wrote this content before; someone changed the file
 		}
+		if a.rec.Files[p].Backup && err == nil && !a.exists(path.Join(backupDir, p)) {
+			// A release restored the foreign file and removed its backup, then stopped
+			// before the record forgot it: the file is foreign again. Back it up anew.
+			if err := a.backup(p); err != nil {
+				return err
+			}
+			a.changes = append(a.changes, Change{Path: p, Action: BackedUp})
+		}
 		if err := a.root.MkdirAll(path.Dir(p), dirMode); err != nil {
 			return fmt.Errorf("creating %s: %w", path.Dir(p), err)
 		}
@@ -315,6 +323,11 @@ func (f *Files) backup(p string) error {
 func (f *Files) restore(p string) error {
 	src := path.Join(backupDir, p)
 	data, err := f.root.ReadFile(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A backup is removed only once the foreign file is back in place: a crash after
+		// that, before the record forgot the file, left nothing more to do.
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("restoring foreign %s from its backup: %w", p, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -91,7 +92,7 @@ func startContainerdWith(t *testing.T, l *logs, dir, configPath, sandbox string,
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	argv := append(wrap, bin, "--config", confFile, "--log-level", "info")
+	argv := append(slices.Clone(wrap), bin, "--config", confFile, "--log-level", "info")
 	c.cmd = start(t, l, "containerd", nil, argv[0], argv[1:]...)
 	conn, err := grpc.NewClient("unix://"+c.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

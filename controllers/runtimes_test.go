@@ -1,0 +1,165 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers/agenttest"
+	"github.com/regwire/regwire/internal/testutil"
+)
+
+// waitFailing waits until the mirror's status.nodes.failing holds node with reason and
+// a message containing each of want.
+func waitFailing(t *testing.T, mirror, node string, reason v1alpha1.ConditionReason, want ...string) v1alpha1.NodeFailure {
+	t.Helper()
+	var got v1alpha1.NodeFailure
+	testutil.Eventually(t, 10*time.Second, mirror+" reporting "+node+" "+string(reason), func() error {
+		rm := &v1alpha1.RegistryMirror{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Name: mirror}, rm); err != nil {
+			return err
+		}
+		if rm.Status.Nodes == nil {
+			return fmt.Errorf("no status.nodes yet")
+		}
+		i := slices.IndexFunc(rm.Status.Nodes.Failing, func(f v1alpha1.NodeFailure) bool { return f.Name == node })
+		if i < 0 {
+			return fmt.Errorf("status.nodes = %+v", rm.Status.Nodes)
+		}
+		got = rm.Status.Nodes.Failing[i]
+		if got.Reason != reason {
+			return fmt.Errorf("reason %s (%s), want %s", got.Reason, got.Message, reason)
+		}
+		for _, w := range want {
+			if !strings.Contains(got.Message, w) {
+				return fmt.Errorf("message %q lacks %q", got.Message, w)
+			}
+		}
+		return nil
+	})
+	return got
+}
+
+// TestEachNodeIsWiredInItsRuntimesFormat runs a containerd node and a CRI-O node (as
+// their Nodes' containerRuntimeVersion say) under one mirror: each gets its own
+// runtime's files and reports it; a mirror asking for Docker's format, which cannot
+// express mirrorOf, is reported RuntimeUnsupported with the reason, and a node whose
+// agent has no Docker root says which manager flag adds it.
+func TestEachNodeIsWiredInItsRuntimesFormat(t *testing.T) {
+	ctx := context.Background()
+	ca := testutil.NewCA(t, "runtimes test CA", time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
+	endpoint := testutil.ChallengeServer(t, ca).URL
+	labels := map[string]string{"runtimes-test": "true"}
+	ctrd := agenttest.Start(t, restConfig, k8s, "runtimes-containerd", agenttest.Options{Namespace: operatorNamespace, HostsContent: baseHosts,
+		Resync: 300 * time.Millisecond, Labels: labels, RuntimeVersion: "containerd://2.4.2", Docker: true})
+	crio := agenttest.Start(t, restConfig, k8s, "runtimes-crio", agenttest.Options{Namespace: operatorNamespace, HostsContent: baseHosts,
+		Resync: 300 * time.Millisecond, Labels: labels, RuntimeVersion: "cri-o://1.31.0", CRIO: true,
+		Files: map[string]string{}})
+	foreignDropIn := filepath.Join(crio.CRIORoot, "registries.conf.d", "000-shortnames.conf")
+	if err := os.MkdirAll(filepath.Dir(foreignDropIn), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(foreignDropIn, []byte("[aliases]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	rm := &v1alpha1.RegistryMirror{
+		ObjectMeta: metav1.ObjectMeta{Name: "every-runtime"},
+		Spec: v1alpha1.RegistryMirrorSpec{
+			Host: "proxy.local", Endpoint: endpoint, CABundle: ca.PEM, NodeSelector: labels,
+			MirrorOf: []v1alpha1.UpstreamMirror{{Host: "docker.io", Path: "/v2/docker-proxy"}}, SkipFallback: true,
+		},
+	}
+	if err := k8s.Create(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(ctx, rm) })
+	waitNodes(t, rm.Name, "2/2", 10*time.Second)
+
+	if _, err := os.Stat(filepath.Join(ctrd.Root, "docker.io", "hosts.toml")); err != nil {
+		t.Errorf("the containerd node has no docker.io/hosts.toml: %v", err)
+	}
+	dropIn, err := os.ReadFile(filepath.Join(crio.CRIORoot, "registries.conf.d", "regwire-every-runtime.conf"))
+	if err != nil || !strings.Contains(string(dropIn), "blocked = true") {
+		t.Errorf("the CRI-O node's drop-in: %v\n%s", err, dropIn)
+	}
+	if entries, _ := os.ReadDir(crio.Root); len(entries) != 1 || entries[0].Name() != ".regwire" {
+		t.Errorf("the CRI-O node got containerd files: %v", entries)
+	}
+	if b, _ := os.ReadFile(foreignDropIn); string(b) != "[aliases]\n" {
+		t.Errorf("a foreign drop-in changed: %q", b)
+	}
+	for node, want := range map[string]v1alpha1.ContainerRuntime{ctrd.Name: v1alpha1.RuntimeContainerd, crio.Name: v1alpha1.RuntimeCRIO} {
+		rn := &v1alpha1.RegistryNode{}
+		if err := k8s.Get(ctx, client.ObjectKey{Name: node}, rn); err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(rn.Status.Mirrors, func(m v1alpha1.NodeMirrorStatus) bool { return m.Name == rm.Name })
+		if rn.Status.Runtime != want || i < 0 || !slices.Equal(rn.Status.Mirrors[i].Runtimes, []v1alpha1.ContainerRuntime{want}) {
+			t.Errorf("RegistryNode %s: runtime %q, mirrors %+v; want %s", node, rn.Status.Runtime, rn.Status.Mirrors, want)
+		}
+	}
+
+	docker := &v1alpha1.RegistryMirror{
+		ObjectMeta: metav1.ObjectMeta{Name: "docker-hub-on-docker"},
+		Spec: v1alpha1.RegistryMirrorSpec{
+			Host: "hub-mirror.local", Endpoint: endpoint, CABundle: ca.PEM, NodeSelector: labels,
+			MirrorOf: []v1alpha1.UpstreamMirror{{Host: "ghcr.io"}}, Runtimes: []v1alpha1.ContainerRuntime{v1alpha1.RuntimeDocker},
+		},
+	}
+	if err := k8s.Create(ctx, docker); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(ctx, docker) })
+	waitFailing(t, docker.Name, ctrd.Name, v1alpha1.ReasonRuntimeUnsupported, "docker: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror")
+	waitFailing(t, docker.Name, crio.Name, v1alpha1.ReasonRuntimeUnsupported, "add docker to the manager's --agent-runtimes")
+	if entries, _ := os.ReadDir(ctrd.DockerRoot); len(entries) != 1 || entries[0].Name() != ".regwire" {
+		t.Errorf("the refused mirror wrote to Docker's certs.d: %v", entries)
+	}
+}
+
+// TestConfigPathNotSetIsReportedWithinOneProbeInterval gives a node a containerd
+// configuration that does not read the agent's root: the mirror reports
+// ConfigPathNotSet for that node, naming the file and the line, within one resync; once
+// the file is fixed, the node is ready.
+func TestConfigPathNotSetIsReportedWithinOneProbeInterval(t *testing.T) {
+	ctx := context.Background()
+	ca := testutil.NewCA(t, "config_path test CA", time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
+	endpoint := testutil.ChallengeServer(t, ca).URL
+	labels := map[string]string{"config-path-test": "true"}
+	debian := "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"\"\n"
+	n := agenttest.Start(t, restConfig, k8s, "config-path-node", agenttest.Options{Namespace: operatorNamespace, HostsContent: baseHosts,
+		Resync: 300 * time.Millisecond, Labels: labels, RuntimeVersion: "containerd://1.6.20", ContainerdConfig: &debian})
+
+	rm := &v1alpha1.RegistryMirror{
+		ObjectMeta: metav1.ObjectMeta{Name: "config-path"},
+		Spec:       v1alpha1.RegistryMirrorSpec{Host: "cp.local", Endpoint: endpoint, CABundle: ca.PEM, NodeSelector: labels},
+	}
+	if err := k8s.Create(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(ctx, rm) })
+	start := time.Now()
+	f := waitFailing(t, rm.Name, n.Name, v1alpha1.ReasonConfigPathNotSet, n.ContainerdConfig, `config_path = "`+n.Root+`"`, `[plugins."io.containerd.grpc.v1.cri".registry]`)
+	t.Logf("reported in %s: %s", time.Since(start).Round(time.Millisecond), f.Message)
+	if _, err := os.Stat(filepath.Join(n.Root, "cp.local", "hosts.toml")); err != nil {
+		t.Errorf("the files are written all the same, for when containerd is fixed: %v", err)
+	}
+
+	fixed := "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"" + n.Root + "\"\n"
+	if err := os.WriteFile(n.ContainerdConfig, []byte(fixed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	waitNodes(t, rm.Name, "1/1", 5*time.Second)
+	t.Logf("ready %s after the fix", time.Since(start).Round(time.Millisecond))
+}

@@ -1,0 +1,70 @@
+package runtimeconfig_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/runtimeconfig"
+)
+
+func TestFromNodeInfo(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]runtimeconfig.Runtime{
+		"containerd://1.7.13":      {Name: v1alpha1.RuntimeContainerd, Major: 1},
+		"containerd://2.4.2":       {Name: v1alpha1.RuntimeContainerd, Major: 2},
+		"containerd://v2.0.0-k3s1": {Name: v1alpha1.RuntimeContainerd, Major: 2},
+		"cri-o://1.31.0":           {Name: v1alpha1.RuntimeCRIO, Major: 1},
+		"docker://27.3.1":          {Name: v1alpha1.RuntimeDocker, Major: 27},
+		"rkt://1.0":                {},
+		"":                         {},
+	} {
+		if got := runtimeconfig.FromNodeInfo(in); got != want {
+			t.Errorf("FromNodeInfo(%q) = %+v, want %+v", in, got, want)
+		}
+	}
+}
+
+func TestConfigPathProblem(t *testing.T) {
+	t.Parallel()
+	const file, dir = "/etc/containerd/config.toml", "/etc/containerd/certs.d"
+	cases := []struct {
+		name  string
+		data  *string
+		major int
+		// want is "" for no problem, else a substring of the message.
+		want string
+	}{
+		{"kind's config (version 2, config_path set) is read", str("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n"), 1, ""},
+		{"Debian's containerd 1.6 default (version 2, config_path empty) ignores the directory", str("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"\"\n"), 1,
+			`add config_path = "/etc/containerd/certs.d" under [plugins."io.containerd.grpc.v1.cri".registry] in /etc/containerd/config.toml`},
+		{"a version 1 file names the old table", str("[plugins.cri]\n  sandbox_image = \"pause\"\n"), 1, `under [plugins.cri.registry]`},
+		{"containerd 1.x without a file reads nothing", nil, 1, "does not exist"},
+		{"containerd 2 without a file reads the default directories", nil, 2, ""},
+		{"containerd 2's version 3 file without registry settings reads the defaults", str("version = 3\n"), 0, ""},
+		{"containerd 2 with the deprecated mirrors ignores the directory", str("version = 3\n[plugins.\"io.containerd.cri.v1.images\".registry.mirrors.\"docker.io\"]\n  endpoint = [\"https://m\"]\n"), 2, "deprecated registry mirrors"},
+		{"a version 2 file on containerd 2 is migrated from the grpc table", str("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d:/etc/docker/certs.d\"\n"), 2, ""},
+		{"config_path naming another directory is reported with the fix", str("version = 3\n[plugins.\"io.containerd.cri.v1.images\".registry]\n  config_path = \"/var/lib/rancher/k3s/agent/etc/containerd/certs.d\"\n"), 2,
+			`set config_path = "/var/lib/rancher/k3s/agent/etc/containerd/certs.d:/etc/containerd/certs.d"`},
+		{"imports regwire does not read are given the benefit of the doubt", str("version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n"), 1, ""},
+		{"a file that is not TOML says so", str("version = = 2\n"), 1, "does not parse as TOML"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var data []byte
+			if tc.data != nil {
+				data = []byte(*tc.data)
+			}
+			got := runtimeconfig.ConfigPathProblem(file, data, tc.major, dir)
+			switch {
+			case tc.want == "" && got != "":
+				t.Errorf("got problem %q, want none", got)
+			case tc.want != "" && !strings.Contains(got, tc.want):
+				t.Errorf("got %q, want it to contain %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func str(s string) *string { return &s }
