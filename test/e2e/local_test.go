@@ -117,7 +117,10 @@ func TestTheManualSetupOnRealParts(t *testing.T) {
 		}
 	}
 	start(t, l, "manager", env, regwire, "manager", "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--namespace", operatorNS)
-	start(t, l, "agent", env, regwire, "agent", "--node-name", nodeName, "--namespace", operatorNS, "--root", certsDir, "--hosts-file", "/etc/hosts")
+	// The agent reads the real containerd's configuration (config_path = certsDir): a
+	// ConfigPathNotSet there would keep the mirror from Ready.
+	start(t, l, "agent", env, regwire, "agent", "--node-name", nodeName, "--namespace", operatorNS, "--root", certsDir, "--hosts-file", "/etc/hosts",
+		"--containerd-config", filepath.Join(work, "containerd", "config.toml"))
 
 	rm := &v1alpha1.RegistryMirror{
 		ObjectMeta: metav1.ObjectMeta{Name: "nexus-local"},

@@ -149,7 +149,7 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	probePort := strings.Split(testutil.FreeAddr(t), ":")[1]
 	for _, o := range objs {
 		if o.GetKind() == "Deployment" {
-			e2eOverlay(t, o, apiHost, apiPort, probePort, certsDir)
+			e2eOverlay(t, o, apiHost, apiPort, probePort, certsDir, filepath.Join(work, "containerd", "config.toml"))
 		}
 	}
 	applyAll(t, k8s, objs)
@@ -362,7 +362,7 @@ func cleanNode(t *testing.T, ctrd *containerd, dir string) {
 // host network, the API server's loopback address for it and its agents, probes on a free
 // port, the node's containerd config_path, a toleration for the NotReady node, and the
 // nexus.local alias.
-func e2eOverlay(t *testing.T, dep *unstructured.Unstructured, apiHost, apiPort, probePort, certsDir string) {
+func e2eOverlay(t *testing.T, dep *unstructured.Unstructured, apiHost, apiPort, probePort, certsDir, containerdConfig string) {
 	t.Helper()
 	d := &appsv1.Deployment{}
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(dep.Object, d); err != nil {
@@ -379,7 +379,10 @@ func e2eOverlay(t *testing.T, dep *unstructured.Unstructured, apiHost, apiPort, 
 		corev1.EnvVar{Name: "KUBERNETES_SERVICE_HOST", Value: apiHost}, corev1.EnvVar{Name: "KUBERNETES_SERVICE_PORT", Value: apiPort})
 	c.Args = append(c.Args,
 		"--agent-env=KUBERNETES_SERVICE_HOST="+apiHost, "--agent-env=KUBERNETES_SERVICE_PORT="+apiPort,
-		"--agent-containerd-certs-dir="+certsDir, "--health-probe-bind-address=127.0.0.1:"+probePort, "--metrics-bind-address=0")
+		"--agent-containerd-certs-dir="+certsDir, "--health-probe-bind-address=127.0.0.1:"+probePort, "--metrics-bind-address=0",
+		// The agent reads the node's real containerd configuration: ConfigPathNotSet would
+		// keep the mirror from Ready.
+		"--agent-containerd-config="+containerdConfig)
 	p, _ := strconv.Atoi(probePort)
 	for _, probe := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
 		if probe != nil && probe.HTTPGet != nil {
@@ -495,7 +498,8 @@ func (d podLogDump) String() string {
 
 // requireReadOnlyPods checks that the manager and agent pods, both running, have read-only
 // root file systems and no writable volume of their own: no emptyDir, only the agent's two
-// host paths and the API access token kubelet projects.
+// host paths, containerd's configuration directory read-only, and the API access token
+// kubelet projects.
 func requireReadOnlyPods(ctx context.Context, t *testing.T, k8s client.Client) {
 	t.Helper()
 	pods := &corev1.PodList{}
@@ -518,6 +522,7 @@ func requireReadOnlyPods(ctx context.Context, t *testing.T, k8s client.Client) {
 			switch {
 			case v.Projected != nil && strings.HasPrefix(v.Name, "kube-api-access-"):
 			case v.HostPath != nil && component == "agent" && (v.HostPath.Path == certsDirOf(p) || v.HostPath.Path == "/etc/hosts"):
+			case v.HostPath != nil && component == "agent" && v.Name == "containerd-config" && readOnlyMount(p, v.Name):
 			default:
 				t.Errorf("pod %s (%s) has volume %s: %+v; the operator build writes no file of its own", p.Name, component, v.Name, v.VolumeSource)
 			}
@@ -527,6 +532,18 @@ func requireReadOnlyPods(ctx context.Context, t *testing.T, k8s client.Client) {
 		t.Fatalf("want a running manager and agent pod, found %v", seen)
 	}
 	t.Logf("manager and agent pods run on read-only roots, with no emptyDir")
+}
+
+// readOnlyMount reports whether every container of p mounts volume read-only.
+func readOnlyMount(p corev1.Pod, volume string) bool {
+	for _, c := range p.Spec.Containers {
+		for _, m := range c.VolumeMounts {
+			if m.Name == volume && !m.ReadOnly {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // certsDirOf is the containerd certs.d root an agent pod mounts.
