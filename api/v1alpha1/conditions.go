@@ -18,6 +18,9 @@ const (
 	// ConditionPullSecretsReady (RegistryMirror): the pull secret exists and is current in
 	// every selected namespace.
 	ConditionPullSecretsReady = "PullSecretsReady"
+	// ConditionClientCertificateReady (RegistryMirror): the client certificate asked for
+	// in spec.clientCertificateSecretRef is valid and delivered to the node agents.
+	ConditionClientCertificateReady = "ClientCertificateReady"
 	// ConditionProvisioned (RegistryMirror): the registry repository asked for in
 	// spec.provision exists as specified.
 	ConditionProvisioned = "Provisioned"
@@ -90,6 +93,18 @@ const (
 	// ReasonWaitingForNodes: the mirror is being deleted and waits until every node has
 	// removed its files.
 	ReasonWaitingForNodes ConditionReason = "WaitingForNodes"
+)
+
+// RegistryMirror reasons: ClientCertificateReady.
+const (
+	// ReasonClientCertificateReady: the certificate and key are valid and the agents have
+	// them.
+	ReasonClientCertificateReady ConditionReason = "ClientCertificateReady"
+	// ReasonClientCertificateNotFound: the Secret or one of its keys does not exist.
+	ReasonClientCertificateNotFound ConditionReason = "ClientCertificateNotFound"
+	// ReasonClientCertificateInvalid: tls.crt and tls.key do not form a key pair, or the
+	// certificate has expired.
+	ReasonClientCertificateInvalid ConditionReason = "ClientCertificateInvalid"
 )
 
 // RegistryMirror reasons: PullSecretsReady.

@@ -71,6 +71,7 @@ const (
 //
 // +kubebuilder:validation:XValidation:rule=`!has(self.endpoint) || !self.endpoint.startsWith('http://') || (has(self.insecureSkipVerify) && self.insecureSkipVerify)`,message="endpoint must use https://; plain http:// is only allowed together with insecureSkipVerify: true",fieldPath=".endpoint"
 // +kubebuilder:validation:XValidation:rule=`!(has(self.caBundle) && has(self.caFrom))`,message="set caBundle or caFrom, not both",fieldPath=".caFrom"
+// +kubebuilder:validation:XValidation:rule=`!has(self.clientCertificateSecretRef) || !has(self.endpoint) || !self.endpoint.startsWith('http://')`,message="a client certificate needs TLS: use an https:// endpoint",fieldPath=".clientCertificateSecretRef"
 // +kubebuilder:validation:XValidation:rule=`!has(self.mirrorOf) || self.mirrorOf.all(m, m.host != self.host)`,message="mirrorOf must not list the registry's own host",fieldPath=".mirrorOf"
 // +kubebuilder:validation:XValidation:rule=`!has(self.skipFallback) || !self.skipFallback || (has(self.mirrorOf) && size(self.mirrorOf) > 0)`,message="skipFallback keeps nodes from contacting the upstreams of mirrorOf; list them in mirrorOf (e.g. host: docker.io) or remove skipFallback",fieldPath=".skipFallback"
 // +kubebuilder:validation:XValidation:rule=`!has(self.pullSecrets) || has(self.credentialsSecretRef)`,message="pullSecrets needs credentialsSecretRef: pull secrets are built from those credentials",fieldPath=".pullSecrets"
@@ -115,6 +116,14 @@ type RegistryMirrorSpec struct {
 	// skip_verify). Discouraged: give the CA instead. The CAValid condition warns while it is on.
 	// +optional
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+
+	// clientCertificateSecretRef names a kubernetes.io/tls Secret (tls.crt, tls.key) whose
+	// certificate nodes present to the registry, for registries that require mutual TLS.
+	// The manager copies it into one Secret in its own namespace that only the node agents
+	// may read; agents write it next to the CA (client.cert, and client.key with mode 0600)
+	// in each runtime's format. It never appears in a ConfigMap, log, event or status.
+	// +optional
+	ClientCertificateSecretRef *SecretReference `json:"clientCertificateSecretRef,omitempty"`
 
 	// credentialsSecretRef names a Secret of type kubernetes.io/basic-auth or
 	// kubernetes.io/dockerconfigjson holding the credentials for this registry. They are used
@@ -321,7 +330,8 @@ type NexusProvision struct {
 
 // RegistryMirrorStatus is the observed state of a RegistryMirror.
 type RegistryMirrorStatus struct {
-	// conditions: Ready, NodesReady, PullSecretsReady, CAValid and Provisioned.
+	// conditions: Ready, NodesReady, PullSecretsReady, CAValid, ClientCertificateReady and
+	// Provisioned.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

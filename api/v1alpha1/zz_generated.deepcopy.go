@@ -570,6 +570,11 @@ func (in *RegistryMirrorSpec) DeepCopyInto(out *RegistryMirrorSpec) {
 		*out = new(CASource)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.ClientCertificateSecretRef != nil {
+		in, out := &in.ClientCertificateSecretRef, &out.ClientCertificateSecretRef
+		*out = new(SecretReference)
+		**out = **in
+	}
 	if in.CredentialsSecretRef != nil {
 		in, out := &in.CredentialsSecretRef, &out.CredentialsSecretRef
 		*out = new(SecretReference)

@@ -109,13 +109,16 @@ func TestContainersImageResolvesRenderedConfig(t *testing.T) {
 					if got[i].ref != w.ref || got[i].insecure != w.insecure {
 						t.Errorf("%s source %d = %+v, want %+v", image, i, got[i], w)
 					}
-					if w.verifies == "" {
-						continue
-					}
 					host := reference.Domain(mustNamed(t, w.ref))
 					tlsc := &tls.Config{}
 					if err := tlsclientconfig.SetupCertificates(filepath.Join(root, nodeconfig.CertsDir, host), tlsc); err != nil {
 						t.Fatal(err)
+					}
+					if w.clientCert != (len(tlsc.Certificates) == 1) {
+						t.Errorf("%s: certs.d/%s gives %d client certificates, want one: %v", image, host, len(tlsc.Certificates), w.clientCert)
+					}
+					if w.verifies == "" {
+						continue
 					}
 					if tlsc.RootCAs == nil {
 						t.Fatalf("%s: certs.d/%s gave containers/image no CA", image, host)
@@ -163,13 +166,17 @@ func TestDockerCertsDirTrustsTheRegistry(t *testing.T) {
 				if tlsc.RootCAs == nil {
 					t.Fatalf("certs.d/%s holds no CA", host)
 				}
+				wantClient := len(sc.mirrors(ca.PEM)[0].ClientCert) > 0
+				if wantClient != (len(tlsc.Certificates) == 1) {
+					t.Errorf("certs.d/%s gives %d client certificates, want one: %v", host, len(tlsc.Certificates), wantClient)
+				}
 				if _, err := ca.Leaf(t, name).Verify(x509.VerifyOptions{DNSName: name, Roots: tlsc.RootCAs}); err != nil {
 					t.Errorf("certs.d/%s does not trust %s: %v", host, name, err)
 				}
 			}
 			for p := range c.Files {
-				if _, ok := sc.docker[filepath.Dir(p)]; !ok || filepath.Base(p) != nodeconfig.CAFile {
-					t.Errorf("wrote %s, want only <host>/ca.crt for %v", p, sc.docker)
+				if _, ok := sc.docker[filepath.Dir(p)]; !ok || !slices.Contains([]string{nodeconfig.CAFile, nodeconfig.ClientCertFile, nodeconfig.ClientKeyFile}, filepath.Base(p)) {
+					t.Errorf("wrote %s, want only <host>/ca.crt and the client pair for %v", p, sc.docker)
 				}
 			}
 		})

@@ -100,10 +100,8 @@ func (crioEmitter) emit(c *Config, m *Mirror, claims []claim) {
 		panic(err)
 	}
 	c.add(m.Name, path.Join(DropInDir, DropInName(m.Name)), append(header(m.Name), data...))
-	if usesCA(m) {
-		u, _ := url.Parse(server) // checked by check
-		c.add(m.Name, path.Join(CertsDir, u.Host, CAFile), normalizePEM(m.CA))
-	}
+	u, _ := url.Parse(server) // checked by check
+	addTLSFiles(c, m, path.Join(CertsDir, u.Host))
 }
 
 // crioLocation is where containers/image finds a mirror: host[:port] and an optional

@@ -2,7 +2,6 @@ package nodeconfig
 
 import (
 	"net/url"
-	"path"
 )
 
 // dockerEmitter writes <host>/ca.crt for Docker Engine (/etc/docker/certs.d), which reads
@@ -28,8 +27,6 @@ func (dockerEmitter) supports(m *Mirror) *MirrorError {
 
 func (dockerEmitter) emit(c *Config, m *Mirror, claims []claim) {
 	for _, cl := range claims {
-		if usesCA(m) {
-			c.add(m.Name, path.Join(cl.host, CAFile), normalizePEM(m.CA))
-		}
+		addTLSFiles(c, m, cl.host)
 	}
 }

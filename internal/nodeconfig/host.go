@@ -115,7 +115,7 @@ func ShadowDir(host string) string {
 // CheckPath refuses any path, relative to rt's root, that is not one regwire renders for
 // rt: <host>/hosts.toml and <host>/ca.crt for containerd (with _default as a host);
 // registries.conf.d/regwire-<mirror>.conf and certs.d/<host>/ca.crt for CRI-O;
-// <host>/ca.crt for Docker. The agent checks every write and its ownership record with
+// <host>/ca.crt for Docker; and client.cert and client.key next to each ca.crt. The agent checks every write and its ownership record with
 // it, so nothing outside the runtime's registry files is ever touched.
 func CheckPath(rt v1alpha1.ContainerRuntime, p string) error {
 	dir, file := path.Split(p)
@@ -133,9 +133,9 @@ func CheckPath(rt v1alpha1.ContainerRuntime, p string) error {
 	}
 	switch rt {
 	case v1alpha1.RuntimeContainerd, "":
-		return hostFile(dir, HostsFile, CAFile)
+		return hostFile(dir, HostsFile, CAFile, ClientCertFile, ClientKeyFile)
 	case v1alpha1.RuntimeDocker:
-		return hostFile(dir, CAFile)
+		return hostFile(dir, CAFile, ClientCertFile, ClientKeyFile)
 	case v1alpha1.RuntimeCRIO:
 		if dir == DropInDir {
 			if !strings.HasPrefix(file, dropInPrefix) || !strings.HasSuffix(file, ".conf") || !filepath.IsLocal(file) || strings.ContainsAny(file, "\\\x00") {
@@ -144,7 +144,7 @@ func CheckPath(rt v1alpha1.ContainerRuntime, p string) error {
 			return nil
 		}
 		if host, ok := strings.CutPrefix(dir, CertsDir+"/"); ok {
-			return hostFile(host, CAFile)
+			return hostFile(host, CAFile, ClientCertFile, ClientKeyFile)
 		}
 		return fmt.Errorf("refusing to write %q: only %s/ drop-ins and %s/<host>/ files are written", p, DropInDir, CertsDir)
 	}

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"maps"
@@ -32,6 +33,11 @@ import (
 const (
 	HostsFile = "hosts.toml"
 	CAFile    = "ca.crt"
+	// ClientCertFile and ClientKeyFile are the client certificate and its key, the names
+	// containerd's hosts.toml points at and the *.cert/*.key pair the certs.d layouts of
+	// Docker and containers/image read. The key is written with mode 0600.
+	ClientCertFile = "client.cert"
+	ClientKeyFile  = "client.key"
 )
 
 // dockerHubHost is where containerd sends docker.io requests.
@@ -47,6 +53,9 @@ type Mirror struct {
 	Spec v1alpha1.RegistryMirrorSpec
 	// CA is the PEM CA bundle (from caBundle or caFrom); empty means system roots.
 	CA []byte
+	// ClientCert and ClientKey are the PEM client certificate and key for mutual TLS;
+	// empty when the registry needs none.
+	ClientCert, ClientKey []byte
 }
 
 // Config is everything one node needs in one runtime's format.
@@ -114,8 +123,9 @@ type hostsFile struct {
 }
 
 type hostEntry struct {
-	Capabilities []string `toml:"capabilities,omitempty"`
-	CA           string   `toml:"ca,omitempty"`
+	Capabilities []string    `toml:"capabilities,omitempty"`
+	CA           string      `toml:"ca,omitempty"`
+	Client       [][2]string `toml:"client,omitempty"`
 	SkipVerify   bool     `toml:"skip_verify,omitempty"`
 	OverridePath bool     `toml:"override_path,omitempty"`
 }
@@ -247,9 +257,7 @@ func (containerdEmitter) emit(c *Config, m *Mirror, claims []claim) {
 			panic(err)
 		}
 		c.add(m.Name, path.Join(cl.host, HostsFile), append(header(m.Name), data...))
-		if usesCA(m) {
-			c.add(m.Name, path.Join(cl.host, CAFile), normalizePEM(m.CA))
-		}
+		addTLSFiles(c, m, cl.host)
 	}
 }
 
@@ -293,6 +301,20 @@ func upstreamHostsFile(cl claim) hostsFile {
 	return hostsFile{Server: upstream, Host: map[string]hostEntry{server: e}}
 }
 
+// addTLSFiles adds the mirror's CA and client pair to dir.
+func addTLSFiles(c *Config, m *Mirror, dir string) {
+	if usesCA(m) {
+		c.add(m.Name, path.Join(dir, CAFile), normalizePEM(m.CA))
+	}
+	if usesClientCert(m) {
+		c.add(m.Name, path.Join(dir, ClientCertFile), normalizePEM(m.ClientCert))
+		c.add(m.Name, path.Join(dir, ClientKeyFile), normalizePEM(m.ClientKey))
+	}
+}
+
+// usesClientCert reports whether the mirror presents a client certificate.
+func usesClientCert(m *Mirror) bool { return len(m.ClientCert) > 0 && !plainHTTP(m) }
+
 // plainHTTP reports a mirror reached over http://. TLS settings on such an endpoint make
 // containerd try HTTPS first and fall back to HTTP (core/remotes/docker/config: "host will
 // try HTTPS first"), so none are rendered for it.
@@ -314,6 +336,9 @@ func entry(m *Mirror) hostEntry {
 	e.Capabilities = slices.Compact(e.Capabilities)
 	if usesCA(m) {
 		e.CA = CAFile
+	}
+	if usesClientCert(m) {
+		e.Client = [][2]string{{ClientCertFile, ClientKeyFile}}
 	}
 	return e
 }
@@ -385,6 +410,12 @@ func check(m *Mirror) *MirrorError {
 	if len(m.CA) > 0 {
 		if _, err := cabundle.Parse(m.CA); err != nil {
 			return fail("CA bundle", err)
+		}
+	}
+	if len(m.ClientCert) > 0 || len(m.ClientKey) > 0 {
+		// The error names no key material: X509KeyPair's messages never quote it.
+		if _, err := tls.X509KeyPair(m.ClientCert, m.ClientKey); err != nil {
+			return fail("client certificate", err)
 		}
 	}
 	return nil

@@ -2,6 +2,13 @@ package nodeconfig_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"sync"
 	"crypto/x509"
 	"flag"
 	"fmt"
@@ -31,6 +38,8 @@ type expectHost struct {
 	// host's TLS configuration must accept ("" when no CA is configured).
 	verifies   string
 	skipVerify bool
+	// clientCert is true when the host presents the scenario's client certificate.
+	clientCert bool
 }
 
 type scenario struct {
@@ -56,6 +65,8 @@ type expectSource struct {
 	// source's certs.d directory must make trusted ("" when none is configured).
 	verifies string
 	insecure bool
+	// clientCert is true when the source's certs.d holds the client certificate.
+	clientCert bool
 }
 
 func mirror(name, host string, mutate func(*nodeconfig.Mirror)) nodeconfig.Mirror {
@@ -72,6 +83,8 @@ var unsafeErrors = []string{
 	`RegistryMirror bad-path: spec.mirrorOf[0].path: path "/v2/../../x" must not contain '.' or '..' segments`,
 	`RegistryMirror escape: spec.host: host "../../etc": must not contain '/' or '\'`,
 }
+
+var mismatchErrors = []string{"RegistryMirror mismatch: client certificate: tls: private key does not match public key"}
 
 var scenarios = []scenario{
 	{
@@ -187,6 +200,55 @@ var scenarios = []scenario{
 		},
 		crioErrors:   []string{"RegistryMirror only-mirror: spec.mirrorOf[0].host: CRI-O's registries.conf has no entry for every registry (_default is containerd's); list the upstream hosts instead, or set runtimes to [containerd]"},
 		dockerErrors: []string{"RegistryMirror only-mirror: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},
+	},
+	{
+		name: "a registry that requires a client certificate (mutual TLS)",
+		mirrors: func(ca string) []nodeconfig.Mirror {
+			return []nodeconfig.Mirror{mirror("mtls", "mtls.local", func(m *nodeconfig.Mirror) {
+				m.CA = []byte(ca)
+				m.ClientCert, m.ClientKey = clientPair()
+				m.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: "docker.io", Path: "/v2/docker-proxy"}}
+			})}
+		},
+		hosts: map[string][]expectHost{
+			"mtls.local": {{scheme: "https", host: "mtls.local", path: "/v2", caps: pullResolve, verifies: "mtls.local", clientCert: true}},
+			"docker.io": {
+				{scheme: "https", host: "mtls.local", path: "/v2/docker-proxy", caps: pullResolve, verifies: "mtls.local", clientCert: true},
+				{scheme: "https", host: "registry-1.docker.io", path: "/v2", caps: docker.HostCapabilityPull | docker.HostCapabilityResolve | docker.HostCapabilityPush | docker.HostCapabilityReferrers},
+			},
+		},
+		crio: map[string][]expectSource{
+			"mtls.local/app:1":            {{ref: "mtls.local/app:1", verifies: "mtls.local", clientCert: true}},
+			"docker.io/library/hello:1.0": {{ref: "mtls.local/docker-proxy/library/hello:1.0", verifies: "mtls.local", clientCert: true}, {ref: "docker.io/library/hello:1.0"}},
+		},
+		dockerErrors: []string{"RegistryMirror mtls: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},
+	},
+	{
+		name: "a client certificate for Docker Engine goes next to the CA",
+		mirrors: func(ca string) []nodeconfig.Mirror {
+			return []nodeconfig.Mirror{mirror("mtls-docker", "mtls.local:8443", func(m *nodeconfig.Mirror) {
+				m.CA = []byte(ca)
+				m.ClientCert, m.ClientKey = clientPair()
+			})}
+		},
+		hosts: map[string][]expectHost{
+			"mtls.local:8443": {{scheme: "https", host: "mtls.local:8443", path: "/v2", caps: pullResolve, verifies: "mtls.local", clientCert: true}},
+		},
+		crio:   map[string][]expectSource{"mtls.local:8443/app:1": {{ref: "mtls.local:8443/app:1", verifies: "mtls.local", clientCert: true}}},
+		docker: map[string]string{"mtls.local:8443": "mtls.local"},
+	},
+	{
+		name: "a key that does not match its certificate is refused without quoting either",
+		mirrors: func(ca string) []nodeconfig.Mirror {
+			return []nodeconfig.Mirror{mirror("mismatch", "mismatch.local", func(m *nodeconfig.Mirror) {
+				m.CA = []byte(ca)
+				m.ClientCert, _ = clientPair()
+				_, m.ClientKey = otherClientPair()
+			})}
+		},
+		errors:       mismatchErrors,
+		crioErrors:   mismatchErrors,
+		dockerErrors: mismatchErrors,
 	},
 	{
 		name: "plain http with insecureSkipVerify and push renders no TLS settings",
@@ -397,6 +459,9 @@ func checkHost(t *testing.T, what string, got docker.RegistryHost, want expectHo
 	if want.skipVerify != (tlsConf != nil && tlsConf.InsecureSkipVerify) {
 		t.Errorf("%s: skip_verify = %v, want %v", what, tlsConf != nil && tlsConf.InsecureSkipVerify, want.skipVerify)
 	}
+	if want.clientCert != (tlsConf != nil && len(tlsConf.Certificates) == 1) {
+		t.Errorf("%s: client certificates %d, want one: %v", what, len(tlsConf.Certificates), want.clientCert)
+	}
 	if want.verifies == "" {
 		return
 	}
@@ -407,6 +472,42 @@ func checkHost(t *testing.T, what string, got docker.RegistryHost, want expectHo
 	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: want.verifies, Roots: tlsConf.RootCAs}); err != nil {
 		t.Errorf("%s: a certificate for %s issued by the mirror's CA does not verify with containerd's RootCAs: %v", what, want.verifies, err)
 	}
+}
+
+// clientPair is a fixed client certificate and key (testdata/client-test-only.*, a
+// throwaway pair made for these tests), so that golden files are stable; otherClientPair
+// is another one.
+var (
+	clientPair = sync.OnceValues(func() ([]byte, []byte) {
+		cert, err := os.ReadFile(filepath.Join("testdata", "client-test-only.cert"))
+		if err != nil {
+			panic(err)
+		}
+		key, err := os.ReadFile(filepath.Join("testdata", "client-test-only.key"))
+		if err != nil {
+			panic(err)
+		}
+		return cert, key
+	})
+	otherClientPair = sync.OnceValues(newClientPair)
+)
+
+func newClientPair() ([]byte, []byte) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "node"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		panic(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }
 
 func TestHashChangesWithContentOnly(t *testing.T) {

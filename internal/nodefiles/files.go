@@ -191,7 +191,7 @@ func (a *applying) write() error {
 		data, owner := a.want.Files[p], a.want.Owners[p]
 		sum := digest(data)
 		cur, err := a.root.ReadFile(p)
-		if err == nil && digest(cur) == sum {
+		if err == nil && digest(cur) == sum && a.privateEnough(p) {
 			if old := a.rec.Files[p]; old.SHA256 != sum || old.Owner != owner {
 				a.rec.Files[p] = ownedFile{SHA256: sum, Backup: old.Backup, Owner: owner}
 			}
@@ -367,7 +367,23 @@ func (f *Files) removeTemps(rec *record, want map[string][]byte) {
 // tempPath is where writeAtomicMode stages p.
 func tempPath(p string) string { return path.Join(path.Dir(p), "."+path.Base(p)+".regwire-tmp") }
 
-func (f *Files) writeAtomic(p string, data []byte) error { return f.writeAtomicMode(p, data, fileMode) }
+// privateEnough reports whether p, if it is a key, is readable by its owner only.
+func (f *Files) privateEnough(p string) bool {
+	if !strings.HasSuffix(p, ".key") {
+		return true
+	}
+	fi, err := f.root.Stat(p)
+	return err == nil && fi.Mode().Perm()&0o077 == 0
+}
+
+// writeAtomic writes a rendered file: private keys with mode 0600, the rest 0644.
+func (f *Files) writeAtomic(p string, data []byte) error {
+	mode := fs.FileMode(fileMode)
+	if strings.HasSuffix(p, ".key") {
+		mode = 0o600
+	}
+	return f.writeAtomicMode(p, data, mode)
+}
 
 // writeAtomicMode writes data to p so that p always holds either its old or its new
 // complete content: temp file in the same directory, fsync, rename, directory fsync.

@@ -177,3 +177,42 @@ func sorted(s []string) []string {
 }
 
 func keys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+
+// TestAClientKeyIsWrittenForItsOwnerOnly writes a client pair and checks the key's mode,
+// also after someone loosened it.
+func TestAClientKeyIsWrittenForItsOwnerOnly(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	f, err := nodefiles.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	want := map[string][]byte{"mtls.local/client.cert": []byte("cert\n"), "mtls.local/client.key": []byte("key\n")}
+	mode := func(p string) os.FileMode {
+		fi, err := os.Stat(filepath.Join(root, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Mode().Perm()
+	}
+	if _, err := f.Apply(want); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode("mtls.local/client.key"); m != 0o600 {
+		t.Errorf("client.key has mode %o, want 600", m)
+	}
+	if m := mode("mtls.local/client.cert"); m != 0o644 {
+		t.Errorf("client.cert has mode %o, want 644", m)
+	}
+	if err := os.Chmod(filepath.Join(root, "mtls.local", "client.key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	changes, err := f.Apply(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := mode("mtls.local/client.key"); m != 0o600 || len(changes) != 1 || changes[0].Path != "mtls.local/client.key" {
+		t.Errorf("after chmod 644 the key has mode %o (changes %v), want 600 again", m, changes)
+	}
+}
