@@ -126,8 +126,8 @@ type hostEntry struct {
 	Capabilities []string    `toml:"capabilities,omitempty"`
 	CA           string      `toml:"ca,omitempty"`
 	Client       [][2]string `toml:"client,omitempty"`
-	SkipVerify   bool     `toml:"skip_verify,omitempty"`
-	OverridePath bool     `toml:"override_path,omitempty"`
+	SkipVerify   bool        `toml:"skip_verify,omitempty"`
+	OverridePath bool        `toml:"override_path,omitempty"`
 }
 
 // claim is a mirror's wish to own one host.
