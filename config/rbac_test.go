@@ -38,14 +38,15 @@ var designed = map[string][]string{
 		"coordination.k8s.io/leases:create,delete,get,list,patch,update,watch",
 		"events.k8s.io/events:create,patch",
 	},
-	// The agent: published mirrors in the operator namespace, Nodes (list/watch cannot be
-	// narrowed to its own name), and its RegistryNode report. No Secrets, no RegistryMirrors.
-	"Role/regwire-agent-role":        {"/configmaps:get,list,watch"},
+	// The agent: published mirrors in the operator namespace, the one Secret of client
+	// certificates there (by name), Nodes (list/watch cannot be narrowed to its own name),
+	// and its RegistryNode report. No other Secret, no RegistryMirrors.
+	"Role/regwire-agent-role":        {"/configmaps:get,list,watch", "/secrets[regwire-node-client-certificates]:get,list,watch"},
 	"ClusterRole/regwire-agent-role": {"/nodes:get,list,watch", "regwire.dev/registrynodes:create,get,list,patch,update,watch"},
 }
 
-// permissions flattens a role's rules into "group/resource:verbs", and reports wildcards
-// and rules narrowed by name (which this table does not model).
+// permissions flattens a role's rules into "group/resource:verbs" (with [names] for rules
+// narrowed by resourceNames), and reports wildcards and non-resource URLs.
 func permissions(role *unstructured.Unstructured) ([]string, []string) {
 	var out, problems []string
 	rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
@@ -62,12 +63,16 @@ func permissions(role *unstructured.Unstructured) ([]string, []string) {
 				problems = append(problems, fmt.Sprintf("wildcard in %v", m))
 			}
 		}
-		if len(strs("resourceNames")) > 0 || len(strs("nonResourceURLs")) > 0 {
-			problems = append(problems, fmt.Sprintf("rule by name or URL, not modelled here: %v", m))
+		if len(strs("nonResourceURLs")) > 0 {
+			problems = append(problems, fmt.Sprintf("rule by URL, not modelled here: %v", m))
+		}
+		names := ""
+		if n := strs("resourceNames"); len(n) > 0 {
+			names = "[" + strings.Join(slices.Sorted(slices.Values(n)), ",") + "]"
 		}
 		for _, g := range groups {
 			for _, res := range resources {
-				out = append(out, g+"/"+res+":"+strings.Join(verbs, ","))
+				out = append(out, g+"/"+res+names+":"+strings.Join(verbs, ","))
 			}
 		}
 	}
@@ -105,8 +110,9 @@ func TestRBACGrantsExactlyTheDesignedPermissions(t *testing.T) {
 			t.Errorf("%s grants\n  %v\nthe design says\n  %v", key, got, want)
 		}
 		for _, p := range got {
-			if strings.HasPrefix(p, "/secrets:") && key != "ClusterRole/regwire-manager-role" {
-				t.Errorf("%s may touch Secrets (%s); only the manager's ClusterRole may", key, p)
+			agentsOwn := key == "Role/regwire-agent-role" && strings.HasPrefix(p, "/secrets[regwire-node-client-certificates]:")
+			if strings.HasPrefix(p, "/secrets") && key != "ClusterRole/regwire-manager-role" && !agentsOwn {
+				t.Errorf("%s may touch Secrets (%s); only the manager's ClusterRole may, and the agents their one Secret by name", key, p)
 			}
 		}
 	}

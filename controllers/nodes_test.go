@@ -248,7 +248,7 @@ func TestAnUnsafePublishedMirrorKeepsTheLastGoodFiles(t *testing.T) {
 		rm := &v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "kept", Generation: 1}, Spec: spec}
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kept", Labels: map[string]string{nodeconfig.PublishedLabel: "true"}}}
 		_, err := controllerutil.CreateOrUpdate(ctx, k8s, cm, func() error {
-			cm.Data = map[string]string{nodeconfig.PublishedKey: nodeconfig.Publish(rm, nil).Encode()}
+			cm.Data = map[string]string{nodeconfig.PublishedKey: nodeconfig.Publish(rm, nil, "").Encode()}
 			return nil
 		})
 		if err != nil {

@@ -41,7 +41,7 @@ func TestAgentProcessAppliesAPublishedMirror(t *testing.T) {
 	rm := &v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "nexus", Generation: 1}, Spec: v1alpha1.RegistryMirrorSpec{Host: "nexus.local"}}
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "regwire-system", Name: nodeconfig.PublishedName("nexus"), Labels: map[string]string{nodeconfig.PublishedLabel: "true"}},
-		Data:       map[string]string{nodeconfig.PublishedKey: nodeconfig.Publish(rm, nil).Encode()},
+		Data:       map[string]string{nodeconfig.PublishedKey: nodeconfig.Publish(rm, nil, "").Encode()},
 	}
 	if err := c.Create(ctx, cm); err != nil {
 		t.Fatal(err)

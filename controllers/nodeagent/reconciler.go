@@ -67,8 +67,8 @@ type Reconciler struct {
 	Now func() time.Time
 }
 
-// CacheByObject limits the agent's cache to its own Node and RegistryNode and to the
-// published mirrors.
+// CacheByObject limits the agent's cache to its own Node and RegistryNode, the published
+// mirrors, and the Secret of client certificates.
 func CacheByObject(namespace, node string) map[client.Object]cache.ByObject {
 	own := fields.OneTermEqualSelector("metadata.name", node)
 	return map[client.Object]cache.ByObject{
@@ -78,6 +78,11 @@ func CacheByObject(namespace, node string) map[client.Object]cache.ByObject {
 		},
 		&corev1.Node{}:           {Field: own},
 		&v1alpha1.RegistryNode{}: {Field: own},
+		// The one Secret the agents' Role may read: mirrors' client certificates.
+		&corev1.Secret{}: {
+			Namespaces: map[string]cache.Config{namespace: {}},
+			Field:      fields.OneTermEqualSelector("metadata.name", nodeconfig.ClientCertificatesSecret),
+		},
 	}
 }
 
@@ -101,6 +106,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.ConfigMap{}, toNode).
 		Watches(&corev1.Node{}, toNode).
 		Watches(&v1alpha1.RegistryNode{}, toNode).
+		Watches(&corev1.Secret{}, toNode).
 		Complete(r)
 }
 
@@ -110,7 +116,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: r.NodeName}, node); err != nil {
 		return ctrl.Result{}, fmt.Errorf("reading Node %s: %w", r.NodeName, err)
 	}
-	published, decodeErrs, err := r.published(ctx)
+	published, mirrors, decodeErrs, err := r.published(ctx)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -118,7 +124,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	gens := map[string]int64{}
 	for _, p := range published {
 		if nodeconfig.Selects(p.Spec, node) {
-			selected = append(selected, p.Mirror())
+			selected = append(selected, mirrors[p.Name])
 			gens[p.Name] = p.Generation
 		}
 	}
@@ -196,13 +202,21 @@ func (r *Reconciler) apply(ctx context.Context, p *plan, decodeErrs map[string]s
 	return applyErr
 }
 
-// published reads the mirrors published for nodes; undecodable ones are reported by name.
-func (r *Reconciler) published(ctx context.Context) ([]nodeconfig.Published, map[string]string, error) {
+// published reads the mirrors published for nodes, with their client certificates;
+// undecodable ones, and those whose client certificate has not arrived, are reported by
+// name (and keep their last good files).
+func (r *Reconciler) published(ctx context.Context) ([]nodeconfig.Published, map[string]nodeconfig.Mirror, map[string]string, error) {
 	list := &corev1.ConfigMapList{}
 	if err := r.Client.List(ctx, list, client.InNamespace(r.Namespace), client.MatchingLabels{nodeconfig.PublishedLabel: "true"}); err != nil {
-		return nil, nil, fmt.Errorf("listing published mirrors: %w", err)
+		return nil, nil, nil, fmt.Errorf("listing published mirrors: %w", err)
+	}
+	certs := &corev1.Secret{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: nodeconfig.ClientCertificatesSecret}, certs)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, nil, nil, fmt.Errorf("reading the client certificates: %w", err)
 	}
 	var out []nodeconfig.Published
+	mirrors := map[string]nodeconfig.Mirror{}
 	errs := map[string]string{}
 	for i := range list.Items {
 		p, name, err := nodeconfig.FromConfigMap(&list.Items[i])
@@ -210,9 +224,20 @@ func (r *Reconciler) published(ctx context.Context) ([]nodeconfig.Published, map
 			errs[name] = err.Error()
 			continue
 		}
+		m := p.Mirror()
+		if p.ClientCertificate != "" {
+			certKey, keyKey := nodeconfig.ClientCertificateKeys(p.Name)
+			cert, key := certs.Data[certKey], certs.Data[keyKey]
+			if nodeconfig.ClientCertificateDigest(cert, key) != p.ClientCertificate {
+				errs[name] = fmt.Sprintf("waiting for the client certificate in Secret %s/%s", r.Namespace, nodeconfig.ClientCertificatesSecret)
+				continue
+			}
+			m.ClientCert, m.ClientKey = cert, key
+		}
 		out = append(out, p)
+		mirrors[p.Name] = m
 	}
-	return out, errs, nil
+	return out, mirrors, errs, nil
 }
 
 // report builds the node's status, probing each mirror that applied cleanly. Probe times

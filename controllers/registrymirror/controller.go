@@ -81,10 +81,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Now = time.Now
 	}
 	err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.RegistryMirror{}, credentialsIndex, func(o client.Object) []string {
-		if ref := o.(*v1alpha1.RegistryMirror).Spec.CredentialsSecretRef; ref != nil {
-			return []string{ref.Namespace + "/" + ref.Name}
+		var out []string
+		spec := o.(*v1alpha1.RegistryMirror).Spec
+		for _, ref := range []*v1alpha1.SecretReference{spec.CredentialsSecretRef, spec.ClientCertificateSecretRef} {
+			if ref != nil {
+				out = append(out, ref.Namespace+"/"+ref.Name)
+			}
 		}
-		return nil
+		return out
 	})
 	if err != nil {
 		return fmt.Errorf("indexing RegistryMirrors by credentials: %w", err)
@@ -142,7 +146,8 @@ func (r *Reconciler) mirrorRequests(ctx context.Context, keep func(*v1alpha1.Reg
 	return reqs
 }
 
-// credentialsIndex indexes RegistryMirrors by "namespace/name" of their credentials Secret.
+// credentialsIndex indexes RegistryMirrors by "namespace/name" of the Secrets they read:
+// credentials and client certificate.
 const credentialsIndex = "spec.credentialsSecretRef"
 
 // mirrorsForSecret maps a Secret to the mirrors using it as credentials, or to the mirror
@@ -217,7 +222,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	before := rm.DeepCopy()
 	defer func() {
 		conditions.SetReadySummary(&rm.Status.Conditions, rm.Generation,
-			v1alpha1.ConditionCAValid, v1alpha1.ConditionNodesReady,
+			v1alpha1.ConditionCAValid, v1alpha1.ConditionClientCertificateReady, v1alpha1.ConditionNodesReady,
 			v1alpha1.ConditionPullSecretsReady, v1alpha1.ConditionProvisioned)
 		rm.Status.ObservedGeneration = rm.Generation
 		if err := conditions.PatchStatus(ctx, r.Client, before, rm); err != nil {
@@ -235,6 +240,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		run       func(context.Context, *mirrorScope) (ctrl.Result, error)
 	}{
 		{v1alpha1.ConditionCAValid, r.reconcileCA},
+		{v1alpha1.ConditionClientCertificateReady, r.reconcileClientCertificate},
 		{v1alpha1.ConditionNodesReady, r.reconcileNodes},
 		{v1alpha1.ConditionPullSecretsReady, r.reconcilePullSecrets},
 		{v1alpha1.ConditionProvisioned, r.reconcileProvision},
@@ -252,9 +258,13 @@ type mirrorScope struct {
 	rm *v1alpha1.RegistryMirror
 	// ca is the resolved CA bundle (nil for system roots).
 	ca []byte
-	// caUsable is true when nodes may be given the mirror: its CA checked out (or TLS
-	// verification is off on purpose).
-	caUsable bool
+	// caUsable is true when its CA checked out (or TLS verification is off on purpose);
+	// clientCertUsable when its client certificate did (or none is asked for). Nodes are
+	// given the mirror only when both are.
+	caUsable, clientCertUsable bool
+	// clientCert is the digest of the client certificate delivered to the agents ("" for
+	// none).
+	clientCert string
 }
 
 // reconcileCA checks the CA bundle and records its expiry in status.
@@ -327,6 +337,9 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rm *v1alpha1.RegistryM
 	}
 	before := rm.DeepCopy()
 	if err := r.releasePullSecrets(ctx, rm, nil); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.storeClientCertificate(ctx, rm.Name, nil, nil); err != nil {
 		return ctrl.Result{}, err
 	}
 	done, err := r.releaseNodes(ctx, rm)

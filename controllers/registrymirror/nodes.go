@@ -37,8 +37,8 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.
 	if err := r.ensureAgentDaemonSet(ctx); err != nil {
 		return ctrl.Result{}, err
 	}
-	if sc.caUsable {
-		if err := r.publish(ctx, rm, sc.ca); err != nil {
+	if sc.caUsable && sc.clientCertUsable {
+		if err := r.publish(ctx, rm, sc.ca, sc.clientCert); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -58,9 +58,9 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.
 
 	conds, gen := &rm.Status.Conditions, rm.Generation
 	switch {
-	case !sc.caUsable:
+	case !sc.caUsable || !sc.clientCertUsable:
 		conditions.Set(conds, gen, v1alpha1.ConditionNodesReady, metav1.ConditionFalse, v1alpha1.ReasonNotPublished,
-			"nodes keep the last good configuration until the CA problem (see CAValid) is fixed")
+			"nodes keep the last good configuration until the CA or client certificate problem (see CAValid, ClientCertificateReady) is fixed")
 	case st.Desired == 0:
 		conditions.Set(conds, gen, v1alpha1.ConditionNodesReady, metav1.ConditionFalse, v1alpha1.ReasonNoNodesSelected,
 			"no node matches spec.nodeSelector and spec.tolerations")
@@ -82,10 +82,10 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.
 }
 
 // publish writes the mirror's ConfigMap for the agents when its content changed.
-func (r *Reconciler) publish(ctx context.Context, rm *v1alpha1.RegistryMirror, ca []byte) error {
+func (r *Reconciler) publish(ctx context.Context, rm *v1alpha1.RegistryMirror, ca []byte, clientCert string) error {
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: nodeconfig.PublishedName(rm.Name)}}
 	res, err := controllerutil.CreateOrPatch(ctx, r.Client, cm, func() error {
-		nodeconfig.SetConfigMap(cm, nodeconfig.Publish(rm, ca))
+		nodeconfig.SetConfigMap(cm, nodeconfig.Publish(rm, ca, clientCert))
 		// Garbage collection removes it with the mirror should the finalizer be skipped.
 		return controllerutil.SetOwnerReference(rm, cm, r.Client.Scheme())
 	})

@@ -75,10 +75,33 @@ type Published struct {
 	Spec v1alpha1.RegistryMirrorSpec `json:"spec"`
 	// CA is the resolved PEM CA bundle; empty means system roots.
 	CA string `json:"ca,omitempty"`
+	// ClientCertificate is the digest (ClientCertificateDigest) of the mirror's client
+	// certificate and key, which agents read from the ClientCertificatesSecret; empty
+	// when the registry needs none. The key itself is never published here.
+	ClientCertificate string `json:"clientCertificate,omitempty"`
 }
 
-// Publish extracts what nodes need from rm, with ca resolved from caBundle or caFrom.
-func Publish(rm *v1alpha1.RegistryMirror, ca []byte) Published {
+// ClientCertificatesSecret is the one Secret, in the operator namespace, holding every
+// mirror's client certificate and key for the node agents: <mirror>.crt and <mirror>.key.
+// The agents' Role may read this Secret only (RBAC resourceNames).
+const ClientCertificatesSecret = "regwire-node-client-certificates"
+
+// ClientCertificateKeys are the keys of mirror's certificate and key in
+// ClientCertificatesSecret.
+func ClientCertificateKeys(mirror string) (cert, key string) { return mirror + ".crt", mirror + ".key" }
+
+// ClientCertificateDigest identifies one certificate and key without revealing either.
+func ClientCertificateDigest(cert, key []byte) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\x00", len(cert))
+	h.Write(cert)
+	h.Write(key)
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// Publish extracts what nodes need from rm, with ca resolved from caBundle or caFrom and
+// clientCert the ClientCertificateDigest of its client certificate ("" for none).
+func Publish(rm *v1alpha1.RegistryMirror, ca []byte, clientCert string) Published {
 	s := rm.Spec
 	return Published{
 		Name:       rm.Name,
@@ -96,7 +119,8 @@ func Publish(rm *v1alpha1.RegistryMirror, ca []byte) Published {
 			NodeSelector:       s.NodeSelector,
 			Tolerations:        s.Tolerations,
 		},
-		CA: string(ca),
+		CA:                string(ca),
+		ClientCertificate: clientCert,
 	}
 }
 

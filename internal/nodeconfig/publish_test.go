@@ -20,9 +20,12 @@ func TestPublishKeepsOnlyWhatNodesNeed(t *testing.T) {
 			CredentialsSecretRef: &v1alpha1.SecretReference{Namespace: "ns", Name: "creds"},
 			PullSecrets:          &v1alpha1.PullSecretsSpec{SecretName: "pull"},
 			NodeSelector:         map[string]string{"pool": "a"},
+			MirrorOf:             []v1alpha1.UpstreamMirror{{Host: "docker.io"}}, SkipFallback: true,
+			Runtimes:                   []v1alpha1.ContainerRuntime{v1alpha1.RuntimeCRIO},
+			ClientCertificateSecretRef: &v1alpha1.SecretReference{Namespace: "ns", Name: "client"},
 		},
 	}
-	p := nodeconfig.Publish(rm, []byte("resolved PEM"))
+	p := nodeconfig.Publish(rm, []byte("resolved PEM"), "digest")
 	got, err := nodeconfig.Decode(p.Encode())
 	if err != nil {
 		t.Fatal(err)
@@ -30,10 +33,10 @@ func TestPublishKeepsOnlyWhatNodesNeed(t *testing.T) {
 	if got.Name != "nexus" || got.Generation != 4 || !got.Created.Equal(rm.CreationTimestamp.Time) || got.CA != "resolved PEM" {
 		t.Errorf("round trip lost data: %+v", got)
 	}
-	if got.Spec.CredentialsSecretRef != nil || got.Spec.PullSecrets != nil || got.Spec.CABundle != "" {
+	if got.Spec.CredentialsSecretRef != nil || got.Spec.PullSecrets != nil || got.Spec.CABundle != "" || got.Spec.ClientCertificateSecretRef != nil {
 		t.Errorf("published more than nodes need: %+v", got.Spec)
 	}
-	if got.Spec.Host != "nexus.local" || got.Spec.NodeSelector["pool"] != "a" {
+	if got.Spec.Host != "nexus.local" || got.Spec.NodeSelector["pool"] != "a" || !got.Spec.SkipFallback || len(got.Spec.Runtimes) != 1 || got.ClientCertificate != "digest" {
 		t.Errorf("published spec lacks node fields: %+v", got.Spec)
 	}
 	if _, err := nodeconfig.Decode(`{"generation":1}`); err == nil {
