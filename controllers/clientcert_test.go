@@ -106,7 +106,7 @@ func TestAClientCertificateReachesTheNodeAndNothingElse(t *testing.T) {
 	}
 	testutil.Eventually(t, 10*time.Second, "client.key removed from the node", func() error {
 		if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
-			return fmt.Errorf("client.key: %v", err)
+			return fmt.Errorf("client.key: %w", err)
 		}
 		return nil
 	})
@@ -148,7 +148,8 @@ func assertNoKeyAnywhere(t *testing.T, keys ...[]byte) {
 		for _, h := range haystacks {
 			for _, needle := range []string{body, base64.StdEncoding.EncodeToString(key)} {
 				if needle != "" && strings.Contains(h, needle) {
-					t.Errorf("a client key appears in %s", h[:strings.Index(h, ":")])
+					what, _, _ := strings.Cut(h, ":")
+					t.Errorf("a client key appears in %s", what)
 				}
 			}
 		}
