@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -28,7 +29,7 @@ func newNodeCommand() *cobra.Command {
 		Use:   "node",
 		Short: "Configure a plain host (no Kubernetes) for private registries",
 	}
-	var file, root, hostsFile, runtime string
+	var file, root, hostsFile, runtime, clientCerts string
 	var probe bool
 	apply := &cobra.Command{
 		Use:   "apply -f FILE",
@@ -47,7 +48,8 @@ standard input) to this host exactly as the node agent would, in --runtime's for
 and regwire's block in --hosts-file. Files regwire wrote before and FILE no longer asks
 for are removed, and foreign files it replaced are restored; an empty FILE releases
 everything. Other files under --root are never changed. caFrom needs a cluster: give
-caBundle.`,
+caBundle; so does clientCertificateSecretRef: give --client-certificates DIR holding
+<mirror>.crt and <mirror>.key (client.key is written with mode 0600).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rt := v1alpha1.ContainerRuntime(runtime)
@@ -57,7 +59,7 @@ caBundle.`,
 			if !cmd.Flags().Changed("root") {
 				root = defaultRoots[rt]
 			}
-			mirrors, err := readMirrors(file, cmd.InOrStdin())
+			mirrors, err := readMirrors(file, cmd.InOrStdin(), clientCerts)
 			if err != nil {
 				return err
 			}
@@ -70,6 +72,7 @@ caBundle.`,
 	f.StringVar(&root, "root", defaultRoots[v1alpha1.RuntimeContainerd], "the runtime's registry configuration root (default per --runtime: /etc/containerd/certs.d, /etc/containers, /etc/docker/certs.d)")
 	f.StringVar(&hostsFile, "hosts-file", "/etc/hosts", `hosts file for hostAliases; "" leaves it alone`)
 	f.BoolVar(&probe, "probe", false, "probe each registry after applying")
+	f.StringVar(&clientCerts, "client-certificates", "", "directory holding <mirror>.crt and <mirror>.key for mirrors with spec.clientCertificateSecretRef (the layout of the agents' Secret)")
 	_ = apply.MarkFlagRequired("filename")
 	node.AddCommand(apply)
 	return node
@@ -90,7 +93,7 @@ var strictYAML = sync.OnceValue(func() *kjson.Serializer {
 })
 
 // readMirrors decodes every RegistryMirror in file, refusing unknown fields and kinds.
-func readMirrors(file string, stdin io.Reader) ([]nodeconfig.Mirror, error) {
+func readMirrors(file string, stdin io.Reader, clientCerts string) ([]nodeconfig.Mirror, error) {
 	var data []byte
 	var err error
 	if file == "-" {
@@ -131,7 +134,20 @@ func readMirrors(file string, stdin io.Reader) ([]nodeconfig.Mirror, error) {
 		if rm.Spec.CAFrom != nil {
 			return nil, fmt.Errorf("%s: RegistryMirror %s: spec.caFrom reads a Secret or ConfigMap from a cluster; on a plain host put the PEM in spec.caBundle", file, rm.Name)
 		}
-		out = append(out, nodeconfig.Mirror{Name: rm.Name, Created: rm.CreationTimestamp.Time, Spec: rm.Spec, CA: []byte(rm.Spec.CABundle)})
+		m := nodeconfig.Mirror{Name: rm.Name, Created: rm.CreationTimestamp.Time, Spec: rm.Spec, CA: []byte(rm.Spec.CABundle)}
+		if rm.Spec.ClientCertificateSecretRef != nil {
+			if clientCerts == "" {
+				return nil, fmt.Errorf("%s: RegistryMirror %s: spec.clientCertificateSecretRef reads a Secret from a cluster; on a plain host give --client-certificates DIR holding %s.crt and %s.key", file, rm.Name, rm.Name, rm.Name)
+			}
+			certName, keyName := nodeconfig.ClientCertificateKeys(rm.Name)
+			if m.ClientCert, err = os.ReadFile(filepath.Join(clientCerts, certName)); err == nil {
+				m.ClientKey, err = os.ReadFile(filepath.Join(clientCerts, keyName))
+			}
+			if err != nil {
+				return nil, fmt.Errorf("RegistryMirror %s: --client-certificates: %w", rm.Name, err)
+			}
+		}
+		out = append(out, m)
 	}
 	return out, nil
 }

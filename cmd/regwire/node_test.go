@@ -161,3 +161,35 @@ spec:
 		})
 	}
 }
+
+func TestNodeApplyTakesClientCertificatesFromADirectory(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := testutil.NewCA(t, "node apply CA", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	cert, key := ca.ClientPEM(t, "laptop")
+	certs := filepath.Join(dir, "client-certificates")
+	if err := os.MkdirAll(certs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(filepath.Join(certs, "mtls.crt"), cert, 0o600)
+	_ = os.WriteFile(filepath.Join(certs, "mtls.key"), key, 0o600)
+	mirrors := filepath.Join(dir, "mirrors.yaml")
+	doc := "apiVersion: regwire.dev/v1alpha1\nkind: RegistryMirror\nmetadata: {name: mtls}\nspec:\n  host: mtls.local\n  clientCertificateSecretRef: {namespace: certs, name: mtls-client}\n"
+	if err := os.WriteFile(mirrors, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "docker-certs.d")
+	if _, err := execute("node", "apply", "-f", mirrors, "--runtime", "docker", "--root", root, "--hosts-file", ""); err == nil || !strings.Contains(err.Error(), "--client-certificates DIR holding mtls.crt and mtls.key") {
+		t.Fatalf("without --client-certificates: %v", err)
+	}
+	if out, err := execute("node", "apply", "-f", mirrors, "--runtime", "docker", "--root", root, "--hosts-file", "", "--client-certificates", certs); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	fi, err := os.Stat(filepath.Join(root, "mtls.local", "client.key"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("client.key: %v %v, want mode 600", err, fi)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "mtls.local", "client.cert")); strings.TrimSpace(string(b)) != strings.TrimSpace(string(cert)) {
+		t.Error("client.cert is not the given certificate")
+	}
+}

@@ -61,6 +61,14 @@ func (p Prober) Probe(ctx context.Context, m nodeconfig.Mirror) Result {
 		}
 		tlsConf.RootCAs = b.Pool()
 	}
+	if len(m.ClientCert) > 0 {
+		// The registry may require it (mutual TLS): present it as the runtime will.
+		pair, err := tls.X509KeyPair(m.ClientCert, m.ClientKey)
+		if err != nil {
+			return Result{Err: "client certificate: " + err.Error()}
+		}
+		tlsConf.Certificates = []tls.Certificate{pair}
+	}
 	client := &http.Client{
 		Timeout:   Timeout,
 		Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true, DialContext: p.dial},

@@ -2,15 +2,19 @@ package probe_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/internal/nodeconfig"
 	"github.com/regwire/regwire/internal/probe"
+	"github.com/regwire/regwire/internal/testutil"
 )
 
 // registry answers like a registry's API root.
@@ -81,4 +85,26 @@ func mirrorAt(endpoint, ca string) nodeconfig.Mirror {
 	host := strings.TrimPrefix(endpoint, "https://")
 	host, _, _ = strings.Cut(host, "/")
 	return nodeconfig.Mirror{Name: "m", CA: []byte(ca), Spec: v1alpha1.RegistryMirrorSpec{Host: v1alpha1.RegistryHost(host), Endpoint: endpoint}}
+}
+
+// TestProbePresentsTheClientCertificate probes a registry that requires mutual TLS: with
+// the mirror's client certificate it is reachable, without it the handshake fails.
+func TestProbePresentsTheClientCertificate(t *testing.T) {
+	t.Parallel()
+	ca := testutil.NewCA(t, "mtls probe CA", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUnauthorized) }))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.ServerTLS(t, "127.0.0.1")}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	cert, key := ca.ClientPEM(t, "node")
+	m := nodeconfig.Mirror{Name: "mtls", Spec: v1alpha1.RegistryMirrorSpec{Host: "mtls.local", Endpoint: srv.URL}, CA: []byte(ca.PEM)}
+	if res := probe.Probe(context.Background(), m); res.Reachable {
+		t.Fatalf("reachable without a client certificate: %+v; the server does not require one", res)
+	}
+	m.ClientCert, m.ClientKey = cert, key
+	if res := probe.Probe(context.Background(), m); !res.Reachable || res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("with the client certificate: %+v, want reachable (401)", res)
+	}
 }

@@ -168,22 +168,7 @@ func TestOneMirrorWiresEveryRuntime(t *testing.T) {
 	netns := []string{"nsenter", "--net=" + d.Netns}
 	ctrd := startContainerdWith(t, l, filepath.Join(work, "containerd"), containerdCerts, "registry.k8s.io/pause:3.10",
 		append(netns, testutil.PrivateMounts(map[string]string{"/etc/hosts": hosts})...)...)
-	// podman refuses a run root longer than 50 characters: a short directory of its own.
-	p, err := os.MkdirTemp("", "rwp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(p) })
-	writeFile(t, filepath.Join(p, "auth.json"), "{}\n") // podman login's; pulls do not create it
-	podman := func(args ...string) (string, error) {
-		argv := append(append(netns, testutil.PrivateMounts(map[string]string{"/etc/hosts": hosts, "/etc/containers": containers})...),
-			append([]string{"env", "REGISTRY_AUTH_FILE=" + filepath.Join(p, "auth.json"),
-				"podman", "--root", filepath.Join(p, "root"), "--runroot", filepath.Join(p, "run"), "--tmpdir", filepath.Join(p, "tmp"),
-				"--storage-driver", "vfs", "--events-backend", "file", "--cgroup-manager", "cgroupfs"}, args...)...)
-		out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
-		return string(out), err
-	}
-	t.Cleanup(func() { _, _ = podman("rmi", "--all", "--force") })
+	podman := newPodman(t, append(netns, testutil.PrivateMounts(map[string]string{"/etc/hosts": hosts, "/etc/containers": containers})...))
 	skopeo := func(args ...string) (string, error) {
 		argv := append(append(netns, testutil.PrivateMounts(map[string]string{"/etc/hosts": hosts, "/etc/containers": containers})...),
 			append([]string{"skopeo"}, args...)...)
@@ -283,6 +268,33 @@ func TestOneMirrorWiresEveryRuntime(t *testing.T) {
 			t.Errorf("%s root after release differs from before:\n got %v\nwant %v", runtime, got, foreign[root])
 		}
 	}
+}
+
+// newPodman returns a podman of the test's own (storage, run root, auth file), run behind
+// the command prefix wrap (namespaces to enter).
+func newPodman(t *testing.T, wrap []string) func(args ...string) (string, error) {
+	t.Helper()
+	if _, err := exec.LookPath("podman"); err != nil {
+		t.Fatal("podman is missing: apt-get install podman (.ci/run does)")
+	}
+	// podman refuses a run root longer than 50 characters: a short directory of its own.
+	p, err := os.MkdirTemp("", "rwp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(p, "auth.json"), "{}\n") // podman login's; pulls do not create it
+	podman := func(args ...string) (string, error) {
+		argv := append(slices.Clone(wrap), append([]string{"env", "REGISTRY_AUTH_FILE=" + filepath.Join(p, "auth.json"),
+			"podman", "--root", filepath.Join(p, "root"), "--runroot", filepath.Join(p, "run"), "--tmpdir", filepath.Join(p, "tmp"),
+			"--storage-driver", "vfs", "--events-backend", "file", "--cgroup-manager", "cgroupfs"}, args...)...)
+		out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() {
+		_, _ = podman("rmi", "--all", "--force")
+		_ = os.RemoveAll(p)
+	})
+	return podman
 }
 
 func writeFile(t *testing.T, p, data string) {
