@@ -5,10 +5,14 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,9 +122,12 @@ func TestTheManualSetupOnRealParts(t *testing.T) {
 	}
 	start(t, l, "manager", env, regwire, "manager", "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--namespace", operatorNS)
 	// The agent reads the real containerd's configuration (config_path = certsDir): a
-	// ConfigPathNotSet there would keep the mirror from Ready.
+	// ConfigPathNotSet there would keep the mirror from Ready. It also writes CRI-O's format
+	// into a private /etc/containers, which podman reads.
+	containersRoot := filepath.Join(work, "containers")
+	writeFile(t, filepath.Join(containersRoot, "policy.json"), `{"default":[{"type":"insecureAcceptAnything"}]}`+"\n")
 	start(t, l, "agent", env, regwire, "agent", "--node-name", nodeName, "--namespace", operatorNS, "--root", certsDir, "--hosts-file", "/etc/hosts",
-		"--containerd-config", filepath.Join(work, "containerd", "config.toml"))
+		"--containerd-config", filepath.Join(work, "containerd", "config.toml"), "--crio-root", containersRoot)
 
 	rm := &v1alpha1.RegistryMirror{
 		ObjectMeta: metav1.ObjectMeta{Name: "nexus-local"},
@@ -232,10 +239,15 @@ func TestTheManualSetupOnRealParts(t *testing.T) {
 		t.Error("containerd was restarted")
 	}
 
-	// No secret in what regwire says: logs, Events, status.
-	secretLeakCheck(t, l, k8s, nexusPassword, base64.StdEncoding.EncodeToString([]byte(nexusUser+":"+nexusPassword)))
+	// 6. A registry that requires a client certificate, pulled by containerd and podman.
+	clientKey := pullWithAClientCertificate(t, l, k8s, priv, ctrd, certsDir, containersRoot, user, pass)
 
-	// 6. Deleting the mirror takes its files and hosts entries off the node.
+	// No secret in what regwire says: logs, Events, status, ConfigMaps.
+	keyBody := strings.Split(strings.TrimSpace(string(clientKey)), "\n")[1]
+	secretLeakCheck(t, l, k8s, nexusPassword, base64.StdEncoding.EncodeToString([]byte(nexusUser+":"+nexusPassword)),
+		keyBody, base64.StdEncoding.EncodeToString(clientKey))
+
+	// 7. Deleting the mirror takes its files and hosts entries off the node.
 	if err := k8s.Delete(ctx, rm); err != nil {
 		t.Fatal(err)
 	}
@@ -414,8 +426,8 @@ func restoreHosts(t *testing.T, want []byte) {
 }
 
 // secretLeakCheck looks for secrets in everything regwire wrote where people and tools
-// read: the manager's and the agent's logs, every Event, and the status of every
-// RegistryMirror, RegistryNode and ImageSync.
+// read: the manager's and the agent's logs, every Event, every ConfigMap, and the status
+// of every RegistryMirror, RegistryNode and ImageSync.
 func secretLeakCheck(t *testing.T, l *logs, k8s client.Client, secrets ...string) {
 	t.Helper()
 	ctx := context.Background()
@@ -423,7 +435,7 @@ func secretLeakCheck(t *testing.T, l *logs, k8s client.Client, secrets ...string
 	for _, name := range []string{"manager", "agent"} {
 		texts = append(texts, name+" log\n"+l.buffer(name).String())
 	}
-	for _, list := range []client.ObjectList{&eventsv1.EventList{}, &corev1.EventList{}, &v1alpha1.RegistryMirrorList{}, &v1alpha1.RegistryNodeList{}, &v1alpha1.ImageSyncList{}} {
+	for _, list := range []client.ObjectList{&eventsv1.EventList{}, &corev1.EventList{}, &corev1.ConfigMapList{}, &v1alpha1.RegistryMirrorList{}, &v1alpha1.RegistryNodeList{}, &v1alpha1.ImageSyncList{}} {
 		if err := k8s.List(ctx, list); err != nil {
 			t.Fatal(err)
 		}
@@ -442,7 +454,85 @@ func secretLeakCheck(t *testing.T, l *logs, k8s client.Client, secrets ...string
 			}
 		}
 	}
-	t.Logf("no secret in %d bytes of logs, Events and status", checked)
+	t.Logf("no secret in %d bytes of logs, Events, ConfigMaps and status", checked)
+}
+
+// pullWithAClientCertificate serves the private registry again on mtls.local, requiring
+// a client certificate, and wires it with a RegistryMirror whose
+// clientCertificateSecretRef names a kubernetes.io/tls Secret and whose runtimes are
+// containerd and CRI-O's format. Containerd (CRI) and podman pull through it; a client
+// without the certificate is refused; the key files are 0600. The mirror is deleted at the
+// end. It returns the client key, for the leak check.
+func pullWithAClientCertificate(t *testing.T, l *logs, k8s client.Client, priv *privateRegistry, ctrd *containerd, certsDir, containersRoot, user, pass string) []byte {
+	t.Helper()
+	ctx := context.Background()
+	ca := testutil.NewCA(t, "mTLS registry CA", time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: priv.nexus, ReadHeaderTimeout: 10 * time.Second},
+		TLS: &tls.Config{Certificates: []tls.Certificate{ca.ServerTLS(t, "mtls.local")}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	host := "mtls.local:" + port
+	image := host + "/my-docker/hello:1.0"
+
+	cert, key := ca.ClientPEM(t, "regwire e2e node")
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: operatorNS, Name: "mtls-client"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{corev1.TLSCertKey: cert, corev1.TLSPrivateKeyKey: key}}
+	if err := k8s.Create(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	rm := &v1alpha1.RegistryMirror{
+		ObjectMeta: metav1.ObjectMeta{Name: "mtls"},
+		Spec: v1alpha1.RegistryMirrorSpec{
+			Host: v1alpha1.RegistryHost(host), CABundle: ca.PEM,
+			HostAliases:                []v1alpha1.HostAlias{{IP: "127.0.0.1", Hostnames: []v1alpha1.Hostname{"mtls.local"}}},
+			ClientCertificateSecretRef: &v1alpha1.SecretReference{Namespace: operatorNS, Name: secret.Name},
+			Runtimes:                   []v1alpha1.ContainerRuntime{v1alpha1.RuntimeContainerd, v1alpha1.RuntimeCRIO},
+		},
+	}
+	if err := k8s.Create(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	mirrorReady(t, k8s, rm.Name)
+
+	// The registry does require the certificate: the mirror's CA alone is refused.
+	bare := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	if resp, err := bare.Get("https://" + host + "/v2/"); err == nil {
+		_ = resp.Body.Close()
+		t.Fatal("the mTLS registry answered a client without a certificate")
+	}
+	for _, keyFile := range []string{filepath.Join(certsDir, host, "client.key"), filepath.Join(containersRoot, "certs.d", host, "client.key")} {
+		if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v, want mode 600", keyFile, err, fi)
+		}
+	}
+	if _, err := ctrd.pull(image, user, pass); err != nil {
+		t.Fatalf("containerd could not pull %s with the client certificate: %v", image, err)
+	}
+	podman := newPodman(t, testutil.PrivateMounts(map[string]string{"/etc/containers": containersRoot}))
+	if out, err := podman("pull", "--creds", user+":"+pass, image); err != nil {
+		t.Fatalf("podman could not pull %s with the client certificate: %v\n%s", image, err, out)
+	}
+	t.Logf("containerd and podman pulled %s from a registry that requires a client certificate", image)
+	// While the mirror is in use: the key is in no log, Event, status or ConfigMap.
+	secretLeakCheck(t, l, k8s, strings.Split(strings.TrimSpace(string(key)), "\n")[1], base64.StdEncoding.EncodeToString(key))
+
+	if err := k8s.Delete(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	mirrorGone(t, k8s, rm.Name)
+	for _, keyFile := range []string{filepath.Join(certsDir, host, "client.key"), filepath.Join(containersRoot, "certs.d", host, "client.key")} {
+		if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
+			t.Errorf("%s is still there after the mirror was deleted: %v", keyFile, err)
+		}
+	}
+	return key
 }
 
 // setDockerAuth switches how the mirror's Nexus repository asks for credentials, and waits
