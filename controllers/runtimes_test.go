@@ -2,7 +2,9 @@ package controllers_test
 
 import (
 	"context"
+	"encoding/pem"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers/agenttest"
+	"github.com/regwire/regwire/internal/nexus/nexusfake"
 	"github.com/regwire/regwire/internal/testutil"
 )
 
@@ -162,4 +165,35 @@ func TestConfigPathNotSetIsReportedWithinOneProbeInterval(t *testing.T) {
 	start = time.Now()
 	waitNodes(t, rm.Name, "1/1", 5*time.Second)
 	t.Logf("ready %s after the fix", time.Since(start).Round(time.Millisecond))
+}
+
+// TestAMirrorThatRefusesAnonymousPullsIsReported points mirrorOf docker.io at a Nexus
+// proxy path that wants credentials: runtimes would reach it without any (kubelet's pull
+// secret is for docker.io), so the node reports MirrorRefusesAnonymousPulls with the fix
+// instead of a Ready mirror that is silently skipped.
+func TestAMirrorThatRefusesAnonymousPullsIsReported(t *testing.T) {
+	ctx := context.Background()
+	nx := nexusfake.New("pw")
+	nx.AddDockerHosted(nexusfake.DockerHosted{Name: "docker-proxy", ForceBasicAuth: true, PathEnabled: true})
+	srv := httptest.NewTLSServer(nx)
+	t.Cleanup(srv.Close)
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	labels := map[string]string{"anonymous-test": "true"}
+	n := agenttest.Start(t, restConfig, k8s, "anonymous-node", agenttest.Options{Namespace: operatorNamespace, HostsContent: baseHosts,
+		Resync: 300 * time.Millisecond, Labels: labels})
+	rm := &v1alpha1.RegistryMirror{
+		ObjectMeta: metav1.ObjectMeta{Name: "needs-credentials"},
+		Spec: v1alpha1.RegistryMirrorSpec{Host: "nexus.local", Endpoint: srv.URL, CABundle: ca, NodeSelector: labels, SkipFallback: true,
+			MirrorOf: []v1alpha1.UpstreamMirror{{Host: "docker.io", Path: "/v2/docker-proxy"}}},
+	}
+	if err := k8s.Create(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(ctx, rm) })
+	f := waitFailing(t, rm.Name, n.Name, v1alpha1.ReasonMirrorRefusesAnonymousPulls,
+		"pulls of docker.io images reach the mirror without credentials", "with skipFallback they fail", "Allow anonymous read on the mirror's repository for docker.io")
+	t.Logf("%s", f.Message)
+	if _, err := os.Stat(filepath.Join(n.Root, "docker.io", "hosts.toml")); err != nil {
+		t.Errorf("the files are written all the same: %v", err)
+	}
 }

@@ -90,6 +90,11 @@ const (
 	// directory regwire writes (no config_path for its CRI registry); the message names the
 	// file and the line to add.
 	ReasonConfigPathNotSet ConditionReason = "ConfigPathNotSet"
+	// ReasonMirrorRefusesAnonymousPulls: the mirror answers 401 or 403 to a pull of a
+	// mirrorOf upstream's image without credentials, which is how containerd and CRI-O reach
+	// it (they send a pull secret's credentials only to the registry it names); such pulls
+	// go to the upstream, or fail with skipFallback.
+	ReasonMirrorRefusesAnonymousPulls ConditionReason = "MirrorRefusesAnonymousPulls"
 	// ReasonWaitingForNodes: the mirror is being deleted and waits until every node has
 	// removed its files.
 	ReasonWaitingForNodes ConditionReason = "WaitingForNodes"

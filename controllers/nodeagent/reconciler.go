@@ -59,6 +59,9 @@ type Reconciler struct {
 	HostsFile string
 	// Probe checks a registry from the node; probe.Prober unless a test sets it.
 	Probe func(context.Context, nodeconfig.Mirror) probe.Result
+	// AnonymousPull says why a mirror refuses an upstream's pulls without credentials ("" when
+	// it does not); probe.Prober unless a test sets it.
+	AnonymousPull func(context.Context, nodeconfig.Mirror, v1alpha1.UpstreamMirror) string
 	// Resync is how often the agent re-applies (repairing drift) and re-probes.
 	Resync time.Duration
 	// Version is reported in status.agentVersion.
@@ -91,6 +94,9 @@ func CacheByObject(namespace, node string) map[client.Object]cache.ByObject {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Probe == nil {
 		r.Probe = probe.Prober{HostsFile: r.HostsFile}.Probe
+	}
+	if r.AnonymousPull == nil {
+		r.AnonymousPull = probe.Prober{HostsFile: r.HostsFile}.AnonymousPullRefused
 	}
 	if r.Now == nil {
 		r.Now = time.Now
@@ -247,6 +253,7 @@ func (r *Reconciler) report(ctx context.Context, selected []nodeconfig.Mirror, g
 	mirrorErrs, reasons := p.problems()
 	st := v1alpha1.RegistryNodeStatus{AgentVersion: r.Version, Runtime: p.node.Name, ConfigHash: p.hash(), Conditions: old.Conditions}
 	ready, firstProblem := true, ""
+	probeReason := v1alpha1.ReasonProbeFailed
 	for _, m := range selected {
 		ms := v1alpha1.NodeMirrorStatus{Name: m.Name, ObservedGeneration: gens[m.Name], Error: joinErr(applyErr, mirrorErrs[m.Name])}
 		if ms.Error == "" {
@@ -265,6 +272,15 @@ func (r *Reconciler) report(ctx context.Context, selected []nodeconfig.Mirror, g
 			ms.Probe.Time = probeTime(old, m.Name, ms.Probe, r.Now())
 			if !res.Reachable && firstProblem == "" {
 				firstProblem = fmt.Sprintf("%s: registry not reachable: %s", m.Name, res.Err)
+			}
+			if res.Reachable {
+				if msg := r.anonymousPullProblem(ctx, m); msg != "" {
+					ms.Reason, ms.Error = v1alpha1.ReasonMirrorRefusesAnonymousPulls, msg
+					probeReason = v1alpha1.ReasonMirrorRefusesAnonymousPulls
+					if firstProblem == "" {
+						firstProblem = m.Name + ": " + msg
+					}
+				}
 			}
 		} else if firstProblem == "" {
 			firstProblem = m.Name + ": " + ms.Error
@@ -287,13 +303,33 @@ func (r *Reconciler) report(ctx context.Context, selected []nodeconfig.Mirror, g
 		reason := v1alpha1.ReasonApplyFailed
 		switch {
 		case applyErr == "" && len(mirrorErrs) == 0 && len(decodeErrs) == 0:
-			reason = v1alpha1.ReasonProbeFailed
+			reason = probeReason
 		case applyErr == "" && len(decodeErrs) == 0 && allReasons(reasons, v1alpha1.ReasonConfigPathNotSet):
 			reason = v1alpha1.ReasonConfigPathNotSet
 		}
 		conditions.Set(&st.Conditions, 0, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, firstProblem)
 	}
 	return st
+}
+
+// anonymousPullProblem checks each mirrorOf upstream: runtimes reach the mirror for an
+// upstream's images without the pull secret's credentials (those are for the upstream's
+// host), so a mirror that refuses anonymous pulls is silently skipped (or, with
+// skipFallback, every such pull fails). The message says so, with the fix.
+func (r *Reconciler) anonymousPullProblem(ctx context.Context, m nodeconfig.Mirror) string {
+	for _, u := range m.Spec.MirrorOf {
+		why := r.AnonymousPull(ctx, m, u)
+		if why == "" {
+			continue
+		}
+		outcome := "they go to " + string(u.Host) + " instead"
+		if m.Spec.SkipFallback {
+			outcome = "with skipFallback they fail"
+		}
+		return fmt.Sprintf("pulls of %s images reach the mirror without credentials (containerd and CRI-O send a pull secret's credentials only to the registry it names) and it refuses them: %s; %s. Allow anonymous read on the mirror's repository for %s",
+			u.Host, why, outcome, u.Host)
+	}
+	return ""
 }
 
 // probeTime keeps the old probe time while the result is the same.

@@ -53,27 +53,9 @@ func (p Prober) Probe(ctx context.Context, m nodeconfig.Mirror) Result {
 	if err != nil {
 		return Result{Err: err.Error()}
 	}
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: m.Spec.InsecureSkipVerify} // verification off only when the user asked
-	if len(m.CA) > 0 {
-		b, err := cabundle.Parse(m.CA)
-		if err != nil {
-			return Result{Err: "CA bundle: " + err.Error()}
-		}
-		tlsConf.RootCAs = b.Pool()
-	}
-	if len(m.ClientCert) > 0 {
-		// The registry may require it (mutual TLS): present it as the runtime will.
-		pair, err := tls.X509KeyPair(m.ClientCert, m.ClientKey)
-		if err != nil {
-			return Result{Err: "client certificate: " + err.Error()}
-		}
-		tlsConf.Certificates = []tls.Certificate{pair}
-	}
-	client := &http.Client{
-		Timeout:   Timeout,
-		Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true, DialContext: p.dial},
-		// A registry that redirects /v2/ elsewhere is not what containerd will talk to.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	client, err := p.client(m)
+	if err != nil {
+		return Result{Err: err.Error()}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -92,6 +74,34 @@ func (p Prober) Probe(ctx context.Context, m nodeconfig.Mirror) Result {
 		res.Err = fmt.Sprintf("GET %s answered %s, want 200 or 401 from a registry", u, resp.Status)
 	}
 	return res
+}
+
+// client is an HTTP client for the mirror as the runtime sees it: its CA, its client
+// certificate, names resolved through the node's hosts file, no redirects followed.
+func (p Prober) client(m nodeconfig.Mirror) (*http.Client, error) {
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: m.Spec.InsecureSkipVerify} // verification off only when the user asked
+	if len(m.CA) > 0 {
+		b, err := cabundle.Parse(m.CA)
+		if err != nil {
+			return nil, fmt.Errorf("CA bundle: %w", err)
+		}
+		tlsConf.RootCAs = b.Pool()
+	}
+	if len(m.ClientCert) > 0 {
+		// The registry may require it (mutual TLS): present it as the runtime will.
+		pair, err := tls.X509KeyPair(m.ClientCert, m.ClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		tlsConf.Certificates = []tls.Certificate{pair}
+	}
+	client := &http.Client{
+		Timeout:   Timeout,
+		Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true, DialContext: p.dial},
+		// A registry that redirects /v2/ elsewhere is not what containerd will talk to.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return client, nil
 }
 
 // probeURL is the registry API root containerd will use for the mirror's own host.

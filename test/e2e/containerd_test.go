@@ -124,6 +124,17 @@ func (c *containerd) pull(ref, user, pass string) (string, error) {
 	return resp.ImageRef, nil
 }
 
+// pullAsKubelet pulls ref with credentials the way kubelet passes a pull secret's entry:
+// with the registry it was matched to as ServerAddress (e.g. docker.io), which containerd
+// uses to send them to that host only.
+func (c *containerd) pullAsKubelet(ref, server, user, pass string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err := c.images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref},
+		Auth: &runtimeapi.AuthConfig{ServerAddress: server, Username: user, Password: pass}})
+	return err
+}
+
 // remove deletes ref from containerd's images, so that the next pull goes to the registry.
 func (c *containerd) remove(t *testing.T, ref string) {
 	t.Helper()

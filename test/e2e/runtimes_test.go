@@ -199,6 +199,14 @@ func TestOneMirrorWiresEveryRuntime(t *testing.T) {
 
 	// 3. skipFallback: docker.io comes from the mirror, and only from it.
 	const hubImage = "docker.io/library/hello:1.0"
+	// Credentials as kubelet passes a pull secret for docker.io (ServerAddress docker.io)
+	// do not reach the mirror on nexus.local: containerd asks anonymously, the mirror
+	// refuses, and with skipFallback the pull fails instead of going to Docker Hub.
+	if err := ctrd.pullAsKubelet(hubImage, "docker.io", user, password); err == nil || !strings.Contains(err.Error(), "401") && !strings.Contains(strings.ToLower(err.Error()), "unauthorized") {
+		t.Fatalf("containerd pulled %s through an authenticated mirror with docker.io's credentials (%v), want 401 at the mirror", hubImage, err)
+	} else {
+		t.Logf("containerd, docker.io's credentials, authenticated mirror: %v", err)
+	}
 	seen := len(nx.Requests())
 	if _, err := ctrd.pull(hubImage, user, password); err != nil {
 		t.Fatalf("containerd could not pull %s from the mirror: %v", hubImage, err)
