@@ -117,7 +117,8 @@ dist: ## Write dist/install.yaml from config/default with $(IMAGE_REPO):$(RELEAS
 fuzz: ## Run every fuzz target for FUZZTIME each (default 60s; not part of make test).
 	@set -e; for target in \
 		internal/cabundle:FuzzParse internal/tagselect:FuzzNew internal/nodeconfig:FuzzHostDir \
-		internal/nodeconfig:FuzzRender internal/hostsfile:FuzzApply internal/pullsecret:FuzzBuild; do \
+		internal/nodeconfig:FuzzRender internal/hostsfile:FuzzApply internal/pullsecret:FuzzBuild \
+		internal/runtimeconfig:FuzzConfigPathProblem; do \
 		pkg=$${target%%:*}; fn=$${target##*:}; echo "== $$fn ($$pkg, $(FUZZTIME))"; \
 		go test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
 	done

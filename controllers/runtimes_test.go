@@ -197,3 +197,49 @@ func TestAMirrorThatRefusesAnonymousPullsIsReported(t *testing.T) {
 		t.Errorf("the files are written all the same: %v", err)
 	}
 }
+
+// TestTheFirstEndpointThatAnswersServes gives a mirror a dead endpoint and a live
+// fallback: nodes are ready, the RegistryNode reports both probes, and status.endpoints
+// counts the node at the fallback only.
+func TestTheFirstEndpointThatAnswersServes(t *testing.T) {
+	ctx := context.Background()
+	ca := testutil.NewCA(t, "fallback test CA", time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
+	live := testutil.ChallengeServer(t, ca).URL
+	dead := "https://" + testutil.FreeAddr(t) // nothing listens there
+	labels := map[string]string{"fallback-test": "true"}
+	n := agenttest.Start(t, restConfig, k8s, "fallback-node", agenttest.Options{Namespace: operatorNamespace, HostsContent: baseHosts,
+		Resync: 300 * time.Millisecond, Labels: labels})
+	rm := &v1alpha1.RegistryMirror{
+		ObjectMeta: metav1.ObjectMeta{Name: "fallback"},
+		Spec: v1alpha1.RegistryMirrorSpec{Host: "replicated.local", Endpoint: dead, FallbackEndpoints: []v1alpha1.EndpointURL{v1alpha1.EndpointURL(live)},
+			CABundle: ca.PEM, NodeSelector: labels},
+	}
+	if err := k8s.Create(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(ctx, rm) })
+	waitNodes(t, rm.Name, "1/1", 10*time.Second)
+	testutil.Eventually(t, 10*time.Second, "status.endpoints counting the node at the fallback", func() error {
+		got := &v1alpha1.RegistryMirror{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), got); err != nil {
+			return err
+		}
+		want := []v1alpha1.EndpointStatus{{URL: dead, ReachableNodes: 0}, {URL: live, ReachableNodes: 1}}
+		if !slices.Equal(got.Status.Endpoints, want) {
+			return fmt.Errorf("status.endpoints = %+v, want %+v", got.Status.Endpoints, want)
+		}
+		return nil
+	})
+	rn := &v1alpha1.RegistryNode{}
+	if err := k8s.Get(ctx, client.ObjectKey{Name: n.Name}, rn); err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(rn.Status.Mirrors, func(m v1alpha1.NodeMirrorStatus) bool { return m.Name == rm.Name })
+	if i < 0 || len(rn.Status.Mirrors[i].Endpoints) != 2 || rn.Status.Mirrors[i].Endpoints[0].Probe.Reachable || rn.Status.Mirrors[i].Endpoints[0].Probe.Error == "" {
+		t.Fatalf("RegistryNode does not report the dead endpoint's probe: %+v", rn.Status.Mirrors)
+	}
+	toml, err := os.ReadFile(filepath.Join(n.Root, "replicated.local", "hosts.toml"))
+	if err != nil || !strings.Contains(string(toml), "server = '"+live+"'") || !strings.Contains(string(toml), "[host.'"+dead+"']") {
+		t.Errorf("hosts.toml does not try %s, then %s: %v\n%s", dead, live, err, toml)
+	}
+}

@@ -67,11 +67,25 @@ const (
 	RuntimeDocker ContainerRuntime = "docker"
 )
 
+// EndpointURL is a registry's API address: an absolute http(s) URL, optionally with a path,
+// without credentials, query or fragment.
+//
+// +kubebuilder:validation:MaxLength=2048
+// +kubebuilder:validation:XValidation:rule=`isURL(self)`,message="must be an absolute URL, e.g. https://nexus.local or https://nexus.local/repository/my-docker/v2"
+// +kubebuilder:validation:XValidation:rule=`!isURL(self) || url(self).getScheme() in ['https', 'http']`,message="must use https:// (http:// only together with insecureSkipVerify: true)"
+// +kubebuilder:validation:XValidation:rule=`!isURL(self) || size(url(self).getHostname()) > 0`,message="must name a host, e.g. https://nexus.local"
+// +kubebuilder:validation:XValidation:rule=`!self.contains('@')`,message="must not carry credentials; put them in credentialsSecretRef"
+// +kubebuilder:validation:XValidation:rule=`!self.contains('?') && !self.contains('#')`,message="must not have a query or fragment"
+// +kubebuilder:validation:XValidation:rule=`!self.contains('/../') && !self.endsWith('/..')`,message="path must not contain '..'"
+// +kubebuilder:validation:XValidation:rule=`!self.matches('[\\x00-\\x20\\x7f]')`,message="must not contain whitespace or control characters"
+type EndpointURL string
+
 // RegistryMirrorSpec is the desired wiring of the cluster to one private registry.
 //
 // +kubebuilder:validation:XValidation:rule=`!has(self.endpoint) || !self.endpoint.startsWith('http://') || (has(self.insecureSkipVerify) && self.insecureSkipVerify)`,message="endpoint must use https://; plain http:// is only allowed together with insecureSkipVerify: true",fieldPath=".endpoint"
+// +kubebuilder:validation:XValidation:rule=`!has(self.fallbackEndpoints) || self.fallbackEndpoints.all(e, !e.startsWith('http://')) || (has(self.insecureSkipVerify) && self.insecureSkipVerify)`,message="fallbackEndpoints must use https://; plain http:// is only allowed together with insecureSkipVerify: true",fieldPath=".fallbackEndpoints"
 // +kubebuilder:validation:XValidation:rule=`!(has(self.caBundle) && has(self.caFrom))`,message="set caBundle or caFrom, not both",fieldPath=".caFrom"
-// +kubebuilder:validation:XValidation:rule=`!has(self.clientCertificateSecretRef) || !has(self.endpoint) || !self.endpoint.startsWith('http://')`,message="a client certificate needs TLS: use an https:// endpoint",fieldPath=".clientCertificateSecretRef"
+// +kubebuilder:validation:XValidation:rule=`!has(self.clientCertificateSecretRef) || ((!has(self.endpoint) || !self.endpoint.startsWith('http://')) && (!has(self.fallbackEndpoints) || self.fallbackEndpoints.all(e, !e.startsWith('http://'))))`,message="a client certificate needs TLS: use https:// endpoints",fieldPath=".clientCertificateSecretRef"
 // +kubebuilder:validation:XValidation:rule=`!has(self.mirrorOf) || self.mirrorOf.all(m, m.host != self.host)`,message="mirrorOf must not list the registry's own host",fieldPath=".mirrorOf"
 // +kubebuilder:validation:XValidation:rule=`!has(self.skipFallback) || !self.skipFallback || (has(self.mirrorOf) && size(self.mirrorOf) > 0)`,message="skipFallback keeps nodes from contacting the upstreams of mirrorOf; list them in mirrorOf (e.g. host: docker.io) or remove skipFallback",fieldPath=".skipFallback"
 // +kubebuilder:validation:XValidation:rule=`!has(self.pullSecrets) || has(self.credentialsSecretRef)`,message="pullSecrets needs credentialsSecretRef: pull secrets are built from those credentials",fieldPath=".pullSecrets"
@@ -99,6 +113,17 @@ type RegistryMirrorSpec struct {
 	// +kubebuilder:validation:XValidation:rule=`!self.contains('/../') && !self.endsWith('/..')`,message="path must not contain '..'"
 	// +kubebuilder:validation:XValidation:rule=`!self.matches('[\\x00-\\x20\\x7f]')`,message="must not contain whitespace or control characters"
 	Endpoint string `json:"endpoint,omitempty"`
+
+	// fallbackEndpoints are further endpoints of the same registry (replicas, another
+	// site), tried in this order after endpoint when it fails: the first that answers
+	// serves the pull. Each is checked like endpoint. Nodes probe every endpoint and report
+	// each in their RegistryNode; status.endpoints counts the nodes that reach each. The
+	// manager (ImageSync copies, Nexus provisioning) uses endpoint. Docker Engine cannot
+	// express them (RuntimeUnsupported).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	FallbackEndpoints []EndpointURL `json:"fallbackEndpoints,omitempty"`
 
 	// caBundle is the PEM-encoded CA certificate(s) that signed the registry's serving
 	// certificate, e.g. the private CA behind a self-signed nginx proxy. Empty means the
@@ -351,9 +376,27 @@ type RegistryMirrorStatus struct {
 	// +optional
 	PullSecrets *PullSecretsStatus `json:"pullSecrets,omitempty"`
 
+	// endpoints counts, for each endpoint in priority order (endpoint, then
+	// fallbackEndpoints), the selected nodes that reach it; set when there are fallbacks.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=9
+	Endpoints []EndpointStatus `json:"endpoints,omitempty"`
+
 	// caNotAfter is when the first certificate of the CA bundle expires.
 	// +optional
 	CANotAfter *metav1.Time `json:"caNotAfter,omitempty"`
+}
+
+// EndpointStatus is how many nodes reach one of a mirror's endpoints.
+type EndpointStatus struct {
+	// url of the endpoint.
+	// +required
+	URL string `json:"url"`
+
+	// reachableNodes is the number of selected nodes whose last probe reached it.
+	// +optional
+	ReachableNodes int32 `json:"reachableNodes"`
 }
 
 // NodesStatus counts the nodes that applied a RegistryMirror.

@@ -64,9 +64,28 @@ type NodeMirrorStatus struct {
 	// +optional
 	Error string `json:"error,omitempty"`
 
-	// probe is the result of the last request from this node to the registry.
+	// probe is the result of the last request from this node to the registry: to the
+	// first endpoint that answered, or to the first endpoint when none did.
 	// +optional
 	Probe *ProbeResult `json:"probe,omitempty"`
+
+	// endpoints are the probes of every endpoint, in priority order, when the mirror has
+	// fallbackEndpoints.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=9
+	Endpoints []EndpointProbe `json:"endpoints,omitempty"`
+}
+
+// EndpointProbe is the probe of one endpoint.
+type EndpointProbe struct {
+	// url of the endpoint.
+	// +required
+	URL string `json:"url"`
+
+	// probe is the result of the last request to it.
+	// +required
+	Probe ProbeResult `json:"probe"`
 }
 
 // ProbeResult is the outcome of an HTTPS GET /v2/ from a node to a registry, with the

@@ -135,6 +135,14 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 		{"a docker.io mirror with a proxy path is accepted", mirror(func(m *v1alpha1.RegistryMirror) {
 			m.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: "docker.io", Path: "/v2/docker-proxy"}, {Host: "ghcr.io"}}
 		})},
+		{"an air-gapped mirror of every registry is accepted", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.MirrorOf, m.Spec.SkipFallback = []v1alpha1.UpstreamMirror{{Host: v1alpha1.DefaultHost}, {Host: "docker.io", Path: "/v2/docker-proxy"}}, true
+		})},
+		{"fallback endpoints, runtimes and a client certificate are accepted", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.FallbackEndpoints = []v1alpha1.EndpointURL{"https://nexus-b.local:8443", "https://nexus-c.local/repository/my-docker/v2"}
+			m.Spec.Runtimes = []v1alpha1.ContainerRuntime{v1alpha1.RuntimeContainerd, v1alpha1.RuntimeCRIO, v1alpha1.RuntimeDocker}
+			m.Spec.ClientCertificateSecretRef = &v1alpha1.SecretReference{Namespace: "regwire-system", Name: "nexus-client"}
+		})},
 		{"pull secrets for every ServiceAccount are accepted", mirror(func(m *v1alpha1.RegistryMirror) {
 			m.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{SecretName: "nexus-pull", NamespaceSelector: &metav1.LabelSelector{}, ServiceAccounts: []string{"*"}}
 		})},
@@ -214,6 +222,25 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 		{"an upstream path without a leading slash is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
 			m.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: "docker.io", Path: "v2/docker-proxy"}}
 		}), "spec.mirrorOf[0].path", "must start with '/'"},
+		{"_default as the registry's own host is rejected", mirror(func(m *v1alpha1.RegistryMirror) { m.Spec.Host = "_default" }),
+			"spec.host", "lowercase DNS name"},
+		{"an upstream host in upper case is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: "Docker.io"}}
+		}), "spec.mirrorOf[0].host", "lowercase DNS name"},
+		{"skipFallback without mirrorOf is rejected", mirror(func(m *v1alpha1.RegistryMirror) { m.Spec.SkipFallback = true }),
+			"spec.skipFallback", "list them in mirrorOf"},
+		{"an unknown runtime is rejected", mirror(func(m *v1alpha1.RegistryMirror) { m.Spec.Runtimes = []v1alpha1.ContainerRuntime{"cri-o"} }),
+			"spec.runtimes[0]", `supported values: "containerd", "crio", "docker"`},
+		{"a plain http fallback endpoint without insecureSkipVerify is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.FallbackEndpoints = []v1alpha1.EndpointURL{"http://nexus-b.local"}
+		}), "spec.fallbackEndpoints", "only allowed together with insecureSkipVerify"},
+		{"a fallback endpoint carrying credentials is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.FallbackEndpoints = []v1alpha1.EndpointURL{"https://admin:pw@nexus-b.local"}
+		}), "spec.fallbackEndpoints[0]", "put them in credentialsSecretRef"},
+		{"a client certificate over plain http is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.Endpoint, m.Spec.CABundle, m.Spec.InsecureSkipVerify = "http://registry.local:5000", "", true
+			m.Spec.ClientCertificateSecretRef = &v1alpha1.SecretReference{Namespace: "regwire-system", Name: "nexus-client"}
+		}), "spec.clientCertificateSecretRef", "a client certificate needs TLS"},
 		{"a host alias with a bad IP is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
 			m.Spec.HostAliases = []v1alpha1.HostAlias{{IP: "172.17.0.300", Hostnames: []v1alpha1.Hostname{"nexus.local"}}}
 		}), "spec.hostAliases[0].ip", "must be an IPv4 or IPv6 address"},

@@ -267,9 +267,7 @@ func (r *Reconciler) report(ctx context.Context, selected []nodeconfig.Mirror, g
 			ms.Reason = reasons[m.Name]
 		}
 		if ms.Error == "" {
-			res := r.Probe(ctx, m)
-			ms.Probe = &v1alpha1.ProbeResult{Reachable: res.Reachable, StatusCode: int32(res.StatusCode), Error: res.Err}
-			ms.Probe.Time = probeTime(old, m.Name, ms.Probe, r.Now())
+			res := r.probeEndpoints(ctx, m, old, &ms)
 			if !res.Reachable && firstProblem == "" {
 				firstProblem = fmt.Sprintf("%s: registry not reachable: %s", m.Name, res.Err)
 			}
@@ -310,6 +308,47 @@ func (r *Reconciler) report(ctx context.Context, selected []nodeconfig.Mirror, g
 		conditions.Set(&st.Conditions, 0, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, firstProblem)
 	}
 	return st
+}
+
+// probeEndpoints probes each of the mirror's endpoints in priority order and reports
+// them in ms (each one when there are fallbacks); the result is the first that answered,
+// or the first endpoint's when none did: runtimes use the first that answers.
+func (r *Reconciler) probeEndpoints(ctx context.Context, m nodeconfig.Mirror, old v1alpha1.RegistryNodeStatus, ms *v1alpha1.NodeMirrorStatus) probe.Result {
+	urls := m.Endpoints()
+	results := make([]probe.Result, len(urls))
+	chosen := 0
+	for i, u := range urls {
+		one := m
+		one.Spec.Endpoint, one.Spec.FallbackEndpoints = u, nil
+		results[i] = r.Probe(ctx, one)
+		if results[i].Reachable && !results[chosen].Reachable {
+			chosen = i
+		}
+		if len(urls) > 1 {
+			pr := v1alpha1.ProbeResult{Reachable: results[i].Reachable, StatusCode: int32(results[i].StatusCode), Error: results[i].Err}
+			pr.Time = endpointProbeTime(old, m.Name, u, &pr, r.Now())
+			ms.Endpoints = append(ms.Endpoints, v1alpha1.EndpointProbe{URL: u, Probe: pr})
+		}
+	}
+	res := results[chosen]
+	ms.Probe = &v1alpha1.ProbeResult{Reachable: res.Reachable, StatusCode: int32(res.StatusCode), Error: res.Err}
+	ms.Probe.Time = probeTime(old, m.Name, ms.Probe, r.Now())
+	return res
+}
+
+// endpointProbeTime keeps an endpoint's old probe time while its result is the same.
+func endpointProbeTime(old v1alpha1.RegistryNodeStatus, mirror, url string, now *v1alpha1.ProbeResult, t time.Time) *metav1.Time {
+	for _, m := range old.Mirrors {
+		if m.Name != mirror {
+			continue
+		}
+		for _, e := range m.Endpoints {
+			if e.URL == url && e.Probe.Time != nil && e.Probe.Reachable == now.Reachable && e.Probe.StatusCode == now.StatusCode && e.Probe.Error == now.Error {
+				return e.Probe.Time
+			}
+		}
+	}
+	return &metav1.Time{Time: t.Truncate(time.Second)}
 }
 
 // anonymousPullProblem checks each mirrorOf upstream: runtimes reach the mirror for an

@@ -53,6 +53,7 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.
 	}
 	st := aggregateNodes(rm, nodes.Items, reports.Items)
 	rm.Status.Nodes = &st
+	rm.Status.Endpoints = aggregateEndpoints(rm, nodes.Items, reports.Items)
 	nodesReadyGauge.WithLabelValues(rm.Name).Set(float64(st.Ready))
 	nodesDesiredGauge.WithLabelValues(rm.Name).Set(float64(st.Desired))
 
@@ -177,6 +178,43 @@ func aggregateNodes(rm *v1alpha1.RegistryMirror, nodes []corev1.Node, reports []
 	slices.SortFunc(st.Failing, func(a, b v1alpha1.NodeFailure) int { return cmp.Compare(a.Name, b.Name) })
 	st.Summary = fmt.Sprintf("%d/%d", st.Ready, st.Desired)
 	return st
+}
+
+// aggregateEndpoints counts, for each endpoint of a mirror with fallbacks, the selected
+// nodes whose last probe reached it; nil without fallbacks.
+func aggregateEndpoints(rm *v1alpha1.RegistryMirror, nodes []corev1.Node, reports []v1alpha1.RegistryNode) []v1alpha1.EndpointStatus {
+	if len(rm.Spec.FallbackEndpoints) == 0 {
+		return nil
+	}
+	m := nodeconfig.Mirror{Spec: rm.Spec}
+	var out []v1alpha1.EndpointStatus
+	for _, u := range m.Endpoints() {
+		out = append(out, v1alpha1.EndpointStatus{URL: u})
+	}
+	selected := map[string]bool{}
+	for i := range nodes {
+		if nodeconfig.Selects(rm.Spec, &nodes[i]) {
+			selected[nodes[i].Name] = true
+		}
+	}
+	for _, rep := range reports {
+		if !selected[rep.Name] {
+			continue
+		}
+		for _, ms := range rep.Status.Mirrors {
+			if ms.Name != rm.Name || ms.ObservedGeneration != rm.Generation {
+				continue
+			}
+			for _, e := range ms.Endpoints {
+				for i := range out {
+					if out[i].URL == e.URL && e.Probe.Reachable {
+						out[i].ReachableNodes++
+					}
+				}
+			}
+		}
+	}
+	return out
 }
 
 // nodeReadiness returns "" when the node is ready for the mirror, else a reason and message.

@@ -1,10 +1,13 @@
 package nodeconfig
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -57,18 +60,25 @@ func DropInName(mirror string) string {
 type crioEmitter struct{}
 
 func (crioEmitter) supports(m *Mirror) *MirrorError {
-	if _, p := endpoint(m); p != "" {
-		if _, err := crioLocation(m, p); err != nil {
-			return unsupported(m, "spec.endpoint", "%v", err)
+	for i, ep := range endpoints(m) {
+		if ep.path == "" {
+			continue
+		}
+		if _, err := crioLocation(ep, ep.path); err != nil {
+			field := "spec.endpoint"
+			if i > 0 {
+				field = "spec.fallbackEndpoints[" + strconv.Itoa(i-1) + "]"
+			}
+			return unsupported(m, field, "%v", err)
 		}
 	}
 	for i, u := range m.Spec.MirrorOf {
 		if u.Host == v1alpha1.DefaultHost {
-			return unsupported(m, "spec.mirrorOf[0].host", "CRI-O's registries.conf has no entry for every registry (_default is containerd's); list the upstream hosts instead, or set runtimes to [containerd]")
+			return unsupported(m, "spec.mirrorOf["+strconv.Itoa(i)+"].host", "CRI-O's registries.conf has no entry for every registry (_default is containerd's); list the upstream hosts instead, or set runtimes to [containerd]")
 		}
 		if u.Path != "" {
-			if _, err := crioLocation(m, u.Path); err != nil {
-				return unsupported(m, "spec.mirrorOf["+itoa(i)+"].path", "%v", err)
+			if _, err := crioLocation(endpoints(m)[0], u.Path); err != nil {
+				return unsupported(m, "spec.mirrorOf["+strconv.Itoa(i)+"].path", "%v", err)
 			}
 		}
 	}
@@ -77,22 +87,31 @@ func (crioEmitter) supports(m *Mirror) *MirrorError {
 
 func (crioEmitter) emit(c *Config, m *Mirror, claims []claim) {
 	var conf registriesConf
-	server, own := endpoint(m)
 	insecure := m.Spec.InsecureSkipVerify
+	// locations of the mirror's endpoints in order, under path (or each one's own).
+	locations := func(path string) []crioEndpoint {
+		var out []crioEndpoint
+		for _, ep := range endpoints(m) {
+			loc, _ := crioLocation(ep, cmp.Or(path, ep.path)) // checked by supports
+			out = append(out, crioEndpoint{Location: loc, Insecure: insecure})
+		}
+		return out
+	}
 	for _, cl := range claims {
 		if !cl.upstream {
-			loc, _ := crioLocation(m, own) // checked by supports
-			conf.Registries = append(conf.Registries, crioRegistry{Prefix: cl.host, Location: loc, Insecure: insecure})
+			// containers/image tries the mirrors in order, then the location: the last
+			// endpoint is the location, so nothing else is contacted.
+			locs := locations("")
+			last := locs[len(locs)-1]
+			conf.Registries = append(conf.Registries, crioRegistry{Prefix: cl.host, Location: last.Location, Insecure: insecure, Mirrors: locs[:len(locs)-1]})
 			continue
 		}
-		p := cmpOr(cl.path, own)
-		loc, _ := crioLocation(m, p) // checked by supports
 		conf.Registries = append(conf.Registries, crioRegistry{
 			Prefix: cl.host, Location: cl.host,
 			// A blocked registry is never contacted, its mirrors still are
 			// (containers/image docker_client.go checks Blocked per pull source).
 			Blocked: m.Spec.SkipFallback,
-			Mirrors: []crioEndpoint{{Location: loc, Insecure: insecure}},
+			Mirrors: locations(cl.path),
 		})
 	}
 	data, err := toml.Marshal(conf)
@@ -100,22 +119,24 @@ func (crioEmitter) emit(c *Config, m *Mirror, claims []claim) {
 		panic(err)
 	}
 	c.add(m.Name, path.Join(DropInDir, DropInName(m.Name)), append(header(m.Name), data...))
-	u, _ := url.Parse(server) // checked by check
-	addTLSFiles(c, m, path.Join(CertsDir, u.Host))
+	for _, ep := range endpoints(m) {
+		u, _ := url.Parse(ep.url) // checked by check
+		addTLSFiles(c, m, path.Join(CertsDir, u.Host))
+	}
 }
 
-// crioLocation is where containers/image finds a mirror: host[:port] and an optional
-// namespace, requested as https://host/v2/<namespace>/<name>/... . A path can only be
-// expressed when it is /v2/<namespace>, the shape of Nexus's path-based routing.
-func crioLocation(m *Mirror, p string) (string, error) {
-	server, _ := endpoint(m)
-	u, _ := url.Parse(server) // checked by check
+// crioLocation is where containers/image finds an endpoint serving path p: host[:port]
+// and an optional namespace, requested as https://host/v2/<namespace>/<name>/... . A path
+// can only be expressed when it is /v2/<namespace>, the shape of Nexus's path-based
+// routing.
+func crioLocation(ep anEndpoint, p string) (string, error) {
+	u, _ := url.Parse(ep.url) // checked by check
 	if p == "" || p == "/v2" {
 		return u.Host, nil
 	}
 	ns, ok := strings.CutPrefix(p, "/v2/")
 	if !ok || ns == "" || strings.HasSuffix(ns, "/") {
-		return "", errf("containers-registries.conf(5) names a mirror by host and namespace, which it requests at /v2/<namespace>; path %s cannot be expressed: serve the repository with path-based routing (/v2/<repository>) or set runtimes to [containerd]", p)
+		return "", fmt.Errorf("containers-registries.conf(5) names a mirror by host and namespace, which it requests at /v2/<namespace>; path %s cannot be expressed: serve the repository with path-based routing (/v2/<repository>) or set runtimes to [containerd]", p)
 	}
 	return u.Host + "/" + ns, nil
 }

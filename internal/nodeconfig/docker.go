@@ -12,6 +12,9 @@ func (dockerEmitter) supports(m *Mirror) *MirrorError {
 	if len(m.Spec.MirrorOf) > 0 {
 		return unsupported(m, "spec.mirrorOf", "Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror")
 	}
+	if len(m.Spec.FallbackEndpoints) > 0 {
+		return unsupported(m, "spec.fallbackEndpoints", "Docker Engine reaches only the registry an image names; remove docker from runtimes for this mirror")
+	}
 	if m.Spec.InsecureSkipVerify {
 		return unsupported(m, "spec.insecureSkipVerify", "Docker Engine skips TLS verification only for insecure-registries in daemon.json, which regwire does not change; give the CA instead")
 	}

@@ -110,6 +110,7 @@ func Publish(rm *v1alpha1.RegistryMirror, ca []byte, clientCert string) Publishe
 		Spec: v1alpha1.RegistryMirrorSpec{
 			Host:               s.Host,
 			Endpoint:           s.Endpoint,
+			FallbackEndpoints:  s.FallbackEndpoints,
 			InsecureSkipVerify: s.InsecureSkipVerify,
 			MirrorOf:           s.MirrorOf,
 			SkipFallback:       s.SkipFallback,

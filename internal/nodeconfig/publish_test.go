@@ -22,6 +22,7 @@ func TestPublishKeepsOnlyWhatNodesNeed(t *testing.T) {
 			NodeSelector:         map[string]string{"pool": "a"},
 			MirrorOf:             []v1alpha1.UpstreamMirror{{Host: "docker.io"}}, SkipFallback: true,
 			Runtimes:                   []v1alpha1.ContainerRuntime{v1alpha1.RuntimeCRIO},
+			FallbackEndpoints:          []v1alpha1.EndpointURL{"https://nexus-b.local"},
 			ClientCertificateSecretRef: &v1alpha1.SecretReference{Namespace: "ns", Name: "client"},
 		},
 	}
@@ -36,7 +37,7 @@ func TestPublishKeepsOnlyWhatNodesNeed(t *testing.T) {
 	if got.Spec.CredentialsSecretRef != nil || got.Spec.PullSecrets != nil || got.Spec.CABundle != "" || got.Spec.ClientCertificateSecretRef != nil {
 		t.Errorf("published more than nodes need: %+v", got.Spec)
 	}
-	if got.Spec.Host != "nexus.local" || got.Spec.NodeSelector["pool"] != "a" || !got.Spec.SkipFallback || len(got.Spec.Runtimes) != 1 || got.ClientCertificate != "digest" {
+	if got.Spec.Host != "nexus.local" || got.Spec.NodeSelector["pool"] != "a" || !got.Spec.SkipFallback || len(got.Spec.Runtimes) != 1 || len(got.Spec.FallbackEndpoints) != 1 || got.ClientCertificate != "digest" {
 		t.Errorf("published spec lacks node fields: %+v", got.Spec)
 	}
 	if _, err := nodeconfig.Decode(`{"generation":1}`); err == nil {

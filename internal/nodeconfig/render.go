@@ -19,7 +19,6 @@ import (
 	"path"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -110,16 +109,50 @@ func (e MirrorError) Error() string {
 	return fmt.Sprintf("RegistryMirror %s: %s: %v", e.Mirror, e.Field, e.Err)
 }
 
-// hostsFile is containerd's hosts.toml: the top-level table configures server, the
-// fallback tried last; [host."URL"] tables are tried first, in file order.
+// hostsFile is containerd's hosts.toml: [host."URL"] tables are tried first, in file
+// order; the top-level table configures server, tried last.
 type hostsFile struct {
-	Server string `toml:"server,omitempty"`
+	Server string
 	hostEntry
-	// Host is always written, empty when there are no host entries: containerd 1.6 refuses
-	// a hosts.toml without a host table ("invalid `host` tree", core/remotes/docker/config
-	// getSortedHosts) and falls back to the directory's *.crt files, losing override_path,
-	// capabilities and skip_verify.
-	Host map[string]hostEntry `toml:"host"`
+	// Hosts are the [host."URL"] tables in order. The host table is always written, empty
+	// when there are no entries: containerd 1.6 refuses a hosts.toml without one ("invalid
+	// `host` tree", core/remotes/docker/config getSortedHosts) and falls back to the
+	// directory's *.crt files, losing override_path, capabilities and skip_verify.
+	Hosts []namedHost
+}
+
+type namedHost struct {
+	URL string
+	hostEntry
+}
+
+// marshal writes the file with the host tables in order (a TOML map would sort them).
+func (hf hostsFile) marshal() []byte {
+	top, err := toml.Marshal(struct {
+		Server string `toml:"server,omitempty"`
+		hostEntry
+	}{hf.Server, hf.hostEntry})
+	if err != nil { // typed structs of strings and bools always marshal
+		panic(err)
+	}
+	var b bytes.Buffer
+	b.Write(top)
+	if len(top) > 0 {
+		b.WriteString("\n")
+	}
+	b.WriteString("[host]\n")
+	for i, h := range hf.Hosts {
+		e, err := toml.Marshal(h.hostEntry)
+		if err != nil {
+			panic(err)
+		}
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		// URLs are checked: no quote or control character can end the literal string.
+		fmt.Fprintf(&b, "[host.'%s']\n%s", h.URL, e)
+	}
+	return b.Bytes()
 }
 
 type hostEntry struct {
@@ -252,11 +285,7 @@ func (containerdEmitter) emit(c *Config, m *Mirror, claims []claim) {
 		} else {
 			hf = ownHostsFile(cl.mirror)
 		}
-		data, err := toml.Marshal(hf)
-		if err != nil { // typed structs of strings and bools always marshal
-			panic(err)
-		}
-		c.add(m.Name, path.Join(cl.host, HostsFile), append(header(m.Name), data...))
+		c.add(m.Name, path.Join(cl.host, HostsFile), append(header(m.Name), hf.marshal()...))
 		addTLSFiles(c, m, cl.host)
 	}
 }
@@ -265,40 +294,53 @@ func header(mirror string) []byte {
 	return []byte("# Written by regwire for RegistryMirror " + mirror + ". Local changes are overwritten.\n")
 }
 
-// ownHostsFile configures a registry's own host: its endpoint is the server.
-func ownHostsFile(m *Mirror) hostsFile {
-	server, p := endpoint(m)
-	e := entry(m)
-	e.OverridePath = p != ""
-	return hostsFile{Server: server, hostEntry: e, Host: map[string]hostEntry{}}
+// hostEntries are the mirror's endpoints in priority order, as host entries, with path
+// (a mirrorOf path) in place of each endpoint's own when it is set.
+func hostEntries(m *Mirror, path string) []namedHost {
+	var out []namedHost
+	for _, ep := range endpoints(m) {
+		server, p := ep.url, ep.path
+		if path != "" {
+			u, _ := url.Parse(server) // checked by check
+			u.Path = path
+			server, p = u.String(), path
+		}
+		e := entry(m)
+		e.OverridePath = p != ""
+		out = append(out, namedHost{URL: server, hostEntry: e})
+	}
+	return out
 }
 
-// upstreamHostsFile sends an upstream's pulls to the mirror first and to the upstream
-// itself as the fallback.
+// asServer makes the last host the file's server: no other host is tried after it.
+func asServer(hosts []namedHost) hostsFile {
+	last := hosts[len(hosts)-1]
+	return hostsFile{Server: last.URL, hostEntry: last.hostEntry, Hosts: hosts[:len(hosts)-1]}
+}
+
+// ownHostsFile configures a registry's own host: its endpoints in order, the last as the
+// server, so that nothing but them is contacted.
+func ownHostsFile(m *Mirror) hostsFile { return asServer(hostEntries(m, "")) }
+
+// upstreamHostsFile sends an upstream's pulls to the mirror's endpoints first and to the
+// upstream itself as the fallback.
 func upstreamHostsFile(cl claim) hostsFile {
-	server, p := endpoint(cl.mirror)
-	if cl.path != "" {
-		u, _ := url.Parse(server) // checked by check
-		u.Path = cl.path
-		server, p = u.String(), cl.path
-	}
-	e := entry(cl.mirror)
-	e.OverridePath = p != ""
+	hosts := hostEntries(cl.mirror, cl.path)
 	if cl.mirror.Spec.SkipFallback {
-		// The mirror is the only host: containerd appends the server as the last host to
-		// try and fills an empty one with the upstream (ConfigureHosts), so the mirror must
-		// be the server itself for the upstream never to be contacted.
-		return hostsFile{Server: server, hostEntry: e, Host: map[string]hostEntry{}}
+		// Only the mirror: containerd appends the server as the last host to try and fills
+		// an empty one with the upstream (ConfigureHosts), so the mirror's last endpoint
+		// must be the server itself for the upstream never to be contacted.
+		return asServer(hosts)
 	}
 	if cl.host == string(v1alpha1.DefaultHost) {
 		// No server: containerd falls back to the registry the image names.
-		return hostsFile{Host: map[string]hostEntry{server: e}}
+		return hostsFile{Hosts: hosts}
 	}
 	upstream := "https://" + cl.host
 	if cl.host == "docker.io" {
 		upstream = "https://" + dockerHubHost
 	}
-	return hostsFile{Server: upstream, Host: map[string]hostEntry{server: e}}
+	return hostsFile{Server: upstream, Hosts: hosts}
 }
 
 // addTLSFiles adds the mirror's CA and client pair to dir.
@@ -318,7 +360,17 @@ func usesClientCert(m *Mirror) bool { return len(m.ClientCert) > 0 && !plainHTTP
 // plainHTTP reports a mirror reached over http://. TLS settings on such an endpoint make
 // containerd try HTTPS first and fall back to HTTP (core/remotes/docker/config: "host will
 // try HTTPS first"), so none are rendered for it.
-func plainHTTP(m *Mirror) bool { return strings.HasPrefix(m.Spec.Endpoint, "http://") }
+func plainHTTP(m *Mirror) bool {
+	if strings.HasPrefix(m.Spec.Endpoint, "http://") {
+		return true
+	}
+	for _, ep := range m.Spec.FallbackEndpoints {
+		if strings.HasPrefix(string(ep), "http://") {
+			return true
+		}
+	}
+	return false
+}
 
 // usesCA reports whether the mirror's host entries reference ca.crt.
 func usesCA(m *Mirror) bool { return len(m.CA) > 0 && !plainHTTP(m) }
@@ -347,19 +399,47 @@ func capOrder(c string) int {
 	return slices.Index([]string{"pull", "resolve", "push"}, c)
 }
 
-// endpoint returns the mirror's endpoint URL (default https://<host>) and its cleaned path
-// ("" when it has none).
+// endpoint returns the mirror's first endpoint URL (default https://<host>) and its
+// cleaned path ("" when it has none).
 func endpoint(m *Mirror) (string, string) {
-	if m.Spec.Endpoint == "" {
-		return "https://" + string(m.Spec.Host), ""
+	ep := endpoints(m)[0]
+	return ep.url, ep.path
+}
+
+// anEndpoint is one of a mirror's endpoints: its URL with the path cleaned, and the path.
+type anEndpoint struct{ url, path string }
+
+// endpoints returns the mirror's endpoints in priority order: endpoint (default
+// https://<host>), then fallbackEndpoints.
+func endpoints(m *Mirror) []anEndpoint {
+	first := m.Spec.Endpoint
+	if first == "" {
+		first = "https://" + string(m.Spec.Host)
 	}
-	u, _ := url.Parse(m.Spec.Endpoint) // checked by check
-	p := ""
-	if u.Path != "" && u.Path != "/" {
-		p = path.Clean(u.Path)
+	raw := []string{first}
+	for _, e := range m.Spec.FallbackEndpoints {
+		raw = append(raw, string(e))
 	}
-	u.Path, u.RawPath = p, ""
-	return u.String(), p
+	out := make([]anEndpoint, 0, len(raw))
+	for _, r := range raw {
+		u, _ := url.Parse(r) // checked by check
+		p := ""
+		if u.Path != "" && u.Path != "/" {
+			p = path.Clean(u.Path)
+		}
+		u.Path, u.RawPath = p, ""
+		out = append(out, anEndpoint{url: u.String(), path: p})
+	}
+	return out
+}
+
+// Endpoints returns the mirror's endpoint URLs in priority order, as nodes reach them.
+func (m *Mirror) Endpoints() []string {
+	var out []string
+	for _, ep := range endpoints(m) {
+		out = append(out, ep.url)
+	}
+	return out
 }
 
 // check refuses input a node must never act on, whatever admission let through.
@@ -373,6 +453,11 @@ func check(m *Mirror) *MirrorError {
 	if ep := m.Spec.Endpoint; ep != "" {
 		if err := checkEndpoint(ep, m.Spec.InsecureSkipVerify); err != nil {
 			return fail("spec.endpoint", err)
+		}
+	}
+	for i, ep := range m.Spec.FallbackEndpoints {
+		if err := checkEndpoint(string(ep), m.Spec.InsecureSkipVerify); err != nil {
+			return fail(fmt.Sprintf("spec.fallbackEndpoints[%d]", i), err)
 		}
 	}
 	for i, u := range m.Spec.MirrorOf {
@@ -513,9 +598,3 @@ func (c *Config) Hash() string {
 func isPathRune(r rune) bool {
 	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._~-", r)
 }
-
-func errf(format string, args ...any) error { return fmt.Errorf(format, args...) }
-
-func itoa(i int) string { return strconv.Itoa(i) }
-
-func cmpOr(a, b string) string { return cmp.Or(a, b) }

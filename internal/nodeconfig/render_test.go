@@ -320,6 +320,49 @@ var scenarios = []scenario{
 		dockerErrors: unsafeErrors,
 		crio:         map[string][]expectSource{"fine.local/app:1": {{ref: "fine.local/app:1"}}},
 	},
+	{
+		name: "fallback endpoints: replicas tried in order, nothing else contacted",
+		mirrors: func(ca string) []nodeconfig.Mirror {
+			return []nodeconfig.Mirror{mirror("replicas", "nexus.local", func(m *nodeconfig.Mirror) {
+				m.CA = []byte(ca)
+				m.Spec.Endpoint = "https://nexus-a.local"
+				m.Spec.FallbackEndpoints = []v1alpha1.EndpointURL{"https://nexus-b.local:8443"}
+			})}
+		},
+		hosts: map[string][]expectHost{
+			"nexus.local": {
+				{scheme: "https", host: "nexus-a.local", path: "/v2", caps: pullResolve, verifies: "nexus-a.local"},
+				{scheme: "https", host: "nexus-b.local:8443", path: "/v2", caps: pullResolve, verifies: "nexus-b.local"},
+			},
+		},
+		crio: map[string][]expectSource{"nexus.local/app:1": {
+			{ref: "nexus-a.local/app:1", verifies: "nexus-a.local"},
+			{ref: "nexus-b.local:8443/app:1", verifies: "nexus-b.local"},
+		}},
+		dockerErrors: []string{"RegistryMirror replicas: spec.fallbackEndpoints: Docker Engine reaches only the registry an image names; remove docker from runtimes for this mirror"},
+	},
+	{
+		name: "an air-gapped docker.io through two mirror sites, in order",
+		mirrors: func(ca string) []nodeconfig.Mirror {
+			return []nodeconfig.Mirror{mirror("two-sites", "nexus.local", func(m *nodeconfig.Mirror) {
+				m.CA = []byte(ca)
+				m.Spec.FallbackEndpoints = []v1alpha1.EndpointURL{"https://nexus.site-b.example"}
+				m.Spec.SkipFallback = true
+				m.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: "docker.io", Path: "/v2/docker-proxy"}}
+			})}
+		},
+		hosts: map[string][]expectHost{
+			"docker.io": {
+				{scheme: "https", host: "nexus.local", path: "/v2/docker-proxy", caps: pullResolve, verifies: "nexus.local"},
+				{scheme: "https", host: "nexus.site-b.example", path: "/v2/docker-proxy", caps: pullResolve, verifies: "nexus.site-b.example"},
+			},
+		},
+		crio: map[string][]expectSource{"docker.io/library/hello:1.0": {
+			{ref: "nexus.local/docker-proxy/library/hello:1.0", verifies: "nexus.local"},
+			{ref: "nexus.site-b.example/docker-proxy/library/hello:1.0", verifies: "nexus.site-b.example"},
+		}},
+		dockerErrors: []string{"RegistryMirror two-sites: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},
+	},
 }
 
 func scenarioNamed(t *testing.T, name string) scenario {

@@ -68,3 +68,18 @@ func TestConfigPathProblem(t *testing.T) {
 }
 
 func str(s string) *string { return &s }
+
+// FuzzConfigPathProblem: whatever a node's containerd configuration holds, the check
+// never panics, and a problem always names the file.
+func FuzzConfigPathProblem(f *testing.F) {
+	f.Add("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d\"\n", 1)
+	f.Add("version = 3\n[plugins.\"io.containerd.cri.v1.images\".registry.mirrors.\"docker.io\"]\n", 2)
+	f.Add("version = 'x'\nplugins = 1\n", 0)
+	f.Add("[plugins.cri.registry]\nconfig_path = 7\n", 1)
+	f.Fuzz(func(t *testing.T, data string, major int) {
+		got := runtimeconfig.ConfigPathProblem("/etc/containerd/config.toml", []byte(data), major, "/etc/containerd/certs.d")
+		if got != "" && !strings.Contains(got, "/etc/containerd/config.toml") && !strings.Contains(got, "containerd 2 reads") && !strings.Contains(got, "containerd reads") {
+			t.Fatalf("a problem that names no file: %q", got)
+		}
+	})
+}
