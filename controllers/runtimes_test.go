@@ -112,6 +112,18 @@ func TestEachNodeIsWiredInItsRuntimesFormat(t *testing.T) {
 		}
 	}
 
+	// A foreign drop-in sorting after regwire's that configures docker.io wins in CRI-O:
+	// the node says so, naming the file; once it is gone the node is ready again.
+	shadow := filepath.Join(crio.CRIORoot, "registries.conf.d", "zz-hub.conf")
+	if err := os.WriteFile(shadow, []byte("[[registry]]\nprefix = \"docker.io\"\nlocation = \"hub.example\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFailing(t, rm.Name, crio.Name, v1alpha1.ReasonForeignConfigWins, "registries.conf.d/zz-hub.conf sorts after regwire-every-runtime.conf and configures docker.io too")
+	if err := os.Remove(shadow); err != nil {
+		t.Fatal(err)
+	}
+	waitNodes(t, rm.Name, "2/2", 10*time.Second)
+
 	docker := &v1alpha1.RegistryMirror{
 		ObjectMeta: metav1.ObjectMeta{Name: "docker-hub-on-docker"},
 		Spec: v1alpha1.RegistryMirrorSpec{

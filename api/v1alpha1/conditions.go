@@ -90,6 +90,10 @@ const (
 	// directory regwire writes (no config_path for its CRI registry); the message names the
 	// file and the line to add.
 	ReasonConfigPathNotSet ConditionReason = "ConfigPathNotSet"
+	// ReasonForeignConfigWins: a file regwire does not own configures the same registry and
+	// the runtime uses it instead (a registries.conf.d drop-in sorting after regwire's);
+	// the message names the file.
+	ReasonForeignConfigWins ConditionReason = "ForeignConfigWins"
 	// ReasonMirrorRefusesAnonymousPulls: the mirror answers 401 or 403 to a pull of a
 	// mirrorOf upstream's image without credentials, which is how containerd and CRI-O reach
 	// it (they send a pull secret's credentials only to the registry it names); such pulls

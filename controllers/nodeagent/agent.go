@@ -94,6 +94,7 @@ func New(cfg *rest.Config, o Options) (*Agent, error) {
 			Client: mgr.GetClient(), NodeName: o.NodeName, Namespace: o.Namespace,
 			Roots: roots, HostsFile: o.HostsFile, Resync: o.Resync, Version: o.Version,
 			ContainerdConfig:       o.ContainerdConfig,
+			CRIORoot:               o.CRIORoot,
 			ContainerdConfigOnHost: cmp.Or(o.ContainerdConfigOnHost, o.ContainerdConfig),
 			ContainerdRootOnHost:   cmp.Or(o.RootOnHost, o.Root),
 			Reload:                 ReloadCRIO(o.ProcRoot),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -33,6 +34,8 @@ type plan struct {
 	missing map[string][]v1alpha1.ContainerRuntime
 	// configPath is why the node's containerd ignores the root ("" when it reads it).
 	configPath string
+	// shadowed maps mirrors to why CRI-O takes their registries from another drop-in.
+	shadowed map[string]string
 }
 
 // plan decides which runtimes each selected mirror is written for: its spec.runtimes, or
@@ -67,7 +70,42 @@ func (r *Reconciler) plan(node *corev1.Node, selected []nodeconfig.Mirror) *plan
 	if len(want[v1alpha1.RuntimeContainerd]) > 0 && r.ContainerdConfig != "" {
 		p.configPath = r.checkConfigPath(p.node.Major)
 	}
+	if cfg := p.configs[v1alpha1.RuntimeCRIO]; cfg != nil && r.CRIORoot != "" {
+		p.shadowed = checkDropIns(r.CRIORoot, cfg)
+	}
 	return p
+}
+
+// checkDropIns reads the other drop-ins of CRI-O's registries.conf.d (read-only) and says,
+// per mirror, which one configures the same registry after regwire's and so wins.
+func checkDropIns(root string, cfg *nodeconfig.Config) map[string]string {
+	dir := filepath.Join(root, nodeconfig.DropInDir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	others := map[string][]byte{}
+	for _, e := range entries {
+		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ".conf") {
+			if data, err := os.ReadFile(filepath.Join(dir, e.Name())); err == nil {
+				others[e.Name()] = data
+			}
+		}
+	}
+	prefixes := map[string][]string{}
+	for host, mirror := range cfg.Owners {
+		prefixes[mirror] = append(prefixes[mirror], host)
+	}
+	out := map[string]string{}
+	for mirror, hosts := range prefixes {
+		ours := nodeconfig.DropInName(mirror)
+		rest := maps.Clone(others)
+		delete(rest, ours)
+		if msg := runtimeconfig.DropInShadows(ours, hosts, rest); msg != "" {
+			out[mirror] = "crio: " + msg
+		}
+	}
+	return out
 }
 
 func cmpRuntime(rt v1alpha1.ContainerRuntime) v1alpha1.ContainerRuntime {
@@ -123,6 +161,11 @@ func (p *plan) problems() (map[string]string, map[string]v1alpha1.ConditionReaso
 	for mirror, rts := range p.missing {
 		for _, rt := range rts {
 			add(mirror, fmt.Sprintf("the agent writes no %s configuration: add %s to the manager's --agent-runtimes", rt, rt), v1alpha1.ReasonRuntimeUnsupported)
+		}
+	}
+	for mirror, msg := range p.shadowed {
+		if errs[mirror] == "" {
+			add(mirror, msg, v1alpha1.ReasonForeignConfigWins)
 		}
 	}
 	if p.configPath != "" {

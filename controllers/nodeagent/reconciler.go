@@ -48,6 +48,9 @@ type Reconciler struct {
 	// Roots applies each runtime's registry configuration in its root; a runtime without
 	// one is reported for the mirrors that need it.
 	Roots map[v1alpha1.ContainerRuntime]*nodefiles.Files
+	// CRIORoot is CRI-O's /etc/containers as the agent reaches it, whose other drop-ins it
+	// reads to tell when one of them wins over regwire's; "" skips that.
+	CRIORoot string
 	// ContainerdConfig is the node's containerd configuration file as the agent reads it
 	// ("" skips the check); ContainerdConfigOnHost and ContainerdRootOnHost are that file
 	// and the containerd root as the node names them, for messages and the check.

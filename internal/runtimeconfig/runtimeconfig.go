@@ -141,3 +141,39 @@ func lookup(tree map[string]any, keys ...string) map[string]any {
 	}
 	return tree
 }
+
+// DropInShadows says which of prefixes (the [[registry]] prefixes of the drop-in named
+// ours) containers/image will take from another file instead: drop-ins are read in
+// alphabetical order after registries.conf, and a later [[registry]] with the same prefix
+// replaces an earlier one (containers-registries.conf.d(5)). dropIns maps the names of the
+// other *.conf files in registries.conf.d to their content. It returns "" when none does.
+func DropInShadows(ours string, prefixes []string, dropIns map[string][]byte) string {
+	var names []string
+	for name := range dropIns {
+		if name > ours && strings.HasSuffix(name, ".conf") {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		var conf struct {
+			Registry []struct {
+				Prefix   string `toml:"prefix"`
+				Location string `toml:"location"`
+			} `toml:"registry"`
+		}
+		if err := toml.Unmarshal(dropIns[name], &conf); err != nil {
+			continue // containers/image reports a broken file itself
+		}
+		for _, r := range conf.Registry {
+			p := r.Prefix
+			if p == "" {
+				p = r.Location
+			}
+			if slices.Contains(prefixes, p) {
+				return fmt.Sprintf("registries.conf.d/%s sorts after %s and configures %s too, so CRI-O uses its [[registry]] instead: remove that entry or rename the file to sort before %s", name, ours, p, ours)
+			}
+		}
+	}
+	return ""
+}

@@ -83,3 +83,29 @@ func FuzzConfigPathProblem(f *testing.F) {
 		}
 	})
 }
+
+func TestDropInShadows(t *testing.T) {
+	t.Parallel()
+	ours := "regwire-nexus.conf"
+	prefixes := []string{"nexus.local", "docker.io"}
+	cases := []struct {
+		name    string
+		dropIns map[string][]byte
+		want    string
+	}{
+		{"files before ours do not shadow it", map[string][]byte{"000-shortnames.conf": []byte("[[registry]]\nprefix = \"docker.io\"\nlocation = \"docker.io\"\n")}, ""},
+		{"a later file with another prefix does not", map[string][]byte{"zz-quay.conf": []byte("[[registry]]\nprefix = \"quay.io\"\nlocation = \"quay.io\"\n")}, ""},
+		{"a later file with the same prefix does, and is named", map[string][]byte{"zz-hub.conf": []byte("[[registry]]\nprefix = \"docker.io\"\nlocation = \"mirror.example\"\n")}, "registries.conf.d/zz-hub.conf sorts after regwire-nexus.conf and configures docker.io too"},
+		{"a location without a prefix is its prefix", map[string][]byte{"zz-nexus.conf": []byte("[[registry]]\nlocation = \"nexus.local\"\n")}, "configures nexus.local too"},
+		{"files that are not .conf are not read", map[string][]byte{"zz-hub.conf.bak": []byte("[[registry]]\nprefix = \"docker.io\"\nlocation = \"x\"\n")}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := runtimeconfig.DropInShadows(ours, prefixes, tc.dropIns)
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
