@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -246,6 +247,41 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 		t.Fatalf("the pod's log says %q", line)
 	}
 	t.Logf("pod apps/hello pulled %s/my-docker/hello:1.0 (%s) and is Running; its log: %q (%s)", host, pod.Status.ContainerStatuses[0].ImageID, line, time.Since(begun).Round(time.Second))
+
+	// The node's containerd configuration without config_path (as Debian's packaged
+	// config.toml has it): the agent pod reads it through its read-only mount and the
+	// mirror reports ConfigPathNotSet within one resync (a minute), naming the file and the
+	// line. The running containerd keeps what it loaded; the file is put back after.
+	confFile := filepath.Join(work, "containerd", "config.toml")
+	conf, err := os.ReadFile(confFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	without := regexp.MustCompile(`(?m)^\s*config_path = .*\n`).ReplaceAll(conf, nil)
+	if bytes.Equal(without, conf) {
+		t.Fatalf("%s has no config_path line to take out:\n%s", confFile, conf)
+	}
+	if err := os.WriteFile(confFile, without, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	testutil.Eventually(t, 90*time.Second, "ConfigPathNotSet for the node", func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), rm); err != nil {
+			return err
+		}
+		if rm.Status.Nodes == nil || len(rm.Status.Nodes.Failing) != 1 || rm.Status.Nodes.Failing[0].Reason != v1alpha1.ReasonConfigPathNotSet {
+			return fmt.Errorf("status.nodes %+v", rm.Status.Nodes)
+		}
+		msg := rm.Status.Nodes.Failing[0].Message
+		if !strings.Contains(msg, confFile) || !strings.Contains(msg, `config_path = "`+certsDir+`"`) {
+			return fmt.Errorf("the message names neither the file nor the line: %s", msg)
+		}
+		return nil
+	})
+	t.Logf("%s without config_path: ConfigPathNotSet after %s: %s", confFile, time.Since(cut).Round(time.Second), rm.Status.Nodes.Failing[0].Message)
+	if err := os.WriteFile(confFile, conf, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	// Delete the mirror: the agent pod cleans the node. The DaemonSet stays, by design:
 	// idle agents wait for the next mirror and go with the install.
