@@ -26,6 +26,27 @@ import (
 	"github.com/regwire/regwire/internal/version"
 )
 
+// TestMain gives the tests, and the regwire processes they start, a cache directory of
+// their own: `regwire sync` keeps its blob cache there.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "regwire-cache")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// The go command keeps its build cache under the same directory: tests that build
+	// regwire keep using the machine's.
+	if os.Getenv("GOCACHE") == "" {
+		if user, err := os.UserCacheDir(); err == nil {
+			_ = os.Setenv("GOCACHE", filepath.Join(user, "go-build"))
+		}
+	}
+	_ = os.Setenv("XDG_CACHE_HOME", dir)
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 func execute(args ...string) (string, error) {
 	var out bytes.Buffer
 	cmd := newRootCommand()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/term"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/regwire/regwire/internal/blobcache"
 	"github.com/regwire/regwire/internal/imagesync"
 	"github.com/regwire/regwire/internal/tagselect"
 )
@@ -35,6 +37,8 @@ type syncFlags struct {
 	insecure, dryRun   bool
 	progress           string
 	file               string
+	blobCache          string
+	noBlobCache        bool
 }
 
 func newSyncCommand() *cobra.Command {
@@ -91,7 +95,47 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 	fl.BoolVar(&f.dryRun, "dry-run", false, "only report which tags would be copied")
 	fl.StringVarP(&f.file, "file", "f", "", `ImageSync manifests to run once ("-" reads standard input)`)
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (bars on a terminal), bars or lines")
+	fl.StringVar(&f.blobCache, "blob-cache", "", "file remembering, across runs, which target repositories hold which blobs, to mount shared layers instead of uploading them again (default $XDG_CACHE_HOME/regwire/blobs.db); the registry checks every mount")
+	fl.BoolVar(&f.noBlobCache, "no-blob-cache", false, "neither read nor write the blob cache")
 	return cmd
+}
+
+// useBlobCache fills cache with what earlier runs learned about the registries and
+// returns the function that saves what this run learned. A cache that cannot be used is a
+// warning on errOut, never a failure: it only ever saves transfers.
+func useBlobCache(f syncFlags, registries []string, cache *imagesync.Cache, errOut io.Writer) (save func()) {
+	if f.noBlobCache || f.dryRun {
+		return func() {}
+	}
+	path := f.blobCache
+	if path == "" {
+		p, err := blobcache.DefaultPath()
+		if err != nil {
+			fmt.Fprintf(errOut, "warning: no blob cache (%v); --blob-cache names a file\n", err)
+			return func() {}
+		}
+		path = p
+	}
+	hints, err := blobcache.Load(path, registries, time.Now())
+	if err != nil {
+		fmt.Fprintf(errOut, "warning: running without the blob cache: %v\n", err)
+	}
+	for _, h := range hints {
+		if d, err := v1.NewHash(h.Digest); err == nil {
+			cache.Remember(h.Registry, d, h.Repo, h.At)
+		}
+	}
+	return func() {
+		var learned []blobcache.Hint
+		cache.Learned(func(registry string, d v1.Hash, repo string, at time.Time) {
+			if slices.Contains(registries, registry) {
+				learned = append(learned, blobcache.Hint{Registry: registry, Digest: d.String(), Repo: repo, At: at})
+			}
+		})
+		if err := blobcache.Save(path, learned, time.Now()); err != nil {
+			fmt.Fprintf(errOut, "warning: the blob cache was not updated: %v\n", err)
+		}
+	}
 }
 
 func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
@@ -129,7 +173,10 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	if bars {
 		prog = newProgress(out)
 	}
-	opts := imagesync.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms, Referrers: f.referrers, StallTimeout: f.stallTimeout, AllowPrivateRedirects: f.privateRedirects}
+	cache := imagesync.NewCache(0)
+	save := useBlobCache(f, []string{dst.Registry()}, cache, cmd.ErrOrStderr())
+	opts := imagesync.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms, Referrers: f.referrers, StallTimeout: f.stallTimeout,
+		AllowPrivateRedirects: f.privateRedirects, Cache: cache}
 	if prog != nil {
 		opts.Progress = prog.update
 	}
@@ -147,6 +194,7 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 		return fmt.Errorf("no tag of %s matches the selection", srcRepo)
 	}
 	results := eng.Sync(ctx, tags)
+	save()
 	if prog != nil {
 		prog.wait()
 	}

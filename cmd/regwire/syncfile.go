@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -122,6 +123,13 @@ func syncFromSpec(keychain authn.Keychain, name string, spec *v1alpha1.ImageSync
 // the others); then a line per tag, in the file's order, and a summary.
 func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFlags) error {
 	cache, slots := imagesync.NewCache(0), imagesync.NewSlots(f.jobs)
+	var registries []string
+	for _, s := range syncs {
+		if r := s.dst.Registry(); !slices.Contains(registries, r) {
+			registries = append(registries, r)
+		}
+	}
+	save := useBlobCache(f, registries, cache, os.Stderr)
 	var prog *progress
 	if f.progress == "bars" || (f.progress == "auto" && isTerminal(out)) {
 		prog = newProgress(out)
@@ -157,6 +165,7 @@ func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFla
 		})
 	}
 	wg.Wait()
+	save()
 	if prog != nil {
 		prog.wait()
 	}

@@ -33,6 +33,9 @@ type Cache struct {
 	sessions map[sessionKey]*session
 	// transports are shared per TLS setting (session.go).
 	transports map[transportKey]*http.Transport
+	// remembered are hints from earlier processes (Remember): repositories to mount a blob
+	// from, never a reason to skip it, since only the registry can say it still holds it.
+	remembered map[blobKey][]repoHint
 }
 
 type blobKey struct {
@@ -124,8 +127,46 @@ func (b *Cache) claim(registry, repo string, d v1.Hash, now time.Time) (has bool
 	e.busy, e.moved = make(chan struct{}), now
 	if n := len(e.repos); n > 0 {
 		from = e.repos[n-1].repo
+	} else {
+		for _, h := range slices.Backward(b.remembered[k]) {
+			if h.repo != repo {
+				from = h.repo // the registry checks the mount; a stale one is an upload
+				break
+			}
+		}
 	}
 	return false, nil, from
+}
+
+// Remember adds what an earlier process learned: repo of registry held blob d at at. It
+// only ever names a repository to mount from (the registry checks the mount; one that no
+// longer holds the blob answers with an ordinary upload): a copy never skips a blob on its
+// word.
+func (b *Cache) Remember(registry string, d v1.Hash, repo string, at time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.remembered == nil {
+		b.remembered = map[blobKey][]repoHint{}
+	}
+	k := blobKey{registry, d}
+	hs := append(slices.Clone(b.remembered[k]), repoHint{repo, at})
+	slices.SortFunc(hs, func(a, b repoHint) int { return a.at.Compare(b.at) })
+	if len(hs) > maxReposPerBlob {
+		hs = hs[len(hs)-maxReposPerBlob:]
+	}
+	b.remembered[k] = hs
+}
+
+// Learned calls f for every repository this Cache saw hold a blob, with when: what a
+// later process may mount from.
+func (b *Cache) Learned(f func(registry string, d v1.Hash, repo string, at time.Time)) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for k, e := range b.blobs {
+		for _, h := range e.repos {
+			f(k.registry, k.digest, h.repo, h.at)
+		}
+	}
 }
 
 // moved records progress of the transfer of d under way.

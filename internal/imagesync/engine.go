@@ -202,6 +202,16 @@ func (e *Engine) start(ctx context.Context, target bool) error {
 // Slots is a limit on registry operations under way at once that Engines can share.
 type Slots struct{ ch chan struct{} }
 
+// Registry is the registry of the endpoint's repository as a Cache keys it (e.g.
+// index.docker.io for docker.io), or "" when the repository does not parse.
+func (e Endpoint) Registry() string {
+	repo, err := name.NewRepository(e.Repository)
+	if err != nil {
+		return ""
+	}
+	return repo.RegistryStr()
+}
+
 // NewSlots returns a limit of n operations at once (at least 1).
 func NewSlots(n int) *Slots { return &Slots{ch: make(chan struct{}, max(n, 1))} }
 
