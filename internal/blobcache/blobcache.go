@@ -38,8 +38,11 @@ const (
 	LockTimeout = 2 * time.Second
 )
 
-// maxEntries is MaxEntries; tests lower it.
-var maxEntries = MaxEntries
+// maxEntries and lockTimeout are MaxEntries and LockTimeout; tests change them.
+var (
+	maxEntries  = MaxEntries
+	lockTimeout = LockTimeout
+)
 
 // Hint says that Repo of Registry held the blob Digest at At.
 type Hint struct {
@@ -74,7 +77,7 @@ func Load(path string, registries []string, now time.Time) ([]Hint, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: LockTimeout})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: lockTimeout})
 	if err != nil {
 		return nil, opened(path, err)
 	}
@@ -111,7 +114,7 @@ func Save(path string, hints []Hint, now time.Time) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: LockTimeout})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
 	if err != nil {
 		return opened(path, err)
 	}
