@@ -250,64 +250,44 @@ func unmountUnder(t testing.TB, dir string) {
 }
 
 // DialContext dials addr from inside the engine's network namespace: 127.0.0.1:443 is what
-// the engine publishes there. The socket is made on a thread of its own that enters the
-// namespace and is thrown away after (a goroutine that ends locked to its thread ends the
-// thread), so no other goroutine ever runs in the namespace.
+// the engine publishes there.
 func (d *Docker) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread goes with the goroutine
-		ns, err := os.Open(d.Netns)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer func() { _ = ns.Close() }()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("entering %s: %w", d.Netns, err)}
-			return
-		}
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	return r.c, r.err
+	return InNetns(d.Netns, func() (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, network, addr) })
 }
 
 // Listen listens on addr inside the engine's network namespace: servers there are what
 // the engine, and commands run with Command, reach.
 func (d *Docker) Listen(network, addr string) (net.Listener, error) {
-	return ListenIn(d.Netns, network, addr)
+	return InNetns(d.Netns, func() (net.Listener, error) { return net.Listen(network, addr) })
 }
 
-// ListenIn listens on addr inside the network namespace at netns.
-func ListenIn(netns, network, addr string) (net.Listener, error) {
+// InNetns runs f on a thread of its own that entered the network namespace at netns,
+// thrown away after (a goroutine that ends locked to its thread ends the thread), so that
+// no other goroutine ever runs in the namespace. Sockets f makes stay in it.
+func InNetns[T any](netns string, f func() (T, error)) (T, error) {
 	type result struct {
-		l   net.Listener
+		v   T
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread goes with the goroutine
+		var zero T
 		ns, err := os.Open(netns)
 		if err != nil {
-			ch <- result{err: err}
+			ch <- result{zero, err}
 			return
 		}
 		defer func() { _ = ns.Close() }()
 		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("entering %s: %w", netns, err)}
+			ch <- result{zero, fmt.Errorf("entering %s: %w", netns, err)}
 			return
 		}
-		l, err := net.Listen(network, addr)
-		ch <- result{l, err}
+		v, err := f()
+		ch <- result{v, err}
 	}()
 	r := <-ch
-	return r.l, r.err
+	return r.v, r.err
 }
 
 // PrivateMounts returns the command prefix that makes the command after it run in a mount
