@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -52,7 +53,7 @@ func (r *Reconciler) plan(node *corev1.Node, selected []nodeconfig.Mirror) *plan
 	for _, m := range selected {
 		rts := slices.Clone(m.Spec.Runtimes)
 		if len(rts) == 0 {
-			rts = []v1alpha1.ContainerRuntime{cmpRuntime(p.node.Name)}
+			rts = []v1alpha1.ContainerRuntime{cmp.Or(p.node.Name, v1alpha1.RuntimeContainerd)}
 		}
 		slices.Sort(rts)
 		for _, rt := range slices.Compact(rts) {
@@ -106,13 +107,6 @@ func checkDropIns(root string, cfg *nodeconfig.Config) map[string]string {
 		}
 	}
 	return out
-}
-
-func cmpRuntime(rt v1alpha1.ContainerRuntime) v1alpha1.ContainerRuntime {
-	if rt == "" {
-		return v1alpha1.RuntimeContainerd
-	}
-	return rt
 }
 
 // checkConfigPath reads the node's containerd configuration (read-only) and says whether
@@ -186,8 +180,8 @@ func (p *plan) mirrorHash(mirror string) string {
 			parts = append(parts, string(rt)+"="+h)
 		}
 	}
-	if h := p.hosts.MirrorHash(mirror); len(parts) == 0 {
-		return h // hosts entries only, or nothing
+	if len(parts) == 0 {
+		return p.hosts.MirrorHash(mirror) // hosts entries only, or nothing
 	}
 	return joinHashes(parts)
 }

@@ -71,6 +71,9 @@ type Reconciler struct {
 	Version string
 	// Now returns the current time; tests set it.
 	Now func() time.Time
+
+	// anonymous keeps anonymousPullProblem's answers (one reconcile at a time touches it).
+	anonymous map[string]anonymousCheck
 }
 
 // CacheByObject limits the agent's cache to its own Node and RegistryNode, the published
@@ -275,7 +278,7 @@ func (r *Reconciler) report(ctx context.Context, selected []nodeconfig.Mirror, g
 				firstProblem = fmt.Sprintf("%s: registry not reachable: %s", m.Name, res.Err)
 			}
 			if res.Reachable {
-				if msg := r.anonymousPullProblem(ctx, m); msg != "" {
+				if msg := r.anonymousPullProblem(ctx, m, gens[m.Name]); msg != "" {
 					ms.Reason, ms.Error = v1alpha1.ReasonMirrorRefusesAnonymousPulls, msg
 					probeReason = v1alpha1.ReasonMirrorRefusesAnonymousPulls
 					if firstProblem == "" {
@@ -358,7 +361,31 @@ func endpointProbeTime(old v1alpha1.RegistryNodeStatus, mirror, url string, now 
 // upstream's images without the pull secret's credentials (those are for the upstream's
 // host), so a mirror that refuses anonymous pulls is silently skipped (or, with
 // skipFallback, every such pull fails). The message says so, with the fix.
-func (r *Reconciler) anonymousPullProblem(ctx context.Context, m nodeconfig.Mirror) string {
+// The answer is kept for a resync per mirror generation: reconciles come with every
+// report the agent writes, and the question costs up to three requests per upstream.
+func (r *Reconciler) anonymousPullProblem(ctx context.Context, m nodeconfig.Mirror, gen int64) string {
+	if len(m.Spec.MirrorOf) == 0 {
+		return ""
+	}
+	if c, ok := r.anonymous[m.Name]; ok && c.gen == gen && r.Now().Sub(c.at) < r.Resync {
+		return c.msg
+	}
+	msg := r.askAnonymousPull(ctx, m)
+	if r.anonymous == nil {
+		r.anonymous = map[string]anonymousCheck{}
+	}
+	r.anonymous[m.Name] = anonymousCheck{gen: gen, at: r.Now(), msg: msg}
+	return msg
+}
+
+// anonymousCheck is a kept answer of anonymousPullProblem.
+type anonymousCheck struct {
+	gen int64
+	at  time.Time
+	msg string
+}
+
+func (r *Reconciler) askAnonymousPull(ctx context.Context, m nodeconfig.Mirror) string {
 	for _, u := range m.Spec.MirrorOf {
 		why := r.AnonymousPull(ctx, m, u)
 		if why == "" {
