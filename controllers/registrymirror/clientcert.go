@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -29,7 +30,7 @@ func (r *Reconciler) reconcileClientCertificate(ctx context.Context, sc *mirrorS
 	conds, gen := &rm.Status.Conditions, rm.Generation
 	ref := rm.Spec.ClientCertificateSecretRef
 	if ref == nil {
-		if err := r.storeClientCertificate(ctx, rm.Name, nil, nil); err != nil {
+		if err := r.releaseClientCertificate(ctx, rm); err != nil {
 			return ctrl.Result{}, err
 		}
 		sc.clientCertUsable = true
@@ -68,6 +69,17 @@ func (r *Reconciler) reconcileClientCertificate(ctx context.Context, sc *mirrorS
 	conditions.Set(conds, gen, v1alpha1.ConditionClientCertificateReady, metav1.ConditionTrue, v1alpha1.ReasonClientCertificateReady,
 		fmt.Sprintf("certificate %q, valid until %s, delivered to the node agents", leaf.Subject.String(), leaf.NotAfter.UTC().Format(time.RFC3339)))
 	return ctrl.Result{RequeueAfter: leaf.NotAfter.Sub(now) + time.Second}, nil
+}
+
+// releaseClientCertificate takes the mirror's pair out of the agents' Secret, if it
+// ever asked for one: the condition says so, which spares every other mirror a read of the
+// Secret on each reconcile.
+func (r *Reconciler) releaseClientCertificate(ctx context.Context, rm *v1alpha1.RegistryMirror) error {
+	c := apimeta.FindStatusCondition(rm.Status.Conditions, v1alpha1.ConditionClientCertificateReady)
+	if rm.Spec.ClientCertificateSecretRef == nil && (c == nil || c.Reason == string(v1alpha1.ReasonNotRequested)) {
+		return nil
+	}
+	return r.storeClientCertificate(ctx, rm.Name, nil, nil)
 }
 
 // storeClientCertificate puts mirror's certificate and key into the agents' Secret, or

@@ -339,7 +339,7 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rm *v1alpha1.RegistryM
 	if err := r.releasePullSecrets(ctx, rm, nil); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.storeClientCertificate(ctx, rm.Name, nil, nil); err != nil {
+	if err := r.releaseClientCertificate(ctx, rm); err != nil {
 		return ctrl.Result{}, err
 	}
 	done, err := r.releaseNodes(ctx, rm)
