@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers/nodeagent"
 	"github.com/regwire/regwire/internal/hostsfile"
 	"github.com/regwire/regwire/internal/nodeconfig"
 	"github.com/regwire/regwire/internal/nodefiles"
@@ -41,7 +42,8 @@ standard input) to this host exactly as the node agent would, in --runtime's for
               default /etc/containerd/certs.d)
   crio        a registries.conf.d/regwire-<mirror>.conf drop-in and certs.d/<host>/ca.crt
               under --root (default /etc/containers), read by CRI-O, podman, skopeo and
-              buildah; CRI-O reloads them on SIGHUP
+              buildah; with /etc/containers, a CRI-O running here gets SIGHUP to
+              reload them
   docker      <host>/ca.crt under --root (default /etc/docker/certs.d), read by Docker
               Engine on each connection
 
@@ -176,6 +178,13 @@ func nodeApply(ctx context.Context, out io.Writer, mirrors []nodeconfig.Mirror, 
 	}
 	if err != nil {
 		return err
+	}
+	if len(changes) > 0 && filepath.Clean(root) == defaultRoots[v1alpha1.RuntimeCRIO] {
+		// The host's own /etc/containers: a CRI-O running here reloads its registries on
+		// SIGHUP, as the agent makes it.
+		if err := nodeagent.ReloadCRIO("/proc")(ctx, rt); err != nil {
+			problems = append(problems, err)
+		}
 	}
 	if hostsFile != "" {
 		entries := make([]hostsfile.Entry, 0, len(cfg.HostsEntries))

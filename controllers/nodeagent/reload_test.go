@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -14,9 +15,10 @@ import (
 	"github.com/regwire/regwire/controllers/nodeagent"
 )
 
-// TestCRIOGetsSIGHUPAfterItsFilesChanged runs a process named crio and checks that the
-// reload sends it SIGHUP (which CRI-O answers by reloading its registries), and that
-// other runtimes' changes send nothing.
+// TestCRIOGetsSIGHUPAfterItsFilesChanged runs a process that a private proc root names
+// crio (the machine's /proc does not, so no other test's reload reaches it) and checks
+// that the reload sends it SIGHUP (which CRI-O answers by reloading its registries), that
+// other runtimes' changes send nothing, and that other processes are left alone.
 func TestCRIOGetsSIGHUPAfterItsFilesChanged(t *testing.T) {
 	t.Parallel()
 	sleep, err := exec.LookPath("sleep")
@@ -27,11 +29,11 @@ func TestCRIOGetsSIGHUPAfterItsFilesChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	crio := filepath.Join(t.TempDir(), "crio")
-	if err := os.WriteFile(crio, data, 0o755); err != nil {
+	bin := filepath.Join(t.TempDir(), "fake-crio")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(crio, "60")
+	cmd := exec.Command(bin, "60")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +41,22 @@ func TestCRIOGetsSIGHUPAfterItsFilesChanged(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 
-	reload := nodeagent.ReloadCRIO("/proc")
+	other := exec.Command(sleep, "60")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	procRoot := t.TempDir()
+	for pid, comm := range map[int]string{cmd.Process.Pid: "crio", other.Process.Pid: "sleep"} {
+		dir := filepath.Join(procRoot, strconv.Itoa(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "comm"), []byte(comm+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reload := nodeagent.ReloadCRIO(procRoot)
 	if err := reload(context.Background(), v1alpha1.RuntimeContainerd); err != nil {
 		t.Fatal(err)
 	}
@@ -59,5 +76,8 @@ func TestCRIOGetsSIGHUPAfterItsFilesChanged(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("crio got no SIGHUP")
+	}
+	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("a process not named crio was signalled: %v", err)
 	}
 }
