@@ -442,14 +442,8 @@ func TestContainerdResolvesRenderedConfig(t *testing.T) {
 			ca := testutil.NewCA(t, "scenario CA", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 			c := nodeconfig.Render(sc.mirrors(ca.PEM))
 			root := t.TempDir()
+			writeTree(t, root, c.Files)
 			for p, data := range c.Files {
-				full := filepath.Join(root, filepath.FromSlash(p))
-				if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(full, data, 0o644); err != nil {
-					t.Fatal(err)
-				}
 				// containerd 1.6 (Debian 12's, among others) reads a hosts.toml only when it
 				// has a host table: getSortedHosts fails with "invalid `host` tree"
 				// otherwise and the file is ignored.
