@@ -533,8 +533,8 @@ func (d podLogDump) String() string {
 }
 
 // requireReadOnlyPods checks that the manager and agent pods, both running, have read-only
-// root file systems and no writable volume of their own: no emptyDir, only the agent's two
-// host paths, containerd's configuration directory read-only, and the API access token
+// root file systems and no writable volume of their own: no emptyDir, only the agent's
+// certs.d and hosts file, containerd's configuration directory read-only, and the API access token
 // kubelet projects.
 func requireReadOnlyPods(ctx context.Context, t *testing.T, k8s client.Client) {
 	t.Helper()
