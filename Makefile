@@ -129,7 +129,7 @@ BENCH_RUNS ?= 5
 BENCH_SET  ?= full
 
 .PHONY: bench
-bench: bench-tools build bench-go ## regwire sync vs crane, skopeo sync and regsync on a generated image set, and the Go benchmarks; writes docs/benchmarks.md and .png.
+bench: bench-tools build bench-go ## regwire sync vs crane, skopeo sync and regsync on a generated image set, one process per repository and one for all, and the Go benchmarks; writes docs/benchmarks.md and .png.
 	cd bench && go run . -bin $(BIN) -runs $(BENCH_RUNS) -set $(BENCH_SET) -gobench $(BIN)/bench-go.txt -out $(CURDIR)/docs/benchmarks.md -png $(CURDIR)/docs/benchmarks.png
 
 .PHONY: bench-go
@@ -151,8 +151,9 @@ $(BIN)/regsync: hack/tools/regsync/go.mod
 	cd hack/tools/regsync && CGO_ENABLED=0 go build -trimpath -o $@ github.com/regclient/regclient/cmd/regsync
 
 .PHONY: build
-build: ## Build bin/regwire with the version stamped.
-	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/regwire ./cmd/regwire
+build: ## Build bin/regwire (sync and version in a process that starts in milliseconds) and bin/regwire-full (every command; bin/regwire hands the others to it), versions stamped.
+	CGO_ENABLED=0 go build -trimpath -tags lean -ldflags '$(LDFLAGS)' -o $(BIN)/regwire ./cmd/regwire
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/regwire-full ./cmd/regwire
 
 ##@ Generated files
 
@@ -174,13 +175,15 @@ verify-generated: generate manifests dist ## Fail if generated files differ from
 ##@ Checks
 
 .PHONY: vet
-vet: ## go vet ./... (the e2e tag included)
+vet: ## go vet ./... (the e2e tag included; cmd/regwire also as the lean build)
 	go vet -tags e2e,scale ./...
+	go vet -tags lean ./cmd/regwire
 	cd bench && go vet ./...
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## golangci-lint (config: .golangci.yml).
 	$(GOLANGCI_LINT) run --allow-parallel-runners ./...
+	$(GOLANGCI_LINT) run --allow-parallel-runners --build-tags lean ./cmd/regwire
 	cd bench && $(GOLANGCI_LINT) run --allow-parallel-runners ./...
 
 .PHONY: fmt
@@ -212,5 +215,5 @@ tools: envtest node-binaries $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) $(CA
 
 .PHONY: clean
 clean: ## Remove what the build made (keeps bin/k8s, which is slow to build).
-	rm -rf $(BIN)/regwire $(BIN)/image $(BIN)/crane $(BIN)/regsync $(BIN)/bench-go.txt \
+	rm -rf $(BIN)/regwire $(BIN)/regwire-full $(BIN)/image $(BIN)/crane $(BIN)/regsync $(BIN)/bench-go.txt \
 		$(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) $(CAPFIT) $(COMPOSE_PLUGIN) dist/tmp

@@ -36,6 +36,8 @@ type cell struct {
 }
 
 type results struct {
+	// startup is each peer's median process start-up (its version command).
+	startup          map[string]time.Duration
 	set              *ImageSet
 	spec             SetSpec
 	peers            []*peer
@@ -136,6 +138,21 @@ func bench(ctx context.Context, spec SetSpec, rounds, jobs int, bin, work, only 
 		}
 	}
 
+	if err := os.RemoveAll(cacheDir); err != nil {
+		return nil, err
+	}
+	defer func() { _ = os.RemoveAll(cacheDir) }()
+	say("measuring every peer's process start-up")
+	res.startup = map[string]time.Duration{}
+	for _, p := range res.peers {
+		d, err := startup(ctx, p.startArgv, 21)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.name, err)
+		}
+		res.startup[p.name] = d
+		say("%-24s %.1f ms", p.name, float64(d.Microseconds())/1000)
+	}
+
 	say("measuring loopback and sha256 throughput")
 	var err error
 	if res.loopback, res.sha256, err = throughputs(); err != nil {
@@ -210,10 +227,10 @@ func bench(ctx context.Context, spec SetSpec, rounds, jobs int, bin, work, only 
 				c := res.cells[key][p.name]
 				if counted {
 					c.src, c.dst = srcProxy.take(), dstProxy.take()
-					say("counted  %-12s %-7s %5.2fs  %d requests", p.name, key, r.wall.Seconds(), c.src.Requests+c.dst.Requests)
+					say("counted  %-24s %-7s %5.2fs  %d requests", p.name, key, r.wall.Seconds(), c.src.Requests+c.dst.Requests)
 				} else {
 					c.runs = append(c.runs, r)
-					say("round %d/%d %-12s %-7s %6.2fs  %4.0f MiB RSS  cpu %5.2fs  registries' cpu %5.2fs", round+1, rounds, p.name, key, r.wall.Seconds(), float64(r.maxRSS)/(1<<20), r.cpu.Seconds(), r.regCPU.Seconds())
+					say("round %d/%d %-24s %-7s %6.2fs  %4.0f MiB RSS  cpu %5.2fs  registries' cpu %5.2fs", round+1, rounds, p.name, key, r.wall.Seconds(), float64(r.maxRSS)/(1<<20), r.cpu.Seconds(), r.regCPU.Seconds())
 				}
 				if check {
 					return verify(ctx, src.addr, dst.addr, repos, p.target)
@@ -278,7 +295,7 @@ func keepRunning(ctx context.Context, spec SetSpec, jobs int, bin, work string) 
 		return err
 	}
 	for _, p := range peers(bin) {
-		if p.name == regwireName {
+		if p.regwire && p.mode == batch {
 			r, err := p.run(ctx, dir, src.addr, dst.addr, repos, jobs)
 			if err != nil {
 				return err
@@ -288,4 +305,25 @@ func keepRunning(ctx context.Context, spec SetSpec, jobs int, bin, work string) 
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// startup is the median wall time of n runs of argv, each started from the launcher as
+// every timed run is.
+func startup(ctx context.Context, argv []string, n int) (time.Duration, error) {
+	dir, err := os.MkdirTemp("", "bench-startup-")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	p := &peer{argv: func(string, string, string, []Repo, int) ([][]string, error) { return [][]string{argv}, nil }}
+	walls := make([]time.Duration, 0, n)
+	for range n {
+		r, err := p.run(ctx, dir, "", "", nil, 0)
+		if err != nil {
+			return 0, err
+		}
+		walls = append(walls, r.wall)
+	}
+	slices.Sort(walls)
+	return walls[n/2], nil
 }

@@ -12,10 +12,36 @@ import (
 	"time"
 )
 
+// mode is how a peer is called over a set of repositories.
+type mode int
+
+const (
+	// perRepo: one process per repository, one after another, as a CI script or a
+	// pipeline step calls a copier.
+	perRepo mode = iota
+	// batch: one process for every repository, from a file.
+	batch
+)
+
+var modes = []mode{perRepo, batch}
+
+func (m mode) String() string {
+	if m == perRepo {
+		return "one process per repository"
+	}
+	return "one process for every repository"
+}
+
 // peer is one copying tool, run as its users run it over a set of repositories.
 type peer struct {
 	name    string
 	version string
+	mode    mode
+	// regwire marks regwire's own entry in its mode.
+	regwire bool
+	// startArgv is the cheapest command of the tool (its version): its wall time is the
+	// process start-up every invocation pays.
+	startArgv []string
 	// argv returns the commands that copy repos from src to dst (registry host:port),
 	// writing any configuration files into dir.
 	argv func(dir, src, dst string, repos []Repo, jobs int) ([][]string, error)
@@ -32,6 +58,13 @@ type run struct {
 	regCPU time.Duration
 }
 
+// cacheDir is what XDG_CACHE_HOME names for every peer: regwire keeps its blob cache
+// there. It lasts the whole bench, as a CI runner's cache lasts between jobs, and as
+// skopeo's own blob-info cache does (as root, /var/lib/containers/cache: containers/image
+// has no setting for it in skopeo): both only ever name candidates to mount from, which
+// the registry checks.
+var cacheDir = filepath.Join(os.TempDir(), "regwire-bench-cache")
+
 func (p *peer) run(ctx context.Context, dir, src, dst string, repos []Repo, jobs int) (run, error) {
 	cmds, err := p.argv(dir, src, dst, repos, jobs)
 	if err != nil {
@@ -47,7 +80,7 @@ func (p *peer) run(ctx context.Context, dir, src, dst string, repos []Repo, jobs
 		cmd := exec.CommandContext(ctx, self, append([]string{launchArg, resFile}, argv...)...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
-		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dir, "HOME="+dir)
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dir, "HOME="+dir, "XDG_CACHE_HOME="+cacheDir)
 		if err := cmd.Run(); err != nil {
 			return r, fmt.Errorf("%s: %w\n%s", strings.Join(argv, " "), err, tail(out.String(), 2000))
 		}
@@ -87,9 +120,10 @@ func peers(bin string) []*peer {
 	crane := filepath.Join(bin, "crane")
 	regsync := filepath.Join(bin, "regsync")
 	regwire := filepath.Join(bin, "regwire")
+	craneVersion, skopeoVersion, regwireVersion := toolVersion(crane, "version"), toolVersion("skopeo", "--version"), toolVersion(regwire, "version")
 	return []*peer{
 		{
-			name: "crane", version: toolVersion(crane, "version"), target: same,
+			name: "crane copy", version: craneVersion, mode: perRepo, target: same, startArgv: []string{crane, "version"},
 			// crane copies one repository per invocation: --all-tags, -j jobs.
 			argv: func(_, src, dst string, repos []Repo, jobs int) ([][]string, error) {
 				var cmds [][]string
@@ -100,7 +134,31 @@ func peers(bin string) []*peer {
 			},
 		},
 		{
-			name: "skopeo sync", version: toolVersion("skopeo", "--version"),
+			name: "skopeo sync", version: skopeoVersion, mode: perRepo, target: same, startArgv: []string{"skopeo", "--version"},
+			// skopeo sync --src docker copies every tag of one repository into the
+			// destination namespace, keeping the repository's last path element.
+			argv: func(_, src, dst string, repos []Repo, _ int) ([][]string, error) {
+				var cmds [][]string
+				for _, r := range repos {
+					cmds = append(cmds, []string{"skopeo", "sync", "--src", "docker", "--dest", "docker", "--all", "--preserve-digests",
+						"--src-tls-verify=false", "--dest-tls-verify=false", "--retry-times", "0", src + "/" + r.Name, dst + "/" + path.Dir(r.Name)})
+				}
+				return cmds, nil
+			},
+		},
+		{
+			name: "regwire sync", version: regwireVersion, mode: perRepo, regwire: true, target: same, startArgv: []string{regwire, "version"},
+			// regwire sync: one repository per invocation, every tag, its blob cache on.
+			argv: func(_, src, dst string, repos []Repo, jobs int) ([][]string, error) {
+				var cmds [][]string
+				for _, r := range repos {
+					cmds = append(cmds, []string{regwire, "sync", src + "/" + r.Name, dst + "/" + r.Name, "--all-tags", "--insecure", "--progress", "lines", "--jobs", fmt.Sprint(jobs)})
+				}
+				return cmds, nil
+			},
+		},
+		{
+			name: "skopeo sync --src yaml", version: skopeoVersion, mode: batch, startArgv: []string{"skopeo", "--version"},
 			target: path.Base, // skopeo sync keeps the last path element under the destination
 			// skopeo sync reads every repository and tag from one YAML file; it copies one
 			// image at a time (it has no parallelism flag).
@@ -119,7 +177,8 @@ func peers(bin string) []*peer {
 			},
 		},
 		{
-			name: "regsync", version: toolVersion(regsync, "version", "--format", "{{.VCSTag}}"), target: same,
+			name: "regsync once", version: toolVersion(regsync, "version", "--format", "{{.VCSTag}}"), mode: batch, target: same,
+			startArgv: []string{regsync, "version"},
 			// regsync once: one config with every repository, parallel = jobs.
 			argv: func(dir, src, dst string, repos []Repo, jobs int) ([][]string, error) {
 				var b strings.Builder
@@ -135,7 +194,7 @@ func peers(bin string) []*peer {
 			},
 		},
 		{
-			name: "regwire sync", version: toolVersion(regwire, "version"), target: same,
+			name: "regwire sync -f", version: regwireVersion, mode: batch, regwire: true, target: same, startArgv: []string{regwire, "version"},
 			// regwire sync -f: the repositories as ImageSync manifests, one --jobs budget.
 			argv: func(dir, src, dst string, repos []Repo, jobs int) ([][]string, error) {
 				var b strings.Builder
@@ -147,8 +206,9 @@ func peers(bin string) []*peer {
 				if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
 					return nil, err
 				}
-				// One process: the blob cache (for later processes) would change nothing but
-				// leave a file behind between runs.
+				// One process: every blob it could mount it learns in the same run; the
+				// blob cache, for later processes, stays off so that the batch numbers
+				// compare with earlier runs.
 				return [][]string{{regwire, "sync", "-f", file, "--insecure", "--progress", "lines", "--jobs", fmt.Sprint(jobs), "--no-blob-cache"}}, nil
 			},
 		},

@@ -8,6 +8,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,19 +23,23 @@ type counts struct {
 	Up, Down      int64 // request bodies (to the registry) and response bodies
 	Requests      int64
 	ManifestHeads int64
+	// What the requests were: authentication pings (GET /v2/), tag listings, manifest
+	// reads, and the TCP connections they came over.
+	Pings, Lists, ManifestGets, Conns int64
 }
 
 // countingProxy forwards to a registry and counts what passes; point peers at its address
 // and retarget it when the registry restarts.
 type countingProxy struct {
-	srv      *http.Server
-	addr     string
-	mu       sync.Mutex
-	target   *url.URL
-	proxy    *httputil.ReverseProxy
-	byMethod sync.Map // string → *atomic.Int64
-	up, down atomic.Int64
-	heads    atomic.Int64
+	srv                       *http.Server
+	addr                      string
+	mu                        sync.Mutex
+	target                    *url.URL
+	proxy                     *httputil.ReverseProxy
+	byMethod                  sync.Map // string → *atomic.Int64
+	up, down                  atomic.Int64
+	heads                     atomic.Int64
+	pings, lists, gets, conns atomic.Int64
 }
 
 func newCountingProxy(target string) (*countingProxy, error) {
@@ -44,7 +49,11 @@ func newCountingProxy(target string) (*countingProxy, error) {
 	}
 	p := &countingProxy{addr: l.Addr().String()}
 	p.retarget(target)
-	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 0}
+	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 0, ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			p.conns.Add(1)
+		}
+	}}
 	go func() { _ = p.srv.Serve(l) }()
 	return p, nil
 }
@@ -93,8 +102,15 @@ func (p *countingProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	v, _ := p.byMethod.LoadOrStore(r.Method, &atomic.Int64{})
 	v.(*atomic.Int64).Add(1)
-	if r.Method == http.MethodHead && isManifestPath(r.URL.Path) {
+	switch {
+	case r.Method == http.MethodHead && isManifestPath(r.URL.Path):
 		p.heads.Add(1)
+	case r.Method == http.MethodGet && isManifestPath(r.URL.Path):
+		p.gets.Add(1)
+	case r.URL.Path == "/v2/" || r.URL.Path == "/v2":
+		p.pings.Add(1)
+	case strings.HasSuffix(r.URL.Path, "/tags/list"):
+		p.lists.Add(1)
 	}
 	if r.Body != nil {
 		r.Body = countingReader{r.Body, &p.up}
@@ -126,6 +142,7 @@ func (p *countingProxy) take() counts {
 		return true
 	})
 	c.Up, c.Down, c.ManifestHeads = p.up.Swap(0), p.down.Swap(0), p.heads.Swap(0)
+	c.Pings, c.Lists, c.ManifestGets, c.Conns = p.pings.Swap(0), p.lists.Swap(0), p.gets.Swap(0), p.conns.Swap(0)
 	return c
 }
 

@@ -1,4 +1,4 @@
-//go:build operator
+//go:build operator && !lean
 
 package main
 

@@ -2,9 +2,16 @@
 // holds every role: the operator (manager), the node agent, the image copier (sync), the
 // host-side node configurator (node apply) and, on a laptop, the bootstrapper.
 //
-// Built with the "operator" build tag (as the container image is), it leaves out the
-// laptop commands (bootstrap) and with them everything they link: the embedded control
-// plane, kind, kustomize, Compose and the Nexus stand-in.
+// Three builds of this package:
+//
+//   - the default build has every command;
+//   - the "operator" build tag (the container image) leaves out the laptop commands
+//     (bootstrap) and with them everything they link: the embedded control plane, kind,
+//     kustomize, Compose and the Nexus stand-in;
+//   - the "lean" build tag keeps only sync and version in-process, the commands a
+//     pipeline starts once per repository: without the Kubernetes client libraries a
+//     process starts in a third of the time. Its manager, agent, node and bootstrap run
+//     the default build installed beside it as regwire-full (see roles_lean.go).
 package main
 
 import (
@@ -34,13 +41,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(
-		newManagerCommand(),
-		newAgentCommand(),
-		newSyncCommand(),
-		newNodeCommand(),
-		newVersionCommand(),
-	)
-	root.AddCommand(laptopCommands()...)
+	root.AddCommand(newSyncCommand(), newVersionCommand())
+	root.AddCommand(roleCommands()...)
 	return root
 }

@@ -100,9 +100,10 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 	return cmd
 }
 
-// useBlobCache fills cache with what earlier runs learned about the registries and
-// returns the function that saves what this run learned. A cache that cannot be used is a
-// warning on errOut, never a failure: it only ever saves transfers.
+// useBlobCache gives cache what earlier runs learned about the registries (read when
+// the first blob moves) and returns the function that saves what this run learned. A
+// cache that cannot be used is a warning on errOut, never a failure: it only ever saves
+// transfers.
 func useBlobCache(f syncFlags, registries []string, cache *imagesync.Cache, errOut io.Writer) (save func()) {
 	if f.noBlobCache || f.dryRun {
 		return func() {}
@@ -116,15 +117,19 @@ func useBlobCache(f syncFlags, registries []string, cache *imagesync.Cache, errO
 		}
 		path = p
 	}
-	hints, err := blobcache.Load(path, registries, time.Now())
-	if err != nil {
-		fmt.Fprintf(errOut, "warning: running without the blob cache: %v\n", err)
-	}
-	for _, h := range hints {
-		if d, err := v1.NewHash(h.Digest); err == nil {
-			cache.Remember(h.Registry, d, h.Repo, h.At)
+	// Read when the first blob has to move: a run that finds everything up to date never
+	// opens the file.
+	cache.Recall(func(remember func(string, v1.Hash, string, time.Time)) {
+		hints, err := blobcache.Load(path, registries, time.Now())
+		if err != nil {
+			fmt.Fprintf(errOut, "warning: running without the blob cache: %v\n", err)
 		}
-	}
+		for _, h := range hints {
+			if d, err := v1.NewHash(h.Digest); err == nil {
+				remember(h.Registry, d, h.Repo, h.At)
+			}
+		}
+	})
 	return func() {
 		var learned []blobcache.Hint
 		cache.Learned(func(registry string, d v1.Hash, repo string, at time.Time) {

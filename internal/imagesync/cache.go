@@ -36,6 +36,8 @@ type Cache struct {
 	// remembered are hints from earlier processes (Remember): repositories to mount a blob
 	// from, never a reason to skip it, since only the registry can say it still holds it.
 	remembered map[blobKey][]repoHint
+	// recall loads remembered on the first blob that needs a repository to mount from.
+	recall func(remember func(registry string, d v1.Hash, repo string, at time.Time))
 }
 
 type blobKey struct {
@@ -128,6 +130,11 @@ func (b *Cache) claim(registry, repo string, d v1.Hash, now time.Time) (has bool
 	if n := len(e.repos); n > 0 {
 		from = e.repos[n-1].repo
 	} else {
+		if b.recall != nil {
+			recall := b.recall
+			b.recall = nil
+			recall(b.remember)
+		}
 		for _, h := range slices.Backward(b.remembered[k]) {
 			if h.repo != repo {
 				from = h.repo // the registry checks the mount; a stale one is an upload
@@ -145,6 +152,19 @@ func (b *Cache) claim(registry, repo string, d v1.Hash, now time.Time) (has bool
 func (b *Cache) Remember(registry string, d v1.Hash, repo string, at time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.remember(registry, d, repo, at)
+}
+
+// Recall sets where what earlier processes learned comes from: load is called once, when
+// the first blob needs a repository to mount from, and hands each hint to remember (as
+// Remember would). A run that transfers no blob (a no-op) never calls it.
+func (b *Cache) Recall(load func(remember func(registry string, d v1.Hash, repo string, at time.Time))) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.recall = load
+}
+
+func (b *Cache) remember(registry string, d v1.Hash, repo string, at time.Time) {
 	if b.remembered == nil {
 		b.remembered = map[blobKey][]repoHint{}
 	}

@@ -180,14 +180,26 @@ func New(src, dst Endpoint, o Options) (*Engine, error) {
 	return &Engine{src: s, dst: d, o: o, jobs: jobs, cache: o.Cache}, nil
 }
 
-// start connects the source (and, with target, the target) side, once each.
+// start connects the source (and, with target, the target) side, once each. The two
+// handshakes run at the same time: neither waits for the other's round trips.
 func (e *Engine) start(ctx context.Context, target bool) error {
-	if err := e.src.connect(ctx, e.cache); err != nil {
+	var wg sync.WaitGroup
+	if target {
+		wg.Go(func() { e.startTarget(ctx) })
+	}
+	err := e.src.connect(ctx, e.cache)
+	wg.Wait()
+	if err != nil {
 		return describe(err, "source", e.src.repo.String())
 	}
 	if !target {
 		return nil
 	}
+	return e.startErr
+}
+
+// startTarget connects the target side, once; later callers wait for the first.
+func (e *Engine) startTarget(ctx context.Context) {
 	e.started.Do(func() {
 		if e.startErr = e.dst.connect(ctx, e.cache); e.startErr == nil {
 			e.pusher, e.startErr = remote.NewPusher(e.dst.opts...)
@@ -196,7 +208,6 @@ func (e *Engine) start(ctx context.Context, target bool) error {
 			e.startErr = describe(e.startErr, "target", e.dst.repo.String())
 		}
 	})
-	return e.startErr
 }
 
 // Slots is a limit on registry operations under way at once that Engines can share.
@@ -258,6 +269,9 @@ func (e *Engine) Tags(ctx context.Context, sel *tagselect.Selector) ([]string, e
 	if named, only := sel.Named(); only && !e.o.Referrers {
 		return named, nil
 	}
+	// The target's handshake goes on while the source lists: the tag checks that follow
+	// need it (Sync waits for it and reports its error).
+	go e.startTarget(ctx)
 	if err := e.start(ctx, false); err != nil {
 		return nil, err
 	}
@@ -365,21 +379,25 @@ func (e *Engine) copyTag(ctx context.Context, tag string, filter bool) *tagRun {
 		res.Err = err
 		return run
 	}
+	// The two sides are asked at the same time: an up-to-date tag costs one round trip.
+	var dstDesc *v1.Descriptor
+	var dstErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { dstDesc, dstErr = e.dst.puller.Head(ctx, dstRef) })
 	src, err := e.resolve(ctx, srcRef, filter)
+	wg.Wait()
+	release()
 	if err != nil {
-		release()
 		res.Err = describe(err, "source", srcRef.String())
 		return run
 	}
 	res.SourceDigest = src.desc.Digest.String()
 	want := run.findSubjects(e.cache, src)
-	dstDesc, err := e.dst.puller.Head(ctx, dstRef)
-	release()
 	switch {
-	case err == nil && dstDesc.Digest == want:
+	case dstErr == nil && dstDesc.Digest == want:
 		res.TargetDigest, res.UpToDate = want.String(), true
-	case err != nil && !isNotFound(err):
-		res.Err = describe(err, "target", dstRef.String())
+	case dstErr != nil && !isNotFound(dstErr):
+		res.Err = describe(dstErr, "target", dstRef.String())
 	case !e.o.DryRun:
 		e.push(ctx, run, src, dstRef, want)
 	}

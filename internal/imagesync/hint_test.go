@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -142,5 +143,38 @@ func TestAStalledTransferDoesNotStallTheCopiesThatShareItsBlob(t *testing.T) {
 	case r := <-stuck:
 		t.Fatalf("the stalled copy ended (%v) before its stall timeout: the test proves nothing", r.Err)
 	default:
+	}
+}
+
+// TestWhatEarlierRunsLearnedIsReadOnlyWhenABlobMoves: a run that finds every tag up to
+// date never reads the hints of earlier processes (for the CLI: never opens its blob
+// cache file); the first blob to transfer reads them, once.
+func TestWhatEarlierRunsLearnedIsReadOnlyWhenABlobMoves(t *testing.T) {
+	t.Parallel()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	base, err := random.Layer(64<<10, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.PushShared(t, src.Host+"/library/app", base, "a", "b")
+	run := func(tag string) (recalls int) {
+		cache := imagesync.NewCache(0)
+		cache.Recall(func(func(string, v1.Hash, string, time.Time)) { recalls++ })
+		eng, err := imagesync.New(imagesync.Endpoint{Repository: src.Host + "/library/app"}, imagesync.Endpoint{Repository: dst.Host + "/app"},
+			imagesync.Options{Cache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res := eng.CopyTag(context.Background(), tag); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		return recalls
+	}
+	if n := run("a"); n != 1 {
+		t.Errorf("a copy that moved blobs read the hints %d times, want once", n)
+	}
+	if n := run("a"); n != 0 {
+		t.Errorf("a no-op read the hints %d times, want never", n)
 	}
 }
