@@ -113,6 +113,10 @@ image: ## Build the regwire image without Docker (linux/amd64, linux/arm64) into
 dist: ## Write dist/install.yaml from config/default with $(IMAGE_REPO):$(RELEASE).
 	go run ./hack/dist --image $(IMAGE_REPO):$(RELEASE) --out dist/install.yaml
 
+.PHONY: chart
+chart: ## Write the Helm chart charts/regwire from config/ (internal/chartgen) for $(RELEASE).
+	go run ./hack/chart --app-version $(RELEASE)
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 60s; not part of make test).
 	@set -e; for target in \
@@ -167,10 +171,10 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./controllers/... output:rbac:artifacts:config=config/rbac
 
 .PHONY: verify-generated
-verify-generated: generate manifests dist ## Fail if generated files differ from what is committed.
-	@if [ -n "$$(git status --porcelain -- api config dist)" ]; then \
-		echo "Generated files are stale; run 'make generate manifests dist' and commit:"; \
-		git status --porcelain -- api config dist; git --no-pager diff --stat -- api config dist; exit 1; fi
+verify-generated: generate manifests dist chart ## Fail if generated files differ from what is committed.
+	@if [ -n "$$(git status --porcelain -- api config dist charts)" ]; then \
+		echo "Generated files are stale; run 'make generate manifests dist chart' and commit:"; \
+		git status --porcelain -- api config dist charts; git --no-pager diff --stat -- api config dist charts; exit 1; fi
 
 ##@ Checks
 

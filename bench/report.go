@@ -195,7 +195,11 @@ func report(r *results, pngName string) string {
 		for _, m := range modes {
 			ours := r.regwireIn(m)
 			p("%s:\n\n", strings.ToUpper(m.String()[:1])+m.String()[1:])
-			p("| peer | median of %d | min–max | regwire ÷ peer | %% of floor | requests (counted run) | manifest HEADs | bytes to target | peak RSS | CPU: peer + registries |\n", r.rounds)
+			samples := r.rounds
+			if sc.key == "noop" {
+				samples *= noopRepeats
+			}
+			p("| peer | median of %d | min–max | regwire ÷ peer | %% of floor | requests (counted run) | manifest HEADs | bytes to target | peak RSS | CPU: peer + registries |\n", samples)
 			p("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 			var rw time.Duration
 			if ours != nil {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
 
 	"github.com/regwire/regwire/config"
 	"github.com/regwire/regwire/internal/nexus"
@@ -173,8 +174,12 @@ func (s *Stack) Up(ctx context.Context) error {
 		return err
 	}
 	objs := s.wiring(r.PKI.CA, password, proxyIP)
-	s.step("apply the RegistryMirror for %s (hostAlias %s) and the ImageSync of %s", s.host(), proxyIP, s.SyncImage)
-	if err := s.applyAndWait(ctx, kube, objs, "RegistryMirror", "ImageSync"); err != nil {
+	hosting, err := s.localRegistryHosting()
+	if err != nil {
+		return err
+	}
+	s.step("apply the RegistryMirror for %s (hostAlias %s), the ImageSync of %s and kube-public/%s", s.host(), proxyIP, s.SyncImage, LocalRegistryHostingName)
+	if err := s.applyAndWait(ctx, kube, append(objs, hosting), "RegistryMirror", "ImageSync"); err != nil {
 		return err
 	}
 	pod := s.testPod()
@@ -402,6 +407,46 @@ func (s *Stack) wiring(ca []byte, password, proxyIP string) []*unstructured.Unst
 		},
 	}}
 	return []*unstructured.Unstructured{secret, ns, rm, is}
+}
+
+// LocalRegistryHostingName is the ConfigMap in kube-public through which tools that
+// build and push images for a local cluster (Tilt, Skaffold, ctlptl…) find its registry:
+// KEP-1755, "Communicating a local registry", the convention kind documents.
+const LocalRegistryHostingName = "local-registry-hosting"
+
+// LocalRegistryHostingV1 is KEP-1755's localRegistryHosting.v1 document.
+type LocalRegistryHostingV1 struct {
+	// Host is where developers on this machine push images (host[:port]).
+	Host string `json:"host,omitempty"`
+	// HostFromClusterNetwork is the registry as pods reach it; unset means pods cannot.
+	HostFromClusterNetwork string `json:"hostFromClusterNetwork,omitempty"`
+	// HostFromContainerRuntime is the registry as the nodes' runtime pulls from it: what
+	// image fields of objects applied to the cluster name.
+	HostFromContainerRuntime string `json:"hostFromContainerRuntime,omitempty"`
+	// Help is a URL telling users how the registry is set up and how to diagnose it.
+	Help string `json:"help,omitempty"`
+}
+
+// localRegistryHostingHelp is the README section on the laptop stack.
+const localRegistryHostingHelp = "https://github.com/regwire/regwire#bootstrap-the-laptop-stack-in-one-command"
+
+// localRegistryHosting is the KEP-1755 ConfigMap for the cluster up creates: developers
+// push to the registry's host name (the laptop resolves it as the manual setup does), and
+// the nodes pull by the same name through the RegistryMirror's host alias and CA. Pods do
+// not resolve it (the alias is in the nodes' /etc/hosts, not in cluster DNS) and the
+// certificate names no address, so hostFromClusterNetwork stays unset: per the KEP, the
+// registry is not available from inside pods.
+func (s *Stack) localRegistryHosting() (*unstructured.Unstructured, error) {
+	doc, err := yaml.Marshal(LocalRegistryHostingV1{Host: s.host(), HostFromContainerRuntime: s.host(), Help: localRegistryHostingHelp})
+	if err != nil {
+		return nil, err
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": LocalRegistryHostingName, "namespace": "kube-public",
+			"labels": map[string]any{"app.kubernetes.io/managed-by": "regwire"}},
+		"data": map[string]any{"localRegistryHosting.v1": string(doc)},
+	}}, nil
 }
 
 // testPod runs the synced image once, with the pull secret, the way the manual setup checks it.

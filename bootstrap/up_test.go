@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
 
 	"github.com/regwire/regwire/bootstrap"
 	"github.com/regwire/regwire/internal/nexus/nexusfake"
@@ -182,6 +183,20 @@ func TestUpDoesEveryStepOnceAndAgainIdempotently(t *testing.T) {
 	caBundle, _, _ := unstructured.NestedString(rm.Object, "spec", "caBundle")
 	if caBundle != string(ca) || aliases[0].(map[string]any)["ip"] != "172.18.0.7" {
 		t.Errorf("RegistryMirror spec %v", rm.Object["spec"])
+	}
+	// kind's local-registry convention (KEP-1755): tools find where to push and how the
+	// nodes pull.
+	hosting := rec.applied["ConfigMap/"+bootstrap.LocalRegistryHostingName]
+	if hosting == nil || hosting.GetNamespace() != "kube-public" {
+		t.Fatalf("no ConfigMap kube-public/local-registry-hosting among %v", keys(rec.applied))
+	}
+	doc, _, _ := unstructured.NestedString(hosting.Object, "data", "localRegistryHosting.v1")
+	var lrh bootstrap.LocalRegistryHostingV1
+	if err := yaml.UnmarshalStrict([]byte(doc), &lrh); err != nil {
+		t.Fatalf("localRegistryHosting.v1 %q: %v", doc, err)
+	}
+	if lrh.Host != "nexus.local" || lrh.HostFromContainerRuntime != "nexus.local" || lrh.HostFromClusterNetwork != "" || !strings.HasPrefix(lrh.Help, "https://") {
+		t.Errorf("localRegistryHosting.v1 %+v", lrh)
 	}
 	secret := rec.applied["Secret/nexus-credentials"]
 	if p, _, _ := unstructured.NestedString(secret.Object, "stringData", "password"); p != fake.Password("admin") {

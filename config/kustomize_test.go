@@ -10,7 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/resmap"
+	"sigs.k8s.io/kustomize/api/resource"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
 
 	"github.com/regwire/regwire/config"
 )
@@ -124,4 +126,65 @@ func TestInstallBuildsTheEmbeddedTreeWithTheImage(t *testing.T) {
 	if len(objs) != len(build(t, "default").Resources()) {
 		t.Errorf("the embedded tree builds %d objects, config/default on disk %d", len(objs), len(build(t, "default").Resources()))
 	}
+}
+
+// TestMonitoringBuildsAndScrapesTheManager: config/monitoring builds, its ServiceMonitor
+// selects the metrics Service of the default install by its labels and port, and the
+// dashboard lands in a ConfigMap Grafana's sidecar picks up.
+func TestMonitoringBuildsAndScrapesTheManager(t *testing.T) {
+	t.Parallel()
+	var svc, sm, dashboard *unstructured.Unstructured
+	for _, r := range build(t, "default").Resources() {
+		if r.GetKind() == "Service" && strings.HasSuffix(r.GetName(), "metrics") {
+			svc = asUnstructured(t, r)
+		}
+	}
+	kinds := map[string]bool{}
+	for _, r := range build(t, "monitoring").Resources() {
+		u := asUnstructured(t, r)
+		kinds[u.GetKind()] = true
+		if u.GetNamespace() != "regwire-system" {
+			t.Errorf("%s/%s in namespace %q", u.GetKind(), u.GetName(), u.GetNamespace())
+		}
+		switch u.GetKind() {
+		case "ServiceMonitor":
+			sm = u
+		case "ConfigMap":
+			dashboard = u
+		}
+	}
+	if !kinds["PrometheusRule"] || sm == nil || dashboard == nil || svc == nil {
+		t.Fatalf("monitoring built %v; metrics Service found: %v", kinds, svc != nil)
+	}
+	sel, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
+	for k, v := range sel {
+		if svc.GetLabels()[k] != v {
+			t.Errorf("the ServiceMonitor selects %s=%s; the metrics Service has labels %v", k, v, svc.GetLabels())
+		}
+	}
+	eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+	ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+	if len(eps) != 1 || len(ports) != 1 || eps[0].(map[string]any)["port"] != ports[0].(map[string]any)["name"] {
+		t.Errorf("ServiceMonitor endpoints %v, Service ports %v", eps, ports)
+	}
+	if dashboard.GetLabels()["grafana_dashboard"] != "1" {
+		t.Errorf("dashboard ConfigMap labels %v", dashboard.GetLabels())
+	}
+	if data, _, _ := unstructured.NestedString(dashboard.Object, "data", "dashboard.json"); !strings.Contains(data, `"uid": "regwire"`) {
+		t.Error("the dashboard ConfigMap does not hold the dashboard")
+	}
+}
+
+// asUnstructured reads a built resource as the API server would (numbers as JSON numbers).
+func asUnstructured(t *testing.T, r *resource.Resource) *unstructured.Unstructured {
+	t.Helper()
+	b, err := r.AsYAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(b, &u.Object); err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

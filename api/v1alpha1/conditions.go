@@ -9,6 +9,15 @@ const (
 	// ConditionReady summarises the object: True when everything it asks for is in place.
 	ConditionReady = "Ready"
 
+	// ConditionReconciling and ConditionStalled follow the kstatus convention that Flux,
+	// Argo CD and kpt read (abnormal-true: present only while True). Reconciling: Ready is
+	// not True yet and the controller is still working on it (nodes converging, a first
+	// sync running, a registry that may come back); its reason and message are Ready's.
+	// Stalled: Ready is False for a reason no retry can fix, only a change by a person (an
+	// invalid spec, CA or certificate, rejected credentials, a conflicting mirror).
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+
 	// ConditionCAValid (RegistryMirror): the CA bundle parses, holds at least one
 	// certificate, and none has expired.
 	ConditionCAValid = "CAValid"

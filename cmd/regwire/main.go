@@ -16,9 +16,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -30,8 +32,39 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "regwire:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// Exit codes (README, "Exit codes"):
+const (
+	// exitFailed: the work was tried and some of it failed (a tag, an ImageSync, a
+	// registry, a controller).
+	exitFailed = 1
+	// exitUsage: the command line or its input file is wrong; nothing was tried.
+	exitUsage = 2
+)
+
+// usageError marks an error in the command line or its input: exit code 2.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// usage marks err (nil stays nil) as a usage error.
+func usage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return usageError{err}
+}
+
+func exitCode(err error) int {
+	var u usageError
+	// cobra's own: a command that does not exist.
+	if errors.As(err, &u) || strings.HasPrefix(err.Error(), "unknown command ") {
+		return exitUsage
+	}
+	return exitFailed
 }
 
 func newRootCommand() *cobra.Command {
@@ -41,6 +74,9 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// Unknown flags, flag values that do not parse and wrong argument counts are usage
+	// errors, in every subcommand.
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 	root.AddCommand(newSyncCommand(), newVersionCommand())
 	root.AddCommand(roleCommands()...)
 	return root

@@ -3,10 +3,12 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -93,6 +95,10 @@ func newManagerCommand() *cobra.Command {
 	f.BoolVar(&opts.AllowPrivateRedirects, "allow-private-redirects", false, "let ImageSyncs follow registry redirects to private, loopback and link-local addresses (refused by default); for registries whose storage redirects to, say, MinIO on 10.0.0.0/8")
 	f.DurationVar(&opts.StallTimeout, "stall-timeout", imagesync.DefaultStallTimeout, "fail an ImageSync's request to a registry that makes no progress for this long; a slow registry that keeps moving bytes is never cut off")
 	f.DurationVar(&syncPeriod, "sync-period", 10*time.Hour, "how often every object is reconciled again without a change (a safety net; changes are watched)")
+	f.StringToStringVar(&opts.Agent.NodeSelector, "agent-node-selector", nil, "node labels the agent DaemonSet's pods require, key=value,… (default: every node)")
+	f.Var(jsonFlag{&opts.Agent.Tolerations}, "agent-tolerations", `tolerations of the agent pods as a JSON list, e.g. [{"key":"gpu","operator":"Exists"}] (default: every taint tolerated)`)
+	f.StringVar(&opts.Agent.PriorityClassName, "agent-priority-class", opts.Agent.PriorityClassName, "PriorityClass of the agent pods")
+	f.Var(jsonFlag{&opts.Agent.Resources}, "agent-resources", `resources of the agent container as JSON, e.g. {"requests":{"cpu":"5m","memory":"32Mi"},"limits":{"memory":"128Mi"}}`)
 	f.StringArrayVar(&agentEnv, "agent-env", nil, "NAME=VALUE added to the agent's environment (repeatable), e.g. KUBERNETES_SERVICE_HOST where pods reach the API server without kube-proxy")
 	goFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(goFlags)
@@ -148,3 +154,29 @@ func envOr(key, def string) string {
 	}
 	return def
 }
+
+// jsonFlag is a flag whose value is the JSON of *v (Kubernetes types such as tolerations
+// and resource requirements, as Helm's toJson writes them).
+type jsonFlag struct{ v any }
+
+func (f jsonFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	b, _ := json.Marshal(f.v)
+	return string(b)
+}
+
+func (f jsonFlag) Set(s string) error {
+	// The value replaces the default: nothing of it is merged in.
+	v := reflect.ValueOf(f.v).Elem()
+	v.Set(reflect.Zero(v.Type()))
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(f.v); err != nil {
+		return fmt.Errorf("want JSON: %w", err)
+	}
+	return nil
+}
+
+func (jsonFlag) Type() string { return "json" }

@@ -36,6 +36,7 @@ type syncFlags struct {
 	srcCA, dstCA       string
 	insecure, dryRun   bool
 	progress           string
+	output             string
 	file               string
 	blobCache          string
 	noBlobCache        bool
@@ -61,18 +62,21 @@ transferred once and mounted into the others. Each ImageSync names its target wi
 spec.target.image (registryMirrorRef and credentialsSecretRef need the controller).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if f.file != "" {
-				return cobra.NoArgs(cmd, args)
+				return usage(cobra.NoArgs(cmd, args))
 			}
-			return cobra.ExactArgs(2)(cmd, args)
+			return usage(cobra.ExactArgs(2)(cmd, args))
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.output != "text" && f.output != "json" {
+				return usage(fmt.Errorf("--output %q: want text or json", f.output))
+			}
 			if f.file != "" {
 				if len(f.tags) > 0 || f.tagPattern != "" || f.semver != "" || f.allTags || len(f.platforms) > 0 || f.referrers || f.srcCA != "" || f.dstCA != "" {
-					return errors.New("with -f the file's ImageSyncs select tags, platforms, referrers and CAs; drop those flags")
+					return usage(errors.New("with -f the file's ImageSyncs select tags, platforms, referrers and CAs; drop those flags"))
 				}
 				syncs, err := readSyncFile(f.file, f.insecure)
 				if err != nil {
-					return err
+					return usage(err)
 				}
 				return runSyncFile(cmd.Context(), cmd.OutOrStdout(), syncs, f)
 			}
@@ -95,6 +99,7 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 	fl.BoolVar(&f.dryRun, "dry-run", false, "only report which tags would be copied")
 	fl.StringVarP(&f.file, "file", "f", "", `ImageSync manifests to run once ("-" reads standard input)`)
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (bars on a terminal), bars or lines")
+	fl.StringVarP(&f.output, "output", "o", "text", "result format: text (a line per tag and a summary) or json (one document when the run ends, for pipelines; no progress bars)")
 	fl.StringVar(&f.blobCache, "blob-cache", "", "file remembering, across runs, which target repositories hold which blobs, to mount shared layers instead of uploading them again (default $XDG_CACHE_HOME/regwire/blobs.db); the registry checks every mount")
 	fl.BoolVar(&f.noBlobCache, "no-blob-cache", false, "neither read nor write the blob cache")
 	return cmd
@@ -148,7 +153,7 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	for _, p := range f.platforms {
 		pl, err := v1.ParsePlatform(p)
 		if err != nil || pl.OS == "" || pl.Architecture == "" {
-			return fmt.Errorf("--platform %q: want os/arch or os/arch/variant, e.g. linux/arm64", p)
+			return usage(fmt.Errorf("--platform %q: want os/arch or os/arch/variant, e.g. linux/arm64", p))
 		}
 		platforms = append(platforms, *pl)
 	}
@@ -157,23 +162,23 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 		spec.Pattern = ".*"
 	}
 	if len(spec.Tags) == 0 && spec.Pattern == "" && spec.Semver == "" {
-		return errors.New("select tags with --tags, --tag-pattern, --semver or --all-tags")
+		return usage(errors.New("select tags with --tags, --tag-pattern, --semver or --all-tags"))
 	}
 	sel, err := tagselect.New(spec)
 	if err != nil {
-		return flagError(err)
+		return usage(flagError(err))
 	}
 	src, err := endpoint(srcRepo, f.srcCA, f.insecure, "--src-ca")
 	if err != nil {
-		return err
+		return usage(err)
 	}
 	dst, err := endpoint(dstRepo, f.dstCA, f.insecure, "--dst-ca")
 	if err != nil {
-		return err
+		return usage(err)
 	}
 
 	out := cmd.OutOrStdout()
-	bars := f.progress == "bars" || (f.progress == "auto" && isTerminal(out))
+	bars := f.output == "text" && (f.progress == "bars" || (f.progress == "auto" && isTerminal(out)))
 	var prog *progress
 	if bars {
 		prog = newProgress(out)
@@ -192,36 +197,54 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	ctx := cmd.Context()
 	start := time.Now()
 	tags, err := eng.Tags(ctx, sel)
-	if err != nil {
-		return err
+	if err == nil && len(tags) == 0 {
+		err = fmt.Errorf("no tag of %s matches the selection", srcRepo)
 	}
-	if len(tags) == 0 {
-		return fmt.Errorf("no tag of %s matches the selection", srcRepo)
+	var results []imagesync.Result
+	if err == nil {
+		results = eng.Sync(ctx, tags)
+		save()
 	}
-	results := eng.Sync(ctx, tags)
-	save()
 	if prog != nil {
 		prog.wait()
 	}
-	failed := printResults(out, "", results, f.dryRun)
 	srcReq, dstReq := eng.Requests()
-	printSummary(out, "", results, time.Since(start), f.dryRun, srcReq, dstReq)
-	if len(failed) > 0 {
+	if f.output == "json" {
+		if werr := writeReport(out, []repoReport{newRepoReport("", srcRepo, dstRepo, err, results, f.dryRun)}, results, time.Since(start), f.dryRun, srcReq, dstReq); werr != nil {
+			return werr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if f.output == "text" {
+		printResults(out, "", results, f.dryRun)
+		printSummary(out, "", results, time.Since(start), f.dryRun, srcReq, dstReq)
+	}
+	if failed := failedTags("", results); len(failed) > 0 {
 		return fmt.Errorf("%d tag(s) failed: %s", len(failed), strings.Join(failed, ", "))
 	}
 	return nil
 }
 
-// printResults writes a line per tag (its reference is prefix + tag) and returns the
-// references of those that failed.
-func printResults(out io.Writer, prefix string, results []imagesync.Result, dryRun bool) []string {
+// failedTags returns the references (prefix + tag) of the tags that failed.
+func failedTags(prefix string, results []imagesync.Result) []string {
 	var failed []string
+	for _, r := range results {
+		if r.Err != nil {
+			failed = append(failed, prefix+r.Tag)
+		}
+	}
+	return failed
+}
+
+// printResults writes a line per tag (its reference is prefix + tag).
+func printResults(out io.Writer, prefix string, results []imagesync.Result, dryRun bool) {
 	for _, r := range results {
 		ref := prefix + r.Tag
 		switch {
 		case r.Err != nil:
 			fmt.Fprintf(out, "failed     %s: %v\n", ref, r.Err)
-			failed = append(failed, ref)
 		case r.UpToDate:
 			fmt.Fprintf(out, "up to date %s %s\n", ref, r.SourceDigest)
 		case dryRun:
@@ -230,7 +253,6 @@ func printResults(out io.Writer, prefix string, results []imagesync.Result, dryR
 			fmt.Fprintf(out, "copied     %s %s (%s)\n", ref, r.TargetDigest, bytesString(r.Bytes))
 		}
 	}
-	return failed
 }
 
 // printSummary writes what a run did and the requests it took (counts of every Engine,

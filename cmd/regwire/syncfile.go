@@ -131,7 +131,7 @@ func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFla
 	}
 	save := useBlobCache(f, registries, cache, os.Stderr)
 	var prog *progress
-	if f.progress == "bars" || (f.progress == "auto" && isTerminal(out)) {
+	if f.output == "text" && (f.progress == "bars" || (f.progress == "auto" && isTerminal(out))) {
 		prog = newProgress(out)
 	}
 	start := time.Now()
@@ -172,15 +172,26 @@ func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFla
 	var all []imagesync.Result
 	var failed []string
 	var requests []*imagesync.Requests
+	repos := make([]repoReport, 0, len(syncs))
 	for i, s := range syncs {
-		failed = append(failed, printResults(out, s.dst.Repository+":", results[i], f.dryRun)...)
+		if f.output == "text" {
+			printResults(out, s.dst.Repository+":", results[i], f.dryRun)
+		}
+		repos = append(repos, newRepoReport(s.name, s.src.Repository, s.dst.Repository, errs[i], results[i], f.dryRun))
+		failed = append(failed, failedTags(s.dst.Repository+":", results[i])...)
 		all = append(all, results[i]...)
 		if engines[i] != nil {
 			src, dst := engines[i].Requests()
 			requests = append(requests, src, dst)
 		}
 	}
-	printSummary(out, fmt.Sprintf("%d repositories, ", len(syncs)), all, time.Since(start), f.dryRun, requests...)
+	if f.output == "json" {
+		if err := writeReport(out, repos, all, time.Since(start), f.dryRun, requests...); err != nil {
+			return err
+		}
+	} else {
+		printSummary(out, fmt.Sprintf("%d repositories, ", len(syncs)), all, time.Since(start), f.dryRun, requests...)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

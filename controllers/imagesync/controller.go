@@ -153,6 +153,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 
 	before := is.DeepCopy()
 	defer func() {
+		conditions.SetProgress(&is.Status.Conditions, is.Generation)
 		is.Status.ObservedGeneration = is.Generation
 		if err := conditions.PatchStatus(ctx, r.Client, before, is); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})

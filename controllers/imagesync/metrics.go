@@ -21,6 +21,11 @@ var (
 	}, []string{"reason"})
 )
 
+// Collectors are the metrics this package exports.
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{syncBytes, syncDuration, syncErrors}
+}
+
 func init() {
-	metrics.Registry.MustRegister(syncBytes, syncDuration, syncErrors)
+	metrics.Registry.MustRegister(Collectors()...)
 }

@@ -38,12 +38,28 @@ type AgentOptions struct {
 	// KUBERNETES_SERVICE_PORT where pods reach the API server other than through the
 	// kubernetes Service (clusters without kube-proxy).
 	Env []corev1.EnvVar
+	// NodeSelector limits the nodes the agent runs on (none: every node the tolerations
+	// allow). A mirror's own nodeSelector decides what a node applies.
+	NodeSelector map[string]string
+	// Tolerations of the agent pods; the default tolerates every taint, as every node that
+	// may pull images needs the wiring.
+	Tolerations []corev1.Toleration
+	// PriorityClassName of the agent pods.
+	PriorityClassName string
+	// Resources of the agent container.
+	Resources corev1.ResourceRequirements
 }
 
 // DefaultAgentOptions are the defaults of the manager's --agent-* flags.
 func DefaultAgentOptions(image string) AgentOptions {
 	return AgentOptions{
-		Image:              image,
+		Image:             image,
+		Tolerations:       []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+		PriorityClassName: "system-node-critical",
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("5m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
+		},
 		ServiceAccount:     "regwire-agent",
 		Runtimes:           []v1alpha1.ContainerRuntime{v1alpha1.RuntimeContainerd},
 		ContainerdCertsDir: "/etc/containerd/certs.d",
@@ -132,11 +148,13 @@ func AgentDaemonSet(namespace string, o AgentOptions) *appsv1.DaemonSet {
 					// CRI-O reloads its registries on SIGHUP: the agent must see its process.
 					HostPID:                       slices.Contains(o.Runtimes, v1alpha1.RuntimeCRIO),
 					DNSPolicy:                     corev1.DNSClusterFirstWithHostNet,
-					PriorityClassName:             "system-node-critical",
+					PriorityClassName:             o.PriorityClassName,
 					TerminationGracePeriodSeconds: ptr.To[int64](10),
-					// Every node that may pull images needs the wiring; each mirror's own
-					// nodeSelector and tolerations decide what a node applies.
-					Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+					// Every node that may pull images needs the wiring (by default the agent
+					// tolerates every taint); each mirror's own nodeSelector and tolerations
+					// decide what a node applies.
+					NodeSelector: o.NodeSelector,
+					Tolerations:  o.Tolerations,
 					Containers: []corev1.Container{{
 						Name:  "agent",
 						Image: o.Image,
@@ -151,10 +169,7 @@ func AgentDaemonSet(namespace string, o AgentOptions) *appsv1.DaemonSet {
 							// The Go runtime collects harder as the heap nears the memory limit.
 							{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.memory"}}},
 						}, o.Env...),
-						Resources: corev1.ResourceRequirements{
-							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("5m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
-							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
-						},
+						Resources: o.Resources,
 						SecurityContext: &corev1.SecurityContext{
 							RunAsUser:                ptr.To[int64](0),
 							AllowPrivilegeEscalation: ptr.To(false),

@@ -224,6 +224,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		conditions.SetReadySummary(&rm.Status.Conditions, rm.Generation,
 			v1alpha1.ConditionCAValid, v1alpha1.ConditionClientCertificateReady, v1alpha1.ConditionNodesReady,
 			v1alpha1.ConditionPullSecretsReady, v1alpha1.ConditionProvisioned)
+		conditions.SetProgress(&rm.Status.Conditions, rm.Generation)
 		rm.Status.ObservedGeneration = rm.Generation
 		if err := conditions.PatchStatus(ctx, r.Client, before, rm); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
@@ -271,6 +272,7 @@ type mirrorScope struct {
 func (r *Reconciler) reconcileCA(ctx context.Context, sc *mirrorScope) (ctrl.Result, error) {
 	rm := sc.rm
 	rm.Status.CANotAfter = nil
+	caExpiryGauge.DeleteLabelValues(rm.Name) // set again below when there is a CA
 	if rm.Spec.InsecureSkipVerify {
 		r.setCA(rm, metav1.ConditionFalse, v1alpha1.ReasonInsecureSkipVerify,
 			"insecureSkipVerify is true: nodes do not verify the registry's certificate; set caBundle or caFrom and remove insecureSkipVerify",
@@ -295,6 +297,7 @@ func (r *Reconciler) reconcileCA(ctx context.Context, sc *mirrorScope) (ctrl.Res
 	}
 	notAfter, now := bundle.NotAfter(), r.Now()
 	rm.Status.CANotAfter = &metav1.Time{Time: notAfter}
+	caExpiryGauge.WithLabelValues(rm.Name).Set(float64(notAfter.Unix()))
 	if c := bundle.Expired(now); c != nil {
 		return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonCAExpired, "%s: certificate %q expired at %s; give a current CA",
 			field, c.Subject.String(), c.NotAfter.UTC().Format(time.RFC3339))

@@ -18,10 +18,19 @@ var (
 		Name: "regwire_pull_secrets",
 		Help: "Namespaces holding a RegistryMirror's current pull secret.",
 	}, []string{"registry_mirror"})
+	caExpiryGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "regwire_ca_expiry_timestamp_seconds",
+		Help: "When the first certificate of a RegistryMirror's CA bundle expires (Unix time); absent without a CA bundle.",
+	}, []string{"registry_mirror"})
 )
 
+// Collectors are the metrics this package exports.
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{nodesReadyGauge, nodesDesiredGauge, pullSecretsGauge, caExpiryGauge}
+}
+
 func init() {
-	metrics.Registry.MustRegister(nodesReadyGauge, nodesDesiredGauge, pullSecretsGauge)
+	metrics.Registry.MustRegister(Collectors()...)
 }
 
 // forgetMetrics drops the series of a deleted RegistryMirror.
@@ -29,4 +38,5 @@ func forgetMetrics(mirror string) {
 	nodesReadyGauge.DeleteLabelValues(mirror)
 	nodesDesiredGauge.DeleteLabelValues(mirror)
 	pullSecretsGauge.DeleteLabelValues(mirror)
+	caExpiryGauge.DeleteLabelValues(mirror)
 }

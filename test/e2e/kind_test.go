@@ -232,6 +232,10 @@ func TestBootstrapUpOnARealDockerEngine(t *testing.T) {
 	if pod := kubectl("get", "pod", "regwire-pull-check", "-o", "jsonpath={.spec.containers[0].image} {.status.phase}"); pod != "nexus.local/my-docker/busybox:1.36 Running" {
 		t.Errorf("the test pod: %q", pod)
 	}
+	// kind's local-registry convention (KEP-1755), in the real cluster.
+	if doc := kubectl("get", "configmap", "local-registry-hosting", "--namespace=kube-public", "-o", `jsonpath={.data.localRegistryHosting\.v1}`); !strings.Contains(doc, "host: nexus.local") || !strings.Contains(doc, "hostFromContainerRuntime: nexus.local") {
+		t.Errorf("kube-public/local-registry-hosting: %q", doc)
+	}
 	// The node image's own parts run too: the control plane, kube-proxy (privileged) and
 	// CoreDNS, all built here.
 	kubectl("wait", "--for=condition=Ready", "pod", "--all", "--namespace=kube-system", "--timeout=3m")

@@ -45,6 +45,45 @@ func SetReadySummary(conds *[]metav1.Condition, generation int64, types ...strin
 	Set(conds, generation, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReconciled, "")
 }
 
+// stalledReasons are the reasons of a False Ready that only a person can fix: the
+// controller keeps retrying, but nothing changes until the spec, a Secret it names or
+// another object does.
+var stalledReasons = map[v1alpha1.ConditionReason]bool{
+	v1alpha1.ReasonInvalidSpec:              true,
+	v1alpha1.ReasonCAInvalid:                true,
+	v1alpha1.ReasonCAExpired:                true,
+	v1alpha1.ReasonHostConflict:             true,
+	v1alpha1.ReasonRuntimeUnsupported:       true,
+	v1alpha1.ReasonClientCertificateInvalid: true,
+	v1alpha1.ReasonCredentialsInvalid:       true,
+	v1alpha1.ReasonPathRoutingUnsupported:   true,
+	v1alpha1.ReasonSourceAuthFailed:         true,
+	v1alpha1.ReasonTargetAuthFailed:         true,
+	v1alpha1.ReasonNexusAuthFailed:          true,
+}
+
+// SetProgress sets Reconciling and Stalled from Ready, the way kstatus (Flux, kpt) reads
+// them: both absent when Ready is True; Stalled when Ready is False for a reason only a
+// person can fix; Reconciling otherwise. A suspended object is neither (kstatus still
+// reads its False Ready as InProgress).
+func SetProgress(conds *[]metav1.Condition, generation int64) {
+	ready := apimeta.FindStatusCondition(*conds, v1alpha1.ConditionReady)
+	switch {
+	case ready == nil:
+		apimeta.RemoveStatusCondition(conds, v1alpha1.ConditionStalled)
+		Set(conds, generation, v1alpha1.ConditionReconciling, metav1.ConditionTrue, v1alpha1.ReasonPending, "not evaluated yet")
+	case ready.Status == metav1.ConditionTrue || ready.Reason == string(v1alpha1.ReasonSuspended):
+		apimeta.RemoveStatusCondition(conds, v1alpha1.ConditionReconciling)
+		apimeta.RemoveStatusCondition(conds, v1alpha1.ConditionStalled)
+	case stalledReasons[v1alpha1.ConditionReason(ready.Reason)]:
+		apimeta.RemoveStatusCondition(conds, v1alpha1.ConditionReconciling)
+		Set(conds, generation, v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ConditionReason(ready.Reason), ready.Message)
+	default:
+		apimeta.RemoveStatusCondition(conds, v1alpha1.ConditionStalled)
+		Set(conds, generation, v1alpha1.ConditionReconciling, metav1.ConditionTrue, v1alpha1.ConditionReason(ready.Reason), ready.Message)
+	}
+}
+
 // Has reports whether the condition of type typ currently has the given reason.
 func Has(conds []metav1.Condition, typ string, reason v1alpha1.ConditionReason) bool {
 	c := apimeta.FindStatusCondition(conds, typ)

@@ -1,0 +1,137 @@
+package controllers_test
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"regexp"
+	"slices"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/yaml"
+
+	"github.com/regwire/regwire/controllers/imagesync"
+	"github.com/regwire/regwire/controllers/registrymirror"
+)
+
+// metricName finds the metrics a PromQL expression reads: regwire's own and the
+// controller-runtime ones the dashboard and alerts use.
+var metricName = regexp.MustCompile(`\b(?:regwire|controller_runtime|workqueue)_[a-z0-9_]+\b`)
+
+// TestTheDashboardAndAlertsQueryOnlyExportedMetrics: every metric the Grafana dashboard
+// and the alert rules (config/monitoring) query is one the manager exports, and every
+// metric regwire exports is on the dashboard.
+func TestTheDashboardAndAlertsQueryOnlyExportedMetrics(t *testing.T) {
+	t.Parallel()
+	exported := map[string]bool{}
+	addHistogram := func(name string) {
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			exported[name+suffix] = true
+		}
+	}
+	// The manager of this suite runs in this process: controller-runtime's series exist
+	// once its controllers have started.
+	eventually(t, func() error {
+		families, err := metrics.Registry.Gather()
+		if err != nil {
+			return err
+		}
+		for _, f := range families {
+			exported[f.GetName()] = true
+			if f.GetType() == dto.MetricType_HISTOGRAM {
+				addHistogram(f.GetName())
+			}
+		}
+		if !exported["controller_runtime_reconcile_total"] {
+			return errors.New("controller-runtime has no reconcile metrics yet")
+		}
+		return nil
+	})
+	// regwire's own, series or not (a vector without label values yet has none).
+	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
+	var ours []string
+	for _, c := range slices.Concat(registrymirror.Collectors(), imagesync.Collectors()) {
+		ch := make(chan *prometheus.Desc, 4)
+		c.Describe(ch)
+		close(ch)
+		for d := range ch {
+			name := fqName.FindStringSubmatch(d.String())[1]
+			ours = append(ours, name)
+			exported[name] = true
+			switch c.(type) {
+			case prometheus.Histogram, *prometheus.HistogramVec:
+				addHistogram(name)
+			}
+		}
+	}
+
+	var exprs []string
+	b, err := os.ReadFile("../config/monitoring/dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dashboard struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &dashboard); err != nil {
+		t.Fatalf("dashboard.json: %v", err)
+	}
+	for _, p := range dashboard.Panels {
+		for _, tg := range p.Targets {
+			exprs = append(exprs, tg.Expr)
+		}
+	}
+	b, err = os.ReadFile("../config/monitoring/prometheus_rule.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rule struct {
+		Spec struct {
+			Groups []struct {
+				Rules []struct {
+					Alert string `json:"alert"`
+					Expr  string `json:"expr"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(b, &rule); err != nil {
+		t.Fatalf("prometheus_rule.yaml: %v", err)
+	}
+	for _, g := range rule.Spec.Groups {
+		for _, r := range g.Rules {
+			exprs = append(exprs, r.Expr)
+		}
+	}
+	if len(exprs) < 15 {
+		t.Fatalf("found %d expressions in the dashboard and the rules", len(exprs))
+	}
+
+	queried := map[string]bool{}
+	for _, e := range exprs {
+		names := metricName.FindAllString(e, -1)
+		if len(names) == 0 {
+			t.Errorf("%q queries no regwire or controller-runtime metric", e)
+		}
+		for _, n := range names {
+			queried[n] = true
+			if !exported[n] {
+				t.Errorf("%q queries %s, which the manager does not export", e, n)
+			}
+		}
+	}
+	dashboardText, _ := os.ReadFile("../config/monitoring/dashboard.json")
+	for _, n := range ours {
+		if !regexp.MustCompile(`\b` + n + `(_bucket|_count|_sum)?\b`).Match(dashboardText) {
+			t.Errorf("the dashboard does not show %s", n)
+		}
+	}
+}
