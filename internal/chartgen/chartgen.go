@@ -102,7 +102,15 @@ func managerDefaults(d *unstructured.Unstructured) (defaults, error) {
 	c := cs[0].(map[string]any)
 	image, _ := c["image"].(string)
 	repo, _, _ := strings.Cut(image, ":")
-	replicas, _, _ := unstructured.NestedInt64(d.Object, "spec", "replicas")
+	var replicas int64
+	switch v, _, _ := unstructured.NestedFieldNoCopy(d.Object, "spec", "replicas"); n := v.(type) {
+	case int64:
+		replicas = n
+	case float64: // numbers read from YAML as JSON
+		replicas = int64(n)
+	default:
+		return defaults{}, fmt.Errorf("the manager Deployment's spec.replicas is %v", v)
+	}
 	res, err := yaml.Marshal(c["resources"])
 	if err != nil {
 		return defaults{}, err

@@ -69,9 +69,11 @@ type Options struct {
 	// ServiceAccountAdmission turns on the ServiceAccount admission plugin that envtest
 	// turns off, so that pods run by a real kubelet get their service account token.
 	ServiceAccountAdmission bool
+	// NoCRDs leaves regwire's CRDs out, for tests that install them as users do.
+	NoCRDs bool
 }
 
-// Start starts the control plane and installs regwire's CRDs.
+// Start starts the control plane and installs regwire's CRDs (unless NoCRDs).
 func Start(opts Options) (*ControlPlane, error) {
 	dir, err := AssetsDir()
 	if err != nil {
@@ -80,6 +82,9 @@ func Start(opts Options) (*ControlPlane, error) {
 	crds, err := crd.All()
 	if err != nil {
 		return nil, err
+	}
+	if opts.NoCRDs {
+		crds = nil
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory:    dir,
