@@ -18,10 +18,7 @@ import (
 // whatever the outcome.
 func TestExitCodesAndJSONResults(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "regwire")
-	if out, err := exec.Command("go", "build", "-tags", "lean", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build -tags lean: %v\n%s", err, out)
-	}
+	bin := buildLean(t)
 	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
 	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
 	for _, tag := range []string{"1.0", "2.0"} {

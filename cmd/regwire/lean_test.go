@@ -38,11 +38,8 @@ func TestTheLeanBuildLinksNoClusterLibraries(t *testing.T) {
 // it the error says how to get it.
 func TestTheLeanBuildHandsOtherCommandsToTheFullOne(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	lean := filepath.Join(dir, "regwire")
-	if out, err := exec.Command("go", "build", "-tags", "lean", "-o", lean, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build -tags lean: %v\n%s", err, out)
-	}
+	lean := buildLean(t)
+	dir := filepath.Dir(lean)
 	run := func(args ...string) (string, int) {
 		cmd := exec.Command(lean, args...)
 		cmd.Env = append(os.Environ(), "PATH="+t.TempDir()) // no regwire-full on PATH
@@ -72,4 +69,15 @@ func TestTheLeanBuildHandsOtherCommandsToTheFullOne(t *testing.T) {
 			t.Errorf("%v: exit %d, output %q; want regwire-full's exit 3 and its arguments", args, code, out)
 		}
 	}
+}
+
+// buildLean builds the lean binary (what make build writes as bin/regwire) into a
+// directory of its own and returns its path.
+func buildLean(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "regwire")
+	if out, err := exec.Command("go", "build", "-tags", "lean", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags lean: %v\n%s", err, out)
+	}
+	return bin
 }

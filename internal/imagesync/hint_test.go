@@ -22,13 +22,7 @@ import (
 // uploads the blob again — in the same process, as the manager would.
 func TestALostBlobIsCopiedAgainWithoutARestart(t *testing.T) {
 	t.Parallel()
-	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
-	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
-	base, err := random.Layer(64<<10, types.OCILayer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testutil.PushShared(t, src.Host+"/library/app", base, "a", "b")
+	src, dst, base := twoImagesOnOneBase(t)
 	cache := imagesync.NewCache(0)
 	sync := func(tag string) imagesync.Result {
 		eng, err := imagesync.New(imagesync.Endpoint{Repository: src.Host + "/library/app"}, imagesync.Endpoint{Repository: dst.Host + "/app"},
@@ -151,13 +145,7 @@ func TestAStalledTransferDoesNotStallTheCopiesThatShareItsBlob(t *testing.T) {
 // cache file); the first blob to transfer reads them, once.
 func TestWhatEarlierRunsLearnedIsReadOnlyWhenABlobMoves(t *testing.T) {
 	t.Parallel()
-	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
-	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
-	base, err := random.Layer(64<<10, types.OCILayer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testutil.PushShared(t, src.Host+"/library/app", base, "a", "b")
+	src, dst, _ := twoImagesOnOneBase(t)
 	run := func(tag string) (recalls int) {
 		cache := imagesync.NewCache(0)
 		cache.Recall(func(func(string, v1.Hash, string, time.Time)) { recalls++ })
@@ -177,4 +165,18 @@ func TestWhatEarlierRunsLearnedIsReadOnlyWhenABlobMoves(t *testing.T) {
 	if n := run("a"); n != 0 {
 		t.Errorf("a no-op read the hints %d times, want never", n)
 	}
+}
+
+// twoImagesOnOneBase starts a source and a target registry; the source's library/app has
+// tags a and b, two images on one base layer.
+func twoImagesOnOneBase(t *testing.T) (src, dst *testutil.Registry, base v1.Layer) {
+	t.Helper()
+	src = testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst = testutil.StartRegistry(t, testutil.RegistryOptions{})
+	base, err := random.Layer(64<<10, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.PushShared(t, src.Host+"/library/app", base, "a", "b")
+	return src, dst, base
 }
