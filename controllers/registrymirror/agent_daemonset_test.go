@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers/registrymirror"
@@ -85,5 +86,26 @@ func TestTheAgentMountsOnlyWhatItsRuntimesNeed(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTheAgentIsScheduledAsItsOptionsSay: by default every taint is tolerated at
+// system-node-critical; the manager's --agent-* scheduling options replace that.
+func TestTheAgentIsScheduledAsItsOptionsSay(t *testing.T) {
+	t.Parallel()
+	def := registrymirror.AgentDaemonSet("regwire-system", registrymirror.DefaultAgentOptions("regwire:dev")).Spec.Template.Spec
+	if def.PriorityClassName != "system-node-critical" || len(def.Tolerations) != 1 || def.Tolerations[0].Operator != corev1.TolerationOpExists ||
+		def.NodeSelector != nil || def.Containers[0].Resources.Limits.Memory().String() != "128Mi" {
+		t.Errorf("default agent scheduling: priority %q, tolerations %v, nodeSelector %v, resources %v",
+			def.PriorityClassName, def.Tolerations, def.NodeSelector, def.Containers[0].Resources)
+	}
+	o := registrymirror.DefaultAgentOptions("regwire:dev")
+	o.PriorityClassName, o.NodeSelector = "high", map[string]string{"kubernetes.io/os": "linux"}
+	o.Tolerations = []corev1.Toleration{{Key: "gpu", Operator: corev1.TolerationOpExists}}
+	o.Resources = corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")}}
+	spec := registrymirror.AgentDaemonSet("regwire-system", o).Spec.Template.Spec
+	if spec.PriorityClassName != "high" || spec.NodeSelector["kubernetes.io/os"] != "linux" || len(spec.Tolerations) != 1 || spec.Tolerations[0].Key != "gpu" ||
+		spec.Containers[0].Resources.Limits.Memory().String() != "256Mi" || spec.Containers[0].Resources.Requests != nil {
+		t.Errorf("agent scheduling: priority %q, tolerations %v, nodeSelector %v, resources %v", spec.PriorityClassName, spec.Tolerations, spec.NodeSelector, spec.Containers[0].Resources)
 	}
 }
