@@ -84,14 +84,20 @@ func TestHelmLintFindsNothing(t *testing.T) {
 	}
 }
 
-// render is what `helm template regwire charts/regwire -n regwire-system` prints.
-func render(t *testing.T, vals map[string]any) []*unstructured.Unstructured {
-	t.Helper()
+// templating is `helm template regwire charts/regwire -n regwire-system`: an install that
+// only renders.
+func templating() *action.Install {
 	inst := action.NewInstall(&action.Configuration{})
 	inst.DryRun, inst.ClientOnly, inst.Replace = true, true, true
 	inst.ReleaseName, inst.Namespace = "regwire", "regwire-system"
 	inst.KubeVersion = &chartutil.KubeVersion{Version: "v1.37.0", Major: "1", Minor: "37"}
-	rel, err := inst.Run(load(t), vals)
+	return inst
+}
+
+// render is what `helm template regwire charts/regwire -n regwire-system` prints.
+func render(t *testing.T, vals map[string]any) []*unstructured.Unstructured {
+	t.Helper()
+	rel, err := templating().Run(load(t), vals)
 	if err != nil {
 		t.Fatalf("helm template: %v", err)
 	}
@@ -350,3 +356,22 @@ func ptr[T any](v T) *T { return &v }
 func metaName(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: name} }
 
 func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+// TestValuesTheChartDoesNotKnowAreRefused: values.schema.json turns a misspelt key or a
+// wrong type into an error naming it, instead of a value silently ignored.
+func TestValuesTheChartDoesNotKnowAreRefused(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		vals map[string]any
+		want string
+	}{
+		"a misspelt key":          {map[string]any{"manager": map[string]any{"replica": 2}}, "replica"},
+		"a runtime regwire lacks": {map[string]any{"agent": map[string]any{"runtimes": []any{"rkt"}}}, "runtimes"},
+		"a number as a string":    {map[string]any{"manager": map[string]any{"replicas": "two"}}, "replicas"},
+	} {
+		_, err := templating().Run(load(t), tc.vals)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

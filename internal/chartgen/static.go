@@ -228,3 +228,88 @@ remove every RegistryMirror and ImageSync.
 {{- end }}
 `,
 }
+
+func init() {
+	static["values.schema.json"] = valuesSchema
+}
+
+// valuesSchema makes Helm refuse values the chart does not know (a misspelt key would
+// otherwise be ignored without a word) and values of the wrong type.
+const valuesSchema = `{
+  "$schema": "https://json-schema.org/draft-07/schema#",
+  "title": "regwire chart values",
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {
+    "image": {
+      "type": "object",
+      "additionalProperties": false,
+      "properties": {
+        "repository": {"type": "string", "minLength": 1},
+        "tag": {"type": "string"},
+        "digest": {"type": "string", "pattern": "^(|sha256:[a-f0-9]{64})$"},
+        "pullPolicy": {"type": "string", "enum": ["", "Always", "IfNotPresent", "Never"]}
+      }
+    },
+    "imagePullSecrets": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}},
+    "crds": {
+      "type": "object",
+      "additionalProperties": false,
+      "properties": {"install": {"type": "boolean"}, "keep": {"type": "boolean"}}
+    },
+    "manager": {
+      "type": "object",
+      "additionalProperties": false,
+      "properties": {
+        "replicas": {"type": "integer", "minimum": 0},
+        "leaderElection": {"type": "boolean"},
+        "resources": {"type": "object"},
+        "nodeSelector": {"type": "object", "additionalProperties": {"type": "string"}},
+        "tolerations": {"type": "array", "items": {"type": "object"}},
+        "affinity": {"type": "object"},
+        "priorityClassName": {"type": "string"},
+        "extraArgs": {"type": "array", "items": {"type": "string"}}
+      }
+    },
+    "agent": {
+      "type": "object",
+      "additionalProperties": false,
+      "properties": {
+        "runtimes": {"type": "array", "items": {"type": "string", "enum": ["containerd", "crio", "docker"]}},
+        "containerd": {
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {"certsDir": {"type": "string"}, "config": {"type": "string"}}
+        },
+        "crioDir": {"type": "string"},
+        "dockerCertsDir": {"type": "string"},
+        "nodeSelector": {"type": "object", "additionalProperties": {"type": "string"}},
+        "tolerations": {"type": "array", "items": {"type": "object"}},
+        "priorityClassName": {"type": "string"},
+        "resources": {"type": "object"}
+      }
+    },
+    "metrics": {
+      "type": "object",
+      "additionalProperties": false,
+      "properties": {
+        "serviceMonitor": {
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {"enabled": {"type": "boolean"}, "interval": {"type": "string"}, "labels": {"type": "object", "additionalProperties": {"type": "string"}}}
+        },
+        "prometheusRule": {
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {"enabled": {"type": "boolean"}, "labels": {"type": "object", "additionalProperties": {"type": "string"}}}
+        },
+        "dashboard": {
+          "type": "object",
+          "additionalProperties": false,
+          "properties": {"enabled": {"type": "boolean"}, "labels": {"type": "object", "additionalProperties": {"type": "string"}}}
+        }
+      }
+    }
+  }
+}
+`
