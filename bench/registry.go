@@ -14,7 +14,9 @@ import (
 	"time"
 )
 
-// registry is a CNCF distribution registry process on loopback with its storage on tmpfs.
+// registry is a CNCF distribution registry process on loopback with its storage on tmpfs,
+// configured as distribution's own default configuration is (blob descriptors cached in
+// memory).
 type registry struct {
 	bin, dir, addr string
 	cmd            *exec.Cmd
@@ -39,7 +41,7 @@ func startRegistry(bin, dir, addr string) (*registry, error) {
 		_ = l.Close()
 	}
 	r := &registry{bin: bin, dir: dir, addr: addr}
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
 	cfgFile := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		return nil, err
