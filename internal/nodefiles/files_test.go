@@ -271,3 +271,28 @@ func TestFilesOfRefusedMirrorsAreKept(t *testing.T) {
 		t.Errorf("release: %v", got)
 	}
 }
+
+// TestARootEmptiedByItsRuntimeIsWrittenAgain: k3s and RKE2 delete their certs.d (the
+// ownership record with it) and regenerate it from registries.yaml when they start; the
+// next apply writes regwire's files again.
+func TestARootEmptiedByItsRuntimeIsWrittenAgain(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	f := open(t, root) // the running agent's
+	apply(t, f, nexusV1)
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, root, "docker.io/hosts.toml", "# written by k3s\n")
+	apply(t, f, nexusV1)
+	s := snapshot(t, root)
+	if s["nexus.local/hosts.toml"] != string(nexusV1["nexus.local/hosts.toml"]) || s["nexus.local/ca.crt"] != "CA v1\n" || s["docker.io/hosts.toml"] != "# written by k3s\n" {
+		t.Errorf("after the runtime emptied the root: %v", s)
+	}
+}
