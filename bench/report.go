@@ -295,7 +295,7 @@ func report(r *results, pngName string) string {
 		p("| cold copy within 2× of the floor | %s vs floor %s: %.2f× | %s |\n", secs(median(rwc)), secs(f), median(rwc).Seconds()/f.Seconds(), yes(median(rwc) <= 2*f))
 		cpu, reg := medianCPU(rwc)
 		cores := float64(runtime.NumCPU())
-		p("\nWhy the floor is out of reach here: during regwire's cold copy the two registries alone used %s of CPU and regwire %s; on %d cores that is at least %s of wall time before any waiting — %.1f× the floor for the registries alone. The distribution registry hashes every blob it receives, writes it to a temporary file, and moves it into place; the source reads and serves it. No copier can go below what the registries need; regwire's median is %.0f%% above that CPU bound.\n",
+		p("\nWhy the floor is out of reach here: during regwire's cold copy the two registries alone used %s of CPU and regwire %s; on %d cores that is at least %s of wall time before any waiting — %.1f× the floor for the registries alone. The distribution registry hashes every blob it receives, writes it to a temporary file, and moves it into place; the source reads and serves it, through a 4 MiB read buffer it allocates and zeroes for every blob (registry/storage/filereader.go, distribution v3.1.2), so the registries' CPU follows the number of blobs more than their bytes: regwire moves each unique blob once, and monolithic uploads (one request fewer per blob, tried) left the registries' CPU where it was. No copier can go below what the registries need; regwire's median is %.0f%% above that CPU bound.\n",
 			secs(reg), secs(cpu), runtime.NumCPU(), secs(time.Duration(float64(reg+cpu)/cores)), (reg.Seconds()/cores)/f.Seconds(), 100*(median(rwc).Seconds()/((reg+cpu).Seconds()/cores)-1))
 	}
 	p("\n")
