@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -36,7 +35,7 @@ func TestTheBlobCacheNeverBreaksAnImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(ref(t, src.Host+"/library/app:1"), img); err != nil {
+	if err := remote.Write(testutil.Ref(t, src.Host+"/library/app:1"), img); err != nil {
 		t.Fatal(err)
 	}
 	cacheFile := filepath.Join(t.TempDir(), "blobs.db")
@@ -62,7 +61,7 @@ func TestTheBlobCacheNeverBreaksAnImage(t *testing.T) {
 		if err != nil {
 			t.Fatalf("sync into %s: %v\n%s", repo, err, out)
 		}
-		full := ref(t, dst.Host+"/"+repo+":1")
+		full := testutil.Ref(t, dst.Host+"/"+repo+":1")
 		got, err := remote.Image(full)
 		if err == nil {
 			err = validate.Image(got)
@@ -104,13 +103,4 @@ func TestTheBlobCacheNeverBreaksAnImage(t *testing.T) {
 	if b := bytesOf(sync("team/three")); b < layer || b >= 2*layer {
 		t.Errorf("after team/two lost a layer, team/three uploaded %d bytes, want that one layer (the failed mount) and no more", b)
 	}
-}
-
-func ref(t *testing.T, s string) name.Reference {
-	t.Helper()
-	r, err := name.ParseReference(s, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
 }

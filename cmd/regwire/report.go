@@ -35,6 +35,20 @@ const (
 	resultFailed    = "Failed"
 )
 
+// resultOf says what happened to a tag; the text output and the JSON report both say it.
+func resultOf(r imagesync.Result, dryRun bool) string {
+	switch {
+	case r.Err != nil:
+		return resultFailed
+	case r.UpToDate:
+		return resultUpToDate
+	case dryRun:
+		return resultWouldCopy
+	default:
+		return resultCopied
+	}
+}
+
 type tagReport struct {
 	Tag string `json:"tag"`
 	// Result is Copied, UpToDate, WouldCopy (--dry-run) or Failed.
@@ -68,16 +82,9 @@ func newRepoReport(name, src, dst string, err error, results []imagesync.Result,
 		r.Error = err.Error()
 	}
 	for _, res := range results {
-		t := tagReport{Tag: res.Tag, SourceDigest: res.SourceDigest, TargetDigest: res.TargetDigest, Bytes: res.Bytes}
-		switch {
-		case res.Err != nil:
-			t.Result, t.Error = resultFailed, res.Err.Error()
-		case res.UpToDate:
-			t.Result = resultUpToDate
-		case dryRun:
-			t.Result = resultWouldCopy
-		default:
-			t.Result = resultCopied
+		t := tagReport{Tag: res.Tag, Result: resultOf(res, dryRun), SourceDigest: res.SourceDigest, TargetDigest: res.TargetDigest, Bytes: res.Bytes}
+		if res.Err != nil {
+			t.Error = res.Err.Error()
 		}
 		r.Tags = append(r.Tags, t)
 	}

@@ -242,12 +242,12 @@ func failedTags(prefix string, results []imagesync.Result) []string {
 func printResults(out io.Writer, prefix string, results []imagesync.Result, dryRun bool) {
 	for _, r := range results {
 		ref := prefix + r.Tag
-		switch {
-		case r.Err != nil:
+		switch resultOf(r, dryRun) {
+		case resultFailed:
 			fmt.Fprintf(out, "failed     %s: %v\n", ref, r.Err)
-		case r.UpToDate:
+		case resultUpToDate:
 			fmt.Fprintf(out, "up to date %s %s\n", ref, r.SourceDigest)
-		case dryRun:
+		case resultWouldCopy:
 			fmt.Fprintf(out, "would copy %s %s\n", ref, r.SourceDigest)
 		default:
 			fmt.Fprintf(out, "copied     %s %s (%s)\n", ref, r.TargetDigest, bytesString(r.Bytes))
