@@ -126,7 +126,10 @@ func managerDefaults(d *unstructured.Unstructured) (defaults, error) {
 	return defaults{Repository: repo, Replicas: replicas, Resources: indent(strings.TrimSpace(string(res)), 4), Args: args}, nil
 }
 
-var fileName = regexp.MustCompile(`[^a-z0-9]+`)
+var (
+	fileName = regexp.MustCompile(`[^a-z0-9]+`)
+	sentinel = regexp.MustCompile(`__[A-Z_]+__`)
+)
 
 // template1 turns one object into a template file.
 func template1(o *unstructured.Unstructured, d defaults) (string, []byte, error) {
@@ -195,8 +198,8 @@ func template1(o *unstructured.Unstructured, d defaults) (string, []byte, error)
 		sImage, `{{ include "regwire.image" . }}`,
 		"replicas: "+sReplicas, "replicas: {{ .Values.manager.replicas }}",
 	).Replace(text)
-	if strings.Contains(text, "__") && regexp.MustCompile(`__[A-Z_]+__`).MatchString(text) {
-		return "", nil, fmt.Errorf("a sentinel was left: %s", regexp.MustCompile(`__[A-Z_]+__`).FindString(text))
+	if left := sentinel.FindString(text); left != "" {
+		return "", nil, fmt.Errorf("a sentinel was left: %s", left)
 	}
 	name := path.Join(dir, fileName.ReplaceAllString(strings.ToLower(o.GetKind()+"-"+o.GetName()), "-")+".yaml")
 	if dir == "templates/crds" {
