@@ -349,12 +349,12 @@ func endpointProbeTime(old v1alpha1.RegistryNodeStatus, mirror, url string, now 
 			continue
 		}
 		for _, e := range m.Endpoints {
-			if e.URL == url && e.Probe.Time != nil && e.Probe.Reachable == now.Reachable && e.Probe.StatusCode == now.StatusCode && e.Probe.Error == now.Error {
-				return e.Probe.Time
+			if e.URL == url {
+				return keptTime(&e.Probe, now, t)
 			}
 		}
 	}
-	return &metav1.Time{Time: t.Truncate(time.Second)}
+	return keptTime(nil, now, t)
 }
 
 // anonymousPullProblem checks each mirrorOf upstream: runtimes reach the mirror for an
@@ -404,10 +404,18 @@ func (r *Reconciler) askAnonymousPull(ctx context.Context, m nodeconfig.Mirror) 
 // probeTime keeps the old probe time while the result is the same.
 func probeTime(old v1alpha1.RegistryNodeStatus, mirror string, now *v1alpha1.ProbeResult, t time.Time) *metav1.Time {
 	for _, m := range old.Mirrors {
-		if m.Name == mirror && m.Probe != nil && m.Probe.Time != nil &&
-			m.Probe.Reachable == now.Reachable && m.Probe.StatusCode == now.StatusCode && m.Probe.Error == now.Error {
-			return m.Probe.Time
+		if m.Name == mirror {
+			return keptTime(m.Probe, now, t)
 		}
+	}
+	return keptTime(nil, now, t)
+}
+
+// keptTime is old's time when old said what now says, else t: a report changes only when
+// a result does.
+func keptTime(old, now *v1alpha1.ProbeResult, t time.Time) *metav1.Time {
+	if old != nil && old.Time != nil && old.Reachable == now.Reachable && old.StatusCode == now.StatusCode && old.Error == now.Error {
+		return old.Time
 	}
 	return &metav1.Time{Time: t.Truncate(time.Second)}
 }

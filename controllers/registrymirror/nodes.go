@@ -51,9 +51,10 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.
 	if err := r.Client.List(ctx, reports); err != nil {
 		return ctrl.Result{}, fmt.Errorf("listing RegistryNodes: %w", err)
 	}
-	st := aggregateNodes(rm, nodes.Items, reports.Items)
+	selected := selectedNodes(rm, nodes.Items)
+	st := aggregateNodes(rm, selected, reports.Items)
 	rm.Status.Nodes = &st
-	rm.Status.Endpoints = aggregateEndpoints(rm, nodes.Items, reports.Items)
+	rm.Status.Endpoints = aggregateEndpoints(rm, selected, reports.Items)
 	nodesReadyGauge.WithLabelValues(rm.Name).Set(float64(st.Ready))
 	nodesDesiredGauge.WithLabelValues(rm.Name).Set(float64(st.Desired))
 
@@ -154,17 +155,13 @@ func agentTemplateHash(ds *appsv1.DaemonSet) (string, error) {
 
 // aggregateNodes counts the nodes the mirror selects and those whose agent reports the
 // current generation applied and the registry reachable.
-func aggregateNodes(rm *v1alpha1.RegistryMirror, nodes []corev1.Node, reports []v1alpha1.RegistryNode) v1alpha1.NodesStatus {
+func aggregateNodes(rm *v1alpha1.RegistryMirror, selected []*corev1.Node, reports []v1alpha1.RegistryNode) v1alpha1.NodesStatus {
 	byNode := make(map[string]*v1alpha1.RegistryNode, len(reports))
 	for i := range reports {
 		byNode[reports[i].Name] = &reports[i]
 	}
 	var st v1alpha1.NodesStatus
-	for i := range nodes {
-		n := &nodes[i]
-		if !nodeconfig.Selects(rm.Spec, n) {
-			continue
-		}
+	for _, n := range selected {
 		st.Desired++
 		reason, msg := nodeReadiness(rm, byNode[n.Name])
 		if reason == "" {
@@ -180,25 +177,36 @@ func aggregateNodes(rm *v1alpha1.RegistryMirror, nodes []corev1.Node, reports []
 	return st
 }
 
+// selectedNodes are the nodes the mirror's nodeSelector and tolerations select.
+func selectedNodes(rm *v1alpha1.RegistryMirror, nodes []corev1.Node) []*corev1.Node {
+	var out []*corev1.Node
+	for i := range nodes {
+		if nodeconfig.Selects(rm.Spec, &nodes[i]) {
+			out = append(out, &nodes[i])
+		}
+	}
+	return out
+}
+
 // aggregateEndpoints counts, for each endpoint of a mirror with fallbacks, the selected
 // nodes whose last probe reached it; nil without fallbacks.
-func aggregateEndpoints(rm *v1alpha1.RegistryMirror, nodes []corev1.Node, reports []v1alpha1.RegistryNode) []v1alpha1.EndpointStatus {
+func aggregateEndpoints(rm *v1alpha1.RegistryMirror, selected []*corev1.Node, reports []v1alpha1.RegistryNode) []v1alpha1.EndpointStatus {
 	if len(rm.Spec.FallbackEndpoints) == 0 {
 		return nil
 	}
-	m := nodeconfig.Mirror{Spec: rm.Spec}
 	var out []v1alpha1.EndpointStatus
+	index := map[string]int{}
+	m := nodeconfig.Mirror{Spec: rm.Spec}
 	for _, u := range m.Endpoints() {
+		index[u] = len(out)
 		out = append(out, v1alpha1.EndpointStatus{URL: u})
 	}
-	selected := map[string]bool{}
-	for i := range nodes {
-		if nodeconfig.Selects(rm.Spec, &nodes[i]) {
-			selected[nodes[i].Name] = true
-		}
+	isSelected := make(map[string]bool, len(selected))
+	for _, n := range selected {
+		isSelected[n.Name] = true
 	}
 	for _, rep := range reports {
-		if !selected[rep.Name] {
+		if !isSelected[rep.Name] {
 			continue
 		}
 		for _, ms := range rep.Status.Mirrors {
@@ -206,10 +214,8 @@ func aggregateEndpoints(rm *v1alpha1.RegistryMirror, nodes []corev1.Node, report
 				continue
 			}
 			for _, e := range ms.Endpoints {
-				for i := range out {
-					if out[i].URL == e.URL && e.Probe.Reachable {
-						out[i].ReachableNodes++
-					}
+				if i, ok := index[e.URL]; ok && e.Probe.Reachable {
+					out[i].ReachableNodes++
 				}
 			}
 		}
