@@ -120,7 +120,7 @@ func (g *generator) image(s SetSpec, base v1.Layer, n int, tiny bool, platform s
 
 var arches = []string{"amd64", "arm64", "ppc64le", "s390x"}
 
-// Push generates the set and pushes it to registry (host:port, plain HTTP).
+// Push generates the set and pushes it to registry (host:port, HTTPS that the process trusts).
 func Push(ctx context.Context, s SetSpec, registry string, jobs int) (*ImageSet, error) {
 	g := &generator{rng: rand.New(rand.NewPCG(s.Seed, 0x5eed))}
 	bases := make([]v1.Layer, s.Bases)
@@ -146,7 +146,7 @@ func Push(ctx context.Context, s SetSpec, registry string, jobs int) (*ImageSet,
 	}
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithJobs(jobs)}
 	push := func(repo, tag string, t remote.Taggable) error {
-		ref, err := name.ParseReference(registry+"/"+repo+":"+tag, name.Insecure)
+		ref, err := name.ParseReference(registry + "/" + repo + ":" + tag)
 		if err != nil {
 			return err
 		}
@@ -232,7 +232,7 @@ func Push(ctx context.Context, s SetSpec, registry string, jobs int) (*ImageSet,
 func Change(ctx context.Context, registry string, set *ImageSet, round int) (string, error) {
 	repo := set.Repos[0]
 	tag := repo.Tags[0]
-	ref, err := name.ParseReference(registry+"/"+repo.Name+":"+tag, name.Insecure)
+	ref, err := name.ParseReference(registry + "/" + repo.Name + ":" + tag)
 	if err != nil {
 		return "", err
 	}

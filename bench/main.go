@@ -163,12 +163,19 @@ func bench(ctx context.Context, spec SetSpec, rounds, jobs int, bin, work, only 
 	}
 	say("loopback %.0f MB/s, sha256 %.0f MB/s", res.loopback/1e6, res.sha256/1e6)
 
-	src, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "source"), "")
+	tlsFiles, err := newLoopbackTLS(filepath.Join(work, "tls"))
+	if err != nil {
+		return nil, err
+	}
+	if err := tlsFiles.trust(); err != nil {
+		return nil, err
+	}
+	src, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "source"), "", tlsFiles)
 	if err != nil {
 		return nil, err
 	}
 	defer src.stop()
-	dst, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "target"), "")
+	dst, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "target"), "", tlsFiles)
 	if err != nil {
 		return nil, err
 	}
@@ -189,12 +196,12 @@ func bench(ctx context.Context, spec SetSpec, rounds, jobs int, bin, work, only 
 		}
 	}
 
-	srcProxy, err := newCountingProxy(src.addr)
+	srcProxy, err := newCountingProxy(src.addr, tlsFiles)
 	if err != nil {
 		return nil, err
 	}
 	defer srcProxy.close()
-	dstProxy, err := newCountingProxy(dst.addr)
+	dstProxy, err := newCountingProxy(dst.addr, tlsFiles)
 	if err != nil {
 		return nil, err
 	}
@@ -280,12 +287,19 @@ func bench(ctx context.Context, spec SetSpec, rounds, jobs int, bin, work, only 
 // keepRunning serves a copied set for profiling a peer by hand.
 func keepRunning(ctx context.Context, spec SetSpec, jobs int, bin, work string) error {
 	bin, _ = filepath.Abs(bin)
-	src, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "source"), "")
+	tlsFiles, err := newLoopbackTLS(filepath.Join(work, "tls"))
+	if err != nil {
+		return err
+	}
+	if err := tlsFiles.trust(); err != nil {
+		return err
+	}
+	src, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "source"), "", tlsFiles)
 	if err != nil {
 		return err
 	}
 	defer src.stop()
-	dst, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "target"), "")
+	dst, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "target"), "", tlsFiles)
 	if err != nil {
 		return err
 	}
@@ -310,7 +324,7 @@ func keepRunning(ctx context.Context, spec SetSpec, jobs int, bin, work string) 
 			if err != nil {
 				return err
 			}
-			say("copied in %s; source %s, target %s; regwire's file: %s/regwire.yaml", r.wall.Round(time.Millisecond), src.addr, dst.addr, dir)
+			say("copied in %s; source %s, target %s; regwire's file: %s/regwire.yaml; SSL_CERT_FILE=%s", r.wall.Round(time.Millisecond), src.addr, dst.addr, dir, tlsFiles.ca)
 		}
 	}
 	<-ctx.Done()

@@ -128,7 +128,7 @@ func peers(bin string) []*peer {
 			argv: func(_, src, dst string, repos []Repo, jobs int) ([][]string, error) {
 				var cmds [][]string
 				for _, r := range repos {
-					cmds = append(cmds, []string{crane, "copy", "--all-tags", "--insecure", "-j", fmt.Sprint(jobs), src + "/" + r.Name, dst + "/" + r.Name})
+					cmds = append(cmds, []string{crane, "copy", "--all-tags", "-j", fmt.Sprint(jobs), src + "/" + r.Name, dst + "/" + r.Name})
 				}
 				return cmds, nil
 			},
@@ -141,7 +141,7 @@ func peers(bin string) []*peer {
 				var cmds [][]string
 				for _, r := range repos {
 					cmds = append(cmds, []string{"skopeo", "sync", "--src", "docker", "--dest", "docker", "--all", "--preserve-digests",
-						"--src-tls-verify=false", "--dest-tls-verify=false", "--retry-times", "0", src + "/" + r.Name, dst + "/" + path.Dir(r.Name)})
+						"--retry-times", "0", src + "/" + r.Name, dst + "/" + path.Dir(r.Name)})
 				}
 				return cmds, nil
 			},
@@ -152,7 +152,7 @@ func peers(bin string) []*peer {
 			argv: func(_, src, dst string, repos []Repo, jobs int) ([][]string, error) {
 				var cmds [][]string
 				for _, r := range repos {
-					cmds = append(cmds, []string{regwire, "sync", src + "/" + r.Name, dst + "/" + r.Name, "--all-tags", "--insecure", "--progress", "lines", "--jobs", fmt.Sprint(jobs)})
+					cmds = append(cmds, []string{regwire, "sync", src + "/" + r.Name, dst + "/" + r.Name, "--all-tags", "--progress", "lines", "--jobs", fmt.Sprint(jobs)})
 				}
 				return cmds, nil
 			},
@@ -164,7 +164,7 @@ func peers(bin string) []*peer {
 			// image at a time (it has no parallelism flag).
 			argv: func(dir, src, dst string, repos []Repo, _ int) ([][]string, error) {
 				var b strings.Builder
-				fmt.Fprintf(&b, "%s:\n  tls-verify: false\n  images:\n", src)
+				fmt.Fprintf(&b, "%s:\n  images:\n", src)
 				for _, r := range repos {
 					fmt.Fprintf(&b, "    %s: [%s]\n", r.Name, quoteAll(r.Tags))
 				}
@@ -173,7 +173,7 @@ func peers(bin string) []*peer {
 					return nil, err
 				}
 				return [][]string{{"skopeo", "sync", "--src", "yaml", "--dest", "docker", "--all", "--preserve-digests",
-					"--dest-tls-verify=false", "--retry-times", "0", file, dst}}, nil
+					"--retry-times", "0", file, dst}}, nil
 			},
 		},
 		{
@@ -182,7 +182,7 @@ func peers(bin string) []*peer {
 			// regsync once: one config with every repository, parallel = jobs.
 			argv: func(dir, src, dst string, repos []Repo, jobs int) ([][]string, error) {
 				var b strings.Builder
-				fmt.Fprintf(&b, "version: 1\ncreds:\n  - registry: %s\n    tls: disabled\n  - registry: %s\n    tls: disabled\ndefaults:\n  parallel: %d\nsync:\n", src, dst, jobs)
+				fmt.Fprintf(&b, "version: 1\ncreds:\n  - registry: %s\n    tls: enabled\n  - registry: %s\n    tls: enabled\ndefaults:\n  parallel: %d\nsync:\n", src, dst, jobs)
 				for _, r := range repos {
 					fmt.Fprintf(&b, "  - source: %s/%s\n    target: %s/%s\n    type: repository\n", src, r.Name, dst, r.Name)
 				}
@@ -209,7 +209,7 @@ func peers(bin string) []*peer {
 				// One process: every blob it could mount it learns in the same run; the
 				// blob cache, for later processes, stays off so that the batch numbers
 				// compare with earlier runs.
-				return [][]string{{regwire, "sync", "-f", file, "--insecure", "--progress", "lines", "--jobs", fmt.Sprint(jobs), "--no-blob-cache"}}, nil
+				return [][]string{{regwire, "sync", "-f", file, "--progress", "lines", "--jobs", fmt.Sprint(jobs), "--no-blob-cache"}}, nil
 			},
 		},
 	}

@@ -29,11 +29,13 @@ type counts struct {
 }
 
 // countingProxy forwards to a registry and counts what passes; point peers at its address
-// and retarget it when the registry restarts.
+// and retarget it when the registry restarts. It serves HTTPS with the registries'
+// certificate (HTTP/2 offered, as the registries do), so peers see what they see there.
 type countingProxy struct {
 	srv                       *http.Server
 	addr                      string
 	mu                        sync.Mutex
+	tls                       *loopbackTLS
 	target                    *url.URL
 	proxy                     *httputil.ReverseProxy
 	byMethod                  sync.Map // string → *atomic.Int64
@@ -42,26 +44,26 @@ type countingProxy struct {
 	pings, lists, gets, conns atomic.Int64
 }
 
-func newCountingProxy(target string) (*countingProxy, error) {
+func newCountingProxy(target string, t *loopbackTLS) (*countingProxy, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	p := &countingProxy{addr: l.Addr().String()}
+	p := &countingProxy{addr: l.Addr().String(), tls: t}
 	p.retarget(target)
 	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 0, ConnState: func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			p.conns.Add(1)
 		}
 	}}
-	go func() { _ = p.srv.Serve(l) }()
+	go func() { _ = p.srv.ServeTLS(l, t.cert, t.key) }()
 	return p, nil
 }
 
 func (p *countingProxy) retarget(target string) {
-	u := &url.URL{Scheme: "http", Host: target}
+	u := &url.URL{Scheme: "https", Host: target}
 	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	rp.Transport = p.tls.transport()
 	rp.ErrorLog = nil
 	p.mu.Lock()
 	p.target, p.proxy = u, rp

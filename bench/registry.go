@@ -19,13 +19,14 @@ import (
 // memory).
 type registry struct {
 	bin, dir, addr string
+	tls            *loopbackTLS
 	cmd            *exec.Cmd
 	log            bytes.Buffer
 }
 
-// startRegistry serves an empty registry from dir (wiped first) on addr (a free loopback
-// port when empty).
-func startRegistry(bin, dir, addr string) (*registry, error) {
+// startRegistry serves an empty registry over HTTPS from dir (wiped first) on addr (a free
+// loopback port when empty).
+func startRegistry(bin, dir, addr string, t *loopbackTLS) (*registry, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
@@ -40,8 +41,8 @@ func startRegistry(bin, dir, addr string) (*registry, error) {
 		addr = l.Addr().String()
 		_ = l.Close()
 	}
-	r := &registry{bin: bin, dir: dir, addr: addr}
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
+	r := &registry{bin: bin, dir: dir, addr: addr, tls: t}
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n  tls:\n    certificate: %s\n    key: %s\n", filepath.Join(dir, "data"), addr, t.cert, t.key)
 	cfgFile := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -53,9 +54,11 @@ func startRegistry(bin, dir, addr string) (*registry, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	client := &http.Client{Transport: t.transport()}
+	defer client.CloseIdleConnections()
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v2/", nil)
-		resp, err := http.DefaultClient.Do(req)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/v2/", nil)
+		resp, err := client.Do(req)
 		if err == nil {
 			_ = resp.Body.Close()
 			return r, nil
@@ -78,7 +81,7 @@ func (r *registry) stop() {
 // reset stops the registry, wipes its storage and starts it again on the same port.
 func (r *registry) reset() (*registry, error) {
 	r.stop()
-	return startRegistry(r.bin, r.dir, r.addr)
+	return startRegistry(r.bin, r.dir, r.addr, r.tls)
 }
 
 // cpu is the CPU time (user + system) the registry process has used so far.

@@ -12,11 +12,11 @@ import (
 func verify(ctx context.Context, src, dst string, repos []Repo, target func(string) string) error {
 	for _, r := range repos {
 		for _, tag := range r.Tags {
-			s, err := name.ParseReference(src+"/"+r.Name+":"+tag, name.Insecure)
+			s, err := name.ParseReference(src + "/" + r.Name + ":" + tag)
 			if err != nil {
 				return err
 			}
-			d, err := name.ParseReference(dst+"/"+target(r.Name)+":"+tag, name.Insecure)
+			d, err := name.ParseReference(dst + "/" + target(r.Name) + ":" + tag)
 			if err != nil {
 				return err
 			}

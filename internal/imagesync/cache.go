@@ -2,7 +2,6 @@ package imagesync
 
 import (
 	"context"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -32,7 +31,7 @@ type Cache struct {
 	// sessions are the registries' authentication challenges (session.go).
 	sessions map[sessionKey]*session
 	// transports are shared per TLS setting (session.go).
-	transports map[transportKey]*http.Transport
+	transports map[transportKey]splitTransport
 	// remembered are hints from earlier processes (Remember): repositories to mount a blob
 	// from, never a reason to skip it, since only the registry can say it still holds it.
 	remembered map[blobKey][]repoHint

@@ -35,9 +35,6 @@ import (
 // setting and Cache: Engines that share a Cache share its connections (a hundred
 // repositories on one registry need a handful of connections, not a pool each).
 func (b *Cache) transport(ca []byte, insecure bool, aliases map[string]string) (http.RoundTripper, error) {
-	if len(ca) == 0 && !insecure && len(aliases) == 0 {
-		return remote.DefaultTransport, nil
-	}
 	key := transportKey{ca: hashOf(string(ca)), insecure: insecure, aliases: aliasKey(aliases)}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -45,7 +42,9 @@ func (b *Cache) transport(ca []byte, insecure bool, aliases map[string]string) (
 		return t, nil
 	}
 	t := remote.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} // verification off only when asked
+	if len(ca) > 0 || insecure {
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} // verification off only when asked
+	}
 	if len(ca) > 0 {
 		bundle, err := cabundle.Parse(ca)
 		if err != nil {
@@ -56,11 +55,37 @@ func (b *Cache) transport(ca []byte, insecure bool, aliases map[string]string) (
 	if len(aliases) > 0 {
 		t.DialContext = AliasDialer(aliases)
 	}
-	if b.transports == nil {
-		b.transports = map[transportKey]*http.Transport{}
+	bulk := t.Clone()
+	bulk.ForceAttemptHTTP2 = false
+	bulk.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1.1 only
+	if bulk.TLSClientConfig != nil {
+		bulk.TLSClientConfig.NextProtos = nil
 	}
-	b.transports[key] = t
-	return t, nil
+	split := splitTransport{small: t, bulk: bulk}
+	if b.transports == nil {
+		b.transports = map[transportKey]splitTransport{}
+	}
+	b.transports[key] = split
+	return split, nil
+}
+
+// splitTransport sends blob contents over HTTP/1.1 and everything else over HTTP/2 where
+// the registry offers it. A Go registry (distribution, Harbor, zot) reads every upload of
+// an HTTP/2 connection through one 1 MiB flow-control window (net/http's
+// MaxReceiveBufferPerConnection default), so layers pushed side by side share what one
+// round trip can carry, where each HTTP/1.1 connection gets a TCP window of its own; and
+// Go's HTTP/2 spends more CPU per byte than HTTP/1.1 on both ends (golang/go#47840).
+// Manifests, HEADs and tag lists, small and many, keep HTTP/2's one connection per
+// registry.
+type splitTransport struct {
+	small, bulk *http.Transport
+}
+
+func (t splitTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodHead && strings.Contains(r.URL.Path, "/blobs/") {
+		return t.bulk.RoundTrip(r)
+	}
+	return t.small.RoundTrip(r)
 }
 
 type transportKey struct {
