@@ -33,7 +33,8 @@ import (
 
 // transport returns the HTTP transport for endpoints with these TLS settings, one per
 // setting and Cache: Engines that share a Cache share its connections (a hundred
-// repositories on one registry need a handful of connections, not a pool each).
+// repositories on one registry need a handful of connections, not a pool each). It is a
+// splitTransport: two pools with the same TLS settings and dialer.
 func (b *Cache) transport(ca []byte, insecure bool, aliases map[string]string) (http.RoundTripper, error) {
 	key := transportKey{ca: hashOf(string(ca)), insecure: insecure, aliases: aliasKey(aliases)}
 	b.mu.Lock()
@@ -69,8 +70,9 @@ func (b *Cache) transport(ca []byte, insecure bool, aliases map[string]string) (
 	return split, nil
 }
 
-// splitTransport sends blob contents over HTTP/1.1 and everything else over HTTP/2 where
-// the registry offers it. A Go registry (distribution, Harbor, zot) reads every upload of
+// splitTransport sends the requests that carry blob contents (those under /blobs/ but
+// HEADs: a layer's GET, its upload's POST, PATCH and PUT) over HTTP/1.1, and everything
+// else over HTTP/2 where the registry offers it. A Go registry (distribution, Harbor, zot) reads every upload of
 // an HTTP/2 connection through one 1 MiB flow-control window (net/http's
 // MaxReceiveBufferPerConnection default), so layers pushed side by side share what one
 // round trip can carry, where each HTTP/1.1 connection gets a TCP window of its own; and
