@@ -59,6 +59,7 @@ func (b *Cache) transport(ca []byte, insecure bool, aliases map[string]string) (
 	bulk := t.Clone()
 	bulk.ForceAttemptHTTP2 = false
 	bulk.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1.1 only
+	// Clone set t up for HTTP/2 first, so the copy would still offer "h2" in ALPN.
 	if bulk.TLSClientConfig != nil {
 		bulk.TLSClientConfig.NextProtos = nil
 	}
@@ -72,13 +73,13 @@ func (b *Cache) transport(ca []byte, insecure bool, aliases map[string]string) (
 
 // splitTransport sends the requests that carry blob contents (those under /blobs/ but
 // HEADs: a layer's GET, its upload's POST, PATCH and PUT) over HTTP/1.1, and everything
-// else over HTTP/2 where the registry offers it. A Go registry (distribution, Harbor, zot) reads every upload of
-// an HTTP/2 connection through one 1 MiB flow-control window (net/http's
-// MaxReceiveBufferPerConnection default), so layers pushed side by side share what one
-// round trip can carry, where each HTTP/1.1 connection gets a TCP window of its own; and
-// Go's HTTP/2 spends more CPU per byte than HTTP/1.1 on both ends (golang/go#47840).
-// Manifests, HEADs and tag lists, small and many, keep HTTP/2's one connection per
-// registry.
+// else over HTTP/2 where the registry offers it. A Go registry (distribution, Harbor,
+// zot) reads every upload of an HTTP/2 connection through one 1 MiB flow-control window
+// (net/http's MaxReceiveBufferPerConnection default), so layers pushed side by side share
+// what one round trip can carry, where each HTTP/1.1 connection gets a TCP window of its
+// own; and Go's HTTP/2 spends more CPU per byte than HTTP/1.1 on both ends
+// (golang/go#47840). Manifests, HEADs and tag lists, small and many, keep HTTP/2's one
+// connection per registry.
 type splitTransport struct {
 	small, bulk *http.Transport
 }
