@@ -34,6 +34,15 @@ type counter struct {
 }
 
 func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.counts[requestKind(r)]++
+	c.mu.Unlock()
+	return c.next.RoundTrip(r)
+}
+
+// requestKind is "METHOD kind": the request's method and whether it is about a manifest,
+// a blob or something else.
+func requestKind(r *http.Request) string {
 	kind := "other"
 	switch {
 	case strings.Contains(r.URL.Path, "/manifests/"):
@@ -41,10 +50,7 @@ func (c *counter) RoundTrip(r *http.Request) (*http.Response, error) {
 	case strings.Contains(r.URL.Path, "/blobs/"):
 		kind = "blob"
 	}
-	c.mu.Lock()
-	c.counts[r.Method+" "+kind]++
-	c.mu.Unlock()
-	return c.next.RoundTrip(r)
+	return r.Method + " " + kind
 }
 
 func (c *counter) reset() map[string]int {

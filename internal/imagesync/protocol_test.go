@@ -28,15 +28,8 @@ type protocolRecorder struct {
 
 func (p *protocolRecorder) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		kind := "other"
-		switch {
-		case strings.Contains(r.URL.Path, "/blobs/"):
-			kind = "blob"
-		case strings.Contains(r.URL.Path, "/manifests/"):
-			kind = "manifest"
-		}
 		p.mu.Lock()
-		key := r.Method + " " + kind
+		key := requestKind(r)
 		if p.seen[key] == nil {
 			p.seen[key] = map[string]int{}
 		}
