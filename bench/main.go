@@ -163,22 +163,11 @@ func bench(ctx context.Context, spec SetSpec, rounds, jobs int, bin, work, only 
 	}
 	say("loopback %.0f MB/s, sha256 %.0f MB/s", res.loopback/1e6, res.sha256/1e6)
 
-	tlsFiles, err := newLoopbackTLS(filepath.Join(work, "tls"))
-	if err != nil {
-		return nil, err
-	}
-	if err := tlsFiles.trust(); err != nil {
-		return nil, err
-	}
-	src, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "source"), "", tlsFiles)
+	src, dst, err := startRegistries(bin, work)
 	if err != nil {
 		return nil, err
 	}
 	defer src.stop()
-	dst, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "target"), "", tlsFiles)
-	if err != nil {
-		return nil, err
-	}
 	defer func() { dst.stop(); _ = os.RemoveAll(work) }()
 	say("generating the image set (seed %d) into the source registry", spec.Seed)
 	start := time.Now()
@@ -196,12 +185,12 @@ func bench(ctx context.Context, spec SetSpec, rounds, jobs int, bin, work, only 
 		}
 	}
 
-	srcProxy, err := newCountingProxy(src.addr, tlsFiles)
+	srcProxy, err := newCountingProxy(src.addr, src.tls)
 	if err != nil {
 		return nil, err
 	}
 	defer srcProxy.close()
-	dstProxy, err := newCountingProxy(dst.addr, tlsFiles)
+	dstProxy, err := newCountingProxy(dst.addr, dst.tls)
 	if err != nil {
 		return nil, err
 	}
@@ -287,22 +276,11 @@ func bench(ctx context.Context, spec SetSpec, rounds, jobs int, bin, work, only 
 // keepRunning serves a copied set for profiling a peer by hand.
 func keepRunning(ctx context.Context, spec SetSpec, jobs int, bin, work string) error {
 	bin, _ = filepath.Abs(bin)
-	tlsFiles, err := newLoopbackTLS(filepath.Join(work, "tls"))
-	if err != nil {
-		return err
-	}
-	if err := tlsFiles.trust(); err != nil {
-		return err
-	}
-	src, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "source"), "", tlsFiles)
+	src, dst, err := startRegistries(bin, work)
 	if err != nil {
 		return err
 	}
 	defer src.stop()
-	dst, err := startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "target"), "", tlsFiles)
-	if err != nil {
-		return err
-	}
 	defer func() { dst.stop(); _ = os.RemoveAll(work) }()
 	set, err := Push(ctx, spec, src.addr, 8)
 	if err != nil {
@@ -324,7 +302,7 @@ func keepRunning(ctx context.Context, spec SetSpec, jobs int, bin, work string) 
 			if err != nil {
 				return err
 			}
-			say("copied in %s; source %s, target %s; regwire's file: %s/regwire.yaml; SSL_CERT_FILE=%s", r.wall.Round(time.Millisecond), src.addr, dst.addr, dir, tlsFiles.ca)
+			say("copied in %s; source %s, target %s; regwire's file: %s/regwire.yaml; SSL_CERT_FILE=%s", r.wall.Round(time.Millisecond), src.addr, dst.addr, dir, src.tls.ca)
 		}
 	}
 	<-ctx.Done()

@@ -24,6 +24,26 @@ type registry struct {
 	log            bytes.Buffer
 }
 
+// startRegistries starts the source and the target registry under work, over HTTPS with a
+// certificate from a new private CA that this process, and every peer it starts, trusts.
+func startRegistries(bin, work string) (src, dst *registry, err error) {
+	t, err := newLoopbackTLS(filepath.Join(work, "tls"))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := t.trust(); err != nil {
+		return nil, nil, err
+	}
+	if src, err = startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "source"), "", t); err != nil {
+		return nil, nil, err
+	}
+	if dst, err = startRegistry(filepath.Join(bin, "registry"), filepath.Join(work, "target"), "", t); err != nil {
+		src.stop()
+		return nil, nil, err
+	}
+	return src, dst, nil
+}
+
 // startRegistry serves an empty registry over HTTPS from dir (wiped first) on addr (a free
 // loopback port when empty).
 func startRegistry(bin, dir, addr string, t *loopbackTLS) (*registry, error) {
