@@ -269,12 +269,14 @@ func report(r *results, pngName string) string {
 	if ours := r.regwireIn(batch); ours != nil {
 		rwc := r.cells["cold"][ours.name]
 		everyPeer := func(*peer) bool { return true }
-		if name, t := r.fastestPeer("cold", everyPeer); name != "" {
-			ratio := median(rwc).Seconds() / t.Seconds()
-			cpu, reg := medianCPU(rwc)
-			bound := (reg + cpu).Seconds() / float64(runtime.NumCPU())
+		fastest, fastestCold := r.fastestPeer("cold", everyPeer)
+		cpu, reg := medianCPU(rwc)
+		cores := float64(runtime.NumCPU())
+		if fastest != "" {
+			ratio := median(rwc).Seconds() / fastestCold.Seconds()
+			bound := (reg + cpu).Seconds() / cores
 			p("| one process for every repository: cold copy ≤ 0.5 × the fastest peer (either way) | %s vs %s %s: %.2f× (the CPU that regwire and the registries need, spread over %d cores, alone takes %.2f×) | %s |\n",
-				secs(median(rwc)), name, secs(t), ratio, runtime.NumCPU(), bound/t.Seconds(), yes(ratio <= 0.5))
+				secs(median(rwc)), fastest, secs(fastestCold), ratio, runtime.NumCPU(), bound/fastestCold.Seconds(), yes(ratio <= 0.5))
 		}
 		if name, t := r.fastestPeer("shared", everyPeer); name != "" {
 			m := median(r.cells["shared"][ours.name])
@@ -293,16 +295,14 @@ func report(r *results, pngName string) string {
 			heads, tags, float64(heads)/float64(tags), other, yes(heads == int64(2*tags) && other <= 2))
 		f := r.floor(r.set.UniqueBytes)
 		p("| cold copy within 2× of the floor | %s vs floor %s: %.2f× | %s |\n", secs(median(rwc)), secs(f), median(rwc).Seconds()/f.Seconds(), yes(median(rwc) <= 2*f))
-		cpu, reg := medianCPU(rwc)
-		cores := float64(runtime.NumCPU())
 		p("\nWhy the floor is out of reach here: during regwire's cold copy the two registries alone used %s of CPU and regwire %s; on %d cores that is at least %s of wall time before any waiting — %.1f× the floor for the registries alone. The distribution registry hashes every blob it receives, writes it to a temporary file, and moves it into place; the source reads and serves it, through a 4 MiB read buffer it allocates and zeroes for every blob (registry/storage/filereader.go, distribution v3.1.2), so the registries' CPU follows the number of blobs more than their bytes: regwire moves each unique blob once, and monolithic uploads (one request fewer per blob, tried) left the registries' CPU where it was. No copier can go below what the registries need; regwire's median is %.0f%% above that CPU bound.\n",
 			secs(reg), secs(cpu), runtime.NumCPU(), secs(time.Duration(float64(reg+cpu)/cores)), (reg.Seconds()/cores)/f.Seconds(), 100*(median(rwc).Seconds()/((reg+cpu).Seconds()/cores)-1))
-		if name, t := r.fastestPeer("cold", func(*peer) bool { return true }); name != "" && median(rwc) > t/2 {
-			half := t / 2
+		if fastest != "" && median(rwc) > fastestCold/2 {
+			half := fastestCold / 2
 			budget := time.Duration(cores * float64(half))
 			hash := time.Duration(float64(r.set.UniqueBytes) / r.sha256 * float64(time.Second))
 			p("\nWhat the 0.5× target leaves regwire: in half of %s's %s (%s) both cores have %s of CPU; the registries needed %s of it for the blobs every copier has to move, which leaves regwire at most %s, and only if nothing ever waited. It used %s, of which checking the digest of every byte it copies costs %s (the unique bytes at the floor's sha256 rate).\n",
-				name, secs(t), secs(half), secs(budget), secs(reg), secs(max(budget-reg, 0)), secs(cpu), secs(hash))
+				fastest, secs(fastestCold), secs(half), secs(budget), secs(reg), secs(max(budget-reg, 0)), secs(cpu), secs(hash))
 		}
 	}
 	p("\n")
