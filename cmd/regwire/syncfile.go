@@ -174,10 +174,11 @@ func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFla
 	var requests []*imagesync.Requests
 	repos := make([]repoReport, 0, len(syncs))
 	for i, s := range syncs {
-		if f.output == "text" {
+		if f.output == "json" {
+			repos = append(repos, newRepoReport(s.name, s.src.Repository, s.dst.Repository, errs[i], results[i], f.dryRun))
+		} else {
 			printResults(out, s.dst.Repository+":", results[i], f.dryRun)
 		}
-		repos = append(repos, newRepoReport(s.name, s.src.Repository, s.dst.Repository, errs[i], results[i], f.dryRun))
 		failed = append(failed, failedTags(s.dst.Repository+":", results[i])...)
 		all = append(all, results[i]...)
 		if engines[i] != nil {
