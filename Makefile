@@ -18,7 +18,7 @@ CONTROLLER_GEN := $(BIN)/controller-gen
 GOLANGCI_LINT  := $(BIN)/golangci-lint
 REGISTRY       := $(BIN)/registry
 REGISTRY_VERSION := v3.1.2
-CAPFIT         := $(BIN)/capfit
+RUNC_HOSTCAPS  := $(BIN)/runc-hostcaps
 COMPOSE_PLUGIN := $(BIN)/docker-compose
 # The Compose version hack/tools/compose/go.mod pins, stamped into the plugin.
 COMPOSE_VERSION = $(shell awk '$$1 == "require" && $$2 == "github.com/docker/compose/v2" {print $$3}' hack/tools/compose/go.mod)
@@ -92,11 +92,11 @@ kind-node-bin: node-binaries ## Build containerd 2, ctr, the runc shim, crictl, 
 	  gcc -Os -Wall -Werror -static -DVERSION=$$($(ENVTEST_ASSETS)/kubeadm config images list 2>/dev/null | sed -n 's|.*/pause:||p') -o $(BIN)/kind-node/pause $$pause
 
 .PHONY: e2e-docker
-e2e-docker: $(CAPFIT) $(COMPOSE_PLUGIN) e2e-images ## The Docker path (as root) on a private Docker engine: privileged containers, the kind node image, bootstrap up --registry-only, then bootstrap up with kind, a pod pulling from nexus.local, down; one mirror pulled through by containerd, podman, skopeo and Docker Engine, skipFallback.
+e2e-docker: $(RUNC_HOSTCAPS) $(COMPOSE_PLUGIN) e2e-images ## The Docker path (as root) on a private Docker engine: privileged containers, the kind node image, bootstrap up --registry-only, then bootstrap up with kind, a pod pulling from nexus.local, down; one mirror pulled through by containerd, podman, skopeo and Docker Engine, skipFallback.
 	go test -tags e2e -count=1 -v -timeout 30m -run 'TestAPrivateDockerEngineRunsPrivilegedContainers|TestOneMirrorWiresEveryRuntime|TestTheRegistryHalfOfBootstrapUpOnARealDockerEngine|TestTheKindNodeBaseImageBootsHere|TestBootstrapUpOnARealDockerEngine' ./test/e2e/
 
-$(CAPFIT): hack/capfit/main.go internal/capfit/capfit.go go.mod go.sum
-	CGO_ENABLED=0 go build -trimpath -o $@ ./hack/capfit
+$(RUNC_HOSTCAPS): hack/runc-hostcaps/main.go internal/hostcaps/hostcaps.go go.mod go.sum
+	CGO_ENABLED=0 go build -trimpath -o $@ ./hack/runc-hostcaps
 
 $(COMPOSE_PLUGIN): hack/tools/compose/go.mod hack/tools/compose/go.sum
 	cd hack/tools/compose && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$(COMPOSE_VERSION)" -o $@ github.com/docker/compose/v2/cmd
@@ -215,9 +215,9 @@ $(REGISTRY): hack/tools/registry/go.mod
 registry: $(REGISTRY) ## Build the CNCF distribution registry the tests run (bin/registry).
 
 .PHONY: tools
-tools: envtest node-binaries $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) $(CAPFIT) $(COMPOSE_PLUGIN) ## Build every tool.
+tools: envtest node-binaries $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) $(RUNC_HOSTCAPS) $(COMPOSE_PLUGIN) ## Build every tool.
 
 .PHONY: clean
 clean: ## Remove what the build made (keeps bin/k8s, which is slow to build).
 	rm -rf $(BIN)/regwire $(BIN)/regwire-full $(BIN)/image $(BIN)/crane $(BIN)/regsync $(BIN)/bench-go.txt \
-		$(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) $(CAPFIT) $(COMPOSE_PLUGIN) dist/tmp
+		$(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) $(RUNC_HOSTCAPS) $(COMPOSE_PLUGIN) dist/tmp

@@ -11,7 +11,7 @@ import (
 
 	"github.com/regwire/regwire/bootstrap"
 	"github.com/regwire/regwire/config"
-	"github.com/regwire/regwire/internal/controlplane"
+	"github.com/regwire/regwire/internal/test/controlplane"
 )
 
 // TestKubeClientAppliesTheInstallToARealAPIServer applies what up installs to a real

@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/regwire/regwire/bootstrap"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // TestNginxServesARegistryPushAndPull puts real nginx, with the generated nginx.conf and

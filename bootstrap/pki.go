@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"k8s.io/utils/clock"
 )
 
 // KeyType is the kind of private key the PKI generates.
@@ -53,8 +55,8 @@ type PKIOptions struct {
 	// RenewBefore is how long before expiry a certificate is issued again (default 30
 	// days).
 	RenewBefore time.Duration
-	// Now returns the current time; tests set it.
-	Now func() time.Time
+	// Clock tells the time (default: the real one); tests set a fake one.
+	Clock clock.PassiveClock
 }
 
 // PKIResult says what EnsurePKI found and did.
@@ -80,8 +82,8 @@ func (o *PKIOptions) defaults() {
 	if o.RenewBefore == 0 {
 		o.RenewBefore = 30 * 24 * time.Hour
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
 	}
 }
 
@@ -100,7 +102,7 @@ func EnsurePKI(dir string, o PKIOptions) (*PKIResult, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	now := o.Now()
+	now := o.Clock.Now()
 	res := &PKIResult{}
 
 	caKey, err := loadOrCreateKey(filepath.Join(dir, CAKeyFile), o.KeyType)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	clocktesting "k8s.io/utils/clock/testing"
+
 	"github.com/regwire/regwire/bootstrap"
 )
 
@@ -74,7 +76,7 @@ func TestPKIRerunKeepsWhatIsGoodAndReissuesWhatIsNot(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	now := time.Now()
-	opts := bootstrap.PKIOptions{DNSNames: []string{"nexus.local"}, Now: func() time.Time { return now }}
+	opts := bootstrap.PKIOptions{DNSNames: []string{"nexus.local"}, Clock: clocktesting.NewFakePassiveClock(now)}
 	if _, err := bootstrap.EnsurePKI(dir, opts); err != nil {
 		t.Fatal(err)
 	}
@@ -98,11 +100,11 @@ func TestPKIRerunKeepsWhatIsGoodAndReissuesWhatIsNot(t *testing.T) {
 		{"a new name reissues the server certificate with the same key", func(o *bootstrap.PKIOptions) { o.DNSNames = append(o.DNSNames, "nexus.lan") }, false, true, true, true},
 		{"a server certificate near its end is issued again", func(o *bootstrap.PKIOptions) {
 			o.DNSNames = []string{"nexus.local", "nexus.lan"}
-			o.Now = func() time.Time { return now.Add(380 * 24 * time.Hour) }
+			o.Clock = clocktesting.NewFakePassiveClock(now.Add(380 * 24 * time.Hour))
 		}, false, true, true, true},
 		{"a CA near its end is issued again, and the server certificate with it", func(o *bootstrap.PKIOptions) {
 			o.DNSNames = []string{"nexus.local", "nexus.lan"}
-			o.Now = func() time.Time { return now.Add(10*365*24*time.Hour - 10*24*time.Hour) }
+			o.Clock = clocktesting.NewFakePassiveClock(now.Add(10*365*24*time.Hour - 10*24*time.Hour))
 		}, true, true, true, false},
 	}
 	for _, tc := range cases { // in order: each builds on the last

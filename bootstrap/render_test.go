@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/regwire/regwire/bootstrap"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // TestRenderWritesFilesTheirConsumersAccept renders a state directory and hands each file
@@ -152,8 +152,8 @@ name: ignored
 nodes:
 - role: control-plane
   extraMounts:
-  - hostPath: /opt/capfit
-    containerPath: /usr/local/bin/capfit
+  - hostPath: /opt/runc-hostcaps
+    containerPath: /usr/local/bin/runc-hostcaps
 containerdConfigPatches:
 - |-
   [plugins."io.containerd.grpc.v1.cri"]

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/regwire/regwire/bootstrap"
-	"github.com/regwire/regwire/internal/nexus/nexusfake"
+	"github.com/regwire/regwire/internal/test/nexusemulator"
 )
 
 // recorder stands in for Docker, kind and the cluster, recording every call.
@@ -120,7 +120,7 @@ func stackFor(t *testing.T, dir string, rec *recorder, nexusURL string) *bootstr
 // generated password is kept.
 func TestUpDoesEveryStepOnceAndAgainIdempotently(t *testing.T) {
 	t.Parallel()
-	fake := nexusfake.New("initial-from-volume")
+	fake := nexusemulator.New("initial-from-volume")
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 	dir := t.TempDir()
@@ -317,12 +317,12 @@ func TestUpRecoversFromARunThatStoppedAroundThePasswordChange(t *testing.T) {
 	cases := []struct {
 		name string
 		// prepare leaves the state dir as a stopped run would, given the fake.
-		prepare func(t *testing.T, dir string, fake *nexusfake.Server, url string)
+		prepare func(t *testing.T, dir string, fake *nexusemulator.Server, url string)
 		// readsInitial says whether the rerun must read admin.password again.
 		readsInitial bool
 		want         string
 	}{
-		{"stopped after the change, before keeping the password", func(t *testing.T, dir string, fake *nexusfake.Server, url string) {
+		{"stopped after the change, before keeping the password", func(t *testing.T, dir string, fake *nexusemulator.Server, url string) {
 			s := stackFor(t, dir, newRecorder(), url)
 			if err := s.Up(context.Background()); err != nil {
 				t.Fatal(err)
@@ -331,7 +331,7 @@ func TestUpRecoversFromARunThatStoppedAroundThePasswordChange(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, false, ""},
-		{"stopped after writing the pending password, before the change", func(t *testing.T, dir string, _ *nexusfake.Server, _ string) {
+		{"stopped after writing the pending password, before the change", func(t *testing.T, dir string, _ *nexusemulator.Server, _ string) {
 			if err := os.WriteFile(filepath.Join(dir, bootstrap.NexusPasswordFile+".pending"), []byte("planned-password\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -340,7 +340,7 @@ func TestUpRecoversFromARunThatStoppedAroundThePasswordChange(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			fake := nexusfake.New("initial-from-volume")
+			fake := nexusemulator.New("initial-from-volume")
 			srv := httptest.NewServer(fake)
 			t.Cleanup(srv.Close)
 			dir := t.TempDir()

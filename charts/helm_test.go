@@ -4,7 +4,6 @@
 package charts_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -28,14 +27,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/regwire/regwire/internal/controlplane"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/config"
+	"github.com/regwire/regwire/internal/test/controlplane"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 const chartDir = "regwire"
@@ -106,22 +105,11 @@ func render(t *testing.T, vals map[string]any) []*unstructured.Unstructured {
 
 func decode(t *testing.T, b []byte) []*unstructured.Unstructured {
 	t.Helper()
-	var out []*unstructured.Unstructured
-	r := utilyaml.NewYAMLReader(bufioReader(b))
-	for {
-		doc, err := r.Read()
-		if err != nil {
-			break
-		}
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal(doc, &u.Object); err != nil {
-			t.Fatalf("%v in\n%s", err, doc)
-		}
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
+	objs, err := config.Decode(b)
+	if err != nil {
+		t.Fatalf("%v in\n%s", err, b)
 	}
-	return out
+	return objs
 }
 
 func key(u *unstructured.Unstructured) string {
@@ -354,8 +342,6 @@ func TestInstallUpgradeUninstallOnARealAPIServer(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func metaName(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: name} }
-
-func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
 
 // TestValuesTheChartDoesNotKnowAreRefused: values.schema.json turns a misspelt key or a
 // wrong type into an error naming it, instead of a value silently ignored.

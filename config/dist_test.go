@@ -1,10 +1,7 @@
 package config_test
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"io"
 	"os"
 	"strings"
 	"testing"
@@ -12,12 +9,12 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/regwire/regwire/internal/controlplane"
+	"github.com/regwire/regwire/config"
+	"github.com/regwire/regwire/internal/test/controlplane"
 )
 
 // distObjects reads dist/install.yaml.
@@ -27,19 +24,11 @@ func distObjects(t *testing.T) []*unstructured.Unstructured {
 	if err != nil {
 		t.Fatalf("dist/install.yaml: %v (make dist writes it)", err)
 	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
-	var out []*unstructured.Unstructured
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-			return out
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if len(u.Object) > 0 {
-			out = append(out, u)
-		}
+	objs, err := config.Decode(b)
+	if err != nil {
+		t.Fatalf("dist/install.yaml: %v", err)
 	}
+	return objs
 }
 
 // TestTheManagerMeetsTheRestrictedPodSecurityStandard evaluates the manager Deployment's

@@ -15,6 +15,8 @@ import (
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
+
+	"github.com/regwire/regwire/internal/manifest"
 )
 
 //go:embed default manager rbac crd/kustomization.yaml crd/bases
@@ -72,6 +74,20 @@ func Install(image string) ([]*unstructured.Unstructured, error) {
 			setAgentImage(u, image)
 		}
 		out = append(out, u)
+	}
+	return out, nil
+}
+
+// Decode reads a stream of objects (YAML or JSON documents, as kubectl takes them), such
+// as dist/install.yaml or a rendered chart.
+func Decode(data []byte) ([]*unstructured.Unstructured, error) {
+	objs, err := manifest.Objects(data)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*unstructured.Unstructured, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, &unstructured.Unstructured{Object: o})
 	}
 	return out, nil
 }

@@ -29,10 +29,14 @@ var designed = map[string][]string{
 		"regwire.dev/registrymirrors/finalizers:update",
 		"regwire.dev/registrynodes:get,list,watch",
 	},
-	// In the operator namespace only: published mirrors and the agent DaemonSet.
+	// In the operator namespace only: published mirrors and the agent DaemonSet; the
+	// manager's own Pod, ReplicaSet and Deployment, read once to make the Deployment the
+	// DaemonSet's owner (so that uninstalling removes the agents).
 	"Role/regwire-manager-role": {
 		"/configmaps:create,delete,get,list,patch,update,watch",
+		"/pods:get",
 		"apps/daemonsets:create,get,list,patch,update,watch",
+		"apps/deployments:get", "apps/replicasets:get",
 	},
 	"Role/regwire-leader-election-role": {
 		"coordination.k8s.io/leases:create,delete,get,list,patch,update,watch",

@@ -1,7 +1,8 @@
-// Package controllers assembles regwire's operator: one manager running the RegistryMirror
-// and ImageSync controllers (packages registrymirror and imagesync), with a cache limited
-// to what they read. `regwire manager`, the embedded demo and the tests all run it through
-// NewManager. The node agent is assembled by package nodeagent.
+// Package controllers assembles regwire's operator: one manager running the RegistryMirror,
+// ImageSync and agent DaemonSet controllers (packages registrymirror, imagesync and
+// agentdaemonset), with a cache limited to what they read. `regwire manager`, the embedded
+// demo and the tests all run it through NewManager. The node agent is assembled by package
+// nodeagent.
 package controllers
 
 import (
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
+	"github.com/regwire/regwire/controllers/agentdaemonset"
 	"github.com/regwire/regwire/controllers/imagesync"
 	"github.com/regwire/regwire/controllers/registrymirror"
 	"github.com/regwire/regwire/internal/nodeconfig"
@@ -28,15 +30,18 @@ type Options struct {
 	// agent DaemonSet.
 	Namespace string
 	// Agent configures the node agent DaemonSet.
-	Agent registrymirror.AgentOptions
+	Agent agentdaemonset.Options
+	// PodName is the manager's own Pod in Namespace, whose Deployment then owns the agent
+	// DaemonSet (so that uninstalling removes the agents); "" outside a Pod.
+	PodName string
 	// SyncProgressInterval is how often an ImageSync's status shows the progress of a copy
 	// under way (default 10s).
 	SyncProgressInterval time.Duration
 	// StallTimeout fails a copy's request to a registry that makes no progress for this
-	// long (default imagesync.DefaultStallTimeout).
+	// long (default registryhttp.DefaultStallTimeout).
 	StallTimeout time.Duration
 	// AllowPrivateRedirects lets copies follow registry redirects to private addresses
-	// (imagesync.Options.AllowPrivateRedirects).
+	// (imagecopy.Options.AllowPrivateRedirects).
 	AllowPrivateRedirects bool
 	// Manager holds the process's own settings: metrics and probe addresses, leader
 	// election, logger, the cache's sync period. The scheme, what the cache holds of each
@@ -60,7 +65,15 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("regwire-registrymirror"),
 		Namespace: o.Namespace,
-		Agent:     o.Agent,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if err := (&agentdaemonset.Reconciler{
+		Client:     mgr.GetClient(),
+		APIReader:  mgr.GetAPIReader(),
+		Namespace:  o.Namespace,
+		Options:    o.Agent,
+		ManagerPod: o.PodName,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
@@ -68,7 +81,6 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Client:           mgr.GetClient(),
 		APIReader:        mgr.GetAPIReader(),
 		Recorder:         mgr.GetEventRecorder("regwire-imagesync"),
-		Jobs:             4,
 		ProgressInterval: o.SyncProgressInterval,
 		StallTimeout:     o.StallTimeout,
 		PrivateRedirects: o.AllowPrivateRedirects,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/regwire/regwire/controllers/imagesync"
 	"github.com/regwire/regwire/controllers/registrymirror"
+	"github.com/regwire/regwire/internal/test/envtest"
 )
 
 // metricName finds the metrics a PromQL expression reads: regwire's own and the
@@ -87,8 +88,8 @@ func TestTheDashboardAndAlertsQueryOnlyExportedMetrics(t *testing.T) {
 	// The manager of this suite runs in this process. controller-runtime's series appear
 	// as its controllers start and reconcile: a mirror of this test's own makes sure they
 	// do, whichever tests ran before.
-	newMirror(t, "dashboard-metrics", nil)
-	eventually(t, func() error {
+	env.NewMirror(t, "dashboard-metrics", nil)
+	envtest.Eventually(t, func() error {
 		families, err := metrics.Registry.Gather()
 		if err != nil {
 			return err

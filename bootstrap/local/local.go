@@ -30,8 +30,8 @@ import (
 
 	"github.com/regwire/regwire/config/samples"
 	"github.com/regwire/regwire/controllers"
-	"github.com/regwire/regwire/controllers/registrymirror"
-	"github.com/regwire/regwire/internal/controlplane"
+	"github.com/regwire/regwire/controllers/agentdaemonset"
+	"github.com/regwire/regwire/internal/test/controlplane"
 )
 
 // FieldOwner is the server-side apply field manager of objects the stack applies.
@@ -278,7 +278,7 @@ func newManager(cfg *rest.Config, logTo io.Writer) (runner, error) {
 	ctrl.SetLogger(log)
 	mgr, err := controllers.NewManager(cfg, controllers.Options{
 		Namespace: Namespace,
-		Agent:     registrymirror.DefaultAgentOptions("ghcr.io/regwire/regwire:latest"),
+		Agent:     agentdaemonset.DefaultOptions("ghcr.io/regwire/regwire:latest"),
 		Manager: ctrl.Options{
 			Logger:                 log,
 			Metrics:                metricsserver.Options{BindAddress: "0"},

@@ -26,11 +26,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/regwire/regwire/bootstrap"
-	"github.com/regwire/regwire/internal/nexus/nexusfake"
+	"github.com/regwire/regwire/internal/test/nexusemulator"
 )
 
 // registries are the embedded stand-ins the demo runs instead of Docker: "Nexus" (the Nexus
-// emulator, nexusfake: its REST API for provisioning and its docker repositories, over TLS
+// emulator, nexusemulator: its REST API for provisioning and its docker repositories, over TLS
 // with the bootstrap's certificate, content in memory) and "upstream" (a plain registry
 // seeded with a demo image, standing in for Docker Hub).
 type registries struct {
@@ -68,7 +68,7 @@ func startRegistries(ctx context.Context, stateDir string) (_ *registries, retEr
 	quiet := log.New(io.Discard, "", 0)
 	// The demo's RegistryMirror provisions my-docker with path-based routing, so images
 	// are 127.0.0.1:<port>/my-docker/busybox as they would be nexus.local/my-docker/busybox.
-	if r.nexusAddr, err = r.serve(nexusfake.New(r.password), &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}); err != nil {
+	if r.nexusAddr, err = r.serve(nexusemulator.New(r.password), &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}); err != nil {
 		return nil, err
 	}
 	if r.upstreamAddr, err = r.serve(registry.New(registry.Logger(quiet)), nil); err != nil {

@@ -16,7 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/regwire/regwire/internal/blobcache"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // TestTheBlobCacheNeverBreaksAnImage runs `regwire sync` as separate processes sharing a

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // TestExitCodesAndJSONResults runs the lean binary as a pipeline would: exit 0 when every

@@ -27,7 +27,7 @@ func TestTheLeanBuildLinksNoClusterLibraries(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(string(out), "regwire/internal/imagesync\n") {
+	if !strings.Contains(string(out), "regwire/internal/imagecopy\n") {
 		t.Error("the lean build lost sync")
 	}
 	t.Logf("lean build: %d packages", len(deps))

@@ -11,7 +11,7 @@
 //   - the "lean" build tag keeps only sync and version in-process, the commands a
 //     pipeline starts once per repository: without the Kubernetes client libraries a
 //     process starts in a third of the time. Its manager, agent, node and bootstrap run
-//     the default build installed beside it as regwire-full (see roles_lean.go).
+//     the default build installed beside it as regwire-full (see commands_lean.go).
 package main
 
 import (
@@ -78,6 +78,6 @@ func newRootCommand() *cobra.Command {
 	// errors, in every subcommand.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 	root.AddCommand(newSyncCommand(), newVersionCommand())
-	root.AddCommand(roleCommands()...)
+	root.AddCommand(fullBuildCommands()...)
 	return root
 }

@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/regwire/regwire/internal/controlplane"
+	"github.com/regwire/regwire/internal/test/controlplane"
 	"github.com/regwire/regwire/internal/version"
 )
 

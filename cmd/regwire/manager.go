@@ -22,8 +22,8 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers"
-	"github.com/regwire/regwire/controllers/registrymirror"
-	"github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/controllers/agentdaemonset"
+	"github.com/regwire/regwire/internal/registryhttp"
 	"github.com/regwire/regwire/internal/version"
 )
 
@@ -35,7 +35,7 @@ func newManagerCommand() *cobra.Command {
 		agentEnv                        []string
 		syncPeriod                      time.Duration
 	)
-	opts := controllers.Options{Agent: registrymirror.DefaultAgentOptions(defaultImage())}
+	opts := controllers.Options{Agent: agentdaemonset.DefaultOptions(defaultImage())}
 	zapOpts := zap.Options{}
 	cmd := &cobra.Command{
 		Use:   "manager",
@@ -46,19 +46,21 @@ func newManagerCommand() *cobra.Command {
 			log := ctrl.Log.WithName("setup")
 			log.Info("Starting regwire manager", "version", version.Get().Version)
 
-			cfg, err := ctrl.GetConfig()
-			if err != nil {
-				return fmt.Errorf("loading kubeconfig: %w", err)
-			}
 			if opts.Namespace == "" {
-				return errors.New("--namespace is empty: set it, or POD_NAMESPACE, to the operator's namespace")
+				return usage(errors.New("--namespace is empty: set it, or POD_NAMESPACE, to the operator's namespace"))
 			}
 			for _, kv := range agentEnv {
 				name, value, ok := strings.Cut(kv, "=")
 				if !ok || name == "" {
-					return fmt.Errorf("--agent-env %q: want NAME=VALUE", kv)
+					return usage(fmt.Errorf("--agent-env %q: want NAME=VALUE", kv))
 				}
 				opts.Agent.Env = append(opts.Agent.Env, corev1.EnvVar{Name: name, Value: value})
+			}
+			// The Deployment that runs this Pod owns the agent DaemonSet (downward API).
+			opts.PodName = os.Getenv("POD_NAME")
+			cfg, err := ctrl.GetConfig()
+			if err != nil {
+				return fmt.Errorf("loading kubeconfig: %w", err)
 			}
 			opts.Manager = ctrl.Options{
 				Cache:                   cache.Options{SyncPeriod: &syncPeriod},
@@ -93,7 +95,7 @@ func newManagerCommand() *cobra.Command {
 	f.Var(runtimesFlag{&opts.Agent.Runtimes}, "agent-runtimes", "container runtimes the agent writes configuration for, comma-separated: containerd, crio, docker; each mounts only its own directories (crio adds hostPID, to send CRI-O SIGHUP)")
 	f.StringVar(&opts.Agent.HostsFile, "agent-hosts-file", opts.Agent.HostsFile, "the hosts file on the nodes")
 	f.BoolVar(&opts.AllowPrivateRedirects, "allow-private-redirects", false, "let ImageSyncs follow registry redirects to private, loopback and link-local addresses (refused by default); for registries whose storage redirects to, say, MinIO on 10.0.0.0/8")
-	f.DurationVar(&opts.StallTimeout, "stall-timeout", imagesync.DefaultStallTimeout, "fail an ImageSync's request to a registry that makes no progress for this long; a slow registry that keeps moving bytes is never cut off")
+	f.DurationVar(&opts.StallTimeout, "stall-timeout", registryhttp.DefaultStallTimeout, "fail an ImageSync's request to a registry that makes no progress for this long; a slow registry that keeps moving bytes is never cut off")
 	f.DurationVar(&syncPeriod, "sync-period", 10*time.Hour, "how often every object is reconciled again without a change (a safety net; changes are watched)")
 	f.StringToStringVar(&opts.Agent.NodeSelector, "agent-node-selector", nil, "node labels the agent DaemonSet's pods require, key=value,… (default: every node)")
 	f.Var(jsonFlag{&opts.Agent.Tolerations}, "agent-tolerations", `tolerations of the agent pods as a JSON list, e.g. [{"key":"gpu","operator":"Exists"}] (default: every taint tolerated)`)

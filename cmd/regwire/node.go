@@ -3,27 +3,28 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	"github.com/regwire/regwire/controllers/nodeagent"
-	"github.com/regwire/regwire/internal/hostsfile"
+	"github.com/regwire/regwire/internal/manifest"
+	"github.com/regwire/regwire/internal/nodeapply"
 	"github.com/regwire/regwire/internal/nodeconfig"
 	"github.com/regwire/regwire/internal/nodefiles"
 	"github.com/regwire/regwire/internal/probe"
+	"github.com/regwire/regwire/internal/runtimeconfig"
 	"github.com/regwire/regwire/internal/scheme"
 )
 
@@ -58,7 +59,7 @@ caBundle; so does clientCertificateSecretRef: give --client-certificates DIR hol
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rt := v1alpha1.ContainerRuntime(runtime)
 			if _, ok := defaultRoots[rt]; !ok {
-				return fmt.Errorf("--runtime %q: want containerd, crio or docker", runtime)
+				return usage(fmt.Errorf("--runtime %q: want containerd, crio or docker", runtime))
 			}
 			if !cmd.Flags().Changed("root") {
 				root = defaultRoots[rt]
@@ -96,7 +97,8 @@ var strictYAML = sync.OnceValue(func() *kjson.Serializer {
 	return kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, s, s, kjson.SerializerOptions{Yaml: true, Strict: true})
 })
 
-// readMirrors decodes every RegistryMirror in file, refusing unknown fields and kinds.
+// readMirrors decodes every RegistryMirror in file ("-": stdin), refusing unknown fields
+// and other kinds, for this host (nodeapply.PlainHostMirror).
 func readMirrors(file string, stdin io.Reader, clientCerts string) ([]nodeconfig.Mirror, error) {
 	var data []byte
 	var err error
@@ -108,64 +110,36 @@ func readMirrors(file string, stdin io.Reader, clientCerts string) ([]nodeconfig
 	if err != nil {
 		return nil, err
 	}
+	docs, err := manifest.Split(data)
+	if err != nil {
+		return nil, usage(fmt.Errorf("%s: %w", file, err))
+	}
 	var out []nodeconfig.Mirror
-	dec := utilyaml.NewDocumentDecoder(io.NopCloser(bytes.NewReader(data)))
-	buf := make([]byte, len(data)+1)
-	for doc := 1; ; doc++ {
-		n, err := dec.Read(buf)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", file, doc, err)
-		}
-		raw := bytes.TrimSpace(buf[:n])
-		if len(raw) == 0 || string(raw) == "---" {
-			continue
-		}
+	for _, doc := range docs {
 		var tm metav1.TypeMeta
-		if err := yaml.Unmarshal(raw, &tm); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", file, doc, err)
+		if err := yaml.Unmarshal(doc.Raw, &tm); err != nil {
+			return nil, usage(fmt.Errorf("%s: document %d: %w", file, doc.Index, err))
 		}
 		if tm.APIVersion != v1alpha1.GroupVersion.String() || tm.Kind != "RegistryMirror" {
-			return nil, fmt.Errorf("%s: document %d is %s %s, want %s RegistryMirror", file, doc, tm.APIVersion, tm.Kind, v1alpha1.GroupVersion)
+			return nil, usage(fmt.Errorf("%s: document %d is %s %s, want %s RegistryMirror", file, doc.Index, tm.APIVersion, tm.Kind, v1alpha1.GroupVersion))
 		}
 		rm := &v1alpha1.RegistryMirror{}
 		// Kubernetes' strict decoder names unknown fields by path (spec.hots), like kubectl.
-		if _, _, err := strictYAML().Decode(raw, nil, rm); err != nil {
-			return nil, fmt.Errorf("%s: document %d: %w", file, doc, err)
+		if _, _, err := strictYAML().Decode(doc.Raw, nil, rm); err != nil {
+			return nil, usage(fmt.Errorf("%s: document %d: %w", file, doc.Index, err))
 		}
-		if rm.Spec.CAFrom != nil {
-			return nil, fmt.Errorf("%s: RegistryMirror %s: spec.caFrom reads a Secret or ConfigMap from a cluster; on a plain host put the PEM in spec.caBundle", file, rm.Name)
-		}
-		m := nodeconfig.Mirror{Name: rm.Name, Created: rm.CreationTimestamp.Time, Spec: rm.Spec, CA: []byte(rm.Spec.CABundle)}
-		if rm.Spec.ClientCertificateSecretRef != nil {
-			if clientCerts == "" {
-				return nil, fmt.Errorf("%s: RegistryMirror %s: spec.clientCertificateSecretRef reads a Secret from a cluster; on a plain host give --client-certificates DIR holding %s.crt and %s.key", file, rm.Name, rm.Name, rm.Name)
-			}
-			certName, keyName := nodeconfig.ClientCertificateKeys(rm.Name)
-			if m.ClientCert, err = os.ReadFile(filepath.Join(clientCerts, certName)); err == nil {
-				m.ClientKey, err = os.ReadFile(filepath.Join(clientCerts, keyName))
-			}
-			if err != nil {
-				return nil, fmt.Errorf("RegistryMirror %s: --client-certificates: %w", rm.Name, err)
-			}
+		m, err := nodeapply.PlainHostMirror(rm, clientCerts)
+		if err != nil {
+			return nil, usage(fmt.Errorf("%s: %w", file, err))
 		}
 		out = append(out, m)
 	}
 	return out, nil
 }
 
-// nodeApply renders and applies mirrors to this host, printing what changed.
+// nodeApply writes mirrors to this host in rt's format through the node pipeline the agent
+// uses, printing what changed.
 func nodeApply(ctx context.Context, out io.Writer, mirrors []nodeconfig.Mirror, rt v1alpha1.ContainerRuntime, root, hostsFile string, probeAfter bool) error {
-	cfg := nodeconfig.RenderFor(rt, mirrors)
-	var problems []error
-	for _, e := range cfg.Errors {
-		problems = append(problems, e)
-	}
-	for _, c := range cfg.Conflicts {
-		problems = append(problems, fmt.Errorf("RegistryMirror %s: %s", c.Mirror, c))
-	}
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return err
 	}
@@ -174,40 +148,39 @@ func nodeApply(ctx context.Context, out io.Writer, mirrors []nodeconfig.Mirror, 
 		return err
 	}
 	defer files.Close()
-	changes, err := files.ApplyOwned(nodefiles.Desired{Files: cfg.Files, Owners: cfg.FileOwners()})
-	for _, c := range changes {
+	node := &nodeapply.Node{Roots: map[v1alpha1.ContainerRuntime]*nodefiles.Files{rt: files}, HostsFile: hostsFile}
+	if rt == v1alpha1.RuntimeCRIO && filepath.Clean(root) == defaultRoots[v1alpha1.RuntimeCRIO] {
+		// The host's own /etc/containers: a CRI-O running here reloads its registries on
+		// SIGHUP, as the agent makes it, and its other drop-ins are checked.
+		node.Reload, node.CRIORoot = nodeapply.ReloadCRIO("/proc"), root
+	}
+	// Every mirror in --runtime's format, whatever its spec.runtimes: the user chose it.
+	for i := range mirrors {
+		mirrors[i].Spec.Runtimes = nil
+	}
+	plan := node.Plan(runtimeconfig.Runtime{Name: rt}, mirrors)
+	res, applyErr := node.Apply(ctx, plan)
+	for _, c := range res.Changes {
 		fmt.Fprintf(out, "%-9s %s\n", c.Action, c.Path)
 	}
-	if err != nil {
-		return err
+	if res.HostsChanged {
+		fmt.Fprintf(out, "%-9s %s (%d entries)\n", nodefiles.Written, hostsFile, res.HostsEntries)
 	}
-	if len(changes) > 0 && filepath.Clean(root) == defaultRoots[v1alpha1.RuntimeCRIO] {
-		// The host's own /etc/containers: a CRI-O running here reloads its registries on
-		// SIGHUP, as the agent makes it.
-		if err := nodeagent.ReloadCRIO("/proc")(ctx, rt); err != nil {
-			problems = append(problems, err)
-		}
+	if applyErr != nil {
+		return applyErr
 	}
-	if hostsFile != "" {
-		entries := make([]hostsfile.Entry, 0, len(cfg.HostsEntries))
-		for _, e := range cfg.HostsEntries {
-			entries = append(entries, hostsfile.Entry{IP: e.IP, Hostnames: e.Hostnames, Owner: e.Mirror})
-		}
-		changed, err := nodefiles.ApplyHostsFile(hostsFile, entries)
-		if err != nil {
-			return err
-		}
-		if changed {
-			fmt.Fprintf(out, "%-9s %s (%d entries)\n", nodefiles.Written, hostsFile, len(entries))
-		}
-	}
-	if len(changes) == 0 {
+	if len(res.Changes) == 0 {
 		fmt.Fprintln(out, "registry configuration is up to date")
+	}
+	var problems []error
+	byMirror := plan.Problems()
+	for _, name := range slices.Sorted(maps.Keys(byMirror)) {
+		problems = append(problems, fmt.Errorf("RegistryMirror %s: %s", name, byMirror[name].Message))
 	}
 	if probeAfter {
 		for _, m := range mirrors {
-			res := probe.Prober{HostsFile: hostsFile}.Probe(ctx, m)
-			if res.Reachable {
+			results, chosen := nodeapply.ProbeEndpoints(ctx, m, probe.Prober{HostsFile: hostsFile}.Probe)
+			if res := results[chosen]; res.Reachable {
 				fmt.Fprintf(out, "probe     %s: reachable (HTTP %d)\n", m.Spec.Host, res.StatusCode)
 			} else {
 				problems = append(problems, fmt.Errorf("probe %s: %s", m.Spec.Host, res.Err))

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 func TestNodeApplyWritesThenReleasesAPlainHost(t *testing.T) {

@@ -20,7 +20,7 @@ func TestTheOperatorBuildLinksNoLaptopTools(t *testing.T) {
 		return strings.Fields(string(out))
 	}
 	forbidden := []string{"controller-runtime/pkg/envtest", "sigs.k8s.io/kind/", "sigs.k8s.io/kustomize/", "compose-spec/compose-go",
-		"internal/nexus/nexusfake", "net/http/httptest", "regwire/bootstrap", "internal/controlplane"}
+		"internal/nexus/nexusemulator", "net/http/httptest", "regwire/bootstrap", "internal/controlplane"}
 	operator := deps("operator")
 	for _, p := range operator {
 		for _, f := range forbidden {

@@ -5,7 +5,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/internal/imagecopy"
+	"github.com/regwire/regwire/internal/registryhttp"
 )
 
 // syncReport is what `regwire sync -o json` and `sync -f -o json` print: one JSON
@@ -36,7 +37,7 @@ const (
 )
 
 // resultOf says what happened to a tag; the text output and the JSON report both say it.
-func resultOf(r imagesync.Result, dryRun bool) string {
+func resultOf(r imagecopy.Result, dryRun bool) string {
 	switch {
 	case r.Err != nil:
 		return resultFailed
@@ -76,7 +77,7 @@ type summary struct {
 	ManifestChecks int64 `json:"manifestChecks"`
 }
 
-func newRepoReport(name, src, dst string, err error, results []imagesync.Result, dryRun bool) repoReport {
+func newRepoReport(name, src, dst string, err error, results []imagecopy.Result, dryRun bool) repoReport {
 	r := repoReport{Name: name, Source: src, Target: dst, Tags: []tagReport{}}
 	if err != nil {
 		r.Error = err.Error()
@@ -91,8 +92,8 @@ func newRepoReport(name, src, dst string, err error, results []imagesync.Result,
 	return r
 }
 
-func writeReport(out io.Writer, repos []repoReport, all []imagesync.Result, took time.Duration, dryRun bool, requests ...*imagesync.Requests) error {
-	s := imagesync.Summarize(all, took)
+func writeReport(out io.Writer, repos []repoReport, all []imagecopy.Result, took time.Duration, dryRun bool, requests ...*registryhttp.Requests) error {
+	s := imagecopy.Summarize(all, took)
 	rep := syncReport{Repositories: repos, Summary: summary{Tags: len(all), Copied: s.Copied, UpToDate: s.UpToDate, Failed: s.Failed,
 		Bytes: s.Bytes, DurationSeconds: took.Seconds(), DryRun: dryRun}}
 	if dryRun {

@@ -20,7 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/regwire/regwire/internal/blobcache"
-	"github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/internal/imagecopy"
+	"github.com/regwire/regwire/internal/registryhttp"
 	"github.com/regwire/regwire/internal/tagselect"
 )
 
@@ -90,9 +91,9 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 	fl.BoolVar(&f.allTags, "all-tags", false, "copy every tag")
 	fl.StringArrayVar(&f.platforms, "platform", nil, "keep only this platform of multi-platform images (os/arch[/variant]); repeatable")
 	fl.BoolVar(&f.referrers, "referrers", false, "also copy signatures, SBOMs and attestations")
-	fl.IntVar(&f.jobs, "jobs", 4, "registry operations at once: tag checks, manifest copies and blob transfers share it")
+	fl.IntVar(&f.jobs, "jobs", imagecopy.DefaultJobs, "registry operations at once: tag checks, manifest copies and blob transfers share it")
 	fl.BoolVar(&f.privateRedirects, "allow-private-redirects", false, "follow registry redirects to private, loopback and link-local addresses (refused by default: a registry could send regwire to internal services); for registries whose storage redirects to, say, MinIO on 10.0.0.0/8")
-	fl.DurationVar(&f.stallTimeout, "stall-timeout", imagesync.DefaultStallTimeout, "fail a request to a registry that makes no progress for this long (no connection, no answer, no byte sent or received); a slow registry that keeps moving bytes is never cut off")
+	fl.DurationVar(&f.stallTimeout, "stall-timeout", registryhttp.DefaultStallTimeout, "fail a request to a registry that makes no progress for this long (no connection, no answer, no byte sent or received); a slow registry that keeps moving bytes is never cut off")
 	fl.StringVar(&f.srcCA, "src-ca", "", "PEM file of CA certificates for the source registry")
 	fl.StringVar(&f.dstCA, "dst-ca", "", "PEM file of CA certificates for the target registry")
 	fl.BoolVar(&f.insecure, "insecure", false, "allow plain HTTP and skip TLS verification on both registries")
@@ -109,7 +110,7 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 // the first blob moves) and returns the function that saves what this run learned. A
 // cache that cannot be used is a warning on errOut, never a failure: it only ever saves
 // transfers.
-func useBlobCache(f syncFlags, registries []string, cache *imagesync.Cache, errOut io.Writer) (save func()) {
+func useBlobCache(f syncFlags, registries []string, cache *imagecopy.Cache, errOut io.Writer) (save func()) {
 	if f.noBlobCache || f.dryRun {
 		return func() {}
 	}
@@ -183,14 +184,14 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	if bars {
 		prog = newProgress(out)
 	}
-	cache := imagesync.NewCache(0)
+	cache := imagecopy.NewCache(0)
 	save := useBlobCache(f, []string{dst.Registry()}, cache, cmd.ErrOrStderr())
-	opts := imagesync.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms, Referrers: f.referrers, StallTimeout: f.stallTimeout,
+	opts := imagecopy.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms, Referrers: f.referrers, StallTimeout: f.stallTimeout,
 		AllowPrivateRedirects: f.privateRedirects, Cache: cache}
 	if prog != nil {
 		opts.Progress = prog.update
 	}
-	eng, err := imagesync.New(src, dst, opts)
+	eng, err := imagecopy.New(src, dst, opts)
 	if err != nil {
 		return err
 	}
@@ -200,7 +201,7 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	if err == nil && len(tags) == 0 {
 		err = fmt.Errorf("no tag of %s matches the selection", srcRepo)
 	}
-	var results []imagesync.Result
+	var results []imagecopy.Result
 	if err == nil {
 		results = eng.Sync(ctx, tags)
 		save()
@@ -228,7 +229,7 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 }
 
 // failedTags returns the references (prefix + tag) of the tags that failed.
-func failedTags(prefix string, results []imagesync.Result) []string {
+func failedTags(prefix string, results []imagecopy.Result) []string {
 	var failed []string
 	for _, r := range results {
 		if r.Err != nil {
@@ -239,7 +240,7 @@ func failedTags(prefix string, results []imagesync.Result) []string {
 }
 
 // printResults writes a line per tag (its reference is prefix + tag).
-func printResults(out io.Writer, prefix string, results []imagesync.Result, dryRun bool) {
+func printResults(out io.Writer, prefix string, results []imagecopy.Result, dryRun bool) {
 	for _, r := range results {
 		ref := prefix + r.Tag
 		switch resultOf(r, dryRun) {
@@ -257,8 +258,8 @@ func printResults(out io.Writer, prefix string, results []imagesync.Result, dryR
 
 // printSummary writes what a run did and the requests it took (counts of every Engine,
 // both sides); what prefixes the first line (e.g. "3 repositories, ").
-func printSummary(out io.Writer, what string, results []imagesync.Result, took time.Duration, dryRun bool, requests ...*imagesync.Requests) {
-	s := imagesync.Summarize(results, took)
+func printSummary(out io.Writer, what string, results []imagecopy.Result, took time.Duration, dryRun bool, requests ...*registryhttp.Requests) {
+	s := imagecopy.Summarize(results, took)
 	copied := "copied"
 	if dryRun {
 		copied = "to copy"
@@ -284,7 +285,7 @@ func flagError(err error) error {
 }
 
 // endpoint resolves a repository's credentials from the docker config, and its CA file.
-func endpoint(repo, caFile string, insecure bool, caFlag string) (imagesync.Endpoint, error) {
+func endpoint(repo, caFile string, insecure bool, caFlag string) (imagecopy.Endpoint, error) {
 	return endpointWith(authn.DefaultKeychain, repo, caFile, insecure, caFlag)
 }
 
@@ -312,15 +313,15 @@ func (k *onceKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 	return a, nil
 }
 
-func endpointWith(keychain authn.Keychain, repo, caFile string, insecure bool, caFlag string) (imagesync.Endpoint, error) {
-	e := imagesync.Endpoint{Repository: repo}
+func endpointWith(keychain authn.Keychain, repo, caFile string, insecure bool, caFlag string) (imagecopy.Endpoint, error) {
+	e := imagecopy.Endpoint{Repository: repo}
 	if err := withCredentials(keychain, &e, insecure); err != nil {
-		return imagesync.Endpoint{}, err
+		return imagecopy.Endpoint{}, err
 	}
 	if caFile != "" {
 		var err error
 		if e.CA, err = os.ReadFile(caFile); err != nil {
-			return imagesync.Endpoint{}, fmt.Errorf("%s: %w", caFlag, err)
+			return imagecopy.Endpoint{}, fmt.Errorf("%s: %w", caFlag, err)
 		}
 	}
 	return e, nil
@@ -328,7 +329,7 @@ func endpointWith(keychain authn.Keychain, repo, caFile string, insecure bool, c
 
 // withCredentials checks e's repository and gives it the docker config's credentials for
 // its registry; insecure (--insecure) also allows plain HTTP and skips TLS verification.
-func withCredentials(keychain authn.Keychain, e *imagesync.Endpoint, insecure bool) error {
+func withCredentials(keychain authn.Keychain, e *imagecopy.Endpoint, insecure bool) error {
 	e.Insecure = e.Insecure || insecure
 	var opts []name.Option
 	if e.Insecure {

@@ -18,16 +18,17 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	"github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/internal/imagecopy"
+	"github.com/regwire/regwire/internal/registryhttp"
 	"github.com/regwire/regwire/internal/tagselect"
 )
 
 // fileSync is one ImageSync of a file, ready to run.
 type fileSync struct {
 	name     string // namespace/name, or the document's position
-	src, dst imagesync.Endpoint
+	src, dst imagecopy.Endpoint
 	sel      *tagselect.Selector
-	opts     imagesync.Options
+	opts     imagecopy.Options
 }
 
 // readSyncFile reads ImageSync manifests (YAML or JSON, several documents) and checks that
@@ -90,7 +91,7 @@ func isComment(doc []byte) bool {
 	return true
 }
 
-// syncFromSpec turns an ImageSync's spec into what the engine needs (imagesync.PlanFor, as
+// syncFromSpec turns an ImageSync's spec into what the engine needs (imagecopy.PlanFor, as
 // the controller does), refusing what only the controller can do (Secrets,
 // RegistryMirrors) with the field to change. Credentials come from the docker config.
 func syncFromSpec(keychain authn.Keychain, name string, spec *v1alpha1.ImageSyncSpec, insecure bool) (fileSync, error) {
@@ -103,7 +104,7 @@ func syncFromSpec(keychain authn.Keychain, name string, spec *v1alpha1.ImageSync
 	case spec.Source.CredentialsSecretRef != nil || spec.Target.CredentialsSecretRef != nil:
 		return fs, errors.New("credentialsSecretRef: regwire sync -f takes credentials from the docker config; remove the field")
 	}
-	plan, err := imagesync.PlanFor(spec, nil)
+	plan, err := imagecopy.PlanFor(spec, nil)
 	if err != nil {
 		return fs, err
 	}
@@ -122,7 +123,7 @@ func syncFromSpec(keychain authn.Keychain, name string, spec *v1alpha1.ImageSync
 // cache (a blob shared by several repositories crosses the wire once and is mounted into
 // the others); then a line per tag, in the file's order, and a summary.
 func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFlags) error {
-	cache, slots := imagesync.NewCache(0), imagesync.NewSlots(f.jobs)
+	cache, slots := imagecopy.NewCache(0), imagecopy.NewSlots(f.jobs)
 	var registries []string
 	for _, s := range syncs {
 		if r := s.dst.Registry(); !slices.Contains(registries, r) {
@@ -135,8 +136,8 @@ func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFla
 		prog = newProgress(out)
 	}
 	start := time.Now()
-	results := make([][]imagesync.Result, len(syncs))
-	engines := make([]*imagesync.Engine, len(syncs))
+	results := make([][]imagecopy.Result, len(syncs))
+	engines := make([]*imagecopy.Engine, len(syncs))
 	errs := make([]error, len(syncs))
 	var wg sync.WaitGroup
 	for i, s := range syncs {
@@ -147,7 +148,7 @@ func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFla
 			if prog != nil {
 				opts.Progress = func(tag string, c, t int64) { prog.update(s.src.Repository+":"+tag, c, t) }
 			}
-			eng, err := imagesync.New(s.src, s.dst, opts)
+			eng, err := imagecopy.New(s.src, s.dst, opts)
 			if err != nil {
 				errs[i] = fmt.Errorf("%s: %w", s.name, err)
 				return
@@ -169,9 +170,9 @@ func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFla
 	if prog != nil {
 		prog.wait()
 	}
-	var all []imagesync.Result
+	var all []imagecopy.Result
 	var failed []string
-	var requests []*imagesync.Requests
+	var requests []*registryhttp.Requests
 	repos := make([]repoReport, 0, len(syncs))
 	for i, s := range syncs {
 		if f.output == "json" {

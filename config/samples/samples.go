@@ -9,12 +9,9 @@ import (
 	"path"
 	"sort"
 
-	"bytes"
-	"errors"
-	"io"
-
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/regwire/regwire/internal/manifest"
 )
 
 //go:embed *.yaml
@@ -45,19 +42,12 @@ func Load(fsys fs.FS) ([]Object, error) {
 		if err != nil {
 			return nil, err
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-		for {
-			u := &unstructured.Unstructured{}
-			if err := dec.Decode(&u.Object); err != nil {
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				return nil, fmt.Errorf("%s: %w", name, err)
-			}
-			if len(u.Object) == 0 {
-				continue
-			}
-			out = append(out, Object{File: name, Object: u})
+		objs, err := manifest.Objects(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		for _, o := range objs {
+			out = append(out, Object{File: name, Object: &unstructured.Unstructured{Object: o}})
 		}
 	}
 	return out, nil

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -30,8 +31,8 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers/internal/conditions"
-	"github.com/regwire/regwire/controllers/internal/refs"
-	engine "github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/controllers/internal/credentials"
+	"github.com/regwire/regwire/internal/imagecopy"
 )
 
 // imageSyncMirrorIndex indexes ImageSyncs by the RegistryMirror they target.
@@ -53,7 +54,8 @@ type Reconciler struct {
 	APIReader client.Reader
 	// Recorder emits Events.
 	Recorder recorder.EventRecorder
-	// Jobs bounds concurrent tags within one ImageSync.
+	// Jobs bounds the registry operations of one ImageSync's copy (default
+	// imagecopy.DefaultJobs).
 	Jobs int
 	// ConcurrentSyncs bounds the ImageSyncs copying at once (default 16).
 	ConcurrentSyncs int
@@ -61,12 +63,12 @@ type Reconciler struct {
 	// (default 10s).
 	ProgressInterval time.Duration
 	// StallTimeout fails a request to a registry that makes no progress for this long
-	// (default engine.DefaultStallTimeout).
+	// (default registryhttp.DefaultStallTimeout).
 	StallTimeout time.Duration
 	// PrivateRedirects lets copies follow registry redirects to private addresses.
 	PrivateRedirects bool
-	// Now returns the current time; tests set it.
-	Now func() time.Time
+	// Clock tells the time; tests set a fake one.
+	Clock clock.PassiveClock
 
 	runner *syncRunner
 	// failures counts the consecutive failed runs of each ImageSync's generation, for
@@ -74,7 +76,7 @@ type Reconciler struct {
 	failures sync.Map // types.NamespacedName → failureCount
 	// cache is what the copies of all ImageSyncs remember: blobs in target repositories
 	// (mounted rather than uploaded again) and the manifests of indexes.
-	cache *engine.Cache
+	cache *imagecopy.Cache
 }
 
 // +kubebuilder:rbac:groups=regwire.dev,resources=imagesyncs,verbs=get;list;watch;update;patch
@@ -82,11 +84,11 @@ type Reconciler struct {
 
 // SetupWithManager registers the reconciler with mgr.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Now == nil {
-		r.Now = time.Now
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
 	}
 	r.runner = newSyncRunner(r.ConcurrentSyncs, r.ProgressInterval)
-	r.cache = engine.NewCache(0)
+	r.cache = imagecopy.NewCache(0)
 	// Copies run under the manager: they start when it has started (as leader) and stop
 	// with it.
 	if err := mgr.Add(r.runner); err != nil {
@@ -129,7 +131,7 @@ type syncScope struct {
 	is *v1alpha1.ImageSync
 	// mirror is the target RegistryMirror, nil for an explicit target image.
 	mirror *v1alpha1.RegistryMirror
-	plan   engine.Plan
+	plan   imagecopy.Plan
 }
 
 // credentialRetry is when a copy that could not start for a missing or unusable Secret is
@@ -170,7 +172,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 	if e, ok := conditions.Reported(err); ok {
 		r.runner.stop(req.NamespacedName)
-		r.fail(is, e.Reason, e.Message)
+		r.fail(is, e.Reason, e.Message, e.Stalled)
 		return ctrl.Result{RequeueAfter: e.RetryAfter}, nil
 	}
 	return res, err
@@ -205,22 +207,26 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, sc *syncScope) error {
 		}
 		sc.mirror = rm
 	}
-	plan, err := engine.PlanFor(&is.Spec, sc.mirror)
+	plan, err := imagecopy.PlanFor(&is.Spec, sc.mirror)
 	if err != nil {
-		return conditions.Errorf(v1alpha1.ReasonInvalidSpec, "%v", err)
+		return conditions.Stalledf(v1alpha1.ReasonInvalidSpec, "%v", err)
 	}
 	sc.plan = plan
 	is.Status.TargetImage = plan.TargetImage
 	return nil
 }
 
-// fail sets Ready and Synced to False with reason, with an Event on the transition.
-func (r *Reconciler) fail(is *v1alpha1.ImageSync, reason v1alpha1.ConditionReason, msg string) {
+// fail sets Ready and Synced to False with reason, with an Event on the transition; a
+// stalled problem (only a person can fix it) stalls the ImageSync.
+func (r *Reconciler) fail(is *v1alpha1.ImageSync, reason v1alpha1.ConditionReason, msg string, stalled bool) {
 	if !conditions.Has(is.Status.Conditions, v1alpha1.ConditionReady, reason) {
 		r.Recorder.Eventf(is, nil, corev1.EventTypeWarning, string(reason), "Sync", "%s", msg)
 	}
 	conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg)
 	conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionFalse, reason, msg)
+	if stalled {
+		conditions.Stall(&is.Status.Conditions, is.Generation, reason, msg)
+	}
 }
 
 // resolveSecrets reads what the copy needs from Secrets and ConfigMaps (straight from the
@@ -238,7 +244,7 @@ func (r *Reconciler) resolveSecrets(ctx context.Context, sc *syncScope) error {
 func (r *Reconciler) readSecrets(ctx context.Context, sc *syncScope) error {
 	is, plan := sc.is, &sc.plan
 	if rm := sc.mirror; rm != nil {
-		ca, field, err := refs.MirrorCA(ctx, r.APIReader, rm)
+		ca, field, err := credentials.MirrorCA(ctx, r.APIReader, rm)
 		if e, ok := conditions.Reported(err); ok {
 			return conditions.Errorf(v1alpha1.ReasonTargetUnreachable, "RegistryMirror %s: %s", rm.Name, e.Message)
 		} else if err != nil {
@@ -246,20 +252,20 @@ func (r *Reconciler) readSecrets(ctx context.Context, sc *syncScope) error {
 		}
 		plan.Target.CA = ca
 		if ref := rm.Spec.CredentialsSecretRef; ref != nil {
-			if plan.Target.Auth, err = refs.Authenticator(ctx, r.APIReader, ref.Namespace, ref.Name, string(rm.Spec.Host),
+			if plan.Target.Auth, err = credentials.Authenticator(ctx, r.APIReader, ref.Namespace, ref.Name, string(rm.Spec.Host),
 				fmt.Sprintf("RegistryMirror %s spec.credentialsSecretRef", rm.Name)); err != nil {
 				return err
 			}
 		}
 	} else if ref := is.Spec.Target.CredentialsSecretRef; ref != nil {
 		var err error
-		if plan.Target.Auth, err = refs.Authenticator(ctx, r.APIReader, is.Namespace, ref.Name, hostOf(string(is.Spec.Target.Image)), "spec.target.credentialsSecretRef"); err != nil {
+		if plan.Target.Auth, err = credentials.Authenticator(ctx, r.APIReader, is.Namespace, ref.Name, hostOf(string(is.Spec.Target.Image)), "spec.target.credentialsSecretRef"); err != nil {
 			return err
 		}
 	}
 	if ref := is.Spec.Source.CredentialsSecretRef; ref != nil {
 		var err error
-		if plan.Source.Auth, err = refs.Authenticator(ctx, r.APIReader, is.Namespace, ref.Name, hostOf(string(is.Spec.Source.Image)), "spec.source.credentialsSecretRef"); err != nil {
+		if plan.Source.Auth, err = credentials.Authenticator(ctx, r.APIReader, is.Namespace, ref.Name, hostOf(string(is.Spec.Source.Image)), "spec.source.credentialsSecretRef"); err != nil {
 			return err
 		}
 	}
@@ -291,7 +297,7 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 	if is.Spec.Interval != nil {
 		interval = is.Spec.Interval.Duration
 	}
-	now := r.Now()
+	now := r.Clock.Now()
 	if run := r.runner.collect(key, is.Generation); run != nil {
 		next := run.finished.Add(interval)
 		if r.record(ctx, is, run) {
@@ -319,10 +325,10 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 	plan := sc.plan
 	plan.Options.Jobs, plan.Options.Cache, plan.Options.StallTimeout = r.Jobs, r.cache, r.StallTimeout
 	plan.Options.AllowPrivateRedirects = r.PrivateRedirects
-	r.runner.start(is, func(ctx context.Context, progress progressFunc) ([]engine.Result, error) {
+	r.runner.start(is, func(ctx context.Context, progress progressFunc) ([]imagecopy.Result, error) {
 		opts := plan.Options
 		opts.Progress = progress
-		eng, err := engine.New(plan.Source, plan.Target, opts)
+		eng, err := imagecopy.New(plan.Source, plan.Target, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -368,9 +374,9 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 	took := run.finished.Sub(run.started)
 	syncDuration.Observe(took.Seconds())
 	if run.err != nil {
-		reason := classify(run.err)
+		reason, stalled := classify(run.err)
 		syncErrors.WithLabelValues(string(reason)).Inc()
-		r.fail(is, reason, run.err.Error())
+		r.fail(is, reason, run.err.Error(), stalled)
 		return true
 	}
 	prev := map[string]v1alpha1.ImageStatus{}
@@ -378,7 +384,7 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 		prev[im.Tag] = im
 	}
 	var images []v1alpha1.ImageStatus
-	var failed []engine.Result
+	var failed []imagecopy.Result
 	ok, copied := 0, 0
 	var bytes int64
 	for _, res := range run.results {
@@ -407,9 +413,9 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 	is.Status.TagsSummary = fmt.Sprintf("%d/%d", ok, len(run.results))
 	syncBytes.WithLabelValues(is.Namespace, is.Name).Add(float64(bytes))
 	if len(failed) > 0 {
-		reason := classify(failed[0].Err)
+		reason, stalled := classify(failed[0].Err)
 		syncErrors.WithLabelValues(string(reason)).Add(float64(len(failed)))
-		r.fail(is, reason, fmt.Sprintf("%d of %d tag(s) failed; %s: %v", len(failed), len(run.results), failed[0].Tag, failed[0].Err))
+		r.fail(is, reason, fmt.Sprintf("%d of %d tag(s) failed; %s: %v", len(failed), len(run.results), failed[0].Tag, failed[0].Err), stalled)
 		return true
 	}
 	msg := fmt.Sprintf("%d tag(s) up to date in the target, %d copied", ok, copied)
@@ -447,23 +453,25 @@ func (r *Reconciler) retryAfterFailure(key types.NamespacedName, generation int6
 	return min(failureRetryBase<<min(n, 6), failureRetryMax, interval)
 }
 
-// classify turns a copy error into a condition reason.
-func classify(err error) v1alpha1.ConditionReason {
-	var se *engine.SideError
+// classify turns a copy error into a condition reason, and says whether only a person can
+// fix it: a registry refusing the credentials does not change its mind by itself.
+func classify(err error) (reason v1alpha1.ConditionReason, stalled bool) {
+	var se *imagecopy.SideError
 	if !errors.As(err, &se) {
-		return v1alpha1.ReasonSyncFailed
+		return v1alpha1.ReasonSyncFailed, false
 	}
+	refused := se.StatusCode == http.StatusUnauthorized || se.StatusCode == http.StatusForbidden
 	switch {
-	case se.Side == "source" && (se.StatusCode == http.StatusUnauthorized || se.StatusCode == http.StatusForbidden):
-		return v1alpha1.ReasonSourceAuthFailed
+	case se.Side == "source" && refused:
+		return v1alpha1.ReasonSourceAuthFailed, true
 	case se.Side == "source" && se.StatusCode == http.StatusNotFound:
-		return v1alpha1.ReasonSourceNotFound
+		return v1alpha1.ReasonSourceNotFound, false
 	case se.Side == "source" && se.StatusCode == 0:
-		return v1alpha1.ReasonSourceUnreachable
-	case se.Side == "target" && (se.StatusCode == http.StatusUnauthorized || se.StatusCode == http.StatusForbidden):
-		return v1alpha1.ReasonTargetAuthFailed
+		return v1alpha1.ReasonSourceUnreachable, false
+	case se.Side == "target" && refused:
+		return v1alpha1.ReasonTargetAuthFailed, true
 	case se.Side == "target" && se.StatusCode == 0:
-		return v1alpha1.ReasonTargetUnreachable
+		return v1alpha1.ReasonTargetUnreachable, false
 	}
-	return v1alpha1.ReasonSyncFailed
+	return v1alpha1.ReasonSyncFailed, false
 }

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -22,7 +23,8 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers/internal/conditions"
-	engine "github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/internal/imagecopy"
+	"github.com/regwire/regwire/internal/registryhttp"
 )
 
 // unitSync builds an Reconciler on a fake client whose direct reads (Secrets,
@@ -44,7 +46,7 @@ func unitSync(t *testing.T, is *v1alpha1.ImageSync) (*Reconciler, *int) {
 			return c.Get(ctx, key, obj, o...)
 		},
 	})
-	return &Reconciler{Client: c, APIReader: reader, Recorder: events.NewFakeRecorder(16), Now: time.Now, runner: startedRunner(t, 1, 0)}, &reads
+	return &Reconciler{Client: c, APIReader: reader, Recorder: events.NewFakeRecorder(16), Clock: clock.RealClock{}, runner: startedRunner(t, 1, 0)}, &reads
 }
 
 func TestMissingCredentialsAreRetriedWithoutAWatch(t *testing.T) {
@@ -130,27 +132,28 @@ func TestTheTargetIsTheMirrorsEndpointWithItsPath(t *testing.T) {
 	}
 }
 
-func TestClassifyNamesTheSideThatFailed(t *testing.T) {
+func TestClassifyNamesTheSideThatFailedAndWhetherOnlyAPersonCanFixIt(t *testing.T) {
 	t.Parallel()
-	stall := &engine.StallError{Phase: "body", URL: "http://src/v2/a/blobs/sha256:1", After: time.Minute}
+	stall := &registryhttp.StallError{Phase: "body", URL: "http://src/v2/a/blobs/sha256:1", After: time.Minute}
 	cases := []struct {
-		name string
-		err  error
-		want v1alpha1.ConditionReason
+		name    string
+		err     error
+		want    v1alpha1.ConditionReason
+		stalled bool
 	}{
-		{"a source refusing credentials", &engine.SideError{Side: "source", StatusCode: http.StatusForbidden}, v1alpha1.ReasonSourceAuthFailed},
-		{"a source lacking the blob", fmt.Errorf("copying: %w", &engine.SideError{Side: "source", StatusCode: http.StatusNotFound}), v1alpha1.ReasonSourceNotFound},
-		{"a source that stalled", &engine.SideError{Side: "source", Err: stall}, v1alpha1.ReasonSourceUnreachable},
-		{"a target refusing credentials", &engine.SideError{Side: "target", StatusCode: http.StatusUnauthorized}, v1alpha1.ReasonTargetAuthFailed},
-		{"a target that stalled", &engine.SideError{Side: "target", Err: stall}, v1alpha1.ReasonTargetUnreachable},
-		{"a target refusing a manifest", &engine.SideError{Side: "target", StatusCode: http.StatusBadRequest}, v1alpha1.ReasonSyncFailed},
-		{"an error of no side", errors.New("boom"), v1alpha1.ReasonSyncFailed},
+		{"a source refusing credentials", &imagecopy.SideError{Side: "source", StatusCode: http.StatusForbidden}, v1alpha1.ReasonSourceAuthFailed, true},
+		{"a source lacking the blob", fmt.Errorf("copying: %w", &imagecopy.SideError{Side: "source", StatusCode: http.StatusNotFound}), v1alpha1.ReasonSourceNotFound, false},
+		{"a source that stalled", &imagecopy.SideError{Side: "source", Err: stall}, v1alpha1.ReasonSourceUnreachable, false},
+		{"a target refusing credentials", &imagecopy.SideError{Side: "target", StatusCode: http.StatusUnauthorized}, v1alpha1.ReasonTargetAuthFailed, true},
+		{"a target that stalled", &imagecopy.SideError{Side: "target", Err: stall}, v1alpha1.ReasonTargetUnreachable, false},
+		{"a target refusing a manifest", &imagecopy.SideError{Side: "target", StatusCode: http.StatusBadRequest}, v1alpha1.ReasonSyncFailed, false},
+		{"an error of no side", errors.New("boom"), v1alpha1.ReasonSyncFailed, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if got := classify(tc.err); got != tc.want {
-				t.Errorf("classify(%v) = %s, want %s", tc.err, got, tc.want)
+			if got, stalled := classify(tc.err); got != tc.want || stalled != tc.stalled {
+				t.Errorf("classify(%v) = %s, stalled %t; want %s, stalled %t", tc.err, got, stalled, tc.want, tc.stalled)
 			}
 		})
 	}

@@ -9,7 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	engine "github.com/regwire/regwire/internal/imagesync"
+	"github.com/regwire/regwire/internal/imagecopy"
 )
 
 // syncRunner runs copies in the background, one at most per ImageSync, so that a long copy
@@ -52,7 +52,7 @@ type syncRun struct {
 	done      bool
 	started   time.Time
 	finished  time.Time
-	results   []engine.Result
+	results   []imagecopy.Result
 	// err is a failure before any tag was copied (listing tags, building the engine).
 	err error
 	// progress of the tags being copied, and whether it moved since it was last announced.
@@ -60,7 +60,7 @@ type syncRun struct {
 	moved    bool
 }
 
-// progressFunc receives a tag's copy progress (engine.Options.Progress).
+// progressFunc receives a tag's copy progress (imagecopy.Options.Progress).
 type progressFunc = func(tag string, complete, total int64)
 
 func newSyncRunner(concurrent int, progressEvery time.Duration) *syncRunner {
@@ -104,7 +104,7 @@ func (s *syncRunner) spawn(launch func(context.Context)) {
 
 // start runs fn for the ImageSync unless a run of the same generation is under way, and
 // cancels a run of an older generation.
-func (s *syncRunner) start(is *v1alpha1.ImageSync, fn func(ctx context.Context, progress progressFunc) ([]engine.Result, error)) {
+func (s *syncRunner) start(is *v1alpha1.ImageSync, fn func(ctx context.Context, progress progressFunc) ([]imagecopy.Result, error)) {
 	key := types.NamespacedName{Namespace: is.Namespace, Name: is.Name}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -143,7 +143,7 @@ func (s *syncRunner) start(is *v1alpha1.ImageSync, fn func(ctx context.Context, 
 
 // execute runs one copy: it waits for a slot, runs fn, and announces the finished run.
 func (s *syncRunner) execute(ctx context.Context, key types.NamespacedName, run *syncRun, obj *v1alpha1.ImageSync,
-	fn func(ctx context.Context, progress progressFunc) ([]engine.Result, error)) {
+	fn func(ctx context.Context, progress progressFunc) ([]imagecopy.Result, error)) {
 	progress := func(tag string, complete, total int64) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -156,7 +156,7 @@ func (s *syncRunner) execute(ctx context.Context, key types.NamespacedName, run 
 	ctx, cancel := context.WithCancel(ctx)
 	var announcing sync.WaitGroup
 	announcing.Go(func() { s.announceProgress(ctx, run, obj) })
-	var results []engine.Result
+	var results []imagecopy.Result
 	var err error
 	select {
 	case s.slots <- struct{}{}:

@@ -11,8 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	engine "github.com/regwire/regwire/internal/imagesync"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/imagecopy"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 func TestRunnerBoundsConcurrentCopiesAndCancelsWaitingOnes(t *testing.T) {
@@ -20,7 +20,7 @@ func TestRunnerBoundsConcurrentCopiesAndCancelsWaitingOnes(t *testing.T) {
 	r := startedRunner(t, 2, 0)
 	var running, peak atomic.Int64
 	release := make(chan struct{})
-	fn := func(ctx context.Context, _ progressFunc) ([]engine.Result, error) {
+	fn := func(ctx context.Context, _ progressFunc) ([]imagecopy.Result, error) {
 		n := running.Add(1)
 		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 		}
@@ -63,7 +63,7 @@ func TestRunnerAnnouncesProgressOnlyWhenItMoves(t *testing.T) {
 	is := &v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", Generation: 3}}
 	report := make(chan progressFunc)
 	release := make(chan struct{})
-	r.start(is, func(ctx context.Context, progress progressFunc) ([]engine.Result, error) {
+	r.start(is, func(ctx context.Context, progress progressFunc) ([]imagecopy.Result, error) {
 		report <- progress
 		<-release
 		return nil, nil
@@ -102,7 +102,7 @@ func TestRunnerRunsUnderTheManagerAndStopsWithIt(t *testing.T) {
 	t.Parallel()
 	r := newSyncRunner(2, 0)
 	started := make(chan string, 3)
-	fn := func(ctx context.Context, _ progressFunc) ([]engine.Result, error) {
+	fn := func(ctx context.Context, _ progressFunc) ([]imagecopy.Result, error) {
 		started <- "started"
 		<-ctx.Done()
 		return nil, ctx.Err()

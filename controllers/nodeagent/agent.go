@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
 	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/nodeapply"
 	"github.com/regwire/regwire/internal/nodefiles"
 	"github.com/regwire/regwire/internal/scheme"
 )
@@ -92,12 +93,16 @@ func New(cfg *rest.Config, o Options) (*Agent, error) {
 	if err == nil {
 		err = (&Reconciler{
 			Client: mgr.GetClient(), NodeName: o.NodeName, Namespace: o.Namespace,
-			Roots: roots, HostsFile: o.HostsFile, Resync: o.Resync, Version: o.Version,
-			ContainerdConfig:       o.ContainerdConfig,
-			CRIORoot:               o.CRIORoot,
-			ContainerdConfigOnHost: cmp.Or(o.ContainerdConfigOnHost, o.ContainerdConfig),
-			ContainerdRootOnHost:   cmp.Or(o.RootOnHost, o.Root),
-			Reload:                 ReloadCRIO(o.ProcRoot),
+			Resync: o.Resync, Version: o.Version,
+			Node: &nodeapply.Node{
+				Roots:                  roots,
+				HostsFile:              o.HostsFile,
+				Reload:                 nodeapply.ReloadCRIO(o.ProcRoot),
+				CRIORoot:               o.CRIORoot,
+				ContainerdConfig:       o.ContainerdConfig,
+				ContainerdConfigOnHost: cmp.Or(o.ContainerdConfigOnHost, o.ContainerdConfig),
+				ContainerdRootOnHost:   cmp.Or(o.RootOnHost, o.Root),
+			},
 		}).SetupWithManager(mgr)
 	}
 	if err == nil {

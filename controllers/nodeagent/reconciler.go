@@ -1,7 +1,7 @@
 // Package nodeagent is the node agent's controller (`regwire agent`, one per node): it
-// applies the mirrors the manager publishes for its node to the node's containerd
-// configuration root and hosts file, probes the registries, and reports in the node's
-// RegistryNode.
+// applies the mirrors the manager publishes for its node through the node pipeline
+// (internal/nodeapply: each runtime's registry configuration and the hosts file), probes
+// the registries, and reports in the node's RegistryNode.
 package nodeagent
 
 import (
@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -29,10 +30,10 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers/internal/conditions"
-	"github.com/regwire/regwire/internal/hostsfile"
+	"github.com/regwire/regwire/internal/nodeapply"
 	"github.com/regwire/regwire/internal/nodeconfig"
-	"github.com/regwire/regwire/internal/nodefiles"
 	"github.com/regwire/regwire/internal/probe"
+	"github.com/regwire/regwire/internal/runtimeconfig"
 )
 
 // Reconciler is the node agent: it applies the mirrors published for its node to the
@@ -45,21 +46,9 @@ type Reconciler struct {
 	NodeName string
 	// Namespace is the operator namespace holding the published mirrors.
 	Namespace string
-	// Roots applies each runtime's registry configuration in its root; a runtime without
-	// one is reported for the mirrors that need it.
-	Roots map[v1alpha1.ContainerRuntime]*nodefiles.Files
-	// CRIORoot is CRI-O's /etc/containers as the agent reaches it, whose other drop-ins it
-	// reads to tell when one of them wins over regwire's; "" skips that.
-	CRIORoot string
-	// ContainerdConfig is the node's containerd configuration file as the agent reads it
-	// ("" skips the check); ContainerdConfigOnHost and ContainerdRootOnHost are that file
-	// and the containerd root as the node names them, for messages and the check.
-	ContainerdConfig, ContainerdConfigOnHost, ContainerdRootOnHost string
-	// Reload is called after a runtime's files changed (CRI-O reloads its registries on
-	// SIGHUP); nil does nothing.
-	Reload func(ctx context.Context, rt v1alpha1.ContainerRuntime) error
-	// HostsFile is the hosts file to keep regwire's block in; empty leaves it alone.
-	HostsFile string
+	// Node is the pipeline that writes the node's files: the runtimes' roots, the hosts
+	// file, the runtimes' reload.
+	Node *nodeapply.Node
 	// Probe checks a registry from the node; probe.Prober unless a test sets it.
 	Probe func(context.Context, nodeconfig.Mirror) probe.Result
 	// AnonymousPull says why a mirror refuses an upstream's pulls without credentials ("" when
@@ -69,8 +58,8 @@ type Reconciler struct {
 	Resync time.Duration
 	// Version is reported in status.agentVersion.
 	Version string
-	// Now returns the current time; tests set it.
-	Now func() time.Time
+	// Clock tells the time; tests set a fake one.
+	Clock clock.PassiveClock
 
 	// anonymous keeps anonymousPullProblem's answers (one reconcile at a time touches it).
 	anonymous map[string]anonymousCheck
@@ -99,13 +88,13 @@ func CacheByObject(namespace, node string) map[client.Object]cache.ByObject {
 // the node brings one reconcile of the whole node.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Probe == nil {
-		r.Probe = probe.Prober{HostsFile: r.HostsFile}.Probe
+		r.Probe = probe.Prober{HostsFile: r.Node.HostsFile}.Probe
 	}
 	if r.AnonymousPull == nil {
-		r.AnonymousPull = probe.Prober{HostsFile: r.HostsFile}.AnonymousPullRefused
+		r.AnonymousPull = probe.Prober{HostsFile: r.Node.HostsFile}.AnonymousPullRefused
 	}
-	if r.Now == nil {
-		r.Now = time.Now
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
 	}
 	if r.Resync == 0 {
 		r.Resync = time.Minute
@@ -140,8 +129,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 			gens[p.Name] = p.Generation
 		}
 	}
-	plan := r.plan(node, selected)
-	applyErr := r.apply(ctx, plan, decodeErrs)
+	plan := r.Node.Plan(runtimeconfig.FromNodeInfo(node.Status.NodeInfo.ContainerRuntimeVersion), selected)
+	_, applyErr := r.Node.Apply(ctx, plan, slices.Collect(maps.Keys(decodeErrs))...)
 	existing := &v1alpha1.RegistryNode{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: r.NodeName}, existing); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, err
@@ -157,61 +146,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: r.Resync}, nil
-}
-
-// apply writes each runtime's rendered files and the hosts block. Mirrors the node
-// refuses to render (or to decode) keep their last good files and hosts entries. It
-// returns what went wrong, which concerns every mirror; the next reconcile retries.
-func (r *Reconciler) apply(ctx context.Context, p *plan, decodeErrs map[string]string) string {
-	log := logf.FromContext(ctx).WithValues("node", r.NodeName)
-	var applyErr string
-	for _, rt := range slices.Sorted(maps.Keys(r.Roots)) {
-		cfg := p.configs[rt]
-		keep := map[string]bool{}
-		for _, e := range cfg.Errors {
-			keep[e.Mirror] = true
-		}
-		for name := range decodeErrs {
-			keep[name] = true
-		}
-		changes, err := r.Roots[rt].ApplyOwned(nodefiles.Desired{Files: cfg.Files, Owners: cfg.FileOwners(), Keep: keep})
-		if err != nil {
-			applyErr = joinErr(applyErr, fmt.Sprintf("%s: %v", rt, err))
-			log.Error(err, "Applying registry configuration failed", "runtime", rt)
-		}
-		for _, c := range changes {
-			log.Info("Changed registry configuration", "runtime", rt, "path", c.Path, "action", c.Action)
-		}
-		if len(changes) > 0 && r.Reload != nil {
-			if err := r.Reload(ctx, rt); err != nil {
-				applyErr = joinErr(applyErr, fmt.Sprintf("%s: %v", rt, err))
-				log.Error(err, "Reloading the runtime's registry configuration failed", "runtime", rt)
-			}
-		}
-	}
-	if r.HostsFile == "" {
-		return applyErr
-	}
-	keep := map[string]bool{}
-	for _, e := range p.hosts.Errors {
-		keep[e.Mirror] = true
-	}
-	for name := range decodeErrs {
-		keep[name] = true
-	}
-	entries := make([]hostsfile.Entry, 0, len(p.hosts.HostsEntries))
-	for _, e := range p.hosts.HostsEntries {
-		entries = append(entries, hostsfile.Entry{IP: e.IP, Hostnames: e.Hostnames, Owner: e.Mirror})
-	}
-	changed, err := nodefiles.ApplyHostsFile(r.HostsFile, entries, slices.Sorted(maps.Keys(keep))...)
-	switch {
-	case err != nil:
-		applyErr = joinErr(applyErr, err.Error())
-		log.Error(err, "Applying hosts file entries failed", "hostsFile", r.HostsFile)
-	case changed:
-		log.Info("Changed hosts file entries", "hostsFile", r.HostsFile, "entries", len(entries))
-	}
-	return applyErr
 }
 
 // published reads the mirrors published for nodes, with their client certificates;
@@ -255,22 +189,26 @@ func (r *Reconciler) published(ctx context.Context) ([]nodeconfig.Published, map
 // report builds the node's status, probing each mirror that applied cleanly. Probe times
 // only move when a result changes, so a steady node writes nothing.
 func (r *Reconciler) report(ctx context.Context, selected []nodeconfig.Mirror, gens map[string]int64,
-	p *plan, applyErr string, decodeErrs map[string]string, old v1alpha1.RegistryNodeStatus) v1alpha1.RegistryNodeStatus {
-	mirrorErrs, reasons := p.problems()
-	st := v1alpha1.RegistryNodeStatus{AgentVersion: r.Version, Runtime: p.node.Name, ConfigHash: p.hash(), Conditions: old.Conditions}
+	p *nodeapply.Plan, applyErr error, decodeErrs map[string]string, old v1alpha1.RegistryNodeStatus) v1alpha1.RegistryNodeStatus {
+	problems := p.Problems()
+	st := v1alpha1.RegistryNodeStatus{AgentVersion: r.Version, Runtime: p.Runtime.Name, ConfigHash: p.Hash(), Conditions: old.Conditions}
 	ready, firstProblem := true, ""
 	probeReason := v1alpha1.ReasonProbeFailed
 	for _, m := range selected {
-		ms := v1alpha1.NodeMirrorStatus{Name: m.Name, ObservedGeneration: gens[m.Name], Error: joinErr(applyErr, mirrorErrs[m.Name])}
-		if ms.Error == "" {
-			ms.AppliedHash = p.mirrorHash(m.Name)
-			ms.Runtimes = p.runtimes[m.Name]
-		}
+		ms := v1alpha1.NodeMirrorStatus{Name: m.Name, ObservedGeneration: gens[m.Name]}
+		problem, hasProblem := problems[m.Name]
 		switch {
-		case applyErr != "":
-			ms.Reason = v1alpha1.ReasonApplyFailed
-		case ms.Error != "":
-			ms.Reason = reasons[m.Name]
+		case applyErr != nil:
+			// A failed step of the node concerns every mirror.
+			ms.Reason, ms.Error = v1alpha1.ReasonApplyFailed, applyErr.Error()
+			if hasProblem {
+				ms.Error += "; " + problem.Message
+			}
+		case hasProblem:
+			ms.Reason, ms.Error = problem.Reason, problem.Message
+		default:
+			ms.AppliedHash = p.MirrorHash(m.Name)
+			ms.Runtimes = p.Runtimes(m.Name)
 		}
 		if ms.Error == "" {
 			res := r.probeEndpoints(ctx, m, old, &ms)
@@ -306,9 +244,9 @@ func (r *Reconciler) report(ctx context.Context, selected []nodeconfig.Mirror, g
 	} else {
 		reason := v1alpha1.ReasonApplyFailed
 		switch {
-		case applyErr == "" && len(mirrorErrs) == 0 && len(decodeErrs) == 0:
+		case applyErr == nil && len(problems) == 0 && len(decodeErrs) == 0:
 			reason = probeReason
-		case applyErr == "" && len(decodeErrs) == 0 && allReasons(reasons, v1alpha1.ReasonConfigPathNotSet):
+		case applyErr == nil && len(decodeErrs) == 0 && allProblemsAre(problems, v1alpha1.ReasonConfigPathNotSet):
 			reason = v1alpha1.ReasonConfigPathNotSet
 		}
 		conditions.Set(&st.Conditions, 0, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, firstProblem)
@@ -316,29 +254,31 @@ func (r *Reconciler) report(ctx context.Context, selected []nodeconfig.Mirror, g
 	return st
 }
 
-// probeEndpoints probes each of the mirror's endpoints in priority order and reports
-// them in ms (each one when there are fallbacks); the result is the first that answered,
-// or the first endpoint's when none did: runtimes use the first that answers.
-func (r *Reconciler) probeEndpoints(ctx context.Context, m nodeconfig.Mirror, old v1alpha1.RegistryNodeStatus, ms *v1alpha1.NodeMirrorStatus) probe.Result {
-	urls := m.Endpoints()
-	results := make([]probe.Result, len(urls))
-	chosen := 0
-	for i, u := range urls {
-		one := m
-		one.Spec.Endpoint, one.Spec.FallbackEndpoints = u, nil
-		results[i] = r.Probe(ctx, one)
-		if results[i].Reachable && !results[chosen].Reachable {
-			chosen = i
-		}
-		if len(urls) > 1 {
-			pr := v1alpha1.ProbeResult{Reachable: results[i].Reachable, StatusCode: int32(results[i].StatusCode), Error: results[i].Err}
-			pr.Time = endpointProbeTime(old, m.Name, u, &pr, r.Now())
-			ms.Endpoints = append(ms.Endpoints, v1alpha1.EndpointProbe{URL: u, Probe: pr})
+// allProblemsAre reports whether there are problems and every one has reason.
+func allProblemsAre(problems map[string]nodeapply.Problem, reason v1alpha1.ConditionReason) bool {
+	for _, p := range problems {
+		if p.Reason != reason {
+			return false
 		}
 	}
-	res := results[chosen]
+	return len(problems) > 0
+}
+
+// probeEndpoints probes the mirror's endpoints and reports them in ms (each one when there
+// are fallbacks); the result is the endpoint the runtimes would use.
+func (r *Reconciler) probeEndpoints(ctx context.Context, m nodeconfig.Mirror, old v1alpha1.RegistryNodeStatus, ms *v1alpha1.NodeMirrorStatus) probe.Result {
+	results, chosen := nodeapply.ProbeEndpoints(ctx, m, r.Probe)
+	now := r.Clock.Now()
+	if len(results) > 1 {
+		for _, res := range results {
+			pr := v1alpha1.ProbeResult{Reachable: res.Reachable, StatusCode: int32(res.StatusCode), Error: res.Err}
+			pr.Time = endpointProbeTime(old, m.Name, res.URL, &pr, now)
+			ms.Endpoints = append(ms.Endpoints, v1alpha1.EndpointProbe{URL: res.URL, Probe: pr})
+		}
+	}
+	res := results[chosen].Result
 	ms.Probe = &v1alpha1.ProbeResult{Reachable: res.Reachable, StatusCode: int32(res.StatusCode), Error: res.Err}
-	ms.Probe.Time = probeTime(old, m.Name, ms.Probe, r.Now())
+	ms.Probe.Time = probeTime(old, m.Name, ms.Probe, now)
 	return res
 }
 
@@ -367,14 +307,14 @@ func (r *Reconciler) anonymousPullProblem(ctx context.Context, m nodeconfig.Mirr
 	if len(m.Spec.MirrorOf) == 0 {
 		return ""
 	}
-	if c, ok := r.anonymous[m.Name]; ok && c.gen == gen && r.Now().Sub(c.at) < r.Resync {
+	if c, ok := r.anonymous[m.Name]; ok && c.gen == gen && r.Clock.Since(c.at) < r.Resync {
 		return c.msg
 	}
 	msg := r.askAnonymousPull(ctx, m)
 	if r.anonymous == nil {
 		r.anonymous = map[string]anonymousCheck{}
 	}
-	r.anonymous[m.Name] = anonymousCheck{gen: gen, at: r.Now(), msg: msg}
+	r.anonymous[m.Name] = anonymousCheck{gen: gen, at: r.Clock.Now(), msg: msg}
 	return msg
 }
 
@@ -445,14 +385,4 @@ func (r *Reconciler) writeReport(ctx context.Context, node *corev1.Node, existin
 		return fmt.Errorf("updating RegistryNode %s: %w", r.NodeName, err)
 	}
 	return nil
-}
-
-func joinErr(a, b string) string {
-	switch {
-	case a == "":
-		return b
-	case b == "":
-		return a
-	}
-	return a + "; " + b
 }

@@ -17,7 +17,7 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers/internal/conditions"
-	"github.com/regwire/regwire/controllers/internal/refs"
+	"github.com/regwire/regwire/controllers/internal/credentials"
 	"github.com/regwire/regwire/internal/nodeconfig"
 )
 
@@ -40,7 +40,7 @@ func (r *Reconciler) reconcileClientCertificate(ctx context.Context, sc *mirrorS
 	}
 	// Until it checks out, the mirror is not published: nodes keep the last good files.
 	const field = "spec.clientCertificateSecretRef"
-	s, err := refs.Secret(ctx, r.APIReader, ref.Namespace, ref.Name, field)
+	s, err := credentials.Secret(ctx, r.APIReader, ref.Namespace, ref.Name, field)
 	if e, ok := conditions.Reported(err); ok {
 		return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonClientCertificateNotFound, "%s", e.Message).Retry(time.Minute)
 	} else if err != nil {
@@ -53,12 +53,12 @@ func (r *Reconciler) reconcileClientCertificate(ctx context.Context, sc *mirrorS
 	}
 	pair, err := tls.X509KeyPair(cert, key)
 	if err != nil { // its messages never quote the key
-		return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonClientCertificateInvalid, "%s: Secret %s/%s: %v", field, ref.Namespace, ref.Name, err)
+		return ctrl.Result{}, conditions.Stalledf(v1alpha1.ReasonClientCertificateInvalid, "%s: Secret %s/%s: %v", field, ref.Namespace, ref.Name, err)
 	}
 	leaf := pair.Leaf
-	now := r.Now()
+	now := r.Clock.Now()
 	if now.After(leaf.NotAfter) {
-		return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonClientCertificateInvalid, "%s: the certificate %q in Secret %s/%s expired at %s; renew it",
+		return ctrl.Result{}, conditions.Stalledf(v1alpha1.ReasonClientCertificateInvalid, "%s: the certificate %q in Secret %s/%s expired at %s; renew it",
 			field, leaf.Subject.String(), ref.Namespace, ref.Name, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	if err := r.storeClientCertificate(ctx, rm.Name, cert, key); err != nil {

@@ -1,7 +1,7 @@
-// Package registrymirror is the RegistryMirror controller: it checks the mirror's CA,
-// publishes the mirror for the node agents and keeps their DaemonSet running, aggregates
-// the nodes' reports, keeps pull secrets in the selected namespaces, and provisions the
-// Nexus repository.
+// Package registrymirror is the RegistryMirror controller: it checks the mirror's CA and
+// client certificate, publishes the mirror for the node agents and aggregates their
+// reports, keeps pull secrets in the selected namespaces, and provisions the Nexus
+// repository; one phase, and one condition, for each.
 package registrymirror
 
 import (
@@ -10,11 +10,11 @@ import (
 	"sync"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -28,7 +28,7 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers/internal/conditions"
-	"github.com/regwire/regwire/controllers/internal/refs"
+	"github.com/regwire/regwire/controllers/internal/credentials"
 	"github.com/regwire/regwire/internal/cabundle"
 )
 
@@ -44,23 +44,14 @@ type Reconciler struct {
 	APIReader client.Reader
 	// Recorder emits Events.
 	Recorder recorder.EventRecorder
-	// Now returns the current time; tests set it.
-	Now func() time.Time
-	// Namespace is the operator's namespace: published mirrors and the agent DaemonSet.
+	// Clock tells the time; tests set a fake one.
+	Clock clock.PassiveClock
+	// Namespace is the operator's namespace, where mirrors are published for the agents.
 	Namespace string
-	// Agent configures the node agent DaemonSet.
-	Agent AgentOptions
 
 	// provisioned remembers when each mirror generation's repository was last found as
 	// specified, so that reconciles between checks send Nexus nothing.
 	provisioned sync.Map // types.UID -> provisionCheck
-
-	// agentOnce makes the agent DaemonSet regwire wants, and its hash, once: Agent does not
-	// change while the manager runs.
-	agentOnce sync.Once
-	agentWant *appsv1.DaemonSet
-	agentHash string
-	agentErr  error
 }
 
 // +kubebuilder:rbac:groups=regwire.dev,resources=registrymirrors,verbs=get;list;watch;update;patch
@@ -73,12 +64,11 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=regwire.dev,resources=registrynodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",namespace=system,resources=configmaps,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=apps,namespace=system,resources=daemonsets,verbs=get;list;watch;create;update;patch
 
 // SetupWithManager registers the reconciler with mgr.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Now == nil {
-		r.Now = time.Now
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
 	}
 	err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.RegistryMirror{}, credentialsIndex, func(o client.Object) []string {
 		var out []string
@@ -280,7 +270,7 @@ func (r *Reconciler) reconcileCA(ctx context.Context, sc *mirrorScope) (ctrl.Res
 		sc.caUsable = true
 		return ctrl.Result{}, nil
 	}
-	pemData, field, err := refs.MirrorCA(ctx, r.APIReader, rm)
+	pemData, field, err := credentials.MirrorCA(ctx, r.APIReader, rm)
 	if e, ok := conditions.Reported(err); ok {
 		return ctrl.Result{}, e.Retry(time.Minute) // caFrom objects are read, not watched: look again soon
 	} else if err != nil {
@@ -293,13 +283,13 @@ func (r *Reconciler) reconcileCA(ctx context.Context, sc *mirrorScope) (ctrl.Res
 	}
 	bundle, err := cabundle.Parse(pemData)
 	if err != nil {
-		return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonCAInvalid, "%s: %v", field, err)
+		return ctrl.Result{}, conditions.Stalledf(v1alpha1.ReasonCAInvalid, "%s: %v", field, err)
 	}
-	notAfter, now := bundle.NotAfter(), r.Now()
+	notAfter, now := bundle.NotAfter(), r.Clock.Now()
 	rm.Status.CANotAfter = &metav1.Time{Time: notAfter}
 	caExpiryGauge.WithLabelValues(rm.Name).Set(float64(notAfter.Unix()))
 	if c := bundle.Expired(now); c != nil {
-		return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonCAExpired, "%s: certificate %q expired at %s; give a current CA",
+		return ctrl.Result{}, conditions.Stalledf(v1alpha1.ReasonCAExpired, "%s: certificate %q expired at %s; give a current CA",
 			field, c.Subject.String(), c.NotAfter.UTC().Format(time.RFC3339))
 	}
 	msg := fmt.Sprintf("%d certificate(s), first expiry %s", len(bundle.Certificates), notAfter.UTC().Format(time.RFC3339))

@@ -3,14 +3,10 @@ package registrymirror
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,15 +23,12 @@ import (
 // maxFailing bounds status.nodes.failing.
 const maxFailing = 20
 
-// reconcileNodes publishes the mirror for the node agents, makes sure the agents run,
-// and aggregates their reports into status.nodes.
+// reconcileNodes publishes the mirror for the node agents (package agentdaemonset runs
+// them) and aggregates their reports into status.nodes.
 func (r *Reconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.Result, error) {
 	rm := sc.rm
 	if _, err := labels.ValidatedSelectorFromSet(rm.Spec.NodeSelector); err != nil {
-		return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonInvalidSpec, "spec.nodeSelector: %v", err)
-	}
-	if err := r.ensureAgentDaemonSet(ctx); err != nil {
-		return ctrl.Result{}, err
+		return ctrl.Result{}, conditions.Stalledf(v1alpha1.ReasonInvalidSpec, "spec.nodeSelector: %v", err)
 	}
 	if sc.caUsable && sc.clientCertUsable {
 		if err := r.publish(ctx, rm, sc.ca, sc.clientCert); err != nil {
@@ -75,7 +68,8 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.
 			f := st.Failing[0]
 			msg += fmt.Sprintf("; %s: %s", f.Name, f.Message)
 			if f.Reason == v1alpha1.ReasonHostConflict {
-				reason = v1alpha1.ReasonHostConflict // the loser of a host claimed twice
+				// The loser of a host claimed twice: only a person can settle who has it.
+				return ctrl.Result{}, conditions.Stalledf(v1alpha1.ReasonHostConflict, "%s", msg)
 			}
 		}
 		conditions.Set(conds, gen, v1alpha1.ConditionNodesReady, metav1.ConditionFalse, reason, msg)
@@ -98,59 +92,6 @@ func (r *Reconciler) publish(ctx context.Context, rm *v1alpha1.RegistryMirror, c
 		logf.FromContext(ctx).V(1).Info("Published RegistryMirror for nodes", "configMap", cm.Name, "operation", res)
 	}
 	return nil
-}
-
-// agentTemplateHashAnnotation records the hash of the DaemonSet fields regwire manages,
-// so that reconciling an unchanged mirror writes nothing: comparing the fields themselves
-// would always differ, since the API server fills in defaults regwire does not set.
-const agentTemplateHashAnnotation = "regwire.dev/agent-template-hash"
-
-// ensureAgentDaemonSet creates the node agent DaemonSet, and updates it when what regwire
-// wants of it changes (a new image, flags or environment) or the hash annotation is gone.
-func (r *Reconciler) ensureAgentDaemonSet(ctx context.Context) error {
-	r.agentOnce.Do(func() {
-		r.agentWant = AgentDaemonSet(r.Namespace, r.Agent)
-		r.agentHash, r.agentErr = agentTemplateHash(r.agentWant)
-	})
-	if r.agentErr != nil {
-		return r.agentErr
-	}
-	want, hash := r.agentWant.DeepCopy(), r.agentHash // a copy: the client decodes its answer into ds
-	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: want.Namespace, Name: want.Name}}
-	_, err := controllerutil.CreateOrPatch(ctx, r.Client, ds, func() error {
-		if !ds.CreationTimestamp.IsZero() && ds.Annotations[agentTemplateHashAnnotation] == hash {
-			return nil
-		}
-		ds.Labels = want.Labels
-		if ds.Annotations == nil {
-			ds.Annotations = map[string]string{}
-		}
-		ds.Annotations[agentTemplateHashAnnotation] = hash
-		if ds.CreationTimestamp.IsZero() {
-			ds.Spec.Selector = want.Spec.Selector // immutable once created
-		}
-		ds.Spec.Template = want.Spec.Template
-		ds.Spec.UpdateStrategy = want.Spec.UpdateStrategy
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("ensuring the agent DaemonSet: %w", err)
-	}
-	return nil
-}
-
-// agentTemplateHash hashes the fields of the agent DaemonSet regwire sets.
-func agentTemplateHash(ds *appsv1.DaemonSet) (string, error) {
-	b, err := json.Marshal(struct {
-		Labels   map[string]string
-		Template corev1.PodTemplateSpec
-		Strategy appsv1.DaemonSetUpdateStrategy
-	}{ds.Labels, ds.Spec.Template, ds.Spec.UpdateStrategy})
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:10]), nil
 }
 
 // aggregateNodes counts the nodes the mirror selects and those whose agent reports the

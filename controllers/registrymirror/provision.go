@@ -18,10 +18,10 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers/internal/conditions"
-	"github.com/regwire/regwire/controllers/internal/refs"
+	"github.com/regwire/regwire/controllers/internal/credentials"
 	"github.com/regwire/regwire/internal/cabundle"
-	engine "github.com/regwire/regwire/internal/imagesync"
 	"github.com/regwire/regwire/internal/nexus"
+	"github.com/regwire/regwire/internal/registryhttp"
 )
 
 // provisionRecheck is how often a provisioned repository is checked again (drift: someone
@@ -49,7 +49,7 @@ func (r *Reconciler) reconcileProvision(ctx context.Context, sc *mirrorScope) (c
 			v1alpha1.ReasonNotRequested, "spec.provision is not set")
 		return ctrl.Result{}, nil
 	}
-	now := r.Now()
+	now := r.Clock.Now()
 	if left, ok := r.provisionCurrent(rm, now); ok {
 		return ctrl.Result{RequeueAfter: left}, nil
 	}
@@ -99,17 +99,17 @@ func (r *Reconciler) provision(ctx context.Context, sc *mirrorScope) (nexus.Acti
 	p := sc.rm.Spec.Provision.Nexus
 	const field = "spec.provision.nexus.adminCredentialsSecretRef"
 	ref := p.AdminCredentialsSecretRef
-	user, pass, err := refs.Credentials(ctx, r.APIReader, ref.Namespace, ref.Name, hostOfURL(p.URL), field)
+	user, pass, err := credentials.Credentials(ctx, r.APIReader, ref.Namespace, ref.Name, hostOfURL(p.URL), field)
 	if err != nil {
 		return "", err
 	}
 	hc, err := nexusHTTPClient(sc)
 	if err != nil {
-		return "", conditions.Errorf(v1alpha1.ReasonCAInvalid, "%v", err)
+		return "", conditions.Stalledf(v1alpha1.ReasonCAInvalid, "%v", err)
 	}
 	c, err := nexus.New(p.URL, user, pass, hc)
 	if err != nil {
-		return "", conditions.Errorf(v1alpha1.ReasonInvalidSpec, "spec.provision.nexus.url: %v", err)
+		return "", conditions.Stalledf(v1alpha1.ReasonInvalidSpec, "spec.provision.nexus.url: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, nexusTimeout)
 	defer cancel()
@@ -149,9 +149,9 @@ func nexusError(ctx context.Context, field string, err error) error {
 	var pr *nexus.PathRoutingUnsupportedError
 	switch {
 	case errors.As(err, &pr):
-		return conditions.Errorf(v1alpha1.ReasonPathRoutingUnsupported, "%v", pr)
+		return conditions.Stalledf(v1alpha1.ReasonPathRoutingUnsupported, "%v", pr)
 	case nexus.IsUnauthorized(err):
-		return conditions.Errorf(v1alpha1.ReasonNexusAuthFailed, "%s: %v", field, err)
+		return conditions.Stalledf(v1alpha1.ReasonNexusAuthFailed, "%s: %v", field, err)
 	case errors.As(err, &ne):
 		return conditions.Errorf(v1alpha1.ReasonProvisionFailed, "%v", err)
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
@@ -210,8 +210,8 @@ func nexusHTTPClient(sc *mirrorScope) (*http.Client, error) {
 		t.TLSClientConfig.RootCAs = b.Pool()
 	}
 	// Nexus is reached by the names nodes use: hostAliases cover names DNS does not know.
-	if aliases := engine.MirrorAliases(sc.rm); aliases != nil {
-		t.DialContext = engine.AliasDialer(aliases)
+	if aliases := registryhttp.Aliases(sc.rm.Spec.HostAliases); aliases != nil {
+		t.DialContext = registryhttp.AliasDialer(aliases)
 	}
 	return &http.Client{Transport: t, Timeout: nexusTimeout}, nil
 }

@@ -18,7 +18,7 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers/internal/conditions"
-	"github.com/regwire/regwire/controllers/internal/refs"
+	"github.com/regwire/regwire/controllers/internal/credentials"
 	"github.com/regwire/regwire/internal/pullsecret"
 )
 
@@ -54,7 +54,7 @@ func (r *Reconciler) reconcilePullSecrets(ctx context.Context, sc *mirrorScope) 
 	}
 	sel, err := metav1.LabelSelectorAsSelector(spec.NamespaceSelector)
 	if err != nil {
-		return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonInvalidSpec, "spec.pullSecrets.namespaceSelector: %v", err)
+		return ctrl.Result{}, conditions.Stalledf(v1alpha1.ReasonInvalidSpec, "spec.pullSecrets.namespaceSelector: %v", err)
 	}
 	namespaces := &corev1.NamespaceList{}
 	if err := r.Client.List(ctx, namespaces, client.MatchingLabelsSelector{Selector: sel}); err != nil {
@@ -104,13 +104,13 @@ func (r *Reconciler) pullSecretData(ctx context.Context, rm *v1alpha1.RegistryMi
 	if ref == nil { // CEL requires it with pullSecrets; kept for objects from before that rule
 		return nil, conditions.Errorf(v1alpha1.ReasonCredentialsNotFound, "%s is not set; pull secrets are built from it", field)
 	}
-	src, err := refs.Secret(ctx, r.APIReader, ref.Namespace, ref.Name, field)
+	src, err := credentials.Secret(ctx, r.APIReader, ref.Namespace, ref.Name, field)
 	if err != nil {
 		return nil, err
 	}
 	data, err := pullsecret.Build(string(rm.Spec.Host), src, field)
 	if err != nil {
-		return nil, conditions.Errorf(v1alpha1.ReasonCredentialsInvalid, "%s", err.Error())
+		return nil, conditions.Stalledf(v1alpha1.ReasonCredentialsInvalid, "%s", err.Error())
 	}
 	return data, nil
 }

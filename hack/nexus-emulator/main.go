@@ -1,4 +1,4 @@
-// Command nexus-emulator serves internal/nexus/nexusfake as a Nexus would run in its
+// Command nexus-emulator serves internal/nexus/nexusemulator as a Nexus would run in its
 // container: on port 8081, its first start writing admin's generated initial password to
 // <data dir>/admin.password (deleted when the password changes). It stands in for
 // sonatype/nexus3 where that image cannot run (the Docker end-to-end test builds it into an
@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/regwire/regwire/internal/nexus/nexusfake"
+	"github.com/regwire/regwire/internal/test/nexusemulator"
 )
 
 func main() {
@@ -34,13 +34,13 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("nexus-emulator", flag.ContinueOnError)
 	listen := fs.String("listen", ":8081", "address to serve on")
 	dataDir := fs.String("data-dir", "/nexus-data", "where admin.password is written")
-	version := fs.String("nexus-version", nexusfake.DefaultVersion, "the Nexus version to behave as (e.g. 3.80.0)")
+	version := fs.String("nexus-version", nexusemulator.DefaultVersion, "the Nexus version to behave as (e.g. 3.80.0)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	buf := make([]byte, 16)
 	_, _ = rand.Read(buf)
-	fake := nexusfake.New(hex.EncodeToString(buf))
+	fake := nexusemulator.New(hex.EncodeToString(buf))
 	fake.SetVersion(*version)
 	if err := fake.WriteAdminPasswordFile(*dataDir); err != nil {
 		return err

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/regwire/regwire/internal/nexus"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // TestItStartsLikeNexus runs the emulator as its image does: it answers on its port, says

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/regwire/regwire/internal/cabundle"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 func TestParse(t *testing.T) {

@@ -63,7 +63,7 @@ func Generate(appVersion string, monitoring map[string][]byte) (map[string][]byt
 		if o.GetKind() == "Namespace" {
 			continue // Helm installs into the release's namespace (helm install -n … --create-namespace)
 		}
-		name, text, err := template1(o, defaults)
+		name, text, err := objectTemplate(o, defaults)
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", o.GetKind(), o.GetName(), err)
 		}
@@ -72,7 +72,11 @@ func Generate(appVersion string, monitoring map[string][]byte) (map[string][]byt
 	for name, b := range monitoring {
 		files["files/"+name] = b
 	}
-	for name, t := range static {
+	templates, err := static()
+	if err != nil {
+		return nil, err
+	}
+	for name, t := range templates {
 		var buf bytes.Buffer
 		funcs := template.FuncMap{"trimV": func(s string) string { return strings.TrimPrefix(s, "v") }}
 		if err := template.Must(template.New(name).Delims("[[", "]]").Funcs(funcs).Parse(t)).Execute(&buf, map[string]any{
@@ -131,8 +135,8 @@ var (
 	sentinel = regexp.MustCompile(`__[A-Z_]+__`)
 )
 
-// template1 turns one object into a template file.
-func template1(o *unstructured.Unstructured, d defaults) (string, []byte, error) {
+// objectTemplate turns one object of config/default into a template file.
+func objectTemplate(o *unstructured.Unstructured, d defaults) (string, []byte, error) {
 	o = o.DeepCopy()
 	if o.GetNamespace() != "" {
 		o.SetNamespace(sNamespace)

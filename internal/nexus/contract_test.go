@@ -12,15 +12,15 @@ import (
 	"testing"
 
 	"github.com/regwire/regwire/internal/nexus"
-	"github.com/regwire/regwire/internal/nexus/nexusfake"
+	"github.com/regwire/regwire/internal/test/nexusemulator"
 )
 
-// The tests in this file are contract tests: the client against nexusfake, a strict
+// The tests in this file are contract tests: the client against nexusemulator, a strict
 // stand-in built from Sonatype's published REST API (Nexus itself cannot run here).
 
-func fake(t *testing.T) (*nexusfake.Server, string) {
+func fake(t *testing.T) (*nexusemulator.Server, string) {
 	t.Helper()
-	f := nexusfake.New("initial-admin-password")
+	f := nexusemulator.New("initial-admin-password")
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return f, srv.URL
@@ -297,7 +297,7 @@ func TestPathRoutingOnANexusThatLacksItIsAnErrorNamingTheVersion(t *testing.T) {
 	})
 	t.Run("a Nexus that hides its version and drops the field is found out by reading it back", func(t *testing.T) {
 		t.Parallel()
-		f := nexusfake.New("initial-admin-password")
+		f := nexusemulator.New("initial-admin-password")
 		f.SetVersion("3.80.0")
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			f.ServeHTTP(hideServer{w}, r) // a proxy in front strips the Server header

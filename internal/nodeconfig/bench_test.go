@@ -7,7 +7,7 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/internal/nodeconfig"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // BenchmarkRender renders the node configuration for 1, 10 and 100 mirrors, each with a

@@ -129,7 +129,7 @@ func (crioEmitter) emit(c *Config, m *Mirror, claims []claim) {
 // and an optional namespace, requested as https://host/v2/<namespace>/<name>/... . A path
 // can only be expressed when it is /v2/<namespace>, the shape of Nexus's path-based
 // routing.
-func crioLocation(ep anEndpoint, p string) (string, error) {
+func crioLocation(ep cleanEndpoint, p string) (string, error) {
 	u, _ := url.Parse(ep.url) // checked by check
 	if p == "" || p == "/v2" {
 		return u.Host, nil

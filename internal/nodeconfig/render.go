@@ -406,12 +406,12 @@ func endpoint(m *Mirror) (string, string) {
 	return ep.url, ep.path
 }
 
-// anEndpoint is one of a mirror's endpoints: its URL with the path cleaned, and the path.
-type anEndpoint struct{ url, path string }
+// cleanEndpoint is one of a mirror's endpoints: its URL with the path cleaned, and that path.
+type cleanEndpoint struct{ url, path string }
 
 // endpoints returns the mirror's endpoints in priority order: endpoint (default
 // https://<host>), then fallbackEndpoints.
-func endpoints(m *Mirror) []anEndpoint {
+func endpoints(m *Mirror) []cleanEndpoint {
 	first := m.Spec.Endpoint
 	if first == "" {
 		first = "https://" + string(m.Spec.Host)
@@ -420,7 +420,7 @@ func endpoints(m *Mirror) []anEndpoint {
 	for _, e := range m.Spec.FallbackEndpoints {
 		raw = append(raw, string(e))
 	}
-	out := make([]anEndpoint, 0, len(raw))
+	out := make([]cleanEndpoint, 0, len(raw))
 	for _, r := range raw {
 		u, _ := url.Parse(r) // checked by check
 		p := ""
@@ -428,7 +428,7 @@ func endpoints(m *Mirror) []anEndpoint {
 			p = path.Clean(u.Path)
 		}
 		u.Path, u.RawPath = p, ""
-		out = append(out, anEndpoint{url: u.String(), path: p})
+		out = append(out, cleanEndpoint{url: u.String(), path: p})
 	}
 	return out
 }

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/regwire/regwire/internal/nodefiles"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // Two configurations the crash helper alternates between: creations, updates, removals,

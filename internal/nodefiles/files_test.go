@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/regwire/regwire/internal/nodefiles"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // snapshot reads every file under root except regwire's state directory.

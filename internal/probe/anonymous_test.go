@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	"github.com/regwire/regwire/internal/nexus/nexusfake"
 	"github.com/regwire/regwire/internal/nodeconfig"
 	"github.com/regwire/regwire/internal/probe"
+	"github.com/regwire/regwire/internal/test/nexusemulator"
 )
 
 func tlsMirror(t *testing.T, h http.Handler) nodeconfig.Mirror {
@@ -27,8 +27,8 @@ func tlsMirror(t *testing.T, h http.Handler) nodeconfig.Mirror {
 func TestAnonymousPullRefused(t *testing.T) {
 	t.Parallel()
 	nexus := func(forceBasic bool) http.Handler {
-		nx := nexusfake.New("pw")
-		nx.AddDockerHosted(nexusfake.DockerHosted{Name: "docker-proxy", ForceBasicAuth: forceBasic, PathEnabled: true})
+		nx := nexusemulator.New("pw")
+		nx.AddDockerHosted(nexusemulator.DockerHosted{Name: "docker-proxy", ForceBasicAuth: forceBasic, PathEnabled: true})
 		nx.ActivateRealm("DockerToken")
 		return nx
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/internal/nodeconfig"
 	"github.com/regwire/regwire/internal/probe"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // registry answers like a registry's API root.

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/regwire/regwire/internal/probe"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // TestProbeNamesTheErrorsOfTheTroubleshootingTable pins the messages README's

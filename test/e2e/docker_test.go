@@ -18,7 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // dockerTools are the programs the Docker suite needs that are built from this repository
@@ -26,10 +26,10 @@ import (
 func dockerTools(t *testing.T) testutil.DockerOptions {
 	t.Helper()
 	bin := filepath.Join(testutil.RepoRoot(t), "bin")
-	o := testutil.DockerOptions{Capfit: filepath.Join(bin, "capfit"), ComposePlugin: filepath.Join(bin, "docker-compose")}
-	for _, p := range []string{o.Capfit, o.ComposePlugin} {
+	o := testutil.DockerOptions{RuncHostcaps: filepath.Join(bin, "runc-hostcaps"), ComposePlugin: filepath.Join(bin, "docker-compose")}
+	for _, p := range []string{o.RuncHostcaps, o.ComposePlugin} {
 		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("%s is missing: run make e2e-docker (it builds bin/capfit and bin/docker-compose)", p)
+			t.Fatalf("%s is missing: run make e2e-docker (it builds bin/runc-hostcaps and bin/docker-compose)", p)
 		}
 	}
 	return o
@@ -37,7 +37,7 @@ func dockerTools(t *testing.T) testutil.DockerOptions {
 
 // TestAPrivateDockerEngineRunsPrivilegedContainers starts the suite's private Docker engine
 // and runs what kind nodes need of it: a privileged container, and docker exec into it.
-// On a machine whose capability bounding set is short, that works only through capfit.
+// On a machine whose capability bounding set is short, that works only through hostcaps.
 func TestAPrivateDockerEngineRunsPrivilegedContainers(t *testing.T) {
 	d := testutil.StartDocker(t, dockerTools(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -20,7 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // kindNodeImage is the kind node image the suite runs.
@@ -134,19 +134,19 @@ func buildKindNode(t *testing.T, d *testutil.Docker) string {
 }
 
 // kindHostConfig is what this host needs of a kind cluster, as kind's own config patches:
-// the capfit runtime in the nodes' containerd when the host's capability bounding set is
+// the runc-hostcaps runtime in the nodes' containerd when the host's capability bounding set is
 // short (containerd in a node starts privileged pods, kube-proxy among them), and kubelet
 // on a cgroup v1 host.
 func kindHostConfig(t *testing.T, d *testutil.Docker) string {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n")
-	if d.Runtime == "capfit" {
+	if d.Runtime == "runc-hostcaps" {
 		// Without CAP_SYS_RESOURCE runc cannot lower a container's oom_score_adj either:
 		// sandboxes fail with "can't get final child's PID from pipe" until containerd stops
 		// asking (restrict_oom_score_adj).
-		fmt.Fprintf(&b, "  extraMounts:\n  - hostPath: %s\n    containerPath: /usr/local/bin/capfit\n    readOnly: true\n", dockerTools(t).Capfit)
-		b.WriteString("containerdConfigPatches:\n- |-\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n    BinaryName = \"/usr/local/bin/capfit\"\n")
+		fmt.Fprintf(&b, "  extraMounts:\n  - hostPath: %s\n    containerPath: /usr/local/bin/runc-hostcaps\n    readOnly: true\n", dockerTools(t).RuncHostcaps)
+		b.WriteString("containerdConfigPatches:\n- |-\n  [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n    BinaryName = \"/usr/local/bin/runc-hostcaps\"\n")
 		b.WriteString("- |-\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    restrict_oom_score_adj = true\n")
 	}
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {

@@ -39,8 +39,8 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/bootstrap"
-	"github.com/regwire/regwire/internal/controlplane"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/controlplane"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 const (

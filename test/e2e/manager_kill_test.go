@@ -32,8 +32,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	"github.com/regwire/regwire/internal/controlplane"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/controlplane"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // TestTheManagerKilledDuringSyncsConverges SIGKILLs the manager process 20 times at random

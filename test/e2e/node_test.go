@@ -31,8 +31,8 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/config"
-	"github.com/regwire/regwire/internal/controlplane"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/controlplane"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // notReady tolerates the taint a node without CNI keeps: this node has no pod network (every

@@ -29,10 +29,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/regwire/regwire/bootstrap"
-	"github.com/regwire/regwire/internal/controlplane"
 	"github.com/regwire/regwire/internal/nexus"
-	"github.com/regwire/regwire/internal/nexus/nexusfake"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/controlplane"
+	"github.com/regwire/regwire/internal/test/nexusemulator"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // logs collects the output of every component and prints it when the test fails.
@@ -197,12 +197,12 @@ func startControlPlane(t *testing.T, dir string, o controlplane.Options) (*contr
 	return cp, kubeconfig, newClient(t, cp)
 }
 
-// privateRegistry is "Nexus" as teams run it: Nexus (the emulator, nexusfake, serving
+// privateRegistry is "Nexus" as teams run it: Nexus (the emulator, nexusemulator, serving
 // its REST API and docker repositories) behind real nginx, with the nginx.conf and SAN
 // certificate the bootstrap generates, reachable as nexus.local (and the other names given)
 // on a private loopback port (not the machine's 443).
 type privateRegistry struct {
-	nexus *nexusfake.Server
+	nexus *nexusemulator.Server
 	// url is Nexus's own address (http://127.0.0.1:<port>), as the proxy reaches it.
 	url string
 	// host is nexus.local:<port>, as image references name it.
@@ -220,7 +220,7 @@ type privateRegistry struct {
 func startPrivateRegistry(t *testing.T, l *logs, dir, user, password string, names ...string) *privateRegistry {
 	t.Helper()
 	p := &privateRegistry{user: user, password: password, tlsDir: filepath.Join(dir, "tls")}
-	p.nexus = nexusfake.New(password)
+	p.nexus = nexusemulator.New(password)
 	if user != "admin" {
 		p.nexus.AddUser(user, password, "nexus:repository-view:docker:*:*")
 	}

@@ -22,8 +22,8 @@ import (
 
 	"github.com/regwire/regwire/bootstrap"
 	"github.com/regwire/regwire/internal/nexus"
-	"github.com/regwire/regwire/internal/nexus/nexusfake"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/nexusemulator"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // TestOneMirrorWiresEveryRuntime applies one RegistryMirror with `regwire node apply` in
@@ -71,14 +71,14 @@ func TestOneMirrorWiresEveryRuntime(t *testing.T) {
 	}
 
 	d := testutil.StartDocker(t, testutil.DockerOptions{
-		Capfit: filepath.Join(testutil.RepoRoot(t), "bin", "capfit"),
-		Mounts: map[string]string{"/etc/hosts": hosts, "/etc/docker": dockerEtc},
+		RuncHostcaps: filepath.Join(testutil.RepoRoot(t), "bin", "runc-hostcaps"),
+		Mounts:       map[string]string{"/etc/hosts": hosts, "/etc/docker": dockerEtc},
 	})
 	l.add("dockerd", d.Log)
 
 	// "Nexus": the emulator with two docker repositories, my-docker and docker-proxy
 	// (standing in for a proxy of Docker Hub), both with path-based routing.
-	nx := nexusfake.New(password)
+	nx := nexusemulator.New(password)
 	l.add("nexus requests", stringer(func() string { return strings.Join(nx.Requests(), "\n") }))
 	admin := httptest.NewServer(nx) // on the machine's loopback, to seed it
 	t.Cleanup(admin.Close)

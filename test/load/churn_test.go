@@ -36,11 +36,12 @@ import (
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers"
-	"github.com/regwire/regwire/controllers/agenttest"
+	"github.com/regwire/regwire/controllers/agentdaemonset"
 	"github.com/regwire/regwire/controllers/registrymirror"
-	"github.com/regwire/regwire/internal/controlplane"
 	"github.com/regwire/regwire/internal/nodefiles"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/agenttest"
+	"github.com/regwire/regwire/internal/test/controlplane"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 const (
@@ -518,7 +519,7 @@ func startManager(t *testing.T, cfg *rest.Config) fmt.Stringer {
 	log := zap.New(zap.WriteTo(errs), zap.Level(zapcore.ErrorLevel))
 	ctrl.SetLogger(log)
 	mgr, err := controllers.NewManager(cfg, controllers.Options{
-		Namespace: operatorNS, Agent: registrymirror.DefaultAgentOptions("regwire:test"),
+		Namespace: operatorNS, Agent: agentdaemonset.DefaultOptions("regwire:test"),
 		Manager: ctrl.Options{Logger: log, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"},
 	})
 	if err != nil {

@@ -34,9 +34,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/regwire/regwire/api/v1alpha1"
-	"github.com/regwire/regwire/controllers/agenttest"
-	"github.com/regwire/regwire/internal/controlplane"
-	"github.com/regwire/regwire/internal/testutil"
+	"github.com/regwire/regwire/internal/test/agenttest"
+	"github.com/regwire/regwire/internal/test/controlplane"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 const operatorNS = "regwire-system"
@@ -48,7 +48,7 @@ func envInt(name string, def int) int {
 	return def
 }
 
-// TestScale measures, against the targets of issue 7: time until 1,000 ImageSyncs are
+// TestScale measures, against its targets: time until 1,000 ImageSyncs are
 // Ready; the manager's peak RSS (< 150 MiB); API writes per no-op reconcile during a
 // compressed steady state (every object reconciled every 10 s instead of every 10 h;
 // target 0); and the p99 time from a RegistryMirror change to the file on all 100 nodes

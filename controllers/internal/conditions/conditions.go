@@ -45,29 +45,20 @@ func SetReadySummary(conds *[]metav1.Condition, generation int64, types ...strin
 	Set(conds, generation, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReconciled, "")
 }
 
-// stalledReasons are the reasons of a False Ready that only a person can fix: the
-// controller keeps retrying, but nothing changes until the spec, a Secret it names or
-// another object does.
-var stalledReasons = map[v1alpha1.ConditionReason]bool{
-	v1alpha1.ReasonInvalidSpec:              true,
-	v1alpha1.ReasonCAInvalid:                true,
-	v1alpha1.ReasonCAExpired:                true,
-	v1alpha1.ReasonHostConflict:             true,
-	v1alpha1.ReasonRuntimeUnsupported:       true,
-	v1alpha1.ReasonClientCertificateInvalid: true,
-	v1alpha1.ReasonCredentialsInvalid:       true,
-	v1alpha1.ReasonPathRoutingUnsupported:   true,
-	v1alpha1.ReasonSourceAuthFailed:         true,
-	v1alpha1.ReasonTargetAuthFailed:         true,
-	v1alpha1.ReasonNexusAuthFailed:          true,
+// Stall marks, where a problem only a person can fix is found, that the object is
+// stalled: the controller keeps retrying, but nothing changes until the spec, a Secret it
+// names or another object does. SetProgress keeps the mark while Ready carries reason.
+func Stall(conds *[]metav1.Condition, generation int64, reason v1alpha1.ConditionReason, message string) {
+	Set(conds, generation, v1alpha1.ConditionStalled, metav1.ConditionTrue, reason, message)
 }
 
 // SetProgress sets Reconciling and Stalled from Ready, the way kstatus (Flux, kpt) reads
-// them: both absent when Ready is True; Stalled when Ready is False for a reason only a
-// person can fix; Reconciling otherwise. A suspended object is neither (kstatus still
-// reads its False Ready as InProgress).
+// them: both absent when Ready is True; Stalled, with Ready's message, while Ready is False
+// for the reason a Stall named; Reconciling otherwise. A suspended object is neither
+// (kstatus still reads its False Ready as InProgress).
 func SetProgress(conds *[]metav1.Condition, generation int64) {
 	ready := apimeta.FindStatusCondition(*conds, v1alpha1.ConditionReady)
+	stalled := apimeta.FindStatusCondition(*conds, v1alpha1.ConditionStalled)
 	switch {
 	case ready == nil:
 		apimeta.RemoveStatusCondition(conds, v1alpha1.ConditionStalled)
@@ -75,7 +66,7 @@ func SetProgress(conds *[]metav1.Condition, generation int64) {
 	case ready.Status == metav1.ConditionTrue || ready.Reason == string(v1alpha1.ReasonSuspended):
 		apimeta.RemoveStatusCondition(conds, v1alpha1.ConditionReconciling)
 		apimeta.RemoveStatusCondition(conds, v1alpha1.ConditionStalled)
-	case stalledReasons[v1alpha1.ConditionReason(ready.Reason)]:
+	case stalled != nil && stalled.Status == metav1.ConditionTrue && stalled.Reason == ready.Reason:
 		apimeta.RemoveStatusCondition(conds, v1alpha1.ConditionReconciling)
 		Set(conds, generation, v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ConditionReason(ready.Reason), ready.Message)
 	default:
@@ -102,6 +93,9 @@ type Error struct {
 	// RetryAfter, when set, is when to look again: what the problem depends on is not
 	// watched (Secrets, ConfigMaps read directly).
 	RetryAfter time.Duration
+	// Stalled says that only a person can fix it (Stalledf): the object reports Stalled
+	// rather than Reconciling while it lasts.
+	Stalled bool
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -109,6 +103,14 @@ func (e *Error) Error() string { return e.Message }
 // Errorf returns an *Error with the given reason and a formatted message.
 func Errorf(reason v1alpha1.ConditionReason, format string, args ...any) *Error {
 	return &Error{Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// Stalledf returns an *Error that only a person can fix: a spec the controller refuses, a
+// certificate or credentials that will not start working by themselves.
+func Stalledf(reason v1alpha1.ConditionReason, format string, args ...any) *Error {
+	e := Errorf(reason, format, args...)
+	e.Stalled = true
+	return e
 }
 
 // Retry returns e to be retried after d.
@@ -125,14 +127,17 @@ func Reported(err error) (*Error, bool) {
 }
 
 // Report turns the result of one phase into what Reconcile returns: an *Error is set on
-// the condition of type typ (False) and becomes a requeue after its RetryAfter; other
-// errors are returned as they are.
+// the condition of type typ (False), stalls the object when it is Stalled, and becomes a
+// requeue after its RetryAfter; other errors are returned as they are.
 func Report(conds *[]metav1.Condition, generation int64, typ string, res ctrl.Result, err error) (ctrl.Result, error) {
 	e, ok := Reported(err)
 	if !ok {
 		return res, err
 	}
 	Set(conds, generation, typ, metav1.ConditionFalse, e.Reason, e.Message)
+	if e.Stalled {
+		Stall(conds, generation, e.Reason, typ+": "+e.Message)
+	}
 	return LowestRequeue(res, ctrl.Result{RequeueAfter: e.RetryAfter}), nil
 }
 

@@ -4,7 +4,11 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -113,7 +117,13 @@ func TestGitOpsToolsSeeEveryStateTheControllersSet(t *testing.T) {
 	declared := declaredReasons(t)
 	for _, r := range declared {
 		if _, ok := expect[r]; !ok {
-			t.Errorf("reason %s: decide how GitOps tools see it (and whether it stalls: stalledReasons)", r)
+			t.Errorf("reason %s: decide how GitOps tools see it (and whether the controllers raise it with Stalledf)", r)
+		}
+	}
+	// The controllers raise exactly the stuck reasons as problems only a person can fix.
+	for r, stalls := range raisedReasons(t) {
+		if e, ok := expect[r]; ok && stalls != (e == stuck) {
+			t.Errorf("reason %s: the controllers raise it stalled=%t, the table says %v", r, stalls, e.want)
 		}
 	}
 
@@ -135,6 +145,9 @@ func TestGitOpsToolsSeeEveryStateTheControllersSet(t *testing.T) {
 	}
 	withReady := func(ready metav1.ConditionStatus, reason v1alpha1.ConditionReason) []metav1.Condition {
 		var conds []metav1.Condition
+		if expect[reason] == stuck {
+			Stall(&conds, 1, reason, "where it was raised")
+		}
 		Set(&conds, 1, v1alpha1.ConditionReady, ready, reason, "what the controller says about "+string(reason))
 		SetProgress(&conds, 1)
 		return conds
@@ -164,9 +177,22 @@ func TestGitOpsToolsSeeEveryStateTheControllersSet(t *testing.T) {
 		}
 	}
 
+	// A stall lasts while Ready keeps its reason, through reconciles that raise nothing
+	// (an ImageSync waiting for its next run), and ends when Ready moves on.
+	conds := withReady(metav1.ConditionFalse, v1alpha1.ReasonSourceAuthFailed)
+	SetProgress(&conds, 1)
+	if res := kstatusOf(t, objects["ImageSync"](conds, 1, 1)); res.Status != failed {
+		t.Errorf("an ImageSync still refused by its source, a reconcile later: %s", res.Status)
+	}
+	Set(&conds, 1, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonSourceUnreachable, "the source is down")
+	SetProgress(&conds, 1)
+	if res := kstatusOf(t, objects["ImageSync"](conds, 1, 1)); res.Status != inProgress || res.Message != "the source is down" {
+		t.Errorf("an ImageSync whose source went from refusing to unreachable: %s (%q), want InProgress", res.Status, res.Message)
+	}
+
 	// An ImageSync resyncing on its interval stays Current: Ready stays True while Synced
 	// is Unknown.
-	conds := withReady(metav1.ConditionTrue, v1alpha1.ReasonSyncSucceeded)
+	conds = withReady(metav1.ConditionTrue, v1alpha1.ReasonSyncSucceeded)
 	Set(&conds, 1, v1alpha1.ConditionSynced, metav1.ConditionUnknown, v1alpha1.ReasonSyncing, "copying selected tags")
 	SetProgress(&conds, 1)
 	if res := kstatusOf(t, objects["ImageSync"](conds, 1, 1)); res.Status != current {
@@ -179,4 +205,42 @@ func TestGitOpsToolsSeeEveryStateTheControllersSet(t *testing.T) {
 	if res := kstatusOf(t, rm); res.Status != status.TerminatingStatus {
 		t.Errorf("a RegistryMirror being deleted: %s", res.Status)
 	}
+}
+
+// raisedReasons reads the controllers' source for the reasons they raise as problems,
+// with whether each is raised as one only a person can fix (Stalledf, Stall, or a
+// classification that says stalled) or not (Errorf).
+func raisedReasons(t *testing.T) map[v1alpha1.ConditionReason]bool {
+	t.Helper()
+	raise := regexp.MustCompile(`conditions\.(Errorf|Stalledf)\(v1alpha1\.Reason(\w+)|return v1alpha1\.Reason(\w+), (true|false)`)
+	files, err := filepath.Glob("../../*/*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, _ := filepath.Glob("../*/*.go")
+	out := map[v1alpha1.ConditionReason]bool{}
+	for _, f := range append(files, more...) {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range raise.FindAllStringSubmatch(string(b), -1) {
+			reason, stalls := m[2], m[1] == "Stalledf"
+			if m[3] != "" {
+				reason, stalls = m[3], m[4] == "true"
+			}
+			r := v1alpha1.ConditionReason(reason)
+			if prev, seen := out[r]; seen && prev != stalls {
+				t.Errorf("%s: reason %s is raised both stalled and not", f, r)
+			}
+			out[r] = stalls
+		}
+	}
+	if len(out) < 10 {
+		t.Fatalf("found only %d raised reasons in the controllers' source", len(out))
+	}
+	return out
 }

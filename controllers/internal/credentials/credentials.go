@@ -1,0 +1,107 @@
+// Package credentials reads the credentials and trust a regwire spec references in other
+// objects — a RegistryMirror's CA bundle, credentials Secrets — straight from the API
+// server (the manager caches no Secret data). A reference to something missing or
+// unusable is a *conditions.Error naming the field and the fix.
+package credentials
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers/internal/conditions"
+	"github.com/regwire/regwire/internal/pullsecret"
+)
+
+// MirrorCA returns a RegistryMirror's CA bundle, from caBundle or the caFrom key, and the
+// field it came from; nil data when none is set (system roots). A missing object or key is
+// a *conditions.Error with reason CASourceNotFound.
+func MirrorCA(ctx context.Context, reader client.Reader, rm *v1alpha1.RegistryMirror) ([]byte, string, error) {
+	switch src := rm.Spec.CAFrom; {
+	case rm.Spec.CABundle != "":
+		return []byte(rm.Spec.CABundle), "spec.caBundle", nil
+	case src == nil:
+		return nil, "", nil
+	case src.SecretKeyRef != nil:
+		ref, field := src.SecretKeyRef, "spec.caFrom.secretKeyRef"
+		s := &corev1.Secret{}
+		if err := get(ctx, reader, ref.Namespace, ref.Name, s, field); err != nil {
+			return nil, field, err
+		}
+		if data, ok := s.Data[ref.Key]; ok {
+			return data, field, nil
+		}
+		return nil, field, conditions.Errorf(v1alpha1.ReasonCASourceNotFound, "%s: Secret %s/%s has no key %q", field, ref.Namespace, ref.Name, ref.Key)
+	default:
+		ref, field := src.ConfigMapKeyRef, "spec.caFrom.configMapKeyRef"
+		cm := &corev1.ConfigMap{}
+		if err := get(ctx, reader, ref.Namespace, ref.Name, cm, field); err != nil {
+			return nil, field, err
+		}
+		if data, ok := cm.Data[ref.Key]; ok {
+			return []byte(data), field, nil
+		}
+		if data, ok := cm.BinaryData[ref.Key]; ok {
+			return data, field, nil
+		}
+		return nil, field, conditions.Errorf(v1alpha1.ReasonCASourceNotFound, "%s: ConfigMap %s/%s has no key %q", field, ref.Namespace, ref.Name, ref.Key)
+	}
+}
+
+// get reads a caFrom object; NotFound is a *conditions.Error.
+func get(ctx context.Context, reader client.Reader, ns, name string, obj client.Object, field string) error {
+	err := reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)
+	switch {
+	case apierrors.IsNotFound(err):
+		kind := "ConfigMap"
+		if _, ok := obj.(*corev1.Secret); ok {
+			kind = "Secret"
+		}
+		return conditions.Errorf(v1alpha1.ReasonCASourceNotFound, "%s: %s %s/%s not found", field, kind, ns, name)
+	case err != nil:
+		return fmt.Errorf("reading %s: %w", field, err)
+	}
+	return nil
+}
+
+// Secret reads the Secret ns/name that field names; a missing one is a *conditions.Error
+// with reason CredentialsNotFound.
+func Secret(ctx context.Context, reader client.Reader, ns, name, field string) (*corev1.Secret, error) {
+	s := &corev1.Secret{}
+	if err := reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, conditions.Errorf(v1alpha1.ReasonCredentialsNotFound, "%s: Secret %s/%s not found", field, ns, name)
+		}
+		return nil, fmt.Errorf("reading %s: %w", field, err)
+	}
+	return s, nil
+}
+
+// Credentials reads a basic-auth or dockerconfigjson Secret into the user name and password
+// for host. A Secret that is missing or holds nothing usable for host is a
+// *conditions.Error (CredentialsNotFound, CredentialsInvalid).
+func Credentials(ctx context.Context, reader client.Reader, ns, name, host, field string) (user, pass string, err error) {
+	s, err := Secret(ctx, reader, ns, name, field)
+	if err != nil {
+		return "", "", err
+	}
+	user, pass, err = pullsecret.Credentials(host, s, field)
+	if err != nil {
+		return "", "", conditions.Stalledf(v1alpha1.ReasonCredentialsInvalid, "%s", err.Error())
+	}
+	return user, pass, nil
+}
+
+// Authenticator is Credentials as go-containerregistry's basic authenticator.
+func Authenticator(ctx context.Context, reader client.Reader, ns, name, host, field string) (authn.Authenticator, error) {
+	user, pass, err := Credentials(ctx, reader, ns, name, host, field)
+	if err != nil {
+		return nil, err
+	}
+	return &authn.Basic{Username: user, Password: pass}, nil
+}

@@ -1,0 +1,75 @@
+package registrymirror_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers/agentdaemonset"
+	"github.com/regwire/regwire/internal/nodeconfig"
+	"github.com/regwire/regwire/internal/test/envtest"
+	"github.com/regwire/regwire/internal/test/testutil"
+)
+
+// TestAnUnchangedMirrorWritesNothing: once a RegistryMirror has settled, reconciling it
+// again (here: node label changes, which reconcile every mirror) writes nothing — not its
+// status, not the published ConfigMap, not the agent DaemonSet (whose defaulted fields
+// always differ from what regwire asks for, so it is compared by hash).
+func TestAnUnchangedMirrorWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	rm := &v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "quiet"}, Spec: v1alpha1.RegistryMirrorSpec{
+		Host: "quiet.example:5000", NodeSelector: map[string]string{"regwire.test/quiet": "never"},
+	}}
+	if err := env.Create(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.DeleteAndWait(t, rm) })
+	ds := &appsv1.DaemonSet{}
+	cm := &corev1.ConfigMap{}
+	versions := func() string {
+		_ = env.Get(ctx, client.ObjectKeyFromObject(rm), rm)
+		_ = env.Get(ctx, client.ObjectKey{Namespace: envtest.Namespace, Name: agentdaemonset.Name}, ds)
+		_ = env.Get(ctx, client.ObjectKey{Namespace: envtest.Namespace, Name: nodeconfig.PublishedName(rm.Name)}, cm)
+		return fmt.Sprintf("mirror %s, DaemonSet %s, ConfigMap %s", rm.ResourceVersion, ds.ResourceVersion, cm.ResourceVersion)
+	}
+	envtest.Eventually(t, func() error {
+		if rm.Status.ObservedGeneration != rm.Generation || ds.ResourceVersion == "" || cm.ResourceVersion == "" {
+			return fmt.Errorf("not settled: %s", versions())
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // the last status write of the first reconciles
+	before := versions()
+	reconciles := envtest.ReconcileCount(t, "registrymirror")
+	writes := testutil.APIWrites(t, env.Config)
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "quiet-node"}}
+	if err := env.Create(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Delete(context.Background(), node) })
+	for i := range 5 {
+		env.Mutate(t, node, func() { node.Labels = map[string]string{"round": fmt.Sprint(i)} })
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	if n := envtest.ReconcileCount(t, "registrymirror") - reconciles; n < 5 {
+		t.Fatalf("only %v reconciles of RegistryMirrors; the test wants them to happen", n)
+	}
+	if after := versions(); after != before {
+		t.Errorf("reconciling an unchanged mirror changed objects: before %s, after %s", before, after)
+	}
+	// A write that changes nothing keeps the resource version; the API server still counts
+	// the request.
+	for resource, n := range testutil.APIWrites(t, env.Config) {
+		if d := n - writes[resource]; d > 0 && resource != "leases" && resource != "nodes" && resource != "events" {
+			t.Errorf("%v write request(s) to %s while nothing changed", d, resource)
+		}
+	}
+}
