@@ -15,6 +15,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/regwire/regwire/internal/imagebuild"
 )
 
 // SetSpec sizes a reference image set. The same spec and seed always give the same bytes.
@@ -105,17 +107,7 @@ func (g *generator) image(s SetSpec, base v1.Layer, n int, tiny bool, platform s
 		}
 		layers = append(layers, g.layer(size))
 	}
-	img, err := mutate.AppendLayers(img, layers...)
-	if err != nil {
-		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", platform
-	return mutate.ConfigFile(img, cf)
+	return imagebuild.Image(img, layers, func(cf *v1.ConfigFile) { cf.OS, cf.Architecture = "linux", platform })
 }
 
 var arches = []string{"amd64", "arm64", "ppc64le", "s390x"}

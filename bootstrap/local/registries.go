@@ -26,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/regwire/regwire/bootstrap"
+	"github.com/regwire/regwire/internal/imagebuild"
 	"github.com/regwire/regwire/internal/test/nexusemulator"
 )
 
@@ -124,17 +125,9 @@ func seedUpstream(ctx context.Context, addr string) error {
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, arch := range []string{"amd64", "arm64"} {
 		layer := static.NewLayer([]byte("regwire demo layer for linux/"+arch+"\n"), types.OCILayer)
-		img, err := mutate.AppendLayers(mutate.MediaType(mutate.ConfigMediaType(empty.Image, types.OCIConfigJSON), types.OCIManifestSchema1), layer)
+		ociImage := mutate.MediaType(mutate.ConfigMediaType(empty.Image, types.OCIConfigJSON), types.OCIManifestSchema1)
+		img, err := imagebuild.Image(ociImage, []v1.Layer{layer}, func(cf *v1.ConfigFile) { cf.OS, cf.Architecture = "linux", arch })
 		if err != nil {
-			return err
-		}
-		cf, err := img.ConfigFile()
-		if err != nil {
-			return err
-		}
-		cf = cf.DeepCopy()
-		cf.OS, cf.Architecture = "linux", arch
-		if img, err = mutate.ConfigFile(img, cf); err != nil {
 			return err
 		}
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})

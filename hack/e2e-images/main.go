@@ -29,8 +29,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/regwire/regwire/internal/imagebuild"
 )
 
 // Image names the test loads.
@@ -283,29 +284,20 @@ func tarLayer(write func(*tar.Writer) error) (v1.Layer, error) {
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	b := buf.Bytes()
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
+	return imagebuild.LayerOf(buf.Bytes())
 }
 
 // newImage is a linux/amd64 image of layers with cfg, created at the epoch; cfg without a
 // PATH gets the usual one.
 func newImage(layers []v1.Layer, cfg v1.Config) (v1.Image, error) {
-	img, err := mutate.AppendLayers(empty.Image, layers...)
-	if err != nil {
-		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Created = v1.Time{Time: epoch}
 	if !slices.ContainsFunc(cfg.Env, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
 		cfg.Env = append(cfg.Env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	}
-	cf.Config = cfg
-	return mutate.ConfigFile(img, cf)
+	return imagebuild.Image(empty.Image, layers, func(cf *v1.ConfigFile) {
+		cf.OS, cf.Architecture = "linux", "amd64"
+		cf.Created = v1.Time{Time: epoch}
+		cf.Config = cfg
+	})
 }
 
 // fileKey identifies a file by size and modification time (hashing a root filesystem of

@@ -64,23 +64,17 @@ func Build(o Options) (v1.ImageIndex, error) {
 		if err != nil {
 			return nil, err
 		}
-		img, err := mutate.AppendLayers(mutate.MediaType(mutate.ConfigMediaType(empty.Image, types.OCIConfigJSON), types.OCIManifestSchema1), base, app)
+		ociImage := mutate.MediaType(mutate.ConfigMediaType(empty.Image, types.OCIConfigJSON), types.OCIManifestSchema1)
+		img, err := Image(ociImage, []v1.Layer{base, app}, func(cf *v1.ConfigFile) {
+			cf.OS, cf.Architecture, cf.Variant = plat.OS, plat.Architecture, plat.Variant
+			cf.Created = v1.Time{Time: o.Created}
+			cf.Config.Entrypoint = []string{"/regwire"}
+			cf.Config.User = fmt.Sprintf("%d:%d", NonRootUID, NonRootUID)
+			cf.Config.WorkingDir = "/"
+			cf.Config.Env = []string{"PATH=/", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"}
+			cf.Config.Labels = labels(o)
+		})
 		if err != nil {
-			return nil, err
-		}
-		cf, err := img.ConfigFile()
-		if err != nil {
-			return nil, err
-		}
-		cf = cf.DeepCopy()
-		cf.OS, cf.Architecture, cf.Variant = plat.OS, plat.Architecture, plat.Variant
-		cf.Created = v1.Time{Time: o.Created}
-		cf.Config.Entrypoint = []string{"/regwire"}
-		cf.Config.User = fmt.Sprintf("%d:%d", NonRootUID, NonRootUID)
-		cf.Config.WorkingDir = "/"
-		cf.Config.Env = []string{"PATH=/", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"}
-		cf.Config.Labels = labels(o)
-		if img, err = mutate.ConfigFile(img, cf); err != nil {
 			return nil, err
 		}
 		if img, err = mutate.CreatedAt(img, v1.Time{Time: o.Created}); err != nil {
@@ -89,6 +83,28 @@ func Build(o Options) (v1.ImageIndex, error) {
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: plat}})
 	}
 	return mutate.Annotations(idx, labels(o)).(v1.ImageIndex), nil
+}
+
+// Image returns base with layers appended and its config file changed by configure: what
+// every image built here without a Docker engine needs (regwire's, the test images, the
+// benchmark's).
+func Image(base v1.Image, layers []v1.Layer, configure func(*v1.ConfigFile)) (v1.Image, error) {
+	img, err := mutate.AppendLayers(base, layers...)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	configure(cf)
+	return mutate.ConfigFile(img, cf)
+}
+
+// LayerOf is a layer holding data, an uncompressed tar stream.
+func LayerOf(data []byte, opts ...tarball.LayerOption) (v1.Layer, error) {
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }, opts...)
 }
 
 func labels(o Options) map[string]string {
@@ -158,6 +174,5 @@ func layer(files []file) (v1.Layer, error) {
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	data := b.Bytes()
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }, tarball.WithMediaType(types.OCILayer))
+	return LayerOf(b.Bytes(), tarball.WithMediaType(types.OCILayer))
 }

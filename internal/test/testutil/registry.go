@@ -6,15 +6,14 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/regwire/regwire/internal/test/registry"
 )
 
 // Registry is a CNCF distribution registry process (bin/registry, built by `make tools`)
@@ -25,7 +24,7 @@ type Registry struct {
 	// URL is the base URL, http:// or https://.
 	URL string
 	// Log holds the registry's output.
-	Log *bytes.Buffer
+	Log fmt.Stringer
 }
 
 // RegistryOptions configure StartRegistry.
@@ -66,23 +65,12 @@ func RegistryBinary(t testing.TB) string {
 // StartRegistry runs a registry until the test ends.
 func StartRegistry(t testing.TB, o RegistryOptions) *Registry {
 	t.Helper()
-	bin := RegistryBinary(t)
 	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
-	scheme := "http"
+	c := registry.Config{Dir: dir}
 	if o.TLS != nil {
-		scheme = "https"
-		certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-		writePEM(t, certFile, "CERTIFICATE", o.TLS.Certificate[0])
-		writeKey(t, keyFile, o.TLS.PrivateKey)
-		cfg += fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", certFile, keyFile)
+		c.CertFile, c.KeyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+		writePEM(t, c.CertFile, "CERTIFICATE", o.TLS.Certificate[0])
+		writeKey(t, c.KeyFile, o.TLS.PrivateKey)
 	}
 	if len(o.Users) > 0 {
 		var htpasswd bytes.Buffer
@@ -93,48 +81,30 @@ func StartRegistry(t testing.TB, o RegistryOptions) *Registry {
 			}
 			fmt.Fprintf(&htpasswd, "%s:%s\n", user, h)
 		}
-		path := filepath.Join(dir, "htpasswd")
-		if err := os.WriteFile(path, htpasswd.Bytes(), 0o600); err != nil {
+		c.Htpasswd = filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(c.Htpasswd, htpasswd.Bytes(), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: regwire-test\n    path: %s\n", path)
 	}
 	if o.Token != nil {
 		bundle := filepath.Join(dir, "token-signer.crt")
 		if err := os.WriteFile(bundle, o.Token.certPE, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cfg += fmt.Sprintf("auth:\n  token:\n    realm: %s\n    service: %s\n    issuer: %s\n    rootcertbundle: %s\n", o.Token.URL, tokenService, tokenIssuer, bundle)
+		c.Token = &registry.Token{Realm: o.Token.URL, Service: tokenService, Issuer: tokenIssuer, RootCertBundle: bundle}
 	}
-	cfgFile := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+	p, err := registry.Start(RegistryBinary(t), c)
+	if err != nil {
 		t.Fatal(err)
 	}
-
-	r := &Registry{Host: addr, URL: scheme + "://" + addr, Log: &bytes.Buffer{}}
-	cmd := exec.Command(bin, "serve", cfgFile)
-	cmd.Stdout, cmd.Stderr = r.Log, r.Log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // readiness probe of our own test server
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := client.Get(r.URL + "/v2/")
-		if err == nil {
-			_ = resp.Body.Close()
-			return r
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry did not start: %v\n%s", err, r.Log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	t.Cleanup(p.Stop)
+	return &Registry{Host: p.Addr, URL: p.URL, Log: stringer(p.Log)}
 }
+
+// stringer is a func that says what something has to say.
+type stringer func() string
+
+func (s stringer) String() string { return s() }
 
 func writePEM(t testing.TB, path, typ string, der []byte) {
 	t.Helper()
