@@ -37,7 +37,7 @@ and reports in the node's RegistryNode.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if nodeName == "" {
-				return errors.New("--node-name is empty: set it, or NODE_NAME (the DaemonSet sets it from spec.nodeName)")
+				return usage(errors.New("--node-name is empty: set it, or NODE_NAME (the DaemonSet sets it from spec.nodeName)"))
 			}
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 			cfg, err := ctrl.GetConfig()

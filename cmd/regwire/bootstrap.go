@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -99,15 +100,21 @@ names change or it nears its end.`,
 			for _, s := range ips {
 				ip := net.ParseIP(s)
 				if ip == nil {
-					return fmt.Errorf("--ip %q: not an IP address", s)
+					return usage(fmt.Errorf("--ip %q: not an IP address", s))
 				}
 				o.PKI.IPs = append(o.PKI.IPs, ip)
 			}
 			o.PKI.KeyType = bootstrap.KeyType(keyType)
+			if o.PKI.KeyType != bootstrap.KeyECDSA && o.PKI.KeyType != bootstrap.KeyRSA {
+				return usage(fmt.Errorf("--key-type %q: want %s or %s", keyType, bootstrap.KeyECDSA, bootstrap.KeyRSA))
+			}
+			if len(hosts) == 0 && len(ips) == 0 {
+				return usage(errors.New("the certificate needs a name: give --host or --ip"))
+			}
 			if kindConfig != "" {
 				b, err := os.ReadFile(kindConfig)
 				if err != nil {
-					return fmt.Errorf("--kind-config: %w", err)
+					return usage(fmt.Errorf("--kind-config: %w", err))
 				}
 				o.Kind.Config = b
 			}
@@ -163,7 +170,7 @@ func newBootstrapStackCommands() []*cobra.Command {
 		if kindConfig != "" {
 			b, err := os.ReadFile(kindConfig)
 			if err != nil {
-				return fmt.Errorf("--kind-config: %w", err)
+				return usage(fmt.Errorf("--kind-config: %w", err))
 			}
 			s.Render.Kind.Config = b
 		}

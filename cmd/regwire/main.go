@@ -60,11 +60,28 @@ func usage(err error) error {
 
 func exitCode(err error) int {
 	var u usageError
-	// cobra's own: a command that does not exist.
-	if errors.As(err, &u) || strings.HasPrefix(err.Error(), "unknown command ") {
+	if errors.As(err, &u) {
 		return exitUsage
 	}
+	// cobra's own checks of the command line, which come back as plain errors: a command
+	// that does not exist, a required flag left out, flags that exclude each other.
+	for _, prefix := range []string{"unknown command ", "required flag(s) ", "if any flags in the group "} {
+		if strings.HasPrefix(err.Error(), prefix) {
+			return exitUsage
+		}
+	}
 	return exitFailed
+}
+
+// argsAreUsage makes a wrong number or kind of arguments a usage error in c and every
+// command below it.
+func argsAreUsage(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error { return usage(check(cmd, args)) }
+	}
+	for _, sub := range c.Commands() {
+		argsAreUsage(sub)
+	}
 }
 
 func newRootCommand() *cobra.Command {
@@ -79,5 +96,6 @@ func newRootCommand() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usage(err) })
 	root.AddCommand(newSyncCommand(), newVersionCommand())
 	root.AddCommand(fullBuildCommands()...)
+	argsAreUsage(root)
 	return root
 }

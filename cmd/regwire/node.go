@@ -108,7 +108,7 @@ func readMirrors(file string, stdin io.Reader, clientCerts string) ([]nodeconfig
 		data, err = os.ReadFile(file)
 	}
 	if err != nil {
-		return nil, err
+		return nil, usage(err)
 	}
 	docs, err := manifest.Split(data)
 	if err != nil {

@@ -26,7 +26,7 @@ func newVersionCommand() *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(info)
 			default:
-				return fmt.Errorf("--output %q: want json or nothing", output)
+				return usage(fmt.Errorf("--output %q: want json or nothing", output))
 			}
 		},
 	}

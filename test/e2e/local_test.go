@@ -33,12 +33,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/bootstrap"
+	"github.com/regwire/regwire/internal/scheme"
 	"github.com/regwire/regwire/internal/test/controlplane"
 	"github.com/regwire/regwire/internal/test/testutil"
 )
@@ -289,11 +290,9 @@ func buildRegwire(t *testing.T, dir string) string {
 
 func newClient(t *testing.T, cp *controlplane.ControlPlane) client.Client {
 	t.Helper()
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
+	s := scheme.New()
+	// The CRDs too: the uninstall checks look for regwire's.
+	if err := apiextensionsv1.AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
 	c, err := client.New(cp.Config, client.Options{Scheme: s})

@@ -303,6 +303,20 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(localDir, "hosts.toml")); !bytes.Equal(b, localHosts) {
 		t.Errorf("the unrelated hosts.toml changed: %q", b)
 	}
+
+	// Uninstall as users do leaves no regwire object and no agent pod: dist's way first,
+	// then the chart's, with a mirror bringing the agents up in between.
+	uninstallDist(t, k8s, objs)
+	t.Logf("kubectl delete -f dist/install.yaml left nothing (%s)", time.Since(begun).Round(time.Second))
+	helmInstallAndUninstall(t, k8s, kubeconfig, local.Host+"/regwire", "e2e",
+		func(dep *unstructured.Unstructured) {
+			e2eOverlay(t, dep, apiHost, apiPort, probePort, certsDir, filepath.Join(work, "containerd", "config.toml"))
+		},
+		&v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "after-helm-install"}, Spec: v1alpha1.RegistryMirrorSpec{
+			Host: v1alpha1.RegistryHost(host), CABundle: string(priv.ca), Tolerations: []corev1.Toleration{notReady},
+		}},
+		filepath.Join(certsDir, host))
+	t.Logf("helm uninstall left nothing (%s)", time.Since(begun).Round(time.Second))
 	t.Logf("the whole flow took %s", time.Since(begun).Round(time.Second))
 }
 
