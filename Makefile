@@ -20,6 +20,9 @@ REGISTRY       := $(BIN)/registry
 REGISTRY_VERSION := v3.1.2
 RUNC_HOSTCAPS  := $(BIN)/runc-hostcaps
 COMPOSE_PLUGIN := $(BIN)/docker-compose
+KIND_NODE      := $(BIN)/kind-node/.built
+NEXUS_EMULATOR := $(BIN)/nexus-emulator
+KIND_NODE_TAGS := no_aufs no_zfs no_btrfs no_devmapper
 # The Compose version hack/tools/compose/go.mod pins, stamped into the plugin.
 COMPOSE_VERSION = $(shell awk '$$1 == "require" && $$2 == "github.com/docker/compose/v2" {print $$3}' hack/tools/compose/go.mod)
 LDFLAGS        := -s -w -X github.com/regwire/regwire/internal/version.Version=$(VERSION) \
@@ -48,8 +51,12 @@ help: ## Show this help: every target by section, with the variables' current va
 demo: envtest build ## Run the embedded local stack: API server, CRDs, controllers, samples; Ctrl-C stops it.
 	$(BIN)/regwire bootstrap local
 
+# The phases of make test, in order; each is timed, and a table of the times ends the run.
+TEST_PHASES := verify-generated vet lint test-unit e2e-local e2e-node e2e-images e2e-docker
+
 .PHONY: test
-test: verify-generated vet lint test-unit e2e-local e2e-node e2e-docker ## Everything CI runs: generated files, vet, lint, unit, envtest and end-to-end suites.
+test: ## Everything CI runs, in timed phases: generated files, vet, lint, unit and envtest suites, end-to-end suites.
+	@MAKE="$(MAKE)" hack/phases.sh $(TEST_PHASES)
 
 .PHONY: test-unit
 test-unit: envtest $(REGISTRY) ## Unit and envtest suites (go test ./...), and the benchmark harness's own tests.
@@ -65,16 +72,17 @@ e2e-node: envtest node-binaries $(REGISTRY) ## regwire on a real kubelet node (a
 	go test -tags e2e -count=1 -v -timeout 25m -run TestARealNodePullsFromThePrivateRegistry ./test/e2e/
 
 .PHONY: e2e-images
-e2e-images: kind-node-bin node-binaries $(REGISTRY) ## Build the Docker suite's images without a registry (debootstrap + go-containerregistry) into bin/e2e-images; rebuilt only when an input changes.
-	CGO_ENABLED=0 go build -trimpath -o $(BIN)/nexus-emulator ./hack/nexus-emulator
+e2e-images: $(KIND_NODE) $(NEXUS_EMULATOR) node-binaries $(REGISTRY) ## Build the Docker suite's images without a registry (debootstrap + go-containerregistry) into bin/e2e-images; rebuilt only when an input changes.
 	go run ./hack/e2e-images --out $(BIN)/e2e-images --nexus-emulator $(BIN)/nexus-emulator --registry $(REGISTRY) \
 		--kind-base-files $$(go list -m -f '{{.Dir}}' sigs.k8s.io/kind)/images/base/files --kind-node-bin $(BIN)/kind-node \
 		--k8s-bin $(ENVTEST_ASSETS)
 
-# What kind's node image runs besides Debian's packages, at the versions hack/tools/kind-node pins.
-KIND_NODE_TAGS := no_aufs no_zfs no_btrfs no_devmapper
+# What kind's node image runs besides Debian's packages, at the versions hack/tools/kind-node
+# and hack/tools/coredns pin; $(KIND_NODE) marks them built.
 .PHONY: kind-node-bin
-kind-node-bin: node-binaries ## Build containerd 2, ctr, the runc shim, crictl, the CNI plugins, CoreDNS and pause for the kind node image into bin/kind-node.
+kind-node-bin: $(KIND_NODE) ## Build containerd 2, ctr, the runc shim, crictl, the CNI plugins, CoreDNS and pause for the kind node image into bin/kind-node.
+
+$(KIND_NODE): hack/tools/kind-node/go.mod hack/tools/kind-node/go.sum hack/tools/coredns/go.mod hack/tools/coredns/go.sum hack/tools/coredns/main.go hack/tools/k8s/go.mod
 	@mkdir -p $(BIN)/kind-node/cni
 	cd hack/tools/kind-node && \
 	  ctrd=$$(go list -m -f '{{.Version}}' github.com/containerd/containerd/v2) && \
@@ -86,14 +94,21 @@ kind-node-bin: node-binaries ## Build containerd 2, ctr, the runc shim, crictl, 
 	    github.com/containernetworking/plugins/plugins/ipam/host-local github.com/containernetworking/plugins/plugins/main/bridge \
 	    github.com/containernetworking/plugins/plugins/main/loopback github.com/containernetworking/plugins/plugins/main/ptp \
 	    github.com/containernetworking/plugins/plugins/meta/portmap
-	cd hack/tools/coredns && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(BIN)/kind-node/coredns github.com/coredns/coredns
-	# Kubernetes' own pause, at the version kubeadm names (as Kubernetes builds it: static, -DVERSION).
-	pause=$$(go list -m -f '{{.Dir}}' -modfile hack/tools/k8s/go.mod k8s.io/kubernetes)/build/pause/linux/pause.c && \
-	  gcc -Os -Wall -Werror -static -DVERSION=$$($(ENVTEST_ASSETS)/kubeadm config images list 2>/dev/null | sed -n 's|.*/pause:||p') -o $(BIN)/kind-node/pause $$pause
+	cd hack/tools/coredns && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(BIN)/kind-node/coredns .
+	# Kubernetes' own pause, at the version kubeadm names (its PauseVersion), built as
+	# Kubernetes builds it: static, -DVERSION.
+	k8s=$$(go list -m -f '{{.Dir}}' -modfile hack/tools/k8s/go.mod k8s.io/kubernetes) && \
+	  version=$$(sed -n 's/^[[:space:]]*PauseVersion = "\(.*\)"/\1/p' $$k8s/cmd/kubeadm/app/constants/constants.go) && \
+	  test -n "$$version" && \
+	  gcc -Os -Wall -Werror -static -DVERSION=$$version -o $(BIN)/kind-node/pause $$k8s/build/pause/linux/pause.c
+	@touch $@
 
 .PHONY: e2e-docker
 e2e-docker: $(RUNC_HOSTCAPS) $(COMPOSE_PLUGIN) e2e-images ## The Docker path (as root) on a private Docker engine: privileged containers, the kind node image, bootstrap up --registry-only, then bootstrap up with kind, a pod pulling from nexus.local, down; one mirror pulled through by containerd, podman, skopeo and Docker Engine, skipFallback.
 	go test -tags e2e -count=1 -v -timeout 30m -run 'TestAPrivateDockerEngineRunsPrivilegedContainers|TestOneMirrorWiresEveryRuntime|TestTheRegistryHalfOfBootstrapUpOnARealDockerEngine|TestTheKindNodeBaseImageBootsHere|TestBootstrapUpOnARealDockerEngine' ./test/e2e/
+
+$(NEXUS_EMULATOR): $(shell find hack/nexus-emulator internal/test/nexusemulator internal/nexus -name '*.go' ! -name '*_test.go') go.mod go.sum
+	CGO_ENABLED=0 go build -trimpath -o $@ ./hack/nexus-emulator
 
 $(RUNC_HOSTCAPS): hack/runc-hostcaps/main.go internal/hostcaps/hostcaps.go go.mod go.sum
 	CGO_ENABLED=0 go build -trimpath -o $@ ./hack/runc-hostcaps
@@ -214,8 +229,12 @@ $(REGISTRY): hack/tools/registry/go.mod
 .PHONY: registry
 registry: $(REGISTRY) ## Build the CNCF distribution registry the tests run (bin/registry).
 
+.PHONY: k8s-binaries
+k8s-binaries: ## Build every Kubernetes binary the tests run (kube-apiserver, etcd and a node's) in one go build into bin/k8s/.
+	hack/envtest.sh kube-apiserver etcd kubelet kube-controller-manager kube-scheduler kube-proxy kubeadm kubectl >/dev/null
+
 .PHONY: tools
-tools: envtest node-binaries $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) $(RUNC_HOSTCAPS) $(COMPOSE_PLUGIN) ## Build every tool.
+tools: k8s-binaries $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) $(RUNC_HOSTCAPS) $(COMPOSE_PLUGIN) $(KIND_NODE) ## Build every tool the tests need (independent builds run side by side under make -j).
 
 .PHONY: clean
 clean: ## Remove what the build made (keeps bin/k8s, which is slow to build).

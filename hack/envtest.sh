@@ -26,12 +26,28 @@ components=("$@")
 
 log() { printf 'envtest: %s\n' "$*" >&2; }
 
-# has_version BIN WANT: the binary exists and its --version mentions WANT.
-has_version() { [ -x "$1" ] && "$1" --version 2>/dev/null | grep -q -- "$2"; }
+# version_of BIN: what the binary says its version is (kubeadm and kubectl have no --version).
+version_of() {
+	case "$(basename "$1")" in
+	kubeadm) "$1" version -o short ;;
+	kubectl) "$1" version --client ;;
+	*) "$1" --version ;;
+	esac 2>/dev/null
+}
 
+# has_version BIN WANT: the binary exists and its version mentions WANT. (Not a pipe into
+# grep -q: with pipefail, a binary that writes on after the match dies of SIGPIPE and the
+# check fails at random.)
+has_version() { [ -x "$1" ] && [[ "$(version_of "$1")" == *"$2"* ]]; }
+
+# build_k8s CMD...: builds the Kubernetes commands that are missing or at another version,
+# all in one go build (their packages are compiled once, and links run side by side).
 build_k8s() {
-	local cmd="$1" out="${dest}/$1"
-	if has_version "${out}" "v${K8S_VERSION}"; then log "${cmd} v${K8S_VERSION} present"; return; fi
+	local missing=() cmd
+	for cmd in "$@"; do
+		if has_version "${dest}/${cmd}" "v${K8S_VERSION}"; then log "${cmd} v${K8S_VERSION} present"; else missing+=("${cmd}"); fi
+	done
+	[ ${#missing[@]} -gt 0 ] || return 0
 	local major="${K8S_VERSION%%.*}" minor; minor="${K8S_VERSION#*.}"; minor="${minor%%.*}"
 	local ldflags=""
 	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -39,12 +55,14 @@ build_k8s() {
 		ldflags+=" -X ${pkg}.gitMinor=${minor} -X ${pkg}.gitTreeState=clean"
 		ldflags+=" -X ${pkg}.buildDate=1970-01-01T00:00:00Z"
 	done
-	log "building ${cmd} v${K8S_VERSION} from the Go module proxy (several minutes on a cold cache)"
-	local start=$SECONDS
+	log "building ${missing[*]} v${K8S_VERSION} from the Go module proxy (several minutes on a cold cache)"
+	local start=$SECONDS tmp
+	tmp="$(mktemp -d "${dest}/.build.XXXXXX")"
 	(cd "${root}/hack/tools/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w ${ldflags}" \
-		-o "${out}.tmp" "k8s.io/kubernetes/cmd/${cmd}")
-	mv "${out}.tmp" "${out}"
-	log "built ${cmd} in $((SECONDS - start))s"
+		-o "${tmp}/" "${missing[@]/#/k8s.io/kubernetes/cmd/}")
+	for cmd in "${missing[@]}"; do mv "${tmp}/${cmd}" "${dest}/${cmd}"; done
+	rmdir "${tmp}"
+	log "built ${missing[*]} in $((SECONDS - start))s"
 }
 
 build_etcd() {
@@ -58,11 +76,13 @@ build_etcd() {
 	log "built etcd in $((SECONDS - start))s"
 }
 
+k8s=()
 for c in "${components[@]}"; do
 	case "${c}" in
 	etcd) build_etcd ;;
-	kube-apiserver | kubelet | kube-controller-manager | kube-scheduler | kube-proxy | kubeadm | kubectl) build_k8s "${c}" ;;
+	kube-apiserver | kubelet | kube-controller-manager | kube-scheduler | kube-proxy | kubeadm | kubectl) k8s+=("${c}") ;;
 	*) log "unknown component ${c}"; exit 2 ;;
 	esac
 done
+[ ${#k8s[@]} -eq 0 ] || build_k8s "${k8s[@]}"
 echo "${dest}"

@@ -22,7 +22,7 @@ import (
 // TestTheImageRunsWithContainerd builds the regwire image the way `make image` does (no
 // Docker), pushes it to a local registry, pulls it with containerd's CRI image service and
 // runs `regwire version` with runc: the stamped version, the host's platform, as the
-// non-root user; the index holds both architectures.
+// non-root user. It builds this machine's platform only (see buildRegwireImage).
 func TestTheImageRunsWithContainerd(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test runs containerd: run it as root (CI does)")
@@ -33,13 +33,7 @@ func TestTheImageRunsWithContainerd(t *testing.T) {
 	l.add("registry", reg.Log)
 	ref := reg.Host + "/regwire:e2e"
 	const version = "v9.9.9-e2e"
-	cmd := exec.Command("go", "run", "./hack/image", "--version", version, "--commit", "e2e", "--out", filepath.Join(work, "layout"), "--push", ref, "--insecure")
-	cmd.Dir = testutil.RepoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make image: %v\n%s", err, out)
-	} else {
-		t.Logf("%s", out)
-	}
+	buildRegwireImage(t, version, filepath.Join(work, "layout"), ref)
 	idx, err := remote.Index(testutil.Ref(t, ref))
 	if err != nil {
 		t.Fatal(err)
@@ -49,8 +43,8 @@ func TestTheImageRunsWithContainerd(t *testing.T) {
 	for _, m := range im.Manifests {
 		platforms = append(platforms, m.Platform.String())
 	}
-	if strings.Join(platforms, ",") != "linux/amd64,linux/arm64" {
-		t.Errorf("index platforms %v", platforms)
+	if strings.Join(platforms, ",") != "linux/"+runtime.GOARCH {
+		t.Errorf("index platforms %v, want this machine's", platforms)
 	}
 	if _, err := os.Stat(filepath.Join(work, "layout", "index.json")); err != nil {
 		t.Errorf("no OCI layout written: %v", err)

@@ -288,17 +288,13 @@ func TestBootstrapUpOnARealDockerEngine(t *testing.T) {
 	t.Logf("the whole Docker path took %s", time.Since(begun).Round(time.Second))
 }
 
-// loadRegwireImage builds regwire's image for linux/amd64 with hack/image (what make image
-// runs) and loads it into d as ghcr.io/regwire/regwire:e2e.
+// loadRegwireImage builds regwire's image with hack/image (what make image runs) and loads
+// it into d as ghcr.io/regwire/regwire:e2e.
 func loadRegwireImage(t *testing.T, d *testutil.Docker, dir string) string {
 	t.Helper()
 	const ref = "ghcr.io/regwire/regwire:e2e"
 	layoutDir := filepath.Join(dir, "image")
-	cmd := exec.Command("go", "run", "./hack/image", "--version", "v0.0.0-e2e", "--platforms", "linux/amd64", "--out", layoutDir)
-	cmd.Dir = testutil.RepoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("hack/image: %v\n%s", err, out)
-	}
+	buildRegwireImage(t, "v0.0.0-e2e", layoutDir, "")
 	idx, err := layout.ImageIndexFromPath(layoutDir)
 	if err != nil {
 		t.Fatal(err)

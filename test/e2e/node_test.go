@@ -100,11 +100,7 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	waitingImage(t, pause, "", runtimeArch())
 	waitingImage(t, local.Host+"/library/hello:1.0", "hello from a real node", "amd64", "arm64")
 	regwireImage := local.Host + "/regwire:e2e"
-	cmd := exec.Command("go", "run", "./hack/image", "--version", "v0.0.0-e2e-node", "--out", filepath.Join(work, "image"), "--push", regwireImage, "--insecure")
-	cmd.Dir = testutil.RepoRoot(t)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make image: %v\n%s", err, out)
-	}
+	buildRegwireImage(t, "v0.0.0-e2e-node", filepath.Join(work, "image"), regwireImage)
 
 	// The node: containerd (config_path = the directory the agent's hostPath mounts, which
 	// already holds the local registry's entry) and kubelet.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -261,3 +262,23 @@ func (p *privateRegistry) createRepository(t *testing.T, name string) {
 type stringer func() string
 
 func (f stringer) String() string { return f() }
+
+// buildRegwireImage builds regwire's image the way `make image` does (hack/image, no Docker)
+// into an OCI layout at out, for this machine's platform only: the second platform of a
+// release proves nothing more here (internal/imagebuild's test assembles a two-platform
+// index) and would cost a cross-build of everything. push, when set, is a reference of a
+// plain-HTTP registry to push it to.
+func buildRegwireImage(t *testing.T, version, out, push string) {
+	t.Helper()
+	args := []string{"run", "./hack/image", "--version", version, "--commit", "e2e", "--platforms", "linux/" + runtime.GOARCH, "--out", out}
+	if push != "" {
+		args = append(args, "--push", push, "--insecure")
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = testutil.RepoRoot(t)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("hack/image: %v\n%s", err, b)
+	} else {
+		t.Logf("%s", b)
+	}
+}
