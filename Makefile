@@ -124,6 +124,12 @@ node-binaries: ## Build kubelet, kube-controller-manager, kube-scheduler, kube-p
 image: ## Build the regwire image without Docker (linux/amd64, linux/arm64) into bin/image (OCI layout); IMAGE=ref also pushes.
 	go run ./hack/image --version $(VERSION) --commit $(COMMIT) --out $(BIN)/image $(if $(IMAGE),--push $(IMAGE) $(if $(filter localhost% 127.0.0.1%,$(IMAGE)),--insecure))
 
+.PHONY: docker-image
+docker-image: ## Build the regwire image for this machine without Docker and load it into the Docker engine as $(IMAGE_REPO):dev (IMAGE=ref names it otherwise); what regwire bootstrap up --image runs.
+	go run ./hack/image --version $(VERSION) --commit $(COMMIT) --platforms linux/$(GOARCH) --out $(BIN)/image \
+		--docker-archive $(BIN)/image.tar --tag $(or $(IMAGE),$(IMAGE_REPO):dev)
+	docker load -i $(BIN)/image.tar
+
 .PHONY: dist
 dist: ## Write dist/install.yaml from config/default with $(IMAGE_REPO):$(RELEASE).
 	go run ./hack/dist --image $(IMAGE_REPO):$(RELEASE) --out dist/install.yaml
@@ -137,7 +143,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 60s; not part of make 
 	@set -e; for target in \
 		internal/cabundle:FuzzParse internal/tagselect:FuzzNew internal/nodeconfig:FuzzHostDir \
 		internal/nodeconfig:FuzzRender internal/hostsfile:FuzzApply internal/pullsecret:FuzzBuild \
-		internal/runtimeconfig:FuzzConfigPathProblem; do \
+		internal/runtimeconfig:FuzzConfigPathProblem internal/manifest:FuzzSplit; do \
 		pkg=$${target%%:*}; fn=$${target##*:}; echo "== $$fn ($$pkg, $(FUZZTIME))"; \
 		go test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
 	done

@@ -34,7 +34,7 @@ type Stack struct {
 	// Nexus's REST API is reachable through the proxy's published port.
 	Render RenderOptions
 	// Image is the regwire image loaded into the cluster (it must exist in the Docker
-	// engine: `make image`).
+	// engine: docker pull, or `make docker-image`).
 	Image string
 	// SyncImage and SyncTags are copied into the Nexus repository by the ImageSync the stack
 	// applies (default docker.io/library/busybox, 1.36).
@@ -334,7 +334,7 @@ func (s *Stack) adminPassword(ctx context.Context, url string, hc *http.Client) 
 func (s *Stack) loadImage(ctx context.Context) error {
 	s.step("load %s into the kind nodes", s.Image)
 	if _, err := s.Docker.Run(ctx, nil, "image", "inspect", "--format", "{{.Id}}", s.Image); err != nil {
-		return fmt.Errorf("the image %s is not in the Docker engine (make image IMAGE=%s loads it): %w", s.Image, s.Image, err)
+		return fmt.Errorf("the image %s is not in the Docker engine: `docker pull %s`, or from a checkout `make docker-image IMAGE=%s` builds and loads it: %w", s.Image, s.Image, s.Image, err)
 	}
 	archive := filepath.Join(s.StateDir, "regwire-image.tar")
 	defer os.Remove(archive) // only needed while loading

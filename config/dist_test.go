@@ -2,7 +2,10 @@ package config_test
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,5 +106,41 @@ func TestDistInstallAppliesToARealAPIServer(t *testing.T) {
 	dep := &appsv1.Deployment{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: "regwire-system", Name: "regwire-manager"}, dep); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEveryInstallNamesTheSameRelease: dist/install.yaml, `kubectl apply -k config/default`
+// and the chart install the image of the release the Makefile names (RELEASE), so that the
+// two ways of the README install the same thing.
+func TestEveryInstallNamesTheSameRelease(t *testing.T) {
+	t.Parallel()
+	mk, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^RELEASE\s*\?=\s*(\S+)`).FindSubmatch(mk)
+	if m == nil {
+		t.Fatal("the Makefile names no RELEASE")
+	}
+	release := string(m[1])
+	chart, err := os.ReadFile("../charts/regwire/Chart.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kustomization, err := os.ReadFile("manager/kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, ok := range map[string]bool{
+		"config.DefaultImage":                      strings.HasSuffix(config.DefaultImage, ":"+release),
+		"config/manager/kustomization.yaml newTag": strings.Contains(string(kustomization), "newTag: "+release+"\n"),
+		"charts/regwire/Chart.yaml appVersion":     strings.Contains(string(chart), `appVersion: "`+release+`"`),
+		"dist/install.yaml": slices.ContainsFunc(distObjects(t), func(u *unstructured.Unstructured) bool {
+			return strings.Contains(fmt.Sprint(u.Object), "regwire:"+release)
+		}),
+	} {
+		if !ok {
+			t.Errorf("%s does not name release %s (make dist chart, and config/manager's newTag, follow RELEASE)", what, release)
+		}
 	}
 }

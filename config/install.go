@@ -22,8 +22,9 @@ import (
 //go:embed default manager rbac crd/kustomization.yaml crd/bases
 var tree embed.FS
 
-// DefaultImage is the manager image config/manager names.
-const DefaultImage = "ghcr.io/regwire/regwire:latest"
+// DefaultImage is the manager image config/manager names: the release dist/install.yaml
+// and the chart install (the Makefile's RELEASE; a test keeps the three in step).
+const DefaultImage = "ghcr.io/regwire/regwire:v0.1.0"
 
 // Install builds config/default with the manager running image (name:tag or name@digest;
 // "" keeps DefaultImage), and the manager's --agent-image set to the same image, so that

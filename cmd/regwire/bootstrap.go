@@ -243,7 +243,7 @@ Docker engine (docker load) in place of the public ones.`,
 		f.DurationVar(&timeout, "timeout", 10*time.Minute, "how long each wait may take")
 	}
 	uf := up.Flags()
-	uf.StringVar(&s.Image, "image", config.DefaultImage, "regwire image to load into the cluster (it must be in the Docker engine: make image)")
+	uf.StringVar(&s.Image, "image", config.DefaultImage, "regwire image to load into the cluster; it must be in the Docker engine (docker pull, or make docker-image from a checkout)")
 	uf.StringVar(&s.SyncImage, "sync-image", "docker.io/library/busybox", "image the ImageSync copies into Nexus")
 	uf.StringSliceVar(&tags, "tags", []string{"1.36"}, "tags of --sync-image to copy; the first runs in the test pod")
 	uf.StringVar(&s.Repository, "repository", "my-docker", "Nexus docker (hosted) repository")

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -73,7 +74,7 @@ func TestTheDocsNameOnlyWhatExists(t *testing.T) {
 						continue
 					}
 					checked++
-					found := cmd.Flags().Lookup(flag) != nil || cmd.InheritedFlags().Lookup(flag) != nil ||
+					found := flag == "help" || cmd.Flags().Lookup(flag) != nil || cmd.InheritedFlags().Lookup(flag) != nil ||
 						(len(flag) == 1 && cmd.Flags().ShorthandLookup(flag) != nil)
 					if !found {
 						t.Errorf("%s: `%s`: regwire %s has no flag %s", where, c.text, cmd.Name(), arg)
@@ -96,6 +97,11 @@ func TestTheDocsNameOnlyWhatExists(t *testing.T) {
 	if checked < 100 {
 		t.Fatalf("checked only %d names in the docs: the reader of the docs lost its way", checked)
 	}
+	for _, doc := range docs {
+		for _, problem := range brokenLinks(t, doc) {
+			t.Error(problem)
+		}
+	}
 	t.Logf("checked %d make targets, commands, flags and fields named in %d files", checked, len(docs))
 }
 
@@ -108,6 +114,7 @@ func codeIn(md string) []code {
 	var out []code
 	inFence := false
 	span := regexp.MustCompile("`([^`]+)`")
+	continued := ""
 	for i, line := range strings.Split(md, "\n") {
 		n := strconv.Itoa(i + 1)
 		if strings.HasPrefix(strings.TrimSpace(line), "```") {
@@ -115,6 +122,12 @@ func codeIn(md string) []code {
 			continue
 		}
 		if inFence {
+			// A command continued on the next line is one command.
+			if strings.HasSuffix(line, "\\") {
+				continued += strings.TrimSuffix(line, "\\") + " "
+				continue
+			}
+			line, continued = continued+line, ""
 			text, _, _ := strings.Cut(line, " #")
 			text = strings.TrimPrefix(strings.TrimSpace(text), "$ ")
 			// Several commands on a line: each one of them.
@@ -202,4 +215,50 @@ func (s schemaSet) has(path string) bool {
 		}
 		return true
 	})
+}
+
+// brokenLinks lists the links of a markdown file to a file of the tree or a heading that
+// do not lead anywhere.
+func brokenLinks(t *testing.T, doc string) []string {
+	t.Helper()
+	b, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range regexp.MustCompile(`\]\(([^)\s]+)\)`).FindAllStringSubmatch(string(b), -1) {
+		target := m[1]
+		if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+			continue
+		}
+		file, anchor, _ := strings.Cut(target, "#")
+		path := doc
+		if file != "" {
+			path = filepath.Join(filepath.Dir(doc), file)
+			if _, err := os.Stat(path); err != nil {
+				out = append(out, fmt.Sprintf("%s: link %s: no such file", doc, target))
+				continue
+			}
+		}
+		if anchor != "" && !slices.Contains(anchors(t, path), anchor) {
+			out = append(out, fmt.Sprintf("%s: link %s: no such heading", doc, target))
+		}
+	}
+	return out
+}
+
+// anchors are the GitHub anchors of a markdown file's headings.
+func anchors(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range regexp.MustCompile(`(?m)^#+ (.+)$`).FindAllStringSubmatch(string(b), -1) {
+		a := strings.ToLower(m[1])
+		a = regexp.MustCompile(`[^a-z0-9 _-]`).ReplaceAllString(a, "")
+		out = append(out, strings.ReplaceAll(a, " ", "-"))
+	}
+	return out
 }

@@ -8,8 +8,8 @@ import (
 
 // TestTheOperatorBuildLinksNoLaptopTools: the container image's binary (built with the
 // operator tag) must not link the laptop's tools — the embedded control plane (envtest,
-// whose init needs a writable cache dir), kind, kustomize, Compose, the Nexus stand-in —
-// nor net/http/httptest; the laptop CLI keeps bootstrap.
+// whose init needs a writable cache dir), kind, kustomize, Compose, the Nexus stand-in, or
+// anything else of internal/test — nor net/http/httptest; the laptop CLI keeps bootstrap.
 func TestTheOperatorBuildLinksNoLaptopTools(t *testing.T) {
 	t.Parallel()
 	deps := func(tags string) []string {
@@ -20,7 +20,7 @@ func TestTheOperatorBuildLinksNoLaptopTools(t *testing.T) {
 		return strings.Fields(string(out))
 	}
 	forbidden := []string{"controller-runtime/pkg/envtest", "sigs.k8s.io/kind/", "sigs.k8s.io/kustomize/", "compose-spec/compose-go",
-		"internal/nexus/nexusemulator", "net/http/httptest", "regwire/bootstrap", "internal/controlplane"}
+		"net/http/httptest", "regwire/bootstrap", "regwire/internal/test/"}
 	operator := deps("operator")
 	for _, p := range operator {
 		for _, f := range forbidden {

@@ -10,13 +10,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/regwire/regwire/internal/imagebuild"
 )
@@ -38,6 +41,8 @@ func run() error {
 		push      = flag.String("push", "", "also push to this reference (e.g. 127.0.0.1:5000/regwire:dev)")
 		insecure  = flag.Bool("insecure", false, "allow plain HTTP for --push")
 		caFile    = flag.String("ca-certificates", "/etc/ssl/certs/ca-certificates.crt", "CA bundle to put in the image")
+		archive   = flag.String("docker-archive", "", "also write this machine's platform as a `docker load` archive, tagged --tag")
+		tag       = flag.String("tag", "ghcr.io/regwire/regwire:dev", "the tag of --docker-archive")
 	)
 	flag.Parse()
 	tmp, err := os.MkdirTemp("", "regwire-image-")
@@ -83,6 +88,12 @@ func run() error {
 	}
 	d, _ := idx.Digest()
 	log.Printf("wrote %s (OCI layout), index %s", *out, d)
+	if *archive != "" {
+		if err := writeDockerArchive(idx, *archive, *tag); err != nil {
+			return fmt.Errorf("--docker-archive: %w", err)
+		}
+		log.Printf("wrote %s (docker load -i %s gives %s)", *archive, *archive, *tag)
+	}
 	if *push != "" {
 		var opts []name.Option
 		if *insecure {
@@ -98,4 +109,27 @@ func run() error {
 		log.Printf("pushed %s@%s", ref, d)
 	}
 	return nil
+}
+
+// writeDockerArchive writes the index's image for this machine's platform as a tarball
+// `docker load` takes (Docker Engines before 25 load no OCI layout), tagged tag.
+func writeDockerArchive(idx v1.ImageIndex, file, tag string) error {
+	t, err := name.NewTag(tag)
+	if err != nil {
+		return err
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	for _, d := range im.Manifests {
+		if d.Platform != nil && d.Platform.OS == runtime.GOOS && d.Platform.Architecture == runtime.GOARCH {
+			img, err := idx.Image(d.Digest)
+			if err != nil {
+				return err
+			}
+			return tarball.WriteToFile(file, t, img)
+		}
+	}
+	return fmt.Errorf("no %s/%s image built: add it to --platforms", runtime.GOOS, runtime.GOARCH)
 }

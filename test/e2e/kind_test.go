@@ -15,11 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-
 	"github.com/regwire/regwire/internal/test/testutil"
 )
 
@@ -288,45 +283,13 @@ func TestBootstrapUpOnARealDockerEngine(t *testing.T) {
 	t.Logf("the whole Docker path took %s", time.Since(begun).Round(time.Second))
 }
 
-// loadRegwireImage builds regwire's image with hack/image (what make image runs) and loads
-// it into d as ghcr.io/regwire/regwire:e2e.
+// loadRegwireImage builds regwire's image as `make docker-image` does (hack/image, then
+// docker load) and loads it into d as ghcr.io/regwire/regwire:e2e.
 func loadRegwireImage(t *testing.T, d *testutil.Docker, dir string) string {
 	t.Helper()
 	const ref = "ghcr.io/regwire/regwire:e2e"
-	layoutDir := filepath.Join(dir, "image")
-	buildRegwireImage(t, "v0.0.0-e2e", layoutDir, "")
-	idx, err := layout.ImageIndexFromPath(layoutDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	top, err := idx.ImageIndex(m.Manifests[0].Digest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tm, err := top.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var img v1.Image
-	for _, desc := range tm.Manifests {
-		if desc.Platform != nil && desc.Platform.OS == "linux" && desc.Platform.Architecture == "amd64" {
-			if img, err = top.Image(desc.Digest); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if img == nil {
-		t.Fatalf("no linux/amd64 image in %s", layoutDir)
-	}
 	archive := filepath.Join(dir, "regwire.tar")
-	tag, _ := name.NewTag(ref)
-	if err := tarball.WriteToFile(archive, tag, img); err != nil {
-		t.Fatal(err)
-	}
+	buildRegwireImage(t, "v0.0.0-e2e", filepath.Join(dir, "image"), "", "--docker-archive", archive, "--tag", ref)
 	if _, err := d.Docker(context.Background(), "load", "-i", archive); err != nil {
 		t.Fatal(err)
 	}

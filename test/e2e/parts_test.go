@@ -267,13 +267,14 @@ func (f stringer) String() string { return f() }
 // into an OCI layout at out, for this machine's platform only: the second platform of a
 // release proves nothing more here (internal/imagebuild's test assembles a two-platform
 // index) and would cost a cross-build of everything. push, when set, is a reference of a
-// plain-HTTP registry to push it to.
-func buildRegwireImage(t *testing.T, version, out, push string) {
+// plain-HTTP registry to push it to; more are hack/image's other flags.
+func buildRegwireImage(t *testing.T, version, out, push string, more ...string) {
 	t.Helper()
 	args := []string{"run", "./hack/image", "--version", version, "--commit", "e2e", "--platforms", "linux/" + runtime.GOARCH, "--out", out}
 	if push != "" {
 		args = append(args, "--push", push, "--insecure")
 	}
+	args = append(args, more...)
 	cmd := exec.Command("go", args...)
 	cmd.Dir = testutil.RepoRoot(t)
 	if b, err := cmd.CombinedOutput(); err != nil {
