@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -45,7 +46,7 @@ func startRegistry(bin, dir, addr string, t *loopbackTLS) (*benchRegistry, error
 		return nil, err
 	}
 	p, err := registry.Start(bin, registry.Config{Dir: dir, Addr: addr, LogLevel: "error", CertFile: t.cert, KeyFile: t.key,
-		InMemoryBlobDescriptors: true, Probe: &http.Client{Transport: t.transport()}})
+		InMemoryBlobDescriptors: true, Probe: &http.Client{Transport: t.transport()}, Output: &bytes.Buffer{}})
 	if err != nil {
 		return nil, err
 	}

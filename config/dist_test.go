@@ -132,7 +132,7 @@ func TestEveryInstallNamesTheSameRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	for what, ok := range map[string]bool{
-		"config.DefaultImage":                      strings.HasSuffix(config.DefaultImage, ":"+release),
+		"config.DefaultImage":                      config.DefaultImage[strings.LastIndex(config.DefaultImage, ":")+1:] == release,
 		"config/manager/kustomization.yaml newTag": strings.Contains(string(kustomization), "newTag: "+release+"\n"),
 		"charts/regwire/Chart.yaml appVersion":     strings.Contains(string(chart), `appVersion: "`+release+`"`),
 		"dist/install.yaml": slices.ContainsFunc(distObjects(t), func(u *unstructured.Unstructured) bool {

@@ -53,8 +53,9 @@ type Reconciler struct {
 	want     *appsv1.DaemonSet
 	wantHash string
 	wantErr  error
-	// owner is the manager's Deployment once found.
-	owner *metav1.OwnerReference
+	// owner is the manager's Deployment, nil when none runs it; ownerKnown once looked up.
+	owner      *metav1.OwnerReference
+	ownerKnown bool
 }
 
 // +kubebuilder:rbac:groups=regwire.dev,resources=registrymirrors,verbs=get;list;watch
@@ -154,37 +155,41 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 // managerDeployment finds the Deployment that runs the manager's Pod (through its
 // ReplicaSet), once: nil when the manager runs in no Pod or no Deployment runs it.
 func (r *Reconciler) managerDeployment(ctx context.Context) (*metav1.OwnerReference, error) {
-	if r.ManagerPod == "" || r.owner != nil {
+	if r.ManagerPod == "" || r.ownerKnown {
 		return r.owner, nil
 	}
 	pod := &corev1.Pod{}
 	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: r.ManagerPod}, pod); err != nil {
 		return nil, fmt.Errorf("reading the manager's Pod %s/%s to find its Deployment: %w", r.Namespace, r.ManagerPod, err)
 	}
-	var obj client.Object = pod
-	for _, next := range []client.Object{&appsv1.ReplicaSet{}, &appsv1.Deployment{}} {
-		ref := metav1.GetControllerOf(obj)
-		if ref == nil || ref.Kind != kindOf(next) {
-			logf.FromContext(ctx).Info("No Deployment runs the manager: the agent DaemonSet has no owner and stays when the manager goes", "pod", r.ManagerPod)
-			r.ManagerPod = "" // do not ask again
-			return nil, nil
-		}
-		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: ref.Name}, next); err != nil {
-			return nil, fmt.Errorf("reading the manager's %s %s: %w", ref.Kind, ref.Name, err)
-		}
-		obj = next
+	rs, dep := &appsv1.ReplicaSet{}, &appsv1.Deployment{}
+	found, err := r.controller(ctx, pod, "ReplicaSet", rs)
+	if err == nil && found {
+		found, err = r.controller(ctx, rs, "Deployment", dep)
 	}
-	r.owner = &metav1.OwnerReference{APIVersion: appsv1.SchemeGroupVersion.String(), Kind: "Deployment", Name: obj.GetName(), UID: obj.GetUID()}
+	if err != nil {
+		return nil, err
+	}
+	r.ownerKnown = true
+	if !found {
+		logf.FromContext(ctx).Info("No Deployment runs the manager: the agent DaemonSet has no owner and stays when the manager goes", "pod", r.ManagerPod)
+		return nil, nil
+	}
+	r.owner = &metav1.OwnerReference{APIVersion: appsv1.SchemeGroupVersion.String(), Kind: "Deployment", Name: dep.Name, UID: dep.UID}
 	return r.owner, nil
 }
 
-func kindOf(o client.Object) string {
-	switch o.(type) {
-	case *appsv1.ReplicaSet:
-		return "ReplicaSet"
-	default:
-		return "Deployment"
+// controller reads into owner the object of kind that controls obj, and says whether
+// there is one.
+func (r *Reconciler) controller(ctx context.Context, obj client.Object, kind string, owner client.Object) (bool, error) {
+	ref := metav1.GetControllerOf(obj)
+	if ref == nil || ref.Kind != kind {
+		return false, nil
 	}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: ref.Name}, owner); err != nil {
+		return false, fmt.Errorf("reading the manager's %s %s: %w", kind, ref.Name, err)
+	}
+	return true, nil
 }
 
 // upsertOwner puts owner into refs, replacing an older reference to an object of the same

@@ -76,11 +76,12 @@ type Requests struct {
 type ReferrersAPI int32
 
 const (
-	// ReferrersNotAsked: no request to the referrers API has been answered yet.
+	// ReferrersNotAsked means no request to the referrers API has been answered yet.
 	ReferrersNotAsked ReferrersAPI = iota
-	// ReferrersServed: the registry answered 200.
+	// ReferrersServed means the registry answered 200.
 	ReferrersServed
-	// ReferrersMissing: the registry answered that it has no such API (404, 405, 501, 400).
+	// ReferrersMissing means the registry answered that it has no such API (404, 405, 501,
+	// 400).
 	ReferrersMissing
 )
 

@@ -91,7 +91,7 @@ func helmInstallAndUninstall(t *testing.T, k8s client.Client, kubeconfig, reposi
 	}
 	testutil.Eventually(t, 3*time.Minute, "the agent pod of the Helm install wiring the node", func() error {
 		if _, err := os.Stat(nodeDir); err != nil {
-			return fmt.Errorf("%v; %s", err, podsSummary(ctx, k8s, ns))
+			return fmt.Errorf("%w; %s", err, podsSummary(ctx, k8s, ns))
 		}
 		return nil
 	})

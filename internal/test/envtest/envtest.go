@@ -200,7 +200,7 @@ func (e *Environment) Mutate(t testing.TB, obj client.Object, mutate func()) {
 			return err
 		}
 		mutate()
-		return e.Client.Update(context.Background(), obj)
+		return e.Update(context.Background(), obj)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -4,10 +4,10 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -39,6 +38,9 @@ type Config struct {
 	// Probe is the client that asks /v2/ until the registry answers (default: one that
 	// skips TLS verification, enough to see it serve).
 	Probe *http.Client
+	// Output receives the registry's log (default: discarded). When it is a fmt.Stringer,
+	// the error of a registry that does not start quotes it.
+	Output io.Writer
 }
 
 // Token is a bearer token server the registry trusts.
@@ -53,7 +55,6 @@ type Process struct {
 	// Addr is host:port, as image references name it; URL the base URL.
 	Addr, URL string
 	cmd       *exec.Cmd
-	log       *syncBuffer
 }
 
 // Start writes the configuration into c.Dir, starts bin serving it and waits (15 s at
@@ -78,9 +79,11 @@ func Start(bin string, c Config) (*Process, error) {
 	if c.CertFile != "" {
 		scheme = "https"
 	}
-	p := &Process{Addr: c.Addr, URL: scheme + "://" + c.Addr, log: &syncBuffer{}}
+	p := &Process{Addr: c.Addr, URL: scheme + "://" + c.Addr}
 	p.cmd = exec.Command(bin, "serve", cfgFile)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if c.Output != nil {
+		p.cmd.Stdout, p.cmd.Stderr = c.Output, c.Output
+	}
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
@@ -99,7 +102,11 @@ func Start(bin string, c Config) (*Process, error) {
 		}
 		if ctx.Err() != nil {
 			p.Stop()
-			return nil, fmt.Errorf("the registry in %s did not start: %w\n%s", c.Dir, err, p.Log())
+			err = fmt.Errorf("the registry in %s did not start: %w", c.Dir, err)
+			if log, ok := c.Output.(fmt.Stringer); ok {
+				err = fmt.Errorf("%w\n%s", err, log)
+			}
+			return nil, err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -139,9 +146,6 @@ func (p *Process) Stop() {
 	}
 }
 
-// Log is what the registry has written so far.
-func (p *Process) Log() string { return p.log.String() }
-
 // CPU is the CPU time (user + system) the registry has used so far.
 func (p *Process) CPU() time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
@@ -158,22 +162,4 @@ func (p *Process) CPU() time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
-}
-
-// syncBuffer is a buffer the process writes while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -66,7 +66,8 @@ func RegistryBinary(t testing.TB) string {
 func StartRegistry(t testing.TB, o RegistryOptions) *Registry {
 	t.Helper()
 	dir := t.TempDir()
-	c := registry.Config{Dir: dir}
+	log := &SyncBuffer{}
+	c := registry.Config{Dir: dir, Output: log}
 	if o.TLS != nil {
 		c.CertFile, c.KeyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 		writePEM(t, c.CertFile, "CERTIFICATE", o.TLS.Certificate[0])
@@ -98,13 +99,8 @@ func StartRegistry(t testing.TB, o RegistryOptions) *Registry {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Stop)
-	return &Registry{Host: p.Addr, URL: p.URL, Log: stringer(p.Log)}
+	return &Registry{Host: p.Addr, URL: p.URL, Log: log}
 }
-
-// stringer is a func that says what something has to say.
-type stringer func() string
-
-func (s stringer) String() string { return s() }
 
 func writePEM(t testing.TB, path, typ string, der []byte) {
 	t.Helper()
