@@ -52,7 +52,10 @@ demo: envtest build ## Run the embedded local stack: API server, CRDs, controlle
 	$(BIN)/regwire bootstrap local
 
 # The phases of make test, in order; each is timed, and a table of the times ends the run.
-TEST_PHASES := verify-generated vet lint test-unit e2e-local e2e-node e2e-images e2e-docker
+# What only the Docker suite needs (Compose, the kind node's binaries, the images) builds in
+# the background at the lowest priority from the start (hack/phases.sh): it takes the CPU
+# the other suites leave idle while they wait on API servers, kubelet and registries.
+TEST_PHASES := verify-generated background:e2e-docker-prereqs vet lint test-unit e2e-local e2e-node wait e2e-docker
 
 .PHONY: test
 test: ## Everything CI runs, in timed phases: generated files, vet, lint, unit and envtest suites, end-to-end suites.
@@ -103,8 +106,11 @@ $(KIND_NODE): hack/tools/kind-node/go.mod hack/tools/kind-node/go.sum hack/tools
 	  gcc -Os -Wall -Werror -static -DVERSION=$$version -o $(BIN)/kind-node/pause $$k8s/build/pause/linux/pause.c
 	@touch $@
 
+.PHONY: e2e-docker-prereqs
+e2e-docker-prereqs: $(RUNC_HOSTCAPS) $(COMPOSE_PLUGIN) e2e-images ## What only the Docker suite needs: the runtime wrapper, Compose, the images (and the kind node's binaries they hold).
+
 .PHONY: e2e-docker
-e2e-docker: $(RUNC_HOSTCAPS) $(COMPOSE_PLUGIN) e2e-images ## The Docker path (as root) on a private Docker engine: privileged containers, the kind node image, bootstrap up --registry-only, then bootstrap up with kind, a pod pulling from nexus.local, down; one mirror pulled through by containerd, podman, skopeo and Docker Engine, skipFallback.
+e2e-docker: e2e-docker-prereqs ## The Docker path (as root) on a private Docker engine: privileged containers, the kind node image, bootstrap up --registry-only, then bootstrap up with kind, a pod pulling from nexus.local, down; one mirror pulled through by containerd, podman, skopeo and Docker Engine, skipFallback.
 	go test -tags e2e -count=1 -v -timeout 30m -run 'TestAPrivateDockerEngineRunsPrivilegedContainers|TestOneMirrorWiresEveryRuntime|TestTheRegistryHalfOfBootstrapUpOnARealDockerEngine|TestTheKindNodeBaseImageBootsHere|TestBootstrapUpOnARealDockerEngine' ./test/e2e/
 
 $(NEXUS_EMULATOR): $(shell find hack/nexus-emulator internal/test/nexusemulator internal/nexus -name '*.go' ! -name '*_test.go') go.mod go.sum
@@ -239,8 +245,11 @@ registry: $(REGISTRY) ## Build the CNCF distribution registry the tests run (bin
 k8s-binaries: ## Build every Kubernetes binary the tests run (kube-apiserver, etcd and a node's) in one go build into bin/k8s/.
 	hack/envtest.sh kube-apiserver etcd kubelet kube-controller-manager kube-scheduler kube-proxy kubeadm kubectl >/dev/null
 
+.PHONY: test-tools
+test-tools: k8s-binaries $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) ## Build the tools every suite but the Docker one needs (make test builds the Docker suite's itself, in the background).
+
 .PHONY: tools
-tools: k8s-binaries $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(REGISTRY) $(RUNC_HOSTCAPS) $(COMPOSE_PLUGIN) $(KIND_NODE) ## Build every tool the tests need (independent builds run side by side under make -j).
+tools: test-tools $(RUNC_HOSTCAPS) $(COMPOSE_PLUGIN) $(KIND_NODE) $(NEXUS_EMULATOR) ## Build every tool (independent builds run side by side under make -j).
 
 .PHONY: clean
 clean: ## Remove what the build made (keeps bin/k8s, which is slow to build).

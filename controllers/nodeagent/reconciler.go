@@ -145,7 +145,32 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		}
 		return ctrl.Result{}, err
 	}
+	if newlyUnreachable(existing.Status, status) {
+		// A registry that answered before, or a configuration just applied, and now no
+		// answer: often a moment's matter (a proxy reloading its certificate, a registry
+		// restarting). Ask once more soon rather than report it for a whole resync; a
+		// registry that stays down is asked again every resync.
+		return ctrl.Result{RequeueAfter: min(probeRetry, r.Resync)}, nil
+	}
 	return ctrl.Result{RequeueAfter: r.Resync}, nil
+}
+
+// probeRetry is how soon a probe that has just started failing is tried again.
+const probeRetry = 5 * time.Second
+
+// newlyUnreachable says whether a mirror's probe fails now where the old report had it
+// reachable, or had another generation of it.
+func newlyUnreachable(old, now v1alpha1.RegistryNodeStatus) bool {
+	for _, m := range now.Mirrors {
+		if m.Probe == nil || m.Probe.Reachable {
+			continue
+		}
+		i := slices.IndexFunc(old.Mirrors, func(o v1alpha1.NodeMirrorStatus) bool { return o.Name == m.Name })
+		if i < 0 || old.Mirrors[i].ObservedGeneration != m.ObservedGeneration || old.Mirrors[i].Probe == nil || old.Mirrors[i].Probe.Reachable {
+			return true
+		}
+	}
+	return false
 }
 
 // published reads the mirrors published for nodes, with their client certificates;
