@@ -12,9 +12,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -84,6 +86,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
+// staleCacheRetry is how soon a reconcile that met a cache behind its own writes looks
+// again.
+const staleCacheRetry = 200 * time.Millisecond
+
 // agentTemplateHashAnnotation records the hash of the DaemonSet fields regwire manages,
 // so that a reconcile of an unchanged DaemonSet writes nothing: comparing the fields
 // themselves would always differ, since the API server fills in defaults regwire does not
@@ -143,6 +149,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		}
 		return nil
 	})
+	if apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) {
+		// The cache has not seen this controller's own last write yet (the first mirrors
+		// and the DaemonSet's own events come together): look again when it has.
+		logf.FromContext(ctx).V(1).Info("The agent DaemonSet changed meanwhile; looking again", "error", err.Error())
+		return ctrl.Result{RequeueAfter: staleCacheRetry}, nil
+	}
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("ensuring the agent DaemonSet: %w", err)
 	}
