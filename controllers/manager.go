@@ -20,6 +20,7 @@ import (
 	"github.com/regwire/regwire/controllers/agentdaemonset"
 	"github.com/regwire/regwire/controllers/imagesync"
 	"github.com/regwire/regwire/controllers/registrymirror"
+	"github.com/regwire/regwire/internal/imagecopy"
 	"github.com/regwire/regwire/internal/nodeconfig"
 	"github.com/regwire/regwire/internal/scheme"
 )
@@ -37,12 +38,9 @@ type Options struct {
 	// SyncProgressInterval is how often an ImageSync's status shows the progress of a copy
 	// under way (default 10s).
 	SyncProgressInterval time.Duration
-	// StallTimeout fails a copy's request to a registry that makes no progress for this
-	// long (default registryhttp.DefaultStallTimeout).
-	StallTimeout time.Duration
-	// AllowPrivateRedirects lets copies follow registry redirects to private addresses
-	// (imagecopy.Options.AllowPrivateRedirects).
-	AllowPrivateRedirects bool
+	// CopyBounds are what a registry may make an ImageSync's copy do: stall timeout, blob
+	// size cap, minimum transfer rate, private redirects.
+	CopyBounds imagecopy.Bounds
 	// Manager holds the process's own settings: metrics and probe addresses, leader
 	// election, logger, the cache's sync period. The scheme, what the cache holds of each
 	// kind (Cache.ByObject) and the client are the operator's.
@@ -82,8 +80,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		APIReader:        mgr.GetAPIReader(),
 		Recorder:         mgr.GetEventRecorder("regwire-imagesync"),
 		ProgressInterval: o.SyncProgressInterval,
-		StallTimeout:     o.StallTimeout,
-		PrivateRedirects: o.AllowPrivateRedirects,
+		Bounds:           o.CopyBounds,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}

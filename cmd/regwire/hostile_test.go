@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -17,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/regwire/regwire/internal/test/testutil"
 )
@@ -180,6 +184,23 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 					if _, err := w.Write(chunk); err != nil {
 						return true
 					}
+				}
+				return true
+			}},
+		{name: "a source that trickles a blob, never stalling, ends at the minimum transfer rate",
+			side: "source", want: []string{"source", "minTransferRate"},
+			intercept: func(_ *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
+				if !isBlobGet(r) {
+					return false
+				}
+				w.Header().Set("Content-Length", fmt.Sprint(16<<20))
+				w.WriteHeader(http.StatusOK)
+				for r.Context().Err() == nil { // 20 KiB/s, under the default 64 KiB/s
+					if _, err := w.Write(make([]byte, 1<<10)); err != nil {
+						return true
+					}
+					w.(http.Flusher).Flush()
+					time.Sleep(50 * time.Millisecond)
 				}
 				return true
 			}},
@@ -362,6 +383,103 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 		}
 	})
 
+	t.Run("an index listing one child thousands of times, nested three deep, reads each manifest once", func(t *testing.T) {
+		t.Parallel()
+		// 3,000 entries at each of 3 levels over 4 distinct manifests: 27 billion paths,
+		// each once a check and a read of its child.
+		img := testutil.PushImage(t, src.Host+"/library/nested:image", 1024, 1)
+		desc, err := partial.Descriptor(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for level := range 3 {
+			entries := make([]v1.Descriptor, 3000)
+			for i := range entries {
+				entries[i] = *desc
+			}
+			raw, err := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: entries})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tag := fmt.Sprintf("level-%d", level+1)
+			if level == 2 {
+				tag = "1"
+			}
+			if err := remote.Put(testutil.Ref(t, src.Host+"/library/nested:"+tag), rawManifest{raw, types.OCIImageIndex}); err != nil {
+				t.Fatalf("pushing an index of %d KiB: %v", len(raw)>>10, err)
+			}
+			d, _, _ := v1.SHA256(bytes.NewReader(raw))
+			desc = &v1.Descriptor{MediaType: types.OCIImageIndex, Size: int64(len(raw)), Digest: d}
+		}
+		var gets atomic.Int64
+		h := testutil.StartHostile(t, src, func(_ *testutil.Hostile, _ http.ResponseWriter, r *http.Request) bool {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/") {
+				gets.Add(1)
+			}
+			return false
+		})
+		r := runRegwire(t, "sync", h.Host()+"/library/nested", dst.Host+"/nested/app", "--tags", "1", "--stall-timeout", stall.String(), "--progress", "none")
+		t.Logf("ended in %s, max RSS %d MiB, %d requests to the source, %d manifest GETs", r.took.Round(time.Millisecond), r.maxRSS>>20, h.Requests.Load(), gets.Load())
+		if r.err != nil || !strings.Contains(r.out, "copied     1 ") {
+			t.Fatalf("%v:\n%s", r.err, r.out)
+		}
+		if got := gets.Load(); got > 4+2 {
+			t.Errorf("%d manifest GETs for 4 distinct manifests, want at most 6", got)
+		}
+		if got := h.Requests.Load(); got > 40 {
+			t.Errorf("%d requests to the source for 4 manifests and 2 blobs, want at most 40", got)
+		}
+		if got, err := remote.Head(testutil.Ref(t, dst.Host+"/nested/app:1")); err != nil || got.Digest != desc.Digest {
+			t.Errorf("the target holds %v (%v), want %s", got, err, desc.Digest)
+		}
+		if r.maxRSS > memoryLimit {
+			t.Errorf("max RSS %d MiB, over the manager's limit of %d MiB", r.maxRSS>>20, memoryLimit>>20)
+		}
+	})
+
+	t.Run("a layer declaring 100 GiB is refused before a byte of it moves", func(t *testing.T) {
+		t.Parallel()
+		img := testutil.PushImage(t, src.Host+"/library/huge:real", 1024, 1)
+		m, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Layers[0].Size = 100 << 30
+		raw, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Put(testutil.Ref(t, src.Host+"/library/huge:1"), rawManifest{raw, m.MediaType}); err != nil {
+			t.Fatal(err)
+		}
+		layer := m.Layers[0].Digest.String()
+		var blobGets atomic.Int64
+		h := testutil.StartHostile(t, src, func(h *testutil.Hostile, w http.ResponseWriter, r *http.Request) bool {
+			if !testutil.IsBlobGet(r, layer) {
+				return false
+			}
+			blobGets.Add(1)
+			w.Header().Set("Content-Length", fmt.Sprint(int64(100<<30)))
+			w.WriteHeader(http.StatusOK)
+			for r.Context().Err() == nil { // a byte every 2 s: never a stall at the default
+				if _, err := w.Write([]byte{0}); err != nil {
+					return true
+				}
+				w.(http.Flusher).Flush()
+				time.Sleep(2 * time.Second)
+			}
+			return true
+		})
+		r := runRegwire(t, "sync", h.Host()+"/library/huge", dst.Host+"/huge/app", "--tags", "1", "--progress", "none")
+		t.Logf("ended in %s: %s", r.took.Round(time.Millisecond), strings.TrimSpace(r.out))
+		if r.err == nil || !strings.Contains(r.out, "maxBlobBytes") || !strings.Contains(r.out, "source") {
+			t.Fatalf("err %v, want the source's maxBlobBytes bound:\n%s", r.err, r.out)
+		}
+		if got := blobGets.Load(); got != 0 {
+			t.Errorf("the source was asked for the 100 GiB layer %d times, want 0", got)
+		}
+	})
+
 	t.Run("a source that accepts connections and never answers fails as stalled", func(t *testing.T) {
 		t.Parallel()
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -391,3 +509,12 @@ func TestHostileRegistriesCannotHangOrBloatACopy(t *testing.T) {
 		}
 	})
 }
+
+// rawManifest is a manifest put as it is (remote.Put's Taggable).
+type rawManifest struct {
+	raw       []byte
+	mediaType types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mediaType, nil }

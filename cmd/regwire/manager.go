@@ -23,7 +23,6 @@ import (
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers"
 	"github.com/regwire/regwire/controllers/agentdaemonset"
-	"github.com/regwire/regwire/internal/registryhttp"
 	"github.com/regwire/regwire/internal/version"
 )
 
@@ -94,8 +93,7 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&opts.Agent.DockerCertsDir, "agent-docker-certs-dir", opts.Agent.DockerCertsDir, "Docker Engine's certs.d on the nodes")
 	f.Var(runtimesFlag{&opts.Agent.Runtimes}, "agent-runtimes", "container runtimes the agent writes configuration for, comma-separated: containerd, crio, docker; each mounts only its own directories (crio adds hostPID, to send CRI-O SIGHUP)")
 	f.StringVar(&opts.Agent.HostsFile, "agent-hosts-file", opts.Agent.HostsFile, "the hosts file on the nodes")
-	f.BoolVar(&opts.AllowPrivateRedirects, "allow-private-redirects", false, "let ImageSyncs follow registry redirects to private, loopback and link-local addresses (refused by default); for registries whose storage redirects to, say, MinIO on 10.0.0.0/8")
-	f.DurationVar(&opts.StallTimeout, "stall-timeout", registryhttp.DefaultStallTimeout, "fail an ImageSync's request to a registry that makes no progress for this long; a slow registry that keeps moving bytes is never cut off")
+	addBoundsFlags(f, &opts.CopyBounds)
 	f.DurationVar(&syncPeriod, "sync-period", 10*time.Hour, "how often every object is reconciled again without a change (a safety net; changes are watched)")
 	f.StringToStringVar(&opts.Agent.NodeSelector, "agent-node-selector", nil, "node labels the agent DaemonSet's pods require, key=value,… (default: every node)")
 	f.Var(jsonFlag{&opts.Agent.Tolerations}, "agent-tolerations", `tolerations of the agent pods as a JSON list, e.g. [{"key":"gpu","operator":"Exists"}] (default: every taint tolerated)`)

@@ -32,8 +32,7 @@ type syncFlags struct {
 	platforms          []string
 	referrers          bool
 	jobs               int
-	stallTimeout       time.Duration
-	privateRedirects   bool
+	bounds             imagecopy.Bounds
 	srcCA, dstCA       string
 	insecure, dryRun   bool
 	progress           string
@@ -92,8 +91,7 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 	fl.StringArrayVar(&f.platforms, "platform", nil, "keep only this platform of multi-platform images (os/arch[/variant]); repeatable")
 	fl.BoolVar(&f.referrers, "referrers", false, "also copy signatures, SBOMs and attestations")
 	fl.IntVar(&f.jobs, "jobs", imagecopy.DefaultJobs, "registry operations at once: tag checks, manifest copies and blob transfers share it")
-	fl.BoolVar(&f.privateRedirects, "allow-private-redirects", false, "follow registry redirects to private, loopback and link-local addresses (refused by default: a registry could send regwire to internal services); for registries whose storage redirects to, say, MinIO on 10.0.0.0/8")
-	fl.DurationVar(&f.stallTimeout, "stall-timeout", registryhttp.DefaultStallTimeout, "fail a request to a registry that makes no progress for this long (no connection, no answer, no byte sent or received); a slow registry that keeps moving bytes is never cut off")
+	addBoundsFlags(fl, &f.bounds)
 	fl.StringVar(&f.srcCA, "src-ca", "", "PEM file of CA certificates for the source registry")
 	fl.StringVar(&f.dstCA, "dst-ca", "", "PEM file of CA certificates for the target registry")
 	fl.BoolVar(&f.insecure, "insecure", false, "allow plain HTTP and skip TLS verification on both registries")
@@ -186,8 +184,7 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	}
 	cache := imagecopy.NewCache(0)
 	save := useBlobCache(f, []string{dst.Registry()}, cache, cmd.ErrOrStderr())
-	opts := imagecopy.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms, Referrers: f.referrers, StallTimeout: f.stallTimeout,
-		AllowPrivateRedirects: f.privateRedirects, Cache: cache}
+	opts := imagecopy.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms, Referrers: f.referrers, Bounds: f.bounds, Cache: cache}
 	if prog != nil {
 		opts.Progress = prog.update
 	}

@@ -144,7 +144,7 @@ func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFla
 		wg.Go(func() {
 			opts := s.opts
 			opts.Jobs, opts.Slots, opts.Cache, opts.DryRun = f.jobs, slots, cache, f.dryRun
-			opts.StallTimeout, opts.AllowPrivateRedirects = f.stallTimeout, f.privateRedirects
+			opts.Bounds = f.bounds
 			if prog != nil {
 				opts.Progress = func(tag string, c, t int64) { prog.update(s.src.Repository+":"+tag, c, t) }
 			}

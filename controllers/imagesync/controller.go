@@ -62,11 +62,8 @@ type Reconciler struct {
 	// ProgressInterval is how often status shows the progress of a copy under way
 	// (default 10s).
 	ProgressInterval time.Duration
-	// StallTimeout fails a request to a registry that makes no progress for this long
-	// (default registryhttp.DefaultStallTimeout).
-	StallTimeout time.Duration
-	// PrivateRedirects lets copies follow registry redirects to private addresses.
-	PrivateRedirects bool
+	// Bounds are what a registry may make a copy do (imagecopy's defaults where zero).
+	Bounds imagecopy.Bounds
 	// Clock tells the time; tests set a fake one.
 	Clock clock.PassiveClock
 
@@ -323,8 +320,7 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 		return ctrl.Result{}, err
 	}
 	plan := sc.plan
-	plan.Options.Jobs, plan.Options.Cache, plan.Options.StallTimeout = r.Jobs, r.cache, r.StallTimeout
-	plan.Options.AllowPrivateRedirects = r.PrivateRedirects
+	plan.Options.Jobs, plan.Options.Cache, plan.Options.Bounds = r.Jobs, r.cache, r.Bounds
 	r.runner.start(is, func(ctx context.Context, progress progressFunc) ([]imagecopy.Result, error) {
 		opts := plan.Options
 		opts.Progress = progress

@@ -55,6 +55,8 @@ type Endpoint struct {
 
 // Options tune an Engine.
 type Options struct {
+	// Bounds are what a registry may make the copy do.
+	Bounds
 	// Jobs bounds the registry operations under way at once across all tags and blobs of
 	// the Engine: manifest checks, manifest copies and blob transfers share it; zero means
 	// DefaultJobs.
@@ -79,19 +81,31 @@ type Options struct {
 	// Jobs: Engines that share it share one budget (regwire sync -f runs every repository
 	// of a file at once under one --jobs).
 	Slots *Slots
+	// Cache remembers, across Engines and runs, which target repositories hold which blobs
+	// and which manifests an index lists; nil gives the Engine its own. Share one per
+	// process.
+	Cache *Cache
+}
+
+// Bounds are what a registry may make a copy do; an operator sets them once for every
+// copy of a process (regwire sync's and the manager's flags of the same names).
+type Bounds struct {
+	// StallTimeout is how long a request may make no progress while regwire waits on a
+	// registry before it fails with a *registryhttp.StallError; zero means
+	// registryhttp.DefaultStallTimeout.
+	StallTimeout time.Duration
+	// MaxBlobBytes refuses a blob whose manifest declares more bytes, before any of it
+	// moves; zero means DefaultMaxBlobBytes.
+	MaxBlobBytes int64
+	// MinTransferRate ends a blob transfer that moves fewer bytes a second than this,
+	// averaged over each StallTimeout; zero means DefaultMinTransferRate, negative no
+	// minimum.
+	MinTransferRate int64
 	// AllowPrivateRedirects follows a registry's redirects to private, loopback and
 	// link-local addresses, which go-containerregistry refuses by default (a registry could
 	// otherwise send regwire to internal services). On-premises registries whose storage
 	// redirects to, say, MinIO on 10.0.0.0/8 need it.
 	AllowPrivateRedirects bool
-	// StallTimeout is how long a request may make no progress while regwire waits on a
-	// registry before it fails with a *registryhttp.StallError; zero means
-	// registryhttp.DefaultStallTimeout.
-	StallTimeout time.Duration
-	// Cache remembers, across Engines and runs, which target repositories hold which blobs
-	// and which manifests an index lists; nil gives the Engine its own. Share one per
-	// process.
-	Cache *Cache
 }
 
 // DefaultJobs is how many registry operations an Engine has under way at once unless
@@ -161,6 +175,12 @@ func New(src, dst Endpoint, o Options) (*Engine, error) {
 	}
 	if o.Cache == nil {
 		o.Cache = NewCache(0)
+	}
+	if o.MaxBlobBytes <= 0 {
+		o.MaxBlobBytes = DefaultMaxBlobBytes
+	}
+	if o.MinTransferRate == 0 {
+		o.MinTransferRate = DefaultMinTransferRate
 	}
 	s, err := newSide(src, "source", o)
 	if err != nil {

@@ -95,7 +95,7 @@ func TestAStalledTransferDoesNotStallTheCopiesThatShareItsBlob(t *testing.T) {
 	cache := imagecopy.NewCache(0)
 	engine := func(from, to string) *imagecopy.Engine {
 		eng, err := imagecopy.New(imagecopy.Endpoint{Repository: from}, imagecopy.Endpoint{Repository: to},
-			imagecopy.Options{Cache: cache, StallTimeout: 5 * time.Minute})
+			imagecopy.Options{Cache: cache, Bounds: imagecopy.Bounds{StallTimeout: 5 * time.Minute}})
 		if err != nil {
 			t.Fatal(err)
 		}

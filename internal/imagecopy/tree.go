@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,8 +63,12 @@ func (m *manifest) children() []v1.Hash {
 
 // pushTree copies what m references and then m itself to ref on the target: an index's
 // manifests the target lacks (each with its blobs), an image's blobs. It returns the
-// digests an index lists.
+// distinct digests an index lists.
 func (e *Engine) pushTree(ctx context.Context, m *manifest, ref name.Reference, p *tagProgress) ([]v1.Hash, error) {
+	w, ctx := walkOf(ctx)
+	if err := w.hold(m); err != nil {
+		return nil, describe(err, "source", ref.String())
+	}
 	p.total.Add(int64(len(m.raw)))
 	var children []v1.Hash
 	g, gctx := errgroup.WithContext(ctx)
@@ -74,9 +79,14 @@ func (e *Engine) pushTree(ctx context.Context, m *manifest, ref name.Reference, 
 		if err != nil {
 			return nil, describe(fmt.Errorf("reading index: %w", err), "source", ref.String())
 		}
+		listed := make(map[v1.Hash]bool, len(im.Manifests))
 		for _, d := range im.Manifests {
+			if listed[d.Digest] { // an index may list a manifest many times: it is copied once
+				continue
+			}
+			listed[d.Digest] = true
 			children = append(children, d.Digest)
-			g.Go(func() error { return e.copyChild(gctx, d, p) })
+			g.Go(func() error { return w.once(gctx, d.Digest, func() error { return e.copyChild(gctx, d, p) }) })
 		}
 	} else {
 		blobs, err := blobsOf(m)
@@ -137,9 +147,81 @@ func (e *Engine) copyChild(ctx context.Context, d v1.Descriptor, p *tagProgress)
 // depthKey carries how deep in nested indexes a copy is.
 type depthKey struct{}
 
-// maxIndexDepth bounds indexes within indexes: an index of images is depth 1; attestation
-// and artifact indexes add a level or two.
-const maxIndexDepth = 8
+// Bounds on one manifest tree (a tag, or a referrer, with all it lists). An index of images
+// is depth 1; attestation and artifact indexes add a level or two; a multi-platform image
+// with attestations holds a few dozen manifests of a few KiB.
+const (
+	maxIndexDepth = 8
+	// maxTreeManifests bounds the distinct manifests of one tree.
+	maxTreeManifests = 10_000
+	// maxTreeBytes bounds the manifests of one tree held at once, all together: four
+	// manifests of the OCI spec's largest size.
+	maxTreeBytes = 16 << 20
+)
+
+// walkKey carries the *walk of the manifest tree being copied.
+type walkKey struct{}
+
+// walk is one manifest tree's copy. Each digest in it is visited once however many times
+// and however deep its indexes list it (an index listing one child thousands of times,
+// nested, costs one check of that child, not thousands to the power of the depth); its
+// manifests are bounded in number and in bytes.
+type walk struct {
+	mu     sync.Mutex
+	visits map[v1.Hash]*visit
+	held   int64
+}
+
+// visit is the copy of one digest of a walk; others that meet the digest wait for it.
+type visit struct {
+	done chan struct{}
+	err  error
+}
+
+// walkOf returns the walk ctx belongs to, starting one (and a context carrying it) when
+// ctx has none.
+func walkOf(ctx context.Context) (*walk, context.Context) {
+	if w, ok := ctx.Value(walkKey{}).(*walk); ok {
+		return w, ctx
+	}
+	w := &walk{visits: map[v1.Hash]*visit{}}
+	return w, context.WithValue(ctx, walkKey{}, w)
+}
+
+// once runs copy for digest d the first time the walk meets d; later meetings wait for
+// that copy and share its outcome.
+func (w *walk) once(ctx context.Context, d v1.Hash, copy func() error) error {
+	w.mu.Lock()
+	if v, ok := w.visits[d]; ok {
+		w.mu.Unlock()
+		select {
+		case <-v.done:
+			return v.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if len(w.visits) >= maxTreeManifests {
+		w.mu.Unlock()
+		return &registryhttp.BoundError{Bound: "maxTreeManifests", What: fmt.Sprintf("the image lists more than %d distinct manifests", maxTreeManifests)}
+	}
+	v := &visit{done: make(chan struct{})}
+	w.visits[d] = v
+	w.mu.Unlock()
+	v.err = copy()
+	close(v.done)
+	return v.err
+}
+
+// hold counts a manifest of the tree against maxTreeBytes.
+func (w *walk) hold(m *manifest) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.held += int64(len(m.raw)); w.held > maxTreeBytes {
+		return &registryhttp.BoundError{Bound: "maxTreeBytes", What: fmt.Sprintf("the image's manifests add up to more than %d MiB", maxTreeBytes>>20)}
+	}
+	return nil
+}
 
 // blobsOf returns the blobs an image manifest references that belong in a registry: its
 // config and its distributable layers.
@@ -164,18 +246,15 @@ func blobsOf(m *manifest) ([]v1.Descriptor, error) {
 	return out, nil
 }
 
-// A blob's transfer must end within blobDeadlineBase plus its size at minTransferRate: a
-// registry that trickles bytes slowly enough never stalls, but cannot hold a copy forever.
-// (Variables so that tests can shorten them.)
-var (
-	blobDeadlineBase       = 5 * time.Minute
-	minTransferRate  int64 = 64 << 10 // bytes per second
-)
+// DefaultMaxBlobBytes is the largest blob copied unless Options.MaxBlobBytes says
+// otherwise: larger than the layers of the largest images in common use (CUDA and model
+// images carry layers of several GiB), small enough that a source declaring a terabyte is
+// refused before a byte moves.
+const DefaultMaxBlobBytes int64 = 32 << 30
 
-// blobDeadline is how long a transfer of size bytes may take.
-func blobDeadline(size int64) time.Duration {
-	return blobDeadlineBase + time.Duration(max(size, 0)/minTransferRate)*time.Second
-}
+// DefaultMinTransferRate is the slowest a blob may move, in bytes per second averaged over
+// each stall timeout, unless Options.MinTransferRate says otherwise.
+const DefaultMinTransferRate int64 = 64 << 10
 
 // copyBlob makes the target repository hold blob d: nothing when this Engine (or another
 // sharing its Cache) knows it does; else, in one job slot, go-containerregistry's
@@ -183,6 +262,10 @@ func blobDeadline(size int64) time.Duration {
 // known to hold it, or a streamed upload from the source. A blob several tags need at
 // once is transferred once: the others wait for it.
 func (e *Engine) copyBlob(ctx context.Context, d v1.Descriptor, p *tagProgress) error {
+	if d.Size > e.o.MaxBlobBytes {
+		return describe(&registryhttp.BoundError{Bound: "maxBlobBytes", What: fmt.Sprintf("blob %s declares %d bytes, more than the %d GiB allowed (--max-blob-size)",
+			d.Digest, d.Size, e.o.MaxBlobBytes>>30)}, "source", e.src.repo.Digest(d.Digest.String()).String())
+	}
 	registry, repo := e.dst.repo.RegistryStr(), e.dst.repo.RepositoryStr()
 	has, from, owner, err := e.cache.acquire(ctx, registry, repo, d.Digest)
 	if err != nil {
@@ -211,28 +294,26 @@ func (e *Engine) copyBlob(ctx context.Context, d v1.Descriptor, p *tagProgress) 
 	if err != nil {
 		return err
 	}
-	limit := blobDeadline(d.Size)
-	ctx, cancel := context.WithTimeoutCause(ctx, limit, &registryhttp.BoundError{Bound: "minTransferRate",
-		What: fmt.Sprintf("blob %s (%d bytes) still moving after %s, slower than %d KiB/s", d.Digest, d.Size, limit, minTransferRate>>10)})
-	defer cancel()
-	sb.ctx = ctx // the source's side of the transfer has the same deadline
-	var sent atomic.Int64
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sb.ctx = ctx // the source's side of the transfer is watched too
+	rate := e.watchRate(ctx, cancel, d, sb)
 	uctx := registryhttp.CountUploads(ctx, func(n int64) {
-		sent.Add(n)
+		rate.moved.Add(n)
 		p.add(n)
 		e.cache.moved(registry, d.Digest, time.Now())
 	})
 	err = e.pusher.Upload(uctx, e.dst.repo, l)
+	rate.stop()
 	release()
-	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
-		// The transfer's deadline, not whatever the cancelled request said; it concerns the
-		// transfer as a whole, either side may be the slow one.
-		return &SideError{Side: "transfer", Ref: e.src.repo.Digest(d.Digest.String()).String() + " to " + e.dst.repo.String(), Err: cause}
+	var se *SideError
+	if cause := context.Cause(ctx); err != nil && errors.As(cause, &se) {
+		return se // too slow: the side the rate watch found waiting, not whatever the cancelled request said
 	}
 	if err != nil {
 		return describe(err, "target", e.dst.repo.Digest(d.Digest.String()).String())
 	}
-	if sent.Load() == 0 { // found or mounted: nothing went over the wire
+	if rate.moved.Load() == 0 { // found or mounted: nothing went over the wire
 		p.found.Add(d.Size)
 		p.report()
 	}
@@ -240,16 +321,78 @@ func (e *Engine) copyBlob(ctx context.Context, d v1.Descriptor, p *tagProgress) 
 	return nil
 }
 
+// rateWatch ends a blob's transfer that moves fewer than Options.MinTransferRate bytes a
+// second over a stall timeout: a registry that trickles bytes never stalls, but cannot
+// hold a copy slot for long either, whatever size it declares.
+type rateWatch struct {
+	moved atomic.Int64 // bytes uploaded
+	stop  func()
+}
+
+// watchRate starts the rate watch of a blob's transfer; it cancels ctx with a *SideError
+// naming the side the transfer waited on (most of the window spent reading the source: the
+// source; else the target).
+func (e *Engine) watchRate(ctx context.Context, cancel context.CancelCauseFunc, d v1.Descriptor, sb *sourceBlob) *rateWatch {
+	w := &rateWatch{}
+	window := e.o.StallTimeout
+	if window <= 0 {
+		window = registryhttp.DefaultStallTimeout
+	}
+	floor := e.o.MinTransferRate * int64(window/time.Second)
+	if e.o.MinTransferRate <= 0 || floor <= 0 {
+		w.stop = func() {}
+		return w
+	}
+	done := make(chan struct{})
+	var once sync.Once
+	w.stop = func() { once.Do(func() { close(done) }) }
+	go func() {
+		tick := time.NewTicker(window)
+		defer tick.Stop()
+		var last int64
+		var lastWaited time.Duration
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			moved, waited := w.moved.Load(), sb.waited()
+			// Once every byte is sent, the wait for the target's answer is the stall
+			// timeout's to judge.
+			if moved-last >= floor || d.Size > 0 && moved >= d.Size {
+				last, lastWaited = moved, waited
+				continue
+			}
+			side, ref := "target", e.dst.repo.Digest(d.Digest.String()).String()
+			if waited-lastWaited >= window/2 {
+				side, ref = "source", e.src.repo.Digest(d.Digest.String()).String()
+			}
+			cancel(&SideError{Side: side, Ref: ref, Err: &registryhttp.BoundError{Bound: "minTransferRate",
+				What: fmt.Sprintf("blob %s moved %d bytes in %s, slower than %d KiB/s (after %d of %d bytes)", d.Digest, moved-last, window, e.o.MinTransferRate>>10, moved, d.Size)}})
+			return
+		}
+	}()
+	return w
+}
+
 // sourceBlob is a blob of the source, streamed when go-containerregistry uploads it.
 type sourceBlob struct {
 	e   *Engine
 	ctx context.Context
 	d   v1.Descriptor
+	// reading is the time spent waiting on the source's reads, in nanoseconds.
+	reading atomic.Int64
 }
 
 func (b *sourceBlob) Digest() (v1.Hash, error)            { return b.d.Digest, nil }
 func (b *sourceBlob) Size() (int64, error)                { return b.d.Size, nil }
 func (b *sourceBlob) MediaType() (types.MediaType, error) { return b.d.MediaType, nil }
+
+// waited is how long the transfer has waited on the source so far.
+func (b *sourceBlob) waited() time.Duration { return time.Duration(b.reading.Load()) }
 
 func (b *sourceBlob) Compressed() (io.ReadCloser, error) {
 	ref := b.e.src.repo.Digest(b.d.Digest.String())
@@ -261,18 +404,26 @@ func (b *sourceBlob) Compressed() (io.ReadCloser, error) {
 	if err != nil {
 		return nil, describe(err, "source", ref.String())
 	}
-	return &sourceReader{ReadCloser: rc, ref: ref.String()}, nil
+	return &sourceReader{ReadCloser: rc, ref: ref.String(), blob: b, left: b.d.Size}, nil
 }
 
-// sourceReader names the source in a read error: the upload it feeds would otherwise
-// report the source's failure as the target's.
+// sourceReader names the source in a read error (the upload it feeds would otherwise
+// report the source's failure as the target's), times the waits on the source, and refuses
+// a body longer than the size the manifest declares.
 type sourceReader struct {
 	io.ReadCloser
-	ref string
+	ref  string
+	blob *sourceBlob
+	left int64
 }
 
 func (r *sourceReader) Read(p []byte) (int, error) {
+	start := time.Now()
 	n, err := r.ReadCloser.Read(p)
+	r.blob.reading.Add(int64(time.Since(start)))
+	if r.left -= int64(n); r.left < 0 {
+		return n, describe(fmt.Errorf("blob sends more than the %d bytes its manifest declares", r.blob.d.Size), "source", r.ref)
+	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		err = describe(err, "source", r.ref)
 	}

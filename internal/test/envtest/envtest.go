@@ -32,6 +32,7 @@ import (
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers"
 	"github.com/regwire/regwire/controllers/agentdaemonset"
+	"github.com/regwire/regwire/internal/imagecopy"
 	"github.com/regwire/regwire/internal/scheme"
 	"github.com/regwire/regwire/internal/test/agenttest"
 	"github.com/regwire/regwire/internal/test/controlplane"
@@ -80,8 +81,8 @@ func Run(m *testing.M, env **Environment) int {
 	mgr, err := controllers.NewManager(cp.Config, controllers.Options{
 		Namespace: Namespace, Agent: agentdaemonset.DefaultOptions("regwire:test"), SyncProgressInterval: 200 * time.Millisecond,
 		// Long enough for the copies that must stay under way, short enough for stall tests.
-		StallTimeout: 10 * time.Second,
-		Manager:      ctrl.Options{Logger: log, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"},
+		CopyBounds: imagecopy.Bounds{StallTimeout: 10 * time.Second},
+		Manager:    ctrl.Options{Logger: log, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
