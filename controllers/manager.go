@@ -38,6 +38,9 @@ type Options struct {
 	// SyncProgressInterval is how often an ImageSync's status shows the progress of a copy
 	// under way (default 10s).
 	SyncProgressInterval time.Duration
+	// ConcurrentSyncs bounds the ImageSyncs copying at once, and
+	// ConcurrentSyncsPerNamespace those of one namespace (defaults 16 and half of it).
+	ConcurrentSyncs, ConcurrentSyncsPerNamespace int
 	// CopyBounds are what a registry may make an ImageSync's copy do: stall timeout, blob
 	// size cap, minimum transfer rate, private redirects.
 	CopyBounds imagecopy.Bounds
@@ -76,11 +79,13 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	if err := (&imagesync.Reconciler{
-		Client:           mgr.GetClient(),
-		APIReader:        mgr.GetAPIReader(),
-		Recorder:         mgr.GetEventRecorder("regwire-imagesync"),
-		ProgressInterval: o.SyncProgressInterval,
-		Bounds:           o.CopyBounds,
+		Client:                      mgr.GetClient(),
+		APIReader:                   mgr.GetAPIReader(),
+		Recorder:                    mgr.GetEventRecorder("regwire-imagesync"),
+		ProgressInterval:            o.SyncProgressInterval,
+		Bounds:                      o.CopyBounds,
+		ConcurrentSyncs:             o.ConcurrentSyncs,
+		ConcurrentSyncsPerNamespace: o.ConcurrentSyncsPerNamespace,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}

@@ -94,6 +94,8 @@ func newManagerCommand() *cobra.Command {
 	f.Var(runtimesFlag{&opts.Agent.Runtimes}, "agent-runtimes", "container runtimes the agent writes configuration for, comma-separated: containerd, crio, docker; each mounts only its own directories (crio adds hostPID, to send CRI-O SIGHUP)")
 	f.StringVar(&opts.Agent.HostsFile, "agent-hosts-file", opts.Agent.HostsFile, "the hosts file on the nodes")
 	addBoundsFlags(f, &opts.CopyBounds)
+	f.IntVar(&opts.ConcurrentSyncs, "concurrent-syncs", 16, "ImageSyncs copying at once")
+	f.IntVar(&opts.ConcurrentSyncsPerNamespace, "concurrent-syncs-per-namespace", 0, "ImageSyncs of one namespace copying at once (default half of --concurrent-syncs); a slot that frees up goes to the waiting namespace holding fewest")
 	f.DurationVar(&syncPeriod, "sync-period", 10*time.Hour, "how often every object is reconciled again without a change (a safety net; changes are watched)")
 	f.StringToStringVar(&opts.Agent.NodeSelector, "agent-node-selector", nil, "node labels the agent DaemonSet's pods require, key=value,… (default: every node)")
 	f.Var(jsonFlag{&opts.Agent.Tolerations}, "agent-tolerations", `tolerations of the agent pods as a JSON list, e.g. [{"key":"gpu","operator":"Exists"}] (default: every taint tolerated)`)

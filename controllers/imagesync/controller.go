@@ -59,6 +59,9 @@ type Reconciler struct {
 	Jobs int
 	// ConcurrentSyncs bounds the ImageSyncs copying at once (default 16).
 	ConcurrentSyncs int
+	// ConcurrentSyncsPerNamespace bounds the ImageSyncs of one namespace copying at once
+	// (default half of ConcurrentSyncs), so that one tenant never takes every slot.
+	ConcurrentSyncsPerNamespace int
 	// ProgressInterval is how often status shows the progress of a copy under way
 	// (default 10s).
 	ProgressInterval time.Duration
@@ -84,7 +87,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
-	r.runner = newSyncRunner(r.ConcurrentSyncs, r.ProgressInterval)
+	r.runner = newSyncRunner(r.ConcurrentSyncs, r.ConcurrentSyncsPerNamespace, r.ProgressInterval)
 	r.cache = imagecopy.NewCache(0)
 	// Copies run under the manager: they start when it has started (as leader) and stop
 	// with it.

@@ -29,9 +29,9 @@ type syncRunner struct {
 	wg      sync.WaitGroup
 
 	events chan event.GenericEvent
-	// slots bounds the copies running at once across all ImageSyncs; a run waits for a slot
-	// (and can be cancelled while it waits).
-	slots chan struct{}
+	// slots bound the copies running at once across all ImageSyncs, fairly across
+	// namespaces; a run waits for a slot (and can be cancelled while it waits).
+	slots *fairSlots
 	// progressEvery is how often a run whose progress moved brings its ImageSync back to
 	// show it in status.
 	progressEvery time.Duration
@@ -63,7 +63,9 @@ type syncRun struct {
 // progressFunc receives a tag's copy progress (imagecopy.Options.Progress).
 type progressFunc = func(tag string, complete, total int64)
 
-func newSyncRunner(concurrent int, progressEvery time.Duration) *syncRunner {
+// newSyncRunner runs up to concurrent copies at once (defaultConcurrentSyncs when not
+// positive), at most perNamespace of them for one namespace (half when not positive).
+func newSyncRunner(concurrent, perNamespace int, progressEvery time.Duration) *syncRunner {
 	if concurrent < 1 {
 		concurrent = defaultConcurrentSyncs
 	}
@@ -71,7 +73,7 @@ func newSyncRunner(concurrent int, progressEvery time.Duration) *syncRunner {
 		progressEvery = defaultProgressEvery
 	}
 	return &syncRunner{runs: map[types.NamespacedName]*syncRun{}, events: make(chan event.GenericEvent, 64),
-		slots: make(chan struct{}, concurrent), progressEvery: progressEvery}
+		slots: newFairSlots(concurrent, perNamespace), progressEvery: progressEvery}
 }
 
 // Start runs the copies asked for so far, and those asked for later, under ctx until it is
@@ -157,13 +159,10 @@ func (s *syncRunner) execute(ctx context.Context, key types.NamespacedName, run 
 	var announcing sync.WaitGroup
 	announcing.Go(func() { s.announceProgress(ctx, run, obj) })
 	var results []imagecopy.Result
-	var err error
-	select {
-	case s.slots <- struct{}{}:
+	release, err := s.slots.acquire(ctx, key.Namespace)
+	if err == nil {
 		results, err = fn(ctx, progress)
-		<-s.slots
-	case <-ctx.Done():
-		err = ctx.Err()
+		release()
 	}
 	s.mu.Lock()
 	run.results, run.err, run.done, run.finished = results, err, true, time.Now()

@@ -100,7 +100,7 @@ func TestRunnerAnnouncesProgressOnlyWhenItMoves(t *testing.T) {
 
 func TestRunnerRunsUnderTheManagerAndStopsWithIt(t *testing.T) {
 	t.Parallel()
-	r := newSyncRunner(2, 0)
+	r := newSyncRunner(2, 0, 0)
 	started := make(chan string, 3)
 	fn := func(ctx context.Context, _ progressFunc) ([]imagecopy.Result, error) {
 		started <- "started"
@@ -155,7 +155,7 @@ func TestRunnerRunsUnderTheManagerAndStopsWithIt(t *testing.T) {
 // startedRunner is a runner whose manager has started; it stops when the test ends.
 func startedRunner(t *testing.T, concurrent int, progressEvery time.Duration) *syncRunner {
 	t.Helper()
-	r := newSyncRunner(concurrent, progressEvery)
+	r := newSyncRunner(concurrent, concurrent, progressEvery)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Start(ctx) }()

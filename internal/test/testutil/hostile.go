@@ -86,3 +86,6 @@ func (h *Hostile) Rewrite(w http.ResponseWriter, r *http.Request, edit func(head
 	w.WriteHeader(rec.Code)
 	_, _ = w.Write(body)
 }
+
+// Forward hands r to the real registry, writing its answer to w (a SlowWriter, say).
+func (h *Hostile) Forward(w http.ResponseWriter, r *http.Request) { h.proxy.ServeHTTP(w, r) }
