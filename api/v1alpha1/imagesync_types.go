@@ -223,8 +223,9 @@ type ImageStatus struct {
 	// +optional
 	Bytes int64 `json:"bytes,omitempty"`
 
-	// error is why the last sync of this tag failed; empty on success.
+	// error is why the last sync of this tag failed, cut to 1024 bytes; empty on success.
 	// +optional
+	// +kubebuilder:validation:MaxLength=1024
 	Error string `json:"error,omitempty"`
 
 	// copying is the progress of a copy of this tag under way; unset otherwise. It is

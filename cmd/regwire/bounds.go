@@ -16,7 +16,7 @@ func addBoundsFlags(fl *pflag.FlagSet, b *imagecopy.Bounds) {
 	b.MaxBlobBytes, b.MinTransferRate = imagecopy.DefaultMaxBlobBytes, imagecopy.DefaultMinTransferRate
 	fl.DurationVar(&b.StallTimeout, "stall-timeout", registryhttp.DefaultStallTimeout, "fail a request to a registry that makes no progress for this long (no connection, no answer, no byte sent or received); a slow registry that keeps moving bytes is never cut off")
 	fl.Var(byteSize{&b.MaxBlobBytes}, "max-blob-size", "refuse a blob whose manifest declares more than this, before any of it moves (a quantity: 32Gi, 500Mi)")
-	fl.Var(byteSize{&b.MinTransferRate}, "min-transfer-rate", `end a blob transfer moving fewer bytes a second than this, averaged over each --stall-timeout (a quantity: 64Ki, 1Mi; "0" for no minimum)`)
+	fl.Var(byteSize{&b.MinTransferRate}, "min-transfer-rate", `end a blob transfer moving fewer bytes a second than this, averaged over twice --stall-timeout (a quantity: 64Ki, 1Mi; "0" for no minimum)`)
 	fl.BoolVar(&b.AllowPrivateRedirects, "allow-private-redirects", false, "follow registry redirects to private, loopback and link-local addresses (refused by default: a registry could send regwire to internal services); for registries whose storage redirects to, say, MinIO on 10.0.0.0/8")
 }
 

@@ -517,4 +517,4 @@ type rawManifest struct {
 }
 
 func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
-func (m rawManifest) MediaType() (types.MediaType, error) { return m.mediaType, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mediaType, nil } //nolint:unparam // go-containerregistry's withMediaType interface

@@ -38,8 +38,12 @@ import (
 // imageSyncMirrorIndex indexes ImageSyncs by the RegistryMirror they target.
 const imageSyncMirrorIndex = "spec.target.registryMirrorRef.name"
 
-// maxImages bounds status.images.
-const maxImages = 1000
+// maxImages bounds status.images, and maxImageError each tag's error (the CRD's bounds:
+// a status the API server refuses would lose the whole run's results).
+const (
+	maxImages     = 1000
+	maxImageError = 1024
+)
 
 // Reconciler reconciles ImageSync objects: it checks the spec, resolves source and
 // target, and runs copies on schedule in the background (see syncRunner).
@@ -132,6 +136,9 @@ type syncScope struct {
 	// mirror is the target RegistryMirror, nil for an explicit target image.
 	mirror *v1alpha1.RegistryMirror
 	plan   imagecopy.Plan
+	// recorded is a finished run whose results this reconcile put into status; the runner
+	// forgets it once the status patch has landed.
+	recorded *syncRun
 }
 
 // credentialRetry is when a copy that could not start for a missing or unusable Secret is
@@ -154,17 +161,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 
 	before := is.DeepCopy()
+	sc := &syncScope{is: is}
 	defer func() {
 		conditions.SetProgress(&is.Status.Conditions, is.Generation)
 		is.Status.ObservedGeneration = is.Generation
 		if err := conditions.PatchStatus(ctx, r.Client, before, is); err != nil {
 			retErr = kerrors.NewAggregate([]error{retErr, fmt.Errorf("patching status: %w", err)})
+			return // a recorded run stays with the runner, to be recorded again
+		}
+		if sc.recorded != nil {
+			r.runner.forget(req.NamespacedName, sc.recorded)
 		}
 	}()
 
 	// A problem the user must fix comes back as a *conditions.Error: it lands in Ready and
 	// Synced (with an Event when the reason is new), and stops a copy under way.
-	sc := &syncScope{is: is}
 	var res ctrl.Result
 	err := r.reconcilePlan(ctx, sc)
 	if err == nil {
@@ -298,15 +309,20 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 		interval = is.Spec.Interval.Duration
 	}
 	now := r.Clock.Now()
-	if run := r.runner.collect(key, is.Generation); run != nil {
-		next := run.finished.Add(interval)
-		if r.record(ctx, is, run) {
-			next = run.finished.Add(r.retryAfterFailure(key, is.Generation, interval))
-		} else {
-			r.failures.Delete(key)
+	if run := r.runner.finished(key, is.Generation); run != nil {
+		first := run.next.IsZero()
+		failed := r.record(ctx, is, run, first)
+		if first {
+			run.next = run.finished.Add(interval)
+			if failed {
+				run.next = run.finished.Add(r.retryAfterFailure(key, is.Generation, interval))
+			} else {
+				r.failures.Delete(key)
+			}
 		}
-		is.Status.NextSyncTime = &metav1.Time{Time: next.Truncate(time.Second)}
-		return ctrl.Result{RequeueAfter: next.Sub(now)}, nil
+		is.Status.NextSyncTime = &metav1.Time{Time: run.next.Truncate(time.Second)}
+		sc.recorded = run
+		return ctrl.Result{RequeueAfter: run.next.Sub(now)}, nil
 	}
 	if r.runner.running(key, is.Generation) {
 		showProgress(is, r.runner.progress(key, is.Generation))
@@ -366,15 +382,20 @@ func showProgress(is *v1alpha1.ImageSync, progress map[string]v1alpha1.CopyProgr
 	}
 }
 
-// record writes a finished run into status, and says whether it failed.
-func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *syncRun) bool {
+// record writes a finished run into status, and says whether it failed. Metrics and
+// Events count the run the first time only.
+func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *syncRun, first bool) bool {
 	finished := metav1.Time{Time: run.finished.Truncate(time.Second)}
 	is.Status.LastSyncTime = &finished
 	took := run.finished.Sub(run.started)
-	syncDuration.Observe(took.Seconds())
+	if first {
+		syncDuration.Observe(took.Seconds())
+	}
 	if run.err != nil {
 		reason, stalled := classify(run.err)
-		syncErrors.WithLabelValues(string(reason)).Inc()
+		if first {
+			syncErrors.WithLabelValues(string(reason)).Inc()
+		}
 		r.fail(is, reason, run.err.Error(), stalled)
 		return true
 	}
@@ -390,7 +411,7 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 		im := v1alpha1.ImageStatus{Tag: res.Tag, SourceDigest: res.SourceDigest, TargetDigest: res.TargetDigest, Bytes: res.Bytes}
 		switch {
 		case res.Err != nil:
-			im.Error = res.Err.Error()
+			im.Error = conditions.Cut(res.Err.Error(), maxImageError)
 			im.TargetDigest, im.SyncedAt = prev[res.Tag].TargetDigest, prev[res.Tag].SyncedAt
 			failed = append(failed, res)
 		case res.UpToDate && prev[res.Tag].SyncedAt != nil && prev[res.Tag].TargetDigest == res.TargetDigest:
@@ -410,15 +431,19 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 	}
 	is.Status.Images = images
 	is.Status.TagsSummary = fmt.Sprintf("%d/%d", ok, len(run.results))
-	syncBytes.WithLabelValues(is.Namespace, is.Name).Add(float64(bytes))
+	if first {
+		syncBytes.WithLabelValues(is.Namespace, is.Name).Add(float64(bytes))
+	}
 	if len(failed) > 0 {
 		reason, stalled := classify(failed[0].Err)
-		syncErrors.WithLabelValues(string(reason)).Add(float64(len(failed)))
+		if first {
+			syncErrors.WithLabelValues(string(reason)).Add(float64(len(failed)))
+		}
 		r.fail(is, reason, fmt.Sprintf("%d of %d tag(s) failed; %s: %v", len(failed), len(run.results), failed[0].Tag, failed[0].Err), stalled)
 		return true
 	}
 	msg := fmt.Sprintf("%d tag(s) up to date in the target, %d copied", ok, copied)
-	if copied > 0 {
+	if copied > 0 && first {
 		r.Recorder.Eventf(is, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonSyncSucceeded), "Sync", "copied %d tag(s) (%d bytes) in %s", copied, bytes, took.Round(time.Millisecond))
 	}
 	conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionTrue, v1alpha1.ReasonSyncSucceeded, msg)

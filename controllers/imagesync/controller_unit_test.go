@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -219,5 +220,96 @@ func TestFailedCopiesAreRetriedSoonerThanTheInterval(t *testing.T) {
 	}
 	if d := r.retryAfterFailure(key, 2, time.Hour); d != 15*time.Second {
 		t.Errorf("the first failure of a new generation is retried after %s, want 15s", d)
+	}
+}
+
+// TestARunOutlivesAStatusPatchThatFails: a finished run whose status patch the API server
+// refuses stays with the runner. The next reconcile records it (counting the failure once)
+// instead of losing its results and starting the copy again at once.
+func TestARunOutlivesAStatusPatchThatFails(t *testing.T) {
+	t.Parallel()
+	is := &v1alpha1.ImageSync{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x", Generation: 1},
+		Spec: v1alpha1.ImageSyncSpec{
+			Source: v1alpha1.ImageSource{Image: "127.0.0.1:1/a", Tags: []string{"1"}}, // nothing listens there: the run fails fast
+			Target: v1alpha1.ImageTarget{Image: "127.0.0.1:1/b"},
+		},
+	}
+	s := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	var refuse atomic.Bool
+	var patches atomic.Int64
+	c := interceptor.NewClient(fake.NewClientBuilder().WithScheme(s).WithObjects(is).WithStatusSubresource(is).Build(), interceptor.Funcs{
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, o ...client.SubResourcePatchOption) error {
+			patches.Add(1)
+			if refuse.Load() {
+				return errors.New("the API server refused the status")
+			}
+			return c.SubResource(sub).Patch(ctx, obj, p, o...)
+		},
+	})
+	r := &Reconciler{Client: c, APIReader: c, Recorder: events.NewFakeRecorder(16), Clock: clock.RealClock{}, runner: startedRunner(t, 1, 0)}
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(is)}
+	if _, err := r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.runner.events: // the run ended
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run did not end")
+	}
+
+	refuse.Store(true)
+	before := patches.Load()
+	if _, err := r.Reconcile(context.Background(), req); err == nil || patches.Load() == before {
+		t.Fatalf("Reconcile = %v with %d patches, want the refused patch as its error", err, patches.Load()-before)
+	}
+	if r.runner.finished(req.NamespacedName, 1) == nil {
+		t.Fatal("the run's results were dropped with the refused patch")
+	}
+
+	refuse.Store(false)
+	res, err := r.Reconcile(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.runner.running(req.NamespacedName, 1) || r.runner.finished(req.NamespacedName, 1) != nil {
+		t.Error("the copy started again, or its run was kept, after its results landed")
+	}
+	if res.RequeueAfter < failureRetryBase-2*time.Second {
+		t.Errorf("requeued after %s, want the first failure's retry, %s", res.RequeueAfter, failureRetryBase)
+	}
+	if v, _ := r.failures.Load(req.NamespacedName); v.(failureCount).n != 1 {
+		t.Errorf("the failure was counted %d times, want once", v.(failureCount).n)
+	}
+	got := &v1alpha1.ImageSync{}
+	if err := c.Get(context.Background(), req.NamespacedName, got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.LastSyncTime == nil || apimeta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionSynced).Status != metav1.ConditionFalse {
+		t.Errorf("status lacks the run: %+v", got.Status)
+	}
+}
+
+// TestHugeErrorsFitTheStatus: a registry's 40 KiB error body lands cut to the CRD's bounds,
+// in the tag's error and in the conditions, so that the API server takes the status.
+func TestHugeErrorsFitTheStatus(t *testing.T) {
+	t.Parallel()
+	is := &v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x", Generation: 1}}
+	r := &Reconciler{Recorder: events.NewFakeRecorder(16)}
+	huge := errors.New(strings.Repeat("DENIED: requested access to the resource is denied; ", 800))
+	run := &syncRun{finished: time.Now(), results: []imagecopy.Result{{Tag: "1", Err: &imagecopy.SideError{Side: "source", Ref: "src/a:1", StatusCode: http.StatusForbidden, Err: huge}}}}
+	if !r.record(context.Background(), is, run, true) {
+		t.Fatal("a failed tag was recorded as a success")
+	}
+	if got := len(is.Status.Images[0].Error); got > maxImageError {
+		t.Errorf("status.images[0].error has %d bytes, the CRD takes %d", got, maxImageError)
+	}
+	for _, c := range is.Status.Conditions {
+		if len(c.Message) > conditions.MaxMessage {
+			t.Errorf("condition %s has a message of %d bytes, the API server takes %d", c.Type, len(c.Message), conditions.MaxMessage)
+		}
 	}
 }

@@ -55,6 +55,9 @@ type syncRun struct {
 	results   []imagecopy.Result
 	// err is a failure before any tag was copied (listing tags, building the engine).
 	err error
+	// next is when the ImageSync is due again, set when the run is first recorded (a
+	// record whose status patch failed is recorded again, and counted once).
+	next time.Time
 	// progress of the tags being copied, and whether it moved since it was last announced.
 	progress map[string]v1alpha1.CopyProgress
 	moved    bool
@@ -229,16 +232,25 @@ func (s *syncRunner) running(key types.NamespacedName, generation int64) bool {
 	return ok && !r.done && r.generation == generation
 }
 
-// collect returns and forgets a finished run of this generation.
-func (s *syncRunner) collect(key types.NamespacedName, generation int64) *syncRun {
+// finished returns a finished run of this generation. It is kept until forget: a status
+// patch that fails must not lose the run's results, nor start the copy again early.
+func (s *syncRunner) finished(key types.NamespacedName, generation int64) *syncRun {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.runs[key]
 	if !ok || !r.done || r.generation != generation {
 		return nil
 	}
-	delete(s.runs, key)
 	return r
+}
+
+// forget drops run, once its results are in the ImageSync's status.
+func (s *syncRunner) forget(key types.NamespacedName, run *syncRun) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.runs[key] == run {
+		delete(s.runs, key)
+	}
 }
 
 // stop cancels and forgets any run of the ImageSync.

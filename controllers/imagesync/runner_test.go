@@ -100,7 +100,7 @@ func TestRunnerAnnouncesProgressOnlyWhenItMoves(t *testing.T) {
 
 func TestRunnerRunsUnderTheManagerAndStopsWithIt(t *testing.T) {
 	t.Parallel()
-	r := newSyncRunner(2, 0, 0)
+	r := newSyncRunner(2, 2, 0)
 	started := make(chan string, 3)
 	fn := func(ctx context.Context, _ progressFunc) ([]imagecopy.Result, error) {
 		started <- "started"

@@ -98,8 +98,8 @@ type Bounds struct {
 	// moves; zero means DefaultMaxBlobBytes.
 	MaxBlobBytes int64
 	// MinTransferRate ends a blob transfer that moves fewer bytes a second than this,
-	// averaged over each StallTimeout; zero means DefaultMinTransferRate, negative no
-	// minimum.
+	// averaged over windows of twice StallTimeout (so that a transfer that stops is a
+	// stall); zero means DefaultMinTransferRate, negative no minimum.
 	MinTransferRate int64
 	// AllowPrivateRedirects follows a registry's redirects to private, loopback and
 	// link-local addresses, which go-containerregistry refuses by default (a registry could

@@ -32,8 +32,8 @@ func isBlobUnknown(err error) bool {
 
 // SideError is a failure on one side of a copy.
 type SideError struct {
-	// Side is "source" or "target", or "transfer" for a blob whose transfer as a whole
-	// outlasted its deadline.
+	// Side is "source" or "target": for a blob transfer that was too slow, the side it
+	// waited on.
 	Side string
 	// Ref is the reference being read or written.
 	Ref string

@@ -46,9 +46,9 @@ func TestATricklingSourceIsEndedByTheMinimumRate(t *testing.T) {
 		return true
 	})
 
-	const window = time.Second
+	const stall, window = time.Second, 2 * time.Second
 	eng, err := New(Endpoint{Repository: trickle.Host() + "/library/app"}, Endpoint{Repository: dst.Host + "/app"},
-		Options{Bounds: Bounds{StallTimeout: window, MinTransferRate: 1 << 20}})
+		Options{Bounds: Bounds{StallTimeout: stall, MinTransferRate: 1 << 20}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestATricklingSourceIsEndedByTheMinimumRate(t *testing.T) {
 
 	gets := blobGets.Load()
 	eng, err = New(Endpoint{Repository: trickle.Host() + "/library/app"}, Endpoint{Repository: dst.Host + "/capped"},
-		Options{Bounds: Bounds{StallTimeout: window, MaxBlobBytes: size - 1}})
+		Options{Bounds: Bounds{StallTimeout: stall, MaxBlobBytes: size - 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestATricklingSourceIsEndedByTheMinimumRate(t *testing.T) {
 }
 
 // TestASlowTargetIsNamedByTheMinimumRate: a target that reads an upload at 3.2 MiB/s, under a
-// minimum of 4 MiB/s, fails the same bound, and the error names the target, not the source
+// minimum of 8 MiB/s, fails the same bound, and the error names the target, not the source
 // it read from. (Slower, and the kernel's socket buffers hide its progress for longer than
 // the stall timeout: it is then a stall.)
 func TestASlowTargetIsNamedByTheMinimumRate(t *testing.T) {
@@ -107,7 +107,7 @@ func TestASlowTargetIsNamedByTheMinimumRate(t *testing.T) {
 		return true // no answer: the client has given up by now
 	})
 	eng, err := New(Endpoint{Repository: src.Host + "/library/app"}, Endpoint{Repository: slow.Host() + "/app"},
-		Options{Bounds: Bounds{StallTimeout: 2 * time.Second, MinTransferRate: 4 << 20}})
+		Options{Bounds: Bounds{StallTimeout: 2 * time.Second, MinTransferRate: 8 << 20}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -253,7 +253,7 @@ func blobsOf(m *manifest) ([]v1.Descriptor, error) {
 const DefaultMaxBlobBytes int64 = 32 << 30
 
 // DefaultMinTransferRate is the slowest a blob may move, in bytes per second averaged over
-// each stall timeout, unless Options.MinTransferRate says otherwise.
+// windows of twice the stall timeout, unless Options.MinTransferRate says otherwise.
 const DefaultMinTransferRate int64 = 64 << 10
 
 // copyBlob makes the target repository hold blob d: nothing when this Engine (or another
@@ -334,10 +334,13 @@ type rateWatch struct {
 // source; else the target).
 func (e *Engine) watchRate(ctx context.Context, cancel context.CancelCauseFunc, d v1.Descriptor, sb *sourceBlob) *rateWatch {
 	w := &rateWatch{}
-	window := e.o.StallTimeout
-	if window <= 0 {
-		window = registryhttp.DefaultStallTimeout
+	stall := e.o.StallTimeout
+	if stall <= 0 {
+		stall = registryhttp.DefaultStallTimeout
 	}
+	// Twice the stall timeout: a transfer that stops altogether is always the stall it is,
+	// named as such, before it is a slow one.
+	window := 2 * stall
 	floor := e.o.MinTransferRate * int64(window/time.Second)
 	if e.o.MinTransferRate <= 0 || floor <= 0 {
 		w.stop = func() {}
@@ -383,16 +386,24 @@ type sourceBlob struct {
 	e   *Engine
 	ctx context.Context
 	d   v1.Descriptor
-	// reading is the time spent waiting on the source's reads, in nanoseconds.
-	reading atomic.Int64
+	// read is the time spent in finished reads of the source, and readingSince when the
+	// read under way began (0: none), both in nanoseconds.
+	read, readingSince atomic.Int64
 }
 
 func (b *sourceBlob) Digest() (v1.Hash, error)            { return b.d.Digest, nil }
 func (b *sourceBlob) Size() (int64, error)                { return b.d.Size, nil }
 func (b *sourceBlob) MediaType() (types.MediaType, error) { return b.d.MediaType, nil }
 
-// waited is how long the transfer has waited on the source so far.
-func (b *sourceBlob) waited() time.Duration { return time.Duration(b.reading.Load()) }
+// waited is how long the transfer has waited on the source so far, the read under way
+// included.
+func (b *sourceBlob) waited() time.Duration {
+	d := b.read.Load()
+	if since := b.readingSince.Load(); since != 0 {
+		d += max(time.Now().UnixNano()-since, 0)
+	}
+	return time.Duration(d)
+}
 
 func (b *sourceBlob) Compressed() (io.ReadCloser, error) {
 	ref := b.e.src.repo.Digest(b.d.Digest.String())
@@ -418,9 +429,11 @@ type sourceReader struct {
 }
 
 func (r *sourceReader) Read(p []byte) (int, error) {
-	start := time.Now()
+	start := time.Now().UnixNano()
+	r.blob.readingSince.Store(start)
 	n, err := r.ReadCloser.Read(p)
-	r.blob.reading.Add(int64(time.Since(start)))
+	r.blob.readingSince.Store(0)
+	r.blob.read.Add(time.Now().UnixNano() - start)
 	if r.left -= int64(n); r.left < 0 {
 		return n, describe(fmt.Errorf("blob sends more than the %d bytes its manifest declares", r.blob.d.Size), "source", r.ref)
 	}

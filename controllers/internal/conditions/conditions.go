@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,15 +18,37 @@ import (
 	"github.com/regwire/regwire/api/v1alpha1"
 )
 
-// Set sets one condition, keeping lastTransitionTime when the status is unchanged.
+// MaxMessage is the longest condition message the API server takes (metav1.Condition's
+// maxLength).
+const MaxMessage = 32768
+
+// Set sets one condition, keeping lastTransitionTime when the status is unchanged. A
+// message longer than MaxMessage is cut: a status the API server refuses would lose the
+// whole update.
 func Set(conds *[]metav1.Condition, generation int64, typ string, status metav1.ConditionStatus, reason v1alpha1.ConditionReason, message string) {
 	apimeta.SetStatusCondition(conds, metav1.Condition{
 		Type:               typ,
 		Status:             status,
 		ObservedGeneration: generation,
 		Reason:             string(reason),
-		Message:            message,
+		Message:            Cut(message, MaxMessage),
 	})
+}
+
+// cutMark ends a cut message.
+const cutMark = " …(cut)"
+
+// Cut returns s when it has at most n bytes; else its start, cut on a character boundary,
+// and a mark that says so, n bytes at most in all.
+func Cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	end := max(n-len(cutMark), 0)
+	for end > 0 && !utf8.RuneStart(s[end]) {
+		end--
+	}
+	return s[:end] + cutMark
 }
 
 // SetReadySummary sets Ready from the given conditions, in order: True when all are True,

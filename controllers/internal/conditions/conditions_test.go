@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -135,4 +136,33 @@ func testScheme(t *testing.T) *runtime.Scheme {
 		t.Fatal(err)
 	}
 	return s
+}
+
+func TestMessagesAreCutToWhatTheAPIServerTakes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		in   string
+		n    int
+		want string
+	}{
+		{name: "a short message is kept", in: "fine", n: 10, want: "fine"},
+		{name: "a message of exactly the bound is kept", in: "0123456789", n: 10, want: "0123456789"},
+		{name: "a long message is cut and says so", in: strings.Repeat("x", 40), n: 20, want: strings.Repeat("x", 20-len(cutMark)) + cutMark},
+		{name: "a cut never splits a character", in: strings.Repeat("é", 20), n: 20, want: strings.Repeat("é", 5) + cutMark},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got := Cut(tc.in, tc.n)
+			if got != tc.want || len(got) > tc.n || !utf8.ValidString(got) {
+				t.Errorf("Cut(%q, %d) = %q (%d bytes), want %q", tc.in, tc.n, got, len(got), tc.want)
+			}
+		})
+	}
+	var conds []metav1.Condition
+	Set(&conds, 1, "Ready", metav1.ConditionFalse, v1alpha1.ReasonSyncFailed, strings.Repeat("403 body ", 10_000))
+	if got := len(conds[0].Message); got > MaxMessage {
+		t.Errorf("a condition message of %d bytes was set, the API server takes %d", got, MaxMessage)
+	}
 }
