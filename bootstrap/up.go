@@ -391,6 +391,12 @@ func (s *Stack) wiring(ca []byte, password, proxyIP string) []*unstructured.Unst
 			"caBundle":             string(ca),
 			"credentialsSecretRef": map[string]any{"namespace": "regwire-system", "name": "nexus-credentials"},
 			"hostAliases":          []any{map[string]any{"ip": proxyIP, "hostnames": []any{s.Render.PKI.DNSNames[0]}}},
+			// The ImageSync below lives in default: the mirror lets that namespace push into
+			// the repository, and no other.
+			"imageSyncs": map[string]any{
+				"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "default"}},
+				"repositories":      []any{s.Repository + "/**"},
+			},
 			"pullSecrets": map[string]any{
 				"secretName":        "nexus-pull",
 				"namespaceSelector": map[string]any{"matchLabels": map[string]any{"regwire.dev/pull-from-nexus": "true"}},

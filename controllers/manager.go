@@ -83,6 +83,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		APIReader:                   mgr.GetAPIReader(),
 		Recorder:                    mgr.GetEventRecorder("regwire-imagesync"),
 		ProgressInterval:            o.SyncProgressInterval,
+		Namespace:                   o.Namespace,
 		Bounds:                      o.CopyBounds,
 		ConcurrentSyncs:             o.ConcurrentSyncs,
 		ConcurrentSyncsPerNamespace: o.ConcurrentSyncsPerNamespace,

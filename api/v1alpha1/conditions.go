@@ -163,6 +163,9 @@ const (
 	ReasonSyncFailed ConditionReason = "SyncFailed"
 	// ReasonSuspended: spec.suspend is true; nothing is copied.
 	ReasonSuspended ConditionReason = "Suspended"
+	// ReasonTargetNotAllowed: the target RegistryMirror's spec.imageSyncs does not allow
+	// this ImageSync's namespace, or its repository; nothing is sent to either registry.
+	ReasonTargetNotAllowed ConditionReason = "TargetNotAllowed"
 	// ReasonTargetNotFound: target.registryMirrorRef names no RegistryMirror.
 	ReasonTargetNotFound ConditionReason = "TargetNotFound"
 	// ReasonTargetNotProvisioned: the target RegistryMirror provisions its Nexus repository

@@ -225,7 +225,42 @@ type RegistryMirrorSpec struct {
 	// supports it (Sonatype Nexus).
 	// +optional
 	Provision *ProvisionSpec `json:"provision,omitempty"`
+
+	// imageSyncs says which namespaces' ImageSyncs may copy into this mirror, with its
+	// credentials, and under which repositories. Unset, only ImageSyncs in the operator's
+	// own namespace may: a mirror's push credentials are not every tenant's.
+	// +optional
+	ImageSyncs *ImageSyncPolicy `json:"imageSyncs,omitempty"`
 }
+
+// ImageSyncPolicy says which ImageSyncs may push into a RegistryMirror: those in the
+// namespaces it selects, each under the repositories its patterns give that namespace.
+type ImageSyncPolicy struct {
+	// namespaceSelector selects the namespaces whose ImageSyncs may target this mirror;
+	// {} selects every namespace. The operator's own namespace may always, anywhere.
+	// +required
+	NamespaceSelector metav1.LabelSelector `json:"namespaceSelector"`
+
+	// repositories are the values of an ImageSync's spec.target.repository that the
+	// selected namespaces may write. In a pattern, * matches within one path segment, a
+	// segment ** any number of segments, and {namespace} the ImageSync's own namespace:
+	// my-docker/{namespace}/** lets team-a write my-docker/team-a/app and nothing of
+	// team-b's.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	Repositories []RepositoryPattern `json:"repositories"`
+}
+
+// RepositoryPattern is a pattern of repository paths: segments of lowercase letters,
+// digits and separators, *, ** or {namespace}.
+//
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=255
+// +kubebuilder:validation:XValidation:rule=`self.matches('^(\\*\\*|[a-z0-9._*{}-]+)(/(\\*\\*|[a-z0-9._*{}-]+))*$')`,message="must be a repository path pattern such as my-docker/{namespace}/**: lowercase segments separated by /, where * matches within a segment, ** any segments and {namespace} the ImageSync's namespace"
+// +kubebuilder:validation:XValidation:rule=`!self.replace('{namespace}', '').contains('{') && !self.replace('{namespace}', '').contains('}')`,message="the only placeholder is {namespace}"
+type RepositoryPattern string
 
 // CASource reads a CA bundle from exactly one Secret or ConfigMap key.
 //

@@ -18,13 +18,16 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -33,6 +36,7 @@ import (
 	"github.com/regwire/regwire/controllers/internal/conditions"
 	"github.com/regwire/regwire/controllers/internal/credentials"
 	"github.com/regwire/regwire/internal/imagecopy"
+	"github.com/regwire/regwire/internal/repopattern"
 )
 
 // imageSyncMirrorIndex indexes ImageSyncs by the RegistryMirror they target.
@@ -69,6 +73,9 @@ type Reconciler struct {
 	// ProgressInterval is how often status shows the progress of a copy under way
 	// (default 10s).
 	ProgressInterval time.Duration
+	// Namespace is the operator's namespace, whose ImageSyncs may copy into any
+	// RegistryMirror; other namespaces only where a mirror's spec.imageSyncs allows them.
+	Namespace string
 	// Bounds are what a registry may make a copy do (imagecopy's defaults where zero).
 	Bounds imagecopy.Bounds
 	// Clock tells the time; tests set a fake one.
@@ -85,6 +92,7 @@ type Reconciler struct {
 
 // +kubebuilder:rbac:groups=regwire.dev,resources=imagesyncs,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=regwire.dev,resources=imagesyncs/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 
 // SetupWithManager registers the reconciler with mgr.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -110,6 +118,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.ImageSync{}).
 		Watches(&v1alpha1.RegistryMirror{}, handler.EnqueueRequestsFromMapFunc(r.syncsForMirror)).
+		// A namespace's labels decide which mirrors its ImageSyncs may use.
+		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.syncsInNamespace), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		// A finished copy brings its ImageSync back to record the results.
 		WatchesRawSource(source.Channel(r.runner.events, &handler.EnqueueRequestForObject{})).
 		Named("imagesync").
@@ -126,6 +136,22 @@ func (r *Reconciler) syncsForMirror(ctx context.Context, o client.Object) []reco
 	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for i := range list.Items {
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
+}
+
+// syncsInNamespace maps a Namespace to its ImageSyncs that target a RegistryMirror.
+func (r *Reconciler) syncsInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &v1alpha1.ImageSyncList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(o.GetName())); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing ImageSyncs of a namespace failed", "namespace", o.GetName())
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if list.Items[i].Spec.Target.RegistryMirrorRef != nil {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
 	}
 	return reqs
 }
@@ -216,6 +242,9 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, sc *syncScope) error {
 					"RegistryMirror %s has not provisioned Nexus repository %s (Provisioned: %s)", rm.Name, rm.Spec.Provision.Nexus.Repository, why)
 			}
 		}
+		if err := r.allowed(ctx, is, rm); err != nil {
+			return err
+		}
 		sc.mirror = rm
 	}
 	plan, err := imagecopy.PlanFor(&is.Spec, sc.mirror)
@@ -224,6 +253,41 @@ func (r *Reconciler) reconcilePlan(ctx context.Context, sc *syncScope) error {
 	}
 	sc.plan = plan
 	is.Status.TargetImage = plan.TargetImage
+	return nil
+}
+
+// allowed checks that the RegistryMirror lets this ImageSync copy into it with its
+// credentials: the operator's own namespace may always; any other only when the mirror's
+// spec.imageSyncs selects it, and only into a repository its patterns give the namespace.
+// A refusal costs no request to either registry.
+func (r *Reconciler) allowed(ctx context.Context, is *v1alpha1.ImageSync, rm *v1alpha1.RegistryMirror) error {
+	if is.Namespace == r.Namespace {
+		return nil
+	}
+	policy := rm.Spec.ImageSyncs
+	if policy == nil {
+		return conditions.Stalledf(v1alpha1.ReasonTargetNotAllowed,
+			"RegistryMirror %s takes ImageSyncs from namespace %s only (its spec.imageSyncs is unset); its owner can allow namespace %s with spec.imageSyncs.namespaceSelector and repositories",
+			rm.Name, r.Namespace, is.Namespace)
+	}
+	selector, err := metav1.LabelSelectorAsSelector(&policy.NamespaceSelector)
+	if err != nil {
+		return conditions.Stalledf(v1alpha1.ReasonTargetNotAllowed, "RegistryMirror %s spec.imageSyncs.namespaceSelector: %v", rm.Name, err)
+	}
+	ns := &corev1.Namespace{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: is.Namespace}, ns); err != nil {
+		return fmt.Errorf("reading namespace %s: %w", is.Namespace, err)
+	}
+	if !selector.Matches(labels.Set(ns.Labels)) {
+		return conditions.Stalledf(v1alpha1.ReasonTargetNotAllowed,
+			"RegistryMirror %s spec.imageSyncs.namespaceSelector (%s) does not select namespace %s; its owner can label the namespace or widen the selector",
+			rm.Name, selector, is.Namespace)
+	}
+	if !repopattern.MatchAny(policy.Repositories, is.Namespace, is.Spec.Target.Repository) {
+		return conditions.Stalledf(v1alpha1.ReasonTargetNotAllowed,
+			"spec.target.repository %q is not one RegistryMirror %s lets namespace %s write (spec.imageSyncs.repositories: %s); choose a repository those patterns match",
+			is.Spec.Target.Repository, rm.Name, is.Namespace, strings.ReplaceAll(fmt.Sprint(policy.Repositories), repopattern.Namespace, is.Namespace))
+	}
 	return nil
 }
 

@@ -97,7 +97,10 @@ func TestImageSyncResolvesItsRegistryMirrorWhenItAppears(t *testing.T) {
 		t.Errorf("message %q does not name the missing mirror", c.Message)
 	}
 	// Creating the mirror must bring the ImageSync back without any change to it.
-	env.NewMirror(t, "late-mirror", func(rm *v1alpha1.RegistryMirror) { rm.Spec.Host = "nexus.local:8443" })
+	env.NewMirror(t, "late-mirror", func(rm *v1alpha1.RegistryMirror) {
+		rm.Spec.Host = "nexus.local:8443"
+		rm.Spec.ImageSyncs = &v1alpha1.ImageSyncPolicy{Repositories: []v1alpha1.RepositoryPattern{"my-docker/**"}} // every namespace
+	})
 	is, _ := syncCondition(t, "waits-for-mirror", v1alpha1.ConditionReady, v1alpha1.ReasonSourceUnreachable)
 	if want := "nexus.local:8443/my-docker/busybox"; is.Status.TargetImage != want {
 		t.Errorf("targetImage = %q, want %q", is.Status.TargetImage, want)

@@ -47,7 +47,7 @@ func unitSync(t *testing.T, is *v1alpha1.ImageSync) (*Reconciler, *int) {
 			return c.Get(ctx, key, obj, o...)
 		},
 	})
-	return &Reconciler{Client: c, APIReader: reader, Recorder: events.NewFakeRecorder(16), Clock: clock.RealClock{}, runner: startedRunner(t, 1, 0)}, &reads
+	return &Reconciler{Client: c, APIReader: reader, Recorder: events.NewFakeRecorder(16), Clock: clock.RealClock{}, Namespace: "default", runner: startedRunner(t, 1, 0)}, &reads
 }
 
 func TestMissingCredentialsAreRetriedWithoutAWatch(t *testing.T) {

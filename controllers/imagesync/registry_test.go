@@ -58,6 +58,7 @@ func TestImageSyncCopiesIntoARegistryMirror(t *testing.T) {
 		rm.Spec.Host = v1alpha1.RegistryHost(target.Host)
 		rm.Spec.CABundle = ca.PEM
 		rm.Spec.CredentialsSecretRef = &v1alpha1.SecretReference{Namespace: envtest.Namespace, Name: creds.Name}
+		rm.Spec.ImageSyncs = &v1alpha1.ImageSyncPolicy{Repositories: []v1alpha1.RepositoryPattern{"my-docker/**"}}
 	})
 	newSync(t, "app", func(is *v1alpha1.ImageSync) {
 		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(source.Host + "/library/app"), Tags: []string{"latest"}, Semver: "^1"}

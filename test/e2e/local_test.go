@@ -133,6 +133,7 @@ func TestTheManualSetupOnRealParts(t *testing.T) {
 	rm := &v1alpha1.RegistryMirror{
 		ObjectMeta: metav1.ObjectMeta{Name: "nexus-local"},
 		Spec: v1alpha1.RegistryMirrorSpec{
+			ImageSyncs:           appsMayPush("my-docker/**"),
 			Host:                 v1alpha1.RegistryHost(host),
 			CABundle:             string(priv.ca),
 			CredentialsSecretRef: &v1alpha1.SecretReference{Namespace: operatorNS, Name: "nexus-credentials"},
@@ -582,6 +583,7 @@ func pullAtTheBasePath(t *testing.T, k8s client.Client, priv *privateRegistry, c
 	rm := &v1alpha1.RegistryMirror{
 		ObjectMeta: metav1.ObjectMeta{Name: "nexus-base-path"},
 		Spec: v1alpha1.RegistryMirrorSpec{
+			ImageSyncs:           appsMayPush("**"),
 			Host:                 v1alpha1.RegistryHost(host),
 			Endpoint:             "https://" + host + "/repository/apps-docker/v2",
 			CABundle:             string(priv.ca),

@@ -175,7 +175,8 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	rm := &v1alpha1.RegistryMirror{
 		ObjectMeta: metav1.ObjectMeta{Name: "nexus-local"},
 		Spec: v1alpha1.RegistryMirrorSpec{
-			Host: v1alpha1.RegistryHost(host), CABundle: string(priv.ca),
+			ImageSyncs: appsMayPush("my-docker/**"),
+			Host:       v1alpha1.RegistryHost(host), CABundle: string(priv.ca),
 			CredentialsSecretRef: &v1alpha1.SecretReference{Namespace: "regwire-system", Name: "nexus-credentials"},
 			HostAliases:          []v1alpha1.HostAlias{{IP: "127.0.0.1", Hostnames: []v1alpha1.Hostname{"nexus.local"}}},
 			PullSecrets: &v1alpha1.PullSecretsSpec{SecretName: "nexus-local-pull",

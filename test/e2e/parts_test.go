@@ -27,8 +27,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/bootstrap"
 	"github.com/regwire/regwire/internal/nexus"
 	"github.com/regwire/regwire/internal/test/controlplane"
@@ -281,5 +284,13 @@ func buildRegwireImage(t *testing.T, version, out, push string, more ...string) 
 		t.Fatalf("hack/image: %v\n%s", err, b)
 	} else {
 		t.Logf("%s", b)
+	}
+}
+
+// appsMayPush lets the ImageSyncs of namespace apps push into a mirror, under patterns.
+func appsMayPush(patterns ...v1alpha1.RepositoryPattern) *v1alpha1.ImageSyncPolicy {
+	return &v1alpha1.ImageSyncPolicy{
+		NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelMetadataName: "apps"}},
+		Repositories:      patterns,
 	}
 }

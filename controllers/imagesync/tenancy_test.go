@@ -1,0 +1,126 @@
+package imagesync_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/test/envtest"
+	"github.com/regwire/regwire/internal/test/testutil"
+)
+
+// TestAMirrorServesOnlyTheNamespacesAndRepositoriesItNames: a RegistryMirror lets
+// namespaces labelled team=true write my-docker/{namespace}/**. An ImageSync from an
+// unlabelled namespace, one from a labelled namespace writing another team's repository,
+// and one targeting a mirror that allows no namespace are all refused (TargetNotAllowed,
+// naming the field) without one request to either registry; an allowed one copies, and
+// labelling the refused namespace lets its ImageSync copy without any change to it.
+func TestAMirrorServesOnlyTheNamespacesAndRepositoriesItNames(t *testing.T) {
+	ctx := context.Background()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	testutil.PushImage(t, src.Host+"/library/app:1", 1024, 1)
+	var toSource, toTarget atomic.Int64
+	source := testutil.StartHostile(t, src, func(*testutil.Hostile, http.ResponseWriter, *http.Request) bool { toSource.Add(1); return false })
+	target := testutil.StartHostile(t, dst, func(*testutil.Hostile, http.ResponseWriter, *http.Request) bool { toTarget.Add(1); return false })
+
+	env.NewMirror(t, "team-mirror", func(rm *v1alpha1.RegistryMirror) {
+		rm.Spec.Host = v1alpha1.RegistryHost(target.Host())
+		rm.Spec.InsecureSkipVerify = true
+		rm.Spec.ImageSyncs = &v1alpha1.ImageSyncPolicy{
+			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{"team": "true"}},
+			Repositories:      []v1alpha1.RepositoryPattern{"my-docker/{namespace}/**"},
+		}
+	})
+	env.NewMirror(t, "private-mirror", func(rm *v1alpha1.RegistryMirror) {
+		rm.Spec.Host = v1alpha1.RegistryHost(target.Host())
+		rm.Spec.InsecureSkipVerify = true
+	})
+	env.CreateNamespace(t, "team-a", map[string]string{"team": "true"})
+	env.CreateNamespace(t, "intruder", nil)
+
+	sync := func(namespace, name, mirror, repository string) *v1alpha1.ImageSync {
+		is := &v1alpha1.ImageSync{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+			Spec: v1alpha1.ImageSyncSpec{
+				Source: v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(source.Host() + "/library/app"), Tags: []string{"1"}},
+				Target: v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: mirror}, Repository: repository},
+			},
+		}
+		if err := env.Create(ctx, is); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Delete(context.Background(), is) })
+		return is
+	}
+	ready := func(is *v1alpha1.ImageSync) metav1.Condition {
+		t.Helper()
+		var got metav1.Condition
+		envtest.Eventually(t, func() error {
+			cur := &v1alpha1.ImageSync{}
+			if err := env.Get(ctx, client.ObjectKeyFromObject(is), cur); err != nil {
+				return err
+			}
+			c := apimeta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionReady)
+			if c == nil || cur.Status.ObservedGeneration != cur.Generation || c.Reason == string(v1alpha1.ReasonSyncing) {
+				return fmt.Errorf("Ready = %+v", c)
+			}
+			got = *c
+			return nil
+		})
+		return got
+	}
+
+	refused := []struct {
+		is   *v1alpha1.ImageSync
+		want string
+	}{
+		{sync("intruder", "app", "team-mirror", "my-docker/intruder/app"), "spec.imageSyncs.namespaceSelector (team=true) does not select namespace intruder"},
+		{sync("team-a", "squatter", "team-mirror", "my-docker/team-b/app"), `spec.target.repository "my-docker/team-b/app" is not one RegistryMirror team-mirror lets namespace team-a write (spec.imageSyncs.repositories: [my-docker/team-a/**])`},
+		{sync("team-a", "private", "private-mirror", "my-docker/team-a/app"), "takes ImageSyncs from namespace " + envtest.Namespace + " only (its spec.imageSyncs is unset)"},
+	}
+	for _, r := range refused {
+		c := ready(r.is)
+		if c.Status != metav1.ConditionFalse || c.Reason != string(v1alpha1.ReasonTargetNotAllowed) || !strings.Contains(c.Message, r.want) {
+			t.Errorf("%s/%s: Ready = %s/%s %q, want False/TargetNotAllowed saying %q", r.is.Namespace, r.is.Name, c.Status, c.Reason, c.Message, r.want)
+		}
+	}
+	if s, d := toSource.Load(), toTarget.Load(); s != 0 || d != 0 {
+		t.Errorf("refused ImageSyncs sent %d requests to the source and %d to the target, want 0", s, d)
+	}
+
+	// The allowed one copies: the refusals above were not for want of a working path.
+	allowed := sync("team-a", "app", "team-mirror", "my-docker/team-a/app")
+	if c := ready(allowed); c.Status != metav1.ConditionTrue {
+		t.Fatalf("the allowed ImageSync: Ready = %s/%s %q", c.Status, c.Reason, c.Message)
+	}
+	if toSource.Load() == 0 || toTarget.Load() == 0 {
+		t.Error("the allowed copy reached neither registry")
+	}
+
+	// Labelling the namespace brings its ImageSync back, unchanged, and it copies.
+	ns := &corev1.Namespace{}
+	if err := env.Get(ctx, client.ObjectKey{Name: "intruder"}, ns); err != nil {
+		t.Fatal(err)
+	}
+	env.Mutate(t, ns, func() { ns.Labels = map[string]string{"team": "true"} })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c := ready(refused[0].is); c.Status == metav1.ConditionTrue {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("after labelling its namespace: Ready = %s/%s %q", c.Status, c.Reason, c.Message)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
