@@ -259,7 +259,7 @@ type ImageSyncPolicy struct {
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=255
 // +kubebuilder:validation:XValidation:rule=`self.matches('^(\\*\\*|[a-z0-9._*{}-]+)(/(\\*\\*|[a-z0-9._*{}-]+))*$')`,message="must be a repository path pattern such as my-docker/{namespace}/**: lowercase segments separated by /, where * matches within a segment, ** any segments and {namespace} the ImageSync's namespace"
-// +kubebuilder:validation:XValidation:rule=`!self.replace('{namespace}', '').contains('{') && !self.replace('{namespace}', '').contains('}')`,message="the only placeholder is {namespace}"
+// +kubebuilder:validation:XValidation:rule=`!self.replace("{namespace}", "").matches("[{}]")`,message="the only placeholder is {namespace}"
 type RepositoryPattern string
 
 // CASource reads a CA bundle from exactly one Secret or ConfigMap key.

@@ -128,6 +128,9 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 			m.Spec.Endpoint, m.Spec.CABundle, m.Spec.InsecureSkipVerify = "http://registry.local:5000", "", true
 		})},
 		{"no endpoint and no CA is accepted", mirror(func(m *v1alpha1.RegistryMirror) { m.Spec.Endpoint, m.Spec.CABundle = "", "" })},
+		{"repository patterns with *, ** and {namespace} are accepted", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.ImageSyncs = &v1alpha1.ImageSyncPolicy{Repositories: []v1alpha1.RepositoryPattern{"my-docker/{namespace}/**", "shared/*-cache", "**"}}
+		})},
 		{"caFrom with a ConfigMap key is accepted", mirror(func(m *v1alpha1.RegistryMirror) {
 			m.Spec.CABundle = ""
 			m.Spec.CAFrom = &v1alpha1.CASource{ConfigMapKeyRef: &v1alpha1.KeySelector{Namespace: "regwire-system", Name: "nexus-ca", Key: "ca.crt"}}
@@ -287,6 +290,15 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 		}), "spec.target", "the RegistryMirror's credentials and CA are used"},
 		{"a target repository with a host is rejected", sync(func(s *v1alpha1.ImageSync) { s.Spec.Target.Repository = "nexus.local:8443/busybox" }),
 			"spec.target.repository", "lowercase repository path"},
+		{"a repository pattern with a host is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.ImageSyncs = &v1alpha1.ImageSyncPolicy{Repositories: []v1alpha1.RepositoryPattern{"nexus.local:8443/**"}}
+		}), "spec.imageSyncs.repositories[0]", "must be a repository path pattern such as my-docker/{namespace}/**"},
+		{"a placeholder other than {namespace} is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.ImageSyncs = &v1alpha1.ImageSyncPolicy{Repositories: []v1alpha1.RepositoryPattern{"my-docker/{name}/**"}}
+		}), "spec.imageSyncs.repositories[0]", "the only placeholder is {namespace}"},
+		{"imageSyncs without repositories is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.ImageSyncs = &v1alpha1.ImageSyncPolicy{}
+		}), "spec.imageSyncs.repositories", ""},
 		{"a platform without an architecture is rejected", sync(func(s *v1alpha1.ImageSync) { s.Spec.Platforms = []v1alpha1.Platform{"amd64"} }),
 			"spec.platforms[0]", "must be os/arch"},
 	}
