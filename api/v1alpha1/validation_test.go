@@ -20,11 +20,16 @@ import (
 	"github.com/regwire/regwire/internal/test/testutil"
 )
 
-// k8s talks to a real kube-apiserver with regwire's CRDs, shared by the tests of this package.
-var k8s client.Client
+// k8s talks to a real kube-apiserver with regwire's CRDs (cp), shared by the tests of this
+// package.
+var (
+	k8s client.Client
+	cp  *controlplane.ControlPlane
+)
 
 func TestMain(m *testing.M) {
-	cp, err := controlplane.Start(controlplane.Options{})
+	var err error
+	cp, err = controlplane.Start(controlplane.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the control plane:", err)
 		os.Exit(1)

@@ -1,10 +1,13 @@
 package nodeapply_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -14,6 +17,29 @@ import (
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/internal/nodeapply"
 )
+
+// fakeCRIOEnv makes this test binary a stand-in for CRI-O: it waits for SIGHUP and exits
+// with reloadedCode when it comes. (A plain sleep would do, but inherits SIGHUP ignored
+// when the tests run under nohup; a Go program that asks for SIGHUP gets it either way.)
+const (
+	fakeCRIOEnv  = "REGWIRE_FAKE_CRIO"
+	reloadedCode = 42
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(fakeCRIOEnv) != "" {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		fmt.Println("ready")
+		select {
+		case <-hup:
+			os.Exit(reloadedCode)
+		case <-time.After(time.Minute):
+			os.Exit(1)
+		}
+	}
+	os.Exit(m.Run())
+}
 
 // TestCRIOGetsSIGHUPAfterItsFilesChanged runs a process that a private proc root names
 // crio (the machine's /proc does not, so no other test's reload reaches it) and checks
@@ -25,17 +51,17 @@ func TestCRIOGetsSIGHUPAfterItsFilesChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal("sleep is missing (coreutils)")
 	}
-	data, err := os.ReadFile(sleep)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), fakeCRIOEnv+"=1")
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "fake-crio")
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "60")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("the stand-in for CRI-O did not start: %q %v", line, err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -71,8 +97,8 @@ func TestCRIOGetsSIGHUPAfterItsFilesChanged(t *testing.T) {
 	select {
 	case err := <-done:
 		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGHUP {
-			t.Fatalf("crio ended with %v, want SIGHUP", err)
+		if !errors.As(err, &exit) || exit.ExitCode() != reloadedCode {
+			t.Fatalf("crio ended with %v, want the exit of a SIGHUP received", err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("crio got no SIGHUP")

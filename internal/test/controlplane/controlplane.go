@@ -105,6 +105,16 @@ func Start(opts Options) (*ControlPlane, error) {
 // Stop stops the API server and etcd and removes their data.
 func (c *ControlPlane) Stop() error { return c.env.Stop() }
 
+// UserConfig returns a client configuration that authenticates as user name, in groups,
+// with no more rights than RBAC gives them.
+func (c *ControlPlane) UserConfig(name string, groups ...string) (*rest.Config, error) {
+	u, err := c.env.AddUser(envtest.User{Name: name, Groups: groups}, c.Config)
+	if err != nil {
+		return nil, err
+	}
+	return u.Config(), nil
+}
+
 // Kubeconfig returns a kubeconfig for an administrator (group system:masters).
 func (c *ControlPlane) Kubeconfig() ([]byte, error) {
 	u, err := c.env.AddUser(envtest.User{Name: "regwire-admin", Groups: []string{"system:masters"}}, c.Config)
