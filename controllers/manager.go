@@ -30,6 +30,9 @@ type Options struct {
 	// Namespace is the operator's namespace, which holds the published mirrors and the
 	// agent DaemonSet.
 	Namespace string
+	// SecretNamespaces are the namespaces besides Namespace whose Secrets RegistryMirrors
+	// may name (credentials, CA, client certificates, Nexus admin).
+	SecretNamespaces []string
 	// Agent configures the node agent DaemonSet.
 	Agent agentdaemonset.Options
 	// PodName is the manager's own Pod in Namespace, whose Deployment then owns the agent
@@ -65,7 +68,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("regwire-registrymirror"),
-		Namespace: o.Namespace,
+		Namespace: o.Namespace, SecretNamespaces: o.SecretNamespaces,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
@@ -84,6 +87,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Recorder:                    mgr.GetEventRecorder("regwire-imagesync"),
 		ProgressInterval:            o.SyncProgressInterval,
 		Namespace:                   o.Namespace,
+		SecretNamespaces:            o.SecretNamespaces,
 		Bounds:                      o.CopyBounds,
 		ConcurrentSyncs:             o.ConcurrentSyncs,
 		ConcurrentSyncsPerNamespace: o.ConcurrentSyncsPerNamespace,

@@ -54,6 +54,9 @@ const (
 	// ReasonCredentialsInvalid: a credentials Secret holds no usable credentials for the
 	// registry; the message says what is missing.
 	ReasonCredentialsInvalid ConditionReason = "CredentialsInvalid"
+	// ReasonSecretNamespaceNotAllowed: a RegistryMirror names a Secret outside the
+	// namespaces the manager reads them from (its own, and --secret-namespaces).
+	ReasonSecretNamespaceNotAllowed ConditionReason = "SecretNamespaceNotAllowed"
 )
 
 // RegistryMirror reasons: CAValid.

@@ -22,6 +22,13 @@ type ImageRepository string
 // +kubebuilder:validation:XValidation:rule=`self.matches('^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$')`,message="must be os/arch or os/arch/variant, e.g. linux/amd64 or linux/arm64/v8"
 type Platform string
 
+// RegistryHostAnnotation on a kubernetes.io/basic-auth Secret names the registry hosts
+// (comma-separated, e.g. ghcr.io or registry.example:5000) its credentials are for. An
+// ImageSync sends a basic-auth Secret's credentials only to a host it names, and a
+// dockerconfigjson Secret's only to the host of its entry: a user who may create ImageSyncs
+// but not read Secrets cannot point a copy at their own registry and receive a password.
+const RegistryHostAnnotation = "regwire.dev/registry-host"
+
 // ImageSyncSpec is what to copy, from where, to where and how often.
 type ImageSyncSpec struct {
 	// source is the repository to copy from and the tags to select.

@@ -93,6 +93,7 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&opts.Agent.DockerCertsDir, "agent-docker-certs-dir", opts.Agent.DockerCertsDir, "Docker Engine's certs.d on the nodes")
 	f.Var(runtimesFlag{&opts.Agent.Runtimes}, "agent-runtimes", "container runtimes the agent writes configuration for, comma-separated: containerd, crio, docker; each mounts only its own directories (crio adds hostPID, to send CRI-O SIGHUP)")
 	f.StringVar(&opts.Agent.HostsFile, "agent-hosts-file", opts.Agent.HostsFile, "the hosts file on the nodes")
+	f.StringSliceVar(&opts.SecretNamespaces, "secret-namespaces", nil, "namespaces besides --namespace whose Secrets RegistryMirrors may name (credentials, CA, client certificates, Nexus admin), comma-separated; a mirror naming a Secret elsewhere is refused (SecretNamespaceNotAllowed)")
 	addBoundsFlags(f, &opts.CopyBounds)
 	f.IntVar(&opts.ConcurrentSyncs, "concurrent-syncs", 16, "ImageSyncs copying at once")
 	f.IntVar(&opts.ConcurrentSyncsPerNamespace, "concurrent-syncs-per-namespace", 0, "ImageSyncs of one namespace copying at once (default half of --concurrent-syncs); a slot that frees up goes to the waiting namespace holding fewest")

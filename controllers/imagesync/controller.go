@@ -76,6 +76,8 @@ type Reconciler struct {
 	// Namespace is the operator's namespace, whose ImageSyncs may copy into any
 	// RegistryMirror; other namespaces only where a mirror's spec.imageSyncs allows them.
 	Namespace string
+	// SecretNamespaces are where a mirror's Secrets may be, besides Namespace.
+	SecretNamespaces []string
 	// Bounds are what a registry may make a copy do (imagecopy's defaults where zero).
 	Bounds imagecopy.Bounds
 	// Clock tells the time; tests set a fake one.
@@ -319,7 +321,8 @@ func (r *Reconciler) resolveSecrets(ctx context.Context, sc *syncScope) error {
 func (r *Reconciler) readSecrets(ctx context.Context, sc *syncScope) error {
 	is, plan := sc.is, &sc.plan
 	if rm := sc.mirror; rm != nil {
-		ca, field, err := credentials.MirrorCA(ctx, r.APIReader, rm)
+		scope := append(credentials.Scope{r.Namespace}, r.SecretNamespaces...)
+		ca, field, err := credentials.MirrorCA(ctx, r.APIReader, scope, rm)
 		if e, ok := conditions.Reported(err); ok {
 			return conditions.Errorf(v1alpha1.ReasonTargetUnreachable, "RegistryMirror %s: %s", rm.Name, e.Message)
 		} else if err != nil {
@@ -327,6 +330,9 @@ func (r *Reconciler) readSecrets(ctx context.Context, sc *syncScope) error {
 		}
 		plan.Target.CA = ca
 		if ref := rm.Spec.CredentialsSecretRef; ref != nil {
+			if err := scope.Check(fmt.Sprintf("RegistryMirror %s spec.credentialsSecretRef", rm.Name), ref.Namespace); err != nil {
+				return err
+			}
 			if plan.Target.Auth, err = credentials.Authenticator(ctx, r.APIReader, ref.Namespace, ref.Name, string(rm.Spec.Host),
 				fmt.Sprintf("RegistryMirror %s spec.credentialsSecretRef", rm.Name)); err != nil {
 				return err
@@ -334,13 +340,13 @@ func (r *Reconciler) readSecrets(ctx context.Context, sc *syncScope) error {
 		}
 	} else if ref := is.Spec.Target.CredentialsSecretRef; ref != nil {
 		var err error
-		if plan.Target.Auth, err = credentials.Authenticator(ctx, r.APIReader, is.Namespace, ref.Name, hostOf(string(is.Spec.Target.Image)), "spec.target.credentialsSecretRef"); err != nil {
+		if plan.Target.Auth, err = credentials.BoundAuthenticator(ctx, r.APIReader, is.Namespace, ref.Name, hostOf(string(is.Spec.Target.Image)), "spec.target.credentialsSecretRef"); err != nil {
 			return err
 		}
 	}
 	if ref := is.Spec.Source.CredentialsSecretRef; ref != nil {
 		var err error
-		if plan.Source.Auth, err = credentials.Authenticator(ctx, r.APIReader, is.Namespace, ref.Name, hostOf(string(is.Spec.Source.Image)), "spec.source.credentialsSecretRef"); err != nil {
+		if plan.Source.Auth, err = credentials.BoundAuthenticator(ctx, r.APIReader, is.Namespace, ref.Name, hostOf(string(is.Spec.Source.Image)), "spec.source.credentialsSecretRef"); err != nil {
 			return err
 		}
 	}

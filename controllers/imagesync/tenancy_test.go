@@ -124,3 +124,55 @@ func TestAMirrorServesOnlyTheNamespacesAndRepositoriesItNames(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestSourceCredentialsGoOnlyToTheirHost: a user who may create ImageSyncs but not read
+// Secrets names a basic-auth Secret of their namespace and points the source at a registry
+// they run. Unless the Secret's regwire.dev/registry-host annotation names that registry,
+// the ImageSync is CredentialsInvalid, naming the annotation, and their registry receives
+// no request at all (so no password); with the annotation naming it, the copy runs.
+func TestSourceCredentialsGoOnlyToTheirHost(t *testing.T) {
+	ctx := context.Background()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	testutil.PushImage(t, src.Host+"/library/app:1", 1024, 1)
+	var requests atomic.Int64
+	theirs := testutil.StartHostile(t, src, func(*testutil.Hostile, http.ResponseWriter, *http.Request) bool { requests.Add(1); return false })
+
+	secret := func(name string, annotations map[string]string) {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: metav1.NamespaceDefault, Name: name, Annotations: annotations},
+			Type: corev1.SecretTypeBasicAuth, StringData: map[string]string{"username": "ci", "password": "the-registry-password"}}
+		if err := env.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Delete(context.Background(), s) })
+	}
+	secret("unbound", nil)
+	secret("for-ghcr", map[string]string{v1alpha1.RegistryHostAnnotation: "ghcr.io"})
+	secret("for-theirs", map[string]string{v1alpha1.RegistryHostAnnotation: "ghcr.io, " + theirs.Host()})
+	from := func(name, secretName string) {
+		newSync(t, name, func(is *v1alpha1.ImageSync) {
+			is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(theirs.Host() + "/library/app"), Tags: []string{"1"},
+				CredentialsSecretRef: &v1alpha1.LocalSecretReference{Name: secretName}}
+			is.Spec.Target = v1alpha1.ImageTarget{Image: v1alpha1.ImageRepository(dst.Host + "/" + name + "/app")}
+		})
+	}
+	from("with-unbound", "unbound")
+	from("with-another-hosts", "for-ghcr")
+	for name, want := range map[string]string{
+		"with-unbound":       "names no registry host; annotate it regwire.dev/registry-host=" + theirs.Host(),
+		"with-another-hosts": "its credentials are for ghcr.io (annotation regwire.dev/registry-host), not for " + theirs.Host(),
+	} {
+		_, c := syncCondition(t, name, v1alpha1.ConditionReady, v1alpha1.ReasonCredentialsInvalid)
+		if !strings.Contains(c.Message, want) || strings.Contains(c.Message, "the-registry-password") {
+			t.Errorf("%s: %q, want it to say %q (and never the password)", name, c.Message, want)
+		}
+	}
+	if got := requests.Load(); got != 0 {
+		t.Errorf("the user's registry received %d requests for credentials not bound to it, want 0", got)
+	}
+	from("with-bound", "for-theirs")
+	syncReady(t, "with-bound")
+	if requests.Load() == 0 {
+		t.Error("the copy with credentials bound to the source never reached it")
+	}
+}

@@ -40,6 +40,9 @@ func (r *Reconciler) reconcileClientCertificate(ctx context.Context, sc *mirrorS
 	}
 	// Until it checks out, the mirror is not published: nodes keep the last good files.
 	const field = "spec.clientCertificateSecretRef"
+	if err := r.secretScope().Check(field, ref.Namespace); err != nil {
+		return ctrl.Result{}, err
+	}
 	s, err := credentials.Secret(ctx, r.APIReader, ref.Namespace, ref.Name, field)
 	if e, ok := conditions.Reported(err); ok {
 		return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonClientCertificateNotFound, "%s", e.Message).Retry(time.Minute)

@@ -13,7 +13,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -37,12 +36,8 @@ func TestAClientCertificateReachesTheNodeAndNothingElse(t *testing.T) {
 	n := agenttest.Start(t, env.Config, env, "client-cert-node", agenttest.Options{Namespace: envtest.Namespace, HostsContent: envtest.BaseHosts,
 		Resync: 300 * time.Millisecond, Labels: labels})
 
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "client-certs"}}
-	if err := env.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
 	cert, key := ca.ClientPEM(t, "node client")
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "nexus-client"}, Type: corev1.SecretTypeTLS,
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: envtest.Namespace, Name: "nexus-client"}, Type: corev1.SecretTypeTLS,
 		Data: map[string][]byte{corev1.TLSCertKey: cert, corev1.TLSPrivateKeyKey: key}}
 	if err := env.Create(ctx, secret); err != nil {
 		t.Fatal(err)
@@ -50,7 +45,7 @@ func TestAClientCertificateReachesTheNodeAndNothingElse(t *testing.T) {
 	rm := &v1alpha1.RegistryMirror{
 		ObjectMeta: metav1.ObjectMeta{Name: "mtls"},
 		Spec: v1alpha1.RegistryMirrorSpec{Host: "mtls.local", Endpoint: endpoint, CABundle: ca.PEM, NodeSelector: labels,
-			ClientCertificateSecretRef: &v1alpha1.SecretReference{Namespace: ns.Name, Name: secret.Name}},
+			ClientCertificateSecretRef: &v1alpha1.SecretReference{Namespace: envtest.Namespace, Name: secret.Name}},
 	}
 	if err := env.Create(ctx, rm); err != nil {
 		t.Fatal(err)

@@ -48,6 +48,8 @@ type Reconciler struct {
 	Clock clock.PassiveClock
 	// Namespace is the operator's namespace, where mirrors are published for the agents.
 	Namespace string
+	// SecretNamespaces are where a mirror's Secrets may be, besides Namespace.
+	SecretNamespaces []string
 
 	// provisioned remembers when each mirror generation's repository was last found as
 	// specified, so that reconciles between checks send Nexus nothing.
@@ -270,7 +272,7 @@ func (r *Reconciler) reconcileCA(ctx context.Context, sc *mirrorScope) (ctrl.Res
 		sc.caUsable = true
 		return ctrl.Result{}, nil
 	}
-	pemData, field, err := credentials.MirrorCA(ctx, r.APIReader, rm)
+	pemData, field, err := credentials.MirrorCA(ctx, r.APIReader, r.secretScope(), rm)
 	if e, ok := conditions.Reported(err); ok {
 		return ctrl.Result{}, e.Retry(time.Minute) // caFrom objects are read, not watched: look again soon
 	} else if err != nil {
@@ -350,4 +352,9 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rm *v1alpha1.RegistryM
 	forgetMetrics(rm.Name)
 	logf.FromContext(ctx).Info("RegistryMirror released")
 	return ctrl.Result{}, nil
+}
+
+// secretScope is where this mirror's Secrets may be read from.
+func (r *Reconciler) secretScope() credentials.Scope {
+	return append(credentials.Scope{r.Namespace}, r.SecretNamespaces...)
 }

@@ -81,9 +81,17 @@ func TestRegistryMirrorCAProblems(t *testing.T) {
 		{
 			name: "a missing caFrom Secret is reported, naming it",
 			mutate: func(rm *v1alpha1.RegistryMirror) {
-				rm.Spec.CAFrom = &v1alpha1.CASource{SecretKeyRef: &v1alpha1.KeySelector{Namespace: "default", Name: "no-such-ca", Key: "ca.crt"}}
+				rm.Spec.CAFrom = &v1alpha1.CASource{SecretKeyRef: &v1alpha1.KeySelector{Namespace: envtest.Namespace, Name: "no-such-ca", Key: "ca.crt"}}
 			},
-			status: metav1.ConditionFalse, reason: v1alpha1.ReasonCASourceNotFound, message: "spec.caFrom.secretKeyRef: Secret default/no-such-ca not found",
+			status: metav1.ConditionFalse, reason: v1alpha1.ReasonCASourceNotFound, message: "spec.caFrom.secretKeyRef: Secret " + envtest.Namespace + "/no-such-ca not found",
+		},
+		{
+			name: "a caFrom Secret outside the operator's namespace is refused, saying how to allow it",
+			mutate: func(rm *v1alpha1.RegistryMirror) {
+				rm.Spec.CAFrom = &v1alpha1.CASource{SecretKeyRef: &v1alpha1.KeySelector{Namespace: "default", Name: "someone-elses", Key: "ca.crt"}}
+			},
+			status: metav1.ConditionFalse, reason: v1alpha1.ReasonSecretNamespaceNotAllowed,
+			message: "spec.caFrom.secretKeyRef: regwire reads a RegistryMirror's Secrets only from " + envtest.Namespace + "; move the Secret there, or start the manager with --secret-namespaces=default",
 		},
 		{
 			name: "a caFrom ConfigMap without the key is reported, naming the key",

@@ -99,6 +99,9 @@ func (r *Reconciler) provision(ctx context.Context, sc *mirrorScope) (nexus.Acti
 	p := sc.rm.Spec.Provision.Nexus
 	const field = "spec.provision.nexus.adminCredentialsSecretRef"
 	ref := p.AdminCredentialsSecretRef
+	if err := r.secretScope().Check(field, ref.Namespace); err != nil {
+		return "", err
+	}
 	user, pass, err := credentials.Credentials(ctx, r.APIReader, ref.Namespace, ref.Name, hostOfURL(p.URL), field)
 	if err != nil {
 		return "", err

@@ -104,6 +104,9 @@ func (r *Reconciler) pullSecretData(ctx context.Context, rm *v1alpha1.RegistryMi
 	if ref == nil { // CEL requires it with pullSecrets; kept for objects from before that rule
 		return nil, conditions.Errorf(v1alpha1.ReasonCredentialsNotFound, "%s is not set; pull secrets are built from it", field)
 	}
+	if err := r.secretScope().Check(field, ref.Namespace); err != nil {
+		return nil, err
+	}
 	src, err := credentials.Secret(ctx, r.APIReader, ref.Namespace, ref.Name, field)
 	if err != nil {
 		return nil, err

@@ -77,6 +77,40 @@ func Credentials(host string, src *corev1.Secret, field string) (string, string,
 	return auth.Username, auth.Password, nil
 }
 
+// BoundTo checks that src's credentials are for host: a dockerconfigjson Secret by the
+// entry Credentials takes for host; a basic-auth Secret by its annotation (the hosts, comma
+// separated). field names the reference in errors.
+func BoundTo(host string, src *corev1.Secret, field, annotation string) error {
+	if src.Type != corev1.SecretTypeBasicAuth {
+		return nil
+	}
+	named := src.Annotations[annotation]
+	for h := range strings.SplitSeq(named, ",") {
+		if sameRegistry(strings.TrimSpace(h), host) {
+			return nil
+		}
+	}
+	if named == "" {
+		return fmt.Errorf("%s (Secret %s/%s): a kubernetes.io/basic-auth Secret names no registry host; annotate it %s=%s to send its credentials to %s",
+			field, src.Namespace, src.Name, annotation, host, host)
+	}
+	return fmt.Errorf("%s (Secret %s/%s): its credentials are for %s (annotation %s), not for %s",
+		field, src.Namespace, src.Name, named, annotation, host)
+}
+
+// sameRegistry compares registry hosts, Docker Hub's several names as one.
+func sameRegistry(a, b string) bool {
+	hub := func(h string) string {
+		switch h = strings.ToLower(h); h {
+		case "index.docker.io", "registry-1.docker.io":
+			return "docker.io"
+		default:
+			return h
+		}
+	}
+	return a != "" && hub(a) == hub(b)
+}
+
 // lookup finds host in a docker config, also under the https:// prefixed spellings docker
 // login writes.
 func lookup(auths map[string]dockerAuth, host string) (dockerAuth, bool) {

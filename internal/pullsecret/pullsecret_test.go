@@ -119,3 +119,39 @@ func FuzzBuild(f *testing.F) {
 		}
 	})
 }
+
+func TestCredentialsAreBoundToTheirHost(t *testing.T) {
+	t.Parallel()
+	const annotation = "regwire.dev/registry-host"
+	basic := func(hosts string) *corev1.Secret {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "creds"}, Type: corev1.SecretTypeBasicAuth}
+		if hosts != "" {
+			s.Annotations = map[string]string{annotation: hosts}
+		}
+		return s
+	}
+	tests := []struct {
+		name   string
+		secret *corev1.Secret
+		host   string
+		want   string // "" when bound
+	}{
+		{name: "a basic-auth Secret annotated with the host is bound to it", secret: basic("ghcr.io"), host: "ghcr.io"},
+		{name: "one of several hosts is enough", secret: basic("quay.io, registry.example:5000"), host: "registry.example:5000"},
+		{name: "Docker Hub's names are one registry", secret: basic("index.docker.io"), host: "docker.io"},
+		{name: "host names compare without case", secret: basic("GHCR.io"), host: "ghcr.io"},
+		{name: "an unannotated basic-auth Secret is bound to nothing", secret: basic(""), host: "ghcr.io", want: "annotate it regwire.dev/registry-host=ghcr.io"},
+		{name: "another host is refused", secret: basic("ghcr.io"), host: "evil.example", want: "its credentials are for ghcr.io (annotation regwire.dev/registry-host), not for evil.example"},
+		{name: "a port makes another host", secret: basic("registry.example"), host: "registry.example:5000", want: "not for registry.example:5000"},
+		{name: "a dockerconfigjson Secret is bound by its entries", secret: &corev1.Secret{Type: corev1.SecretTypeDockerConfigJson}, host: "ghcr.io"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := pullsecret.BoundTo(tc.host, tc.secret, "spec.source.credentialsSecretRef", annotation)
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("BoundTo(%q) = %v, want %q", tc.host, err, tc.want)
+			}
+		})
+	}
+}

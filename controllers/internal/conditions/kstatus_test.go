@@ -108,7 +108,7 @@ func TestGitOpsToolsSeeEveryStateTheControllersSet(t *testing.T) {
 		v1alpha1.ReasonSourceUnreachable: waiting, v1alpha1.ReasonTargetUnreachable: waiting,
 		v1alpha1.ReasonApplyFailed: waiting, v1alpha1.ReasonProbeFailed: waiting,
 		// Only a person can fix these.
-		v1alpha1.ReasonInvalidSpec: stuck, v1alpha1.ReasonTargetNotAllowed: stuck, v1alpha1.ReasonCAInvalid: stuck, v1alpha1.ReasonCAExpired: stuck,
+		v1alpha1.ReasonInvalidSpec: stuck, v1alpha1.ReasonTargetNotAllowed: stuck, v1alpha1.ReasonSecretNamespaceNotAllowed: stuck, v1alpha1.ReasonCAInvalid: stuck, v1alpha1.ReasonCAExpired: stuck,
 		v1alpha1.ReasonHostConflict: stuck, v1alpha1.ReasonRuntimeUnsupported: stuck,
 		v1alpha1.ReasonClientCertificateInvalid: stuck, v1alpha1.ReasonCredentialsInvalid: stuck,
 		v1alpha1.ReasonPathRoutingUnsupported: stuck, v1alpha1.ReasonSourceAuthFailed: stuck,

@@ -7,6 +7,8 @@ package credentials
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	corev1 "k8s.io/api/core/v1"
@@ -18,10 +20,31 @@ import (
 	"github.com/regwire/regwire/internal/pullsecret"
 )
 
+// Scope is where the Secrets a RegistryMirror names may be read from: the operator's
+// namespace first, then those the manager's --secret-namespaces adds. A RegistryMirror is
+// cluster-scoped; naming a Secret anywhere would let whoever may create one have any Secret
+// of the cluster sent to a registry they choose, or written to every node.
+type Scope []string
+
+// Check says whether a RegistryMirror's field may name a Secret in namespace ns; it is a
+// *conditions.Error naming the field and the fix when not (an empty Scope allows nothing).
+func (s Scope) Check(field, ns string) error {
+	if slices.Contains(s, ns) {
+		return nil
+	}
+	home := "the operator's namespace"
+	if len(s) > 0 {
+		home = s[0]
+	}
+	return conditions.Stalledf(v1alpha1.ReasonSecretNamespaceNotAllowed,
+		"%s: regwire reads a RegistryMirror's Secrets only from %s; move the Secret there, or start the manager with --secret-namespaces=%s",
+		field, strings.Join(append([]string{home}, s[min(1, len(s)):]...), ", "), ns)
+}
+
 // MirrorCA returns a RegistryMirror's CA bundle, from caBundle or the caFrom key, and the
 // field it came from; nil data when none is set (system roots). A missing object or key is
 // a *conditions.Error with reason CASourceNotFound.
-func MirrorCA(ctx context.Context, reader client.Reader, rm *v1alpha1.RegistryMirror) ([]byte, string, error) {
+func MirrorCA(ctx context.Context, reader client.Reader, scope Scope, rm *v1alpha1.RegistryMirror) ([]byte, string, error) {
 	switch src := rm.Spec.CAFrom; {
 	case rm.Spec.CABundle != "":
 		return []byte(rm.Spec.CABundle), "spec.caBundle", nil
@@ -29,6 +52,9 @@ func MirrorCA(ctx context.Context, reader client.Reader, rm *v1alpha1.RegistryMi
 		return nil, "", nil
 	case src.SecretKeyRef != nil:
 		ref, field := src.SecretKeyRef, "spec.caFrom.secretKeyRef"
+		if err := scope.Check(field, ref.Namespace); err != nil {
+			return nil, field, err
+		}
 		s := &corev1.Secret{}
 		if err := get(ctx, reader, ref.Namespace, ref.Name, s, field); err != nil {
 			return nil, field, err
@@ -95,6 +121,25 @@ func Credentials(ctx context.Context, reader client.Reader, ns, name, host, fiel
 		return "", "", conditions.Stalledf(v1alpha1.ReasonCredentialsInvalid, "%s", err.Error())
 	}
 	return user, pass, nil
+}
+
+// BoundAuthenticator is Authenticator for a Secret a namespace user names: its credentials
+// go only to the host they are for (a dockerconfigjson entry's host, or the hosts a
+// basic-auth Secret's v1alpha1.RegistryHostAnnotation names). Any other is refused,
+// CredentialsInvalid, before a request is sent.
+func BoundAuthenticator(ctx context.Context, reader client.Reader, ns, name, host, field string) (authn.Authenticator, error) {
+	s, err := Secret(ctx, reader, ns, name, field)
+	if err != nil {
+		return nil, err
+	}
+	if err := pullsecret.BoundTo(host, s, field, v1alpha1.RegistryHostAnnotation); err != nil {
+		return nil, conditions.Stalledf(v1alpha1.ReasonCredentialsInvalid, "%s", err.Error())
+	}
+	user, pass, err := pullsecret.Credentials(host, s, field)
+	if err != nil {
+		return nil, conditions.Stalledf(v1alpha1.ReasonCredentialsInvalid, "%s", err.Error())
+	}
+	return &authn.Basic{Username: user, Password: pass}, nil
 }
 
 // Authenticator is Credentials as go-containerregistry's basic authenticator.
