@@ -61,6 +61,9 @@ func TestEveryCommandSaysWhatWentWrongByItsExitCode(t *testing.T) {
 		run{[]string{"manager", "--agent-env", "NO-EQUALS-SIGN"}, exitUsage},
 		run{[]string{"manager", "--namespace", ""}, exitUsage},
 		run{[]string{"manager", "--agent-runtimes", "rkt"}, exitUsage},
+		run{[]string{"manager", "--allow-source-cidrs", "localhost"}, exitUsage},
+		run{[]string{"manager", "--max-blob-size", "huge"}, exitUsage},
+		run{[]string{"sync", "a/b", "c/d", "--tags", "1", "--min-transfer-rate", "-1Ki"}, exitUsage},
 		run{[]string{"agent"}, exitUsage}, // no --node-name, no NODE_NAME
 		run{[]string{"sync", "a/b", "c/d"}, exitUsage},
 		run{[]string{"node", "apply"}, exitUsage}, // -f is required

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"reflect"
 	"slices"
@@ -23,6 +24,7 @@ import (
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers"
 	"github.com/regwire/regwire/controllers/agentdaemonset"
+	"github.com/regwire/regwire/internal/registryhttp"
 	"github.com/regwire/regwire/internal/version"
 )
 
@@ -32,6 +34,7 @@ func newManagerCommand() *cobra.Command {
 		leaderElect                     bool
 		leaderElectionID, leaderElectNS string
 		agentEnv                        []string
+		sourceCIDRs                     []string
 		syncPeriod                      time.Duration
 	)
 	opts := controllers.Options{Agent: agentdaemonset.DefaultOptions(defaultImage())}
@@ -55,6 +58,15 @@ func newManagerCommand() *cobra.Command {
 				}
 				opts.Agent.Env = append(opts.Agent.Env, corev1.EnvVar{Name: name, Value: value})
 			}
+			guard := &registryhttp.DialGuard{Flag: "--allow-source-cidrs"}
+			for _, c := range sourceCIDRs {
+				p, err := netip.ParsePrefix(strings.TrimSpace(c))
+				if err != nil {
+					return usage(fmt.Errorf("--allow-source-cidrs %q: want a CIDR such as 127.0.0.1/32", c))
+				}
+				guard.Allow = append(guard.Allow, p.Masked())
+			}
+			opts.CopyBounds.SourceGuard = guard
 			// The Deployment that runs this Pod owns the agent DaemonSet (downward API).
 			opts.PodName = os.Getenv("POD_NAME")
 			cfg, err := ctrl.GetConfig()
@@ -95,6 +107,7 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&opts.Agent.HostsFile, "agent-hosts-file", opts.Agent.HostsFile, "the hosts file on the nodes")
 	f.StringSliceVar(&opts.SecretNamespaces, "secret-namespaces", nil, "namespaces besides --namespace whose Secrets RegistryMirrors may name (credentials, CA, client certificates, Nexus admin), comma-separated; a mirror naming a Secret elsewhere is refused (SecretNamespaceNotAllowed)")
 	addBoundsFlags(f, &opts.CopyBounds)
+	f.StringSliceVar(&sourceCIDRs, "allow-source-cidrs", nil, "loopback, link-local or unspecified addresses (CIDRs, comma-separated) that ImageSync sources, their token realms and redirects may reach; refused by default, since a tenant names the source (a laptop cluster whose registry is on 127.0.0.1 needs 127.0.0.1/32)")
 	f.IntVar(&opts.ConcurrentSyncs, "concurrent-syncs", 16, "ImageSyncs copying at once")
 	f.IntVar(&opts.ConcurrentSyncsPerNamespace, "concurrent-syncs-per-namespace", 0, "ImageSyncs of one namespace copying at once (default half of --concurrent-syncs); a slot that frees up goes to the waiting namespace holding fewest")
 	f.DurationVar(&syncPeriod, "sync-period", 10*time.Hour, "how often every object is reconciled again without a change (a safety net; changes are watched)")

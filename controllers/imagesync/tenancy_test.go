@@ -3,6 +3,7 @@ package imagesync_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -175,4 +176,88 @@ func TestSourceCredentialsGoOnlyToTheirHost(t *testing.T) {
 	if requests.Load() == 0 {
 		t.Error("the copy with credentials bound to the source never reached it")
 	}
+}
+
+// countingListener listens on addr and counts the connections it accepts (it answers
+// nothing); the test ends it.
+func countingListener(t *testing.T, addr string) (string, *atomic.Int64) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("%s is not usable here: %v", addr, err)
+	}
+	var n atomic.Int64
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			_ = c.Close()
+		}
+	}()
+	t.Cleanup(func() { _ = l.Close() })
+	return l.Addr().String(), &n
+}
+
+// TestTheManagerDoesNotGoWhereATenantPointsIt: the manager allows its test registries on
+// 127.0.0.1 and no other loopback address. A source on 127.0.0.2, and a source on 127.0.0.1
+// whose token realm is on 127.0.0.2 (where a cloud's metadata service or the manager's own
+// pod would be), are refused before a connection: the listeners see none, and the status
+// says why and which flag would allow it.
+func TestTheManagerDoesNotGoWhereATenantPointsIt(t *testing.T) {
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	guarded, direct := countingListener(t, "127.0.0.2:0")
+	realm, viaRealm := countingListener(t, "127.0.0.2:0")
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	withRealm := testutil.StartHostile(t, src, func(_ *testutil.Hostile, w http.ResponseWriter, _ *http.Request) bool {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="http://%s/token",service="registry"`, realm))
+		w.WriteHeader(http.StatusUnauthorized)
+		return true
+	})
+	newSync(t, "source-on-loopback", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(guarded + "/library/app"), Tags: []string{"1"}}
+		is.Spec.Target = v1alpha1.ImageTarget{Image: v1alpha1.ImageRepository(dst.Host + "/guarded/app")}
+	})
+	newSync(t, "realm-on-loopback", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(withRealm.Host() + "/library/app"), Tags: []string{"1"}}
+		is.Spec.Target = v1alpha1.ImageTarget{Image: v1alpha1.ImageRepository(dst.Host + "/realm/app")}
+	})
+	_, c := syncCondition(t, "source-on-loopback", v1alpha1.ConditionReady, v1alpha1.ReasonSourceUnreachable)
+	if want := "refused to connect to " + guarded + ", a loopback address"; !strings.Contains(c.Message, want) || !strings.Contains(c.Message, "--allow-source-cidrs") {
+		t.Errorf("source-on-loopback: %q, want it to say %q and name --allow-source-cidrs", c.Message, want)
+	}
+	// A realm written as an IP address go-containerregistry refuses itself; one whose name
+	// resolves to such an address meets the guard, which judges the address dialled.
+	c = syncConditionAny(t, "realm-on-loopback", v1alpha1.ConditionReady)
+	if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "realm") && !strings.Contains(c.Message, "refused to connect to "+realm) {
+		t.Errorf("realm-on-loopback: %s/%s %q, want the realm refused", c.Status, c.Reason, c.Message)
+	}
+	if withRealm.Requests.Load() == 0 {
+		t.Fatal("the source with the loopback realm was never asked: the test proves nothing")
+	}
+	if d, r := direct.Load(), viaRealm.Load(); d != 0 || r != 0 {
+		t.Errorf("guarded listeners accepted %d (source) and %d (token realm) connections, want 0", d, r)
+	}
+}
+
+// syncConditionAny waits until condition typ of ImageSync name is set for its generation,
+// and no copy is under way.
+func syncConditionAny(t *testing.T, name, typ string) metav1.Condition {
+	t.Helper()
+	var got metav1.Condition
+	envtest.Eventually(t, func() error {
+		is := &v1alpha1.ImageSync{}
+		if err := env.Get(context.Background(), client.ObjectKey{Namespace: metav1.NamespaceDefault, Name: name}, is); err != nil {
+			return err
+		}
+		c := apimeta.FindStatusCondition(is.Status.Conditions, typ)
+		if c == nil || is.Status.ObservedGeneration != is.Generation || c.Reason == string(v1alpha1.ReasonSyncing) {
+			return fmt.Errorf("%s = %+v", typ, c)
+		}
+		got = *c
+		return nil
+	})
+	return got
 }

@@ -101,6 +101,11 @@ type Bounds struct {
 	// averaged over windows of twice StallTimeout (so that a transfer that stops is a
 	// stall); zero means DefaultMinTransferRate, negative no minimum.
 	MinTransferRate int64
+	// SourceGuard, when set, refuses connections of the source side (its registry, token
+	// realms, redirects) to loopback, link-local and unspecified addresses it does not
+	// allow. The manager sets it: a tenant names the source. regwire sync, run by its user,
+	// does not.
+	SourceGuard *registryhttp.DialGuard
 	// AllowPrivateRedirects follows a registry's redirects to private, loopback and
 	// link-local addresses, which go-containerregistry refuses by default (a registry could
 	// otherwise send regwire to internal services). On-premises registries whose storage
@@ -256,7 +261,11 @@ func newSide(e Endpoint, which string, o Options) (*side, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s repository %q: %w", which, e.Repository, err)
 	}
-	base, err := cache.pool.Transport(e.CA, e.Insecure, e.HostAliases)
+	var guard *registryhttp.DialGuard
+	if which == "source" {
+		guard = o.SourceGuard
+	}
+	base, err := cache.pool.Transport(e.CA, e.Insecure, e.HostAliases, guard)
 	if err != nil {
 		return nil, fmt.Errorf("%s CA: %w", which, err)
 	}

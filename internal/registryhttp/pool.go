@@ -54,13 +54,15 @@ type transportKey struct {
 	ca       string
 	insecure bool
 	aliases  string
+	guard    string
 }
 
 // Transport returns the HTTP transport for endpoints with these TLS settings, one per
 // setting and Pool. It is a splitTransport: two connection pools with the same TLS
-// settings and dialer. aliases resolve host names as AliasDialer does.
-func (p *Pool) Transport(ca []byte, insecure bool, aliases map[string]string) (http.RoundTripper, error) {
-	key := transportKey{ca: Hash(string(ca)), insecure: insecure, aliases: aliasKey(aliases)}
+// settings and dialer. aliases resolve host names as AliasDialer does; guard, when set,
+// refuses the addresses it guards.
+func (p *Pool) Transport(ca []byte, insecure bool, aliases map[string]string, guard *DialGuard) (http.RoundTripper, error) {
+	key := transportKey{ca: Hash(string(ca)), insecure: insecure, aliases: aliasKey(aliases), guard: guard.key()}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t, ok := p.transports[key]; ok {
@@ -77,8 +79,8 @@ func (p *Pool) Transport(ca []byte, insecure bool, aliases map[string]string) (h
 		}
 		t.TLSClientConfig.RootCAs = bundle.Pool()
 	}
-	if len(aliases) > 0 {
-		t.DialContext = AliasDialer(aliases)
+	if len(aliases) > 0 || guard != nil {
+		t.DialContext = dialer(aliases, guard)
 	}
 	bulk := t.Clone()
 	bulk.ForceAttemptHTTP2 = false
@@ -267,7 +269,15 @@ func Aliases(hostAliases []v1alpha1.HostAlias) map[string]string {
 // go to their IP address: the RegistryMirror's hostAliases, what nodes get in /etc/hosts,
 // for names DNS does not resolve. TLS still verifies the name.
 func AliasDialer(aliases map[string]string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return dialer(aliases, nil)
+}
+
+// dialer is AliasDialer with a guard on the addresses dialled.
+func dialer(aliases map[string]string, guard *DialGuard) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	if guard != nil {
+		d.Control = guard.Control
+	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		if host, port, err := net.SplitHostPort(addr); err == nil {
 			if ip, ok := aliases[strings.ToLower(host)]; ok {

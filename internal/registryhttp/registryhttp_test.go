@@ -300,14 +300,14 @@ func TestBlobContentsAndTheRestTakeTheirOwnConnections(t *testing.T) {
 func TestThePoolSharesOneTransportPerSettingAndOnePingPerSession(t *testing.T) {
 	t.Parallel()
 	p := &Pool{}
-	a, _ := p.Transport(nil, false, nil)
-	b, _ := p.Transport(nil, false, map[string]string{})
-	c, _ := p.Transport(nil, true, nil)
-	d, _ := p.Transport(nil, false, map[string]string{"nexus.local": "127.0.0.1"})
+	a, _ := p.Transport(nil, false, nil, nil)
+	b, _ := p.Transport(nil, false, map[string]string{}, nil)
+	c, _ := p.Transport(nil, true, nil, nil)
+	d, _ := p.Transport(nil, false, map[string]string{"nexus.local": "127.0.0.1"}, nil)
 	if a != b || a == c || a == d {
 		t.Errorf("transports: the same settings share one, others do not (a==b %t, a==c %t, a==d %t)", a == b, a == c, a == d)
 	}
-	if _, err := p.Transport([]byte("not a certificate"), false, nil); err == nil {
+	if _, err := p.Transport([]byte("not a certificate"), false, nil, nil); err == nil {
 		t.Error("a CA that is no certificate was taken")
 	}
 

@@ -121,7 +121,8 @@ func TestTheManualSetupOnRealParts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	start(t, l, "manager", env, regwire, "manager", "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--namespace", operatorNS)
+	start(t, l, "manager", env, regwire, "manager", "--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--namespace", operatorNS,
+		"--allow-source-cidrs=127.0.0.1/32") // the upstream registry listens on loopback
 	// The agent reads the real containerd's configuration (config_path = certsDir): a
 	// ConfigPathNotSet there would keep the mirror from Ready. It also writes CRI-O's format
 	// into a private /etc/containers, which podman reads.

@@ -429,7 +429,9 @@ func e2eOverlay(t *testing.T, dep *unstructured.Unstructured, apiHost, apiPort, 
 		"--agent-containerd-certs-dir="+certsDir, "--health-probe-bind-address=127.0.0.1:"+probePort, "--metrics-bind-address=0",
 		// The agent reads the node's real containerd configuration: ConfigPathNotSet would
 		// keep the mirror from Ready.
-		"--agent-containerd-config="+containerdConfig)
+		"--agent-containerd-config="+containerdConfig,
+		// The test's source registry listens on the node's loopback.
+		"--allow-source-cidrs=127.0.0.1/32")
 	p, _ := strconv.Atoi(probePort)
 	for _, probe := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
 		if probe != nil && probe.HTTPGet != nil {

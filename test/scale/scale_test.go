@@ -106,7 +106,8 @@ func TestScale(t *testing.T) {
 	}
 	metricsAddr := testutil.FreeAddr(t)
 	mgr := exec.Command(bin, "manager", "--namespace", operatorNS, "--metrics-bind-address", metricsAddr,
-		"--health-probe-bind-address", "0", "--sync-period", "10s", "--zap-log-level", "error")
+		"--health-probe-bind-address", "0", "--sync-period", "10s", "--zap-log-level", "error",
+		"--allow-source-cidrs=127.0.0.1/32") // the source registries listen on loopback
 	mgr.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	logFile, _ := os.Create(filepath.Join(work, "manager.log"))
 	mgr.Stdout, mgr.Stderr = logFile, logFile

@@ -11,6 +11,7 @@ package envtest
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ import (
 	"github.com/regwire/regwire/controllers"
 	"github.com/regwire/regwire/controllers/agentdaemonset"
 	"github.com/regwire/regwire/internal/imagecopy"
+	"github.com/regwire/regwire/internal/registryhttp"
 	"github.com/regwire/regwire/internal/scheme"
 	"github.com/regwire/regwire/internal/test/agenttest"
 	"github.com/regwire/regwire/internal/test/controlplane"
@@ -81,8 +83,10 @@ func Run(m *testing.M, env **Environment) int {
 	mgr, err := controllers.NewManager(cp.Config, controllers.Options{
 		Namespace: Namespace, Agent: agentdaemonset.DefaultOptions("regwire:test"), SyncProgressInterval: 200 * time.Millisecond,
 		// Long enough for the copies that must stay under way, short enough for stall tests.
-		CopyBounds: imagecopy.Bounds{StallTimeout: 10 * time.Second},
-		Manager:    ctrl.Options{Logger: log, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"},
+		CopyBounds: imagecopy.Bounds{StallTimeout: 10 * time.Second,
+			// The test registries listen on 127.0.0.1; other loopback addresses stay guarded.
+			SourceGuard: &registryhttp.DialGuard{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Flag: "--allow-source-cidrs"}},
+		Manager: ctrl.Options{Logger: log, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
