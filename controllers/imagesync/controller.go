@@ -410,6 +410,7 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 	}
 	plan := sc.plan
 	plan.Options.Jobs, plan.Options.Cache, plan.Options.Bounds = r.Jobs, r.cache, r.Bounds
+	plan.Options.Tenant = is.Namespace // blobs are mounted only from what this namespace wrote
 	r.runner.start(is, func(ctx context.Context, progress progressFunc) ([]imagecopy.Result, error) {
 		opts := plan.Options
 		opts.Progress = progress

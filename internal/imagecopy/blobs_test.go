@@ -153,3 +153,69 @@ func mustAppend(t *testing.T, img v1.Image, layers ...v1.Layer) v1.Image {
 	}
 	return out
 }
+
+// TestABlobIsNeverMountedAcrossTenants: copies of two tenants (the manager's namespaces)
+// share one Cache and push images sharing a base layer into one target registry. The
+// second tenant's copy asks for no mount (it uploads the layer itself) even though the
+// Cache knows where the layer is; a copy of the first tenant into another repository does
+// mount it; and a tenant's copy whose source is on the target registry never mounts from
+// that source repository with the target's credentials.
+func TestABlobIsNeverMountedAcrossTenants(t *testing.T) {
+	t.Parallel()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	base, err := random.Layer(256<<10, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.PushShared(t, src.Host+"/apps/app", base, "1")
+	private, err := random.Layer(64<<10, types.OCILayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.PushShared(t, dst.Host+"/team-a/private", private, "1") // on the target registry itself
+
+	var mountAsks, fromPrivate atomic.Int64
+	counting := func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if r.Method == http.MethodPost && r.URL.Query().Get("mount") != "" {
+				mountAsks.Add(1)
+				if r.URL.Query().Get("from") == "team-a/private" {
+					fromPrivate.Add(1)
+				}
+			}
+			return rt.RoundTrip(r)
+		})
+	}
+	cache := imagecopy.NewCache(0)
+	copyAs := func(tenant, from, to string) {
+		t.Helper()
+		eng, err := imagecopy.New(imagecopy.Endpoint{Repository: from}, imagecopy.Endpoint{Repository: to, Wrap: counting},
+			imagecopy.Options{Cache: cache, Tenant: tenant})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := eng.CopyTag(context.Background(), "1"); r.Err != nil {
+			t.Fatalf("%s into %s: %v", tenant, to, r.Err)
+		}
+	}
+	copyAs("team-a", src.Host+"/apps/app", dst.Host+"/team-a/app")
+	before := mountAsks.Load()
+	copyAs("team-b", src.Host+"/apps/app", dst.Host+"/team-b/app")
+	if got := mountAsks.Load() - before; got != 0 {
+		t.Errorf("team-b's copy asked to mount %d blobs that team-a's copy wrote, want 0", got)
+	}
+	copyAs("team-b", dst.Host+"/team-a/private", dst.Host+"/team-b/stolen")
+	if got := fromPrivate.Load(); got != 0 {
+		t.Errorf("team-b's copy from a repository of the target registry asked to mount %d blobs from it, want 0", got)
+	}
+	before = mountAsks.Load()
+	copyAs("team-a", src.Host+"/apps/app", dst.Host+"/team-a/again")
+	if mountAsks.Load() == before {
+		t.Error("team-a's second copy mounted nothing from team-a's first: the test proves nothing")
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

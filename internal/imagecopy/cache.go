@@ -56,6 +56,8 @@ type blobEntry struct {
 type repoHint struct {
 	repo string
 	at   time.Time
+	// tenant wrote the blob there (Options.Tenant); only its own copies mount from it.
+	tenant string
 }
 
 // blobHintTTL is how long a repository is believed to hold a blob without checking.
@@ -106,7 +108,10 @@ func (b *Cache) setChildren(index v1.Hash, children []v1.Hash) {
 // claim decides what the caller does about blob d in repo of registry: nothing (the repo
 // has it), wait for busy and ask again, or transfer it (mounting from `from` when set) and
 // then call release.
-func (b *Cache) claim(registry, repo string, d v1.Hash, now time.Time) (has bool, busy <-chan struct{}, from string) {
+//
+// A repository to mount from is one a copy of the same tenant wrote: a mount needs only a
+// blob's digest, and a tenant must not reach another's blobs by knowing one.
+func (b *Cache) claim(registry, repo, tenant string, d v1.Hash, now time.Time) (has bool, busy <-chan struct{}, from string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	k := blobKey{registry, d}
@@ -126,9 +131,13 @@ func (b *Cache) claim(registry, repo string, d v1.Hash, now time.Time) (has bool
 		return false, e.busy, ""
 	}
 	e.busy, e.moved = make(chan struct{}), now
-	if n := len(e.repos); n > 0 {
-		from = e.repos[n-1].repo
-	} else {
+	for _, h := range slices.Backward(e.repos) {
+		if h.tenant == tenant {
+			from = h.repo
+			break
+		}
+	}
+	if from == "" && tenant == "" { // hints of earlier processes are regwire sync's, tenant ""
 		if b.recall != nil {
 			recall := b.recall
 			b.recall = nil
@@ -168,7 +177,7 @@ func (b *Cache) remember(registry string, d v1.Hash, repo string, at time.Time) 
 		b.remembered = map[blobKey][]repoHint{}
 	}
 	k := blobKey{registry, d}
-	hs := append(slices.Clone(b.remembered[k]), repoHint{repo, at})
+	hs := append(slices.Clone(b.remembered[k]), repoHint{repo: repo, at: at})
 	slices.SortFunc(hs, func(a, b repoHint) int { return a.at.Compare(b.at) })
 	if len(hs) > maxReposPerBlob {
 		hs = hs[len(hs)-maxReposPerBlob:]
@@ -208,7 +217,7 @@ func (b *Cache) stalled(registry string, d v1.Hash, now time.Time) bool {
 // release ends the caller's transfer of d into repo; ok records that repo now holds it.
 // owner says whether the caller held the transfer (claim gave it), rather than took it
 // over from a stalled one.
-func (b *Cache) release(registry, repo string, d v1.Hash, ok, owner bool) {
+func (b *Cache) release(registry, repo, tenant string, d v1.Hash, ok, owner bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e := b.blobs[blobKey{registry, d}]
@@ -216,7 +225,7 @@ func (b *Cache) release(registry, repo string, d v1.Hash, ok, owner bool) {
 		return
 	}
 	if ok {
-		e.repos = append(e.repos, repoHint{repo, time.Now()})
+		e.repos = append(e.repos, repoHint{repo: repo, at: time.Now(), tenant: tenant})
 		if len(e.repos) > maxReposPerBlob {
 			e.repos = e.repos[1:]
 		}
@@ -256,10 +265,10 @@ func (b *Cache) evict() {
 // whether the caller owns the transfer; the caller must then call release. A transfer
 // under way that makes no progress for blobPatience is not waited for any longer: the
 // caller moves the blob itself (owner false).
-func (b *Cache) acquire(ctx context.Context, registry, repo string, d v1.Hash) (has bool, from string, owner bool, err error) {
+func (b *Cache) acquire(ctx context.Context, registry, repo, tenant string, d v1.Hash) (has bool, from string, owner bool, err error) {
 	var patience <-chan time.Time // made only when there is something to wait for
 	for {
-		has, busy, from := b.claim(registry, repo, d, time.Now())
+		has, busy, from := b.claim(registry, repo, tenant, d, time.Now())
 		if busy == nil {
 			return has, from, !has, nil
 		}

@@ -81,6 +81,10 @@ type Options struct {
 	// Jobs: Engines that share it share one budget (regwire sync -f runs every repository
 	// of a file at once under one --jobs).
 	Slots *Slots
+	// Tenant scopes what the Cache shares between copies: a blob is mounted only from
+	// repositories copies of the same tenant wrote, never from the source repository (the
+	// manager: the ImageSync's namespace). Empty for one tenant (regwire sync).
+	Tenant string
 	// Cache remembers, across Engines and runs, which target repositories hold which blobs
 	// and which manifests an index lists; nil gives the Engine its own. Share one per
 	// process.

@@ -267,7 +267,7 @@ func (e *Engine) copyBlob(ctx context.Context, d v1.Descriptor, p *tagProgress) 
 			d.Digest, d.Size, e.o.MaxBlobBytes>>30)}, "source", e.src.repo.Digest(d.Digest.String()).String())
 	}
 	registry, repo := e.dst.repo.RegistryStr(), e.dst.repo.RepositoryStr()
-	has, from, owner, err := e.cache.acquire(ctx, registry, repo, d.Digest)
+	has, from, owner, err := e.cache.acquire(ctx, registry, repo, e.o.Tenant, d.Digest)
 	if err != nil {
 		return err
 	}
@@ -277,9 +277,11 @@ func (e *Engine) copyBlob(ctx context.Context, d v1.Descriptor, p *tagProgress) 
 		return nil
 	}
 	ok := false
-	defer func() { e.cache.release(registry, repo, d.Digest, ok, owner) }()
-	if from == "" && e.src.repo.RegistryStr() == registry && e.src.repo.RepositoryStr() != repo {
-		from = e.src.repo.RepositoryStr() // same registry: mount from the source repository
+	defer func() { e.cache.release(registry, repo, e.o.Tenant, d.Digest, ok, owner) }()
+	if from == "" && e.o.Tenant == "" && e.src.repo.RegistryStr() == registry && e.src.repo.RepositoryStr() != repo {
+		// Same registry: mount from the source repository. Not for a tenant: the mount
+		// goes with the target's credentials, which may read what the tenant's may not.
+		from = e.src.repo.RepositoryStr()
 	}
 	var l v1.Layer
 	sb := &sourceBlob{e: e, ctx: ctx, d: d}
