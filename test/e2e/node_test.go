@@ -21,11 +21,13 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -201,6 +203,7 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 		t.Fatalf("the agent is not a running DaemonSet pod: %v %+v", err, agentPods.Items)
 	}
 	t.Logf("agent pod %s wrote %s (%s)", agentPods.Items[0].Name, filepath.Join(certsDir, host, "hosts.toml"), time.Since(begun).Round(time.Second))
+	agentCannotWriteAnotherNodesReport(ctx, t, cp.Config, k8s, &agentPods.Items[0])
 	if _, err := os.Stat(filepath.Join(certsDir, host, "ca.crt")); err != nil {
 		t.Fatalf("the agent pod did not write the CA: %v", err)
 	}
@@ -603,4 +606,43 @@ func certsDirOf(p corev1.Pod) string {
 		}
 	}
 	return ""
+}
+
+// agentCannotWriteAnotherNodesReport takes a token of the agent's ServiceAccount bound to
+// its running pod, as kubelet gives the pod, and has it write a RegistryNode of another
+// node: the API server refuses it (the install's ValidatingAdmissionPolicy, on top of RBAC
+// that allows any RegistryNode). The agent's own report, which made the mirror Ready,
+// went through the same policy.
+func agentCannotWriteAnotherNodesReport(ctx context.Context, t *testing.T, admin *rest.Config, k8s client.Client, pod *corev1.Pod) {
+	t.Helper()
+	other := &v1alpha1.RegistryNode{ObjectMeta: metav1.ObjectMeta{Name: "another-node"}}
+	if err := k8s.Create(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = k8s.Delete(context.Background(), other) }()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Spec.ServiceAccountName}}
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}}}
+	if err := k8s.SubResource("token").Create(ctx, sa, tr); err != nil {
+		t.Fatalf("a token for the agent's pod: %v", err)
+	}
+	cfg := rest.AnonymousClientConfig(admin)
+	cfg.BearerToken = tr.Status.Token
+	asAgent, err := client.New(cfg, client.Options{Scheme: k8s.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := &v1alpha1.RegistryNode{}
+	if err := asAgent.Get(ctx, client.ObjectKey{Name: pod.Spec.NodeName}, own); err != nil {
+		t.Fatalf("the agent's token cannot read its own RegistryNode: %v", err)
+	}
+	if err := asAgent.Get(ctx, client.ObjectKeyFromObject(other), other); err != nil {
+		t.Fatal(err)
+	}
+	other.Labels = map[string]string{"forged": "yes"}
+	err = asAgent.Update(ctx, other)
+	if err == nil || !strings.Contains(err.Error(), "may write only its own node's RegistryNode") {
+		t.Fatalf("the agent on %s updating another node's RegistryNode: %v", pod.Spec.NodeName, err)
+	}
+	t.Logf("the agent's token on %s may not write another node's RegistryNode: %v", pod.Spec.NodeName, err)
 }
