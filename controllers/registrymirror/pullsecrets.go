@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -199,20 +200,19 @@ func (r *Reconciler) syncServiceAccounts(ctx context.Context, rm *v1alpha1.Regis
 	}
 	var patched []string
 	for i := range sas.Items {
-		sa := sas.Items[i].DeepCopy()
-		wanted := pullsecret.Wants(spec.ServiceAccounts, sa.Name)
-		var changed bool
+		name := sas.Items[i].Name
+		var edit func(*corev1.ServiceAccount) bool
 		switch {
-		case wanted:
-			changed = pullsecret.AddTo(sa, spec.SecretName)
-			patched = append(patched, sa.Name)
-		case slices.Contains(before, sa.Name):
-			changed = pullsecret.RemoveFrom(sa, spec.SecretName)
+		case pullsecret.Wants(spec.ServiceAccounts, name):
+			edit = func(sa *corev1.ServiceAccount) bool { return pullsecret.AddTo(sa, spec.SecretName) }
+			patched = append(patched, name)
+		case slices.Contains(before, name):
+			edit = func(sa *corev1.ServiceAccount) bool { return pullsecret.RemoveFrom(sa, spec.SecretName) }
+		default:
+			continue
 		}
-		if changed {
-			if err := r.Client.Patch(ctx, sa, client.MergeFrom(&sas.Items[i])); err != nil {
-				return nil, fmt.Errorf("updating ServiceAccount %s: %w", sa.Name, err)
-			}
+		if err := r.patchServiceAccount(ctx, &sas.Items[i], edit); err != nil {
+			return nil, fmt.Errorf("updating ServiceAccount %s: %w", name, err)
 		}
 	}
 	slices.Sort(patched)
@@ -250,15 +250,37 @@ func (r *Reconciler) deletePullSecret(ctx context.Context, s *corev1.Secret, sas
 			}
 			return err
 		}
-		orig := sa.DeepCopy()
-		if pullsecret.RemoveFrom(sa, s.Name) {
-			if err := r.Client.Patch(ctx, sa, client.MergeFrom(orig)); err != nil && !apierrors.IsNotFound(err) {
-				return fmt.Errorf("updating ServiceAccount %s/%s: %w", s.Namespace, name, err)
-			}
+		err := r.patchServiceAccount(ctx, sa, func(sa *corev1.ServiceAccount) bool { return pullsecret.RemoveFrom(sa, s.Name) })
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("updating ServiceAccount %s/%s: %w", s.Namespace, name, err)
 		}
 	}
 	if err := r.Client.Delete(ctx, s); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("deleting Secret %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	return nil
+}
+
+// patchServiceAccount applies edit to the ServiceAccount read as base and patches the
+// difference, on condition that nobody changed it since (a merge patch of
+// imagePullSecrets replaces the whole list: from a stale read it would drop another
+// writer's entry). When somebody did, it reads the ServiceAccount again from the API
+// server and edits that.
+func (r *Reconciler) patchServiceAccount(ctx context.Context, base *corev1.ServiceAccount, edit func(*corev1.ServiceAccount) bool) error {
+	key := client.ObjectKeyFromObject(base)
+	fresh := false
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if fresh {
+			base = &corev1.ServiceAccount{}
+			if err := r.APIReader.Get(ctx, key, base); err != nil {
+				return err
+			}
+		}
+		fresh = true
+		sa := base.DeepCopy()
+		if !edit(sa) {
+			return nil
+		}
+		return r.Client.Patch(ctx, sa, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	})
 }
