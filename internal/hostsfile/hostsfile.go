@@ -18,7 +18,30 @@ const (
 	// had no newline; removing the block removes the newline regwire added too.
 	BeginAfterUnterminated = Begin + " (newline added before)"
 	End                    = "# END regwire"
+	// Unused starts the filler lines a rewrite in place writes past the new end of a file
+	// that shrinks, before it cuts the file to length: a kill between the two leaves them,
+	// and the next Apply drops them.
+	Unused = "# regwire: unused"
 )
+
+// Filler returns at least n bytes of filler lines (Unused, padded with spaces).
+func Filler(n int) []byte {
+	line := Unused + strings.Repeat(" ", max(n-len(Unused)-1, 0)) + "\n"
+	return []byte(line)
+}
+
+// trimFiller drops the filler lines at the end of content.
+func trimFiller(content []byte) []byte {
+	for {
+		body := bytes.TrimSuffix(content, []byte("\n"))
+		i := bytes.LastIndexByte(body, '\n') + 1
+		line := body[i:]
+		if len(body) == len(content) || !bytes.HasPrefix(line, []byte(Unused)) || len(bytes.TrimRight(line[len(Unused):], " ")) > 0 {
+			return content
+		}
+		content = content[:i]
+	}
+}
 
 // Entry is one line of the block: an address and the names that resolve to it.
 type Entry struct {
@@ -30,8 +53,10 @@ type Entry struct {
 }
 
 // Apply returns content with regwire's block holding entries: replaced where it is, added
-// at the end when there is none, removed when entries is empty.
+// at the end when there is none, removed when entries is empty. Filler lines an
+// interrupted rewrite left at the end go too.
 func Apply(content []byte, entries []Entry) ([]byte, error) {
+	content = trimFiller(content)
 	block, err := render(entries)
 	if err != nil {
 		return nil, err
@@ -60,7 +85,7 @@ func Apply(content []byte, entries []Entry) ([]byte, error) {
 
 // Read returns the entries of regwire's block in content.
 func Read(content []byte) ([]Entry, error) {
-	start, stop, _, found, err := find(content)
+	start, stop, _, found, err := find(trimFiller(content))
 	if err != nil || !found {
 		return nil, err
 	}

@@ -159,3 +159,29 @@ func TestLookupReadsAHostsFileAsResolversDo(t *testing.T) {
 		}
 	}
 }
+
+func TestFillerAnInterruptedRewriteLeftIsDropped(t *testing.T) {
+	t.Parallel()
+	entries := []hostsfile.Entry{{IP: "10.1.1.1", Hostnames: []string{"nexus.local"}}}
+	clean, err := hostsfile.Apply([]byte("127.0.0.1 localhost\n"), entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := append(append([]byte{}, clean...), hostsfile.Filler(40)...)
+	left = append(left, hostsfile.Filler(3)...)
+	if got, err := hostsfile.Read(left); err != nil || len(got) != 1 {
+		t.Fatalf("Read with filler at the end: %v, %v", got, err)
+	}
+	got, err := hostsfile.Apply(left, entries)
+	if err != nil || string(got) != string(clean) {
+		t.Fatalf("Apply over filler gave %q (%v), want %q", got, err, clean)
+	}
+	if n := len(hostsfile.Filler(40)); n < 40 {
+		t.Errorf("hostsfile.Filler(40) is %d bytes, want at least 40", n)
+	}
+	// A user's own comment that merely starts like filler is kept.
+	own := append(append([]byte{}, clean...), []byte(hostsfile.Unused+" by hand\n")...)
+	if got, _ := hostsfile.Apply(own, entries); string(got) != string(own) {
+		t.Errorf("a comment of the user's was dropped: %q", got)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/regwire/regwire/internal/hostsfile"
 	"github.com/regwire/regwire/internal/nodefiles"
 	"github.com/regwire/regwire/internal/test/testutil"
 )
@@ -45,6 +46,16 @@ func bytesOf(m map[string]string) map[string][]byte {
 // TestMain runs the crash helper instead of the tests when the crash test starts this binary
 // as its subprocess: it applies A and B in turn until killed.
 func TestMain(m *testing.M) {
+	if hosts := os.Getenv("REGWIRE_CRASH_HOSTS"); hosts != "" {
+		_, _ = os.Stdout.WriteString("go\n")
+		for {
+			for _, entries := range [][]hostsfile.Entry{hostsShort, hostsLong} {
+				if err := nodefiles.RewriteHostsFileInPlace(hosts, entries); err != nil {
+					os.Exit(3)
+				}
+			}
+		}
+	}
 	if root := os.Getenv("REGWIRE_CRASH_ROOT"); root != "" {
 		f, err := nodefiles.Open(root)
 		if err != nil {
@@ -195,3 +206,94 @@ func valuesOf(m map[string]string) []string {
 }
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+
+// The hosts file the in-place crash helper rewrites: foreign lines before and after
+// regwire's block, and two blocks of different lengths.
+var (
+	hostsForeign = "127.0.0.1 localhost\n::1 localhost ip6-localhost\n10.0.0.5 node-1 # kubelet's\n"
+	hostsShort   = []hostsfile.Entry{{IP: "10.1.1.1", Hostnames: []string{"nexus.local"}, Owner: "nexus"}}
+	hostsLong    = []hostsfile.Entry{
+		{IP: "10.1.1.1", Hostnames: []string{"nexus.local", "docker.nexus.local"}, Owner: "nexus"},
+		{IP: "10.2.2.2", Hostnames: []string{"registry.example", "mirror.registry.example"}, Owner: "hub-mirror"},
+		{IP: "fd00::7", Hostnames: []string{"v6.registry.example"}, Owner: "hub-mirror"},
+	}
+)
+
+// TestAKillDuringAnInPlaceHostsRewriteNeverEmptiesTheFile rewrites a hosts file in place,
+// as a single-file bind mount (the agent pod's /etc/hosts) forces, between a short and a
+// long block, and kills the writer 200 times at random points. The file is never empty;
+// its foreign lines are always there, byte for byte; the block always parses as one of the
+// two versions; and filler comment lines left by a kill between the write and the cut are
+// the only other thing ever seen. The next rewrite removes them.
+func TestAKillDuringAnInPlaceHostsRewriteNeverEmptiesTheFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(path, []byte(hostsForeign), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	versions := map[string]bool{}
+	for _, e := range [][]hostsfile.Entry{hostsShort, hostsLong} {
+		b, err := hostsfile.Apply([]byte(hostsForeign), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		versions[string(b)] = true
+	}
+	rng := rand.New(rand.NewPCG(3, 5))
+	const runs = 200
+	blank := 0
+	for i := range runs {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "REGWIRE_CRASH_HOSTS="+path)
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if line, _ := bufio.NewReader(out).ReadString('\n'); line != "go\n" {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("run %d: the helper said %q", i, line)
+		}
+		time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := string(b)
+		switch {
+		case versions[got]:
+		case versions[trimFiller(got)]:
+			blank++ // killed between the write and the cut
+		default:
+			t.Fatalf("run %d: the hosts file holds %d bytes that are neither version:\n%s", i, len(b), got)
+		}
+		if !strings.HasPrefix(got, hostsForeign) {
+			t.Fatalf("run %d: the foreign lines are gone:\n%s", i, got)
+		}
+		if _, err := hostsfile.Read(b); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+	}
+	if err := nodefiles.RewriteHostsFileInPlace(path, hostsShort); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); !versions[string(b)] {
+		t.Errorf("after the next rewrite the file is %q", b)
+	}
+	t.Logf("%d of %d kills left filler lines (between the write and the cut)", blank, runs)
+	if blank == 0 {
+		t.Error("no kill landed between the write and the cut: the test proves little")
+	}
+}
+
+// trimFiller cuts the filler lines off the end of a hosts file's content.
+func trimFiller(s string) string {
+	lines := strings.SplitAfter(s, "\n")
+	for len(lines) > 0 && (lines[len(lines)-1] == "" || strings.HasPrefix(lines[len(lines)-1], hostsfile.Unused) && strings.TrimSpace(strings.TrimPrefix(lines[len(lines)-1], hostsfile.Unused)) == "") {
+		lines = lines[:len(lines)-1]
+	}
+	return strings.Join(lines, "")
+}

@@ -66,7 +66,7 @@ func writeHostsFile(path string, old []byte, entries []hostsfile.Entry) (bool, e
 			// The directory is not writable: the file is a single-file mount (the agent
 			// pod's hostPath /etc/hosts on its read-only root), which can only be
 			// rewritten.
-			return rewriteInPlace(path, updated, mode)
+			return rewriteInPlace(path, old, updated)
 		}
 		return false, fmt.Errorf("writing %s: %w", path, err)
 	}
@@ -82,13 +82,44 @@ func writeHostsFile(path string, old []byte, entries []hostsfile.Entry) (bool, e
 		return false, fmt.Errorf("replacing %s: %w", path, err)
 	}
 	// A bind-mounted file cannot be replaced, only rewritten.
-	return rewriteInPlace(path, updated, mode)
+	return rewriteInPlace(path, old, updated)
 }
 
-// rewriteInPlace writes a file's new content over the old in one write.
-func rewriteInPlace(path string, data []byte, mode fs.FileMode) (bool, error) {
-	if err := writeSynced(hostFS{}, path, data, mode, os.O_TRUNC); err != nil {
+// rewriteInPlace turns a file holding old into one holding updated without a moment where
+// it is empty or short of a line outside regwire's block (truncating, then writing, would
+// leave an empty /etc/hosts to a kill between the two). The bytes from the first that
+// differs are written in one write at their offset, so the lines before them are never
+// touched; when the new content is shorter, the write also covers the old leftover with
+// filler comment lines, and only then is the file cut to length. A kill between the write and the cut
+// leaves comment lines (hostsfile.Filler) at the end, which resolvers skip and the next
+// apply removes; a write of a small file's changed tail lands whole or not at all.
+func rewriteInPlace(path string, old, updated []byte) (bool, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
 		return false, fmt.Errorf("rewriting bind-mounted %s in place: %w", path, err)
 	}
-	return true, nil
+	defer f.Close()
+	p := 0
+	for p < len(old) && p < len(updated) && old[p] == updated[p] {
+		p++
+	}
+	data := updated[p:]
+	if len(updated) < len(old) {
+		data = append(slices.Clone(data), hostsfile.Filler(len(old)-len(updated))...)
+	}
+	if _, err := f.WriteAt(data, int64(p)); err != nil {
+		return false, fmt.Errorf("rewriting bind-mounted %s in place: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return false, fmt.Errorf("rewriting bind-mounted %s in place: %w", path, err)
+	}
+	if len(updated) < len(old) {
+		if err := f.Truncate(int64(len(updated))); err != nil {
+			return false, fmt.Errorf("rewriting bind-mounted %s in place: %w", path, err)
+		}
+		if err := f.Sync(); err != nil {
+			return false, fmt.Errorf("rewriting bind-mounted %s in place: %w", path, err)
+		}
+	}
+	return true, f.Close()
 }
