@@ -77,7 +77,11 @@ func TestAGuardedTransportNeverConnects(t *testing.T) {
 	}
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
 	var refused *DialRefusedError
-	if _, err := guarded.RoundTrip(req); !errors.As(err, &refused) {
+	resp, err := guarded.RoundTrip(req)
+	if err == nil {
+		_ = resp.Body.Close()
+	}
+	if !errors.As(err, &refused) {
 		t.Fatalf("a guarded request to %s: %v, want refused", url, err)
 	}
 	if n := accepted.Load(); n != 0 {
@@ -87,7 +91,7 @@ func TestAGuardedTransportNeverConnects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := open.RoundTrip(req.Clone(context.Background()))
+	resp, err = open.RoundTrip(req.Clone(context.Background()))
 	if err != nil {
 		t.Fatalf("with 127.0.0.0/8 allowed: %v", err)
 	}
