@@ -3,6 +3,7 @@ package agentdaemonset
 import (
 	"path"
 	"slices"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/nodefiles"
 )
 
 // Options configure the node agent DaemonSet.
@@ -108,8 +110,14 @@ func agentMounts(o Options) ([]string, []corev1.VolumeMount, []corev1.Volume) {
 			}
 		case v1alpha1.RuntimeCRIO:
 			args = append(args, "--crio-root="+agentCRIOMount, "--proc-root=/proc")
-			mounts = append(mounts, corev1.VolumeMount{Name: "containers", MountPath: agentCRIOMount})
-			volumes = append(volumes, hostPath("containers", o.CRIODir, corev1.HostPathDirectoryOrCreate))
+			// Only what regwire writes under /etc/containers: its drop-ins, CA and client
+			// files, and its ownership record; never policy.json, registries.conf or
+			// storage.conf.
+			for _, d := range crioDirs {
+				name := "containers-" + strings.TrimPrefix(strings.TrimSuffix(d, ".d"), ".")
+				mounts = append(mounts, corev1.VolumeMount{Name: name, MountPath: path.Join(agentCRIOMount, d)})
+				volumes = append(volumes, hostPath(name, path.Join(o.CRIODir, d), corev1.HostPathDirectoryOrCreate))
+			}
 		case v1alpha1.RuntimeDocker:
 			args = append(args, "--docker-root="+agentDockerMount)
 			mounts = append(mounts, corev1.VolumeMount{Name: "docker-certs", MountPath: agentDockerMount})
@@ -185,3 +193,8 @@ func New(namespace string, o Options) *appsv1.DaemonSet {
 		},
 	}
 }
+
+// crioDirs are the directories under /etc/containers the agent writes: CRI-O's drop-ins
+// (containers-registries.conf.d(5)), its per-registry trust (containers-certs.d(5)) and
+// regwire's ownership record (nodefiles.StateDir).
+var crioDirs = []string{"registries.conf.d", "certs.d", nodefiles.StateDir}

@@ -38,14 +38,14 @@ func TestTheAgentMountsOnlyWhatItsRuntimesNeed(t *testing.T) {
 		{"containerd alone: its certs.d and the hosts file; its configuration read-only", []v1alpha1.ContainerRuntime{v1alpha1.RuntimeContainerd},
 			[]string{"/etc/hosts", "/etc/containerd/certs.d"}, []string{"/etc/containerd"}, false,
 			[]string{"--root=/host/containerd-certs.d", "--containerd-config=/host/containerd-config/config.toml"}},
-		{"CRI-O alone: /etc/containers, and the node's processes for SIGHUP", []v1alpha1.ContainerRuntime{v1alpha1.RuntimeCRIO},
-			[]string{"/etc/hosts", "/etc/containers"}, nil, true,
+		{"CRI-O alone: only what regwire writes under /etc/containers (never policy.json), and the node's processes for SIGHUP", []v1alpha1.ContainerRuntime{v1alpha1.RuntimeCRIO},
+			[]string{"/etc/hosts", "/etc/containers/registries.conf.d", "/etc/containers/certs.d", "/etc/containers/.regwire"}, nil, true,
 			[]string{"--root=", "--crio-root=/host/containers", "--proc-root=/proc"}},
 		{"Docker alone: its certs.d", []v1alpha1.ContainerRuntime{v1alpha1.RuntimeDocker},
 			[]string{"/etc/hosts", "/etc/docker/certs.d"}, nil, false,
 			[]string{"--root=", "--docker-root=/host/docker-certs.d"}},
 		{"all three", []v1alpha1.ContainerRuntime{v1alpha1.RuntimeContainerd, v1alpha1.RuntimeCRIO, v1alpha1.RuntimeDocker},
-			[]string{"/etc/hosts", "/etc/containerd/certs.d", "/etc/containers", "/etc/docker/certs.d"}, []string{"/etc/containerd"}, true,
+			[]string{"/etc/hosts", "/etc/containerd/certs.d", "/etc/containers/registries.conf.d", "/etc/containers/certs.d", "/etc/containers/.regwire", "/etc/docker/certs.d"}, []string{"/etc/containerd"}, true,
 			[]string{"--crio-root=/host/containers", "--docker-root=/host/docker-certs.d"}},
 	}
 	for _, tc := range cases {
