@@ -28,17 +28,7 @@ var mirrorUse []byte
 // MirrorUsePolicy returns the optional ValidatingAdmissionPolicy and its binding
 // (config/admission) that let only users granted the verb use on a RegistryMirror create
 // ImageSyncs naming it.
-func MirrorUsePolicy() ([]*unstructured.Unstructured, error) {
-	objs, err := manifest.Objects(mirrorUse)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*unstructured.Unstructured, 0, len(objs))
-	for _, o := range objs {
-		out = append(out, &unstructured.Unstructured{Object: o})
-	}
-	return out, nil
-}
+func MirrorUsePolicy() ([]*unstructured.Unstructured, error) { return Decode(mirrorUse) }
 
 // DefaultImage is the manager image config/manager names: the release dist/install.yaml
 // and the chart install (the Makefile's RELEASE; a test keeps the three in step).

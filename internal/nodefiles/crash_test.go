@@ -111,20 +111,7 @@ func TestAgentKilledDuringApplyLeavesCompleteFiles(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 11))
 	const runs = 100
 	for i := range runs {
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), "REGWIRE_CRASH_ROOT="+root)
-		out, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if line, _ := bufio.NewReader(out).ReadString('\n'); line != "go\n" {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatalf("run %d: the helper said %q", i, line)
-		}
-		time.Sleep(time.Duration(rng.IntN(8000)) * time.Microsecond)
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		_ = cmd.Wait()
+		killHelper(t, i, "REGWIRE_CRASH_ROOT="+root, time.Duration(rng.IntN(8000))*time.Microsecond)
 
 		// Every file is a complete version: no torn writes.
 		now := map[string]string{}
@@ -243,20 +230,7 @@ func TestAKillDuringAnInPlaceHostsRewriteNeverEmptiesTheFile(t *testing.T) {
 	const runs = 200
 	blank := 0
 	for i := range runs {
-		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), "REGWIRE_CRASH_HOSTS="+path)
-		out, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if line, _ := bufio.NewReader(out).ReadString('\n'); line != "go\n" {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatalf("run %d: the helper said %q", i, line)
-		}
-		time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		_ = cmd.Wait()
+		killHelper(t, i, "REGWIRE_CRASH_HOSTS="+path, time.Duration(rng.IntN(3000))*time.Microsecond)
 
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -296,4 +270,24 @@ func trimFiller(s string) string {
 		lines = lines[:len(lines)-1]
 	}
 	return strings.Join(lines, "")
+}
+
+// killHelper starts this test binary as the crash helper that env selects, lets it work
+// for after once it says it has begun, and SIGKILLs it.
+func killHelper(t *testing.T, run int, env string, after time.Duration) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), env)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "go\n" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("run %d: the helper said %q", run, line)
+	}
+	time.Sleep(after)
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
 }
