@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,8 @@ import (
 	"github.com/regwire/regwire/config/samples"
 	"github.com/regwire/regwire/controllers"
 	"github.com/regwire/regwire/controllers/agentdaemonset"
+	"github.com/regwire/regwire/internal/imagecopy"
+	"github.com/regwire/regwire/internal/registryhttp"
 	"github.com/regwire/regwire/internal/test/controlplane"
 )
 
@@ -279,6 +282,10 @@ func newManager(cfg *rest.Config, logTo io.Writer) (runner, error) {
 	mgr, err := controllers.NewManager(cfg, controllers.Options{
 		Namespace: Namespace,
 		Agent:     agentdaemonset.DefaultOptions("ghcr.io/regwire/regwire:latest"),
+		// As `regwire manager --allow-source-cidrs=127.0.0.1/32`: the embedded upstream
+		// registry listens on loopback; nothing else there is reachable.
+		CopyBounds: imagecopy.Bounds{SourceGuard: &registryhttp.DialGuard{
+			Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Flag: "--allow-source-cidrs"}},
 		Manager: ctrl.Options{
 			Logger:                 log,
 			Metrics:                metricsserver.Options{BindAddress: "0"},
