@@ -42,8 +42,9 @@ import (
 // imageSyncMirrorIndex indexes ImageSyncs by the RegistryMirror they target.
 const imageSyncMirrorIndex = "spec.target.registryMirrorRef.name"
 
-// maxImages bounds status.images, and maxImageError each tag's error (the CRD's bounds:
-// a status the API server refuses would lose the whole run's results).
+// maxImages bounds status.images, and maxImageError each tag's error and the error a
+// condition quotes (the CRD's bounds: a status the API server refuses would lose the whole
+// run's results; and a registry's answer, whatever it holds, reaches status only that far).
 const (
 	maxImages     = 1000
 	maxImageError = 1024
@@ -467,7 +468,7 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 		if first {
 			syncErrors.WithLabelValues(string(reason)).Inc()
 		}
-		r.fail(is, reason, run.err.Error(), stalled)
+		r.fail(is, reason, conditions.Cut(run.err.Error(), maxImageError), stalled)
 		return true
 	}
 	prev := map[string]v1alpha1.ImageStatus{}
@@ -510,7 +511,8 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 		if first {
 			syncErrors.WithLabelValues(string(reason)).Add(float64(len(failed)))
 		}
-		r.fail(is, reason, fmt.Sprintf("%d of %d tag(s) failed; %s: %v", len(failed), len(run.results), failed[0].Tag, failed[0].Err), stalled)
+		r.fail(is, reason, fmt.Sprintf("%d of %d tag(s) failed; %s: %s", len(failed), len(run.results), failed[0].Tag,
+			conditions.Cut(failed[0].Err.Error(), maxImageError)), stalled)
 		return true
 	}
 	msg := fmt.Sprintf("%d tag(s) up to date in the target, %d copied", ok, copied)
