@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/regwire/regwire/internal/hostsfile"
 	"github.com/regwire/regwire/internal/nodefiles"
@@ -63,11 +64,7 @@ func TestApplyHostsFileRewritesABindMountedFile(t *testing.T) {
 	if out, err := exec.Command("mount", "--bind", backing, mountpoint).CombinedOutput(); err != nil {
 		t.Fatalf("mount --bind: %v\n%s", err, out)
 	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", mountpoint).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v\n%s", mountpoint, err, out)
-		}
-	})
+	t.Cleanup(func() { unmount(t, mountpoint) })
 	if changed, err := nodefiles.ApplyHostsFile(mountpoint, nexusAlias); err != nil || !changed {
 		t.Fatalf("ApplyHostsFile on a bind mount = %v, %v", changed, err)
 	}
@@ -107,10 +104,10 @@ func TestApplyHostsFileRewritesAFileMountedOnAReadOnlyFileSystem(t *testing.T) {
 		}
 	}
 	mount("--bind", ro, ro)
-	t.Cleanup(func() { _ = exec.Command("umount", ro).Run() })
+	t.Cleanup(func() { unmount(t, ro) })
 	mount("-o", "remount,bind,ro", ro)
 	mount("--bind", backing, hosts)
-	t.Cleanup(func() { _ = exec.Command("umount", hosts).Run() })
+	t.Cleanup(func() { unmount(t, hosts) })
 	if err := os.WriteFile(filepath.Join(ro, "probe"), nil, 0o644); err == nil {
 		t.Fatal("the directory is writable; the test would prove nothing")
 	}
@@ -120,4 +117,22 @@ func TestApplyHostsFileRewritesAFileMountedOnAReadOnlyFileSystem(t *testing.T) {
 	if b, err := os.ReadFile(backing); err != nil || !strings.Contains(string(b), "nexus.local") {
 		t.Errorf("backing file not updated (%v):\n%s", err, b)
 	}
+}
+
+// unmount undoes a mount the test made. A process this test binary forks in another test
+// holds a copy of every open file until it execs, so "target is busy" may last a moment:
+// it is tried again for a while, and a mount still there is an error.
+func unmount(t *testing.T, path string) {
+	t.Helper()
+	var out []byte
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if out, err = exec.Command("umount", path).CombinedOutput(); err == nil {
+			return
+		}
+		if !strings.Contains(string(out), "busy") || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Errorf("umount %s: %v\n%s", path, err, out)
 }
