@@ -23,6 +23,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -303,6 +304,15 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(localDir, "hosts.toml")); !bytes.Equal(b, localHosts) {
 		t.Errorf("the unrelated hosts.toml changed: %q", b)
 	}
+	// As the README's uninstall says (`kubectl delete registrymirrors --all --wait`): the
+	// mirror is gone, its finalizer let go by the manager, before the manager is.
+	testutil.Eventually(t, 2*time.Minute, "the RegistryMirror gone after its cleanup", func() error {
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(rm), &v1alpha1.RegistryMirror{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there (%v): %s", err, podsSummary(ctx, k8s, "regwire-system"))
+	})
 
 	// Uninstall as users do leaves no regwire object and no agent pod: dist's way first,
 	// then the chart's, with a mirror bringing the agents up in between.
