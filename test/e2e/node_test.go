@@ -311,7 +311,7 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("still there (%v): %s", err, podsSummary(ctx, k8s, "regwire-system"))
+		return fmt.Errorf("still there (%w): %s", err, podsSummary(ctx, k8s, "regwire-system"))
 	})
 
 	// Uninstall as users do leaves no regwire object and no agent pod: dist's way first,
