@@ -64,24 +64,6 @@ func TestAMirrorServesOnlyTheNamespacesAndRepositoriesItNames(t *testing.T) {
 		t.Cleanup(func() { _ = env.Delete(context.Background(), is) })
 		return is
 	}
-	ready := func(is *v1alpha1.ImageSync) metav1.Condition {
-		t.Helper()
-		var got metav1.Condition
-		envtest.Eventually(t, func() error {
-			cur := &v1alpha1.ImageSync{}
-			if err := env.Get(ctx, client.ObjectKeyFromObject(is), cur); err != nil {
-				return err
-			}
-			c := apimeta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionReady)
-			if c == nil || cur.Status.ObservedGeneration != cur.Generation || c.Reason == string(v1alpha1.ReasonSyncing) {
-				return fmt.Errorf("Ready = %+v", c)
-			}
-			got = *c
-			return nil
-		})
-		return got
-	}
-
 	refused := []struct {
 		is   *v1alpha1.ImageSync
 		want string
@@ -91,7 +73,7 @@ func TestAMirrorServesOnlyTheNamespacesAndRepositoriesItNames(t *testing.T) {
 		{sync("team-a", "private", "private-mirror", "my-docker/team-a/app"), "takes ImageSyncs from namespace " + envtest.Namespace + " only (its spec.imageSyncs is unset)"},
 	}
 	for _, r := range refused {
-		c := ready(r.is)
+		c := settledReady(t, r.is)
 		if c.Status != metav1.ConditionFalse || c.Reason != string(v1alpha1.ReasonTargetNotAllowed) || !strings.Contains(c.Message, r.want) {
 			t.Errorf("%s/%s: Ready = %s/%s %q, want False/TargetNotAllowed saying %q", r.is.Namespace, r.is.Name, c.Status, c.Reason, c.Message, r.want)
 		}
@@ -102,7 +84,7 @@ func TestAMirrorServesOnlyTheNamespacesAndRepositoriesItNames(t *testing.T) {
 
 	// The allowed one copies: the refusals above were not for want of a working path.
 	allowed := sync("team-a", "app", "team-mirror", "my-docker/team-a/app")
-	if c := ready(allowed); c.Status != metav1.ConditionTrue {
+	if c := settledReady(t, allowed); c.Status != metav1.ConditionTrue {
 		t.Fatalf("the allowed ImageSync: Ready = %s/%s %q", c.Status, c.Reason, c.Message)
 	}
 	if toSource.Load() == 0 || toTarget.Load() == 0 {
@@ -117,7 +99,7 @@ func TestAMirrorServesOnlyTheNamespacesAndRepositoriesItNames(t *testing.T) {
 	env.Mutate(t, ns, func() { ns.Labels = map[string]string{"team": "true"} })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if c := ready(refused[0].is); c.Status == metav1.ConditionTrue {
+		if c := settledReady(t, refused[0].is); c.Status == metav1.ConditionTrue {
 			break
 		} else if time.Now().After(deadline) {
 			t.Fatalf("after labelling its namespace: Ready = %s/%s %q", c.Status, c.Reason, c.Message)
@@ -220,7 +202,7 @@ func TestTheManagerDoesNotGoWhereATenantPointsIt(t *testing.T) {
 		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(guarded + "/library/app"), Tags: []string{"1"}}
 		is.Spec.Target = v1alpha1.ImageTarget{Image: v1alpha1.ImageRepository(dst.Host + "/guarded/app")}
 	})
-	newSync(t, "realm-on-loopback", func(is *v1alpha1.ImageSync) {
+	realmSync := newSync(t, "realm-on-loopback", func(is *v1alpha1.ImageSync) {
 		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(withRealm.Host() + "/library/app"), Tags: []string{"1"}}
 		is.Spec.Target = v1alpha1.ImageTarget{Image: v1alpha1.ImageRepository(dst.Host + "/realm/app")}
 	})
@@ -230,7 +212,7 @@ func TestTheManagerDoesNotGoWhereATenantPointsIt(t *testing.T) {
 	}
 	// A realm written as an IP address go-containerregistry refuses itself; one whose name
 	// resolves to such an address meets the guard, which judges the address dialled.
-	c = syncConditionAny(t, "realm-on-loopback", v1alpha1.ConditionReady)
+	c = settledReady(t, realmSync)
 	if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "realm") && !strings.Contains(c.Message, "refused to connect to "+realm) {
 		t.Errorf("realm-on-loopback: %s/%s %q, want the realm refused", c.Status, c.Reason, c.Message)
 	}
@@ -242,19 +224,19 @@ func TestTheManagerDoesNotGoWhereATenantPointsIt(t *testing.T) {
 	}
 }
 
-// syncConditionAny waits until condition typ of ImageSync name is set for its generation,
-// and no copy is under way.
-func syncConditionAny(t *testing.T, name, typ string) metav1.Condition {
+// settledReady waits until is has a Ready condition for its generation and no copy is
+// under way, and returns it.
+func settledReady(t *testing.T, is *v1alpha1.ImageSync) metav1.Condition {
 	t.Helper()
 	var got metav1.Condition
 	envtest.Eventually(t, func() error {
-		is := &v1alpha1.ImageSync{}
-		if err := env.Get(context.Background(), client.ObjectKey{Namespace: metav1.NamespaceDefault, Name: name}, is); err != nil {
+		cur := &v1alpha1.ImageSync{}
+		if err := env.Get(context.Background(), client.ObjectKeyFromObject(is), cur); err != nil {
 			return err
 		}
-		c := apimeta.FindStatusCondition(is.Status.Conditions, typ)
-		if c == nil || is.Status.ObservedGeneration != is.Generation || c.Reason == string(v1alpha1.ReasonSyncing) {
-			return fmt.Errorf("%s = %+v", typ, c)
+		c := apimeta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionReady)
+		if c == nil || cur.Status.ObservedGeneration != cur.Generation || c.Reason == string(v1alpha1.ReasonSyncing) {
+			return fmt.Errorf("Ready = %+v", c)
 		}
 		got = *c
 		return nil
