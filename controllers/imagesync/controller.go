@@ -322,7 +322,7 @@ func (r *Reconciler) resolveSecrets(ctx context.Context, sc *syncScope) error {
 func (r *Reconciler) readSecrets(ctx context.Context, sc *syncScope) error {
 	is, plan := sc.is, &sc.plan
 	if rm := sc.mirror; rm != nil {
-		scope := append(credentials.Scope{r.Namespace}, r.SecretNamespaces...)
+		scope := credentials.NewScope(r.Namespace, r.SecretNamespaces...)
 		ca, field, err := credentials.MirrorCA(ctx, r.APIReader, scope, rm)
 		if e, ok := conditions.Reported(err); ok {
 			return conditions.Errorf(v1alpha1.ReasonTargetUnreachable, "RegistryMirror %s: %s", rm.Name, e.Message)

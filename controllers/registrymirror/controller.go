@@ -356,5 +356,5 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rm *v1alpha1.RegistryM
 
 // secretScope is where this mirror's Secrets may be read from.
 func (r *Reconciler) secretScope() credentials.Scope {
-	return append(credentials.Scope{r.Namespace}, r.SecretNamespaces...)
+	return credentials.NewScope(r.Namespace, r.SecretNamespaces...)
 }

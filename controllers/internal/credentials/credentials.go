@@ -26,6 +26,11 @@ import (
 // of the cluster sent to a registry they choose, or written to every node.
 type Scope []string
 
+// NewScope is the operator's namespace first, then the others.
+func NewScope(operator string, others ...string) Scope {
+	return append(Scope{operator}, others...)
+}
+
 // Check says whether a RegistryMirror's field may name a Secret in namespace ns; it is a
 // *conditions.Error naming the field and the fix when not (an empty Scope allows nothing).
 func (s Scope) Check(field, ns string) error {
