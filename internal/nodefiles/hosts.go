@@ -98,7 +98,19 @@ func rewriteInPlace(path string, old, updated []byte) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("rewriting bind-mounted %s in place: %w", path, err)
 	}
-	defer f.Close()
+	err = writeTail(f, old, updated)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("rewriting bind-mounted %s in place: %w", path, err)
+	}
+	return true, nil
+}
+
+// writeTail writes updated over old in f from their first differing byte, covering a
+// shrinking file's leftover with filler before cutting it, each step synced.
+func writeTail(f *os.File, old, updated []byte) error {
 	p := 0
 	for p < len(old) && p < len(updated) && old[p] == updated[p] {
 		p++
@@ -108,18 +120,13 @@ func rewriteInPlace(path string, old, updated []byte) (bool, error) {
 		data = append(slices.Clone(data), hostsfile.Filler(len(old)-len(updated))...)
 	}
 	if _, err := f.WriteAt(data, int64(p)); err != nil {
-		return false, fmt.Errorf("rewriting bind-mounted %s in place: %w", path, err)
+		return err
 	}
-	if err := f.Sync(); err != nil {
-		return false, fmt.Errorf("rewriting bind-mounted %s in place: %w", path, err)
+	if err := f.Sync(); err != nil || len(updated) >= len(old) {
+		return err
 	}
-	if len(updated) < len(old) {
-		if err := f.Truncate(int64(len(updated))); err != nil {
-			return false, fmt.Errorf("rewriting bind-mounted %s in place: %w", path, err)
-		}
-		if err := f.Sync(); err != nil {
-			return false, fmt.Errorf("rewriting bind-mounted %s in place: %w", path, err)
-		}
+	if err := f.Truncate(int64(len(updated))); err != nil {
+		return err
 	}
-	return true, f.Close()
+	return f.Sync()
 }
