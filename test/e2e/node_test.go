@@ -311,7 +311,10 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("still there (%w): %s", err, podsSummary(ctx, k8s, "regwire-system"))
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("still there: %s", podsSummary(ctx, k8s, "regwire-system"))
 	})
 
 	// Uninstall as users do leaves no regwire object and no agent pod: dist's way first,
