@@ -218,7 +218,7 @@ func TestAKillDuringAnInPlaceHostsRewriteNeverEmptiesTheFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(hostsForeign), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	versions := map[string]bool{}
+	versions := map[string]bool{hostsForeign: true} // a kill before the first rewrite
 	for _, e := range [][]hostsfile.Entry{hostsShort, hostsLong} {
 		b, err := hostsfile.Apply([]byte(hostsForeign), e)
 		if err != nil {
