@@ -1,6 +1,6 @@
 // Package nexus is a typed client for the parts of Sonatype Nexus Repository 3's REST API
-// that regwire uses: status, the admin password, active security realms and docker
-// (hosted) repositories. Paths and bodies follow Sonatype's published API
+// that regwire uses: status, the admin password, active security realms, docker (hosted)
+// repositories, and the roles and users regwire creates for them (security.go). Paths and bodies follow Sonatype's published API
 // (https://help.sonatype.com/en/rest-apis.html; /service/rest/v1/...). Errors carry
 // Nexus's own text.
 package nexus
@@ -154,7 +154,9 @@ func New(baseURL, user, password string, hc *http.Client) (*Client, error) {
 // the status is one of want.
 func (c *Client) do(ctx context.Context, method, path, contentType string, body []byte, out any, want ...int) error {
 	u := *c.base
-	u.Path += "/service/rest" + path
+	p, query, _ := strings.Cut(path, "?")
+	u.Path += "/service/rest" + p
+	u.RawQuery = query
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)

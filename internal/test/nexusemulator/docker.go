@@ -245,7 +245,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, realmActive bool)
 	name, pass, ok := r.BasicAuth()
 	s.mu.Lock()
 	u, known := s.users[name]
-	valid := ok && known && u.password == pass && realmActive
+	valid := ok && known && u.password == pass && u.status == "active" && realmActive
 	var token string
 	if valid {
 		token = "DockerToken." + randomHex(16)
@@ -281,7 +281,7 @@ func (s *Server) mayUse(user, method, repo string) bool {
 func (s *Server) dockerUser(r *http.Request) (string, bool) {
 	if name, pass, ok := r.BasicAuth(); ok {
 		u, known := s.users[name]
-		return name, known && u.password == pass
+		return name, known && u.password == pass && u.status == "active"
 	}
 	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && slices.Contains(s.realms, "DockerToken") {
 		name, known := s.tokens[tok]

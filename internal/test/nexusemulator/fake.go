@@ -37,6 +37,7 @@ type Server struct {
 	// version is what the Server header reports, and decides which fields are kept.
 	version    string
 	users      map[string]user
+	roles      map[string]role // security.go
 	realms     []string
 	repos      map[string]json.RawMessage // docker hosted repositories as Nexus answers them
 	stores     map[string]*dockerStore    // their content, by lower-case name
@@ -52,16 +53,22 @@ type Server struct {
 
 type user struct {
 	password string
-	// privileges are Nexus permission strings, e.g. nexus:* (the nx-admin role) or
-	// nexus:repository-admin:docker:my-docker:add,edit,read.
+	// privileges are Nexus permission strings given straight to the user (AddUser), e.g.
+	// nexus:* or nexus:repository-admin:docker:my-docker:add,edit,read.
 	privileges []string
+	// roles are role ids (security.go); a user made through the REST API holds only these.
+	roles []string
+	// status is ApiUserStatus: only an active user may log in.
+	status                     string
+	firstName, lastName, email string
 }
 
 // New returns a Nexus as it is after its first start: user admin with initialPassword,
 // the local realm active, the default blob store, no repositories.
 func New(initialPassword string) *Server {
 	return &Server{
-		users:      map[string]user{"admin": {password: initialPassword, privileges: []string{"nexus:*"}}},
+		users:      map[string]user{"admin": {password: initialPassword, roles: []string{"nx-admin"}, status: "active", firstName: "Administrator", lastName: "User", email: "admin@example.org"}},
+		roles:      builtinRoles(),
 		realms:     []string{"NexusAuthenticatingRealm"},
 		repos:      map[string]json.RawMessage{},
 		stores:     map[string]*dockerStore{},
@@ -99,7 +106,7 @@ func (s *Server) atLeast(v string) bool {
 func (s *Server) AddUser(name, password string, privileges ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.users[name] = user{password: password, privileges: privileges}
+	s.users[name] = user{password: password, privileges: privileges, status: "active", firstName: name, lastName: name, email: name + "@example.org"}
 }
 
 // permitted says whether name holds perm, with Apache Shiro's wildcard permissions (which
@@ -107,7 +114,7 @@ func (s *Server) AddUser(name, password string, privileges ...string) {
 // implying every further part.
 func (s *Server) permitted(name, perm string) bool {
 	want := strings.Split(perm, ":")
-	for _, held := range s.users[name].privileges {
+	for _, held := range s.permissions(name) {
 		parts := strings.Split(held, ":")
 		ok := true
 		for i, p := range parts {
@@ -279,6 +286,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.passwordFile = ""
 		}
 		w.WriteHeader(http.StatusNoContent)
+	case p == pathUsers || strings.HasPrefix(p, prefixUsers):
+		s.serveUsers(w, r)
+	case p == prefixRoles || strings.HasPrefix(p, prefixRoles+"/"):
+		s.serveRoles(w, r)
 	case p == pathHosted:
 		if _, ok := s.authenticated(w, r); !ok || !s.method(w, r, http.MethodPost) {
 			return
@@ -429,7 +440,7 @@ func (s *Server) method(w http.ResponseWriter, r *http.Request, allowed ...strin
 
 func (s *Server) authenticated(w http.ResponseWriter, r *http.Request) (string, bool) {
 	name, pass, ok := r.BasicAuth()
-	if u, known := s.users[name]; !ok || !known || u.password != pass {
+	if u, known := s.users[name]; !ok || !known || u.password != pass || u.status != "active" {
 		w.Header().Set("WWW-Authenticate", basicChallenge)
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
 		return "", false
