@@ -150,6 +150,10 @@ const (
 	ReasonNexusAuthFailed ConditionReason = "NexusAuthFailed"
 	// ReasonProvisionFailed: Nexus answered with an error; the message carries its text.
 	ReasonProvisionFailed ConditionReason = "ProvisionFailed"
+	// ReasonUserSecretConflict: a Secret that regwire does not own has the name of a
+	// managed Nexus user's Secret (<mirror>-nexus-pull or -push in the operator's
+	// namespace); the message names it.
+	ReasonUserSecretConflict ConditionReason = "UserSecretConflict"
 	// ReasonPathRoutingUnsupported: Nexus does not keep path-based routing for the
 	// repository (it is older than 3.83.0); the message names the version found, the one
 	// needed, and the alternative endpoint.

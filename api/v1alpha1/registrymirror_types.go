@@ -50,6 +50,30 @@ const (
 	NexusDockerAuthToken NexusDockerAuth = "Token"
 )
 
+// NexusUsers says whether regwire creates the Nexus users that pull secrets and ImageSyncs
+// authenticate as.
+// +kubebuilder:validation:Enum=Managed;None
+type NexusUsers string
+
+const (
+	// NexusUsersManaged creates, for the provisioned repository, a pull user that may only
+	// read it and a push user that may also add and edit, each with a role of its own and
+	// a generated password kept in a Secret in the operator's namespace. Pull secrets are
+	// built from the pull user and ImageSyncs push as the push user, so the admin
+	// credentials serve provisioning only.
+	NexusUsersManaged NexusUsers = "Managed"
+	// NexusUsersNone creates no users: pull secrets and ImageSyncs use credentialsSecretRef.
+	NexusUsersNone NexusUsers = "None"
+)
+
+// Kinds of user regwire creates in Nexus for a RegistryMirror.
+const (
+	// NexusPullUser may read (pull from) the repository.
+	NexusPullUser = "pull"
+	// NexusPushUser may read, add and edit (push to) it.
+	NexusPushUser = "push"
+)
+
 // ContainerRuntime is a container runtime whose own registry configuration the node agent
 // writes.
 // +kubebuilder:validation:Enum=containerd;crio;docker
@@ -88,7 +112,8 @@ type EndpointURL string
 // +kubebuilder:validation:XValidation:rule=`!has(self.clientCertificateSecretRef) || ((!has(self.endpoint) || !self.endpoint.startsWith('http://')) && (!has(self.fallbackEndpoints) || self.fallbackEndpoints.all(e, !e.startsWith('http://'))))`,message="a client certificate needs TLS: use https:// endpoints",fieldPath=".clientCertificateSecretRef"
 // +kubebuilder:validation:XValidation:rule=`!has(self.mirrorOf) || self.mirrorOf.all(m, m.host != self.host)`,message="mirrorOf must not list the registry's own host",fieldPath=".mirrorOf"
 // +kubebuilder:validation:XValidation:rule=`!has(self.skipFallback) || !self.skipFallback || (has(self.mirrorOf) && size(self.mirrorOf) > 0)`,message="skipFallback keeps nodes from contacting the upstreams of mirrorOf; list them in mirrorOf (e.g. host: docker.io) or remove skipFallback",fieldPath=".skipFallback"
-// +kubebuilder:validation:XValidation:rule=`!has(self.pullSecrets) || has(self.credentialsSecretRef)`,message="pullSecrets needs credentialsSecretRef: pull secrets are built from those credentials",fieldPath=".pullSecrets"
+// +kubebuilder:validation:XValidation:rule=`!has(self.pullSecrets) || has(self.credentialsSecretRef) || (has(self.provision) && has(self.provision.nexus) && (!has(self.provision.nexus.users) || self.provision.nexus.users == 'Managed'))`,message="pullSecrets needs credentials: set credentialsSecretRef, or let provision.nexus create a pull user (users: Managed)",fieldPath=".pullSecrets"
+// +kubebuilder:validation:XValidation:rule=`!(has(self.credentialsSecretRef) && has(self.provision) && has(self.provision.nexus) && has(self.provision.nexus.users) && self.provision.nexus.users == 'Managed')`,message="provision.nexus.users Managed gives this registry's credentials: remove credentialsSecretRef, or set users: None to use it",fieldPath=".credentialsSecretRef"
 type RegistryMirrorSpec struct {
 	// host is the registry as image references name it, optionally with :port, e.g.
 	// nexus.local for images like nexus.local/my-docker/busybox. Nodes get
@@ -153,7 +178,8 @@ type RegistryMirrorSpec struct {
 	// credentialsSecretRef names a Secret of type kubernetes.io/basic-auth or
 	// kubernetes.io/dockerconfigjson holding the credentials for this registry. They are used
 	// for pull secrets and by ImageSyncs that target this registry; they are never written
-	// to nodes.
+	// to nodes. Leave it unset with provision.nexus to have regwire create least-privilege
+	// users instead (provision.nexus.users).
 	// +optional
 	CredentialsSecretRef *SecretReference `json:"credentialsSecretRef,omitempty"`
 
@@ -386,6 +412,18 @@ type NexusProvision struct {
 	// +optional
 	// +kubebuilder:default=Basic
 	DockerAuth NexusDockerAuth `json:"dockerAuth,omitempty"`
+
+	// users says whether regwire creates least-privilege Nexus users for the repository,
+	// so that the admin credentials serve provisioning only. Managed: a pull user
+	// (regwire-<mirror>-pull, which may read the repository; pull secrets are built from
+	// it) and a push user (regwire-<mirror>-push, which may also add and edit; ImageSyncs
+	// that target this mirror push as it), each with a role of the same name and a
+	// generated password kept in a kubernetes.io/basic-auth Secret in the operator's
+	// namespace (<mirror>-nexus-pull, <mirror>-nexus-push). Delete a Secret to rotate its
+	// password. None: no users; credentialsSecretRef serves pulls and pushes. Unset means
+	// Managed when credentialsSecretRef is unset, None when it is set.
+	// +optional
+	Users NexusUsers `json:"users,omitempty"`
 }
 
 // RegistryMirrorStatus is the observed state of a RegistryMirror.
@@ -532,4 +570,20 @@ type RegistryMirrorList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []RegistryMirror `json:"items"`
+}
+
+// ManagesNexusUsers says whether regwire creates this mirror's Nexus pull and push users:
+// provision.nexus.users Managed, or unset without credentialsSecretRef.
+func (s *RegistryMirrorSpec) ManagesNexusUsers() bool {
+	if s.Provision == nil || s.Provision.Nexus == nil {
+		return false
+	}
+	switch s.Provision.Nexus.Users {
+	case NexusUsersManaged:
+		return true
+	case NexusUsersNone:
+		return false
+	default:
+		return s.CredentialsSecretRef == nil
+	}
 }

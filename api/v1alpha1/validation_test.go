@@ -151,6 +151,12 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 			m.Spec.Runtimes = []v1alpha1.ContainerRuntime{v1alpha1.RuntimeContainerd, v1alpha1.RuntimeCRIO, v1alpha1.RuntimeDocker}
 			m.Spec.ClientCertificateSecretRef = &v1alpha1.SecretReference{Namespace: "regwire-system", Name: "nexus-client"}
 		})},
+		{"pull secrets from the Nexus users provisioning makes are accepted", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.CredentialsSecretRef = nil
+			m.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{SecretName: "nexus-pull", NamespaceSelector: &metav1.LabelSelector{}}
+			m.Spec.Provision = &v1alpha1.ProvisionSpec{Nexus: &v1alpha1.NexusProvision{URL: "https://nexus.local", Repository: "my-docker",
+				AdminCredentialsSecretRef: v1alpha1.SecretReference{Namespace: "regwire-system", Name: "nexus-admin"}}}
+		})},
 		{"pull secrets for every ServiceAccount are accepted", mirror(func(m *v1alpha1.RegistryMirror) {
 			m.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{SecretName: "nexus-pull", NamespaceSelector: &metav1.LabelSelector{}, ServiceAccounts: []string{"*"}}
 		})},
@@ -258,7 +264,18 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 		{"pull secrets without credentials are rejected", mirror(func(m *v1alpha1.RegistryMirror) {
 			m.Spec.CredentialsSecretRef = nil
 			m.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{SecretName: "nexus-pull", NamespaceSelector: &metav1.LabelSelector{}}
-		}), "spec.pullSecrets", "needs credentialsSecretRef"},
+		}), "spec.pullSecrets", "set credentialsSecretRef, or let provision.nexus create a pull user"},
+		{"pull secrets with provisioning that makes no users and no credentials are rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.CredentialsSecretRef = nil
+			m.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{SecretName: "nexus-pull", NamespaceSelector: &metav1.LabelSelector{}}
+			m.Spec.Provision = &v1alpha1.ProvisionSpec{Nexus: &v1alpha1.NexusProvision{URL: "https://nexus.local", Repository: "my-docker", Users: v1alpha1.NexusUsersNone,
+				AdminCredentialsSecretRef: v1alpha1.SecretReference{Namespace: "regwire-system", Name: "nexus-admin"}}}
+		}), "spec.pullSecrets", "needs credentials"},
+		{"managed Nexus users beside credentialsSecretRef are rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.CredentialsSecretRef = &v1alpha1.SecretReference{Namespace: "regwire-system", Name: "nexus-credentials"}
+			m.Spec.Provision = &v1alpha1.ProvisionSpec{Nexus: &v1alpha1.NexusProvision{URL: "https://nexus.local", Repository: "my-docker", Users: v1alpha1.NexusUsersManaged,
+				AdminCredentialsSecretRef: v1alpha1.SecretReference{Namespace: "regwire-system", Name: "nexus-admin"}}}
+		}), "spec.credentialsSecretRef", "remove credentialsSecretRef, or set users: None"},
 		{"'*' beside named ServiceAccounts is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
 			m.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{SecretName: "nexus-pull", NamespaceSelector: &metav1.LabelSelector{}, ServiceAccounts: []string{"*", "default"}}
 		}), "spec.pullSecrets.serviceAccounts", "must stand alone"},

@@ -308,8 +308,8 @@ func (r *Reconciler) fail(is *v1alpha1.ImageSync, reason v1alpha1.ConditionReaso
 }
 
 // resolveSecrets reads what the copy needs from Secrets and ConfigMaps (straight from the
-// API server): the target's CA and credentials (the RegistryMirror's, or the ImageSync's
-// own) and the source's credentials. It runs only when a copy is due. Problems the user
+// API server): the target's CA and credentials (the RegistryMirror's — its Nexus push user
+// when regwire manages the users — or the ImageSync's own) and the source's credentials. It runs only when a copy is due. Problems the user
 // must fix are *conditions.Error, retried after credentialRetry.
 func (r *Reconciler) resolveSecrets(ctx context.Context, sc *syncScope) error {
 	err := r.readSecrets(ctx, sc)
@@ -330,7 +330,14 @@ func (r *Reconciler) readSecrets(ctx context.Context, sc *syncScope) error {
 			return fmt.Errorf("RegistryMirror %s: %s: %w", rm.Name, field, err)
 		}
 		plan.Target.CA = ca
-		if ref := rm.Spec.CredentialsSecretRef; ref != nil {
+		if rm.Spec.ManagesNexusUsers() {
+			// The push user provisioning made: its Secret is the operator's, read by no tenant.
+			name := credentials.NexusUserSecretName(rm.Name, v1alpha1.NexusPushUser)
+			field := fmt.Sprintf("RegistryMirror %s's Nexus push user (Secret %s/%s, made when the mirror is Provisioned)", rm.Name, r.Namespace, name)
+			if plan.Target.Auth, err = credentials.Authenticator(ctx, r.APIReader, r.Namespace, name, string(rm.Spec.Host), field); err != nil {
+				return err
+			}
+		} else if ref := rm.Spec.CredentialsSecretRef; ref != nil {
 			if err := scope.Check(fmt.Sprintf("RegistryMirror %s spec.credentialsSecretRef", rm.Name), ref.Namespace); err != nil {
 				return err
 			}

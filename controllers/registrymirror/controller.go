@@ -143,9 +143,9 @@ func (r *Reconciler) mirrorRequests(ctx context.Context, keep func(*v1alpha1.Reg
 const credentialsIndex = "spec.credentialsSecretRef"
 
 // mirrorsForSecret maps a Secret to the mirrors using it as credentials, or to the mirror
-// whose pull secret it is.
+// whose pull secret or Nexus user's password it is.
 func (r *Reconciler) mirrorsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
-	if name := o.GetAnnotations()[pullSecretMirrorAnnotation]; name != "" && o.GetLabels()[PullSecretMirrorLabel] != "" {
+	if name := o.GetAnnotations()[pullSecretMirrorAnnotation]; name != "" && (o.GetLabels()[PullSecretMirrorLabel] != "" || o.GetLabels()[nexusUserLabel] != "") {
 		return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: name}}}
 	}
 	return r.mirrorRequests(ctx, nil, client.MatchingFields{credentialsIndex: o.GetNamespace() + "/" + o.GetName()})
@@ -235,8 +235,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		{v1alpha1.ConditionCAValid, r.reconcileCA},
 		{v1alpha1.ConditionClientCertificateReady, r.reconcileClientCertificate},
 		{v1alpha1.ConditionNodesReady, r.reconcileNodes},
-		{v1alpha1.ConditionPullSecretsReady, r.reconcilePullSecrets},
+		// Before pull secrets: they are built from the pull user provisioning makes.
 		{v1alpha1.ConditionProvisioned, r.reconcileProvision},
+		{v1alpha1.ConditionPullSecretsReady, r.reconcilePullSecrets},
 	} {
 		phaseRes, err := p.run(ctx, sc)
 		phaseRes, err = conditions.Report(&rm.Status.Conditions, rm.Generation, p.condition, phaseRes, err)
@@ -326,7 +327,7 @@ func nextCACheck(left time.Duration) time.Duration {
 // reconcileDelete withdraws the mirror from the nodes, waits until every running agent
 // has removed its files, then releases the RegistryMirror.
 func (r *Reconciler) reconcileDelete(ctx context.Context, rm *v1alpha1.RegistryMirror) (ctrl.Result, error) {
-	r.provisioned.Delete(rm.UID) // the repository stays in Nexus; nothing more to check
+	r.provisioned.Delete(rm.UID) // the repository stays in Nexus (its users do not); nothing more to check
 	if !controllerutil.ContainsFinalizer(rm, v1alpha1.RegistryMirrorFinalizer) {
 		return ctrl.Result{}, nil
 	}
@@ -335,6 +336,9 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rm *v1alpha1.RegistryM
 		return ctrl.Result{}, err
 	}
 	if err := r.releaseClientCertificate(ctx, rm); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.releaseProvisionedUsers(ctx, rm); err != nil {
 		return ctrl.Result{}, err
 	}
 	done, err := r.releaseNodes(ctx, rm)

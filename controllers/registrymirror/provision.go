@@ -11,7 +11,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -35,12 +34,21 @@ const (
 type provisionCheck struct {
 	generation int64
 	at         time.Time
+	// userSecrets are the resourceVersions of the Nexus users' Secrets, by kind, when
+	// Nexus was given their passwords: a Secret deleted or edited since is provisioned again.
+	userSecrets map[string]string
+	// reason and message are the Provisioned condition the check set: a reconcile that
+	// reads a status older than that check (the cache lags) sets it again.
+	reason  v1alpha1.ConditionReason
+	message string
 }
 
 // reconcileProvision creates or updates the Nexus docker (hosted) repository of
-// spec.provision.nexus (with path-based routing when nodes reach it at the root) and, for
-// dockerAuth Token, activates the Docker Bearer Token realm. It talks to Nexus when the generation is new, after a failure, and every
-// provisionRecheck; a reconcile in between sends nothing.
+// spec.provision.nexus (with path-based routing when nodes reach it at the root), for
+// dockerAuth Token activates the Docker Bearer Token realm, and with users Managed keeps
+// the repository's pull and push users. It talks to Nexus when the generation is new,
+// after a failure, when a user's Secret changed, and every provisionRecheck; a reconcile
+// in between sends nothing.
 func (r *Reconciler) reconcileProvision(ctx context.Context, sc *mirrorScope) (ctrl.Result, error) {
 	rm := sc.rm
 	if rm.Spec.Provision == nil || rm.Spec.Provision.Nexus == nil {
@@ -50,10 +58,11 @@ func (r *Reconciler) reconcileProvision(ctx context.Context, sc *mirrorScope) (c
 		return ctrl.Result{}, nil
 	}
 	now := r.Clock.Now()
-	if left, ok := r.provisionCurrent(rm, now); ok {
+	if c, left, ok := r.provisionCurrent(ctx, rm, now); ok {
+		conditions.Set(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionProvisioned, metav1.ConditionTrue, c.reason, c.message)
 		return ctrl.Result{RequeueAfter: left}, nil
 	}
-	action, err := r.provision(ctx, sc)
+	action, userSecrets, err := r.provision(ctx, sc)
 	if err != nil {
 		r.provisioned.Delete(rm.UID)
 		e, ok := conditions.Reported(err)
@@ -73,46 +82,35 @@ func (r *Reconciler) reconcileProvision(ctx context.Context, sc *mirrorScope) (c
 		r.Recorder.Eventf(rm, nil, corev1.EventTypeNormal, string(reason), "Provision", "docker (hosted) repository %s %s in Nexus at %s", p.Repository, action, p.URL)
 		logf.FromContext(ctx).Info("Provisioned Nexus repository", "repository", p.Repository, "action", string(action))
 	}
-	conditions.Set(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionProvisioned, metav1.ConditionTrue, reason,
-		fmt.Sprintf("docker (hosted) repository %s is as specified in Nexus at %s (%s)", p.Repository, p.URL, provisionSummary(sc.rm)))
-	r.provisioned.Store(rm.UID, provisionCheck{generation: rm.Generation, at: now})
+	msg := fmt.Sprintf("docker (hosted) repository %s is as specified in Nexus at %s (%s)", p.Repository, p.URL, provisionSummary(sc.rm))
+	conditions.Set(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionProvisioned, metav1.ConditionTrue, reason, msg)
+	r.provisioned.Store(rm.UID, provisionCheck{generation: rm.Generation, at: now, userSecrets: userSecrets, reason: reason, message: msg})
 	return ctrl.Result{RequeueAfter: provisionRecheck}, nil
 }
 
 // provisionCurrent says whether this generation was found as specified in Nexus less than
-// provisionRecheck ago, and how long until the next check.
-func (r *Reconciler) provisionCurrent(rm *v1alpha1.RegistryMirror, now time.Time) (time.Duration, bool) {
+// provisionRecheck ago, with its users' Secrets unchanged since; it returns that check and
+// how long until the next one.
+func (r *Reconciler) provisionCurrent(ctx context.Context, rm *v1alpha1.RegistryMirror, now time.Time) (provisionCheck, time.Duration, bool) {
 	v, ok := r.provisioned.Load(rm.UID)
 	if !ok {
-		return 0, false
+		return provisionCheck{}, 0, false
 	}
 	c := v.(provisionCheck)
-	if c.generation != rm.Generation || !apimeta.IsStatusConditionTrue(rm.Status.Conditions, v1alpha1.ConditionProvisioned) || now.Sub(c.at) >= provisionRecheck {
-		return 0, false
+	if c.generation != rm.Generation || now.Sub(c.at) >= provisionRecheck || !r.nexusUserSecretsUnchanged(ctx, rm, c.userSecrets) {
+		return provisionCheck{}, 0, false
 	}
-	return provisionRecheck - now.Sub(c.at), true
+	return c, provisionRecheck - now.Sub(c.at), true
 }
 
-// provision reads the admin credentials and makes Nexus hold the repository as specified.
-// Problems the user must fix are *conditions.Error.
-func (r *Reconciler) provision(ctx context.Context, sc *mirrorScope) (nexus.Action, error) {
+// provision reads the admin credentials and makes Nexus hold the repository, and the users
+// when regwire manages them, as specified. It returns what happened to the repository and
+// the users' Secrets' resourceVersions. Problems the user must fix are *conditions.Error.
+func (r *Reconciler) provision(ctx context.Context, sc *mirrorScope) (nexus.Action, map[string]string, error) {
 	p := sc.rm.Spec.Provision.Nexus
-	const field = "spec.provision.nexus.adminCredentialsSecretRef"
-	ref := p.AdminCredentialsSecretRef
-	if err := r.secretScope().Check(field, ref.Namespace); err != nil {
-		return "", err
-	}
-	user, pass, err := credentials.Credentials(ctx, r.APIReader, ref.Namespace, ref.Name, hostOfURL(p.URL), field)
+	c, err := r.nexusAdmin(ctx, sc)
 	if err != nil {
-		return "", err
-	}
-	hc, err := nexusHTTPClient(sc)
-	if err != nil {
-		return "", conditions.Stalledf(v1alpha1.ReasonCAInvalid, "%v", err)
-	}
-	c, err := nexus.New(p.URL, user, pass, hc)
-	if err != nil {
-		return "", conditions.Stalledf(v1alpha1.ReasonInvalidSpec, "spec.provision.nexus.url: %v", err)
+		return "", nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, nexusTimeout)
 	defer cancel()
@@ -139,10 +137,44 @@ func (r *Reconciler) provision(ctx context.Context, sc *mirrorScope) (nexus.Acti
 			Docker: docker,
 		})
 	}
-	if err != nil {
-		return "", nexusError(ctx, field, err)
+	var userSecrets map[string]string
+	if err == nil && sc.rm.Spec.ManagesNexusUsers() {
+		userSecrets, err = r.provisionUsers(ctx, c, sc.rm)
+	} else if err == nil {
+		err = r.releaseNexusUsers(ctx, sc.rm, c, nil) // users: None since they were made
 	}
-	return action, nil
+	if _, reported := conditions.Reported(err); reported {
+		return "", nil, err
+	}
+	if err != nil {
+		return "", nil, nexusError(ctx, adminField, err)
+	}
+	return action, userSecrets, nil
+}
+
+const adminField = "spec.provision.nexus.adminCredentialsSecretRef"
+
+// nexusAdmin is a client of spec.provision.nexus's Nexus as its admin, trusting what the
+// mirror's nodes trust. Problems the user must fix are *conditions.Error.
+func (r *Reconciler) nexusAdmin(ctx context.Context, sc *mirrorScope) (*nexus.Client, error) {
+	p := sc.rm.Spec.Provision.Nexus
+	ref := p.AdminCredentialsSecretRef
+	if err := r.secretScope().Check(adminField, ref.Namespace); err != nil {
+		return nil, err
+	}
+	user, pass, err := credentials.Credentials(ctx, r.APIReader, ref.Namespace, ref.Name, hostOfURL(p.URL), adminField)
+	if err != nil {
+		return nil, err
+	}
+	hc, err := nexusHTTPClient(sc)
+	if err != nil {
+		return nil, conditions.Stalledf(v1alpha1.ReasonCAInvalid, "%v", err)
+	}
+	c, err := nexus.New(p.URL, user, pass, hc)
+	if err != nil {
+		return nil, conditions.Stalledf(v1alpha1.ReasonInvalidSpec, "spec.provision.nexus.url: %v", err)
+	}
+	return c, nil
 }
 
 // nexusError says what a failed call to Nexus means for the user: wrong admin credentials,
@@ -174,7 +206,12 @@ func provisionSummary(rm *v1alpha1.RegistryMirror) string {
 	if rm.Spec.Provision.Nexus.DockerAuth == v1alpha1.NexusDockerAuthToken {
 		auth = "bearer tokens, Docker Bearer Token realm active"
 	}
-	return shape + ", " + auth
+	users := "no users made: credentialsSecretRef serves pulls and pushes"
+	if rm.Spec.ManagesNexusUsers() {
+		users = fmt.Sprintf("users %s (read) and %s (read, add, edit)",
+			credentials.NexusUserID(rm.Name, v1alpha1.NexusPullUser), credentials.NexusUserID(rm.Name, v1alpha1.NexusPushUser))
+	}
+	return shape + ", " + auth + ", " + users
 }
 
 // pathRouted says whether nodes reach the registry at the root of endpoint (no path), the

@@ -3,20 +3,16 @@ package registrymirror_test
 import (
 	"context"
 	"crypto/tls"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/internal/test/envtest"
-	"github.com/regwire/regwire/internal/test/nexusemulator"
-	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // TestProvisioningCreatesTheNexusRepository is a contract test: the controller provisions
@@ -26,23 +22,8 @@ import (
 // reconciles, follows a spec change, and names the reason when the credentials are wrong.
 func TestProvisioningCreatesTheNexusRepository(t *testing.T) {
 	ctx := context.Background()
-	ca := testutil.NewCA(t, "nexus CA", time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
-	fake := nexusemulator.New("admin-password")
-	srv := httptest.NewUnstartedServer(fake)
-	cert := ca.ServerTLS(t, "127.0.0.1")
-	srv.TLS = tlsConfig(cert)
-	srv.StartTLS()
-	defer srv.Close()
-
-	admin := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: envtest.Namespace, Name: "nexus-admin"},
-		Type:       corev1.SecretTypeBasicAuth,
-		StringData: map[string]string{"username": "admin", "password": "admin-password"},
-	}
-	if err := env.Create(ctx, admin); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Delete(ctx, admin) }()
+	fake, srv, ca := startNexus(t)
+	admin := nexusAdmin(t, "nexus-admin")
 	rm := env.NewMirror(t, "provisioned", func(rm *v1alpha1.RegistryMirror) {
 		rm.Spec.CABundle = ca.PEM
 		rm.Spec.Provision = &v1alpha1.ProvisionSpec{Nexus: &v1alpha1.NexusProvision{

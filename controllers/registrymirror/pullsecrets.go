@@ -11,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -97,9 +98,22 @@ func (r *Reconciler) reconcilePullSecrets(ctx context.Context, sc *mirrorScope) 
 	return ctrl.Result{}, nil
 }
 
-// pullSecretData builds the .dockerconfigjson from the credentials Secret. Problems the
-// user must fix are *conditions.Error.
+// pullSecretData builds the .dockerconfigjson from the credentials Secret, or from the
+// Nexus pull user's when regwire manages the users. Problems the user must fix are
+// *conditions.Error.
 func (r *Reconciler) pullSecretData(ctx context.Context, rm *v1alpha1.RegistryMirror) ([]byte, error) {
+	if rm.Spec.ManagesNexusUsers() {
+		name := credentials.NexusUserSecretName(rm.Name, v1alpha1.NexusPullUser)
+		field := fmt.Sprintf("the Nexus pull user's Secret %s/%s (made by provisioning)", r.Namespace, name)
+		if !apimeta.IsStatusConditionTrue(rm.Status.Conditions, v1alpha1.ConditionProvisioned) {
+			return nil, conditions.Errorf(v1alpha1.ReasonCredentialsNotFound, "waiting for provisioning to make the Nexus pull user (see Provisioned)")
+		}
+		src, err := credentials.Secret(ctx, r.APIReader, r.Namespace, name, field)
+		if err != nil {
+			return nil, err
+		}
+		return r.buildPullSecret(rm, src, field)
+	}
 	ref := rm.Spec.CredentialsSecretRef
 	const field = "spec.credentialsSecretRef"
 	if ref == nil { // CEL requires it with pullSecrets; kept for objects from before that rule
@@ -112,6 +126,10 @@ func (r *Reconciler) pullSecretData(ctx context.Context, rm *v1alpha1.RegistryMi
 	if err != nil {
 		return nil, err
 	}
+	return r.buildPullSecret(rm, src, field)
+}
+
+func (r *Reconciler) buildPullSecret(rm *v1alpha1.RegistryMirror, src *corev1.Secret, field string) ([]byte, error) {
 	data, err := pullsecret.Build(string(rm.Spec.Host), src, field)
 	if err != nil {
 		return nil, conditions.Stalledf(v1alpha1.ReasonCredentialsInvalid, "%s", err.Error())

@@ -112,7 +112,7 @@ func TestGitOpsToolsSeeEveryStateTheControllersSet(t *testing.T) {
 		v1alpha1.ReasonHostConflict: stuck, v1alpha1.ReasonRuntimeUnsupported: stuck,
 		v1alpha1.ReasonClientCertificateInvalid: stuck, v1alpha1.ReasonCredentialsInvalid: stuck,
 		v1alpha1.ReasonPathRoutingUnsupported: stuck, v1alpha1.ReasonSourceAuthFailed: stuck,
-		v1alpha1.ReasonTargetAuthFailed: stuck, v1alpha1.ReasonNexusAuthFailed: stuck,
+		v1alpha1.ReasonTargetAuthFailed: stuck, v1alpha1.ReasonNexusAuthFailed: stuck, v1alpha1.ReasonUserSecretConflict: stuck,
 	}
 	declared := declaredReasons(t)
 	for _, r := range declared {

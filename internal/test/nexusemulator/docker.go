@@ -151,6 +151,13 @@ func (s *Server) serveDocker(w http.ResponseWriter, r *http.Request, rt route) {
 		dockerError(w, http.StatusBadRequest, "DENIED", msg)
 		return
 	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		s.mu.Lock()
+		if !slices.Contains(s.writers[rt.repo], user) {
+			s.writers[rt.repo] = append(s.writers[rt.repo], user)
+		}
+		s.mu.Unlock()
+	}
 	s.forward(w, r, rt)
 }
 
@@ -261,6 +268,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, realmActive bool)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]string{"token": token, "access_token": token})
+}
+
+// Writers returns the users who have written to repository repo, in the order they
+// first did.
+func (s *Server) Writers(repo string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.writers[repo])
 }
 
 // mayUse says whether user may do method in repo: nexus:repository-view:docker:<repo>:read

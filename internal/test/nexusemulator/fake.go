@@ -42,6 +42,7 @@ type Server struct {
 	repos      map[string]json.RawMessage // docker hosted repositories as Nexus answers them
 	stores     map[string]*dockerStore    // their content, by lower-case name
 	tokens     map[string]string          // DockerToken realm tokens: token → user
+	writers    map[string][]string        // users who wrote to each repository (Writers)
 	blobStores []string
 	// passwordFile is <work dir>/admin.password while it exists ("" when not kept).
 	passwordFile string
@@ -73,6 +74,7 @@ func New(initialPassword string) *Server {
 		repos:      map[string]json.RawMessage{},
 		stores:     map[string]*dockerStore{},
 		tokens:     map[string]string{},
+		writers:    map[string][]string{},
 		blobStores: []string{"default"},
 		writable:   true,
 		version:    DefaultVersion,
