@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -134,14 +136,14 @@ func TestTheManualSetupOnRealParts(t *testing.T) {
 	rm := &v1alpha1.RegistryMirror{
 		ObjectMeta: metav1.ObjectMeta{Name: "nexus-local"},
 		Spec: v1alpha1.RegistryMirrorSpec{
-			ImageSyncs:           appsMayPush("my-docker/**"),
-			Host:                 v1alpha1.RegistryHost(host),
-			CABundle:             string(priv.ca),
-			CredentialsSecretRef: &v1alpha1.SecretReference{Namespace: operatorNS, Name: "nexus-credentials"},
-			HostAliases:          []v1alpha1.HostAlias{{IP: "127.0.0.1", Hostnames: []v1alpha1.Hostname{"nexus.local"}}},
+			ImageSyncs:  appsMayPush("my-docker/**"),
+			Host:        v1alpha1.RegistryHost(host),
+			CABundle:    string(priv.ca),
+			HostAliases: []v1alpha1.HostAlias{{IP: "127.0.0.1", Hostnames: []v1alpha1.Hostname{"nexus.local"}}},
 			PullSecrets: &v1alpha1.PullSecretsSpec{SecretName: "nexus-local-pull",
 				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"regwire.dev/pull-from-nexus": "true"}}},
-			// The repository, with path-based routing and (by default) Basic authentication.
+			// The repository, with path-based routing and (by default) Basic authentication,
+			// and (no credentialsSecretRef) its pull and push users: the admin only provisions.
 			Provision: &v1alpha1.ProvisionSpec{Nexus: &v1alpha1.NexusProvision{URL: priv.url, Repository: "my-docker",
 				AdminCredentialsSecretRef: v1alpha1.SecretReference{Namespace: operatorNS, Name: "nexus-credentials"}}},
 		},
@@ -176,8 +178,26 @@ func TestTheManualSetupOnRealParts(t *testing.T) {
 		t.Errorf("the signature in the private registry: %v %v, want %s", got, err, wantSig)
 	}
 
-	// 4. The pull, as kubelet does it: CRI PullImage with the pull secret's credentials.
+	if got := priv.nexus.Writers("my-docker"); !slices.Equal(got, []string{"regwire-nexus-local-push"}) {
+		t.Errorf("my-docker was written by %v, want the provisioned push user only", got)
+	}
+
+	// 4. The pull, as kubelet does it: CRI PullImage with the pull secret's credentials,
+	// those of the provisioned pull user, which may read the repository and not write it.
 	user, pass := pullSecretCredentials(t, k8s, "nexus-local-pull", host)
+	if user != "regwire-nexus-local-pull" {
+		t.Errorf("the pull secret carries user %q, want the provisioned pull user", user)
+	}
+	intruder, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var denied *transport.Error
+	err = remote.Write(testutil.Ref(t, strings.TrimPrefix(priv.url, "http://")+"/my-docker/hello:1.0"), intruder,
+		remote.WithAuth(&authn.Basic{Username: user, Password: pass}))
+	if !errors.As(err, &denied) || denied.StatusCode != http.StatusForbidden {
+		t.Errorf("a push as the pull user: %v, want 403", err)
+	}
 	image := host + "/my-docker/hello:1.0"
 	ref, err := ctrd.pull(image, user, pass)
 	if err != nil {
