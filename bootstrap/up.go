@@ -365,13 +365,14 @@ func (s *Stack) loadImage(ctx context.Context) error {
 	return nil
 }
 
-// wiring is what ties the cluster to the registry: the credentials Secret, the
-// RegistryMirror (CA, credentials, host alias to the proxy, pull secrets in default) and
+// wiring is what ties the cluster to the registry: the Nexus admin's Secret, the
+// RegistryMirror (CA, host alias to the proxy, provisioning with its pull and push users,
+// pull secrets in default) and
 // the ImageSync.
 func (s *Stack) wiring(ca []byte, password, proxyIP string) []*unstructured.Unstructured {
 	secret := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "v1", "kind": "Secret",
-		"metadata":   map[string]any{"name": "nexus-credentials", "namespace": "regwire-system"},
+		"metadata":   map[string]any{"name": "nexus-admin", "namespace": "regwire-system"},
 		"type":       "kubernetes.io/basic-auth",
 		"stringData": map[string]any{"username": "admin", "password": password},
 	}}
@@ -389,7 +390,6 @@ func (s *Stack) wiring(ca []byte, password, proxyIP string) []*unstructured.Unst
 		"spec": map[string]any{
 			"host":                 s.host(),
 			"caBundle":             string(ca),
-			"credentialsSecretRef": map[string]any{"namespace": "regwire-system", "name": "nexus-credentials"},
 			"hostAliases":          []any{map[string]any{"ip": proxyIP, "hostnames": []any{s.Render.PKI.DNSNames[0]}}},
 			// The ImageSync below lives in default: the mirror lets that namespace push into
 			// the repository, and no other.
@@ -397,6 +397,12 @@ func (s *Stack) wiring(ca []byte, password, proxyIP string) []*unstructured.Unst
 				"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "default"}},
 				"repositories":      []any{s.Repository + "/**"},
 			},
+			// The repository bootstrap made, kept as specified, and its pull and push users:
+			// the nodes' pull secrets and the ImageSync never carry the admin's password.
+			"provision": map[string]any{"nexus": map[string]any{
+				"url": "https://" + s.host(), "repository": s.Repository,
+				"adminCredentialsSecretRef": map[string]any{"namespace": "regwire-system", "name": "nexus-admin"},
+			}},
 			"pullSecrets": map[string]any{
 				"secretName":        "nexus-pull",
 				"namespaceSelector": map[string]any{"matchLabels": map[string]any{"regwire.dev/pull-from-nexus": "true"}},

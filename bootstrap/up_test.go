@@ -198,9 +198,15 @@ func TestUpDoesEveryStepOnceAndAgainIdempotently(t *testing.T) {
 	if lrh.Host != "nexus.local" || lrh.HostFromContainerRuntime != "nexus.local" || lrh.HostFromClusterNetwork != "" || !strings.HasPrefix(lrh.Help, "https://") {
 		t.Errorf("localRegistryHosting.v1 %+v", lrh)
 	}
-	secret := rec.applied["Secret/nexus-credentials"]
+	secret := rec.applied["Secret/nexus-admin"]
 	if p, _, _ := unstructured.NestedString(secret.Object, "stringData", "password"); p != fake.Password("admin") {
-		t.Error("the credentials Secret does not hold Nexus's password")
+		t.Error("the admin Secret does not hold Nexus's password")
+	}
+	if _, found, _ := unstructured.NestedMap(rm.Object, "spec", "credentialsSecretRef"); found {
+		t.Error("the RegistryMirror hands the admin's credentials to pulls and pushes")
+	}
+	if ref, _, _ := unstructured.NestedString(rm.Object, "spec", "provision", "nexus", "adminCredentialsSecretRef", "name"); ref != "nexus-admin" {
+		t.Errorf("the RegistryMirror does not provision with the admin's Secret: %v", rm.Object["spec"])
 	}
 	pod := rec.applied["Pod/regwire-pull-check"]
 	if pod == nil || !strings.Contains(pod.Object["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["image"].(string), "nexus.local/my-docker/busybox:1.36") {
