@@ -388,9 +388,9 @@ func (s *Stack) wiring(ca []byte, password, proxyIP string) []*unstructured.Unst
 		"apiVersion": "regwire.dev/v1alpha1", "kind": "RegistryMirror",
 		"metadata": map[string]any{"name": "nexus"},
 		"spec": map[string]any{
-			"host":                 s.host(),
-			"caBundle":             string(ca),
-			"hostAliases":          []any{map[string]any{"ip": proxyIP, "hostnames": []any{s.Render.PKI.DNSNames[0]}}},
+			"host":        s.host(),
+			"caBundle":    string(ca),
+			"hostAliases": []any{map[string]any{"ip": proxyIP, "hostnames": []any{s.Render.PKI.DNSNames[0]}}},
 			// The ImageSync below lives in default: the mirror lets that namespace push into
 			// the repository, and no other.
 			"imageSyncs": map[string]any{

@@ -138,7 +138,7 @@ func TestProvisionedUsersServePullsAndPushesWithLeastPrivilege(t *testing.T) {
 			return fmt.Errorf("Nexus still has the first password")
 		}
 		if _, pass, err := pullSecretAuth(); err != nil || pass != now {
-			return fmt.Errorf("pull secret not rotated yet (%v)", err)
+			return fmt.Errorf("pull secret not rotated yet (%w)", err)
 		}
 		return nil
 	})
