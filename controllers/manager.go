@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -59,6 +60,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	mo := o.Manager
 	mo.Scheme = scheme.New()
 	mo.Cache.ByObject = cacheByObject(o.Namespace)
+	mo.Cache.DefaultTransform = cache.TransformStripManagedFields()
 	mo.Client = clientOptions()
 	mgr, err := ctrl.NewManager(cfg, mo)
 	if err != nil {
@@ -104,9 +106,12 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 }
 
 // cacheByObject limits what the manager caches to what the controllers read: ConfigMaps and
-// DaemonSets only in the operator namespace, published ConfigMaps only.
+// DaemonSets only in the operator namespace, published ConfigMaps only, and of each Node
+// what node selection reads (nodeForSelection). No cached object keeps its managedFields
+// (the default transform).
 func cacheByObject(namespace string) map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
+		&corev1.Node{}: {Transform: nodeForSelection},
 		&corev1.ConfigMap{}: {
 			Namespaces: map[string]cache.Config{namespace: {}},
 			Label:      labels.SelectorFromSet(labels.Set{nodeconfig.PublishedLabel: "true"}),
@@ -120,4 +125,23 @@ func cacheByObject(namespace string) map[client.Object]cache.ByObject {
 // memory.
 func clientOptions() client.Options {
 	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}}
+}
+
+// nodeForSelection keeps of a Node what a RegistryMirror's nodeSelector and tolerations
+// select on (its labels and taints) and what identifies it. A real Node is some 15 KB, most
+// of it status (images, conditions) that kubelet rewrites with every heartbeat; at 5,000
+// nodes the cache holds a few MB instead of ~75.
+func nodeForSelection(in any) (any, error) {
+	n, ok := in.(*corev1.Node)
+	if !ok {
+		return in, nil
+	}
+	return &corev1.Node{
+		TypeMeta: n.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, Generation: n.Generation,
+			CreationTimestamp: n.CreationTimestamp, DeletionTimestamp: n.DeletionTimestamp, Labels: n.Labels,
+		},
+		Spec: corev1.NodeSpec{Taints: n.Spec.Taints, Unschedulable: n.Spec.Unschedulable},
+	}, nil
 }
