@@ -53,7 +53,9 @@ type ImageSyncSpec struct {
 	Referrers bool `json:"referrers,omitempty"`
 
 	// interval is how often the source is checked for new or changed tags, e.g. 30m or 6h.
-	// At least 1m.
+	// At least 1m. The first sync runs at creation; later ones run an interval apart at a
+	// phase of the ImageSync's own (a hash of its UID), so that many ImageSyncs spread over
+	// their interval instead of copying at once; status.nextSyncTime says when.
 	// +optional
 	// +kubebuilder:default="1h"
 	// +kubebuilder:validation:Type=string

@@ -487,12 +487,32 @@ type NodesStatus struct {
 	// +optional
 	Summary string `json:"summary,omitempty"`
 
-	// failing lists up to 20 nodes that are not ready, with the reason.
+	// failing lists up to 20 nodes that are not ready, with the reason, sorted by reason
+	// then name: the same nodes from one report to the next while they stay failing.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=20
 	Failing []NodeFailure `json:"failing,omitempty"`
+
+	// failingReasons counts the nodes that are not ready by reason, all of them (failing
+	// lists only the first few), sorted by reason.
+	// +optional
+	// +listType=map
+	// +listMapKey=reason
+	// +kubebuilder:validation:MaxItems=64
+	FailingReasons []ReasonCount `json:"failingReasons,omitempty"`
+}
+
+// ReasonCount is how many nodes fail for one reason.
+type ReasonCount struct {
+	// reason is a CamelCase cause, e.g. ProbeFailed.
+	// +required
+	Reason ConditionReason `json:"reason"`
+
+	// count is the number of nodes failing for it.
+	// +required
+	Count int32 `json:"count"`
 }
 
 // NodeFailure says why one node is not ready.
@@ -516,7 +536,13 @@ type PullSecretsStatus struct {
 	// +optional
 	Namespaces int32 `json:"namespaces"`
 
-	// failing lists up to 20 namespaces where the pull secret could not be written.
+	// failed is the number of selected namespaces where the pull secret could not be
+	// written, all of them (failing lists only the first few).
+	// +optional
+	Failed int32 `json:"failed,omitempty"`
+
+	// failing lists the first 20 namespaces, by name, where the pull secret could not be
+	// written.
 	// +optional
 	// +listType=map
 	// +listMapKey=namespace

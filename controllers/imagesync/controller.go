@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"net/http"
 	"slices"
@@ -181,6 +182,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		if apierrors.IsNotFound(err) {
 			r.runner.stop(req.NamespacedName)
 			r.failures.Delete(req.NamespacedName)
+			forgetMetrics(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -391,7 +393,7 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 		first := run.next.IsZero()
 		failed := r.record(ctx, is, run, first)
 		if first {
-			run.next = run.finished.Add(interval)
+			run.next = nextSlot(is.UID, interval, run.started.Add(interval))
 			if failed {
 				run.next = run.finished.Add(r.retryAfterFailure(key, is.Generation, interval))
 			} else {
@@ -530,6 +532,28 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 	conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonSyncSucceeded, msg)
 	logf.FromContext(ctx).V(1).Info("Sync recorded", "tags", len(run.results), "copied", copied)
 	return false
+}
+
+// nextSlot is the first time at or after earliest that the ImageSync's schedule fires. An
+// ImageSync's syncs are interval apart at a phase of its own, a hash of its UID modulo the
+// interval: ImageSyncs created together, or all due at once after a restart, spread over
+// their interval instead of copying at once, and the phase never changes (no restart
+// moves a sync closer to the last one than the interval). The first sync runs at creation;
+// the second at the first slot an interval or more after it.
+func nextSlot(uid types.UID, interval time.Duration, earliest time.Time) time.Time {
+	if interval <= 0 {
+		return earliest
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(uid))
+	phase := int64(h.Sum64() % uint64(interval))
+	step := int64(interval)
+	since := earliest.UnixNano() - phase
+	k := since / step
+	if k*step < since {
+		k++
+	}
+	return time.Unix(0, k*step+phase)
 }
 
 // Failed copies are tried again sooner than the interval: after failureRetryBase, doubling

@@ -313,3 +313,50 @@ func TestHugeErrorsFitTheStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncsAreSpreadOverTheirIntervalAndNeverCloser: 1,000 ImageSyncs due at the same
+// moment (created together, or after a restart) are scheduled across the whole interval,
+// each at a phase its UID fixes, never sooner than an interval after its last start, and at
+// the same phase again on the next run.
+func TestSyncsAreSpreadOverTheirIntervalAndNeverCloser(t *testing.T) {
+	t.Parallel()
+	const interval = time.Hour
+	start := time.Date(2026, 12, 7, 10, 17, 3, 0, time.UTC)
+	buckets := make([]int, 6) // ten-minute buckets of the hour after the earliest
+	for i := range 1000 {
+		uid := types.UID(fmt.Sprintf("5f1e0d3c-%04d-4000-8000-000000000000", i))
+		next := nextSlot(uid, interval, start.Add(interval))
+		if d := next.Sub(start); d < interval || d >= 2*interval {
+			t.Fatalf("%s: next sync %s after the last start, want within [1h, 2h)", uid, d)
+		}
+		buckets[int(next.Sub(start.Add(interval))/(10*time.Minute))]++
+		if again := nextSlot(uid, interval, next.Add(interval)); again.Sub(next) != interval {
+			t.Fatalf("%s: the following sync is %s later, want exactly the interval", uid, again.Sub(next))
+		}
+	}
+	for i, n := range buckets {
+		if n < 120 || n > 220 { // 1000/6 ≈ 167 each
+			t.Errorf("bucket %d holds %d of 1000 syncs: not spread (%v)", i, n, buckets)
+		}
+	}
+}
+
+// TestADeletedImageSyncsSeriesGo: the bytes counter of an ImageSync that is gone is
+// dropped, so the series of a long-lived manager follow the ImageSyncs that exist.
+func TestADeletedImageSyncsSeriesGo(t *testing.T) {
+	t.Parallel()
+	syncBytes.WithLabelValues("default", "deleted-one").Add(42)
+	syncBytes.WithLabelValues("default", "kept-one").Add(7)
+	kept := &v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "kept-one"}}
+	r, _ := unitSync(t, kept)
+	if _, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: "default", Name: "deleted-one"}}); err != nil {
+		t.Fatal(err)
+	}
+	// DeleteLabelValues says whether the series was there.
+	if syncBytes.DeleteLabelValues("default", "deleted-one") {
+		t.Error("the deleted ImageSync's series is still exported")
+	}
+	if !syncBytes.DeleteLabelValues("default", "kept-one") {
+		t.Error("another ImageSync's series went with it")
+	}
+}

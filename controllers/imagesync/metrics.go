@@ -2,6 +2,7 @@ package imagesync
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
@@ -20,6 +21,12 @@ var (
 		Help: "Failed ImageSync runs and tags, by reason.",
 	}, []string{"reason"})
 )
+
+// forgetMetrics drops a deleted ImageSync's series: at thousands of ImageSyncs created and
+// deleted over a manager's life, series of objects that are gone would only grow.
+func forgetMetrics(key types.NamespacedName) {
+	syncBytes.DeleteLabelValues(key.Namespace, key.Name)
+}
 
 // Collectors are the metrics this package exports.
 func Collectors() []prometheus.Collector {

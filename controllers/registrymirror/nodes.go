@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -36,12 +39,14 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.
 		}
 	}
 
+	// The cache's own objects, not copies (nothing here changes them): at thousands of
+	// nodes a copy of every Node and report on each reconcile is most of the memory.
 	nodes := &corev1.NodeList{}
-	if err := r.Client.List(ctx, nodes); err != nil {
+	if err := r.Client.List(ctx, nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, fmt.Errorf("listing Nodes: %w", err)
 	}
 	reports := &v1alpha1.RegistryNodeList{}
-	if err := r.Client.List(ctx, reports); err != nil {
+	if err := r.Client.List(ctx, reports, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, fmt.Errorf("listing RegistryNodes: %w", err)
 	}
 	selected := selectedNodes(rm, nodes.Items)
@@ -66,7 +71,7 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.
 		msg, reason := fmt.Sprintf("%d/%d nodes ready", st.Ready, st.Desired), v1alpha1.ReasonNodesNotReady
 		if len(st.Failing) > 0 {
 			f := st.Failing[0]
-			msg += fmt.Sprintf("; %s: %s", f.Name, f.Message)
+			msg += fmt.Sprintf(" (not ready: %s); %s: %s", failingSummary(&st), f.Name, f.Message)
 			if f.Reason == v1alpha1.ReasonHostConflict {
 				// The loser of a host claimed twice: only a person can settle who has it.
 				return ctrl.Result{}, conditions.Stalledf(v1alpha1.ReasonHostConflict, "%s", msg)
@@ -95,13 +100,18 @@ func (r *Reconciler) publish(ctx context.Context, rm *v1alpha1.RegistryMirror, c
 }
 
 // aggregateNodes counts the nodes the mirror selects and those whose agent reports the
-// current generation applied and the registry reachable.
+// current generation applied and the registry reachable. The nodes that are not are
+// counted by reason; the first maxFailing of them by reason, then name, are listed, so the
+// list stays the same while the same nodes fail (a status that changes with the order a
+// cache lists nodes in would be written on every reconcile).
 func aggregateNodes(rm *v1alpha1.RegistryMirror, selected []*corev1.Node, reports []v1alpha1.RegistryNode) v1alpha1.NodesStatus {
 	byNode := make(map[string]*v1alpha1.RegistryNode, len(reports))
 	for i := range reports {
 		byNode[reports[i].Name] = &reports[i]
 	}
 	var st v1alpha1.NodesStatus
+	var failing []v1alpha1.NodeFailure
+	counts := map[v1alpha1.ConditionReason]int32{}
 	for _, n := range selected {
 		st.Desired++
 		reason, msg := nodeReadiness(rm, byNode[n.Name])
@@ -109,13 +119,32 @@ func aggregateNodes(rm *v1alpha1.RegistryMirror, selected []*corev1.Node, report
 			st.Ready++
 			continue
 		}
-		if len(st.Failing) < maxFailing {
-			st.Failing = append(st.Failing, v1alpha1.NodeFailure{Name: n.Name, Reason: reason, Message: msg})
-		}
+		counts[reason]++
+		failing = append(failing, v1alpha1.NodeFailure{Name: n.Name, Reason: reason, Message: msg})
 	}
-	slices.SortFunc(st.Failing, func(a, b v1alpha1.NodeFailure) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(failing, func(a, b v1alpha1.NodeFailure) int {
+		return cmp.Or(cmp.Compare(a.Reason, b.Reason), cmp.Compare(a.Name, b.Name))
+	})
+	st.Failing = failing[:min(len(failing), maxFailing)]
+	for _, reason := range slices.Sorted(maps.Keys(counts)) {
+		st.FailingReasons = append(st.FailingReasons, v1alpha1.ReasonCount{Reason: reason, Count: counts[reason]})
+	}
+	st.FailingReasons = st.FailingReasons[:min(len(st.FailingReasons), maxFailingReasons)]
 	st.Summary = fmt.Sprintf("%d/%d", st.Ready, st.Desired)
 	return st
+}
+
+// maxFailingReasons bounds status.nodes.failingReasons (the CRD's MaxItems).
+const maxFailingReasons = 64
+
+// failingSummary says how many nodes fail for which reasons, e.g. "3 AgentNotReporting,
+// 1 ProbeFailed".
+func failingSummary(st *v1alpha1.NodesStatus) string {
+	parts := make([]string, 0, len(st.FailingReasons))
+	for _, rc := range st.FailingReasons {
+		parts = append(parts, fmt.Sprintf("%d %s", rc.Count, rc.Reason))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // selectedNodes are the nodes the mirror's nodeSelector and tolerations select.
@@ -195,7 +224,7 @@ func (r *Reconciler) releaseNodes(ctx context.Context, rm *v1alpha1.RegistryMirr
 		return false, fmt.Errorf("withdrawing RegistryMirror %s from the nodes: %w", rm.Name, err)
 	}
 	nodes := &corev1.NodeList{}
-	if err := r.Client.List(ctx, nodes); err != nil {
+	if err := r.Client.List(ctx, nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return false, err
 	}
 	exists := map[string]bool{}
@@ -203,7 +232,7 @@ func (r *Reconciler) releaseNodes(ctx context.Context, rm *v1alpha1.RegistryMirr
 		exists[n.Name] = true
 	}
 	reports := &v1alpha1.RegistryNodeList{}
-	if err := r.Client.List(ctx, reports); err != nil {
+	if err := r.Client.List(ctx, reports, client.UnsafeDisableDeepCopy); err != nil {
 		return false, err
 	}
 	var waiting []string
@@ -217,6 +246,7 @@ func (r *Reconciler) releaseNodes(ctx context.Context, rm *v1alpha1.RegistryMirr
 		}
 	}
 	if len(waiting) > 0 {
+		slices.Sort(waiting) // the same message from one poll to the next: no status write
 		conditions.Set(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonWaitingForNodes,
 			fmt.Sprintf("waiting for %d node(s) to remove the configuration, e.g. %s", len(waiting), waiting[0]))
 		return false, nil

@@ -75,9 +75,8 @@ func (r *Reconciler) reconcilePullSecrets(ctx context.Context, sc *mirrorScope) 
 		}
 		want[ns.Name] = true
 		if err := r.ensurePullSecret(ctx, rm, ns.Name, data, managed[ns.Name]); err != nil {
-			if len(st.Failing) < maxFailing {
-				st.Failing = append(st.Failing, v1alpha1.NamespaceFailure{Namespace: ns.Name, Message: err.Error()})
-			}
+			st.Failed++
+			st.Failing = append(st.Failing, v1alpha1.NamespaceFailure{Namespace: ns.Name, Message: err.Error()})
 			continue
 		}
 		st.Namespaces++
@@ -85,12 +84,15 @@ func (r *Reconciler) reconcilePullSecrets(ctx context.Context, sc *mirrorScope) 
 	if err := r.releasePullSecrets(ctx, rm, want); err != nil {
 		return ctrl.Result{}, err
 	}
+	// The first by name, whatever order the cache lists namespaces in: the same list while
+	// the same namespaces fail, so the status is not written again.
 	slices.SortFunc(st.Failing, func(a, b v1alpha1.NamespaceFailure) int { return cmp.Compare(a.Namespace, b.Namespace) })
+	st.Failing = st.Failing[:min(len(st.Failing), maxFailing)]
 	rm.Status.PullSecrets = st
 	pullSecretsGauge.WithLabelValues(rm.Name).Set(float64(st.Namespaces))
 	if len(st.Failing) > 0 {
 		conditions.Set(conds, gen, v1alpha1.ConditionPullSecretsReady, metav1.ConditionFalse, v1alpha1.ReasonPullSecretsFailing,
-			fmt.Sprintf("%d namespace(s) failed, e.g. %s: %s", len(st.Failing), st.Failing[0].Namespace, st.Failing[0].Message))
+			fmt.Sprintf("%d namespace(s) failed, e.g. %s: %s", st.Failed, st.Failing[0].Namespace, st.Failing[0].Message))
 		return ctrl.Result{}, nil
 	}
 	conditions.Set(conds, gen, v1alpha1.ConditionPullSecretsReady, metav1.ConditionTrue, v1alpha1.ReasonPullSecretsReady,
