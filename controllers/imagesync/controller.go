@@ -26,6 +26,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -121,13 +122,27 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.ImageSync{}).
-		Watches(&v1alpha1.RegistryMirror{}, handler.EnqueueRequestsFromMapFunc(r.syncsForMirror)).
+		Watches(&v1alpha1.RegistryMirror{}, handler.EnqueueRequestsFromMapFunc(r.syncsForMirror), builder.WithPredicates(mirrorChangedForSyncs())).
 		// A namespace's labels decide which mirrors its ImageSyncs may use.
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.syncsInNamespace), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		// A finished copy brings its ImageSync back to record the results.
 		WatchesRawSource(source.Channel(r.runner.events, &handler.EnqueueRequestForObject{})).
 		Named("imagesync").
 		Complete(r)
+}
+
+// mirrorChangedForSyncs passes the RegistryMirror changes its ImageSyncs read: its spec
+// (a new generation), its Provisioned condition (a copy into Nexus waits for it) and its
+// deletion; not the node counts and other status the mirror writes all the time, which
+// would bring back every ImageSync that targets it.
+func mirrorChangedForSyncs() predicate.Predicate {
+	return predicate.Or(predicate.GenerationChangedPredicate{}, predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*v1alpha1.RegistryMirror), e.ObjectNew.(*v1alpha1.RegistryMirror)
+		po := apimeta.FindStatusCondition(o.Status.Conditions, v1alpha1.ConditionProvisioned)
+		pn := apimeta.FindStatusCondition(n.Status.Conditions, v1alpha1.ConditionProvisioned)
+		changed := (po == nil) != (pn == nil) || po != nil && (po.Status != pn.Status || po.Reason != pn.Reason || po.Message != pn.Message)
+		return changed || !o.DeletionTimestamp.Equal(n.DeletionTimestamp)
+	}})
 }
 
 // syncsForMirror maps a RegistryMirror to the ImageSyncs that target it.

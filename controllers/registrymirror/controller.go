@@ -7,6 +7,7 @@ package registrymirror
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -86,7 +87,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return fmt.Errorf("indexing RegistryMirrors by credentials: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.RegistryMirror{}).
+		// The mirror's own status writes do not bring it back: only what it is asked to be.
+		For(&v1alpha1.RegistryMirror{}, builder.WithPredicates(specOrMetadataChanged())).
 		// A published ConfigMap edited or deleted by hand is put back.
 		Owns(&corev1.ConfigMap{}).
 		// Secrets are watched as metadata only: a rotated credentials Secret or a pull
@@ -154,6 +156,17 @@ func (r *Reconciler) mirrorsForSecret(ctx context.Context, o client.Object) []re
 // pullSecretMirrors enqueues the mirrors that ask for pull secrets.
 func (r *Reconciler) pullSecretMirrors(ctx context.Context, _ client.Object) []reconcile.Request {
 	return r.mirrorRequests(ctx, func(rm *v1alpha1.RegistryMirror) bool { return rm.Spec.PullSecrets != nil })
+}
+
+// specOrMetadataChanged passes RegistryMirror events but updates of the status alone (which
+// the controller writes itself): a new generation, labels, annotations, finalizers or a
+// deletion.
+func specOrMetadataChanged() predicate.Predicate {
+	return predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
+		predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+			return !e.ObjectOld.GetDeletionTimestamp().Equal(e.ObjectNew.GetDeletionTimestamp()) ||
+				!slices.Equal(e.ObjectOld.GetFinalizers(), e.ObjectNew.GetFinalizers())
+		}})
 }
 
 // labelsChanged passes creations, deletions and label changes.

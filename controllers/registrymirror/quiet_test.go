@@ -73,3 +73,51 @@ func TestAnUnchangedMirrorWritesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestManySilentNodesDoNotMakeTheStatusChurn: a mirror selects 30 nodes whose agents never
+// report, more than status.nodes.failing lists. Every reconcile lists the nodes in the
+// cache's order, which changes; the status must not, so relabelling a node (which
+// reconciles every mirror) writes nothing.
+func TestManySilentNodesDoNotMakeTheStatusChurn(t *testing.T) {
+	ctx := context.Background()
+	var nodes []*corev1.Node
+	for i := range 30 {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("silent-%02d", i), Labels: map[string]string{"regwire.test/silent": "true"}}}
+		if err := env.Create(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Delete(context.Background(), n) })
+		nodes = append(nodes, n)
+	}
+	rm := env.NewMirror(t, "silent-nodes", func(rm *v1alpha1.RegistryMirror) {
+		rm.Spec.NodeSelector = map[string]string{"regwire.test/silent": "true"}
+	})
+	envtest.Eventually(t, func() error {
+		if err := env.Get(ctx, client.ObjectKeyFromObject(rm), rm); err != nil {
+			return err
+		}
+		if st := rm.Status.Nodes; st == nil || st.Desired != 30 || len(st.FailingReasons) != 1 || st.FailingReasons[0].Count != 30 {
+			return fmt.Errorf("status.nodes %+v", rm.Status.Nodes)
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // the last status write of the first reconciles
+	_ = env.Get(ctx, client.ObjectKeyFromObject(rm), rm)
+	before := rm.ResourceVersion
+	reconciles := envtest.ReconcileCount(t, "registrymirror")
+	for i := range 5 {
+		env.Mutate(t, nodes[i], func() { nodes[i].Labels["round"] = fmt.Sprint(i) })
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	if n := envtest.ReconcileCount(t, "registrymirror") - reconciles; n < 5 {
+		t.Fatalf("only %v reconciles of RegistryMirrors; the test wants them to happen", n)
+	}
+	_ = env.Get(ctx, client.ObjectKeyFromObject(rm), rm)
+	if rm.ResourceVersion != before {
+		t.Errorf("the mirror was written while its nodes stayed as they were (resourceVersion %s, then %s): failing %v", before, rm.ResourceVersion, rm.Status.Nodes.Failing)
+	}
+	if c := rm.Status.Nodes.Failing; len(c) != 20 || c[0].Name != "silent-00" || c[19].Name != "silent-19" {
+		t.Errorf("failing lists %v, want silent-00 … silent-19", c)
+	}
+}
