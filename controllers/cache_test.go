@@ -21,7 +21,7 @@ func realNode() *corev1.Node {
 		ObjectMeta: metav1.ObjectMeta{Name: "worker-17", UID: "u-17", ResourceVersion: "991",
 			Labels:        map[string]string{"kubernetes.io/hostname": "worker-17", "pool": "gpu", "topology.kubernetes.io/zone": "eu-1a"},
 			Annotations:   map[string]string{"node.alpha.kubernetes.io/ttl": "0", "volumes.kubernetes.io/controller-managed-attach-detach": "true"},
-			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate, FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:status":{"f:conditions":{},"f:images":{},"f:nodeInfo":{}}}`)}}},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate, FieldsV1: metav1.NewFieldsV1(`{"f:status":{"f:conditions":{},"f:images":{},"f:nodeInfo":{}}}`)}},
 		},
 		Spec: corev1.NodeSpec{PodCIDR: "10.244.17.0/24", Taints: []corev1.Taint{{Key: "gpu", Value: "true", Effect: corev1.TaintEffectNoSchedule}}},
 		Status: corev1.NodeStatus{

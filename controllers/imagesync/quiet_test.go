@@ -50,7 +50,9 @@ func TestAMirrorsStatusChurnDoesNotWakeItsImageSyncs(t *testing.T) {
 	}
 	reconciles := envtest.ReconcileCount(t, "imagesync")
 	for i := range 5 {
-		patchStatus(func() { rm.Status.Nodes = &v1alpha1.NodesStatus{Desired: int32(i + 1), Summary: fmt.Sprintf("0/%d", i+1)} })
+		patchStatus(func() {
+			rm.Status.Nodes = &v1alpha1.NodesStatus{Desired: int32(i + 1), Summary: fmt.Sprintf("0/%d", i+1)}
+		})
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(time.Second)

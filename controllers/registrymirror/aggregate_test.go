@@ -24,9 +24,9 @@ func TestTheFailingNodesListIsTheSameWhateverTheCachesOrder(t *testing.T) {
 	for i := range 60 {
 		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("node-%02d", i)}}
 		nodes = append(nodes, n)
-		switch {
-		case i%3 == 0: // no report: AgentNotReporting
-		case i%3 == 1: // an unreachable registry: ProbeFailed
+		switch i % 3 {
+		case 0: // no report: AgentNotReporting
+		case 1: // an unreachable registry: ProbeFailed
 			reports = append(reports, v1alpha1.RegistryNode{ObjectMeta: metav1.ObjectMeta{Name: n.Name},
 				Status: v1alpha1.RegistryNodeStatus{Mirrors: []v1alpha1.NodeMirrorStatus{{Name: "m", ObservedGeneration: 2,
 					Probe: &v1alpha1.ProbeResult{Reachable: false, Error: "connection refused"}}}}})
