@@ -21,11 +21,14 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/regwire/regwire/api/v1alpha1"
@@ -105,10 +108,27 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("nodeagent").
 		Watches(&corev1.ConfigMap{}, toNode).
-		Watches(&corev1.Node{}, toNode).
-		Watches(&v1alpha1.RegistryNode{}, toNode).
+		// Of the Node, only what decides which mirrors select it and in which format: not
+		// the status heartbeats that make up most of its updates.
+		Watches(&corev1.Node{}, toNode, builder.WithPredicates(nodeChangedForAgent())).
+		// The agent's own report changes with each of its writes; a report deleted by hand
+		// is written again.
+		Watches(&v1alpha1.RegistryNode{}, toNode, builder.WithPredicates(predicate.Funcs{
+			CreateFunc: func(event.CreateEvent) bool { return false },
+			UpdateFunc: func(event.UpdateEvent) bool { return false },
+		})).
 		Watches(&corev1.Secret{}, toNode).
 		Complete(r)
+}
+
+// nodeChangedForAgent passes Node events that can change what the agent writes: creation,
+// deletion, and changes of labels, taints or the container runtime.
+func nodeChangedForAgent() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)
+		return !maps.Equal(o.Labels, n.Labels) || !equality.Semantic.DeepEqual(o.Spec.Taints, n.Spec.Taints) ||
+			o.Status.NodeInfo.ContainerRuntimeVersion != n.Status.NodeInfo.ContainerRuntimeVersion
+	}}
 }
 
 // Reconcile applies everything that selects the node and reports.

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -98,10 +99,39 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.pullSecretMirrors), builder.WithPredicates(labelsChanged())).
 		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.pullSecretMirrors), builder.WithPredicates(pullSecretsChanged())).
 		// An agent report concerns the mirrors it names; node changes can concern every mirror.
-		Watches(&v1alpha1.RegistryNode{}, handler.EnqueueRequestsFromMapFunc(mirrorsInReport)).
+		Watches(&v1alpha1.RegistryNode{}, reportsInBatches()).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.allMirrors), builder.WithPredicates(nodeSelectionChanged())).
 		Named("registrymirror").
 		Complete(r)
+}
+
+// reportBatch is how long the agents' reports of a burst are gathered before a mirror
+// aggregates them. At thousands of nodes reports arrive all the time; each would otherwise
+// be a reconcile of every mirror it names.
+const reportBatch = 2 * time.Second
+
+// reportsInBatches enqueues the mirrors a RegistryNode event concerns (those its old and new
+// report name) reportBatch later: the queue keeps one entry per mirror, so a burst of
+// reports is one reconcile.
+func reportsInBatches() handler.Funcs {
+	enqueue := func(q workqueue.TypedRateLimitingInterface[reconcile.Request], objs ...client.Object) {
+		for _, o := range objs {
+			for _, req := range mirrorsInReport(context.Background(), o) {
+				q.AddAfter(req, reportBatch)
+			}
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(q, e.Object)
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(q, e.ObjectOld, e.ObjectNew)
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(q, e.Object)
+		},
+	}
 }
 
 // mirrorsInReport enqueues the mirrors a RegistryNode reports on. A mirror that drops out of

@@ -1,0 +1,48 @@
+package nodeagent
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+)
+
+// TestTheAgentWakesForNodeChangesThatMatterOnly: kubelet's status heartbeats (conditions,
+// images, resource versions) do not wake the agent; labels, taints and the container
+// runtime, which decide what it writes, do.
+func TestTheAgentWakesForNodeChangesThatMatterOnly(t *testing.T) {
+	t.Parallel()
+	base := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n", ResourceVersion: "1", Labels: map[string]string{"pool": "a"}},
+		Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{ContainerRuntimeVersion: "containerd://2.1.4"},
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.NewTime(time.Unix(1, 0))}}},
+	}
+	p := nodeChangedForAgent()
+	for _, tc := range []struct {
+		name   string
+		change func(*corev1.Node)
+		wakes  bool
+	}{
+		{"a heartbeat does not wake it", func(n *corev1.Node) {
+			n.ResourceVersion = "2"
+			n.Status.Conditions[0].LastHeartbeatTime = metav1.NewTime(time.Unix(11, 0))
+			n.Status.Images = []corev1.ContainerImage{{Names: []string{"busybox"}}}
+		}, false},
+		{"a new label wakes it", func(n *corev1.Node) { n.Labels = map[string]string{"pool": "b"} }, true},
+		{"a new taint wakes it", func(n *corev1.Node) {
+			n.Spec.Taints = []corev1.Taint{{Key: "gpu", Effect: corev1.TaintEffectNoSchedule}}
+		}, true},
+		{"another container runtime wakes it", func(n *corev1.Node) { n.Status.NodeInfo.ContainerRuntimeVersion = "cri-o://1.33.0" }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			changed := base.DeepCopy()
+			tc.change(changed)
+			if got := p.Update(event.UpdateEvent{ObjectOld: base, ObjectNew: changed}); got != tc.wakes {
+				t.Errorf("wakes = %v, want %v", got, tc.wakes)
+			}
+		})
+	}
+}
