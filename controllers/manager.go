@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -66,9 +67,17 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	secrets, err := newSecretCache(cfg, mgr, o.Namespace, o.SecretNamespaces)
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(secrets); err != nil {
+		return nil, err
+	}
 	if err := (&registrymirror.Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
+		Secrets:   secrets,
 		Recorder:  mgr.GetEventRecorder("regwire-registrymirror"),
 		Namespace: o.Namespace, SecretNamespaces: o.SecretNamespaces,
 	}).SetupWithManager(mgr); err != nil {
@@ -118,6 +127,26 @@ func cacheByObject(namespace string) map[client.Object]cache.ByObject {
 		},
 		&appsv1.DaemonSet{}: {Namespaces: map[string]cache.Config{namespace: {}}},
 	}
+}
+
+// newSecretCache caches the Secrets the RegistryMirror controller reads and watches: every
+// Secret of the namespaces a mirror may name Secrets in (the operator's and
+// --secret-namespaces: credentials, CA, client certificates, Nexus admin and users) and,
+// elsewhere, only the pull secrets it made (by their label). Secrets of other namespaces
+// — most of a cluster's — are neither read nor held.
+func newSecretCache(cfg *rest.Config, mgr ctrl.Manager, namespace string, others []string) (cache.Cache, error) {
+	pullSecrets, err := labels.NewRequirement(registrymirror.PullSecretMirrorLabel, selection.Exists, nil)
+	if err != nil {
+		return nil, err
+	}
+	namespaces := map[string]cache.Config{cache.AllNamespaces: {LabelSelector: labels.NewSelector().Add(*pullSecrets)}}
+	for _, ns := range append([]string{namespace}, others...) {
+		namespaces[ns] = cache.Config{}
+	}
+	return cache.New(cfg, cache.Options{
+		Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient(),
+		DefaultNamespaces: namespaces, DefaultTransform: cache.TransformStripManagedFields(),
+	})
 }
 
 // clientOptions make the manager's client read Secrets straight from the API server: the

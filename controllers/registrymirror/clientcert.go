@@ -43,7 +43,7 @@ func (r *Reconciler) reconcileClientCertificate(ctx context.Context, sc *mirrorS
 	if err := r.secretScope().Check(field, ref.Namespace); err != nil {
 		return ctrl.Result{}, err
 	}
-	s, err := credentials.Secret(ctx, r.APIReader, ref.Namespace, ref.Name, field)
+	s, err := credentials.Secret(ctx, r.reader(), ref.Namespace, ref.Name, field)
 	if e, ok := conditions.Reported(err); ok {
 		return ctrl.Result{}, conditions.Errorf(v1alpha1.ReasonClientCertificateNotFound, "%s", e.Message).Retry(time.Minute)
 	} else if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/util/workqueue"
@@ -27,11 +28,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers/internal/conditions"
 	"github.com/regwire/regwire/controllers/internal/credentials"
 	"github.com/regwire/regwire/internal/cabundle"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 )
 
 // caExpiryWarning is how long before a CA certificate expires the controller starts warning.
@@ -41,9 +44,13 @@ const caExpiryWarning = 30 * 24 * time.Hour
 type Reconciler struct {
 	// Client reads and writes through the manager's cache.
 	Client client.Client
-	// APIReader reads Secrets and ConfigMaps named by caFrom directly from the API server,
-	// so the manager never caches every Secret of the cluster.
+	// APIReader reads ConfigMaps named by caFrom, and Secrets right after regwire wrote
+	// them, directly from the API server.
 	APIReader client.Reader
+	// Secrets holds the Secrets this controller reads (package controllers' newSecretCache:
+	// all of the namespaces a mirror may name Secrets in, and the pull secrets it made) and
+	// informs it of their changes; the manager caches no other Secret.
+	Secrets cache.Cache
 	// Recorder emits Events.
 	Recorder recorder.EventRecorder
 	// Clock tells the time; tests set a fake one.
@@ -92,9 +99,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1alpha1.RegistryMirror{}, builder.WithPredicates(specOrMetadataChanged())).
 		// A published ConfigMap edited or deleted by hand is put back.
 		Owns(&corev1.ConfigMap{}).
-		// Secrets are watched as metadata only: a rotated credentials Secret or a pull
-		// secret changed by hand brings its mirror back, and no Secret data is cached.
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.mirrorsForSecret)).
+		// A rotated credentials Secret, a pull secret changed by hand or a Nexus user's
+		// Secret deleted brings its mirror back.
+		WatchesRawSource(source.Kind(r.Secrets, &corev1.Secret{}, handler.TypedEnqueueRequestsFromMapFunc(func(ctx context.Context, s *corev1.Secret) []reconcile.Request {
+			return r.mirrorsForSecret(ctx, s)
+		}))).
 		// New matching namespaces and ServiceAccounts get the pull secret.
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.pullSecretMirrors), builder.WithPredicates(labelsChanged())).
 		Watches(&corev1.ServiceAccount{}, handler.EnqueueRequestsFromMapFunc(r.pullSecretMirrors), builder.WithPredicates(pullSecretsChanged())).
@@ -316,7 +325,7 @@ func (r *Reconciler) reconcileCA(ctx context.Context, sc *mirrorScope) (ctrl.Res
 		sc.caUsable = true
 		return ctrl.Result{}, nil
 	}
-	pemData, field, err := credentials.MirrorCA(ctx, r.APIReader, r.secretScope(), rm)
+	pemData, field, err := credentials.MirrorCA(ctx, r.reader(), r.secretScope(), rm)
 	if e, ok := conditions.Reported(err); ok {
 		return ctrl.Result{}, e.Retry(time.Minute) // caFrom objects are read, not watched: look again soon
 	} else if err != nil {
@@ -399,6 +408,32 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rm *v1alpha1.RegistryM
 	forgetMetrics(rm.Name)
 	logf.FromContext(ctx).Info("RegistryMirror released")
 	return ctrl.Result{}, nil
+}
+
+// reader reads a mirror's Secrets from the Secret cache, anything else (caFrom ConfigMaps)
+// from the API server; a Secret the cache does not hold (yet: regwire may just have written
+// it) is asked of the API server too.
+func (r *Reconciler) reader() client.Reader {
+	return secretsFirst{secrets: r.Secrets, rest: r.APIReader}
+}
+
+type secretsFirst struct{ secrets, rest client.Reader }
+
+func (s secretsFirst) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*corev1.Secret); ok {
+		err := s.secrets.Get(ctx, key, obj, opts...)
+		if !apierrors.IsNotFound(err) {
+			return err
+		}
+	}
+	return s.rest.Get(ctx, key, obj, opts...)
+}
+
+func (s secretsFirst) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if _, ok := list.(*corev1.SecretList); ok {
+		return s.secrets.List(ctx, list, opts...)
+	}
+	return s.rest.List(ctx, list, opts...)
 }
 
 // secretScope is where this mirror's Secrets may be read from.

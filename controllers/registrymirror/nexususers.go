@@ -115,19 +115,19 @@ func (r *Reconciler) nexusUserSecret(ctx context.Context, rm *v1alpha1.RegistryM
 }
 
 // nexusUserSecretsUnchanged says whether the users' Secrets are as they were when Nexus was
-// last given their passwords. The manager's metadata cache of Secrets answers; only when it
-// disagrees (it may not have seen regwire's own write yet) is the API server asked.
+// last given their passwords. The Secret cache answers; only when it disagrees (it may not
+// have seen regwire's own write yet) is the API server asked.
 func (r *Reconciler) nexusUserSecretsUnchanged(ctx context.Context, rm *v1alpha1.RegistryMirror, versions map[string]string) bool {
 	if !rm.Spec.ManagesNexusUsers() {
 		return len(versions) == 0
 	}
 	for _, k := range nexusUserKinds {
-		m := &metav1.PartialObjectMetadata{}
-		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 		key := client.ObjectKey{Namespace: r.Namespace, Name: credentials.NexusUserSecretName(rm.Name, k.kind)}
-		if err := r.Client.Get(ctx, key, m); err == nil && m.ResourceVersion == versions[k.kind] {
+		if s := (&corev1.Secret{}); r.Secrets.Get(ctx, key, s) == nil && s.ResourceVersion == versions[k.kind] {
 			continue
 		}
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 		if err := r.APIReader.Get(ctx, key, m); err != nil || m.ResourceVersion != versions[k.kind] {
 			return false
 		}

@@ -162,7 +162,7 @@ func (r *Reconciler) nexusAdmin(ctx context.Context, sc *mirrorScope) (*nexus.Cl
 	if err := r.secretScope().Check(adminField, ref.Namespace); err != nil {
 		return nil, err
 	}
-	user, pass, err := credentials.Credentials(ctx, r.APIReader, ref.Namespace, ref.Name, hostOfURL(p.URL), adminField)
+	user, pass, err := credentials.Credentials(ctx, r.reader(), ref.Namespace, ref.Name, hostOfURL(p.URL), adminField)
 	if err != nil {
 		return nil, err
 	}

@@ -110,7 +110,7 @@ func (r *Reconciler) pullSecretData(ctx context.Context, rm *v1alpha1.RegistryMi
 		if !apimeta.IsStatusConditionTrue(rm.Status.Conditions, v1alpha1.ConditionProvisioned) {
 			return nil, conditions.Errorf(v1alpha1.ReasonCredentialsNotFound, "waiting for provisioning to make the Nexus pull user (see Provisioned)")
 		}
-		src, err := credentials.Secret(ctx, r.APIReader, r.Namespace, name, field)
+		src, err := credentials.Secret(ctx, r.reader(), r.Namespace, name, field)
 		if err != nil {
 			return nil, err
 		}
@@ -124,7 +124,7 @@ func (r *Reconciler) pullSecretData(ctx context.Context, rm *v1alpha1.RegistryMi
 	if err := r.secretScope().Check(field, ref.Namespace); err != nil {
 		return nil, err
 	}
-	src, err := credentials.Secret(ctx, r.APIReader, ref.Namespace, ref.Name, field)
+	src, err := credentials.Secret(ctx, r.reader(), ref.Namespace, ref.Name, field)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +142,7 @@ func (r *Reconciler) buildPullSecret(rm *v1alpha1.RegistryMirror, src *corev1.Se
 // managedPullSecrets lists the pull secrets regwire made for rm, by namespace: one call.
 func (r *Reconciler) managedPullSecrets(ctx context.Context, rm *v1alpha1.RegistryMirror) (map[string]*corev1.Secret, error) {
 	list := &corev1.SecretList{}
-	if err := r.APIReader.List(ctx, list, client.MatchingLabels{PullSecretMirrorLabel: string(rm.UID)}); err != nil {
+	if err := r.Secrets.List(ctx, list, client.MatchingLabels{PullSecretMirrorLabel: string(rm.UID)}); err != nil {
 		return nil, fmt.Errorf("listing pull secrets: %w", err)
 	}
 	out := make(map[string]*corev1.Secret, len(list.Items))
@@ -182,23 +182,37 @@ func (r *Reconciler) ensurePullSecret(ctx context.Context, rm *v1alpha1.Registry
 	if existing == nil {
 		err := r.Client.Create(ctx, desired)
 		if apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("a Secret named %s exists and is not managed by regwire; rename spec.pullSecrets.secretName or remove that Secret", spec.SecretName)
+			// Made by this mirror a moment ago (the cache has not seen it yet), or not ours.
+			existing = &corev1.Secret{}
+			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(desired), existing); err != nil {
+				return fmt.Errorf("reading Secret %s: %w", spec.SecretName, err)
+			}
+			if existing.Labels[PullSecretMirrorLabel] != string(rm.UID) {
+				return fmt.Errorf("a Secret named %s exists and is not managed by regwire; rename spec.pullSecrets.secretName or remove that Secret", spec.SecretName)
+			}
+			return r.updatePullSecret(ctx, existing, desired, data)
 		}
 		if err != nil {
 			return fmt.Errorf("creating Secret %s: %w", spec.SecretName, err)
 		}
 		return nil
 	}
+	return r.updatePullSecret(ctx, existing, desired, data)
+}
+
+// updatePullSecret brings regwire's existing pull secret to desired, writing only when it
+// differs.
+func (r *Reconciler) updatePullSecret(ctx context.Context, existing, desired *corev1.Secret, data []byte) error {
 	if existing.Type == desired.Type && bytes.Equal(existing.Data[corev1.DockerConfigJsonKey], data) &&
 		existing.Annotations[pullSecretSAsAnnotation] == desired.Annotations[pullSecretSAsAnnotation] &&
-		existing.Annotations[pullSecretMirrorAnnotation] == rm.Name {
+		existing.Annotations[pullSecretMirrorAnnotation] == desired.Annotations[pullSecretMirrorAnnotation] {
 		return nil
 	}
 	updated := existing.DeepCopy()
 	updated.Labels, updated.Annotations = desired.Labels, desired.Annotations
 	updated.Data, updated.OwnerReferences = desired.Data, desired.OwnerReferences
 	if err := r.Client.Update(ctx, updated); err != nil {
-		return fmt.Errorf("updating Secret %s: %w", spec.SecretName, err)
+		return fmt.Errorf("updating Secret %s: %w", desired.Name, err)
 	}
 	return nil
 }

@@ -123,3 +123,43 @@ func TestManySilentNodesDoNotMakeTheStatusChurn(t *testing.T) {
 		t.Errorf("failing lists %v, want silent-00 … silent-19", c)
 	}
 }
+
+// TestASettledMirrorReadsNoSecretFromTheAPIServer: a mirror with credentials and pull
+// secrets, reconciled again and again (node relabels), reads its Secrets from the manager's
+// Secret cache: not one GET or LIST of Secrets reaches the API server.
+func TestASettledMirrorReadsNoSecretFromTheAPIServer(t *testing.T) {
+	ctx := context.Background()
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: envtest.Namespace, Name: "cached-creds"}, Type: corev1.SecretTypeBasicAuth,
+		StringData: map[string]string{"username": "puller", "password": "pull-password"}}
+	if err := env.Create(ctx, creds); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Delete(context.Background(), creds) })
+	env.CreateNamespace(t, "cached-apps", map[string]string{"regwire.test/cached": "true"})
+	rm := env.NewMirror(t, "cached", func(rm *v1alpha1.RegistryMirror) {
+		rm.Spec.NodeSelector = map[string]string{"regwire.test/cached": "never"}
+		rm.Spec.CredentialsSecretRef = &v1alpha1.SecretReference{Namespace: envtest.Namespace, Name: creds.Name}
+		rm.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{SecretName: "cached-pull",
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"regwire.test/cached": "true"}}}
+	})
+	env.MirrorCondition(t, rm.Name, v1alpha1.ConditionPullSecretsReady, metav1.ConditionTrue, v1alpha1.ReasonPullSecretsReady)
+	time.Sleep(3 * time.Second) // earlier reconciles and their reports' batches settle
+	reads := testutil.APIReads(t, env.Config)
+	reconciles := envtest.ReconcileCount(t, "registrymirror")
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cached-node"}}
+	if err := env.Create(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Delete(context.Background(), node) })
+	for i := range 5 {
+		env.Mutate(t, node, func() { node.Labels = map[string]string{"round": fmt.Sprint(i)} })
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	if n := envtest.ReconcileCount(t, "registrymirror") - reconciles; n < 5 {
+		t.Fatalf("only %v reconciles of RegistryMirrors; the test wants them to happen", n)
+	}
+	if d := testutil.APIReads(t, env.Config)["secrets"] - reads["secrets"]; d != 0 {
+		t.Errorf("%v GET or LIST request(s) for Secrets while mirrors were reconciled, want 0", d)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +18,20 @@ import (
 // changes nothing still counts, unlike a resource version.
 func APIWrites(t testing.TB, cfg *rest.Config) map[string]float64 {
 	t.Helper()
+	return APIRequests(t, cfg, "POST", "PUT", "PATCH", "DELETE", "APPLY")
+}
+
+// APIReads is the API server's count of GET and LIST requests so far, by resource: the
+// reads that bypass a cache (watches are not counted).
+func APIReads(t testing.TB, cfg *rest.Config) map[string]float64 {
+	t.Helper()
+	return APIRequests(t, cfg, "GET", "LIST")
+}
+
+// APIRequests is the API server's own count of requests with the given verbs so far, by
+// resource ("registrymirrors/status" for a subresource).
+func APIRequests(t testing.TB, cfg *rest.Config, verbs ...string) map[string]float64 {
+	t.Helper()
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -25,13 +40,12 @@ func APIWrites(t testing.TB, cfg *rest.Config) map[string]float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writes := map[string]bool{"POST": true, "PUT": true, "PATCH": true, "DELETE": true, "APPLY": true}
 	return Counter(strings.NewReader(string(raw)), "apiserver_request_total", func(label func(string) string) (string, bool) {
 		key := label("resource")
 		if sub := label("subresource"); sub != "" {
 			key += "/" + sub
 		}
-		return key, writes[label("verb")]
+		return key, slices.Contains(verbs, label("verb"))
 	})
 }
 
