@@ -20,6 +20,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -34,7 +35,6 @@ import (
 	"github.com/regwire/regwire/controllers/internal/conditions"
 	"github.com/regwire/regwire/controllers/internal/credentials"
 	"github.com/regwire/regwire/internal/cabundle"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 )
 
 // caExpiryWarning is how long before a CA certificate expires the controller starts warning.
