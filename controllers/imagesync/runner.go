@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
@@ -24,13 +25,13 @@ type syncRunner struct {
 	runs map[types.NamespacedName]*syncRun
 	// ctx is the manager's, set by Start; runs asked for before then wait in pending.
 	ctx     context.Context
-	pending []func(context.Context)
+	pending []func()
 	stopped bool
 	wg      sync.WaitGroup
 
 	events chan event.GenericEvent
 	// slots bound the copies running at once across all ImageSyncs, fairly across
-	// namespaces; a run waits for a slot (and can be cancelled while it waits).
+	// namespaces; a run waits in their queue for a slot (and can be cancelled there).
 	slots *fairSlots
 	// progressEvery is how often a run whose progress moved brings its ImageSync back to
 	// show it in status.
@@ -86,8 +87,8 @@ func (s *syncRunner) Start(ctx context.Context) error {
 	s.ctx = ctx
 	pending := s.pending
 	s.pending = nil
-	for _, launch := range pending {
-		s.spawn(launch)
+	for _, enqueue := range pending {
+		enqueue()
 	}
 	s.mu.Unlock()
 	<-ctx.Done()
@@ -98,17 +99,10 @@ func (s *syncRunner) Start(ctx context.Context) error {
 	return nil
 }
 
-// spawn runs launch under the manager's context; s.mu is held.
-func (s *syncRunner) spawn(launch func(context.Context)) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		launch(s.ctx)
-	}()
-}
-
 // start runs fn for the ImageSync unless a run of the same generation is under way, and
-// cancels a run of an older generation.
+// cancels a run of an older generation. Until it has a copy slot the run is an entry in
+// the slots' queue — no goroutine, timer or copy of the object — so that thousands of
+// ImageSyncs due at once cost little more than their list.
 func (s *syncRunner) start(is *v1alpha1.ImageSync, fn func(ctx context.Context, progress progressFunc) ([]imagecopy.Result, error)) {
 	key := types.NamespacedName{Namespace: is.Namespace, Name: is.Name}
 	s.mu.Lock()
@@ -123,30 +117,41 @@ func (s *syncRunner) start(is *v1alpha1.ImageSync, fn func(ctx context.Context, 
 		r.cancel()
 	}
 	run := &syncRun{generation: is.Generation, started: time.Now()}
-	// Until it begins, cancelling a run (stop, a new generation) means it never begins.
-	run.cancel = func() { run.cancelled = true }
 	s.runs[key] = run
-	obj := is.DeepCopy() // the reconciler goes on changing is
-	launch := func(base context.Context) {
+	// Events need only the object's name.
+	ref := &v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+	begin := func(release func()) { // with a slot, on a goroutine of its own
+		defer release()
 		s.mu.Lock()
-		if run.cancelled {
+		if run.cancelled || s.stopped {
 			s.mu.Unlock()
 			return
 		}
-		ctx, cancel := context.WithCancel(base)
+		ctx, cancel := context.WithCancel(s.ctx)
 		run.cancel = cancel
+		s.wg.Add(1)
 		s.mu.Unlock()
+		defer s.wg.Done()
 		defer cancel()
-		s.execute(ctx, key, run, obj, fn)
+		s.execute(ctx, key, run, ref, fn)
 	}
+	// Until it begins, cancelling a run (stop, a new generation) takes it out of the queue.
+	var withdraw func() bool
+	run.cancel = func() {
+		run.cancelled = true
+		if withdraw != nil {
+			withdraw()
+		}
+	}
+	enqueue := func() { withdraw = s.slots.enqueue(key.Namespace, begin) }
 	if s.ctx == nil {
-		s.pending = append(s.pending, launch)
+		s.pending = append(s.pending, enqueue)
 		return
 	}
-	s.spawn(launch)
+	enqueue()
 }
 
-// execute runs one copy: it waits for a slot, runs fn, and announces the finished run.
+// execute runs one copy, which holds a slot: it runs fn and announces the finished run.
 func (s *syncRunner) execute(ctx context.Context, key types.NamespacedName, run *syncRun, obj *v1alpha1.ImageSync,
 	fn func(ctx context.Context, progress progressFunc) ([]imagecopy.Result, error)) {
 	progress := func(tag string, complete, total int64) {
@@ -161,12 +166,7 @@ func (s *syncRunner) execute(ctx context.Context, key types.NamespacedName, run 
 	ctx, cancel := context.WithCancel(ctx)
 	var announcing sync.WaitGroup
 	announcing.Go(func() { s.announceProgress(ctx, run, obj) })
-	var results []imagecopy.Result
-	release, err := s.slots.acquire(ctx, key.Namespace)
-	if err == nil {
-		results, err = fn(ctx, progress)
-		release()
-	}
+	results, err := fn(ctx, progress)
 	s.mu.Lock()
 	run.results, run.err, run.done, run.finished = results, err, true, time.Now()
 	current := s.runs[key] == run

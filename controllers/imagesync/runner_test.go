@@ -3,6 +3,7 @@ package imagesync
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -171,4 +172,50 @@ func startedRunner(t *testing.T, concurrent int, progressEvery time.Duration) *s
 // key names an ImageSync of the tests' namespace.
 func key(name string) types.NamespacedName {
 	return types.NamespacedName{Namespace: "ns", Name: name}
+}
+
+// TestWaitingRunsCostNoGoroutine: 2,000 ImageSyncs due at once while every slot is held
+// wait as entries in the slots' queue, not as goroutines (each with a timer and a copy of
+// its object); stopped, they leave the queue and never run.
+func TestWaitingRunsCostNoGoroutine(t *testing.T) {
+	t.Parallel()
+	r := startedRunner(t, 1, 0)
+	hold := make(chan struct{})
+	var ran atomic.Int64
+	r.start(&v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "holder", Generation: 1}},
+		func(ctx context.Context, _ progressFunc) ([]imagecopy.Result, error) {
+			select {
+			case <-hold:
+			case <-ctx.Done():
+			}
+			return nil, nil
+		})
+	testutil.Eventually(t, 5*time.Second, "the slot held", func() error {
+		if r.slots.holding("ns") != 1 {
+			return fmt.Errorf("the only slot is not held yet")
+		}
+		return nil
+	})
+	before := runtime.NumGoroutine()
+	for i := range 2000 {
+		r.start(&v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprint(i), Generation: 1}},
+			func(context.Context, progressFunc) ([]imagecopy.Result, error) { ran.Add(1); return nil, nil })
+	}
+	if grown := runtime.NumGoroutine() - before; grown > 20 {
+		t.Errorf("2,000 waiting runs added %d goroutines", grown)
+	}
+	if n := r.slots.waitingCount(); n != 2000 {
+		t.Fatalf("%d runs wait for a slot, want 2,000", n)
+	}
+	for i := range 2000 {
+		r.stop(types.NamespacedName{Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprint(i)})
+	}
+	if n := r.slots.waitingCount(); n != 0 {
+		t.Errorf("%d stopped runs still wait", n)
+	}
+	close(hold)
+	time.Sleep(100 * time.Millisecond)
+	if n := ran.Load(); n != 0 {
+		t.Errorf("%d stopped runs ran", n)
+	}
 }

@@ -1,7 +1,6 @@
 package imagesync
 
 import (
-	"context"
 	"sync"
 )
 
@@ -17,10 +16,12 @@ type fairSlots struct {
 	waiting      []*slotWaiter // in the order they came
 }
 
-// slotWaiter is a copy waiting for a slot; granted is closed when it has one.
+// slotWaiter is a copy waiting for a slot: start runs it, on a goroutine of its own, once
+// it has one. Waiting costs no goroutine: thousands of ImageSyncs due at once are entries
+// in this list until their turn.
 type slotWaiter struct {
 	namespace string
-	granted   chan struct{}
+	start     func(release func())
 }
 
 // newFairSlots returns total slots, at most perNamespace of them per namespace (half of
@@ -33,33 +34,35 @@ func newFairSlots(total, perNamespace int) *fairSlots {
 	return &fairSlots{free: total, perNamespace: min(perNamespace, total), held: map[string]int{}}
 }
 
-// acquire waits for a slot for a copy in namespace; release gives it back. It fails only
-// when ctx ends first.
-func (f *fairSlots) acquire(ctx context.Context, namespace string) (release func(), err error) {
-	w := &slotWaiter{namespace: namespace, granted: make(chan struct{})}
+// enqueue asks for a slot for a copy in namespace. start runs with it on a goroutine of its
+// own and must call release when the copy ends (more calls do nothing). withdraw takes a
+// copy that is still waiting out of the queue, so that it never starts, and says whether it
+// was waiting.
+func (f *fairSlots) enqueue(namespace string, start func(release func())) (withdraw func() bool) {
+	w := &slotWaiter{namespace: namespace, start: start}
 	f.mu.Lock()
 	f.waiting = append(f.waiting, w)
-	f.dispatch()
+	granted := f.dispatch()
 	f.mu.Unlock()
-	select {
-	case <-w.granted:
-		return f.releaser(namespace), nil
-	case <-ctx.Done():
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	select {
-	case <-w.granted: // granted meanwhile: hand it on
-		f.put(namespace)
-	default:
+	f.launch(granted)
+	return func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
 		for i, o := range f.waiting {
 			if o == w {
 				f.waiting = append(f.waiting[:i], f.waiting[i+1:]...)
-				break
+				return true
 			}
 		}
+		return false
 	}
-	return nil, ctx.Err()
+}
+
+// launch starts the copies granted a slot.
+func (f *fairSlots) launch(granted []*slotWaiter) {
+	for _, w := range granted {
+		go w.start(f.releaser(w.namespace))
+	}
 }
 
 func (f *fairSlots) releaser(namespace string) func() {
@@ -67,24 +70,22 @@ func (f *fairSlots) releaser(namespace string) func() {
 	return func() {
 		once.Do(func() {
 			f.mu.Lock()
-			defer f.mu.Unlock()
-			f.put(namespace)
+			f.free++
+			if f.held[namespace]--; f.held[namespace] <= 0 {
+				delete(f.held, namespace)
+			}
+			granted := f.dispatch()
+			f.mu.Unlock()
+			f.launch(granted)
 		})
 	}
 }
 
-// put returns a slot of namespace and hands it on; f.mu is held.
-func (f *fairSlots) put(namespace string) {
-	f.free++
-	if f.held[namespace]--; f.held[namespace] <= 0 {
-		delete(f.held, namespace)
-	}
-	f.dispatch()
-}
-
 // dispatch grants free slots to waiters: of the namespaces under their limit, the one
-// holding fewest, and in it the copy that has waited longest; f.mu is held.
-func (f *fairSlots) dispatch() {
+// holding fewest, and in it the copy that has waited longest. It returns those granted, to
+// be launched once f.mu (held) is released.
+func (f *fairSlots) dispatch() []*slotWaiter {
+	var granted []*slotWaiter
 	for f.free > 0 {
 		best := -1
 		for i, w := range f.waiting {
@@ -97,14 +98,22 @@ func (f *fairSlots) dispatch() {
 			}
 		}
 		if best < 0 {
-			return
+			break
 		}
 		w := f.waiting[best]
 		f.waiting = append(f.waiting[:best], f.waiting[best+1:]...)
 		f.free--
 		f.held[w.namespace]++
-		close(w.granted)
+		granted = append(granted, w)
 	}
+	return granted
+}
+
+// waitingCount returns how many copies wait for a slot (for tests and metrics).
+func (f *fairSlots) waitingCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.waiting)
 }
 
 // holding returns how many slots namespace holds (for tests and metrics).

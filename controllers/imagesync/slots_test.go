@@ -6,6 +6,21 @@ import (
 	"time"
 )
 
+// acquire waits for a slot for a copy in namespace, or gives up when ctx ends first.
+func (f *fairSlots) acquire(ctx context.Context, namespace string) (release func(), err error) {
+	granted := make(chan func(), 1)
+	withdraw := f.enqueue(namespace, func(release func()) { granted <- release })
+	select {
+	case release := <-granted:
+		return release, nil
+	case <-ctx.Done():
+	}
+	if !withdraw() { // granted meanwhile: hand it on
+		(<-granted)()
+	}
+	return nil, ctx.Err()
+}
+
 // take asks for n slots for namespace in the background and returns the channel their
 // releases arrive on as they are granted.
 func take(ctx context.Context, f *fairSlots, namespace string, n int) <-chan func() {
