@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -44,5 +45,32 @@ func TestTheAgentWakesForNodeChangesThatMatterOnly(t *testing.T) {
 				t.Errorf("wakes = %v, want %v", got, tc.wakes)
 			}
 		})
+	}
+}
+
+// TestAgentsSpreadTheirResyncsOverThePeriod: 1,000 agents started at the same moment
+// resync (and probe their registries) spread over the minute, each at least half a period
+// and at most a period and a half after the last, and then exactly a period apart.
+func TestAgentsSpreadTheirResyncsOverThePeriod(t *testing.T) {
+	t.Parallel()
+	const period = time.Minute
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	buckets := make([]int, 6)
+	for i := range 1000 {
+		node := fmt.Sprintf("worker-%04d", i)
+		d := untilPhase(node, period, now)
+		if d < period/2 || d >= period*3/2 {
+			t.Fatalf("%s resyncs after %s, want within [30s, 90s)", node, d)
+		}
+		at := now.Add(d)
+		buckets[int(at.Sub(now.Add(period/2))/(10*time.Second))]++
+		if again := untilPhase(node, period, at); again != period {
+			t.Fatalf("%s: the resync after is %s later, want %s", node, again, period)
+		}
+	}
+	for i, n := range buckets {
+		if n < 120 || n > 220 {
+			t.Errorf("bucket %d holds %d of 1,000 resyncs: not spread (%v)", i, n, buckets)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"time"
@@ -91,7 +92,8 @@ func CacheByObject(namespace, node string) map[client.Object]cache.ByObject {
 // the node brings one reconcile of the whole node.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Probe == nil {
-		r.Probe = probe.Prober{HostsFile: r.Node.HostsFile}.Probe
+		// Kept-alive connections: every node asks every registry each resync.
+		r.Probe = probe.Prober{HostsFile: r.Node.HostsFile, Transports: &probe.Transports{}}.Probe
 	}
 	if r.AnonymousPull == nil {
 		r.AnonymousPull = probe.Prober{HostsFile: r.Node.HostsFile}.AnonymousPullRefused
@@ -172,7 +174,27 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		// registry that stays down is asked again every resync.
 		return ctrl.Result{RequeueAfter: min(probeRetry, r.Resync)}, nil
 	}
-	return ctrl.Result{RequeueAfter: r.Resync}, nil
+	return ctrl.Result{RequeueAfter: untilPhase(r.NodeName, r.Resync, r.Clock.Now())}, nil
+}
+
+// untilPhase is how long until the node's next resync: once per resync period, at a phase
+// of the period its name fixes (a hash), so that the agents of a cluster, started together
+// by their DaemonSet, spread their probes of the registries over the period instead of
+// asking all at once. The next resync is never sooner than half a period.
+func untilPhase(node string, period time.Duration, now time.Time) time.Duration {
+	if period <= 0 {
+		return period
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(node))
+	phase, step := int64(h.Sum64()%uint64(period)), int64(period)
+	earliest := now.Add(period / 2).UnixNano()
+	k := (earliest - phase) / step
+	next := k*step + phase
+	for next < earliest {
+		next += step
+	}
+	return time.Duration(next - now.UnixNano())
 }
 
 // probeRetry is how soon a probe that has just started failing is tried again.

@@ -4,13 +4,17 @@ package probe
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/regwire/regwire/internal/cabundle"
@@ -45,7 +49,26 @@ type Prober struct {
 	// from it before DNS: an agent pod on the host network sees a copy of the node's
 	// /etc/hosts taken when the pod started, not the aliases it has added since.
 	HostsFile string
+	// Transports, when set, keeps a transport per trust (CA, client certificate,
+	// verification) between probes, so that a registry probed every minute by every node
+	// is asked over connections kept alive rather than a new TLS handshake each time. A
+	// change of the mirror's trust is a new transport, and so a new handshake. Nil: a new
+	// connection for each probe.
+	Transports *Transports
 }
+
+// Transports are the kept-alive transports of a Prober, at most maxTransports of them (a
+// mirror whose CA rotates leaves its old transport behind).
+type Transports struct {
+	mu sync.Mutex
+	m  map[string]*http.Transport // by trust digest
+}
+
+const maxTransports = 64
+
+// idleTimeout closes a kept-alive connection unused for longer than a probe interval and a
+// half, so that a registry's rotated certificate is seen within a few probes.
+const idleTimeout = 90 * time.Second
 
 // Probe is the package's Probe, resolving through p.HostsFile first.
 func (p Prober) Probe(ctx context.Context, m nodeconfig.Mirror) Result {
@@ -97,11 +120,44 @@ func (p Prober) client(m nodeconfig.Mirror) (*http.Client, error) {
 	}
 	client := &http.Client{
 		Timeout:   Timeout,
-		Transport: &http.Transport{TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true, DialContext: p.dial},
+		Transport: p.transport(m, tlsConf),
 		// A registry that redirects /v2/ elsewhere is not what containerd will talk to.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return client, nil
+}
+
+// transport is the kept-alive transport for the mirror's trust, or a fresh one without
+// keep-alives when the Prober keeps none.
+func (p Prober) transport(m nodeconfig.Mirror, tlsConf *tls.Config) *http.Transport {
+	fresh := func(keepAlive bool) *http.Transport {
+		return &http.Transport{TLSClientConfig: tlsConf, Proxy: http.ProxyFromEnvironment, DisableKeepAlives: !keepAlive,
+			IdleConnTimeout: idleTimeout, MaxIdleConnsPerHost: 2, DialContext: p.dial}
+	}
+	if p.Transports == nil {
+		return fresh(false)
+	}
+	h := sha256.New()
+	for _, b := range [][]byte{m.CA, m.ClientCert, m.ClientKey, []byte(strconv.FormatBool(m.Spec.InsecureSkipVerify))} {
+		_, _ = fmt.Fprintf(h, "%d:", len(b))
+		_, _ = h.Write(b)
+	}
+	key := hex.EncodeToString(h.Sum(nil))
+	ts := p.Transports
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if t, ok := ts.m[key]; ok {
+		return t
+	}
+	if ts.m == nil || len(ts.m) >= maxTransports {
+		for _, t := range ts.m {
+			t.CloseIdleConnections()
+		}
+		ts.m = map[string]*http.Transport{}
+	}
+	t := fresh(true)
+	ts.m[key] = t
+	return t
 }
 
 // probeURL is the registry API root containerd will use for the mirror's own host.

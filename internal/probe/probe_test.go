@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,5 +108,45 @@ func TestProbePresentsTheClientCertificate(t *testing.T) {
 	m.ClientCert, m.ClientKey = cert, key
 	if res := probe.Probe(context.Background(), m); !res.Reachable || res.StatusCode != http.StatusUnauthorized {
 		t.Errorf("with the client certificate: %+v, want reachable (401)", res)
+	}
+}
+
+// TestAProberKeepsConnectionsAliveAcrossProbes: five probes of one registry with kept
+// transports make one TLS connection; without, five. A change of the mirror's trust is a
+// new connection (its chain checked again).
+func TestAProberKeepsConnectionsAliveAcrossProbes(t *testing.T) {
+	t.Parallel()
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUnauthorized) }))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))
+	m := mirrorAt(srv.URL, caPEM)
+	probeN := func(p probe.Prober, m nodeconfig.Mirror, n int) int64 {
+		t.Helper()
+		before := conns.Load()
+		for range n {
+			if res := p.Probe(context.Background(), m); !res.Reachable {
+				t.Fatalf("probe: %+v", res)
+			}
+		}
+		return conns.Load() - before
+	}
+	if got := probeN(probe.Prober{}, m, 5); got != 5 {
+		t.Errorf("without kept transports: %d connections for 5 probes, want 5", got)
+	}
+	kept := probe.Prober{Transports: &probe.Transports{}}
+	if got := probeN(kept, m, 5); got != 1 {
+		t.Errorf("with kept transports: %d connections for 5 probes, want 1", got)
+	}
+	rotated := m
+	rotated.CA = []byte(caPEM + "\n")
+	if got := probeN(kept, rotated, 1); got != 1 {
+		t.Errorf("a new trust reused a connection (%d new), want a new handshake", got)
 	}
 }
