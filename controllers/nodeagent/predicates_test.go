@@ -1,7 +1,10 @@
 package nodeagent
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -72,5 +75,33 @@ func TestAgentsSpreadTheirResyncsOverThePeriod(t *testing.T) {
 		if n < 120 || n > 220 {
 			t.Errorf("bucket %d holds %d of 1,000 resyncs: not spread (%v)", i, n, buckets)
 		}
+	}
+}
+
+// TestAChangedContainerdConfigWakesTheAgent: the agent sees its containerd configuration
+// file change (config_path added or taken out) within a poll, with no API event; an
+// untouched file wakes nothing.
+func TestAChangedContainerdConfigWakesTheAgent(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(path, []byte("version = 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	woke := make(chan struct{}, 8)
+	go watchFile(ctx, path, 10*time.Millisecond, func() { woke <- struct{}{} })
+	select {
+	case <-woke:
+		t.Fatal("an untouched file woke the agent")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := os.WriteFile(path, []byte("version = 2\n[plugins]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-woke:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a changed file did not wake the agent")
 	}
 }

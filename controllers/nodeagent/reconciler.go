@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
+	"os"
 	"slices"
 	"time"
 
@@ -29,8 +30,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers/internal/conditions"
@@ -107,8 +110,25 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	toNode := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: r.NodeName}}}
 	})
+	// A change of containerd's configuration file (config_path added or taken out) is no
+	// API event: the agent looks at the file's size and time every few seconds.
+	fileChanged := make(chan event.GenericEvent, 1)
+	if r.Node != nil && r.Node.ContainerdConfig != "" {
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			watchFile(ctx, r.Node.ContainerdConfig, configPoll, func() {
+				select {
+				case fileChanged <- event.GenericEvent{Object: &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: r.NodeName}}}:
+				default: // one is already on its way
+				}
+			})
+			return nil
+		})); err != nil {
+			return err
+		}
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("nodeagent").
+		WatchesRawSource(source.Channel(fileChanged, toNode)).
 		Watches(&corev1.ConfigMap{}, toNode).
 		// Of the Node, only what decides which mirrors select it and in which format: not
 		// the status heartbeats that make up most of its updates.
@@ -121,6 +141,35 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		})).
 		Watches(&corev1.Secret{}, toNode).
 		Complete(r)
+}
+
+// configPoll is how often the agent looks whether containerd's configuration file changed.
+const configPoll = 5 * time.Second
+
+// watchFile calls changed whenever path's size or modification time differs from what it
+// was at the last look, every poll, until ctx ends.
+func watchFile(ctx context.Context, path string, poll time.Duration, changed func()) {
+	stamp := func() string {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return err.Error()
+		}
+		return fmt.Sprintf("%d %d", fi.Size(), fi.ModTime().UnixNano())
+	}
+	last := stamp()
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if now := stamp(); now != last {
+			last = now
+			changed()
+		}
+	}
 }
 
 // nodeChangedForAgent passes Node events that can change what the agent writes: creation,

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -110,6 +111,15 @@ func helmInstallAndUninstall(t *testing.T, k8s client.Client, kubeconfig, reposi
 			return fmt.Errorf("%s: %v", nodeDir, orStill(err))
 		}
 		return nil
+	})
+	// As the README's uninstall says: the mirror gone, its finalizer let go by the manager
+	// (once the agents' reports say the node is clean), before the manager goes.
+	testutil.Eventually(t, 2*time.Minute, "the RegistryMirror gone after its cleanup", func() error {
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(mirror), &v1alpha1.RegistryMirror{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return errors.New(orStill(err))
 	})
 
 	un := action.NewUninstall(cfg)
