@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -34,7 +35,15 @@ type simFleet struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	mu       sync.Mutex
-	reports  int // reports written
+	reports  int   // reports written
+	lastErr  error // the last report that could not be written
+}
+
+// problem is the last error a simulated agent met, for a failure to show.
+func (f *simFleet) problem() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastErr
 }
 
 // simNode is a Node as kubelet keeps it.
@@ -120,8 +129,12 @@ func (f *simFleet) agent(ctx context.Context, cs kubernetes.Interface, k8s clien
 			if err != nil || p.Generation == reported {
 				continue
 			}
-			if f.report(ctx, k8s, node, mirror, p.Generation, reachable) == nil {
+			if err := f.report(ctx, k8s, node, mirror, p.Generation, reachable); err == nil {
 				reported = p.Generation
+			} else {
+				f.mu.Lock()
+				f.lastErr = fmt.Errorf("%s: %w", node, err)
+				f.mu.Unlock()
 			}
 		}
 		w.Stop()
@@ -131,11 +144,9 @@ func (f *simFleet) agent(ctx context.Context, cs kubernetes.Interface, k8s clien
 // report writes the node's RegistryNode as an agent does after applying generation gen.
 func (f *simFleet) report(ctx context.Context, k8s client.Client, node, mirror string, gen int64, reachable bool) error {
 	rn := &v1alpha1.RegistryNode{}
-	if err := k8s.Get(ctx, client.ObjectKey{Name: node}, rn); err != nil {
-		rn = &v1alpha1.RegistryNode{ObjectMeta: metav1.ObjectMeta{Name: node}}
-		if err := k8s.Create(ctx, rn); err != nil {
-			return err
-		}
+	err := k8s.Get(ctx, client.ObjectKey{Name: node}, rn)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
 	}
 	now := metav1.Now()
 	probe := &v1alpha1.ProbeResult{Reachable: reachable, StatusCode: 401, Time: &now}
@@ -148,7 +159,15 @@ func (f *simFleet) report(ctx context.Context, k8s client.Client, node, mirror s
 		Conditions: []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: ready, Reason: string(reason), Message: msg, LastTransitionTime: now}},
 		Mirrors: []v1alpha1.NodeMirrorStatus{{Name: mirror, ObservedGeneration: gen, AppliedHash: fmt.Sprintf("sha256:%064d", gen),
 			Runtimes: []v1alpha1.ContainerRuntime{v1alpha1.RuntimeContainerd}, Probe: probe}}}
-	if err := k8s.Status().Update(ctx, rn); err != nil {
+	// As the agent writes it: created with its status, then updated whole (the kind has no
+	// status subresource).
+	if apierrors.IsNotFound(err) {
+		rn.Name = node
+		err = k8s.Create(ctx, rn)
+	} else {
+		err = k8s.Update(ctx, rn)
+	}
+	if err != nil {
 		return err
 	}
 	f.mu.Lock()

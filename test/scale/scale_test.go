@@ -138,7 +138,12 @@ func TestScale(t *testing.T) {
 	}}
 	must(t, k8s.Create(ctx, rm))
 	start = time.Now()
-	testutil.Eventually(t, 5*time.Minute, "the mirror on every node", func() error { return mirrorReady(ctx, k8s, readyNodes, totalNodes) })
+	testutil.Eventually(t, 5*time.Minute, "the mirror on every node", func() error {
+		if err := mirrorReady(ctx, k8s, readyNodes, totalNodes); err != nil {
+			return fmt.Errorf("%w (simulated agents: %v)", err, sim.problem())
+		}
+		return nil
+	})
 	mirrorReadyIn := time.Since(start)
 	start = time.Now()
 	for i := range syncs {
@@ -163,13 +168,17 @@ func TestScale(t *testing.T) {
 	time.Sleep(steady)
 	rec1 := scrape(t, "http://"+metricsAddr+"/metrics", "controller_runtime_reconcile_total", "controller")
 	w1, r1 := testutil.APIWrites(t, cp.Config), testutil.APIReads(t, cp.Config)
-	// Reads that bypass a cache, but the simulated kubelets' (GET of their Node before each
-	// heartbeat): the real agents read through their caches, the simulated ones only when
-	// a generation changes.
+	// Reads that bypass a cache, of what regwire reads: not the simulated kubelets' GET of
+	// their Node before each heartbeat, nor the API server's own (its endpoint reconciler's
+	// endpoints and endpointslices, non-resource paths such as /openapi/v3). The real
+	// agents read through their caches, the simulated ones only when a generation changes.
+	notRegwire := func(k string) bool {
+		return k == "nodes" || k == "endpoints" || k == "endpointslices" || strings.HasPrefix(k, "/")
+	}
 	var uncached float64
 	reads := map[string]float64{}
 	for k, v := range r1 {
-		if d := v - r0[k]; d > 0 && k != "nodes" {
+		if d := v - r0[k]; d > 0 && !notRegwire(k) {
 			reads[k] = d
 			uncached += d
 		}
@@ -251,7 +260,7 @@ func TestScale(t *testing.T) {
 	fmt.Fprintf(&b, "| steady state: %s with every object reconciled every 10 s (≈ %.0f h of the default 10 h resync) | %.0f reconciles (%s) | — | — |\n",
 		steady, steady.Seconds()/10*10, total, mapString(reconciles))
 	fmt.Fprintf(&b, "| API writes by the manager in that time | %.0f (%s) | 0 | %s |\n", mgrWrites, mapString(writes), yes(mgrWrites == 0))
-	fmt.Fprintf(&b, "| uncached reads in that time (GET and LIST, all clients but the simulated kubelets) | %.0f, %.1f a minute (%s) | < 10 a minute | %s |\n", uncached, readsPerMinute, mapString(reads), yes(readsPerMinute < 10))
+	fmt.Fprintf(&b, "| uncached reads in that time (GET and LIST of what regwire reads; not the simulated kubelets' or the API server's own) | %.0f, %.1f a minute (%s) | < 10 a minute | %s |\n", uncached, readsPerMinute, mapString(reads), yes(readsPerMinute < 10))
 	fmt.Fprintf(&b, "| RegistryMirror change → hosts file on all %d real nodes, while all %d report (%d changes, %d samples) | p50 %s, p99 %s, max %s | p99 < 5 s | %s |\n\n",
 		nodes, totalNodes, changes, len(latencies), pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), latencies[len(latencies)-1].Round(time.Millisecond), yes(pct(0.99) < 5*time.Second))
 	fmt.Fprintf(&b, "API writes are the API server's own `apiserver_request_total` for POST, PUT, PATCH and DELETE by resource; reconciles are the manager's `controller_runtime_reconcile_total`. RegistryNode writes are the agents' reports and lease writes the API server's own identity lease; neither is the manager's. A write that changes nothing still counts: that is how this harness found the manager patching the agent DaemonSet on every reconcile (its defaulted fields always differed), now compared by hash.\n")
