@@ -49,21 +49,8 @@ func TestAnUnchangedMirrorWritesNothing(t *testing.T) {
 	// their agents' reports bring (gathered for 2 s), land before the count starts.
 	time.Sleep(3 * time.Second)
 	before := versions()
-	reconciles := envtest.ReconcileCount(t, "registrymirror")
 	writes := testutil.APIWrites(t, env.Config)
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "quiet-node"}}
-	if err := env.Create(ctx, node); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Delete(context.Background(), node) })
-	for i := range 5 {
-		env.Mutate(t, node, func() { node.Labels = map[string]string{"round": fmt.Sprint(i)} })
-		time.Sleep(200 * time.Millisecond)
-	}
-	time.Sleep(time.Second)
-	if n := envtest.ReconcileCount(t, "registrymirror") - reconciles; n < 5 {
-		t.Fatalf("only %v reconciles of RegistryMirrors; the test wants them to happen", n)
-	}
+	relabelFiveTimes(t, newNode(t, "quiet-node"))
 	if after := versions(); after != before {
 		t.Errorf("reconciling an unchanged mirror changed objects: before %s, after %s", before, after)
 	}
@@ -106,15 +93,7 @@ func TestManySilentNodesDoNotMakeTheStatusChurn(t *testing.T) {
 	time.Sleep(time.Second) // the last status write of the first reconciles
 	_ = env.Get(ctx, client.ObjectKeyFromObject(rm), rm)
 	before := rm.ResourceVersion
-	reconciles := envtest.ReconcileCount(t, "registrymirror")
-	for i := range 5 {
-		env.Mutate(t, nodes[i], func() { nodes[i].Labels["round"] = fmt.Sprint(i) })
-		time.Sleep(200 * time.Millisecond)
-	}
-	time.Sleep(time.Second)
-	if n := envtest.ReconcileCount(t, "registrymirror") - reconciles; n < 5 {
-		t.Fatalf("only %v reconciles of RegistryMirrors; the test wants them to happen", n)
-	}
+	relabelFiveTimes(t, nodes[0])
 	_ = env.Get(ctx, client.ObjectKeyFromObject(rm), rm)
 	if rm.ResourceVersion != before {
 		t.Errorf("the mirror was written while its nodes stayed as they were (resourceVersion %s, then %s): failing %v", before, rm.ResourceVersion, rm.Status.Nodes.Failing)
@@ -145,21 +124,39 @@ func TestASettledMirrorReadsNoSecretFromTheAPIServer(t *testing.T) {
 	env.MirrorCondition(t, rm.Name, v1alpha1.ConditionPullSecretsReady, metav1.ConditionTrue, v1alpha1.ReasonPullSecretsReady)
 	time.Sleep(3 * time.Second) // earlier reconciles and their reports' batches settle
 	reads := testutil.APIReads(t, env.Config)
-	reconciles := envtest.ReconcileCount(t, "registrymirror")
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cached-node"}}
-	if err := env.Create(ctx, node); err != nil {
+	relabelFiveTimes(t, newNode(t, "cached-node"))
+	if d := testutil.APIReads(t, env.Config)["secrets"] - reads["secrets"]; d != 0 {
+		t.Errorf("%v GET or LIST request(s) for Secrets while mirrors were reconciled, want 0", d)
+	}
+}
+
+// newNode creates a Node for the test, deleted when it ends.
+func newNode(t *testing.T, name string) *corev1.Node {
+	t.Helper()
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{}}}
+	if err := env.Create(context.Background(), node); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Delete(context.Background(), node) })
+	return node
+}
+
+// relabelFiveTimes changes a label of node five times, which reconciles every mirror each
+// time, and checks that the reconciles happened.
+func relabelFiveTimes(t *testing.T, node *corev1.Node) {
+	t.Helper()
+	reconciles := envtest.ReconcileCount(t, "registrymirror")
 	for i := range 5 {
-		env.Mutate(t, node, func() { node.Labels = map[string]string{"round": fmt.Sprint(i)} })
+		env.Mutate(t, node, func() {
+			if node.Labels == nil {
+				node.Labels = map[string]string{}
+			}
+			node.Labels["round"] = fmt.Sprint(i)
+		})
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
 	if n := envtest.ReconcileCount(t, "registrymirror") - reconciles; n < 5 {
 		t.Fatalf("only %v reconciles of RegistryMirrors; the test wants them to happen", n)
-	}
-	if d := testutil.APIReads(t, env.Config)["secrets"] - reads["secrets"]; d != 0 {
-		t.Errorf("%v GET or LIST request(s) for Secrets while mirrors were reconciled, want 0", d)
 	}
 }

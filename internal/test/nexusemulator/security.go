@@ -2,6 +2,7 @@ package nexusemulator
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -142,16 +143,31 @@ func message(w http.ResponseWriter, status int, format string, args ...any) {
 	writeJSON(w, status, map[string]string{"id": "*", "message": `"` + fmt.Sprintf(format, args...) + `"`})
 }
 
-// serveRoles serves /v1/security/roles[/{id}]. The lock is held.
-func (s *Server) serveRoles(w http.ResponseWriter, r *http.Request) {
-	id, hasID := strings.CutPrefix(strings.TrimPrefix(r.URL.Path, prefixRoles), "/")
+// item is the id a path under the collection at prefix names (hasID false for the
+// collection itself); an empty id is answered 404.
+func item(w http.ResponseWriter, r *http.Request, prefix string) (id string, hasID, ok bool) {
+	id, hasID = strings.CutPrefix(strings.TrimPrefix(r.URL.Path, prefix), "/")
 	if id, _ = url.PathUnescape(id); hasID && id == "" {
 		http.NotFound(w, r)
+		return "", false, false
+	}
+	return id, hasID, true
+}
+
+// authorize checks that the method is one of perms' and that the caller holds the
+// permission perms gives it (@RequiresPermissions), answering 405, 401 or 403 when not.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, perms map[string]string) bool {
+	return s.method(w, r, slices.Sorted(maps.Keys(perms))...) && s.allowed(w, r, perms[r.Method])
+}
+
+// serveRoles serves /v1/security/roles[/{id}]. The lock is held.
+func (s *Server) serveRoles(w http.ResponseWriter, r *http.Request) {
+	id, hasID, ok := item(w, r, prefixRoles)
+	if !ok {
 		return
 	}
 	if !hasID {
-		perm := map[string]string{http.MethodGet: "nexus:roles:read", http.MethodPost: "nexus:roles:create"}[r.Method]
-		if !s.method(w, r, http.MethodGet, http.MethodPost) || !s.allowed(w, r, perm) {
+		if !s.authorize(w, r, map[string]string{http.MethodGet: "nexus:roles:read", http.MethodPost: "nexus:roles:create"}) {
 			return
 		}
 		if r.Method == http.MethodGet {
@@ -182,8 +198,7 @@ func (s *Server) serveRoles(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.roles[in.ID].xo(in.ID))
 		return
 	}
-	perm := map[string]string{http.MethodGet: "nexus:roles:read", http.MethodPut: "nexus:roles:update", http.MethodDelete: "nexus:roles:delete"}[r.Method]
-	if !s.method(w, r, http.MethodGet, http.MethodPut, http.MethodDelete) || !s.allowed(w, r, perm) {
+	if !s.authorize(w, r, map[string]string{http.MethodGet: "nexus:roles:read", http.MethodPut: "nexus:roles:update", http.MethodDelete: "nexus:roles:delete"}) {
 		return
 	}
 	have, exists := s.roles[id]
@@ -278,14 +293,12 @@ var userStatuses = []string{"active", "locked", "disabled", "changepassword"}
 // serveUsers serves /v1/security/users and /v1/security/users/{userId} (change-password
 // is served apart). The lock is held.
 func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request) {
-	id, hasID := strings.CutPrefix(strings.TrimPrefix(r.URL.Path, pathUsers), "/")
-	if id, _ = url.PathUnescape(id); hasID && id == "" {
-		http.NotFound(w, r)
+	id, hasID, ok := item(w, r, pathUsers)
+	if !ok {
 		return
 	}
 	if !hasID {
-		perm := map[string]string{http.MethodGet: "nexus:users:read", http.MethodPost: "nexus:users:create"}[r.Method]
-		if !s.method(w, r, http.MethodGet, http.MethodPost) || !s.allowed(w, r, perm) {
+		if !s.authorize(w, r, map[string]string{http.MethodGet: "nexus:users:read", http.MethodPost: "nexus:users:create"}) {
 			return
 		}
 		if r.Method == http.MethodGet {
@@ -322,8 +335,7 @@ func (s *Server) serveUsers(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, u.xo(in.UserID))
 		return
 	}
-	perm := map[string]string{http.MethodPut: "nexus:users:update", http.MethodDelete: "nexus:users:delete"}[r.Method]
-	if !s.method(w, r, http.MethodPut, http.MethodDelete) || !s.allowed(w, r, perm) {
+	if !s.authorize(w, r, map[string]string{http.MethodPut: "nexus:users:update", http.MethodDelete: "nexus:users:delete"}) {
 		return
 	}
 	have, exists := s.users[id]
