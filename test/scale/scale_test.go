@@ -139,10 +139,11 @@ func TestScale(t *testing.T) {
 	must(t, k8s.Create(ctx, rm))
 	start = time.Now()
 	testutil.Eventually(t, 5*time.Minute, "the mirror on every node", func() error {
-		if err := mirrorReady(ctx, k8s, readyNodes, totalNodes); err != nil {
-			return fmt.Errorf("%w (simulated agents: %v)", err, sim.problem())
+		err := mirrorReady(ctx, k8s, readyNodes, totalNodes)
+		if p := sim.problem(); err != nil && p != nil {
+			return fmt.Errorf("%w (a simulated agent: %w)", err, p)
 		}
-		return nil
+		return err
 	})
 	mirrorReadyIn := time.Since(start)
 	start = time.Now()
