@@ -143,18 +143,17 @@ func ownedByFormer(s *corev1.Secret, rm *v1alpha1.RegistryMirror) bool {
 		s.Labels[nexusUserLabel] != ""
 }
 
-// releaseNexusUsers removes the users and roles regwire made for rm from Nexus (c; nil
-// when Nexus cannot be reached as admin) and deletes their Secrets, once rm no longer
-// wants them (deleted, or users no longer Managed). Only a mirror that holds such Secrets
-// talks to Nexus. When Nexus refuses or cannot be reached, a Warning Event says which
-// users stay there, and the Secrets go anyway: their passwords no longer serve anything
-// regwire runs.
-func (r *Reconciler) releaseNexusUsers(ctx context.Context, rm *v1alpha1.RegistryMirror, c *nexus.Client, cErr error) error {
+// releaseNexusUsers removes the users and roles regwire made for rm from Nexus and deletes
+// their Secrets, once rm no longer wants them (deleted, or users no longer Managed). Only a
+// mirror that holds such Secrets (read from the Secret cache) connects to Nexus, through
+// connect. When Nexus refuses or cannot be reached, a Warning Event says which users stay
+// there, and the Secrets go anyway: their passwords no longer serve anything regwire runs.
+func (r *Reconciler) releaseNexusUsers(ctx context.Context, rm *v1alpha1.RegistryMirror, connect func() (*nexus.Client, error)) error {
 	var held []*corev1.Secret
 	for _, k := range nexusUserKinds {
 		s := &corev1.Secret{}
 		key := client.ObjectKey{Namespace: r.Namespace, Name: credentials.NexusUserSecretName(rm.Name, k.kind)}
-		if err := r.APIReader.Get(ctx, key, s); apierrors.IsNotFound(err) {
+		if err := r.reader().Get(ctx, key, s); apierrors.IsNotFound(err) {
 			continue
 		} else if err != nil {
 			return fmt.Errorf("reading Secret %s: %w", key, err)
@@ -166,7 +165,7 @@ func (r *Reconciler) releaseNexusUsers(ctx context.Context, rm *v1alpha1.Registr
 	if len(held) == 0 {
 		return nil
 	}
-	err := cErr
+	c, err := connect()
 	for _, k := range nexusUserKinds {
 		if err != nil {
 			break
@@ -190,20 +189,21 @@ func (r *Reconciler) releaseNexusUsers(ctx context.Context, rm *v1alpha1.Registr
 }
 
 // releaseProvisionedUsers is releaseNexusUsers for a mirror being deleted: Nexus is
-// reached as the spec says, when it still says so.
+// reached as the spec says, when it still says so, and only if there are users to remove.
 func (r *Reconciler) releaseProvisionedUsers(ctx context.Context, rm *v1alpha1.RegistryMirror) error {
-	var c *nexus.Client
-	cErr := errors.New("spec.provision.nexus is not set")
-	if rm.Spec.Provision != nil && rm.Spec.Provision.Nexus != nil {
-		sc := &mirrorScope{rm: rm}
-		if !rm.Spec.InsecureSkipVerify {
-			sc.ca, _, cErr = credentials.MirrorCA(ctx, r.APIReader, r.secretScope(), rm)
-		}
-		if cErr == nil {
-			c, cErr = r.nexusAdmin(ctx, sc)
-		}
-	}
 	ctx, cancel := context.WithTimeout(ctx, nexusTimeout)
 	defer cancel()
-	return r.releaseNexusUsers(ctx, rm, c, cErr)
+	return r.releaseNexusUsers(ctx, rm, func() (*nexus.Client, error) {
+		if rm.Spec.Provision == nil || rm.Spec.Provision.Nexus == nil {
+			return nil, errors.New("spec.provision.nexus is not set")
+		}
+		sc := &mirrorScope{rm: rm}
+		if !rm.Spec.InsecureSkipVerify {
+			var err error
+			if sc.ca, _, err = credentials.MirrorCA(ctx, r.reader(), r.secretScope(), rm); err != nil {
+				return nil, err
+			}
+		}
+		return r.nexusAdmin(ctx, sc)
+	})
 }

@@ -141,7 +141,7 @@ func (r *Reconciler) provision(ctx context.Context, sc *mirrorScope) (nexus.Acti
 	if err == nil && sc.rm.Spec.ManagesNexusUsers() {
 		userSecrets, err = r.provisionUsers(ctx, c, sc.rm)
 	} else if err == nil {
-		err = r.releaseNexusUsers(ctx, sc.rm, c, nil) // users: None since they were made
+		err = r.releaseNexusUsers(ctx, sc.rm, func() (*nexus.Client, error) { return c, nil }) // users: None since they were made
 	}
 	if _, reported := conditions.Reported(err); reported {
 		return "", nil, err
