@@ -6,9 +6,11 @@
 package controllers
 
 import (
+	"errors"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/regwire/regwire/controllers/agentdaemonset"
 	"github.com/regwire/regwire/controllers/imagesync"
+	"github.com/regwire/regwire/controllers/internal/shards"
 	"github.com/regwire/regwire/controllers/registrymirror"
 	"github.com/regwire/regwire/internal/imagecopy"
 	"github.com/regwire/regwire/internal/nodeconfig"
@@ -46,6 +49,20 @@ type Options struct {
 	// ConcurrentSyncs bounds the ImageSyncs copying at once, and
 	// ConcurrentSyncsPerNamespace those of one namespace (defaults 16 and half of it).
 	ConcurrentSyncs, ConcurrentSyncsPerNamespace int
+	// CopyShards, when positive, shares the ImageSyncs among every replica of the
+	// manager: they are cut into this many shards, each replica holds a fair share through
+	// Leases in Namespace and copies only the ImageSyncs of its shards. Zero: the leader
+	// copies every ImageSync. The same on every replica.
+	CopyShards int
+	// Identity names this replica among those sharing copies (its Pod's name).
+	Identity string
+	// ShardTimings override the shard Leases' timings; zero fields keep the defaults
+	// (shards.Default*).
+	ShardTimings shards.Timings
+	// ShardsKeptOnStop leaves this replica's shard Leases as they are when it stops, as a
+	// crashed replica would (the others take its shards once its membership expires);
+	// by default a stopping replica releases them at once.
+	ShardsKeptOnStop bool
 	// CopyBounds are what a registry may make an ImageSync's copy do: stall timeout, blob
 	// size cap, minimum transfer rate, private redirects.
 	CopyBounds imagecopy.Bounds
@@ -92,6 +109,17 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
+	var copyShards *shards.Coordinator
+	if o.CopyShards > 0 {
+		if o.Identity == "" {
+			return nil, errors.New("sharing copies among replicas needs this replica's identity (its Pod's name)")
+		}
+		copyShards = &shards.Coordinator{
+			Client: mgr.GetClient(), Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+			Namespace: o.Namespace, Name: CopyShardSet, Identity: o.Identity, Shards: o.CopyShards,
+			Timings: o.ShardTimings, ReleaseOnCancel: !o.ShardsKeptOnStop,
+		}
+	}
 	if err := (&imagesync.Reconciler{
 		Client:                      mgr.GetClient(),
 		APIReader:                   mgr.GetAPIReader(),
@@ -102,6 +130,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Bounds:                      o.CopyBounds,
 		ConcurrentSyncs:             o.ConcurrentSyncs,
 		ConcurrentSyncsPerNamespace: o.ConcurrentSyncsPerNamespace,
+		Shards:                      copyShards,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
@@ -113,6 +142,9 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}
 	return mgr, nil
 }
+
+// CopyShardSet names the Leases through which replicas share the ImageSyncs' copies.
+const CopyShardSet = "regwire-copies"
 
 // cacheByObject limits what the manager caches to what the controllers read: ConfigMaps and
 // DaemonSets only in the operator namespace, published ConfigMaps only, and of each Node
@@ -126,6 +158,10 @@ func cacheByObject(namespace string) map[client.Object]cache.ByObject {
 			Label:      labels.SelectorFromSet(labels.Set{nodeconfig.PublishedLabel: "true"}),
 		},
 		&appsv1.DaemonSet{}: {Namespaces: map[string]cache.Config{namespace: {}}},
+		&coordinationv1.Lease{}: {
+			Namespaces: map[string]cache.Config{namespace: {}},
+			Label:      labels.SelectorFromSet(labels.Set{shards.LabelSet: CopyShardSet}),
+		},
 	}
 }
 

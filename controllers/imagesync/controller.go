@@ -22,10 +22,13 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -37,6 +40,7 @@ import (
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers/internal/conditions"
 	"github.com/regwire/regwire/controllers/internal/credentials"
+	"github.com/regwire/regwire/controllers/internal/shards"
 	"github.com/regwire/regwire/internal/imagecopy"
 	"github.com/regwire/regwire/internal/repopattern"
 )
@@ -85,6 +89,10 @@ type Reconciler struct {
 	Bounds imagecopy.Bounds
 	// Clock tells the time; tests set a fake one.
 	Clock clock.PassiveClock
+	// Shards, when set, shares the ImageSyncs among the manager's replicas: this one
+	// reconciles and copies only those whose UID falls into a shard it holds, on every
+	// replica rather than the leader alone. Nil: the leader does all of them.
+	Shards *shards.Coordinator
 
 	runner *syncRunner
 	// failures counts the consecutive failed runs of each ImageSync's generation, for
@@ -93,6 +101,12 @@ type Reconciler struct {
 	// cache is what the copies of all ImageSyncs remember: blobs in target repositories
 	// (mounted rather than uploaded again) and the manifests of indexes.
 	cache *imagecopy.Cache
+	// queue is the controller's work queue once it has started (shards gained are
+	// reconciled through it).
+	queue struct {
+		sync.Mutex
+		q workqueue.TypedRateLimitingInterface[reconcile.Request]
+	}
 }
 
 // +kubebuilder:rbac:groups=regwire.dev,resources=imagesyncs,verbs=get;list;watch;update;patch
@@ -106,8 +120,18 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.runner = newSyncRunner(r.ConcurrentSyncs, r.ConcurrentSyncsPerNamespace, r.ProgressInterval)
 	r.cache = imagecopy.NewCache(0)
-	// Copies run under the manager: they start when it has started (as leader) and stop
-	// with it.
+	opts := controller.Options{}
+	if r.Shards != nil {
+		r.runner.leader = false
+		opts.NeedLeaderElection = ptr.To(false)
+		r.Shards.Busy = func(s int) bool { return r.runner.copyingWhere(r.inShards(s)) }
+		r.Shards.OnChange = r.shardsChanged
+		if err := mgr.Add(r.Shards); err != nil {
+			return err
+		}
+	}
+	// Copies run under the manager: they start when it has started (as leader, unless
+	// sharded) and stop with it.
 	if err := mgr.Add(r.runner); err != nil {
 		return err
 	}
@@ -127,8 +151,52 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.syncsInNamespace), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		// A finished copy brings its ImageSync back to record the results.
 		WatchesRawSource(source.Channel(r.runner.events, &handler.EnqueueRequestForObject{})).
+		// The queue itself, for the ImageSyncs of shards this replica comes to hold.
+		WatchesRawSource(source.Func(func(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+			r.queue.Lock()
+			defer r.queue.Unlock()
+			r.queue.q = q
+			return nil
+		})).
+		WithOptions(opts).
 		Named("imagesync").
 		Complete(r)
+}
+
+// inShards matches the UIDs that fall into one of shards.
+func (r *Reconciler) inShards(shards ...int) func(types.UID) bool {
+	return func(uid types.UID) bool { return slices.Contains(shards, r.shardOf(uid)) }
+}
+
+func (r *Reconciler) shardOf(uid types.UID) int { return shards.Of(string(uid), r.Shards.Shards) }
+
+// shardsChanged stops the copies of the shards this replica no longer holds and brings
+// back the ImageSyncs of those it has come to hold (due ones start; the others wait for
+// their slot, which status.nextSyncTime keeps across replicas).
+func (r *Reconciler) shardsChanged(ctx context.Context, gained, lost []int) {
+	if len(lost) > 0 {
+		r.runner.stopWhere(r.inShards(lost...))
+	}
+	if len(gained) == 0 {
+		return
+	}
+	r.queue.Lock()
+	q := r.queue.q
+	r.queue.Unlock()
+	if q == nil {
+		return // the controller has not started: its first list brings every ImageSync
+	}
+	list := &v1alpha1.ImageSyncList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		logf.FromContext(ctx).Error(err, "Listing ImageSyncs of gained shards failed; the resync brings them")
+		return
+	}
+	in := r.inShards(gained...)
+	for i := range list.Items {
+		if in(list.Items[i].UID) {
+			q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+	}
 }
 
 // mirrorChangedForSyncs passes the RegistryMirror changes its ImageSyncs read: its spec
@@ -203,6 +271,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 	if !is.DeletionTimestamp.IsZero() {
 		r.runner.stop(req.NamespacedName)
+		return ctrl.Result{}, nil
+	}
+	if r.Shards != nil && !r.Shards.Owns(string(is.UID)) {
+		// Another replica's, or nobody's for a moment: the replica that takes its shard
+		// brings it back.
+		r.runner.stop(req.NamespacedName)
+		forgetMetrics(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
 

@@ -28,6 +28,12 @@ type syncRunner struct {
 	pending []func()
 	stopped bool
 	wg      sync.WaitGroup
+	// copying counts the copies under way by ImageSync UID, cancelled ones until they
+	// have ended: a replica gives a shard up only once none of its copies runs.
+	copying map[types.UID]int
+	// leader is whether copies wait for the manager's leadership (false when replicas
+	// share the copies by shard).
+	leader bool
 
 	events chan event.GenericEvent
 	// slots bound the copies running at once across all ImageSyncs, fairly across
@@ -46,6 +52,7 @@ const defaultConcurrentSyncs = 16
 
 // syncRun is one copy of one ImageSync generation.
 type syncRun struct {
+	uid        types.UID
 	generation int64
 	// cancel stops the run; called with the runner's mu held.
 	cancel    context.CancelFunc
@@ -76,9 +83,12 @@ func newSyncRunner(concurrent, perNamespace int, progressEvery time.Duration) *s
 	if progressEvery <= 0 {
 		progressEvery = defaultProgressEvery
 	}
-	return &syncRunner{runs: map[types.NamespacedName]*syncRun{}, events: make(chan event.GenericEvent, 64),
-		slots: newFairSlots(concurrent, perNamespace), progressEvery: progressEvery}
+	return &syncRunner{runs: map[types.NamespacedName]*syncRun{}, copying: map[types.UID]int{}, leader: true,
+		events: make(chan event.GenericEvent, 64), slots: newFairSlots(concurrent, perNamespace), progressEvery: progressEvery}
 }
+
+// NeedLeaderElection says whether copies run on the leader only.
+func (s *syncRunner) NeedLeaderElection() bool { return s.leader }
 
 // Start runs the copies asked for so far, and those asked for later, under ctx until it is
 // done; then it waits for them to end.
@@ -116,7 +126,7 @@ func (s *syncRunner) start(is *v1alpha1.ImageSync, fn func(ctx context.Context, 
 		}
 		r.cancel()
 	}
-	run := &syncRun{generation: is.Generation, started: time.Now()}
+	run := &syncRun{uid: is.UID, generation: is.Generation, started: time.Now()}
 	s.runs[key] = run
 	// Events need only the object's name.
 	ref := &v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
@@ -130,8 +140,16 @@ func (s *syncRunner) start(is *v1alpha1.ImageSync, fn func(ctx context.Context, 
 		ctx, cancel := context.WithCancel(s.ctx)
 		run.cancel = cancel
 		s.wg.Add(1)
+		s.copying[run.uid]++
 		s.mu.Unlock()
 		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			if s.copying[run.uid]--; s.copying[run.uid] == 0 {
+				delete(s.copying, run.uid)
+			}
+			s.mu.Unlock()
+		}()
 		defer cancel()
 		s.execute(ctx, key, run, ref, fn)
 	}
@@ -261,4 +279,29 @@ func (s *syncRunner) stop(key types.NamespacedName) {
 		r.cancel()
 		delete(s.runs, key)
 	}
+}
+
+// stopWhere cancels and forgets the runs of the ImageSyncs whose UID matches.
+func (s *syncRunner) stopWhere(match func(types.UID) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, r := range s.runs {
+		if match(r.uid) {
+			r.cancel()
+			delete(s.runs, key)
+		}
+	}
+}
+
+// copyingWhere reports whether a copy of an ImageSync whose UID matches is under way
+// (cancelled ones count until they have ended).
+func (s *syncRunner) copyingWhere(match func(types.UID) bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for uid := range s.copying {
+		if match(uid) {
+			return true
+		}
+	}
+	return false
 }
