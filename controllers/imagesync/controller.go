@@ -498,6 +498,10 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 		showProgress(is, r.runner.progress(key, is.Generation))
 		return ctrl.Result{}, nil
 	}
+	if next, ok := r.runner.notDueUntil(key, is.Generation); ok && now.Before(next) {
+		// This replica recorded the last run; the cache may not show that status yet.
+		return ctrl.Result{RequeueAfter: next.Sub(now)}, nil
+	}
 	synced := apimeta.FindStatusCondition(is.Status.Conditions, v1alpha1.ConditionSynced)
 	due := is.Status.LastSyncTime == nil || synced == nil || synced.ObservedGeneration != is.Generation ||
 		synced.Reason == string(v1alpha1.ReasonSyncing) || synced.Reason == string(v1alpha1.ReasonSuspended) ||

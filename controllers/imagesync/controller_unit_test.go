@@ -360,3 +360,66 @@ func TestADeletedImageSyncsSeriesGo(t *testing.T) {
 		t.Error("another ImageSync's series went with it")
 	}
 }
+
+// TestACacheBehindTheRecordedStatusDoesNotStartTheCopyAgain: once a run's results landed,
+// a reconcile that still reads the status from before (the cache had not caught up: it
+// says the copy is under way) must not take the ImageSync for due and copy again.
+func TestACacheBehindTheRecordedStatusDoesNotStartTheCopyAgain(t *testing.T) {
+	t.Parallel()
+	is := &v1alpha1.ImageSync{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "x", Generation: 1},
+		Spec: v1alpha1.ImageSyncSpec{
+			Source: v1alpha1.ImageSource{Image: "127.0.0.1:1/a", Tags: []string{"1"}}, // the run fails fast
+			Target: v1alpha1.ImageTarget{Image: "127.0.0.1:1/b"},
+		},
+	}
+	s := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	var stale atomic.Pointer[v1alpha1.ImageSync]
+	c := interceptor.NewClient(fake.NewClientBuilder().WithScheme(s).WithObjects(is).WithStatusSubresource(is).Build(), interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, o ...client.GetOption) error {
+			if old := stale.Load(); old != nil {
+				old.DeepCopyInto(obj.(*v1alpha1.ImageSync))
+				return nil
+			}
+			return c.Get(ctx, key, obj, o...)
+		},
+	})
+	r := &Reconciler{Client: c, APIReader: c, Recorder: events.NewFakeRecorder(16), Clock: clock.RealClock{}, runner: startedRunner(t, 1, 0)}
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(is)}
+	if _, err := r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	syncing := &v1alpha1.ImageSync{}
+	if err := c.Get(context.Background(), req.NamespacedName, syncing); err != nil {
+		t.Fatal(err)
+	}
+	if c := apimeta.FindStatusCondition(syncing.Status.Conditions, v1alpha1.ConditionSynced); c == nil || c.Reason != string(v1alpha1.ReasonSyncing) {
+		t.Fatalf("Synced = %+v after the first reconcile, want Syncing", c)
+	}
+	select {
+	case <-r.runner.events:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run did not end")
+	}
+	if _, err := r.Reconcile(context.Background(), req); err != nil { // records the run
+		t.Fatal(err)
+	}
+	if r.runner.finished(req.NamespacedName, 1) != nil {
+		t.Fatal("the run was not recorded")
+	}
+
+	stale.Store(syncing)
+	res, err := r.Reconcile(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.runner.running(req.NamespacedName, 1) || r.runner.finished(req.NamespacedName, 1) != nil {
+		t.Fatal("a reconcile reading the status from before the recorded run copied again")
+	}
+	if res.RequeueAfter <= 0 {
+		t.Errorf("Reconcile = %+v, want to come back when the next run is due", res)
+	}
+}

@@ -31,6 +31,10 @@ type syncRunner struct {
 	// copying counts the copies under way by ImageSync UID, cancelled ones until they
 	// have ended: a replica gives a shard up only once none of its copies runs.
 	copying map[types.UID]int
+	// recorded is, per ImageSync, the last run whose results landed in status and when
+	// it is due again: the cache may still hold the status from before that write, which
+	// would make the run look due.
+	recorded map[types.NamespacedName]recordedRun
 	// leader is whether copies wait for the manager's leadership (false when replicas
 	// share the copies by shard).
 	leader bool
@@ -71,6 +75,13 @@ type syncRun struct {
 	moved    bool
 }
 
+// recordedRun is a run recorded in status: its generation and when the next is due.
+type recordedRun struct {
+	uid        types.UID
+	generation int64
+	next       time.Time
+}
+
 // progressFunc receives a tag's copy progress (imagecopy.Options.Progress).
 type progressFunc = func(tag string, complete, total int64)
 
@@ -83,7 +94,7 @@ func newSyncRunner(concurrent, perNamespace int, progressEvery time.Duration) *s
 	if progressEvery <= 0 {
 		progressEvery = defaultProgressEvery
 	}
-	return &syncRunner{runs: map[types.NamespacedName]*syncRun{}, copying: map[types.UID]int{}, leader: true,
+	return &syncRunner{runs: map[types.NamespacedName]*syncRun{}, copying: map[types.UID]int{}, recorded: map[types.NamespacedName]recordedRun{}, leader: true,
 		events: make(chan event.GenericEvent, 64), slots: newFairSlots(concurrent, perNamespace), progressEvery: progressEvery}
 }
 
@@ -262,13 +273,24 @@ func (s *syncRunner) finished(key types.NamespacedName, generation int64) *syncR
 	return r
 }
 
-// forget drops run, once its results are in the ImageSync's status.
+// forget drops run, once its results are in the ImageSync's status, remembering when the
+// next run is due.
 func (s *syncRunner) forget(key types.NamespacedName, run *syncRun) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.runs[key] == run {
 		delete(s.runs, key)
+		s.recorded[key] = recordedRun{uid: run.uid, generation: run.generation, next: run.next}
 	}
+}
+
+// notDueUntil returns when the run of this generation last recorded here is due again,
+// if it is.
+func (s *syncRunner) notDueUntil(key types.NamespacedName, generation int64) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.recorded[key]
+	return r.next, ok && r.generation == generation
 }
 
 // stop cancels and forgets any run of the ImageSync.
@@ -279,6 +301,7 @@ func (s *syncRunner) stop(key types.NamespacedName) {
 		r.cancel()
 		delete(s.runs, key)
 	}
+	delete(s.recorded, key)
 }
 
 // stopWhere cancels and forgets the runs of the ImageSyncs whose UID matches.
@@ -289,6 +312,11 @@ func (s *syncRunner) stopWhere(match func(types.UID) bool) {
 		if match(r.uid) {
 			r.cancel()
 			delete(s.runs, key)
+		}
+	}
+	for key, r := range s.recorded {
+		if match(r.uid) {
+			delete(s.recorded, key)
 		}
 	}
 }

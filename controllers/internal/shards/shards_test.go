@@ -13,6 +13,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -22,7 +23,11 @@ import (
 	"github.com/regwire/regwire/internal/test/testutil"
 )
 
-var c client.Client
+// c is an administrator's client of the control plane, which controlPlaneConfig reaches.
+var (
+	c                  client.Client
+	controlPlaneConfig *rest.Config
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
@@ -32,6 +37,7 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer func() { _ = cp.Stop() }()
+		controlPlaneConfig = cp.Config
 		if c, err = client.New(cp.Config, client.Options{Scheme: scheme.New()}); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
