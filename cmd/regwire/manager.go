@@ -69,6 +69,12 @@ func newManagerCommand() *cobra.Command {
 			opts.CopyBounds.SourceGuard = guard
 			// The Deployment that runs this Pod owns the agent DaemonSet (downward API).
 			opts.PodName = os.Getenv("POD_NAME")
+			if opts.Identity = opts.PodName; opts.Identity == "" {
+				var err error
+				if opts.Identity, err = os.Hostname(); err != nil {
+					return fmt.Errorf("naming this replica for --copy-shards: %w", err)
+				}
+			}
 			cfg, err := ctrl.GetConfig()
 			if err != nil {
 				return fmt.Errorf("loading kubeconfig: %w", err)
@@ -108,7 +114,8 @@ func newManagerCommand() *cobra.Command {
 	f.StringSliceVar(&opts.SecretNamespaces, "secret-namespaces", nil, "namespaces besides --namespace whose Secrets RegistryMirrors may name (credentials, CA, client certificates, Nexus admin), comma-separated; a mirror naming a Secret elsewhere is refused (SecretNamespaceNotAllowed)")
 	addBoundsFlags(f, &opts.CopyBounds)
 	f.StringSliceVar(&sourceCIDRs, "allow-source-cidrs", nil, "loopback, link-local or unspecified addresses (CIDRs, comma-separated) that ImageSync sources, their token realms and redirects may reach; refused by default, since a tenant names the source (a laptop cluster whose registry is on 127.0.0.1 needs 127.0.0.1/32)")
-	f.IntVar(&opts.ConcurrentSyncs, "concurrent-syncs", 16, "ImageSyncs copying at once")
+	f.IntVar(&opts.ConcurrentSyncs, "concurrent-syncs", 16, "ImageSyncs copying at once (per replica)")
+	f.IntVar(&opts.CopyShards, "copy-shards", 0, "share the ImageSyncs' copies among every replica of the manager: cut them into this many shards, each replica holding a fair share through Leases in --namespace (the same value on every replica; 12 splits evenly over 1, 2, 3, 4 or 6 replicas); 0: the leader copies them all")
 	f.IntVar(&opts.ConcurrentSyncsPerNamespace, "concurrent-syncs-per-namespace", 0, "ImageSyncs of one namespace copying at once (default half of --concurrent-syncs); a slot that frees up goes to the waiting namespace holding fewest")
 	f.DurationVar(&syncPeriod, "sync-period", 10*time.Hour, "how often every object is reconciled again without a change (a safety net; changes are watched)")
 	f.StringToStringVar(&opts.Agent.NodeSelector, "agent-node-selector", nil, "node labels the agent DaemonSet's pods require, key=value,… (default: every node)")
