@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -121,15 +120,9 @@ func TestScale(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	metricsAddr := testutil.FreeAddr(t)
-	mgr := exec.Command(bin, "manager", "--namespace", operatorNS, "--metrics-bind-address", metricsAddr,
-		"--health-probe-bind-address", "0", "--sync-period", "10s", "--zap-log-level", "error",
-		"--allow-source-cidrs=127.0.0.1/32") // the source registries listen on loopback
-	mgr.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	logFile, _ := os.Create(filepath.Join(work, "manager.log"))
-	mgr.Stdout, mgr.Stderr = logFile, logFile
-	must(t, mgr.Start())
-	t.Cleanup(func() { _ = mgr.Process.Signal(syscall.SIGTERM); _ = mgr.Wait() })
+	mgr := startManager(t, bin, kubeconfig, work, "manager-0")
+	metricsAddr := mgr.metrics
+	src := newSourceLog(t, source.URL) // counts the copies, by repository
 
 	// 1. A mirror on every node, then 1,000 ImageSyncs: time to all Ready.
 	rm := &v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "scale"}, Spec: v1alpha1.RegistryMirrorSpec{
@@ -151,7 +144,7 @@ func TestScale(t *testing.T) {
 		ns := fmt.Sprintf("scale-%d", i%max(namespaces, 10))
 		must(t, k8s.Create(ctx, &v1alpha1.ImageSync{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("sync-%04d", i)},
 			Spec: v1alpha1.ImageSyncSpec{
-				Source:   v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(fmt.Sprintf("%s/lib/app%d", source.Host, i%repos)), Tags: []string{"1.0"}},
+				Source:   v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(fmt.Sprintf("%s/lib/app%d", src.host(), i%repos)), Tags: []string{"1.0"}},
 				Target:   v1alpha1.ImageTarget{Image: v1alpha1.ImageRepository(fmt.Sprintf("%s/%s/sync-%04d", target.Host, ns, i))},
 				Interval: &metav1.Duration{Duration: time.Hour},
 			}}))
@@ -195,7 +188,7 @@ func TestScale(t *testing.T) {
 			writes[k] = d
 		}
 	}
-	rss := testutil.PeakRSS(mgr.Process.Pid)
+	rss := testutil.PeakRSS(mgr.cmd.Process.Pid)
 	t.Logf("steady state for %s: reconciles %v; API writes %v; uncached reads %v; manager peak RSS %.0f MiB", steady, reconciles, writes, reads, float64(rss)/(1<<20))
 
 	// 3. Mirror changes: the time until every node's hosts file has the new alias address.
@@ -232,14 +225,25 @@ func TestScale(t *testing.T) {
 	slices.Sort(latencies)
 	pct := func(p float64) time.Duration { return latencies[min(len(latencies)-1, int(p*float64(len(latencies))))] }
 	testutil.Eventually(t, 5*time.Minute, "every node's report of the last change", func() error { return mirrorReady(ctx, k8s, readyNodes, totalNodes) })
-	rssEnd := testutil.PeakRSS(mgr.Process.Pid)
+	rssEnd := testutil.PeakRSS(mgr.cmd.Process.Pid)
 	t.Logf("mirror change → file on all %d nodes, %d changes: p50 %s, p99 %s, max %s; %d simulated reports", nodes, changes, pct(0.5), pct(0.99), latencies[len(latencies)-1], sim.reports)
+
+	// 4. A restart: the manager's own API requests, copies started, the next hour's syncs.
+	restartWindow := time.Duration(envInt("REGWIRE_SCALE_RESTART_SECONDS", 120)) * time.Second
+	mgr, rs := restart(t, ctx, k8s, mgr, bin, kubeconfig, work, src, restartWindow)
+	t.Logf("after a restart: peak %.1f requests/s, mean %.1f over %s; %d copies; next syncs by 10 minutes %v", rs.peakPerSecond, rs.meanPerSecond, rs.window, rs.copies, rs.spread)
+
+	// 5. Three replicas share the copies; one is killed.
+	shortSyncs := envInt("REGWIRE_SCALE_SHORT_SYNCS", 120)
+	replicasWindow := time.Duration(envInt("REGWIRE_SCALE_REPLICAS_SECONDS", 300)) * time.Second
+	rr := threeReplicas(t, ctx, k8s, mgr, bin, kubeconfig, work, source.Host, src, shortSyncs, replicasWindow)
+	t.Logf("three replicas: %+v", rr)
 
 	// The report.
 	var mgrWrites float64
 	for k, v := range writes {
-		// RegistryNodes are the agents' reports; leases the API server's own identity lease
-		// (renewed every 10 s; the manager runs without leader election here).
+		// RegistryNodes are the agents' reports; leases are heartbeats (the API server's
+		// identity lease, leader election, the copy-shard membership).
 		if !strings.HasPrefix(k, "registrynodes") && !strings.HasPrefix(k, "leases") && !strings.HasPrefix(k, "nodes") {
 			mgrWrites += v
 		}
@@ -264,16 +268,41 @@ func TestScale(t *testing.T) {
 	fmt.Fprintf(&b, "| uncached reads in that time (GET and LIST of what regwire reads; not the simulated kubelets' or the API server's own) | %.0f, %.1f a minute (%s) | < 10 a minute | %s |\n", uncached, readsPerMinute, mapString(reads), yes(readsPerMinute < 10))
 	fmt.Fprintf(&b, "| RegistryMirror change → hosts file on all %d real nodes, while all %d report (%d changes, %d samples) | p50 %s, p99 %s, max %s | p99 < 5 s | %s |\n\n",
 		nodes, totalNodes, changes, len(latencies), pct(0.5).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), latencies[len(latencies)-1].Round(time.Millisecond), yes(pct(0.99) < 5*time.Second))
-	fmt.Fprintf(&b, "API writes are the API server's own `apiserver_request_total` for POST, PUT, PATCH and DELETE by resource; reconciles are the manager's `controller_runtime_reconcile_total`. RegistryNode writes are the agents' reports and lease writes the API server's own identity lease; neither is the manager's. A write that changes nothing still counts: that is how this harness found the manager patching the agent DaemonSet on every reconcile (its defaulted fields always differed), now compared by hash.\n")
+	fmt.Fprintf(&b, "| after a restart of the manager: its API requests (client-go's count) over %s, per 10 s | peak %.1f/s, mean %.1f/s | ≤ %d/s (the client's QPS) | %s |\n",
+		rs.window, rs.peakPerSecond, rs.meanPerSecond, clientQPS, yes(rs.peakPerSecond <= clientQPS))
+	fmt.Fprintf(&b, "| after the restart: copies started (every ImageSync ran less than its 1 h interval ago) | %d | 0 | %s |\n", rs.copies, yes(rs.copies == 0))
+	fmt.Fprintf(&b, "| the next syncs of the %d hourly ImageSyncs, by 10 minutes from the first | %s | spread | — |\n", syncs, intsString(rs.spread))
+	fmt.Fprintf(&b, "| three replicas (--copy-shards=%d), %d ImageSyncs with a 1 m interval for %s, one replica SIGKILLed half-way: copies counted at the source | %d copies; closest two of one ImageSync %s apart, furthest %s | none twice within 1 m, none left behind | %s |\n",
+		copyShards, rr.syncs, rr.window, rr.runs, rr.minGap.Round(time.Millisecond), rr.maxGap.Round(time.Millisecond), yes(rr.twice == 0 && rr.starved == 0))
+	fmt.Fprintf(&b, "| the killed replica's shards held by the two left | after %s | ≤ %s (membership Lease 15 s, renewal 5 s, a tick) | %s |\n\n",
+		rr.moved.Round(time.Millisecond), takeoverBound, yes(rr.moved <= takeoverBound))
+	fmt.Fprintf(&b, "API writes are the API server's own `apiserver_request_total` for POST, PUT, PATCH and DELETE by resource; reconciles are the manager's `controller_runtime_reconcile_total`. RegistryNode writes are the agents' reports; lease writes are heartbeats (the API server's identity lease, the manager's leader election and its copy-shard membership, renewed every 5 s), not counted as the manager's writes. A write that changes nothing still counts: that is how this harness found the manager patching the agent DaemonSet on every reconcile (its defaulted fields always differed), now compared by hash.\n")
 	out := os.Getenv("REGWIRE_SCALE_OUT")
 	if out == "" {
 		out = filepath.Join(testutil.RepoRoot(t), "docs", "scale.md")
 	}
 	must(t, os.WriteFile(out, []byte(b.String()), 0o644))
 	t.Logf("wrote %s:\n%s", out, b.String())
-	if mgrWrites != 0 || rssEnd >= 250<<20 || pct(0.99) >= 5*time.Second || readsPerMinute >= 10 {
+	if mgrWrites != 0 || rssEnd >= 250<<20 || pct(0.99) >= 5*time.Second || readsPerMinute >= 10 ||
+		rs.peakPerSecond > clientQPS || rs.copies != 0 || rr.twice != 0 || rr.starved != 0 || rr.moved > takeoverBound {
 		t.Errorf("a target is not met (see %s)", out)
 	}
+}
+
+// clientQPS is the manager's client rate limit (controller-runtime's default config), the
+// ceiling of its request rate; takeoverBound is when a dead replica's copy shards must have
+// moved: its membership's 15 s, a renewal's 5 s and some ticks.
+const (
+	clientQPS     = 20
+	takeoverBound = 25 * time.Second
+)
+
+func intsString(v []int) string {
+	parts := make([]string, len(v))
+	for i, n := range v {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, " · ")
 }
 
 func yes(ok bool) string {
