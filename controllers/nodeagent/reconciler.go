@@ -68,8 +68,10 @@ type Reconciler struct {
 	// Clock tells the time; tests set a fake one.
 	Clock clock.PassiveClock
 
-	// anonymous keeps anonymousPullProblem's answers (one reconcile at a time touches it).
-	anonymous map[string]anonymousCheck
+	// probes asks the registries apart from the reconcile; a changed answer comes back
+	// through probed.
+	probes *prober
+	probed chan event.GenericEvent
 }
 
 // CacheByObject limits the agent's cache to its own Node and RegistryNode, the published
@@ -126,9 +128,22 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return err
 		}
 	}
+	nodeEvent := event.GenericEvent{Object: &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: r.NodeName}}}
+	r.probed = make(chan event.GenericEvent, 1)
+	r.probes = newProber(r, func() {
+		select {
+		case r.probed <- nodeEvent:
+		default: // one is already on its way
+		}
+	})
+	if err := mgr.Add(r.probes); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("nodeagent").
 		WatchesRawSource(source.Channel(fileChanged, toNode)).
+		// A registry's answer changed: report it.
+		WatchesRawSource(source.Channel(r.probed, toNode)).
 		Watches(&corev1.ConfigMap{}, toNode).
 		// Of the Node, only what decides which mirrors select it and in which format: not
 		// the status heartbeats that make up most of its updates.
@@ -206,7 +221,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	if err := r.Client.Get(ctx, client.ObjectKey{Name: r.NodeName}, existing); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, err
 	}
-	status := r.report(ctx, selected, gens, plan, applyErr, decodeErrs, existing.Status)
+	status, probing := r.report(selected, gens, plan, applyErr, decodeErrs, existing.Status)
+	if probing {
+		// The files are in place; the report waits for the registries' answers, which
+		// bring the agent back.
+		return ctrl.Result{RequeueAfter: untilPhase(r.NodeName, r.Resync, r.Clock.Now())}, nil
+	}
 	if err := r.writeReport(ctx, node, existing, status); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 			// The cache has not seen the agent's previous write yet: report again from the
@@ -215,13 +235,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 			return ctrl.Result{RequeueAfter: reportRetry}, nil
 		}
 		return ctrl.Result{}, err
-	}
-	if newlyUnreachable(existing.Status, status) {
-		// A registry that answered before, or a configuration just applied, and now no
-		// answer: often a moment's matter (a proxy reloading its certificate, a registry
-		// restarting). Ask once more soon rather than report it for a whole resync; a
-		// registry that stays down is asked again every resync.
-		return ctrl.Result{RequeueAfter: min(probeRetry, r.Resync)}, nil
 	}
 	return ctrl.Result{RequeueAfter: untilPhase(r.NodeName, r.Resync, r.Clock.Now())}, nil
 }
@@ -248,21 +261,6 @@ func untilPhase(node string, period time.Duration, now time.Time) time.Duration 
 
 // probeRetry is how soon a probe that has just started failing is tried again.
 const probeRetry = 5 * time.Second
-
-// newlyUnreachable says whether a mirror's probe fails now where the old report had it
-// reachable, or had another generation of it.
-func newlyUnreachable(old, now v1alpha1.RegistryNodeStatus) bool {
-	for _, m := range now.Mirrors {
-		if m.Probe == nil || m.Probe.Reachable {
-			continue
-		}
-		i := slices.IndexFunc(old.Mirrors, func(o v1alpha1.NodeMirrorStatus) bool { return o.Name == m.Name })
-		if i < 0 || old.Mirrors[i].ObservedGeneration != m.ObservedGeneration || old.Mirrors[i].Probe == nil || old.Mirrors[i].Probe.Reachable {
-			return true
-		}
-	}
-	return false
-}
 
 // published reads the mirrors published for nodes, with their client certificates;
 // undecodable ones, and those whose client certificate has not arrived, are reported by
@@ -302,11 +300,19 @@ func (r *Reconciler) published(ctx context.Context) ([]nodeconfig.Published, map
 	return out, mirrors, errs, nil
 }
 
-// report builds the node's status, probing each mirror that applied cleanly. Probe times
-// only move when a result changes, so a steady node writes nothing.
-func (r *Reconciler) report(ctx context.Context, selected []nodeconfig.Mirror, gens map[string]int64,
-	p *nodeapply.Plan, applyErr error, decodeErrs map[string]string, old v1alpha1.RegistryNodeStatus) v1alpha1.RegistryNodeStatus {
+// report builds the node's status with the prober's answers for each mirror that applied
+// cleanly, and says whether one has no answer yet (the prober is asked for it). Probe
+// times only move when a result changes, so a steady node writes nothing.
+func (r *Reconciler) report(selected []nodeconfig.Mirror, gens map[string]int64,
+	p *nodeapply.Plan, applyErr error, decodeErrs map[string]string, old v1alpha1.RegistryNodeStatus) (_ v1alpha1.RegistryNodeStatus, probing bool) {
 	problems := p.Problems()
+	var clean []nodeconfig.Mirror
+	for _, m := range selected {
+		if _, hasProblem := problems[m.Name]; applyErr == nil && !hasProblem {
+			clean = append(clean, m)
+		}
+	}
+	answers := r.probes.want(clean)
 	st := v1alpha1.RegistryNodeStatus{AgentVersion: r.Version, Runtime: p.Runtime.Name, ConfigHash: p.Hash(), Conditions: old.Conditions}
 	ready, firstProblem := true, ""
 	probeReason := v1alpha1.ReasonProbeFailed
@@ -327,17 +333,20 @@ func (r *Reconciler) report(ctx context.Context, selected []nodeconfig.Mirror, g
 			ms.Runtimes = p.Runtimes(m.Name)
 		}
 		if ms.Error == "" {
-			res := r.probeEndpoints(ctx, m, old, &ms)
+			a, ok := answers[m.Name]
+			if !ok {
+				probing = true
+				continue
+			}
+			res := r.probeEndpoints(m, a, old, &ms)
 			if !res.Reachable && firstProblem == "" {
 				firstProblem = fmt.Sprintf("%s: registry not reachable: %s", m.Name, res.Err)
 			}
-			if res.Reachable {
-				if msg := r.anonymousPullProblem(ctx, m, gens[m.Name]); msg != "" {
-					ms.Reason, ms.Error = v1alpha1.ReasonMirrorRefusesAnonymousPulls, msg
-					probeReason = v1alpha1.ReasonMirrorRefusesAnonymousPulls
-					if firstProblem == "" {
-						firstProblem = m.Name + ": " + msg
-					}
+			if msg := a.anonymous; msg != "" {
+				ms.Reason, ms.Error = v1alpha1.ReasonMirrorRefusesAnonymousPulls, msg
+				probeReason = v1alpha1.ReasonMirrorRefusesAnonymousPulls
+				if firstProblem == "" {
+					firstProblem = m.Name + ": " + msg
 				}
 			}
 		} else if firstProblem == "" {
@@ -367,7 +376,7 @@ func (r *Reconciler) report(ctx context.Context, selected []nodeconfig.Mirror, g
 		}
 		conditions.Set(&st.Conditions, 0, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, firstProblem)
 	}
-	return st
+	return st, probing
 }
 
 // allProblemsAre reports whether there are problems and every one has reason.
@@ -380,11 +389,11 @@ func allProblemsAre(problems map[string]nodeapply.Problem, reason v1alpha1.Condi
 	return len(problems) > 0
 }
 
-// probeEndpoints probes the mirror's endpoints and reports them in ms (each one when there
+// probeEndpoints reports the answers of the mirror's endpoints in ms (each one when there
 // are fallbacks); the result is the endpoint the runtimes would use.
-func (r *Reconciler) probeEndpoints(ctx context.Context, m nodeconfig.Mirror, old v1alpha1.RegistryNodeStatus, ms *v1alpha1.NodeMirrorStatus) probe.Result {
-	results, chosen := nodeapply.ProbeEndpoints(ctx, m, r.Probe)
-	now := r.Clock.Now()
+func (r *Reconciler) probeEndpoints(m nodeconfig.Mirror, a probeAnswer, old v1alpha1.RegistryNodeStatus, ms *v1alpha1.NodeMirrorStatus) probe.Result {
+	results, chosen := a.endpoints, a.chosen
+	now := a.at
 	if len(results) > 1 {
 		for _, res := range results {
 			pr := v1alpha1.ProbeResult{Reachable: res.Reachable, StatusCode: int32(res.StatusCode), Error: res.Err}
@@ -411,50 +420,6 @@ func endpointProbeTime(old v1alpha1.RegistryNodeStatus, mirror, url string, now 
 		}
 	}
 	return keptTime(nil, now, t)
-}
-
-// anonymousPullProblem checks each mirrorOf upstream: runtimes reach the mirror for an
-// upstream's images without the pull secret's credentials (those are for the upstream's
-// host), so a mirror that refuses anonymous pulls is silently skipped (or, with
-// skipFallback, every such pull fails). The message says so, with the fix.
-// The answer is kept for a resync per mirror generation: reconciles come with every
-// report the agent writes, and the question costs up to three requests per upstream.
-func (r *Reconciler) anonymousPullProblem(ctx context.Context, m nodeconfig.Mirror, gen int64) string {
-	if len(m.Spec.MirrorOf) == 0 {
-		return ""
-	}
-	if c, ok := r.anonymous[m.Name]; ok && c.gen == gen && r.Clock.Since(c.at) < r.Resync {
-		return c.msg
-	}
-	msg := r.askAnonymousPull(ctx, m)
-	if r.anonymous == nil {
-		r.anonymous = map[string]anonymousCheck{}
-	}
-	r.anonymous[m.Name] = anonymousCheck{gen: gen, at: r.Clock.Now(), msg: msg}
-	return msg
-}
-
-// anonymousCheck is a kept answer of anonymousPullProblem.
-type anonymousCheck struct {
-	gen int64
-	at  time.Time
-	msg string
-}
-
-func (r *Reconciler) askAnonymousPull(ctx context.Context, m nodeconfig.Mirror) string {
-	for _, u := range m.Spec.MirrorOf {
-		why := r.AnonymousPull(ctx, m, u)
-		if why == "" {
-			continue
-		}
-		outcome := "they go to " + string(u.Host) + " instead"
-		if m.Spec.SkipFallback {
-			outcome = "with skipFallback they fail"
-		}
-		return fmt.Sprintf("pulls of %s images reach the mirror without credentials (containerd and CRI-O send a pull secret's credentials only to the registry it names) and it refuses them: %s; %s. Allow anonymous read on the mirror's repository for %s",
-			u.Host, why, outcome, u.Host)
-	}
-	return ""
 }
 
 // probeTime keeps the old probe time while the result is the same.

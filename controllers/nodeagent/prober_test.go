@@ -1,0 +1,113 @@
+package nodeagent_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/nodeconfig"
+	"github.com/regwire/regwire/internal/probe"
+	"github.com/regwire/regwire/internal/test/envtest"
+	"github.com/regwire/regwire/internal/test/testutil"
+)
+
+// TestAChangeReachesTheFilesWhileTheRegistryKeepsTheProbeWaiting: the mirror's registry
+// accepts connections and never answers, so each probe takes its whole timeout. A change
+// published while the node probes reaches the hosts file at once: the files never wait for
+// a registry; the report does, and then says the registry did not answer.
+func TestAChangeReachesTheFilesWhileTheRegistryKeepsTheProbeWaiting(t *testing.T) {
+	ctx := context.Background()
+	const ns = "silent-registry"
+	env.CreateNamespace(t, ns, nil)
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	accepted := make(chan struct{}, 1)
+	var held []net.Conn // open, never answered; closed when the test ends
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	n := env.StartNodeIn(t, ns, "node-silent", nil, nil)
+
+	publish := func(gen int64, ip string) {
+		t.Helper()
+		rm := &v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "silent", Generation: gen}, Spec: v1alpha1.RegistryMirrorSpec{
+			Host: "silent.local", Endpoint: "https://" + silent.Addr().String(),
+			HostAliases: []v1alpha1.HostAlias{{IP: ip, Hostnames: []v1alpha1.Hostname{"silent.local"}}},
+		}}
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "silent", Labels: map[string]string{nodeconfig.PublishedLabel: "true"}}}
+		if _, err := controllerutil.CreateOrUpdate(ctx, env, cm, func() error {
+			cm.Data = map[string]string{nodeconfig.PublishedKey: nodeconfig.Publish(rm, nil, "").Encode()}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hostsHas := func(ip string, within time.Duration) time.Duration {
+		t.Helper()
+		began := time.Now()
+		testutil.Eventually(t, within, "the hosts file names "+ip, func() error {
+			if got := n.Snapshot(t)["<hosts file>"]; !strings.Contains(got, ip+"\tsilent.local") {
+				return fmt.Errorf("hosts file:\n%s", got)
+			}
+			return nil
+		})
+		return time.Since(began)
+	}
+	publish(1, "10.9.0.1")
+	hostsHas("10.9.0.1", 10*time.Second)
+	select {
+	case <-accepted: // the probe is under way, and will wait its whole timeout
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node never probed the registry")
+	}
+	publish(2, "10.9.0.2")
+	if took := hostsHas("10.9.0.2", probe.Timeout); took > probe.Timeout/2 {
+		t.Errorf("the change reached the hosts file after %s, behind a probe (timeout %s)", took, probe.Timeout)
+	}
+
+	envtest.Eventually(t, func() error {
+		rn := &v1alpha1.RegistryNode{}
+		if err := env.Get(ctx, client.ObjectKey{Name: "node-silent"}, rn); err != nil {
+			return err
+		}
+		for _, m := range rn.Status.Mirrors {
+			if m.Name == "silent" && m.ObservedGeneration == 2 && m.Probe != nil && !m.Probe.Reachable && m.Probe.Error != "" {
+				return nil
+			}
+		}
+		return fmt.Errorf("the report does not say the registry did not answer: %+v", rn.Status.Mirrors)
+	})
+}
