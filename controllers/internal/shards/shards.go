@@ -462,7 +462,8 @@ func (c *Coordinator) renew(ctx context.Context, cached []coordinationv1.Lease) 
 			l.Annotations[AnnotationCount] = strconv.Itoa(c.Shards)
 			err = c.Client.Update(ctx, l)
 		}
-		if attempt > 0 || !(apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err)) {
+		behind := apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err)
+		if attempt > 0 || !behind {
 			return err
 		}
 		// The cache is behind: read the Lease as it is.

@@ -91,10 +91,10 @@ func (r *replica) stop() {
 
 // settled waits until the replicas hold every shard between them, each its share, and
 // returns how long that took.
-func settled(t *testing.T, n int, shares map[*replica]int, timeout time.Duration) time.Duration {
+func settled(t *testing.T, n int, shares map[*replica]int) time.Duration {
 	t.Helper()
 	began := time.Now()
-	testutil.Eventually(t, timeout, "the shards settle", func() error {
+	testutil.Eventually(t, 30*time.Second, "the shards settle", func() error {
 		var all []int
 		for r, want := range shares {
 			held := r.Held()
@@ -147,11 +147,11 @@ func TestThreeReplicasShareTwelveShardsAndADeadOnesShareMovesAfterItsLease(t *te
 	b := start(t, ns, "replica-b", 12, false, nil)
 	cc := start(t, ns, "replica-c", 12, true, nil)
 	neverShared(t, a, b, cc)
-	settled(t, 12, map[*replica]int{a: 4, b: 4, cc: 4}, 30*time.Second)
+	settled(t, 12, map[*replica]int{a: 4, b: 4, cc: 4})
 
 	// replica-b dies: nothing is released, its membership stops being renewed.
 	b.stop()
-	took := settled(t, 12, map[*replica]int{a: 6, cc: 6}, 30*time.Second)
+	took := settled(t, 12, map[*replica]int{a: 6, cc: 6})
 	if took < timings.LeaseDuration-timings.RenewInterval {
 		t.Errorf("a dead replica's shards moved after %s, before its membership (%s) could have expired", took, timings.LeaseDuration)
 	}
@@ -167,9 +167,9 @@ func TestAStoppingReplicaHandsItsShardsOverAtOnce(t *testing.T) {
 	a := start(t, ns, "replica-a", 6, true, nil)
 	b := start(t, ns, "replica-b", 6, true, nil)
 	neverShared(t, a, b)
-	settled(t, 6, map[*replica]int{a: 3, b: 3}, 30*time.Second)
+	settled(t, 6, map[*replica]int{a: 3, b: 3})
 	b.stop()
-	if took := settled(t, 6, map[*replica]int{a: 6}, 30*time.Second); took > timings.LeaseDuration/2 {
+	if took := settled(t, 6, map[*replica]int{a: 6}); took > timings.LeaseDuration/2 {
 		t.Errorf("a stopping replica's shards moved after %s; released, they should move within a few ticks", took)
 	}
 	leases := &coordinationv1.LeaseList{}
@@ -197,7 +197,7 @@ func TestAJoiningReplicaGetsItsShareOnlyOnceTheWorkInItHasEnded(t *testing.T) {
 			}
 		}
 	})
-	settled(t, 4, map[*replica]int{a: 4}, 30*time.Second)
+	settled(t, 4, map[*replica]int{a: 4})
 	b := start(t, ns, "replica-b", 4, true, nil)
 	neverShared(t, a, b)
 
@@ -223,14 +223,14 @@ func TestAJoiningReplicaGetsItsShareOnlyOnceTheWorkInItHasEnded(t *testing.T) {
 		}
 	}
 	busy.Store(false)
-	settled(t, 4, map[*replica]int{a: 2, b: 2}, 30*time.Second)
+	settled(t, 4, map[*replica]int{a: 2, b: 2})
 }
 
 func TestReplicasThatCutTheKeysDifferentlyTakeNothingNew(t *testing.T) {
 	t.Parallel()
 	ns := namespace(t)
 	a := start(t, ns, "replica-a", 4, true, nil)
-	settled(t, 4, map[*replica]int{a: 4}, 30*time.Second)
+	settled(t, 4, map[*replica]int{a: 4})
 	// A rolling update to 8 shards: the new replica waits while the old one lives.
 	b := start(t, ns, "replica-b", 8, true, nil)
 	time.Sleep(timings.LeaseDuration)
@@ -241,7 +241,7 @@ func TestReplicasThatCutTheKeysDifferentlyTakeNothingNew(t *testing.T) {
 		t.Fatalf("the old replica holds %v, want its 4 shards", held)
 	}
 	a.stop()
-	settled(t, 8, map[*replica]int{b: 8}, 30*time.Second)
+	settled(t, 8, map[*replica]int{b: 8})
 }
 
 func TestEveryKeyFallsIntoOneShardSpreadEvenly(t *testing.T) {
@@ -297,11 +297,11 @@ func TestAReplicaCutOffFromTheAPIServerStopsWorkingBeforeAnotherTakesOver(t *tes
 		}
 	})
 	neverShared(t, a, b)
-	settled(t, 6, map[*replica]int{a: 3, b: 3}, 30*time.Second)
+	settled(t, 6, map[*replica]int{a: 3, b: 3})
 
 	cutAt := time.Now()
 	cut.cut.Store(true)
-	took := settled(t, 6, map[*replica]int{a: 6, b: 0}, 30*time.Second)
+	took := settled(t, 6, map[*replica]int{a: 6, b: 0})
 	if lostAt.Load() == 0 {
 		t.Fatal("the cut-off replica was never told to stop working in its shards")
 	}
