@@ -57,8 +57,8 @@ type Options struct {
 	// Identity names this replica among those sharing copies (its Pod's name).
 	Identity string
 	// ShardTimings override the shard Leases' timings; zero fields keep the defaults
-	// (shards.Default*).
-	ShardTimings shards.Timings
+	// (DefaultLeaseTimings).
+	ShardTimings LeaseTimings
 	// ShardsKeptOnStop leaves this replica's shard Leases as they are when it stops, as a
 	// crashed replica would (the others take its shards once its membership expires);
 	// by default a stopping replica releases them at once.
@@ -143,6 +143,18 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	return mgr, nil
 }
 
+// LeaseTimings are the timings of the Leases through which replicas share copies:
+// LeaseDuration, RenewDeadline and the Tick at which a replica settles its share are
+// leader election's.
+type LeaseTimings = shards.Timings
+
+// DefaultLeaseTimings are controller-runtime's leader election defaults, and a renewal
+// every 5 s.
+func DefaultLeaseTimings() LeaseTimings {
+	return shards.Timings{LeaseDuration: shards.DefaultLeaseDuration, RenewDeadline: shards.DefaultRenewDeadline,
+		RenewInterval: shards.DefaultRenewInterval, Tick: shards.DefaultTick}
+}
+
 // CopyShardSet names the Leases through which replicas share the ImageSyncs' copies.
 const CopyShardSet = "regwire-copies"
 
@@ -155,7 +167,7 @@ func cacheByObject(namespace string) map[client.Object]cache.ByObject {
 		&corev1.Node{}: {Transform: nodeForSelection},
 		&corev1.ConfigMap{}: {
 			Namespaces: map[string]cache.Config{namespace: {}},
-			Label:      labels.SelectorFromSet(labels.Set{nodeconfig.PublishedLabel: "true"}),
+			Label:      nodeconfig.PublishedSelector(),
 		},
 		&appsv1.DaemonSet{}: {Namespaces: map[string]cache.Config{namespace: {}}},
 		&coordinationv1.Lease{}: {

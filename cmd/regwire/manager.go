@@ -36,6 +36,7 @@ func newManagerCommand() *cobra.Command {
 		agentEnv                        []string
 		sourceCIDRs                     []string
 		syncPeriod                      time.Duration
+		lease                           = controllers.DefaultLeaseTimings()
 	)
 	opts := controllers.Options{Agent: agentdaemonset.DefaultOptions(defaultImage())}
 	zapOpts := zap.Options{}
@@ -69,12 +70,21 @@ func newManagerCommand() *cobra.Command {
 			opts.CopyBounds.SourceGuard = guard
 			// The Deployment that runs this Pod owns the agent DaemonSet (downward API).
 			opts.PodName = os.Getenv("POD_NAME")
-			if opts.Identity = opts.PodName; opts.Identity == "" {
-				var err error
-				if opts.Identity, err = os.Hostname(); err != nil {
-					return fmt.Errorf("naming this replica for --copy-shards: %w", err)
+			if opts.Identity == "" {
+				if opts.Identity = opts.PodName; opts.Identity == "" {
+					var err error
+					if opts.Identity, err = os.Hostname(); err != nil {
+						return fmt.Errorf("naming this replica for --copy-shards: %w", err)
+					}
 				}
 			}
+			if lease.RenewDeadline >= lease.LeaseDuration || lease.Tick >= lease.RenewDeadline {
+				return usage(fmt.Errorf("--leader-elect-retry-period (%s) < --leader-elect-renew-deadline (%s) < --leader-elect-lease-duration (%s) is needed",
+					lease.Tick, lease.RenewDeadline, lease.LeaseDuration))
+			}
+			// The copy shards' Leases keep leader election's timings.
+			opts.ShardTimings = lease
+			opts.ShardTimings.RenewInterval = lease.RenewDeadline / 2
 			cfg, err := ctrl.GetConfig()
 			if err != nil {
 				return fmt.Errorf("loading kubeconfig: %w", err)
@@ -88,6 +98,9 @@ func newManagerCommand() *cobra.Command {
 				LeaderElectionNamespace: leaderElectNS,
 				// Give up leadership at once on shutdown so a new leader starts quickly.
 				LeaderElectionReleaseOnCancel: true,
+				LeaseDuration:                 &lease.LeaseDuration,
+				RenewDeadline:                 &lease.RenewDeadline,
+				RetryPeriod:                   &lease.Tick,
 			}
 			mgr, err := controllers.NewManager(cfg, opts)
 			if err != nil {
@@ -102,6 +115,10 @@ func newManagerCommand() *cobra.Command {
 	f.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so that only one replica reconciles at a time")
 	f.StringVar(&leaderElectionID, "leader-election-id", "regwire-manager.regwire.dev", "name of the Lease used for leader election")
 	f.StringVar(&leaderElectNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
+	f.DurationVar(&lease.LeaseDuration, "leader-elect-lease-duration", lease.LeaseDuration, "how long a leader, or a replica holding copy shards, keeps them after its last renewal (as kube-controller-manager's flag)")
+	f.DurationVar(&lease.RenewDeadline, "leader-elect-renew-deadline", lease.RenewDeadline, "how long a leader keeps trying to renew before it stops leading, and a replica before it stops copying; less than --leader-elect-lease-duration. Raise both where the API server answers slowly at peak")
+	f.DurationVar(&lease.Tick, "leader-elect-retry-period", lease.Tick, "how often non-leaders try to become leader, and replicas settle their copy shards")
+	f.StringVar(&opts.Identity, "replica-name", "", "this replica's name among those sharing copies (default: $POD_NAME, else the host name)")
 	f.StringVar(&opts.Namespace, "namespace", envOr("POD_NAMESPACE", "regwire-system"), "the operator's namespace: published mirrors and the agent DaemonSet live there")
 	f.StringVar(&opts.Agent.Image, "agent-image", opts.Agent.Image, "image of the node agent DaemonSet")
 	f.StringVar(&opts.Agent.ServiceAccount, "agent-service-account", opts.Agent.ServiceAccount, "ServiceAccount of the node agent")

@@ -19,7 +19,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -81,7 +80,7 @@ func CacheByObject(namespace, node string) map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
 		&corev1.ConfigMap{}: {
 			Namespaces: map[string]cache.Config{namespace: {}},
-			Label:      labels.SelectorFromSet(labels.Set{nodeconfig.PublishedLabel: "true"}),
+			Label:      nodeconfig.PublishedSelector(),
 		},
 		&corev1.Node{}:           {Field: own},
 		&v1alpha1.RegistryNode{}: {Field: own},
@@ -270,6 +269,11 @@ func (r *Reconciler) published(ctx context.Context) ([]nodeconfig.Published, map
 	if err := r.Client.List(ctx, list, client.InNamespace(r.Namespace), client.MatchingLabels{nodeconfig.PublishedLabel: "true"}); err != nil {
 		return nil, nil, nil, fmt.Errorf("listing published mirrors: %w", err)
 	}
+	bundleList := &corev1.ConfigMapList{}
+	if err := r.Client.List(ctx, bundleList, client.InNamespace(r.Namespace), client.MatchingLabels{nodeconfig.PublishedLabel: nodeconfig.CABundleLabelValue}); err != nil {
+		return nil, nil, nil, fmt.Errorf("listing CA bundles: %w", err)
+	}
+	bundles := nodeconfig.CABundles(bundleList.Items)
 	certs := &corev1.Secret{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: nodeconfig.ClientCertificatesSecret}, certs)
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -281,6 +285,10 @@ func (r *Reconciler) published(ctx context.Context) ([]nodeconfig.Published, map
 	for i := range list.Items {
 		p, name, err := nodeconfig.FromConfigMap(&list.Items[i])
 		if err != nil {
+			errs[name] = err.Error()
+			continue
+		}
+		if err := p.ResolveCA(bundles); err != nil {
 			errs[name] = err.Error()
 			continue
 		}

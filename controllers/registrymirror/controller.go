@@ -397,6 +397,9 @@ func (r *Reconciler) reconcileDelete(ctx context.Context, rm *v1alpha1.RegistryM
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if err := r.releaseCABundles(ctx, rm, ""); err != nil {
+		return ctrl.Result{}, err
+	}
 	if !done {
 		// RegistryNode updates bring the mirror back; the poll covers agents that died.
 		return ctrl.Result{RequeueAfter: deletionPoll}, conditions.PatchStatus(ctx, r.Client, before, rm)

@@ -82,8 +82,18 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.
 	return ctrl.Result{}, nil
 }
 
-// publish writes the mirror's ConfigMap for the agents when its content changed.
+// publish writes the mirror's ConfigMap for the agents when its content changed. Its CA
+// bundle goes into a ConfigMap of its own named by its digest (immutable, shared by the
+// mirrors that trust the same CA, owned by each), which the mirror's ConfigMap refers to:
+// a change of the mirror sends every agent a few hundred bytes, not the bundle again.
 func (r *Reconciler) publish(ctx context.Context, rm *v1alpha1.RegistryMirror, ca []byte, clientCert string) error {
+	digest := ""
+	if len(ca) > 0 {
+		digest = nodeconfig.CADigest(ca)
+		if err := r.ensureCABundle(ctx, rm, ca); err != nil {
+			return err
+		}
+	}
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: nodeconfig.PublishedName(rm.Name)}}
 	res, err := controllerutil.CreateOrPatch(ctx, r.Client, cm, func() error {
 		nodeconfig.SetConfigMap(cm, nodeconfig.Publish(rm, ca, clientCert))
@@ -96,7 +106,74 @@ func (r *Reconciler) publish(ctx context.Context, rm *v1alpha1.RegistryMirror, c
 	if res != controllerutil.OperationResultNone {
 		logf.FromContext(ctx).V(1).Info("Published RegistryMirror for nodes", "configMap", cm.Name, "operation", res)
 	}
+	return r.releaseCABundles(ctx, rm, digest)
+}
+
+// ensureCABundle makes sure the CA bundle ConfigMap of ca exists and names rm among its
+// owners (garbage collection removes it with the last of them).
+func (r *Reconciler) ensureCABundle(ctx context.Context, rm *v1alpha1.RegistryMirror, ca []byte) error {
+	want := nodeconfig.CABundleConfigMap(r.Namespace, ca)
+	cm := &corev1.ConfigMap{}
+	err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), cm)
+	if apierrors.IsNotFound(err) {
+		if err := controllerutil.SetOwnerReference(rm, want, r.Client.Scheme()); err != nil {
+			return err
+		}
+		err = r.Client.Create(ctx, want)
+		if !apierrors.IsAlreadyExists(err) {
+			if err != nil {
+				return fmt.Errorf("publishing RegistryMirror %s's CA bundle (ConfigMap %s): %w", rm.Name, want.Name, err)
+			}
+			return nil
+		}
+		// Another mirror's, not in the cache yet.
+		err = r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), cm)
+	}
+	if err != nil {
+		return fmt.Errorf("reading CA bundle ConfigMap %s: %w", want.Name, err)
+	}
+	if ownedBy(cm, rm) {
+		return nil
+	}
+	before := cm.DeepCopy()
+	if err := controllerutil.SetOwnerReference(rm, cm, r.Client.Scheme()); err != nil {
+		return err
+	}
+	if err := r.Client.Patch(ctx, cm, client.MergeFrom(before)); err != nil {
+		return fmt.Errorf("adding RegistryMirror %s to the owners of CA bundle ConfigMap %s: %w", rm.Name, cm.Name, err)
+	}
 	return nil
+}
+
+// releaseCABundles takes rm from the owners of the CA bundles other than keep's (all of
+// them for ""), deleting a bundle no mirror owns any more.
+func (r *Reconciler) releaseCABundles(ctx context.Context, rm *v1alpha1.RegistryMirror, keep string) error {
+	list := &corev1.ConfigMapList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(r.Namespace), client.MatchingLabels{nodeconfig.PublishedLabel: nodeconfig.CABundleLabelValue}); err != nil {
+		return fmt.Errorf("listing CA bundles: %w", err)
+	}
+	for i := range list.Items {
+		cm := &list.Items[i]
+		if !ownedBy(cm, rm) || keep != "" && cm.Name == nodeconfig.CABundleName(keep) {
+			continue
+		}
+		before := cm.DeepCopy()
+		cm.OwnerReferences = slices.DeleteFunc(cm.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == rm.UID })
+		var err error
+		if len(cm.OwnerReferences) == 0 {
+			err = client.IgnoreNotFound(r.Client.Delete(ctx, cm, client.Preconditions{ResourceVersion: &cm.ResourceVersion}))
+		} else {
+			err = r.Client.Patch(ctx, cm, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+		}
+		if err != nil {
+			return fmt.Errorf("releasing CA bundle ConfigMap %s: %w", cm.Name, err)
+		}
+	}
+	return nil
+}
+
+func ownedBy(o metav1.Object, rm *v1alpha1.RegistryMirror) bool {
+	return slices.ContainsFunc(o.GetOwnerReferences(), func(ref metav1.OwnerReference) bool { return ref.UID == rm.UID })
 }
 
 // aggregateNodes counts the nodes the mirror selects and those whose agent reports the

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -151,5 +153,105 @@ func TestAnInvalidNodeSelectorIsReported(t *testing.T) {
 	_, c := env.MirrorCondition(t, "bad-selector", v1alpha1.ConditionNodesReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec)
 	if !strings.HasPrefix(c.Message, "spec.nodeSelector: ") {
 		t.Errorf("message %q does not name spec.nodeSelector", c.Message)
+	}
+}
+
+// TestACABundleIsPublishedOnceAndSharedByTheMirrorsThatTrustIt: a mirror's CA bundle goes
+// to the agents in an immutable ConfigMap named by its digest, which each mirror trusting
+// it owns and refers to; a change of a mirror leaves the bundle untouched, a new CA brings
+// a new bundle, and the last mirror to let a bundle go deletes it.
+func TestACABundleIsPublishedOnceAndSharedByTheMirrorsThatTrustIt(t *testing.T) {
+	ctx := context.Background()
+	ca := testutil.NewCA(t, "shared CA", time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
+	a := env.NewMirror(t, "bundle-a", func(rm *v1alpha1.RegistryMirror) { rm.Spec.Host, rm.Spec.CABundle = "bundle-a.local", ca.PEM })
+	b := env.NewMirror(t, "bundle-b", func(rm *v1alpha1.RegistryMirror) { rm.Spec.Host, rm.Spec.CABundle = "bundle-b.local", ca.PEM })
+
+	published := func(rm *v1alpha1.RegistryMirror, gen int64) nodeconfig.Published {
+		t.Helper()
+		var p nodeconfig.Published
+		envtest.Eventually(t, func() error {
+			cm := &corev1.ConfigMap{}
+			if err := env.Get(ctx, client.ObjectKey{Namespace: envtest.Namespace, Name: nodeconfig.PublishedName(rm.Name)}, cm); err != nil {
+				return err
+			}
+			var err error
+			if p, _, err = nodeconfig.FromConfigMap(cm); err != nil {
+				return err
+			}
+			if p.Generation < gen {
+				return fmt.Errorf("published generation %d, want %d", p.Generation, gen)
+			}
+			if strings.Contains(cm.Data[nodeconfig.PublishedKey], "BEGIN CERTIFICATE") || p.CADigest == "" {
+				return fmt.Errorf("the mirror's ConfigMap holds the CA itself, or no digest: %s", cm.Data[nodeconfig.PublishedKey])
+			}
+			return nil
+		})
+		return p
+	}
+	bundle := func(digest string) (*corev1.ConfigMap, error) {
+		cm := &corev1.ConfigMap{}
+		err := env.Get(ctx, client.ObjectKey{Namespace: envtest.Namespace, Name: nodeconfig.CABundleName(digest)}, cm)
+		return cm, err
+	}
+	owners := func(cm *corev1.ConfigMap) []string {
+		var out []string
+		for _, o := range cm.OwnerReferences {
+			out = append(out, o.Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	pa, pb := published(a, 1), published(b, 1)
+	if pa.CADigest != pb.CADigest {
+		t.Fatalf("two mirrors trusting one CA refer to bundles %s and %s", pa.CADigest, pb.CADigest)
+	}
+	var shared *corev1.ConfigMap
+	envtest.Eventually(t, func() error {
+		var err error
+		if shared, err = bundle(pa.CADigest); err != nil {
+			return err
+		}
+		if got := owners(shared); !slices.Equal(got, []string{"bundle-a", "bundle-b"}) {
+			return fmt.Errorf("bundle owned by %v", got)
+		}
+		return nil
+	})
+	if shared.Immutable == nil || !*shared.Immutable || !strings.Contains(shared.Data[nodeconfig.CABundleKey], strings.TrimSpace(ca.PEM)) {
+		t.Fatalf("the bundle is not the immutable CA: immutable %v, %q", shared.Immutable, shared.Data[nodeconfig.CABundleKey])
+	}
+
+	// A change of the mirror that keeps its CA: the bundle is not written again.
+	env.Mutate(t, a, func() {
+		a.Spec.HostAliases = []v1alpha1.HostAlias{{IP: "10.0.0.9", Hostnames: []v1alpha1.Hostname{"bundle-a.local"}}}
+	})
+	published(a, 2)
+	if again, err := bundle(pa.CADigest); err != nil || again.ResourceVersion != shared.ResourceVersion {
+		t.Errorf("the bundle was written again for a change that kept the CA (%v)", err)
+	}
+
+	// A new CA: a new bundle for a; the old one stays b's alone.
+	ca2 := testutil.NewCA(t, "another CA", time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
+	env.Mutate(t, a, func() { a.Spec.CABundle = ca2.PEM })
+	pa = published(a, 3)
+	envtest.Eventually(t, func() error {
+		old, err := bundle(pb.CADigest)
+		if err != nil {
+			return err
+		}
+		if got := owners(old); !slices.Equal(got, []string{"bundle-b"}) {
+			return fmt.Errorf("the old bundle is owned by %v, want bundle-b alone", got)
+		}
+		if _, err := bundle(pa.CADigest); err != nil {
+			return fmt.Errorf("a's new bundle: %w", err)
+		}
+		return nil
+	})
+
+	env.DeleteAndWait(t, b)
+	env.DeleteAndWait(t, a)
+	for _, d := range []string{pb.CADigest, pa.CADigest} {
+		if _, err := bundle(d); !apierrors.IsNotFound(err) {
+			t.Errorf("bundle %s outlived the mirrors that used it: %v", nodeconfig.CABundleName(d), err)
+		}
 	}
 }

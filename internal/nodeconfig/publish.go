@@ -5,10 +5,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/klog/v2"
 
 	"github.com/regwire/regwire/api/v1alpha1"
@@ -24,7 +27,75 @@ const (
 	PublishedMirrorAnnotation = "regwire.dev/registry-mirror"
 	// PublishedKey is the ConfigMap key holding the JSON.
 	PublishedKey = "mirror.json"
+	// CABundleLabelValue is PublishedLabel's value on the ConfigMaps holding a CA bundle
+	// that published mirrors refer to by digest (CABundleName): immutable, sent to every
+	// agent once, not with every change of a mirror.
+	CABundleLabelValue = "ca-bundle"
+	// CABundleKey is the key of a CA bundle ConfigMap holding the PEM.
+	CABundleKey = "ca.crt"
 )
+
+// PublishedSelector selects what agents read: published mirrors and CA bundles.
+func PublishedSelector() labels.Selector {
+	r, err := labels.NewRequirement(PublishedLabel, selection.In, []string{"true", CABundleLabelValue})
+	if err != nil {
+		panic(err) // constant, valid
+	}
+	return labels.NewSelector().Add(*r)
+}
+
+// CADigest identifies a CA bundle: "sha256:" and the hex digest of its PEM.
+func CADigest(ca []byte) string {
+	sum := sha256.Sum256(ca)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// CABundleName is the ConfigMap holding the CA bundle of digest (CADigest).
+func CABundleName(digest string) string {
+	return "regwire-ca-" + strings.TrimPrefix(digest, "sha256:")
+}
+
+// CABundleConfigMap is the immutable ConfigMap holding ca, named by its digest.
+func CABundleConfigMap(namespace string, ca []byte) *corev1.ConfigMap {
+	immutable := true
+	return &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: CABundleName(CADigest(ca)),
+			Labels: map[string]string{PublishedLabel: CABundleLabelValue, "app.kubernetes.io/managed-by": "regwire"}},
+		Immutable: &immutable,
+		Data:      map[string]string{CABundleKey: string(ca)},
+	}
+}
+
+// CABundles returns the CA bundles of cms (the CA bundle ConfigMaps among them) by digest;
+// one whose content does not match its name is left out.
+func CABundles(cms []corev1.ConfigMap) map[string]string {
+	out := map[string]string{}
+	for i := range cms {
+		cm := &cms[i]
+		if cm.Labels[PublishedLabel] != CABundleLabelValue {
+			continue
+		}
+		ca := cm.Data[CABundleKey]
+		if d := CADigest([]byte(ca)); CABundleName(d) == cm.Name {
+			out[d] = ca
+		}
+	}
+	return out
+}
+
+// ResolveCA fills p.CA from the bundles (CABundles) when p refers to one by digest; it
+// fails naming the ConfigMap when the bundle has not arrived.
+func (p *Published) ResolveCA(bundles map[string]string) error {
+	if p.CADigest == "" {
+		return nil
+	}
+	ca, ok := bundles[p.CADigest]
+	if !ok {
+		return fmt.Errorf("waiting for the CA bundle in ConfigMap %s", CABundleName(p.CADigest))
+	}
+	p.CA = ca
+	return nil
+}
 
 // PublishedName is the ConfigMap that publishes the RegistryMirror named mirror.
 func PublishedName(mirror string) string {
@@ -73,8 +144,11 @@ type Published struct {
 	Created time.Time `json:"created"`
 	// Spec holds the node-relevant fields of the RegistryMirror's spec.
 	Spec v1alpha1.RegistryMirrorSpec `json:"spec"`
-	// CA is the resolved PEM CA bundle; empty means system roots.
+	// CA is the resolved PEM CA bundle; empty (and no CADigest) means system roots. The
+	// manager publishes CADigest instead; agents fill CA from its bundle (ResolveCA).
 	CA string `json:"ca,omitempty"`
+	// CADigest refers to the CA bundle ConfigMap (CABundleName) holding the PEM.
+	CADigest string `json:"caDigest,omitempty"`
 	// ClientCertificate is the digest (ClientCertificateDigest) of the mirror's client
 	// certificate and key, which agents read from the ClientCertificatesSecret; empty
 	// when the registry needs none. The key itself is never published here.
@@ -120,9 +194,16 @@ func Publish(rm *v1alpha1.RegistryMirror, ca []byte, clientCert string) Publishe
 			NodeSelector:       s.NodeSelector,
 			Tolerations:        s.Tolerations,
 		},
-		CA:                string(ca),
+		CADigest:          caDigest(ca),
 		ClientCertificate: clientCert,
 	}
+}
+
+func caDigest(ca []byte) string {
+	if len(ca) == 0 {
+		return ""
+	}
+	return CADigest(ca)
 }
 
 // Encode serialises p for a ConfigMap value.

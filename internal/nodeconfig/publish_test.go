@@ -1,6 +1,7 @@
 package nodeconfig_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -31,8 +32,23 @@ func TestPublishKeepsOnlyWhatNodesNeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Name != "nexus" || got.Generation != 4 || !got.Created.Equal(rm.CreationTimestamp.Time) || got.CA != "resolved PEM" {
+	if got.Name != "nexus" || got.Generation != 4 || !got.Created.Equal(rm.CreationTimestamp.Time) || got.CADigest != nodeconfig.CADigest([]byte("resolved PEM")) {
 		t.Errorf("round trip lost data: %+v", got)
+	}
+	if got.CA != "" || strings.Contains(p.Encode(), "resolved PEM") {
+		t.Errorf("the CA itself was published with the mirror, not referred to by digest: %s", p.Encode())
+	}
+	if err := got.ResolveCA(nil); err == nil || !strings.Contains(err.Error(), nodeconfig.CABundleName(got.CADigest)) {
+		t.Errorf("ResolveCA without the bundle = %v, want an error naming its ConfigMap", err)
+	}
+	bundle := nodeconfig.CABundleConfigMap("regwire-system", []byte("resolved PEM"))
+	forged := nodeconfig.CABundleConfigMap("regwire-system", []byte("resolved PEM"))
+	forged.Name = nodeconfig.CABundleName(nodeconfig.CADigest([]byte("another PEM")))
+	if b := nodeconfig.CABundles([]corev1.ConfigMap{*forged}); len(b) != 0 {
+		t.Errorf("a bundle whose content does not match its name was taken: %v", b)
+	}
+	if err := got.ResolveCA(nodeconfig.CABundles([]corev1.ConfigMap{*bundle})); err != nil || got.CA != "resolved PEM" || !*bundle.Immutable {
+		t.Errorf("ResolveCA = %v, CA %q (immutable bundle: %t)", err, got.CA, *bundle.Immutable)
 	}
 	if got.Spec.CredentialsSecretRef != nil || got.Spec.PullSecrets != nil || got.Spec.CABundle != "" || got.Spec.ClientCertificateSecretRef != nil {
 		t.Errorf("published more than nodes need: %+v", got.Spec)

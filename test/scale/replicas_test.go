@@ -28,8 +28,17 @@ import (
 	"github.com/regwire/regwire/internal/test/testutil"
 )
 
-// copyShards is what the shipped Deployment passes (--copy-shards).
-const copyShards = 12
+// copyShards is what the shipped Deployment passes (--copy-shards); the Leases' timings
+// are more patient than the defaults (15 s, 10 s, 2 s), for an API server on 2 shared
+// cores. A dead replica's shards move within takeoverBound: the lease, a renewal
+// (renewDeadline/2) and two retry periods.
+const (
+	copyShards    = 12
+	leaseDuration = 30 * time.Second
+	renewDeadline = 20 * time.Second
+	retryPeriod   = 4 * time.Second
+	takeoverBound = leaseDuration + renewDeadline/2 + 2*retryPeriod
+)
 
 // managerProc is one `regwire manager` replica, run as the shipped Deployment runs it
 // (leader election, --copy-shards), named by POD_NAME.
@@ -43,9 +52,12 @@ func startManager(t *testing.T, bin, kubeconfig, work, id string) *managerProc {
 	m := &managerProc{id: id, metrics: testutil.FreeAddr(t)}
 	m.cmd = exec.Command(bin, "manager", "--namespace", operatorNS, "--metrics-bind-address", m.metrics,
 		"--health-probe-bind-address", "0", "--sync-period", "10s", "--zap-log-level", "error",
-		"--leader-elect", "--leader-election-namespace", operatorNS, fmt.Sprintf("--copy-shards=%d", copyShards),
+		"--leader-elect", "--leader-election-namespace", operatorNS, fmt.Sprintf("--copy-shards=%d", copyShards), "--replica-name", id,
+		// This API server shares 2 cores with 5,000 nodes' agents and heartbeats: at the
+		// peak it answers a renewal in more than the default 10 s.
+		"--leader-elect-lease-duration="+leaseDuration.String(), "--leader-elect-renew-deadline="+renewDeadline.String(), "--leader-elect-retry-period="+retryPeriod.String(),
 		"--allow-source-cidrs=127.0.0.1/32") // the source registries listen on loopback
-	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "POD_NAME="+id)
+	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	logFile, _ := os.OpenFile(filepath.Join(work, id+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 	must(t, m.cmd.Start())
