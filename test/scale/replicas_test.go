@@ -170,8 +170,11 @@ func restart(t *testing.T, ctx context.Context, k8s client.Client, m *managerPro
 	res.window = window
 	prev := 0.0
 	testutil.Eventually(t, 30*time.Second, "the restarted manager's metrics", func() error {
-		_, err := http.Get("http://" + m.metrics + "/metrics")
-		return err
+		resp, err := http.Get("http://" + m.metrics + "/metrics")
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
 	})
 	var total float64
 	for elapsed := time.Duration(0); elapsed < window; elapsed += 10 * time.Second {
