@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/regwire/regwire/config"
+	"github.com/regwire/regwire/internal/nodeconfig"
 )
 
 // designed is every permission regwire's install grants, by role: what
@@ -42,10 +43,11 @@ var designed = map[string][]string{
 		"coordination.k8s.io/leases:create,delete,get,list,patch,update,watch",
 		"events.k8s.io/events:create,patch",
 	},
-	// The agent: published mirrors in the operator namespace, the one Secret of client
-	// certificates there (by name), Nodes (list/watch cannot be narrowed to its own name),
-	// and its RegistryNode report. No other Secret, no RegistryMirrors.
-	"Role/regwire-agent-role":        {"/configmaps:get,list,watch", "/secrets[regwire-node-client-certificates]:get,list,watch"},
+	// The agent: published mirrors in the operator namespace, the Secrets of client
+	// certificates there (get, by name: every one nodeconfig may put a pair in), Nodes
+	// (list/watch cannot be narrowed to its own name), and its RegistryNode report. No
+	// other Secret, no RegistryMirrors.
+	"Role/regwire-agent-role":        {"/configmaps:get,list,watch", "/secrets[" + strings.Join(slices.Sorted(slices.Values(nodeconfig.ClientCertificatesSecrets())), ",") + "]:get"},
 	"ClusterRole/regwire-agent-role": {"/nodes:get,list,watch", "regwire.dev/registrynodes:create,get,list,patch,update,watch"},
 }
 
@@ -114,9 +116,9 @@ func TestRBACGrantsExactlyTheDesignedPermissions(t *testing.T) {
 			t.Errorf("%s grants\n  %v\nthe design says\n  %v", key, got, want)
 		}
 		for _, p := range got {
-			agentsOwn := key == "Role/regwire-agent-role" && strings.HasPrefix(p, "/secrets[regwire-node-client-certificates]:")
+			agentsOwn := key == "Role/regwire-agent-role" && strings.HasPrefix(p, "/secrets[regwire-node-client-certificates-0,")
 			if strings.HasPrefix(p, "/secrets") && key != "ClusterRole/regwire-manager-role" && !agentsOwn {
-				t.Errorf("%s may touch Secrets (%s); only the manager's ClusterRole may, and the agents their one Secret by name", key, p)
+				t.Errorf("%s may touch Secrets (%s); only the manager's ClusterRole may, and the agents their client certificates' Secrets by name", key, p)
 			}
 		}
 	}

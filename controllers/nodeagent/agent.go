@@ -92,7 +92,7 @@ func New(cfg *rest.Config, o Options) (*Agent, error) {
 	mgr, err := ctrl.NewManager(cfg, mo)
 	if err == nil {
 		err = (&Reconciler{
-			Client: mgr.GetClient(), NodeName: o.NodeName, Namespace: o.Namespace,
+			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), NodeName: o.NodeName, Namespace: o.Namespace,
 			Resync: o.Resync, Version: o.Version,
 			Node: &nodeapply.Node{
 				Roots:                  roots,

@@ -48,6 +48,9 @@ import (
 type Reconciler struct {
 	// Client reads through a cache limited by CacheByObject.
 	Client client.Client
+	// APIReader reads the client certificates' Secrets (get by name: the agents' Role
+	// allows no list or watch of Secrets).
+	APIReader client.Reader
 	// NodeName is the node the agent runs on.
 	NodeName string
 	// Namespace is the operator namespace holding the published mirrors.
@@ -71,10 +74,14 @@ type Reconciler struct {
 	// through probed.
 	probes *prober
 	probed chan event.GenericEvent
+	// pairs are the client certificates read, by mirror; certPending says the last
+	// reconcile waited for one (one reconcile at a time touches them).
+	pairs       map[string]clientPair
+	certPending bool
 }
 
-// CacheByObject limits the agent's cache to its own Node and RegistryNode, the published
-// mirrors, and the Secret of client certificates.
+// CacheByObject limits the agent's cache to its own Node and RegistryNode, and the
+// published mirrors and CA bundles.
 func CacheByObject(namespace, node string) map[client.Object]cache.ByObject {
 	own := fields.OneTermEqualSelector("metadata.name", node)
 	return map[client.Object]cache.ByObject{
@@ -84,11 +91,6 @@ func CacheByObject(namespace, node string) map[client.Object]cache.ByObject {
 		},
 		&corev1.Node{}:           {Field: own},
 		&v1alpha1.RegistryNode{}: {Field: own},
-		// The one Secret the agents' Role may read: mirrors' client certificates.
-		&corev1.Secret{}: {
-			Namespaces: map[string]cache.Config{namespace: {}},
-			Field:      fields.OneTermEqualSelector("metadata.name", nodeconfig.ClientCertificatesSecret),
-		},
 	}
 }
 
@@ -153,7 +155,6 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			CreateFunc: func(event.CreateEvent) bool { return false },
 			UpdateFunc: func(event.UpdateEvent) bool { return false },
 		})).
-		Watches(&corev1.Secret{}, toNode).
 		Complete(r)
 }
 
@@ -224,7 +225,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	if probing {
 		// The files are in place; the report waits for the registries' answers, which
 		// bring the agent back.
-		return ctrl.Result{RequeueAfter: untilPhase(r.NodeName, r.Resync, r.Clock.Now())}, nil
+		return ctrl.Result{RequeueAfter: r.next()}, nil
 	}
 	if err := r.writeReport(ctx, node, existing, status); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
@@ -235,7 +236,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		}
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: untilPhase(r.NodeName, r.Resync, r.Clock.Now())}, nil
+	return ctrl.Result{RequeueAfter: r.next()}, nil
+}
+
+// next is when to reconcile again without an event: at the node's resync phase, or soon
+// while a client certificate is awaited (Secrets are not watched).
+func (r *Reconciler) next() time.Duration {
+	d := untilPhase(r.NodeName, r.Resync, r.Clock.Now())
+	if r.certPending {
+		d = min(d, certRetry)
+	}
+	return d
 }
 
 // untilPhase is how long until the node's next resync: once per resync period, at a phase
@@ -274,12 +285,8 @@ func (r *Reconciler) published(ctx context.Context) ([]nodeconfig.Published, map
 		return nil, nil, nil, fmt.Errorf("listing CA bundles: %w", err)
 	}
 	bundles := nodeconfig.CABundles(bundleList.Items)
-	certs := &corev1.Secret{}
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: nodeconfig.ClientCertificatesSecret}, certs)
-	if err != nil && !apierrors.IsNotFound(err) {
-		return nil, nil, nil, fmt.Errorf("reading the client certificates: %w", err)
-	}
 	var out []nodeconfig.Published
+	r.certPending = false
 	mirrors := map[string]nodeconfig.Mirror{}
 	errs := map[string]string{}
 	for i := range list.Items {
@@ -294,18 +301,59 @@ func (r *Reconciler) published(ctx context.Context) ([]nodeconfig.Published, map
 		}
 		m := p.Mirror()
 		if p.ClientCertificate != "" {
-			certKey, keyKey := nodeconfig.ClientCertificateKeys(p.Name)
-			cert, key := certs.Data[certKey], certs.Data[keyKey]
-			if nodeconfig.ClientCertificateDigest(cert, key) != p.ClientCertificate {
-				errs[name] = fmt.Sprintf("waiting for the client certificate in Secret %s/%s", r.Namespace, nodeconfig.ClientCertificatesSecret)
+			pair, err := r.clientPair(ctx, p)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			if pair == nil {
+				r.certPending = true
+				errs[name] = fmt.Sprintf("waiting for the client certificate in Secret %s/%s", r.Namespace, nodeconfig.ClientCertificatesSecretFor(p.Name))
 				continue
 			}
-			m.ClientCert, m.ClientKey = cert, key
+			m.ClientCert, m.ClientKey = pair.cert, pair.key
 		}
 		out = append(out, p)
 		mirrors[p.Name] = m
 	}
+	for name := range r.pairs {
+		if _, ok := mirrors[name]; !ok {
+			delete(r.pairs, name)
+		}
+	}
 	return out, mirrors, errs, nil
+}
+
+// clientPair is a client certificate and key read for a mirror.
+type clientPair struct{ digest, cert, key []byte }
+
+// certRetry is how soon a client certificate not in its Secret yet is read again: the
+// agent does not watch Secrets.
+const certRetry = 5 * time.Second
+
+// clientPair returns the client certificate and key p names (by digest), read from its
+// Secret once per pair; nil when the Secret does not hold it (yet).
+func (r *Reconciler) clientPair(ctx context.Context, p nodeconfig.Published) (*clientPair, error) {
+	if have, ok := r.pairs[p.Name]; ok && string(have.digest) == p.ClientCertificate {
+		return &have, nil
+	}
+	name := nodeconfig.ClientCertificatesSecretFor(p.Name)
+	s := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: name}, s); apierrors.IsNotFound(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("reading the client certificates (Secret %s/%s): %w", r.Namespace, name, err)
+	}
+	certKey, keyKey := nodeconfig.ClientCertificateKeys(p.Name)
+	cert, key := s.Data[certKey], s.Data[keyKey]
+	if nodeconfig.ClientCertificateDigest(cert, key) != p.ClientCertificate {
+		return nil, nil
+	}
+	if r.pairs == nil {
+		r.pairs = map[string]clientPair{}
+	}
+	r.pairs[p.Name] = clientPair{digest: []byte(p.ClientCertificate), cert: cert, key: key}
+	pair := r.pairs[p.Name]
+	return &pair, nil
 }
 
 // report builds the node's status with the prober's answers for each mirror that applied

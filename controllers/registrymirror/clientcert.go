@@ -22,8 +22,8 @@ import (
 )
 
 // reconcileClientCertificate checks the client certificate spec.clientCertificateSecretRef
-// names and delivers it to the node agents in nodeconfig.ClientCertificatesSecret: the one
-// Secret their Role may read. Neither certificate nor key goes anywhere else: the
+// names and delivers it to the node agents in nodeconfig.ClientCertificatesSecretFor(mirror):
+// one of the Secrets their Role may read. Neither certificate nor key goes anywhere else: the
 // published ConfigMap carries a digest, and messages name the Secret, never its data.
 func (r *Reconciler) reconcileClientCertificate(ctx context.Context, sc *mirrorScope) (ctrl.Result, error) {
 	rm := sc.rm
@@ -85,19 +85,29 @@ func (r *Reconciler) releaseClientCertificate(ctx context.Context, rm *v1alpha1.
 	return r.storeClientCertificate(ctx, rm.Name, nil, nil)
 }
 
-// storeClientCertificate puts mirror's certificate and key into the agents' Secret, or
-// takes them out when cert is nil. Merge patches touch only the mirror's own keys, so
-// mirrors reconciled at once do not overwrite each other.
+// storeClientCertificate puts mirror's certificate and key into the agents' Secret for it,
+// or takes them out when cert is nil. Merge patches touch only the mirror's own keys, so
+// mirrors reconciled at once do not overwrite each other. A pair left in the one Secret
+// of earlier versions is taken out.
 func (r *Reconciler) storeClientCertificate(ctx context.Context, mirror string, cert, key []byte) error {
+	if err := r.storeClientCertificateIn(ctx, nodeconfig.ClientCertificatesSecretFor(mirror), mirror, cert, key); err != nil {
+		return err
+	}
+	return r.storeClientCertificateIn(ctx, nodeconfig.ClientCertificatesSecret, mirror, nil, nil)
+}
+
+func (r *Reconciler) storeClientCertificateIn(ctx context.Context, secret, mirror string, cert, key []byte) error {
 	certKey, keyKey := nodeconfig.ClientCertificateKeys(mirror)
 	current := &corev1.Secret{}
-	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: nodeconfig.ClientCertificatesSecret}, current)
+	// The Secret cache holds the operator namespace's Secrets; the API server is asked
+	// when it has none yet.
+	err := r.reader().Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: secret}, current)
 	switch {
 	case apierrors.IsNotFound(err) && cert == nil:
 		return nil
 	case apierrors.IsNotFound(err):
 		s := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: nodeconfig.ClientCertificatesSecret,
+			ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: secret,
 				Labels: map[string]string{"app.kubernetes.io/managed-by": "regwire", "app.kubernetes.io/component": "agent"}},
 			Type: corev1.SecretTypeOpaque,
 			Data: map[string][]byte{certKey: cert, keyKey: key},
@@ -109,7 +119,7 @@ func (r *Reconciler) storeClientCertificate(ctx context.Context, mirror string, 
 		}
 		// Created meanwhile by another mirror's reconcile: patch it below.
 	case err != nil:
-		return fmt.Errorf("reading the node agents' client certificates: %w", err)
+		return fmt.Errorf("reading the node agents' client certificates (Secret %s): %w", secret, err)
 	case cert == nil && current.Data[certKey] == nil && current.Data[keyKey] == nil:
 		return nil
 	case cert != nil && string(current.Data[certKey]) == string(cert) && string(current.Data[keyKey]) == string(key):
@@ -125,9 +135,9 @@ func (r *Reconciler) storeClientCertificate(ctx context.Context, mirror string, 
 	if err != nil {
 		return err
 	}
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: nodeconfig.ClientCertificatesSecret}}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: secret}}
 	if err := r.Client.Patch(ctx, s, client.RawPatch(types.MergePatchType, patch)); err != nil {
-		return fmt.Errorf("updating the node agents' client certificates: %w", err)
+		return fmt.Errorf("updating the node agents' client certificates (Secret %s): %w", secret, err)
 	}
 	return nil
 }

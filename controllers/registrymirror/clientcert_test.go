@@ -107,10 +107,12 @@ func TestAClientCertificateReachesTheNodeAndNothingElse(t *testing.T) {
 		return nil
 	})
 	shared := &corev1.Secret{}
-	if err := env.Get(ctx, client.ObjectKey{Namespace: envtest.Namespace, Name: nodeconfig.ClientCertificatesSecret}, shared); err == nil {
-		if _, ok := shared.Data["mtls.key"]; ok {
-			t.Error("the agents' Secret still holds the mirror's key")
-		}
+	name := nodeconfig.ClientCertificatesSecretFor(rm.Name)
+	if err := env.Get(ctx, client.ObjectKey{Namespace: envtest.Namespace, Name: name}, shared); err != nil {
+		t.Fatalf("the agents' Secret %s: %v", name, err)
+	}
+	if _, ok := shared.Data[rm.Name+".key"]; ok {
+		t.Errorf("the agents' Secret %s still holds the mirror's key", name)
 	}
 }
 

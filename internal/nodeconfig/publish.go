@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"time"
 
@@ -150,18 +151,40 @@ type Published struct {
 	// CADigest refers to the CA bundle ConfigMap (CABundleName) holding the PEM.
 	CADigest string `json:"caDigest,omitempty"`
 	// ClientCertificate is the digest (ClientCertificateDigest) of the mirror's client
-	// certificate and key, which agents read from the ClientCertificatesSecret; empty
+	// certificate and key, which agents read from ClientCertificatesSecretFor(Name); empty
 	// when the registry needs none. The key itself is never published here.
 	ClientCertificate string `json:"clientCertificate,omitempty"`
 }
 
-// ClientCertificatesSecret is the one Secret, in the operator namespace, holding every
-// mirror's client certificate and key for the node agents: <mirror>.crt and <mirror>.key.
-// The agents' Role may read this Secret only (RBAC resourceNames).
-const ClientCertificatesSecret = "regwire-node-client-certificates"
+// The mirrors' client certificates and keys reach the node agents in
+// ClientCertificateShards Secrets of the operator namespace, ClientCertificatesSecret-<n>,
+// each holding <mirror>.crt and <mirror>.key for the mirrors whose name falls into it
+// (ClientCertificatesSecretFor): one Secret would fill its 1 MiB at some 150 mirrors. The
+// agents' Role may get these Secrets only (RBAC resourceNames), and does so when a
+// published mirror names a pair it does not hold: no agent watches Secrets.
+const (
+	ClientCertificatesSecret = "regwire-node-client-certificates"
+	ClientCertificateShards  = 16
+)
 
-// ClientCertificateKeys are the keys of mirror's certificate and key in
-// ClientCertificatesSecret.
+// ClientCertificatesSecretFor is the Secret holding mirror's client certificate and key.
+func ClientCertificatesSecretFor(mirror string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(mirror))
+	return fmt.Sprintf("%s-%d", ClientCertificatesSecret, h.Sum32()%ClientCertificateShards)
+}
+
+// ClientCertificatesSecrets are every Secret that may hold client certificates.
+func ClientCertificatesSecrets() []string {
+	out := make([]string, ClientCertificateShards)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", ClientCertificatesSecret, i)
+	}
+	return out
+}
+
+// ClientCertificateKeys are the keys of mirror's certificate and key in its
+// ClientCertificatesSecretFor.
 func ClientCertificateKeys(mirror string) (cert, key string) { return mirror + ".crt", mirror + ".key" }
 
 // ClientCertificateDigest identifies one certificate and key without revealing either.

@@ -1,6 +1,8 @@
 package nodeconfig_test
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,5 +91,28 @@ func TestSelects(t *testing.T) {
 				t.Errorf("Selects = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestClientCertificatesSpreadOverTheirSecrets(t *testing.T) {
+	t.Parallel()
+	all := nodeconfig.ClientCertificatesSecrets()
+	per := map[string]int{}
+	for i := range 320 {
+		name := nodeconfig.ClientCertificatesSecretFor(fmt.Sprintf("mirror-%d", i))
+		if !slices.Contains(all, name) {
+			t.Fatalf("mirror-%d's Secret %s is not one the agents may read (%v)", i, name, all)
+		}
+		per[name]++
+	}
+	// A pair is some 3-6 KiB: at 320 mirrors one Secret would hold ~1.5 MiB, past the
+	// API server's 1 MiB; spread, none holds more than a few dozen.
+	for name, n := range per {
+		if n > 40 {
+			t.Errorf("%s holds %d of 320 mirrors' pairs: %v", name, n, per)
+		}
+	}
+	if len(per) != nodeconfig.ClientCertificateShards {
+		t.Errorf("320 mirrors fell into %d of %d Secrets", len(per), nodeconfig.ClientCertificateShards)
 	}
 }

@@ -20,11 +20,14 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/nodeconfig"
 	"github.com/regwire/regwire/internal/test/testutil"
 )
 
@@ -283,4 +286,48 @@ func threeReplicas(t *testing.T, ctx context.Context, k8s client.Client, first *
 		o.stop()
 	}
 	return res
+}
+
+// publishWatch records when a mirror's published ConfigMap first named each host alias
+// address, as a watch like the agents' sees it.
+type publishWatch struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+func (w *publishWatch) at(ip string) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	at, ok := w.seen[ip]
+	return at, ok
+}
+
+func watchPublished(t *testing.T, ctx context.Context, cs kubernetes.Interface, mirror string) *publishWatch {
+	w := &publishWatch{seen: map[string]time.Time{}}
+	ctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	watcher, err := cs.CoreV1().ConfigMaps(operatorNS).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + nodeconfig.PublishedName(mirror)})
+	must(t, err)
+	go func() {
+		defer watcher.Stop()
+		for ev := range watcher.ResultChan() {
+			cm, ok := ev.Object.(*corev1.ConfigMap)
+			if !ok {
+				continue
+			}
+			p, _, err := nodeconfig.FromConfigMap(cm)
+			if err != nil {
+				continue
+			}
+			now := time.Now()
+			w.mu.Lock()
+			for _, a := range p.Spec.HostAliases {
+				if _, ok := w.seen[a.IP]; !ok {
+					w.seen[a.IP] = now
+				}
+			}
+			w.mu.Unlock()
+		}
+	}()
+	return w
 }
