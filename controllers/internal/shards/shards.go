@@ -106,6 +106,15 @@ type Coordinator struct {
 	renewed  time.Time    // the last successful renewal of the membership
 	// seen is when each Lease (by name) last changed, by this replica's clock.
 	seen map[string]observation
+	// taken is, per shard this replica took, the version of its Lease it replaced ("" for
+	// one it created) and when: a cache still showing that version has not caught up
+	// with the take, which is no loss.
+	taken map[int]take
+}
+
+type take struct {
+	replaced string
+	at       time.Time
 }
 
 type observation struct {
@@ -195,7 +204,7 @@ func (c *Coordinator) Start(ctx context.Context) error {
 	}
 	c.defaults()
 	c.mu.Lock()
-	c.held, c.draining, c.seen = map[int]bool{}, map[int]bool{}, map[string]observation{}
+	c.held, c.draining, c.seen, c.taken = map[int]bool{}, map[int]bool{}, map[string]observation{}, map[int]take{}
 	c.mu.Unlock()
 	log := logf.FromContext(ctx).WithValues("shardSet", c.Name, "identity", c.Identity)
 	ctx = logf.IntoContext(ctx, log)
@@ -247,9 +256,17 @@ func (c *Coordinator) step(ctx context.Context) error {
 	members, shards, frozen := c.observe(now, leases.Items)
 	var lost []int
 	for _, s := range c.holding() {
-		if l := shards[s]; l == nil || holder(l) != c.Identity {
-			lost = append(lost, s)
+		l := shards[s]
+		if l != nil && holder(l) == c.Identity {
+			continue
 		}
+		c.mu.Lock()
+		tk, took := c.taken[s]
+		c.mu.Unlock()
+		if took && now.Sub(tk.at) < c.LeaseDuration && (l == nil && tk.replaced == "" || l != nil && l.ResourceVersion == tk.replaced) {
+			continue // the cache has not seen this replica's take yet
+		}
+		lost = append(lost, s)
 	}
 	c.lose(ctx, lost)
 
@@ -333,6 +350,13 @@ func (c *Coordinator) step(ctx context.Context) error {
 		if ok {
 			have++
 			gained = append(gained, s)
+			tk := take{at: now}
+			if l != nil {
+				tk.replaced = l.ResourceVersion
+			}
+			c.mu.Lock()
+			c.taken[s] = tk
+			c.mu.Unlock()
 		}
 	}
 	if len(gained) > 0 {
