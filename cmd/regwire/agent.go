@@ -68,6 +68,7 @@ and reports in the node's RegistryNode.`,
 	f.StringVar(&o.ProcRoot, "proc-root", "", `where the node's processes are seen (/proc with hostPID), to send CRI-O SIGHUP after its registries changed; "" sends none`)
 	f.StringVar(&hostsFile, "hosts-file", "/etc/hosts", `hosts file for hostAliases; "" leaves it alone`)
 	f.DurationVar(&resync, "resync", time.Minute, "how often to re-apply (repairing files changed by hand) and re-probe")
+	f.DurationVar(&o.ReportSpread, "report-spread", 5*time.Second, "spread the reports of the cluster's agents after a change over this window (each node at a delay its name fixes), so that thousands of nodes do not write at once; the files are written at once. 0 reports at once")
 	f.StringVar(&metricsAddr, "metrics-bind-address", "0", `metrics address; "0" (the default) turns it off, as the agent shares the node's network`)
 	f.StringVar(&probeAddr, "health-probe-bind-address", "0", `/healthz address; "0" turns it off`)
 	goFlags := flag.NewFlagSet("zap", flag.ContinueOnError)

@@ -40,6 +40,9 @@ type Options struct {
 	HostsFile string
 	// Resync is how often the agent re-applies (repairing drift) and re-probes (default 1m).
 	Resync time.Duration
+	// ReportSpread spreads the reports of a cluster's agents after a change over this
+	// window, each at a delay its node's name fixes (ReportDelay); 0 reports at once.
+	ReportSpread time.Duration
 	// Version is reported in status.agentVersion.
 	Version string
 	// ProcRoot is where the agent sees the node's processes (/proc with hostPID), to send
@@ -93,7 +96,7 @@ func New(cfg *rest.Config, o Options) (*Agent, error) {
 	if err == nil {
 		err = (&Reconciler{
 			Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), NodeName: o.NodeName, Namespace: o.Namespace,
-			Resync: o.Resync, Version: o.Version,
+			Resync: o.Resync, ReportSpread: o.ReportSpread, Version: o.Version,
 			Node: &nodeapply.Node{
 				Roots:                  roots,
 				HostsFile:              o.HostsFile,

@@ -15,8 +15,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers/nodeagent"
 	"github.com/regwire/regwire/internal/nodeconfig"
 	"github.com/regwire/regwire/internal/probe"
+	"github.com/regwire/regwire/internal/test/agenttest"
 	"github.com/regwire/regwire/internal/test/envtest"
 	"github.com/regwire/regwire/internal/test/testutil"
 )
@@ -110,4 +112,77 @@ func TestAChangeReachesTheFilesWhileTheRegistryKeepsTheProbeWaiting(t *testing.T
 		}
 		return fmt.Errorf("the report does not say the registry did not answer: %+v", rn.Status.Mirrors)
 	})
+}
+
+// TestAnAgentWritesItsFilesAtOnceAndItsReportAtItsTurn: with reports spread over a window,
+// a change reaches the node's files at once and its report after the node's own delay.
+func TestAnAgentWritesItsFilesAtOnceAndItsReportAtItsTurn(t *testing.T) {
+	ctx := context.Background()
+	const ns, spread = "spread-reports", 4 * time.Second
+	env.CreateNamespace(t, ns, nil)
+	// A node whose turn comes late in the window, so that "at once" and "at its turn"
+	// differ by seconds.
+	name := ""
+	for i := 0; name == ""; i++ {
+		if n := fmt.Sprintf("node-spread-%d", i); nodeagent.ReportDelay(n, spread) > spread*3/4 {
+			name = n
+		}
+	}
+	delay := nodeagent.ReportDelay(name, spread)
+	n := agenttest.Start(t, env.Config, env.Client, name, agenttest.Options{Namespace: ns, HostsContent: envtest.BaseHosts,
+		Resync: time.Hour, ReportSpread: spread})
+
+	rm := &v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "spread", Generation: 1}, Spec: v1alpha1.RegistryMirrorSpec{
+		Host: "spread.local", Endpoint: "https://127.0.0.1:1",
+		HostAliases: []v1alpha1.HostAlias{{IP: "10.9.1.1", Hostnames: []v1alpha1.Hostname{"spread.local"}}},
+	}}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "spread", Labels: map[string]string{nodeconfig.PublishedLabel: "true"}},
+		Data: map[string]string{nodeconfig.PublishedKey: nodeconfig.Publish(rm, nil, "").Encode()}}
+	if err := env.Create(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	published := time.Now()
+	testutil.Eventually(t, 3*time.Second, "the hosts file", func() error {
+		if got := n.Snapshot(t)["<hosts file>"]; !strings.Contains(got, "10.9.1.1\tspread.local") {
+			return fmt.Errorf("hosts file:\n%s", got)
+		}
+		return nil
+	})
+	files := time.Since(published)
+	testutil.Eventually(t, spread+5*time.Second, "the report", func() error {
+		rn := &v1alpha1.RegistryNode{}
+		if err := env.Get(ctx, client.ObjectKey{Name: name}, rn); err != nil {
+			return err
+		}
+		if len(rn.Status.Mirrors) == 0 || rn.Status.Mirrors[0].ObservedGeneration != 1 {
+			return fmt.Errorf("report: %+v", rn.Status.Mirrors)
+		}
+		return nil
+	})
+	reported := time.Since(published)
+	if files >= delay || reported < delay {
+		t.Errorf("files after %s, report after %s; want the files at once and the report at the node's turn, %s", files, reported, delay)
+	}
+	t.Logf("files after %s, report after %s (the node's turn: %s of %s)", files.Round(time.Millisecond), reported.Round(time.Millisecond), delay.Round(time.Millisecond), spread)
+}
+
+func TestReportDelaysSpreadOverTheWindow(t *testing.T) {
+	t.Parallel()
+	const spread = 5 * time.Second
+	buckets := make([]int, 5)
+	for i := range 5000 {
+		d := nodeagent.ReportDelay(fmt.Sprintf("ip-10-0-%d-%d.ec2.internal", i/250, i%250), spread)
+		if d < 0 || d >= spread {
+			t.Fatalf("delay %s outside [0, %s)", d, spread)
+		}
+		buckets[d/time.Second]++
+	}
+	for s, n := range buckets {
+		if n < 800 || n > 1200 {
+			t.Errorf("second %d of the window holds %d of 5,000 nodes' reports, want about 1,000: %v", s, n, buckets)
+		}
+	}
+	if nodeagent.ReportDelay("node-a", 0) != 0 {
+		t.Error("no spread should mean no delay")
+	}
 }

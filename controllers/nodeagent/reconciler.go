@@ -65,6 +65,8 @@ type Reconciler struct {
 	AnonymousPull func(context.Context, nodeconfig.Mirror, v1alpha1.UpstreamMirror) string
 	// Resync is how often the agent re-applies (repairing drift) and re-probes.
 	Resync time.Duration
+	// ReportSpread delays a changed report by ReportDelay(NodeName, ReportSpread).
+	ReportSpread time.Duration
 	// Version is reported in status.agentVersion.
 	Version string
 	// Clock tells the time; tests set a fake one.
@@ -78,6 +80,21 @@ type Reconciler struct {
 	// reconcile waited for one (one reconcile at a time touches them).
 	pairs       map[string]clientPair
 	certPending bool
+	// reportDue is when the changed report waiting for its turn (ReportSpread) is written.
+	reportDue time.Time
+}
+
+// ReportDelay is how long after a change the agent of node writes its report when the
+// cluster's agents spread theirs over spread: a phase of the window its name fixes (a
+// hash), so that the reports of thousands of nodes reach the API server spread evenly
+// rather than all at once after each change.
+func ReportDelay(node string, spread time.Duration) time.Duration {
+	if spread <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(node))
+	return time.Duration(h.Sum64() % uint64(spread))
 }
 
 // CacheByObject limits the agent's cache to its own Node and RegistryNode, and the
@@ -227,6 +244,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		// bring the agent back.
 		return ctrl.Result{RequeueAfter: r.next()}, nil
 	}
+	if existing.Name != "" && equality.Semantic.DeepEqual(existing.Status, status) {
+		r.reportDue = time.Time{}
+		return ctrl.Result{RequeueAfter: r.next()}, nil
+	}
+	if r.ReportSpread > 0 {
+		// The files are in place; the report waits for the node's turn.
+		now := r.Clock.Now()
+		if r.reportDue.IsZero() {
+			r.reportDue = now.Add(ReportDelay(r.NodeName, r.ReportSpread))
+		}
+		if now.Before(r.reportDue) {
+			return ctrl.Result{RequeueAfter: r.reportDue.Sub(now)}, nil
+		}
+	}
+	r.reportDue = time.Time{}
 	if err := r.writeReport(ctx, node, existing, status); err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 			// The cache has not seen the agent's previous write yet: report again from the

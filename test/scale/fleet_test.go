@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/controllers/nodeagent"
 	"github.com/regwire/regwire/internal/nodeconfig"
 )
 
@@ -128,6 +129,12 @@ func (f *simFleet) agent(ctx context.Context, cs kubernetes.Interface, k8s clien
 			p, _, err := nodeconfig.FromConfigMap(cm)
 			if err != nil || p.Generation == reported {
 				continue
+			}
+			// As the agent does (--report-spread's default): the node's turn in the window.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(nodeagent.ReportDelay(node, reportSpread)):
 			}
 			if err := f.report(ctx, k8s, node, mirror, p.Generation, reachable); err == nil {
 				reported = p.Generation

@@ -38,9 +38,11 @@ type Node struct {
 type Options struct {
 	// Namespace the agent reads published mirrors from (the operator's).
 	Namespace string
-	// HostsContent is the hosts file before regwire; Resync how often the agent re-applies.
+	// HostsContent is the hosts file before regwire; Resync how often the agent re-applies;
+	// ReportSpread the agent's (0: reports at once).
 	HostsContent string
 	Resync       time.Duration
+	ReportSpread time.Duration
 	// Labels of the Node object.
 	Labels map[string]string
 	// Files are foreign files (relative path → content) in the root before the agent starts.
@@ -103,7 +105,7 @@ func Start(t testing.TB, cfg *rest.Config, k8s client.Client, name string, o Opt
 		}
 	}
 	a, err := nodeagent.New(cfg, nodeagent.Options{
-		NodeName: name, Namespace: o.Namespace, Root: n.Root, HostsFile: n.HostsFile, Resync: o.Resync, Version: "test",
+		NodeName: name, Namespace: o.Namespace, Root: n.Root, HostsFile: n.HostsFile, Resync: o.Resync, ReportSpread: o.ReportSpread, Version: "test",
 		CRIORoot: n.CRIORoot, DockerRoot: n.DockerRoot, ContainerdConfig: n.ContainerdConfig,
 		Manager: ctrl.Options{
 			Metrics:                metricsserver.Options{BindAddress: "0"},
