@@ -50,16 +50,20 @@ type managerProc struct {
 	cmd         *exec.Cmd
 }
 
-func startManager(t *testing.T, bin, kubeconfig, work, id string) *managerProc {
+// startManager runs a replica with the default --sync-period (10 h), or syncPeriod.
+func startManager(t *testing.T, bin, kubeconfig, work, id string, syncPeriod ...string) *managerProc {
 	t.Helper()
 	m := &managerProc{id: id, metrics: testutil.FreeAddr(t)}
 	m.cmd = exec.Command(bin, "manager", "--namespace", operatorNS, "--metrics-bind-address", m.metrics,
-		"--health-probe-bind-address", "0", "--sync-period", "10s", "--zap-log-level", "error",
+		"--health-probe-bind-address", "0", "--zap-log-level", "error",
 		"--leader-elect", "--leader-election-namespace", operatorNS, fmt.Sprintf("--copy-shards=%d", copyShards), "--replica-name", id,
 		// This API server shares 2 cores with 5,000 nodes' agents and heartbeats: at the
 		// peak it answers a renewal in more than the default 10 s.
 		"--leader-elect-lease-duration="+leaseDuration.String(), "--leader-elect-renew-deadline="+renewDeadline.String(), "--leader-elect-retry-period="+retryPeriod.String(),
 		"--allow-source-cidrs=127.0.0.1/32") // the source registries listen on loopback
+	if len(syncPeriod) > 0 {
+		m.cmd.Args = append(m.cmd.Args, "--sync-period", syncPeriod[0])
+	}
 	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	logFile, _ := os.OpenFile(filepath.Join(work, id+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
@@ -161,7 +165,7 @@ type restartResult struct {
 	spread                       []int
 }
 
-// restart stops the only replica and starts it again, then watches for window: its API
+// restart stops the only replica and starts it again (with the default --sync-period), then watches for window: its API
 // requests per 10 s, the copies it starts (none is due: each ran less than an interval
 // ago), and when the hourly ImageSyncs are due next (status.nextSyncTime in 10-minute
 // buckets from the first, the last bucket everything after an hour).
