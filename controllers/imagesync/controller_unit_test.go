@@ -422,4 +422,16 @@ func TestACacheBehindTheRecordedStatusDoesNotStartTheCopyAgain(t *testing.T) {
 	if res.RequeueAfter <= 0 {
 		t.Errorf("Reconcile = %+v, want to come back when the next run is due", res)
 	}
+
+	// Deleted and created again under the same name, faster than a reconcile saw it gone:
+	// another object, due at once.
+	again := is.DeepCopy()
+	again.UID, again.Status = "another-uid", v1alpha1.ImageSyncStatus{}
+	stale.Store(again)
+	if _, err := r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if !r.runner.running(req.NamespacedName, 1) && r.runner.finished(req.NamespacedName, 1) == nil {
+		t.Error("an ImageSync created again under the same name was taken for the one whose run was recorded")
+	}
 }
