@@ -273,6 +273,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		r.runner.stop(req.NamespacedName)
 		return ctrl.Result{}, nil
 	}
+	r.runner.stopOther(req.NamespacedName, is.UID)
 	if r.Shards != nil && !r.Shards.Owns(string(is.UID)) {
 		// Another replica's, or nobody's for a moment: the replica that takes its shard
 		// brings it back.

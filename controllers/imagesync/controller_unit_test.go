@@ -434,4 +434,22 @@ func TestACacheBehindTheRecordedStatusDoesNotStartTheCopyAgain(t *testing.T) {
 	if !r.runner.running(req.NamespacedName, 1) && r.runner.finished(req.NamespacedName, 1) == nil {
 		t.Error("an ImageSync created again under the same name was taken for the one whose run was recorded")
 	}
+	// And a run of the former object that ended unrecorded is not recorded into it.
+	select {
+	case <-r.runner.events:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run did not end")
+	}
+	third := again.DeepCopy()
+	third.UID = "a-third-uid"
+	stale.Store(third)
+	if _, err := r.Reconcile(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	r.runner.mu.Lock()
+	run := r.runner.runs[req.NamespacedName]
+	r.runner.mu.Unlock()
+	if run == nil || run.uid != third.UID {
+		t.Errorf("the runner holds %+v for the ImageSync created a third time, want a run of its own", run)
+	}
 }

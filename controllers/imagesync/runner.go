@@ -333,3 +333,18 @@ func (s *syncRunner) copyingWhere(match func(types.UID) bool) bool {
 	}
 	return false
 }
+
+// stopOther cancels and forgets what the runner holds under key for another object of
+// that name: an ImageSync deleted and created again before a reconcile saw it gone is
+// another ImageSync, whose generation starts at 1 again.
+func (s *syncRunner) stopOther(key types.NamespacedName, uid types.UID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.runs[key]; ok && r.uid != uid {
+		r.cancel()
+		delete(s.runs, key)
+	}
+	if r, ok := s.recorded[key]; ok && r.uid != uid {
+		delete(s.recorded, key)
+	}
+}
