@@ -499,7 +499,7 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 		showProgress(is, r.runner.progress(key, is.Generation))
 		return ctrl.Result{}, nil
 	}
-	if next, ok := r.runner.notDueUntil(key, is.UID, is.Generation); ok && now.Before(next) {
+	if next, ok := r.runner.notDueUntil(key, is.Generation); ok && now.Before(next) {
 		// This replica recorded the last run; the cache may not show that status yet.
 		return ctrl.Result{RequeueAfter: next.Sub(now)}, nil
 	}

@@ -284,13 +284,13 @@ func (s *syncRunner) forget(key types.NamespacedName, run *syncRun) {
 	}
 }
 
-// notDueUntil returns when the run of this object (an ImageSync of the same name created
-// again is another) and generation last recorded here is due again, if it is.
-func (s *syncRunner) notDueUntil(key types.NamespacedName, uid types.UID, generation int64) (time.Time, bool) {
+// notDueUntil returns when the run of this generation last recorded here is due again, if
+// it is (stopOther has dropped a record of a former object of the same name).
+func (s *syncRunner) notDueUntil(key types.NamespacedName, generation int64) (time.Time, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.recorded[key]
-	return r.next, ok && r.uid == uid && r.generation == generation
+	return r.next, ok && r.generation == generation
 }
 
 // stop cancels and forgets any run of the ImageSync.
