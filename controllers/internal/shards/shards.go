@@ -120,7 +120,6 @@ type take struct {
 type observation struct {
 	resourceVersion string
 	at              time.Time
-	gone            bool
 }
 
 // Of returns the shard of key.
@@ -382,7 +381,7 @@ func (c *Coordinator) observe(now time.Time, items []coordinationv1.Lease) (memb
 	for i := range items {
 		l := &items[i]
 		present[l.Name] = true
-		if o, ok := c.seen[l.Name]; !ok || o.resourceVersion != l.ResourceVersion || o.gone {
+		if o, ok := c.seen[l.Name]; !ok || o.resourceVersion != l.ResourceVersion {
 			c.seen[l.Name] = observation{resourceVersion: l.ResourceVersion, at: now}
 		}
 		switch l.Labels[LabelRole] {
@@ -406,9 +405,9 @@ func (c *Coordinator) observe(now time.Time, items []coordinationv1.Lease) (memb
 			members = append(members, id)
 		}
 	}
-	for name, o := range c.seen {
-		if !present[name] && !o.gone {
-			c.seen[name] = observation{at: now, gone: true}
+	for name := range c.seen {
+		if !present[name] {
+			delete(c.seen, name) // a Lease made again is new: seen from when it appears
 		}
 	}
 	members = append(members, c.Identity)
