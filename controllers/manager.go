@@ -6,6 +6,7 @@
 package controllers
 
 import (
+	"cmp"
 	"errors"
 	"time"
 
@@ -30,6 +31,10 @@ import (
 	"github.com/regwire/regwire/internal/scheme"
 )
 
+// DefaultAgentReportRate is the agents' reports a second after a mirror change, at most:
+// a tenth of the writes of the 5,000 kubelets' node leases.
+const DefaultAgentReportRate = 100
+
 // Options configure the regwire operator.
 type Options struct {
 	// Namespace is the operator's namespace, which holds the published mirrors and the
@@ -40,6 +45,11 @@ type Options struct {
 	SecretNamespaces []string
 	// Agent configures the node agent DaemonSet.
 	Agent agentdaemonset.Options
+	// AgentReportRate is how many reports a second the agents of a mirror's nodes may
+	// write after a change: past what their own spread holds, the mirror publishes a window
+	// to spread them over (nodeconfig.ReportWindow). Zero: DefaultAgentReportRate;
+	// negative: no window is published.
+	AgentReportRate float64
 	// PodName is the manager's own Pod in Namespace, whose Deployment then owns the agent
 	// DaemonSet (so that uninstalling removes the agents); "" outside a Pod.
 	PodName string
@@ -97,6 +107,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Secrets:   secrets,
 		Recorder:  mgr.GetEventRecorder("regwire-registrymirror"),
 		Namespace: o.Namespace, SecretNamespaces: o.SecretNamespaces,
+		AgentReportRate: cmp.Or(o.AgentReportRate, DefaultAgentReportRate),
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}

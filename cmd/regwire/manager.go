@@ -68,6 +68,12 @@ func newManagerCommand() *cobra.Command {
 				guard.Allow = append(guard.Allow, p.Masked())
 			}
 			opts.CopyBounds.SourceGuard = guard
+			if opts.AgentReportRate < 0 {
+				return usage(fmt.Errorf("--agent-report-rate %g: want reports a second, or 0 for no longer window", opts.AgentReportRate))
+			}
+			if opts.AgentReportRate == 0 {
+				opts.AgentReportRate = -1 // Options' zero is the default
+			}
 			// The Deployment that runs this Pod owns the agent DaemonSet (downward API).
 			opts.PodName = os.Getenv("POD_NAME")
 			if opts.Identity == "" {
@@ -127,6 +133,7 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&opts.Agent.CRIODir, "agent-crio-dir", opts.Agent.CRIODir, "/etc/containers on the nodes, for CRI-O (registries.conf.d, certs.d)")
 	f.StringVar(&opts.Agent.DockerCertsDir, "agent-docker-certs-dir", opts.Agent.DockerCertsDir, "Docker Engine's certs.d on the nodes")
 	f.Var(runtimesFlag{&opts.Agent.Runtimes}, "agent-runtimes", "container runtimes the agent writes configuration for, comma-separated: containerd, crio, docker; each mounts only its own directories (crio adds hostPID, to send CRI-O SIGHUP)")
+	f.Float64Var(&opts.AgentReportRate, "agent-report-rate", controllers.DefaultAgentReportRate, "reports a second the agents of a mirror's nodes may write after a change: past what their --report-spread holds (some hundreds of nodes), the mirror tells them to spread their reports over a longer window (in 10 s steps; 50 s at 5,000 nodes by default) while the files are written at once; 0: no longer window")
 	f.StringVar(&opts.Agent.HostsFile, "agent-hosts-file", opts.Agent.HostsFile, "the hosts file on the nodes")
 	f.StringSliceVar(&opts.SecretNamespaces, "secret-namespaces", nil, "namespaces besides --namespace whose Secrets RegistryMirrors may name (credentials, CA, client certificates, Nexus admin), comma-separated; a mirror naming a Secret elsewhere is refused (SecretNamespaceNotAllowed)")
 	addBoundsFlags(f, &opts.CopyBounds)

@@ -117,38 +117,54 @@ func TestAChangeReachesTheFilesWhileTheRegistryKeepsTheProbeWaiting(t *testing.T
 // TestAnAgentWritesItsFilesAtOnceAndItsReportAtItsTurn: with reports spread over a window,
 // a change reaches the node's files at once and its report after the node's own delay.
 func TestAnAgentWritesItsFilesAtOnceAndItsReportAtItsTurn(t *testing.T) {
+	filesAtOnceReportAtTurn(t, "spread-reports", 4*time.Second, 0)
+}
+
+// TestAMirrorOfALargeFleetSpreadsItsNodesReportsOverTheWindowItPublishes: an agent that
+// would report at once reports at its turn of the longer window a mirror publishes.
+func TestAMirrorOfALargeFleetSpreadsItsNodesReportsOverTheWindowItPublishes(t *testing.T) {
+	filesAtOnceReportAtTurn(t, "published-window", 0, 6*time.Second)
+}
+
+// filesAtOnceReportAtTurn starts an agent spreading its reports over agentSpread, publishes
+// a mirror with report window published, and checks the files come at once and the report
+// at the node's turn of the longer of the two.
+func filesAtOnceReportAtTurn(t *testing.T, ns string, agentSpread, published time.Duration) {
+	t.Helper()
 	ctx := context.Background()
-	const ns, spread = "spread-reports", 4 * time.Second
+	spread := max(agentSpread, published)
 	env.CreateNamespace(t, ns, nil)
 	// A node whose turn comes late in the window, so that "at once" and "at its turn"
 	// differ by seconds.
 	name := ""
 	for i := 0; name == ""; i++ {
-		if n := fmt.Sprintf("node-spread-%d", i); nodeagent.ReportDelay(n, spread) > spread*3/4 {
+		if n := fmt.Sprintf("node-%s-%d", ns, i); nodeagent.ReportDelay(n, spread) > spread*3/4 {
 			name = n
 		}
 	}
 	delay := nodeagent.ReportDelay(name, spread)
 	n := agenttest.Start(t, env.Config, env.Client, name, agenttest.Options{Namespace: ns, HostsContent: envtest.BaseHosts,
-		Resync: time.Hour, ReportSpread: spread})
+		Resync: time.Hour, ReportSpread: agentSpread})
 
-	rm := &v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "spread", Generation: 1}, Spec: v1alpha1.RegistryMirrorSpec{
-		Host: "spread.local", Endpoint: "https://127.0.0.1:1",
-		HostAliases: []v1alpha1.HostAlias{{IP: "10.9.1.1", Hostnames: []v1alpha1.Hostname{"spread.local"}}},
+	rm := &v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: ns, Generation: 1}, Spec: v1alpha1.RegistryMirrorSpec{
+		Host: v1alpha1.RegistryHost(ns + ".local"), Endpoint: "https://127.0.0.1:1",
+		HostAliases: []v1alpha1.HostAlias{{IP: "10.9.1.1", Hostnames: []v1alpha1.Hostname{v1alpha1.Hostname(ns + ".local")}}},
 	}}
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "spread", Labels: map[string]string{nodeconfig.PublishedLabel: "true"}},
-		Data: map[string]string{nodeconfig.PublishedKey: nodeconfig.Publish(rm, nil, "").Encode()}}
+	p := nodeconfig.Publish(rm, nil, "")
+	p.ReportWindowSeconds = int32(published / time.Second)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ns, Labels: map[string]string{nodeconfig.PublishedLabel: "true"}},
+		Data: map[string]string{nodeconfig.PublishedKey: p.Encode()}}
 	if err := env.Create(ctx, cm); err != nil {
 		t.Fatal(err)
 	}
-	published := time.Now()
+	start := time.Now()
 	testutil.Eventually(t, 3*time.Second, "the hosts file", func() error {
-		if got := n.Snapshot(t)["<hosts file>"]; !strings.Contains(got, "10.9.1.1\tspread.local") {
+		if got := n.Snapshot(t)["<hosts file>"]; !strings.Contains(got, "10.9.1.1\t"+ns+".local") {
 			return fmt.Errorf("hosts file:\n%s", got)
 		}
 		return nil
 	})
-	files := time.Since(published)
+	files := time.Since(start)
 	testutil.Eventually(t, spread+5*time.Second, "the report", func() error {
 		rn := &v1alpha1.RegistryNode{}
 		if err := env.Get(ctx, client.ObjectKey{Name: name}, rn); err != nil {
@@ -159,7 +175,7 @@ func TestAnAgentWritesItsFilesAtOnceAndItsReportAtItsTurn(t *testing.T) {
 		}
 		return nil
 	})
-	reported := time.Since(published)
+	reported := time.Since(start)
 	if files >= delay || reported < delay {
 		t.Errorf("files after %s, report after %s; want the files at once and the report at the node's turn, %s", files, reported, delay)
 	}

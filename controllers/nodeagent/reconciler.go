@@ -65,7 +65,8 @@ type Reconciler struct {
 	AnonymousPull func(context.Context, nodeconfig.Mirror, v1alpha1.UpstreamMirror) string
 	// Resync is how often the agent re-applies (repairing drift) and re-probes.
 	Resync time.Duration
-	// ReportSpread delays a changed report by ReportDelay(NodeName, ReportSpread).
+	// ReportSpread delays a changed report by ReportDelay(NodeName, ReportSpread), or by
+	// the longer window a selecting mirror publishes (nodeconfig.ReportWindow).
 	ReportSpread time.Duration
 	// Version is reported in status.agentVersion.
 	Version string
@@ -226,10 +227,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	}
 	var selected []nodeconfig.Mirror
 	gens := map[string]int64{}
+	spread := r.ReportSpread
 	for _, p := range published {
 		if nodeconfig.Selects(p.Spec, node) {
 			selected = append(selected, mirrors[p.Name])
 			gens[p.Name] = p.Generation
+			spread = max(spread, p.ReportWindow()) // a large fleet's longer window
 		}
 	}
 	plan := r.Node.Plan(runtimeconfig.FromNodeInfo(node.Status.NodeInfo.ContainerRuntimeVersion), selected)
@@ -248,11 +251,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		r.reportDue = time.Time{}
 		return ctrl.Result{RequeueAfter: r.next()}, nil
 	}
-	if r.ReportSpread > 0 {
+	if spread > 0 {
 		// The files are in place; the report waits for the node's turn.
 		now := r.Clock.Now()
 		if r.reportDue.IsZero() {
-			r.reportDue = now.Add(ReportDelay(r.NodeName, r.ReportSpread))
+			r.reportDue = now.Add(ReportDelay(r.NodeName, spread))
 		}
 		if now.Before(r.reportDue) {
 			return ctrl.Result{RequeueAfter: r.reportDue.Sub(now)}, nil

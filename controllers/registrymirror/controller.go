@@ -59,6 +59,9 @@ type Reconciler struct {
 	Namespace string
 	// SecretNamespaces are where a mirror's Secrets may be, besides Namespace.
 	SecretNamespaces []string
+	// AgentReportRate bounds the agents' reports a second after a change of a mirror
+	// (nodeconfig.ReportWindow); 0 or less publishes no window.
+	AgentReportRate float64
 
 	// provisioned remembers when each mirror generation's repository was last found as
 	// specified, so that reconciles between checks send Nexus nothing.

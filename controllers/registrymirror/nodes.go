@@ -33,12 +33,6 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.
 	if _, err := labels.ValidatedSelectorFromSet(rm.Spec.NodeSelector); err != nil {
 		return ctrl.Result{}, conditions.Stalledf(v1alpha1.ReasonInvalidSpec, "spec.nodeSelector: %v", err)
 	}
-	if sc.caUsable && sc.clientCertUsable {
-		if err := r.publish(ctx, rm, sc.ca, sc.clientCert); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-
 	// The cache's own objects, not copies (nothing here changes them): at thousands of
 	// nodes a copy of every Node and report on each reconcile is most of the memory.
 	nodes := &corev1.NodeList{}
@@ -50,6 +44,11 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.
 		return ctrl.Result{}, fmt.Errorf("listing RegistryNodes: %w", err)
 	}
 	selected := selectedNodes(rm, nodes.Items)
+	if sc.caUsable && sc.clientCertUsable {
+		if err := r.publish(ctx, rm, sc.ca, sc.clientCert, len(selected)); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	st := aggregateNodes(rm, selected, reports.Items)
 	rm.Status.Nodes = &st
 	rm.Status.Endpoints = aggregateEndpoints(rm, selected, reports.Items)
@@ -85,8 +84,10 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, sc *mirrorScope) (ctrl.
 // publish writes the mirror's ConfigMap for the agents when its content changed. Its CA
 // bundle goes into a ConfigMap of its own named by its digest (immutable, shared by the
 // mirrors that trust the same CA, owned by each), which the mirror's ConfigMap refers to:
-// a change of the mirror sends every agent a few hundred bytes, not the bundle again.
-func (r *Reconciler) publish(ctx context.Context, rm *v1alpha1.RegistryMirror, ca []byte, clientCert string) error {
+// a change of the mirror sends every agent a few hundred bytes, not the bundle again. With
+// it goes the window the agents of the mirror's nodes (selected of them) spread their
+// reports over.
+func (r *Reconciler) publish(ctx context.Context, rm *v1alpha1.RegistryMirror, ca []byte, clientCert string, selected int) error {
 	digest := ""
 	if len(ca) > 0 {
 		digest = nodeconfig.CADigest(ca)
@@ -96,7 +97,13 @@ func (r *Reconciler) publish(ctx context.Context, rm *v1alpha1.RegistryMirror, c
 	}
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: nodeconfig.PublishedName(rm.Name)}}
 	res, err := controllerutil.CreateOrPatch(ctx, r.Client, cm, func() error {
-		nodeconfig.SetConfigMap(cm, nodeconfig.Publish(rm, ca, clientCert))
+		p := nodeconfig.Publish(rm, ca, clientCert)
+		var current time.Duration
+		if was, _, err := nodeconfig.FromConfigMap(cm); err == nil {
+			current = was.ReportWindow()
+		}
+		p.ReportWindowSeconds = int32(nodeconfig.ReportWindow(selected, r.AgentReportRate, current) / time.Second)
+		nodeconfig.SetConfigMap(cm, p)
 		// Garbage collection removes it with the mirror should the finalizer be skipped.
 		return controllerutil.SetOwnerReference(rm, cm, r.Client.Scheme())
 	})

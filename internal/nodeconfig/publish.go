@@ -154,6 +154,67 @@ type Published struct {
 	// certificate and key, which agents read from ClientCertificatesSecretFor(Name); empty
 	// when the registry needs none. The key itself is never published here.
 	ClientCertificate string `json:"clientCertificate,omitempty"`
+	// ReportWindowSeconds is the window over which the agents of the nodes the mirror
+	// selects spread their reports after a change (ReportWindow); 0 leaves each agent its
+	// own --report-spread.
+	ReportWindowSeconds int32 `json:"reportWindowSeconds,omitempty"`
+}
+
+// The agents' reports after a change reach the API server at a bounded rate: each agent
+// writes its report at a delay its node's name fixes within a window (the files are
+// written at once). Agents spread over their own --report-spread (5 s by default), enough
+// for some hundreds of nodes; for more, the manager publishes a window that grows with the
+// nodes a mirror selects, in steps of ReportWindowStep, so that they report at no more
+// than its --agent-report-rate. A step down waits until the nodes fit well within the
+// smaller window, so that a fleet hovering at a step's edge does not republish the mirror
+// to every node back and forth.
+const (
+	// ReportWindowStep is the step the published window grows and shrinks by.
+	ReportWindowStep = 10 * time.Second
+	// reportWindowFloor is what the agents' own spread covers: below it no window is
+	// published.
+	reportWindowFloor = 5 * time.Second
+	// MaxReportWindow bounds the published window.
+	MaxReportWindow = 10 * time.Minute
+	// reportWindowShrink is the fraction of a smaller window the nodes' reports must fit
+	// in before the window shrinks to it.
+	reportWindowShrink = 0.8
+)
+
+// ReportWindow is the report window to publish for a mirror selecting nodes nodes, when
+// the agents should report at no more than rate a second and the window published now
+// is current (0 for none).
+func ReportWindow(nodes int, rate float64, current time.Duration) time.Duration {
+	if rate <= 0 || nodes <= 0 {
+		return 0
+	}
+	need := time.Duration(float64(nodes) / rate * float64(time.Second))
+	fits := func(w time.Duration) time.Duration { // what a window holds at rate
+		if w == 0 {
+			return reportWindowFloor
+		}
+		return w
+	}
+	smallest := time.Duration(0)
+	if need > reportWindowFloor {
+		smallest = min((need+ReportWindowStep-1)/ReportWindowStep*ReportWindowStep, MaxReportWindow)
+	}
+	current = min(max(current, 0)/ReportWindowStep*ReportWindowStep, MaxReportWindow)
+	if smallest > current {
+		return smallest // too many nodes for the window now: grow at once
+	}
+	if current > 0 {
+		below := current - ReportWindowStep
+		if float64(need) >= reportWindowShrink*float64(fits(below)) {
+			return current // not clearly fewer nodes than the step below holds
+		}
+	}
+	return smallest
+}
+
+// ReportWindow is the published window as a duration.
+func (p Published) ReportWindow() time.Duration {
+	return time.Duration(p.ReportWindowSeconds) * time.Second
 }
 
 // The mirrors' client certificates and keys reach the node agents in

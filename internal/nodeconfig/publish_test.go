@@ -116,3 +116,38 @@ func TestClientCertificatesSpreadOverTheirSecrets(t *testing.T) {
 		t.Errorf("320 mirrors fell into %d of %d Secrets", len(per), nodeconfig.ClientCertificateShards)
 	}
 }
+
+func TestTheReportWindowGrowsWithTheNodesAndShrinksOnlyWellBelowAStep(t *testing.T) {
+	t.Parallel()
+	const s = time.Second
+	for _, tc := range []struct {
+		name    string
+		nodes   int
+		rate    float64
+		current time.Duration
+		want    time.Duration
+	}{
+		{"a few hundred nodes are left to the agents' own spread", 500, 100, 0, 0},
+		{"one more node than the agents' spread holds gets the first step", 501, 100, 0, 10 * s},
+		{"5,000 nodes at 100 a second report over 50 s", 5000, 100, 0, 50 * s},
+		{"one node more grows the window at once", 5001, 100, 50 * s, 60 * s},
+		{"one node fewer does not shrink it", 5000, 100, 60 * s, 60 * s},
+		{"nodes that fit just under 80% of the step below keep the window", 4000, 100, 60 * s, 60 * s},
+		{"nodes clearly fewer than the step below holds shrink it", 3900, 100, 60 * s, 40 * s},
+		{"a fleet that shrank a lot falls to the window it needs", 1200, 100, 60 * s, 20 * s},
+		{"a small fleet goes back to the agents' spread only well below it", 450, 100, 10 * s, 10 * s},
+		{"and does below 80% of it", 399, 100, 10 * s, 0},
+		{"a higher rate needs a smaller window", 5000, 500, 0, 10 * s},
+		{"the window is bounded", 1_000_000, 100, 0, nodeconfig.MaxReportWindow},
+		{"no rate publishes nothing", 5000, 0, 50 * s, 0},
+		{"no nodes publish nothing", 0, 100, 50 * s, 0},
+		{"a window published out of step is taken as the step below it", 5000, 100, 55 * s, 50 * s},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := nodeconfig.ReportWindow(tc.nodes, tc.rate, tc.current); got != tc.want {
+				t.Errorf("ReportWindow(%d, %g, %s) = %s, want %s", tc.nodes, tc.rate, tc.current, got, tc.want)
+			}
+		})
+	}
+}

@@ -11,11 +11,15 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/nodeconfig"
 	"github.com/regwire/regwire/internal/test/agenttest"
+	"github.com/regwire/regwire/internal/test/testutil"
 )
 
 // changeStats are the latencies of a run of mirror changes: to the file on every real
@@ -25,6 +29,12 @@ type changeStats struct {
 	samples         []time.Duration
 	published       []time.Duration
 	p50, p99, worst time.Duration
+	// took is from the first change to the last on every real node; reports the agents'
+	// reports (RegistryNode writes) meanwhile; window the report window the mirror
+	// published; allReported from the last change to every node's report of it.
+	took, allReported time.Duration
+	reports           float64
+	window            time.Duration
 }
 
 func (s changeStats) String() string {
@@ -36,11 +46,20 @@ func (s changeStats) String() string {
 	return out
 }
 
+// reporting says how the nodes reported meanwhile.
+func (s changeStats) reporting() string {
+	return fmt.Sprintf("%.0f reports in %s (%.0f/s) over the published window of %s; every node's report of the last change after %s",
+		s.reports, s.took.Round(time.Second), s.reports/s.took.Seconds(), s.window, s.allReported.Round(time.Second))
+}
+
 // mirrorChanges changes the mirror's host alias address for changes from..to, one after
 // another, each once every real node's hosts file has the last, and measures each node.
-func mirrorChanges(t *testing.T, ctx context.Context, k8s client.Client, fleet []*agenttest.Node, published *publishWatch, from, to int) changeStats {
+// Then it waits for every node's report of the last (ready of total nodes ready).
+func mirrorChanges(t *testing.T, ctx context.Context, cfg *rest.Config, k8s client.Client, fleet []*agenttest.Node, published *publishWatch, from, to, ready, total int) changeStats {
 	t.Helper()
 	var st changeStats
+	begin, w0 := time.Now(), testutil.APIWrites(t, cfg)
+	var changed time.Time
 	for c := from; c <= to; c++ {
 		ip := fmt.Sprintf("10.0.%d.%d", c/250, c%250+1)
 		must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -51,7 +70,7 @@ func mirrorChanges(t *testing.T, ctx context.Context, k8s client.Client, fleet [
 			cur.Spec.HostAliases[0].IP = ip
 			return k8s.Update(ctx, cur)
 		}))
-		changed := time.Now()
+		changed = time.Now()
 		pending := slices.Clone(fleet)
 		for len(pending) > 0 {
 			if time.Since(changed) > time.Minute {
@@ -75,6 +94,15 @@ func mirrorChanges(t *testing.T, ctx context.Context, k8s client.Client, fleet [
 		}
 		st.changes++
 	}
+	st.took = time.Since(begin)
+	st.reports = testutil.APIWrites(t, cfg)["registrynodes"] - w0["registrynodes"]
+	testutil.Eventually(t, 5*time.Minute, "every node's report of the last change", func() error { return mirrorReady(ctx, k8s, ready, total) })
+	st.allReported = time.Since(changed)
+	cm := &corev1.ConfigMap{}
+	must(t, k8s.Get(ctx, client.ObjectKey{Namespace: operatorNS, Name: nodeconfig.PublishedName("scale")}, cm))
+	p, _, err := nodeconfig.FromConfigMap(cm)
+	must(t, err)
+	st.window = p.ReportWindow()
 	slices.Sort(st.samples)
 	slices.Sort(st.published)
 	pct := func(p float64) time.Duration {

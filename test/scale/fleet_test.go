@@ -111,37 +111,50 @@ func (f *simFleet) stop() {
 	f.wg.Wait()
 }
 
-// agent watches the published mirror and reports what a real agent would.
+// agent watches the published mirror and reports what a real agent would: the files at
+// once (here: nothing), the report at the node's turn of the spread (the agents' own, or
+// the longer window the mirror publishes) after the first change it has not reported, of
+// the newest generation it has seen by then.
 func (f *simFleet) agent(ctx context.Context, cs kubernetes.Interface, k8s client.Client, node, mirror string, reachable bool) {
 	name := nodeconfig.PublishedName(mirror)
-	var reported int64
+	var reported, seen int64
+	var window time.Duration // the mirror's published report window
+	var due <-chan time.Time // the pending report's turn; nil when none is pending
 	for ctx.Err() == nil {
 		w, err := cs.CoreV1().ConfigMaps(operatorNS).Watch(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()})
 		if err != nil {
 			time.Sleep(time.Second)
 			continue
 		}
-		for ev := range w.ResultChan() {
-			cm, ok := ev.Object.(*corev1.ConfigMap)
-			if !ok || ev.Type == watch.Deleted {
-				continue
-			}
-			p, _, err := nodeconfig.FromConfigMap(cm)
-			if err != nil || p.Generation == reported {
-				continue
-			}
-			// As the agent does (--report-spread's default): the node's turn in the window.
+	events:
+		for {
 			select {
 			case <-ctx.Done():
+				w.Stop()
 				return
-			case <-time.After(nodeagent.ReportDelay(node, reportSpread)):
+			case ev, ok := <-w.ResultChan():
+				if !ok {
+					break events
+				}
+				cm, isCM := ev.Object.(*corev1.ConfigMap)
+				if !isCM || ev.Type == watch.Deleted {
+					continue
+				}
+				if p, _, err := nodeconfig.FromConfigMap(cm); err == nil {
+					seen, window = p.Generation, p.ReportWindow()
+				}
+			case <-due:
+				due = nil
+				if err := f.report(ctx, k8s, node, mirror, seen, reachable); err == nil {
+					reported = seen
+				} else {
+					f.mu.Lock()
+					f.lastErr = fmt.Errorf("%s: %w", node, err)
+					f.mu.Unlock()
+				}
 			}
-			if err := f.report(ctx, k8s, node, mirror, p.Generation, reachable); err == nil {
-				reported = p.Generation
-			} else {
-				f.mu.Lock()
-				f.lastErr = fmt.Errorf("%s: %w", node, err)
-				f.mu.Unlock()
+			if seen != reported && due == nil {
+				due = time.After(nodeagent.ReportDelay(node, max(reportSpread, window)))
 			}
 		}
 		w.Stop()
