@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
@@ -101,6 +102,17 @@ func (s *Server) serveDocker(w http.ResponseWriter, r *http.Request, rt route) {
 		}
 	}
 	user, authenticated := s.dockerUser(r)
+	anonymous := false
+	if !authenticated && rt.repo != "" && r.Header.Get("Authorization") == "" && s.anonymous.enabled {
+		// With anonymous access on, a request without credentials runs as the anonymous
+		// user, whatever the repository's forceBasicAuth says: containerd pulled from a
+		// group without credentials (nexus-public#217), podman from a repository whose
+		// "Allow anonymous docker pull" was off (#328). Only the /v2/ check challenges.
+		user, authenticated, anonymous = s.anonymous.userID, true, true
+	}
+	if _, _, basic := r.BasicAuth(); authenticated && !basic && user == s.anonymous.userID {
+		anonymous = true // a token the token endpoint gave without credentials
+	}
 	realmActive := slices.Contains(s.realms, "DockerToken")
 	// Nexus 3.78 to 3.80 double a forwarded port in the realm (realmURL).
 	doublesPort := s.atLeast("3.78.0") && !s.atLeast("3.81.0")
@@ -115,23 +127,17 @@ func (s *Server) serveDocker(w http.ResponseWriter, r *http.Request, rt route) {
 		return
 	}
 	if !authenticated {
-		// forceBasicAuth asks for Basic; otherwise Nexus sends clients to its token
-		// endpoint. At the root (the version check) it asks for a token while the
-		// DockerToken realm is active.
-		if (rt.repo != "" && cfg.forceBasicAuth) || (rt.repo == "" && !realmActive) {
-			w.Header().Set("WWW-Authenticate", basicChallenge)
-		} else {
-			realm := realmURL(r, rt.base, doublesPort)
-			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q,service=%q`, realm, realm))
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusUnauthorized)
-		if r.Method != http.MethodHead {
-			_, _ = io.WriteString(w, unauthorizedBody)
-		}
+		s.challenge(w, r, rt, cfg, realmActive, doublesPort)
 		return
 	}
 	if rt.repo != "" && !s.mayUse(user, r.Method, rt.repo) {
+		if anonymous {
+			// The anonymous user may not: asked to authenticate, as a request without
+			// credentials is where anonymous access is off (the emulator's reading of an
+			// AuthorizationException for an anonymous subject).
+			s.challenge(w, r, rt, cfg, realmActive, doublesPort)
+			return
+		}
 		dockerError(w, http.StatusForbidden, "DENIED", "access to the requested resource is not authorized")
 		return
 	}
@@ -147,11 +153,26 @@ func (s *Server) serveDocker(w http.ResponseWriter, r *http.Request, rt route) {
 		dockerError(w, http.StatusNotFound, "NOT_FOUND", "Not Found")
 		return
 	}
+	write := r.Method != http.MethodGet && r.Method != http.MethodHead
+	switch {
+	case write && cfg.kind == typeGroup:
+		// Deploying through a group is Pro-only; Community's GroupHandler answers
+		// methodNotAllowed(method, GET, HEAD) (nexus-public GroupHandler).
+		w.Header().Set("Allow", "GET, HEAD")
+		dockerError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "The operation is unsupported.")
+		return
+	case write && cfg.kind == typeProxy:
+		// A proxy repository holds what it fetched; nothing is pushed to it (the
+		// emulator's own answer: 405 as for a group).
+		w.Header().Set("Allow", "GET, HEAD")
+		dockerError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", "The operation is unsupported.")
+		return
+	}
 	if deny, msg := s.refuseWrite(r, rt, cfg); deny {
 		dockerError(w, http.StatusBadRequest, "DENIED", msg)
 		return
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+	if write {
 		s.mu.Lock()
 		if !slices.Contains(s.writers[rt.repo], user) {
 			s.writers[rt.repo] = append(s.writers[rt.repo], user)
@@ -162,9 +183,34 @@ func (s *Server) serveDocker(w http.ResponseWriter, r *http.Request, rt route) {
 }
 
 // forward hands the request to the repository's registry, as /v2/<rest>, and maps the
-// locations it answers back onto the shape the client used.
+// locations it answers back onto the shape the client used. A group asks its members in
+// order and answers with the first that has what is asked (nexus-public
+// GroupHandler.getFirst), each member once however groups nest; its own privileges are
+// the only ones checked (SecurityHandler: "one security check per request").
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, rt route) {
-	store := s.store(rt.repo)
+	s.forwardTo(w, r, rt, rt.repo, map[string]bool{})
+}
+
+func (s *Server) forwardTo(w http.ResponseWriter, r *http.Request, rt route, repo string, dispatched map[string]bool) {
+	s.mu.Lock()
+	cfg, _ := s.repoConfig(repo)
+	s.mu.Unlock()
+	if cfg.kind == typeGroup {
+		dispatched[strings.ToLower(repo)] = true
+		for _, m := range cfg.members {
+			if dispatched[strings.ToLower(m)] {
+				continue
+			}
+			try := &firstFound{ResponseWriter: w}
+			s.forwardTo(try, r, rt, m, dispatched)
+			if try.found {
+				return
+			}
+		}
+		dockerError(w, http.StatusNotFound, "MANIFEST_UNKNOWN", "manifest unknown")
+		return
+	}
+	store := s.store(repo)
 	in := r.Clone(r.Context())
 	in.URL.Path, in.URL.RawPath = "/v2"+rt.rest, ""
 	if strings.HasSuffix(in.URL.Path, "/blobs/uploads/") && in.Method == http.MethodPost {
@@ -205,6 +251,57 @@ func (l *locationWriter) Write(b []byte) (int, error) {
 }
 
 func (l *locationWriter) Unwrap() http.ResponseWriter { return l.ResponseWriter }
+
+// firstFound passes a member's answer on when it has what was asked (2xx or 3xx) and
+// drops it otherwise, so that the group can ask the next member.
+type firstFound struct {
+	http.ResponseWriter
+	found, decided bool
+}
+
+func (f *firstFound) WriteHeader(code int) {
+	if f.decided {
+		return
+	}
+	f.decided, f.found = true, code < 400
+	if f.found {
+		f.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (f *firstFound) Write(b []byte) (int, error) {
+	if !f.decided {
+		f.WriteHeader(http.StatusOK)
+	}
+	if !f.found {
+		return len(b), nil
+	}
+	return f.ResponseWriter.Write(b)
+}
+
+func (f *firstFound) Header() http.Header {
+	if f.decided && !f.found {
+		return http.Header{} // a dropped answer's headers go nowhere
+	}
+	return f.ResponseWriter.Header()
+}
+
+// challenge answers a request that must authenticate: forceBasicAuth asks for Basic;
+// otherwise Nexus sends clients to its token endpoint. At the root (the version check) it
+// asks for a token while the DockerToken realm is active.
+func (s *Server) challenge(w http.ResponseWriter, r *http.Request, rt route, cfg repoConfig, realmActive, doublesPort bool) {
+	if (rt.repo != "" && cfg.forceBasicAuth) || (rt.repo == "" && !realmActive) {
+		w.Header().Set("WWW-Authenticate", basicChallenge)
+	} else {
+		realm := realmURL(r, rt.base, doublesPort)
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q,service=%q`, realm, realm))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusUnauthorized)
+	if r.Method != http.MethodHead {
+		_, _ = io.WriteString(w, unauthorizedBody)
+	}
+}
 
 // refuseWrite applies the repository's write policy (nexus-public StorageTxImpl: DENY
 // "Repository is read only", ALLOW_ONCE "Repository does not allow updating assets"; the
@@ -253,6 +350,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, realmActive bool)
 	s.mu.Lock()
 	u, known := s.users[name]
 	valid := ok && known && u.password == pass && u.status == "active" && realmActive
+	if !ok && realmActive && s.anonymous.enabled && s.anonymous.userID == "anonymous" {
+		// No credentials and anonymous access on: a token for the anonymous user. The
+		// Bearer Token realm knows only the built-in user "anonymous" (nexus-public#311:
+		// another user named for anonymous access gets "authentication required").
+		name, valid = "anonymous", true
+	}
 	var token string
 	if valid {
 		token = "DockerToken." + randomHex(16)
@@ -329,8 +432,11 @@ func realmURL(r *http.Request, base string, doublesPort bool) string {
 
 // repoConfig is what the data path needs of a repository's configuration.
 type repoConfig struct {
+	kind                                      string // hosted, proxy or group
 	forceBasicAuth, pathEnabled, latestPolicy bool
 	writePolicy                               string
+	members                                   []string // a group's, in order
+	remoteURL                                 string   // a proxy's upstream
 }
 
 func (s *Server) repoConfig(name string) (repoConfig, bool) {
@@ -339,6 +445,7 @@ func (s *Server) repoConfig(name string) (repoConfig, bool) {
 		return repoConfig{}, false
 	}
 	var r struct {
+		Type    string `json:"type"`
 		Storage struct {
 			WritePolicy  string `json:"writePolicy"`
 			LatestPolicy bool   `json:"latestPolicy"`
@@ -347,11 +454,19 @@ func (s *Server) repoConfig(name string) (repoConfig, bool) {
 			ForceBasicAuth bool `json:"forceBasicAuth"`
 			PathEnabled    bool `json:"pathEnabled"`
 		} `json:"docker"`
+		Group struct {
+			MemberNames []string `json:"memberNames"`
+		} `json:"group"`
+		Proxy struct {
+			RemoteURL string `json:"remoteUrl"`
+		} `json:"proxy"`
 	}
 	_ = json.Unmarshal(raw, &r)
 	return repoConfig{
+		kind:           r.Type,
 		forceBasicAuth: r.Docker.ForceBasicAuth, pathEnabled: r.Docker.PathEnabled,
 		latestPolicy: r.Storage.LatestPolicy, writePolicy: r.Storage.WritePolicy,
+		members: r.Group.MemberNames, remoteURL: r.Proxy.RemoteURL,
 	}, true
 }
 
@@ -368,6 +483,15 @@ func (s *Server) store(repo string) *dockerStore {
 			"inmemory":    configuration.Parameters{},
 			"maintenance": configuration.Parameters{"uploadpurging": map[any]any{"enabled": false}},
 		},
+	}
+	if rc, _ := s.repoConfig(repo); rc.kind == typeProxy {
+		// A proxy repository: distribution's pull-through cache of the remote, which
+		// fetches what it lacks and serves its store when the remote does not answer.
+		// Unlike Nexus it asks the remote for a tag on every pull (Nexus waits
+		// metadataMaxAge): the emulator's approximation. Content never expires here.
+		never := time.Duration(0)
+		auth := s.upstreamAuth[key]
+		cfg.Proxy = configuration.Proxy{RemoteURL: rc.remoteURL, Username: auth[0], Password: auth[1], TTL: &never}
 	}
 	cfg.HTTP.Secret = randomHex(32)
 	cfg.HTTP.RelativeURLs = true
@@ -418,7 +542,7 @@ func (s *Server) AddDockerHosted(r DockerHosted) {
 		"name": r.Name, "online": true,
 		"storage": map[string]any{"blobStoreName": "default", "strictContentTypeValidation": true, "writePolicy": r.WritePolicy, "latestPolicy": r.LatestPolicy},
 		"docker":  map[string]any{"v1Enabled": false, "forceBasicAuth": r.ForceBasicAuth, "pathEnabled": r.PathEnabled},
-	}, "localhost:8081")
+	}, typeHosted, "localhost:8081")
 }
 
 // ActivateRealm adds a realm to the active ones, as an administrator would.

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -35,15 +34,19 @@ var KnownRealms = []string{
 type Server struct {
 	mu sync.Mutex
 	// version is what the Server header reports, and decides which fields are kept.
-	version    string
-	users      map[string]user
-	roles      map[string]role // security.go
-	realms     []string
-	repos      map[string]json.RawMessage // docker hosted repositories as Nexus answers them
-	stores     map[string]*dockerStore    // their content, by lower-case name
-	tokens     map[string]string          // DockerToken realm tokens: token → user
-	writers    map[string][]string        // users who wrote to each repository (Writers)
-	blobStores []string
+	version string
+	users   map[string]user
+	roles   map[string]role // security.go
+	realms  []string
+	repos   map[string]json.RawMessage // docker hosted repositories as Nexus answers them
+	stores  map[string]*dockerStore    // their content, by lower-case name
+	// upstreamAuth are the proxy repositories' upstream credentials (user, password), which
+	// no GET shows.
+	upstreamAuth map[string][2]string
+	anonymous    anonymousSettings   // anonymous.go
+	tokens       map[string]string   // DockerToken realm tokens: token → user
+	writers      map[string][]string // users who wrote to each repository (Writers)
+	blobStores   []string
 	// passwordFile is <work dir>/admin.password while it exists ("" when not kept).
 	passwordFile string
 	// Writable is what GET /status/writable answers.
@@ -68,16 +71,22 @@ type user struct {
 // the local realm active, the default blob store, no repositories.
 func New(initialPassword string) *Server {
 	return &Server{
-		users:      map[string]user{"admin": {password: initialPassword, roles: []string{"nx-admin"}, status: "active", firstName: "Administrator", lastName: "User", email: "admin@example.org"}},
-		roles:      builtinRoles(),
-		realms:     []string{"NexusAuthenticatingRealm"},
-		repos:      map[string]json.RawMessage{},
-		stores:     map[string]*dockerStore{},
-		tokens:     map[string]string{},
-		writers:    map[string][]string{},
-		blobStores: []string{"default"},
-		writable:   true,
-		version:    DefaultVersion,
+		users: map[string]user{
+			"admin": {password: initialPassword, roles: []string{"nx-admin"}, status: "active", firstName: "Administrator", lastName: "User", email: "admin@example.org"},
+			// The user anonymous requests run as (anonymous.go); no one knows its password.
+			"anonymous": {password: randomHex(16), roles: []string{"nx-anonymous"}, status: "active", firstName: "Anonymous", lastName: "User", email: "anonymous@example.org"},
+		},
+		roles:        builtinRoles(),
+		realms:       []string{"NexusAuthenticatingRealm"},
+		repos:        map[string]json.RawMessage{},
+		stores:       map[string]*dockerStore{},
+		upstreamAuth: map[string][2]string{},
+		anonymous:    anonymousSettings{userID: "anonymous", realmName: "NexusAuthorizingRealm"},
+		tokens:       map[string]string{},
+		writers:      map[string][]string{},
+		blobStores:   []string{"default"},
+		writable:     true,
+		version:      DefaultVersion,
 	}
 }
 
@@ -199,7 +208,6 @@ const (
 	pathStatus     = "/service/rest/v1/status"
 	pathRealms     = "/service/rest/v1/security/realms/active"
 	prefixUsers    = "/service/rest/v1/security/users/"
-	pathHosted     = "/service/rest/v1/repositories/docker/hosted"
 	suffixPassword = "/change-password"
 )
 
@@ -288,147 +296,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.passwordFile = ""
 		}
 		w.WriteHeader(http.StatusNoContent)
+	case p == pathAnonymous:
+		s.serveAnonymous(w, r)
 	case p == pathUsers || strings.HasPrefix(p, prefixUsers):
 		s.serveUsers(w, r)
 	case p == prefixRoles || strings.HasPrefix(p, prefixRoles+"/"):
 		s.serveRoles(w, r)
-	case p == pathHosted:
-		if _, ok := s.authenticated(w, r); !ok || !s.method(w, r, http.MethodPost) {
-			return
-		}
-		var repo dockerHosted
-		body, ok := decode(w, r, &repo)
-		if !ok || !s.valid(w, &repo) {
-			return
-		}
-		// AuthorizingRepositoryManager.create: ensureUserCanAdmin(ADD, format, name), i.e.
-		// nexus:repository-admin:docker:<name>:add.
-		if !s.allowed(w, r, "nexus:repository-admin:docker:"+*repo.Name+":add") {
-			return
-		}
-		if _, exists := s.repos[strings.ToLower(*repo.Name)]; exists {
-			// The @Unique…Name validators' message (nexus-public coreui UniqueBlobStoreName
-			// has the same default).
-			validation(w, "name", "Name is already used, must be unique (ignoring case)")
-			return
-		}
-		s.repos[strings.ToLower(*repo.Name)] = s.answer(body, r.Host)
-		w.WriteHeader(http.StatusCreated)
-	case strings.HasPrefix(p, pathHosted+"/"):
-		name := strings.TrimPrefix(p, pathHosted+"/")
-		// Reading needs the repository's admin read privilege, an update its edit one.
-		action := "read"
-		if r.Method == http.MethodPut {
-			action = "edit"
-		}
-		if !s.allowed(w, r, "nexus:repository-admin:docker:"+name+":"+action) || !s.method(w, r, http.MethodGet, http.MethodPut) {
-			return
-		}
-		raw, exists := s.repos[strings.ToLower(name)]
-		if !exists {
-			// A WebApplicationMessageException: one ValidationErrorXO whose message is
-			// itself quoted (nexus-public components/nexus-rest WebApplicationMessageException).
-			writeJSON(w, http.StatusNotFound, map[string]string{"id": "*", "message": `"Repository not found"`})
-			return
-		}
-		if r.Method == http.MethodGet {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusOK)
-			_, _ = w.Write(raw)
-			return
-		}
-		var repo dockerHosted
-		body, ok := decode(w, r, &repo)
-		if !ok || !s.valid(w, &repo) {
-			return
-		}
-		if *repo.Name != name {
-			validation(w, "name", "Renaming a repository is not supported")
-			return
-		}
-		s.repos[strings.ToLower(name)] = s.answer(body, r.Host)
-		w.WriteHeader(http.StatusNoContent)
+	case strings.HasPrefix(p, prefixDockerRepos):
+		s.serveRepositories(w, r, strings.TrimPrefix(p, prefixDockerRepos))
 	default:
 		http.NotFound(w, r)
 	}
-}
-
-// dockerHosted is the request body Sonatype documents for docker hosted repositories.
-type dockerHosted struct {
-	Name    *string `json:"name"`
-	Online  *bool   `json:"online"`
-	Storage *struct {
-		BlobStoreName               string `json:"blobStoreName"`
-		StrictContentTypeValidation *bool  `json:"strictContentTypeValidation"`
-		WritePolicy                 string `json:"writePolicy"`
-	} `json:"storage"`
-	Cleanup *struct {
-		PolicyNames []string `json:"policyNames"`
-	} `json:"cleanup,omitempty"`
-	Component *struct {
-		ProprietaryComponents bool `json:"proprietaryComponents"`
-	} `json:"component,omitempty"`
-	Docker *struct {
-		V1Enabled      *bool   `json:"v1Enabled"`
-		ForceBasicAuth *bool   `json:"forceBasicAuth"`
-		HTTPPort       *int    `json:"httpPort,omitempty"`
-		HTTPSPort      *int    `json:"httpsPort,omitempty"`
-		Subdomain      *string `json:"subdomain,omitempty"`
-		PathEnabled    *bool   `json:"pathEnabled,omitempty"`
-	} `json:"docker"`
-}
-
-// repoName is Nexus's rule for repository names: a letter, digit or hyphen first, then
-// letters, digits, underscores, hyphens and dots (nexus-public RepositoryXO's @Pattern,
-// whose message valid answers).
-var repoName = regexp.MustCompile(`^[a-zA-Z0-9\-][a-zA-Z0-9_\-.]*$`)
-
-// valid checks what Nexus checks, answering its 400 when something is wrong.
-func (s *Server) valid(w http.ResponseWriter, r *dockerHosted) bool {
-	switch {
-	case r.Name == nil || *r.Name == "":
-		// Bean validation's default messages (@NotEmpty, @NotNull) from here on.
-		validation(w, "name", "must not be empty")
-	case !repoName.MatchString(*r.Name):
-		validation(w, "name", "Only letters, digits, underscores(_), hyphens(-), and dots(.) are allowed and may not start with underscore or dot.")
-	case s.keepsPathEnabled() && strings.ToLower(*r.Name) != *r.Name:
-		// Versions with path-based routing refuse upper case in docker repository names
-		// (facts.md "Nexus as it really behaves"; the docker format is not in nexus-public).
-		validation(w, "name", "Docker repository names must be lowercase to support path-based routing")
-	case r.Online == nil:
-		validation(w, "online", "must not be null")
-	case r.Storage == nil || r.Storage.StrictContentTypeValidation == nil:
-		validation(w, "storage", "must not be null")
-	case !slices.Contains(s.blobStores, r.Storage.BlobStoreName):
-		// A 400 list naming the field; the wording is the fake's own (no source for
-		// Nexus's text was found in nexus-public).
-		validation(w, "storage.blobStoreName", fmt.Sprintf("Blob store '%s' does not exist", r.Storage.BlobStoreName))
-	case !slices.Contains([]string{"ALLOW", "ALLOW_ONCE", "DENY"}, strings.ToUpper(r.Storage.WritePolicy)):
-		// The fake's own wording, as for the two below: no test asserts them.
-		validation(w, "storage.writePolicy", "must be one of ALLOW, ALLOW_ONCE, DENY")
-	case r.Docker == nil || r.Docker.V1Enabled == nil || r.Docker.ForceBasicAuth == nil:
-		validation(w, "docker", "v1Enabled and forceBasicAuth must not be null")
-	default:
-		return true
-	}
-	return false
-}
-
-// answer is what a GET returns for a stored repository: what the request set, less what
-// this version does not know, plus the fields Nexus adds (its URL on host).
-func (s *Server) answer(body map[string]any, host string) json.RawMessage {
-	if st, ok := body["storage"].(map[string]any); ok {
-		if wp, ok := st["writePolicy"].(string); ok {
-			st["writePolicy"] = strings.ToUpper(wp)
-		}
-	}
-	if d, ok := body["docker"].(map[string]any); ok && !s.keepsPathEnabled() {
-		delete(d, "pathEnabled")
-	}
-	body["format"], body["type"] = "docker", "hosted"
-	body["url"] = "http://" + host + "/repository/" + body["name"].(string)
-	out, _ := json.Marshal(body)
-	return out
 }
 
 func (s *Server) method(w http.ResponseWriter, r *http.Request, allowed ...string) bool {
