@@ -1,6 +1,7 @@
 // Package nexus is a typed client for the parts of Sonatype Nexus Repository 3's REST API
-// that regwire uses: status, the admin password, active security realms, docker (hosted)
-// repositories, and the roles and users regwire creates for them (security.go). Paths and bodies follow Sonatype's published API
+// that regwire uses: status, the admin password, active security realms, docker hosted,
+// proxy and group repositories (proxy.go), anonymous access, and the roles and users
+// regwire creates for them (security.go). Paths and bodies follow Sonatype's published API
 // (https://help.sonatype.com/en/rest-apis.html; /service/rest/v1/...). Errors carry
 // Nexus's own text.
 package nexus
@@ -416,9 +417,15 @@ func overlay(have map[string]any, want *DockerHostedRepository) (map[string]any,
 	if err := json.Unmarshal(b, &w); err != nil {
 		return nil, false, err
 	}
+	merged, changed := merge(have, w)
+	return merged, changed, nil
+}
+
+// merge sets every field of w on have, recursively, and says whether any differed.
+func merge(have, w map[string]any) (map[string]any, bool) {
 	changed := false
-	var merge func(dst, src map[string]any)
-	merge = func(dst, src map[string]any) {
+	var into func(dst, src map[string]any)
+	into = func(dst, src map[string]any) {
 		for k, v := range src {
 			if sub, ok := v.(map[string]any); ok {
 				d, ok := dst[k].(map[string]any)
@@ -426,7 +433,7 @@ func overlay(have map[string]any, want *DockerHostedRepository) (map[string]any,
 					d = map[string]any{}
 					dst[k] = d
 				}
-				merge(d, sub)
+				into(d, sub)
 				continue
 			}
 			old := dst[k]
@@ -439,8 +446,8 @@ func overlay(have map[string]any, want *DockerHostedRepository) (map[string]any,
 			dst[k] = v
 		}
 	}
-	merge(have, w)
-	return have, changed, nil
+	into(have, w)
+	return have, changed
 }
 
 func equalJSON(a, b any) bool {
