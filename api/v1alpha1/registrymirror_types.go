@@ -50,6 +50,27 @@ const (
 	NexusDockerAuthToken NexusDockerAuth = "Token"
 )
 
+// NexusAnonymousRead says what users without credentials may pull from the repositories
+// regwire provisions.
+// +kubebuilder:validation:Enum=Proxies;None
+type NexusAnonymousRead string
+
+const (
+	// NexusAnonymousReadProxies lets anonymous users read the proxy repositories, and
+	// nothing else regwire provisions: container runtimes send no credentials to a mirror
+	// (containerd, CRI-O), so nodes pulling an upstream's images through its proxy pull
+	// anonymously. regwire turns Nexus's anonymous access on where it is off (taking the
+	// built-in nx-anonymous role, which reads every repository, from the anonymous user
+	// then), activates the Docker Bearer Token realm, and gives the anonymous user a role
+	// reading the proxies. Where anonymous access was on already, its other roles stay;
+	// the Provisioned condition says whether they let anonymous users read the hosted
+	// repository too.
+	NexusAnonymousReadProxies NexusAnonymousRead = "Proxies"
+	// NexusAnonymousReadNone gives anonymous users nothing: nodes then need the mirror's
+	// credentials to pull through it, which most runtimes do not send to a mirror.
+	NexusAnonymousReadNone NexusAnonymousRead = "None"
+)
+
 // NexusUsers says whether regwire creates the Nexus users that pull secrets and ImageSyncs
 // authenticate as.
 // +kubebuilder:validation:Enum=Managed;None
@@ -110,6 +131,7 @@ type EndpointURL string
 // +kubebuilder:validation:XValidation:rule=`!has(self.fallbackEndpoints) || self.fallbackEndpoints.all(e, !e.startsWith('http://')) || (has(self.insecureSkipVerify) && self.insecureSkipVerify)`,message="fallbackEndpoints must use https://; plain http:// is only allowed together with insecureSkipVerify: true",fieldPath=".fallbackEndpoints"
 // +kubebuilder:validation:XValidation:rule=`!(has(self.caBundle) && has(self.caFrom))`,message="set caBundle or caFrom, not both",fieldPath=".caFrom"
 // +kubebuilder:validation:XValidation:rule=`!has(self.clientCertificateSecretRef) || ((!has(self.endpoint) || !self.endpoint.startsWith('http://')) && (!has(self.fallbackEndpoints) || self.fallbackEndpoints.all(e, !e.startsWith('http://'))))`,message="a client certificate needs TLS: use https:// endpoints",fieldPath=".clientCertificateSecretRef"
+// +kubebuilder:validation:XValidation:rule=`!has(self.provision) || !has(self.provision.nexus) || !has(self.provision.nexus.proxies) || self.provision.nexus.proxies.all(p, has(self.mirrorOf) && self.mirrorOf.exists(m, m.host == p.upstream))`,message="each provision.nexus.proxies[].upstream must be a host of spec.mirrorOf: add it there (e.g. mirrorOf: [{host: docker.io}]) so nodes pull it through the proxy",fieldPath=".provision.nexus.proxies"
 // +kubebuilder:validation:XValidation:rule=`!has(self.mirrorOf) || self.mirrorOf.all(m, m.host != self.host)`,message="mirrorOf must not list the registry's own host",fieldPath=".mirrorOf"
 // +kubebuilder:validation:XValidation:rule=`!has(self.skipFallback) || !self.skipFallback || (has(self.mirrorOf) && size(self.mirrorOf) > 0)`,message="skipFallback keeps nodes from contacting the upstreams of mirrorOf; list them in mirrorOf (e.g. host: docker.io) or remove skipFallback",fieldPath=".skipFallback"
 // +kubebuilder:validation:XValidation:rule=`!has(self.pullSecrets) || has(self.credentialsSecretRef) || (has(self.provision) && has(self.provision.nexus) && (!has(self.provision.nexus.users) || self.provision.nexus.users == 'Managed'))`,message="pullSecrets needs credentials: set credentialsSecretRef, or let provision.nexus create a pull user (users: Managed)",fieldPath=".pullSecrets"
@@ -372,6 +394,9 @@ type ProvisionSpec struct {
 }
 
 // NexusProvision describes a Nexus docker (hosted) repository to create or update.
+// +kubebuilder:validation:XValidation:rule=`!has(self.proxies) || self.proxies.all(p, p.repository != self.repository && (!has(self.group) || p.repository != self.group.repository))`,message="each proxy needs a repository name of its own, not the hosted repository's or the group's",fieldPath=".proxies"
+// +kubebuilder:validation:XValidation:rule=`!has(self.proxies) || self.proxies.all(p, self.proxies.exists_one(q, q.repository == p.repository))`,message="two proxies name the same repository: give each upstream a repository of its own",fieldPath=".proxies"
+// +kubebuilder:validation:XValidation:rule=`!has(self.group) || self.group.repository != self.repository`,message="the group needs a repository name of its own, not the hosted repository's",fieldPath=".group"
 type NexusProvision struct {
 	// url is Nexus's base URL for its REST API, e.g. https://nexus.local or
 	// http://nexus.nexus.svc:8081.
@@ -424,6 +449,76 @@ type NexusProvision struct {
 	// Managed when credentialsSecretRef is unset, None when it is set.
 	// +optional
 	Users NexusUsers `json:"users,omitempty"`
+
+	// proxies are docker (proxy) repositories regwire keeps in front of the upstream
+	// registries the mirror serves (spec.mirrorOf), one per upstream: Nexus fetches an
+	// image at its first pull and serves it from its store afterwards, also once the
+	// upstream is out of reach. Nodes pull an upstream's images through its proxy: an
+	// empty spec.mirrorOf[].path becomes the repository's base path,
+	// /repository/<repository>/v2, which every Nexus version serves.
+	// +optional
+	// +listType=map
+	// +listMapKey=upstream
+	// +kubebuilder:validation:MaxItems=32
+	Proxies []NexusProxy `json:"proxies,omitempty"`
+
+	// group joins the hosted repository and the proxies into one docker (group)
+	// repository, for clients that want one URL for all (docker login, then pull
+	// <host>/<group>/library/nginx). Nexus asks the members in order: the hosted
+	// repository, then the proxies as listed. Anonymous users never get read on it:
+	// reading a group reads each member, the hosted repository included.
+	// +optional
+	Group *NexusGroup `json:"group,omitempty"`
+
+	// anonymousRead says what users without credentials may pull: Proxies (the default)
+	// or None. See NexusAnonymousRead.
+	// +optional
+	AnonymousRead NexusAnonymousRead `json:"anonymousRead,omitempty"`
+}
+
+// NexusProxy is a docker (proxy) repository in front of one upstream registry.
+// +kubebuilder:validation:XValidation:rule=`self.upstream != '_default'`,message="a proxy needs one upstream registry: name a host of spec.mirrorOf such as docker.io, not _default"
+type NexusProxy struct {
+	// upstream is the host of spec.mirrorOf this repository serves, e.g. docker.io.
+	// +required
+	Upstream UpstreamHost `json:"upstream"`
+
+	// repository is the proxy repository's name, e.g. docker-hub.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:Pattern=`^[a-z0-9_-][a-z0-9._-]*$`
+	Repository string `json:"repository"`
+
+	// remoteURL is the upstream registry's API, e.g. https://registry-1.docker.io.
+	// Defaults: https://registry-1.docker.io for docker.io, https://<upstream> for any
+	// other.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule=`isURL(self) && url(self).getScheme() in ['https', 'http'] && url(self).getHostname() != ''`,message="must be an http(s) URL such as https://registry-1.docker.io"
+	// +kubebuilder:validation:XValidation:rule=`!self.contains('@')`,message="must not carry credentials; put them in credentialsSecretRef"
+	RemoteURL string `json:"remoteURL,omitempty"`
+
+	// credentialsSecretRef names a kubernetes.io/basic-auth Secret with an account at the
+	// upstream (Docker Hub's raises its pull limits). Nexus keeps the password and never
+	// shows it; regwire sends it again when the Secret changes.
+	// +optional
+	CredentialsSecretRef *SecretReference `json:"credentialsSecretRef,omitempty"`
+
+	// negativeCacheTTL is how long Nexus remembers that the upstream lacks an image
+	// before asking again (whole minutes; default 24h, Nexus's own).
+	// +optional
+	NegativeCacheTTL *metav1.Duration `json:"negativeCacheTTL,omitempty"`
+}
+
+// NexusGroup is a docker (group) repository joining the provisioned repositories.
+type NexusGroup struct {
+	// repository is the group repository's name, e.g. docker-all.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=200
+	// +kubebuilder:validation:Pattern=`^[a-z0-9_-][a-z0-9._-]*$`
+	Repository string `json:"repository"`
 }
 
 // RegistryMirrorStatus is the observed state of a RegistryMirror.

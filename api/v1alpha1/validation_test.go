@@ -157,6 +157,15 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 			m.Spec.Provision = &v1alpha1.ProvisionSpec{Nexus: &v1alpha1.NexusProvision{URL: "https://nexus.local", Repository: "my-docker",
 				AdminCredentialsSecretRef: v1alpha1.SecretReference{Namespace: "regwire-system", Name: "nexus-admin"}}}
 		})},
+		{"a Docker Hub proxy joined with the hosted repository in a group is accepted", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: "docker.io"}, {Host: "ghcr.io"}}
+			m.Spec.CredentialsSecretRef = nil
+			m.Spec.Provision = withProxies(v1alpha1.NexusProxy{Upstream: "docker.io", Repository: "docker-hub",
+				CredentialsSecretRef: &v1alpha1.SecretReference{Namespace: "regwire-system", Name: "docker-hub-account"}, NegativeCacheTTL: &metav1.Duration{Duration: 3600e9}},
+				v1alpha1.NexusProxy{Upstream: "ghcr.io", Repository: "ghcr", RemoteURL: "https://ghcr.io"})
+			m.Spec.Provision.Nexus.Group = &v1alpha1.NexusGroup{Repository: "docker-all"}
+			m.Spec.Provision.Nexus.AnonymousRead = v1alpha1.NexusAnonymousReadProxies
+		})},
 		{"pull secrets for every ServiceAccount are accepted", mirror(func(m *v1alpha1.RegistryMirror) {
 			m.Spec.PullSecrets = &v1alpha1.PullSecretsSpec{SecretName: "nexus-pull", NamespaceSelector: &metav1.LabelSelector{}, ServiceAccounts: []string{"*"}}
 		})},
@@ -241,6 +250,35 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 		{"an upstream host in upper case is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
 			m.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: "Docker.io"}}
 		}), "spec.mirrorOf[0].host", "lowercase DNS name"},
+		{"a proxy of an upstream the mirror does not serve is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: "ghcr.io"}}
+			m.Spec.CredentialsSecretRef, m.Spec.Provision = nil, withProxies(v1alpha1.NexusProxy{Upstream: "docker.io", Repository: "docker-hub"})
+		}), "spec.provision.nexus.proxies", "must be a host of spec.mirrorOf"},
+		{"a proxy of _default is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: v1alpha1.DefaultHost}}
+			m.Spec.CredentialsSecretRef, m.Spec.Provision = nil, withProxies(v1alpha1.NexusProxy{Upstream: v1alpha1.DefaultHost, Repository: "everything"})
+		}), "spec.provision.nexus.proxies[0]", "a proxy needs one upstream registry"},
+		{"a proxy named like the hosted repository is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: "docker.io"}}
+			m.Spec.CredentialsSecretRef, m.Spec.Provision = nil, withProxies(v1alpha1.NexusProxy{Upstream: "docker.io", Repository: "my-docker"})
+		}), "spec.provision.nexus.proxies", "a repository name of its own"},
+		{"two proxies of one repository are rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: "docker.io"}, {Host: "quay.io"}}
+			m.Spec.CredentialsSecretRef, m.Spec.Provision = nil, withProxies(v1alpha1.NexusProxy{Upstream: "docker.io", Repository: "proxy"},
+				v1alpha1.NexusProxy{Upstream: "quay.io", Repository: "proxy"})
+		}), "spec.provision.nexus.proxies", "two proxies name the same repository"},
+		{"a group named like the hosted repository is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.CredentialsSecretRef, m.Spec.Provision = nil, withProxies()
+			m.Spec.Provision.Nexus.Group = &v1alpha1.NexusGroup{Repository: "my-docker"}
+		}), "spec.provision.nexus.group", "a repository name of its own"},
+		{"a proxy remote URL with credentials is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: "docker.io"}}
+			m.Spec.CredentialsSecretRef, m.Spec.Provision = nil, withProxies(v1alpha1.NexusProxy{Upstream: "docker.io", Repository: "docker-hub", RemoteURL: "https://u:p@registry-1.docker.io"})
+		}), "spec.provision.nexus.proxies[0].remoteURL", "put them in credentialsSecretRef"},
+		{"an unknown anonymousRead is rejected", mirror(func(m *v1alpha1.RegistryMirror) {
+			m.Spec.CredentialsSecretRef, m.Spec.Provision = nil, withProxies()
+			m.Spec.Provision.Nexus.AnonymousRead = "Everything"
+		}), "spec.provision.nexus.anonymousRead", `supported values: "Proxies", "None"`},
 		{"skipFallback without mirrorOf is rejected", mirror(func(m *v1alpha1.RegistryMirror) { m.Spec.SkipFallback = true }),
 			"spec.skipFallback", "list them in mirrorOf"},
 		{"an unknown runtime is rejected", mirror(func(m *v1alpha1.RegistryMirror) { m.Spec.Runtimes = []v1alpha1.ContainerRuntime{"cri-o"} }),
@@ -373,4 +411,10 @@ func TestDefaultsAreApplied(t *testing.T) {
 	if s.Spec.Interval == nil || s.Spec.Interval.Duration.String() != "1h0m0s" {
 		t.Errorf("interval defaulted to %v, want 1h", s.Spec.Interval)
 	}
+}
+
+// withProxies is provisioning of the hosted repository my-docker with proxies.
+func withProxies(proxies ...v1alpha1.NexusProxy) *v1alpha1.ProvisionSpec {
+	return &v1alpha1.ProvisionSpec{Nexus: &v1alpha1.NexusProvision{URL: "https://nexus.local", Repository: "my-docker",
+		AdminCredentialsSecretRef: v1alpha1.SecretReference{Namespace: "regwire-system", Name: "nexus-admin"}, Proxies: proxies}}
 }
