@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strings"
 	"time"
 
@@ -270,7 +271,7 @@ func Publish(rm *v1alpha1.RegistryMirror, ca []byte, clientCert string) Publishe
 			Endpoint:           s.Endpoint,
 			FallbackEndpoints:  s.FallbackEndpoints,
 			InsecureSkipVerify: s.InsecureSkipVerify,
-			MirrorOf:           s.MirrorOf,
+			MirrorOf:           ProxiedMirrorOf(s),
 			SkipFallback:       s.SkipFallback,
 			Runtimes:           s.Runtimes,
 			Capabilities:       s.Capabilities,
@@ -282,6 +283,27 @@ func Publish(rm *v1alpha1.RegistryMirror, ca []byte, clientCert string) Publishe
 		ClientCertificate: clientCert,
 	}
 }
+
+// ProxiedMirrorOf is spec.mirrorOf with the path of each upstream that a provisioned Nexus
+// proxy repository serves and that names no path of its own: the proxy's base path,
+// /repository/<repository>/v2, which every Nexus version serves.
+func ProxiedMirrorOf(s v1alpha1.RegistryMirrorSpec) []v1alpha1.UpstreamMirror {
+	if s.Provision == nil || s.Provision.Nexus == nil || len(s.Provision.Nexus.Proxies) == 0 {
+		return s.MirrorOf
+	}
+	out := slices.Clone(s.MirrorOf)
+	for i, m := range out {
+		for _, p := range s.Provision.Nexus.Proxies {
+			if p.Upstream == m.Host && m.Path == "" {
+				out[i].Path = ProxyPath(p.Repository)
+			}
+		}
+	}
+	return out
+}
+
+// ProxyPath is where a Nexus proxy repository serves the registry API: its base path.
+func ProxyPath(repository string) string { return "/repository/" + repository + "/v2" }
 
 func caDigest(ca []byte) string {
 	if len(ca) == 0 {

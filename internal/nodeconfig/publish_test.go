@@ -151,3 +151,26 @@ func TestTheReportWindowGrowsWithTheNodesAndShrinksOnlyWellBelowAStep(t *testing
 		})
 	}
 }
+
+func TestAnUpstreamServedByAProvisionedProxyIsPulledThroughItsBasePath(t *testing.T) {
+	t.Parallel()
+	spec := v1alpha1.RegistryMirrorSpec{
+		Host: "nexus.local", Endpoint: "https://nexus.local",
+		MirrorOf: []v1alpha1.UpstreamMirror{{Host: "docker.io"}, {Host: "ghcr.io", Path: "/v2/ghcr-by-hand"}, {Host: "quay.io"}},
+		Provision: &v1alpha1.ProvisionSpec{Nexus: &v1alpha1.NexusProvision{Repository: "my-docker", Proxies: []v1alpha1.NexusProxy{
+			{Upstream: "docker.io", Repository: "docker-hub"}, {Upstream: "ghcr.io", Repository: "ghcr"},
+		}}},
+	}
+	got := nodeconfig.Publish(&v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "nexus"}, Spec: spec}, nil, "").Spec.MirrorOf
+	want := []v1alpha1.UpstreamMirror{
+		{Host: "docker.io", Path: "/repository/docker-hub/v2"}, // the proxy's base path
+		{Host: "ghcr.io", Path: "/v2/ghcr-by-hand"},            // a path of its own stays
+		{Host: "quay.io"},                                      // no proxy: the endpoint as it is
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("published mirrorOf %+v, want %+v", got, want)
+	}
+	if spec.MirrorOf[0].Path != "" {
+		t.Error("the spec itself was changed")
+	}
+}
