@@ -158,6 +158,14 @@ const (
 	// repository (it is older than 3.83.0); the message names the version found, the one
 	// needed, and the alternative endpoint.
 	ReasonPathRoutingUnsupported ConditionReason = "PathRoutingUnsupported"
+	// ReasonAnonymousAccessUnusable: anonymousRead Proxies cannot work with Nexus's
+	// anonymous access as it is set (it runs as another user than the built-in anonymous,
+	// which alone gets anonymous docker tokens); the message says what to change.
+	ReasonAnonymousAccessUnusable ConditionReason = "AnonymousAccessUnusable"
+	// ReasonHostedReadableAnonymously: provisioning is as specified, but Nexus's anonymous
+	// user may read the hosted repository through roles regwire did not give it (e.g. the
+	// built-in nx-anonymous); the message names them.
+	ReasonHostedReadableAnonymously ConditionReason = "HostedReadableAnonymously"
 )
 
 // ImageSync reasons: Ready and Synced.

@@ -87,7 +87,13 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	err := mgr.GetFieldIndexer().IndexField(context.Background(), &v1alpha1.RegistryMirror{}, credentialsIndex, func(o client.Object) []string {
 		var out []string
 		spec := o.(*v1alpha1.RegistryMirror).Spec
-		for _, ref := range []*v1alpha1.SecretReference{spec.CredentialsSecretRef, spec.ClientCertificateSecretRef} {
+		refs := []*v1alpha1.SecretReference{spec.CredentialsSecretRef, spec.ClientCertificateSecretRef}
+		if spec.Provision != nil && spec.Provision.Nexus != nil {
+			for _, px := range spec.Provision.Nexus.Proxies {
+				refs = append(refs, px.CredentialsSecretRef)
+			}
+		}
+		for _, ref := range refs {
 			if ref != nil {
 				out = append(out, ref.Namespace+"/"+ref.Name)
 			}
@@ -183,7 +189,7 @@ func (r *Reconciler) mirrorRequests(ctx context.Context, keep func(*v1alpha1.Reg
 }
 
 // credentialsIndex indexes RegistryMirrors by "namespace/name" of the Secrets they read:
-// credentials and client certificate.
+// credentials, client certificate, and the upstream credentials of Nexus proxies.
 const credentialsIndex = "spec.credentialsSecretRef"
 
 // mirrorsForSecret maps a Secret to the mirrors using it as credentials, or to the mirror

@@ -190,20 +190,39 @@ func (r *Reconciler) releaseNexusUsers(ctx context.Context, rm *v1alpha1.Registr
 
 // releaseProvisionedUsers is releaseNexusUsers for a mirror being deleted: Nexus is
 // reached as the spec says, when it still says so, and only if there are users to remove.
+// The role giving anonymous users read on its proxies goes too.
 func (r *Reconciler) releaseProvisionedUsers(ctx context.Context, rm *v1alpha1.RegistryMirror) error {
 	ctx, cancel := context.WithTimeout(ctx, nexusTimeout)
 	defer cancel()
-	return r.releaseNexusUsers(ctx, rm, func() (*nexus.Client, error) {
-		if rm.Spec.Provision == nil || rm.Spec.Provision.Nexus == nil {
-			return nil, errors.New("spec.provision.nexus is not set")
+	if err := r.releaseNexusUsers(ctx, rm, func() (*nexus.Client, error) { return r.nexusForRelease(ctx, rm) }); err != nil {
+		return err
+	}
+	if !wantsAnonymousRead(rm) {
+		return nil
+	}
+	role := credentials.NexusUserID(rm.Name, anonymousRoleKind)
+	c, err := r.nexusForRelease(ctx, rm)
+	if err == nil {
+		err = releaseAnonymousRole(ctx, c, role)
+	}
+	if err != nil {
+		r.Recorder.Eventf(rm, nil, corev1.EventTypeWarning, "NexusRoleNotRemoved", "Release",
+			"the role %s stays in Nexus and with its anonymous user, who may still read the proxies (remove it there): %v", role, err)
+	}
+	return nil
+}
+
+// nexusForRelease is the admin client of a mirror being deleted, as its spec says.
+func (r *Reconciler) nexusForRelease(ctx context.Context, rm *v1alpha1.RegistryMirror) (*nexus.Client, error) {
+	if rm.Spec.Provision == nil || rm.Spec.Provision.Nexus == nil {
+		return nil, errors.New("spec.provision.nexus is not set")
+	}
+	sc := &mirrorScope{rm: rm}
+	if !rm.Spec.InsecureSkipVerify {
+		var err error
+		if sc.ca, _, err = credentials.MirrorCA(ctx, r.reader(), r.secretScope(), rm); err != nil {
+			return nil, err
 		}
-		sc := &mirrorScope{rm: rm}
-		if !rm.Spec.InsecureSkipVerify {
-			var err error
-			if sc.ca, _, err = credentials.MirrorCA(ctx, r.reader(), r.secretScope(), rm); err != nil {
-				return nil, err
-			}
-		}
-		return r.nexusAdmin(ctx, sc)
-	})
+	}
+	return r.nexusAdmin(ctx, sc)
 }

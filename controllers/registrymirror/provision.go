@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/regwire/regwire/api/v1alpha1"
@@ -37,6 +38,8 @@ type provisionCheck struct {
 	// userSecrets are the resourceVersions of the Nexus users' Secrets, by kind, when
 	// Nexus was given their passwords: a Secret deleted or edited since is provisioned again.
 	userSecrets map[string]string
+	// upstreamSecrets are those of the proxies' upstream credentials, by upstream.
+	upstreamSecrets map[string]string
 	// reason and message are the Provisioned condition the check set: a reconcile that
 	// reads a status older than that check (the cache lags) sets it again.
 	reason  v1alpha1.ConditionReason
@@ -62,7 +65,11 @@ func (r *Reconciler) reconcileProvision(ctx context.Context, sc *mirrorScope) (c
 		conditions.Set(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionProvisioned, metav1.ConditionTrue, c.reason, c.message)
 		return ctrl.Result{RequeueAfter: left}, nil
 	}
-	action, userSecrets, err := r.provision(ctx, sc)
+	var sent map[string]string
+	if v, ok := r.provisioned.Load(rm.UID); ok {
+		sent = v.(provisionCheck).upstreamSecrets
+	}
+	out, err := r.provision(ctx, sc, sent)
 	if err != nil {
 		r.provisioned.Delete(rm.UID)
 		e, ok := conditions.Reported(err)
@@ -75,16 +82,29 @@ func (r *Reconciler) reconcileProvision(ctx context.Context, sc *mirrorScope) (c
 		return ctrl.Result{}, e.Retry(provisionRetry)
 	}
 	p := rm.Spec.Provision.Nexus
+	action := out.action
+	if action == nexus.Unchanged && len(out.proxies.changed) > 0 {
+		action = nexus.Updated
+	}
 	reason := map[nexus.Action]v1alpha1.ConditionReason{
 		nexus.Created: v1alpha1.ReasonRepositoryCreated, nexus.Updated: v1alpha1.ReasonRepositoryUpdated, nexus.Unchanged: v1alpha1.ReasonRepositoryUpToDate,
 	}[action]
 	if action != nexus.Unchanged {
-		r.Recorder.Eventf(rm, nil, corev1.EventTypeNormal, string(reason), "Provision", "docker (hosted) repository %s %s in Nexus at %s", p.Repository, action, p.URL)
-		logf.FromContext(ctx).Info("Provisioned Nexus repository", "repository", p.Repository, "action", string(action))
+		changes := append([]string{fmt.Sprintf("docker (hosted) %s %s", p.Repository, out.action)}, out.proxies.changed...)
+		r.Recorder.Eventf(rm, nil, corev1.EventTypeNormal, string(reason), "Provision", "in Nexus at %s: %s", p.URL, strings.Join(changes, ", "))
+		logf.FromContext(ctx).Info("Provisioned Nexus repositories", "repository", p.Repository, "action", string(out.action), "others", out.proxies.changed)
 	}
 	msg := fmt.Sprintf("docker (hosted) repository %s is as specified in Nexus at %s (%s)", p.Repository, p.URL, provisionSummary(sc.rm))
+	if readers := out.proxies.hostedReaders; len(readers) > 0 {
+		reason = v1alpha1.ReasonHostedReadableAnonymously
+		msg += fmt.Sprintf("; but anonymous users may also read the hosted repository %s through the anonymous user's %s, which regwire did not give: "+
+			"take those roles from Nexus's anonymous user if images there are private", p.Repository, strings.Join(readers, ", "))
+		if !conditions.Has(rm.Status.Conditions, v1alpha1.ConditionProvisioned, reason) {
+			r.Recorder.Eventf(rm, nil, corev1.EventTypeWarning, string(reason), "Provision", "%s", msg)
+		}
+	}
 	conditions.Set(&rm.Status.Conditions, rm.Generation, v1alpha1.ConditionProvisioned, metav1.ConditionTrue, reason, msg)
-	r.provisioned.Store(rm.UID, provisionCheck{generation: rm.Generation, at: now, userSecrets: userSecrets, reason: reason, message: msg})
+	r.provisioned.Store(rm.UID, provisionCheck{generation: rm.Generation, at: now, userSecrets: out.userSecrets, upstreamSecrets: out.proxies.upstreamSecrets, reason: reason, message: msg})
 	return ctrl.Result{RequeueAfter: provisionRecheck}, nil
 }
 
@@ -97,20 +117,31 @@ func (r *Reconciler) provisionCurrent(ctx context.Context, rm *v1alpha1.Registry
 		return provisionCheck{}, 0, false
 	}
 	c := v.(provisionCheck)
-	if c.generation != rm.Generation || now.Sub(c.at) >= provisionRecheck || !r.nexusUserSecretsUnchanged(ctx, rm, c.userSecrets) {
+	if c.generation != rm.Generation || now.Sub(c.at) >= provisionRecheck || !r.nexusUserSecretsUnchanged(ctx, rm, c.userSecrets) ||
+		!r.upstreamSecretsUnchanged(ctx, rm, c.upstreamSecrets) {
 		return provisionCheck{}, 0, false
 	}
 	return c, provisionRecheck - now.Sub(c.at), true
 }
 
-// provision reads the admin credentials and makes Nexus hold the repository, and the users
-// when regwire manages them, as specified. It returns what happened to the repository and
-// the users' Secrets' resourceVersions. Problems the user must fix are *conditions.Error.
-func (r *Reconciler) provision(ctx context.Context, sc *mirrorScope) (nexus.Action, map[string]string, error) {
+// provisionOutcome is what provision did: to the hosted repository, the users' Secrets'
+// resourceVersions, and the proxies.
+type provisionOutcome struct {
+	action      nexus.Action
+	userSecrets map[string]string
+	proxies     proxiesResult
+}
+
+// provision reads the admin credentials and makes Nexus hold the repository, the users
+// when regwire manages them, and the proxies, group and anonymous read, as specified.
+// sent are the upstream Secrets' versions whose passwords Nexus holds. Problems the user
+// must fix are *conditions.Error.
+func (r *Reconciler) provision(ctx context.Context, sc *mirrorScope, sent map[string]string) (provisionOutcome, error) {
 	p := sc.rm.Spec.Provision.Nexus
+	var out provisionOutcome
 	c, err := r.nexusAdmin(ctx, sc)
 	if err != nil {
-		return "", nil, err
+		return out, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, nexusTimeout)
 	defer cancel()
@@ -119,7 +150,6 @@ func (r *Reconciler) provision(ctx context.Context, sc *mirrorScope) (nexus.Acti
 		// Bearer tokens come from the DockerToken realm; Basic needs no realm.
 		_, err = c.EnsureRealm(ctx, nexus.RealmDockerToken)
 	}
-	var action nexus.Action
 	if err == nil {
 		docker := nexus.Docker{ForceBasicAuth: !token}
 		if pathRouted(sc.rm.Spec.Endpoint) {
@@ -128,7 +158,7 @@ func (r *Reconciler) provision(ctx context.Context, sc *mirrorScope) (nexus.Acti
 			// (/repository/my-docker/v2) needs none, and works on every Nexus version.
 			docker.PathEnabled = new(true)
 		}
-		action, err = c.EnsureDockerHosted(ctx, &nexus.DockerHostedRepository{
+		out.action, err = c.EnsureDockerHosted(ctx, &nexus.DockerHostedRepository{
 			Name:   p.Repository,
 			Online: true,
 			Storage: nexus.HostedStorage{
@@ -137,19 +167,37 @@ func (r *Reconciler) provision(ctx context.Context, sc *mirrorScope) (nexus.Acti
 			Docker: docker,
 		})
 	}
-	var userSecrets map[string]string
 	if err == nil && sc.rm.Spec.ManagesNexusUsers() {
-		userSecrets, err = r.provisionUsers(ctx, c, sc.rm)
+		out.userSecrets, err = r.provisionUsers(ctx, c, sc.rm)
 	} else if err == nil {
 		err = r.releaseNexusUsers(ctx, sc.rm, func() (*nexus.Client, error) { return c, nil }) // users: None since they were made
 	}
+	if err == nil {
+		out.proxies, err = r.provisionProxies(ctx, c, sc.rm, sent)
+	}
 	if _, reported := conditions.Reported(err); reported {
-		return "", nil, err
+		return provisionOutcome{}, err
 	}
 	if err != nil {
-		return "", nil, nexusError(ctx, adminField, err)
+		return provisionOutcome{}, nexusError(ctx, adminField, err)
 	}
-	return action, userSecrets, nil
+	return out, nil
+}
+
+// upstreamSecretsUnchanged says whether the proxies' upstream credentials Secrets are the
+// versions whose passwords Nexus was given.
+func (r *Reconciler) upstreamSecretsUnchanged(ctx context.Context, rm *v1alpha1.RegistryMirror, versions map[string]string) bool {
+	for _, px := range rm.Spec.Provision.Nexus.Proxies {
+		ref := px.CredentialsSecretRef
+		if ref == nil {
+			continue
+		}
+		s := &corev1.Secret{}
+		if err := r.Secrets.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, s); err != nil || s.ResourceVersion != versions[string(px.Upstream)] {
+			return false
+		}
+	}
+	return true
 }
 
 const adminField = "spec.provision.nexus.adminCredentialsSecretRef"
@@ -211,7 +259,7 @@ func provisionSummary(rm *v1alpha1.RegistryMirror) string {
 		users = fmt.Sprintf("users %s (read) and %s (read, add, edit)",
 			credentials.NexusUserID(rm.Name, v1alpha1.NexusPullUser), credentials.NexusUserID(rm.Name, v1alpha1.NexusPushUser))
 	}
-	return shape + ", " + auth + ", " + users
+	return shape + ", " + auth + ", " + users + proxiesSummary(rm)
 }
 
 // pathRouted says whether nodes reach the registry at the root of endpoint (no path), the

@@ -3,6 +3,7 @@ package nexusemulator
 import (
 	"net/http"
 	"slices"
+	"strings"
 )
 
 // Anonymous access, as nexus-public's AnonymousAccessApiResource (@since 3.24) serves it at
@@ -66,4 +67,13 @@ func (s *Server) Anonymous() (enabled bool, userID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.anonymous.enabled, s.anonymous.userID
+}
+
+// UpstreamCredentials returns the user and password a proxy repository holds for its
+// remote (which no GET shows).
+func (s *Server) UpstreamCredentials(repo string) (user, password string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.upstreamAuth[strings.ToLower(repo)]
+	return a[0], a[1]
 }
