@@ -165,7 +165,7 @@ func TestAnUpstreamServedByAProvisionedProxyIsPulledThroughItsBasePath(t *testin
 	want := []v1alpha1.UpstreamMirror{
 		{Host: "docker.io", Path: "/repository/docker-hub/v2"}, // the proxy's base path
 		{Host: "ghcr.io", Path: "/v2/ghcr-by-hand"},            // a path of its own stays
-		{Host: "quay.io"},                                      // no proxy: the endpoint as it is
+		{Host: "quay.io"}, // no proxy: the endpoint as it is
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("published mirrorOf %+v, want %+v", got, want)
