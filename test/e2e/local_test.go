@@ -221,6 +221,9 @@ func TestTheManualSetupOnRealParts(t *testing.T) {
 	// The other URL shape: the repository base path, images named without the repository.
 	pullAtTheBasePath(t, k8s, priv, ctrd, upstream.Host+"/library/hello", digest)
 
+	// Docker Hub through Nexus: a proxy repository, pulled without credentials.
+	throughADockerHubProxy(t, l, k8s, priv, ctrd, rm.Name, image, upstream.Host+"/library/hello:1.0", work, certsDir)
+
 	// 5. A new CA: nginx serves a certificate from it; pulls fail until the mirror carries
 	// it, then succeed, containerd never restarted.
 	pid := ctrd.cmd.Process.Pid

@@ -25,6 +25,8 @@ type Registry struct {
 	URL string
 	// Log holds the registry's output.
 	Log fmt.Stringer
+	// Stop stops the registry before the test ends (it stops then anyway).
+	Stop func()
 }
 
 // RegistryOptions configure StartRegistry.
@@ -99,7 +101,7 @@ func StartRegistry(t testing.TB, o RegistryOptions) *Registry {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Stop)
-	return &Registry{Host: p.Addr, URL: p.URL, Log: log}
+	return &Registry{Host: p.Addr, URL: p.URL, Log: log, Stop: p.Stop}
 }
 
 func writePEM(t testing.TB, path, typ string, der []byte) {
