@@ -165,12 +165,23 @@ type RegistryMirrorSpec struct {
 	// site), tried in this order after endpoint when it fails: the first that answers
 	// serves the pull. Each is checked like endpoint. Nodes probe every endpoint and report
 	// each in their RegistryNode; status.endpoints counts the nodes that reach each. The
-	// manager (ImageSync copies, Nexus provisioning) uses endpoint. Docker Engine cannot
-	// express them (RuntimeUnsupported).
+	// manager (ImageSync copies, Nexus provisioning) uses endpoint. Docker Engine reaches
+	// only https://<host> (its nodes note it).
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=8
 	FallbackEndpoints []EndpointURL `json:"fallbackEndpoints,omitempty"`
+
+	// dialTimeout is how long a node's runtime waits for a TCP connection to each endpoint
+	// before it tries the next one, or, with mirrorOf, the upstream: so that a mirror that
+	// does not answer costs a pull this long instead of the runtime's own connect timeout
+	// (30 s for containerd). Default 500ms: a connection inside a site takes a few
+	// milliseconds, and a pull that meets a dead mirror still falls back in well under a
+	// second. Written for containerd 2.1 and later (dial_timeout in hosts.toml); nodes whose
+	// runtime cannot take it say so in their RegistryNode. Between 100ms and 30s.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule=`duration(self) >= duration('100ms') && duration(self) <= duration('30s')`,message="must be between 100ms and 30s, e.g. 500ms"
+	DialTimeout *metav1.Duration `json:"dialTimeout,omitempty"`
 
 	// caBundle is the PEM-encoded CA certificate(s) that signed the registry's serving
 	// certificate, e.g. the private CA behind a self-signed nginx proxy. Empty means the
@@ -454,8 +465,9 @@ type NexusProvision struct {
 	// registries the mirror serves (spec.mirrorOf), one per upstream: Nexus fetches an
 	// image at its first pull and serves it from its store afterwards, also once the
 	// upstream is out of reach. Nodes pull an upstream's images through its proxy: an
-	// empty spec.mirrorOf[].path becomes the repository's base path,
-	// /repository/<repository>/v2, which every Nexus version serves.
+	// empty spec.mirrorOf[].path becomes /v2/<repository> (path-based routing, as for the
+	// hosted repository; containerd and CRI-O both express it), or the repository's base
+	// path /repository/<repository>/v2 when endpoint is a base path itself.
 	// +optional
 	// +listType=map
 	// +listMapKey=upstream

@@ -64,6 +64,15 @@ type NodeMirrorStatus struct {
 	// +optional
 	Error string `json:"error,omitempty"`
 
+	// notes say what of the mirror this node's runtime does not do, and what it does
+	// instead, while the rest is applied: e.g. Docker Engine sends no pulls of mirrorOf
+	// upstreams to a mirror, containerd before 2.1 takes no dialTimeout.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=1024
+	Notes []string `json:"notes,omitempty"`
+
 	// probe is the result of the last request from this node to the registry: to the
 	// first endpoint that answered, or to the first endpoint when none did.
 	// +optional

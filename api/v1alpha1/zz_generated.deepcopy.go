@@ -471,6 +471,11 @@ func (in *NodeMirrorStatus) DeepCopyInto(out *NodeMirrorStatus) {
 		*out = make([]ContainerRuntime, len(*in))
 		copy(*out, *in)
 	}
+	if in.Notes != nil {
+		in, out := &in.Notes, &out.Notes
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Probe != nil {
 		in, out := &in.Probe, &out.Probe
 		*out = new(ProbeResult)
@@ -700,6 +705,11 @@ func (in *RegistryMirrorSpec) DeepCopyInto(out *RegistryMirrorSpec) {
 		in, out := &in.FallbackEndpoints, &out.FallbackEndpoints
 		*out = make([]EndpointURL, len(*in))
 		copy(*out, *in)
+	}
+	if in.DialTimeout != nil {
+		in, out := &in.DialTimeout, &out.DialTimeout
+		*out = new(v1.Duration)
+		**out = **in
 	}
 	if in.CAFrom != nil {
 		in, out := &in.CAFrom, &out.CAFrom

@@ -21,6 +21,7 @@ import (
 	"github.com/regwire/regwire/controllers/internal/credentials"
 	"github.com/regwire/regwire/internal/cabundle"
 	"github.com/regwire/regwire/internal/nexus"
+	"github.com/regwire/regwire/internal/nodeconfig"
 	"github.com/regwire/regwire/internal/registryhttp"
 )
 
@@ -264,13 +265,7 @@ func provisionSummary(rm *v1alpha1.RegistryMirror) string {
 
 // pathRouted says whether nodes reach the registry at the root of endpoint (no path), the
 // shape that needs Nexus's path-based routing.
-func pathRouted(endpoint string) bool {
-	if endpoint == "" {
-		return true
-	}
-	u, err := url.Parse(endpoint)
-	return err != nil || strings.Trim(u.Path, "/") == ""
-}
+func pathRouted(endpoint string) bool { return nodeconfig.PathRouted(endpoint) }
 
 // nexusWritePolicy maps the API's enum onto Nexus's.
 func nexusWritePolicy(p v1alpha1.WritePolicy) string {

@@ -113,6 +113,10 @@ func (r *Reconciler) proxyRepository(ctx context.Context, rm *v1alpha1.RegistryM
 		Docker:        nexus.Docker{ForceBasicAuth: false},
 		DockerProxy:   nexus.DockerProxy{IndexType: index},
 	}
+	if pathRouted(rm.Spec.Endpoint) {
+		// Nodes reach it at /v2/<repository> (nodeconfig.ProxyPath), as the hosted one.
+		want.Docker.PathEnabled = new(true)
+	}
 	ref := px.CredentialsSecretRef
 	if ref == nil {
 		return want, "", nil

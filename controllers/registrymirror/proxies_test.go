@@ -51,7 +51,7 @@ func upstreamAccount(t *testing.T, name, password string) *corev1.Secret {
 // whose anonymous access is off, the mirror creates the proxy (Docker Hub's API, its
 // account) and the group, turns anonymous access on for the proxy only (the built-in
 // nx-anonymous taken away, so the hosted repository stays private), publishes the proxy's
-// base path for docker.io, sends a rotated password again, and takes its role back when
+// path (path-based routing, as the hosted repository) for docker.io, sends a rotated password again, and takes its role back when
 // deleted.
 func TestAMirrorOfDockerHubProvisionsAProxyAGroupAndAnonymousReadOfTheProxyOnly(t *testing.T) {
 	ctx := context.Background()
@@ -92,8 +92,8 @@ func TestAMirrorOfDockerHubProvisionsAProxyAGroupAndAnonymousReadOfTheProxyOnly(
 	if err := env.Get(ctx, client.ObjectKey{Namespace: envtest.Namespace, Name: nodeconfig.PublishedName(rm.Name)}, cm); err != nil {
 		t.Fatal(err)
 	}
-	if p, _, err := nodeconfig.FromConfigMap(cm); err != nil || len(p.Spec.MirrorOf) != 1 || p.Spec.MirrorOf[0].Path != "/repository/hub-hub/v2" {
-		t.Errorf("published mirrorOf %+v (%v): want docker.io through the proxy's base path", p.Spec.MirrorOf, err)
+	if p, _, err := nodeconfig.FromConfigMap(cm); err != nil || len(p.Spec.MirrorOf) != 1 || p.Spec.MirrorOf[0].Path != "/v2/hub-hub" {
+		t.Errorf("published mirrorOf %+v (%v): want docker.io through the proxy, by path-based routing", p.Spec.MirrorOf, err)
 	}
 
 	// A rotated upstream password reaches Nexus, which never shows it back.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -285,8 +286,7 @@ func Publish(rm *v1alpha1.RegistryMirror, ca []byte, clientCert string) Publishe
 }
 
 // ProxiedMirrorOf is spec.mirrorOf with the path of each upstream that a provisioned Nexus
-// proxy repository serves and that names no path of its own: the proxy's base path,
-// /repository/<repository>/v2, which every Nexus version serves.
+// proxy repository serves and that names no path of its own (ProxyPath).
 func ProxiedMirrorOf(s v1alpha1.RegistryMirrorSpec) []v1alpha1.UpstreamMirror {
 	if s.Provision == nil || s.Provision.Nexus == nil || len(s.Provision.Nexus.Proxies) == 0 {
 		return s.MirrorOf
@@ -295,15 +295,34 @@ func ProxiedMirrorOf(s v1alpha1.RegistryMirrorSpec) []v1alpha1.UpstreamMirror {
 	for i, m := range out {
 		for _, p := range s.Provision.Nexus.Proxies {
 			if p.Upstream == m.Host && m.Path == "" {
-				out[i].Path = ProxyPath(p.Repository)
+				out[i].Path = ProxyPath(s.Endpoint, p.Repository)
 			}
 		}
 	}
 	return out
 }
 
-// ProxyPath is where a Nexus proxy repository serves the registry API: its base path.
-func ProxyPath(repository string) string { return "/repository/" + repository + "/v2" }
+// ProxyPath is where nodes reach a Nexus proxy repository on the mirror's endpoint host:
+// with path-based routing (the endpoint at the host's root, as for the hosted repository)
+// /v2/<repository>, which containerd (override_path) and CRI-O (a mirror location
+// <host>/<repository>) both express; otherwise the repository's base path
+// /repository/<repository>/v2, which every Nexus version serves (containerd only).
+func ProxyPath(endpoint, repository string) string {
+	if PathRouted(endpoint) {
+		return "/v2/" + repository
+	}
+	return "/repository/" + repository + "/v2"
+}
+
+// PathRouted says whether nodes reach the registry at the root of endpoint (no path), the
+// shape that needs Nexus's path-based routing.
+func PathRouted(endpoint string) bool {
+	if endpoint == "" {
+		return true
+	}
+	u, err := url.Parse(endpoint)
+	return err != nil || strings.Trim(u.Path, "/") == ""
+}
 
 func caDigest(ca []byte) string {
 	if len(ca) == 0 {

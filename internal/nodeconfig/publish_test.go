@@ -152,7 +152,7 @@ func TestTheReportWindowGrowsWithTheNodesAndShrinksOnlyWellBelowAStep(t *testing
 	}
 }
 
-func TestAnUpstreamServedByAProvisionedProxyIsPulledThroughItsBasePath(t *testing.T) {
+func TestAnUpstreamServedByAProvisionedProxyIsPulledThroughIt(t *testing.T) {
 	t.Parallel()
 	spec := v1alpha1.RegistryMirrorSpec{
 		Host: "nexus.local", Endpoint: "https://nexus.local",
@@ -163,7 +163,7 @@ func TestAnUpstreamServedByAProvisionedProxyIsPulledThroughItsBasePath(t *testin
 	}
 	got := nodeconfig.Publish(&v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "nexus"}, Spec: spec}, nil, "").Spec.MirrorOf
 	want := []v1alpha1.UpstreamMirror{
-		{Host: "docker.io", Path: "/repository/docker-hub/v2"}, // the proxy's base path
+		{Host: "docker.io", Path: "/v2/docker-hub"},            // path-based routing, as the endpoint
 		{Host: "ghcr.io", Path: "/v2/ghcr-by-hand"},            // a path of its own stays
 		{Host: "quay.io"}, // no proxy: the endpoint as it is
 	}
@@ -172,5 +172,10 @@ func TestAnUpstreamServedByAProvisionedProxyIsPulledThroughItsBasePath(t *testin
 	}
 	if spec.MirrorOf[0].Path != "" {
 		t.Error("the spec itself was changed")
+	}
+	// An endpoint at a repository's base path: the proxies' base paths too.
+	spec.Endpoint = "https://nexus.local/repository/my-docker/v2"
+	if got := nodeconfig.ProxiedMirrorOf(spec)[0].Path; got != "/repository/docker-hub/v2" {
+		t.Errorf("behind a base path endpoint: %s, want /repository/docker-hub/v2", got)
 	}
 }

@@ -15,10 +15,17 @@ import (
 	"github.com/regwire/regwire/api/v1alpha1"
 )
 
-// Runtime is a node's container runtime and its major version (0 when unknown).
+// Runtime is a node's container runtime and its version (0.0 when unknown).
 type Runtime struct {
-	Name  v1alpha1.ContainerRuntime
-	Major int
+	Name         v1alpha1.ContainerRuntime
+	Major, Minor int
+	// Version is the version as the node says it, e.g. 1.7.13.
+	Version string
+}
+
+// AtLeast says whether the runtime's version is known and major.minor or later.
+func (r Runtime) AtLeast(major, minor int) bool {
+	return r.Major > major || (r.Major == major && r.Minor >= minor)
 }
 
 // FromNodeInfo parses status.nodeInfo.containerRuntimeVersion, e.g. containerd://1.7.13,
@@ -39,8 +46,11 @@ func FromNodeInfo(version string) Runtime {
 	default:
 		return Runtime{}
 	}
-	major, _, _ := strings.Cut(strings.TrimPrefix(rest, "v"), ".")
+	r.Version = strings.TrimPrefix(rest, "v")
+	major, after, _ := strings.Cut(r.Version, ".")
+	minor, _, _ := strings.Cut(after, ".")
 	r.Major, _ = strconv.Atoi(major)
+	r.Minor, _ = strconv.Atoi(minor)
 	return r
 }
 

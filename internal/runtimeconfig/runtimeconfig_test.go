@@ -11,16 +11,31 @@ import (
 func TestFromNodeInfo(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]runtimeconfig.Runtime{
-		"containerd://1.7.13":      {Name: v1alpha1.RuntimeContainerd, Major: 1},
-		"containerd://2.4.2":       {Name: v1alpha1.RuntimeContainerd, Major: 2},
-		"containerd://v2.0.0-k3s1": {Name: v1alpha1.RuntimeContainerd, Major: 2},
-		"cri-o://1.31.0":           {Name: v1alpha1.RuntimeCRIO, Major: 1},
-		"docker://27.3.1":          {Name: v1alpha1.RuntimeDocker, Major: 27},
+		"containerd://1.7.13":      {Name: v1alpha1.RuntimeContainerd, Major: 1, Minor: 7, Version: "1.7.13"},
+		"containerd://2.4.2":       {Name: v1alpha1.RuntimeContainerd, Major: 2, Minor: 4, Version: "2.4.2"},
+		"containerd://v2.0.0-k3s1": {Name: v1alpha1.RuntimeContainerd, Major: 2, Minor: 0, Version: "2.0.0-k3s1"},
+		"cri-o://1.31.0":           {Name: v1alpha1.RuntimeCRIO, Major: 1, Minor: 31, Version: "1.31.0"},
+		"docker://27.3.1":          {Name: v1alpha1.RuntimeDocker, Major: 27, Minor: 3, Version: "27.3.1"},
 		"rkt://1.0":                {},
 		"":                         {},
 	} {
 		if got := runtimeconfig.FromNodeInfo(in); got != want {
 			t.Errorf("FromNodeInfo(%q) = %+v, want %+v", in, got, want)
+		}
+	}
+}
+
+func TestAtLeastComparesMajorThenMinor(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		version string
+		want    bool
+	}{
+		{"containerd://2.1.0", true}, {"containerd://2.4.2", true}, {"containerd://3.0.0", true},
+		{"containerd://2.0.5", false}, {"containerd://1.7.13", false}, {"", false},
+	} {
+		if got := runtimeconfig.FromNodeInfo(tc.version).AtLeast(2, 1); got != tc.want {
+			t.Errorf("%q at least 2.1: %v, want %v", tc.version, got, tc.want)
 		}
 	}
 }

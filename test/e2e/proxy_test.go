@@ -40,8 +40,8 @@ func throughADockerHubProxy(t *testing.T, l *logs, k8s client.Client, priv *priv
 		rm.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: "docker.io"}}
 		p.Proxies = []v1alpha1.NexusProxy{{Upstream: "docker.io", Repository: "docker-hub", RemoteURL: hub.URL}}
 	})
-	if b, err := os.ReadFile(filepath.Join(certsDir, "docker.io", "hosts.toml")); err != nil || !strings.Contains(string(b), "/repository/docker-hub/v2") {
-		t.Fatalf("docker.io's hosts.toml (%v):\n%s\nwant the proxy's base path", err, b)
+	if b, err := os.ReadFile(filepath.Join(certsDir, "docker.io", "hosts.toml")); err != nil || !strings.Contains(string(b), "/v2/docker-hub") {
+		t.Fatalf("docker.io's hosts.toml (%v):\n%s\nwant the proxy's path, /v2/docker-hub", err, b)
 	}
 	if on, _ := priv.nexus.Anonymous(); !on {
 		t.Error("anonymous access is off: nodes cannot pull through the proxy")
@@ -55,7 +55,7 @@ func throughADockerHubProxy(t *testing.T, l *logs, k8s client.Client, priv *priv
 	if got := ctrd.run(t, image, "e2e-hello-hub"); got != helloLine {
 		t.Fatalf("the container printed %q, want %q", got, helloLine)
 	}
-	if reqs := priv.nexus.Requests()[seen:]; !slices.ContainsFunc(reqs, func(r string) bool { return strings.Contains(r, " /repository/docker-hub/v2/library/hello/manifests/1.0") }) {
+	if reqs := priv.nexus.Requests()[seen:]; !slices.ContainsFunc(reqs, func(r string) bool { return strings.Contains(r, " /v2/docker-hub/library/hello/manifests/1.0") }) {
 		t.Errorf("Nexus's proxy saw no manifest request during the pull:\n%s", strings.Join(reqs, "\n"))
 	}
 	t.Logf("containerd pulled %s through the Nexus proxy without credentials", image)
