@@ -274,6 +274,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	return ctrl.Result{RequeueAfter: r.next()}, nil
 }
 
+// capNotes keeps notes within what a RegistryNode takes: 8 of at most 1024 characters.
+func capNotes(notes []string) []string {
+	notes = notes[:min(len(notes), 8)]
+	for i, n := range notes {
+		if len(n) > 1024 {
+			notes[i] = n[:1021] + "..."
+		}
+	}
+	return notes
+}
+
 // next is when to reconcile again without an event: at the node's resync phase, or soon
 // while a client certificate is awaited (Secrets are not watched).
 func (r *Reconciler) next() time.Duration {
@@ -396,7 +407,7 @@ func (r *Reconciler) clientPair(ctx context.Context, p nodeconfig.Published) (*c
 // times only move when a result changes, so a steady node writes nothing.
 func (r *Reconciler) report(selected []nodeconfig.Mirror, gens map[string]int64,
 	p *nodeapply.Plan, applyErr error, decodeErrs map[string]string, old v1alpha1.RegistryNodeStatus) (_ v1alpha1.RegistryNodeStatus, probing bool) {
-	problems := p.Problems()
+	problems, notes := p.Problems(), p.Notes()
 	var clean []nodeconfig.Mirror
 	for _, m := range selected {
 		if _, hasProblem := problems[m.Name]; applyErr == nil && !hasProblem {
@@ -422,6 +433,7 @@ func (r *Reconciler) report(selected []nodeconfig.Mirror, gens map[string]int64,
 		default:
 			ms.AppliedHash = p.MirrorHash(m.Name)
 			ms.Runtimes = p.Runtimes(m.Name)
+			ms.Notes = capNotes(notes[m.Name])
 		}
 		if ms.Error == "" {
 			a, ok := answers[m.Name]

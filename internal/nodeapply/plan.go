@@ -62,20 +62,24 @@ type Plan struct {
 	configPath string
 	// shadowed maps mirrors to why CRI-O takes their registries from another drop-in.
 	shadowed map[string]string
+	// fallsBack says which mirrors give a pull somewhere else to go.
+	fallsBack map[string]bool
 }
 
 // Plan decides which runtimes each mirror is written for — its spec.runtimes, or else the
 // node's own runtime (containerd when the node does not say) — and renders them.
 func (n *Node) Plan(runtime runtimeconfig.Runtime, mirrors []nodeconfig.Mirror) *Plan {
 	p := &Plan{
-		Runtime:  runtime,
-		hosts:    nodeconfig.Render(mirrors),
-		configs:  map[v1alpha1.ContainerRuntime]*nodeconfig.Config{},
-		runtimes: map[string][]v1alpha1.ContainerRuntime{},
-		missing:  map[string][]v1alpha1.ContainerRuntime{},
+		Runtime:   runtime,
+		hosts:     nodeconfig.Render(mirrors),
+		configs:   map[v1alpha1.ContainerRuntime]*nodeconfig.Config{},
+		runtimes:  map[string][]v1alpha1.ContainerRuntime{},
+		missing:   map[string][]v1alpha1.ContainerRuntime{},
+		fallsBack: map[string]bool{},
 	}
 	want := map[v1alpha1.ContainerRuntime][]nodeconfig.Mirror{}
 	for _, m := range mirrors {
+		p.fallsBack[m.Name] = nodeconfig.FallsBack(m.Spec)
 		rts := slices.Clone(m.Spec.Runtimes)
 		if len(rts) == 0 {
 			rts = []v1alpha1.ContainerRuntime{cmp.Or(runtime.Name, v1alpha1.RuntimeContainerd)}
@@ -205,6 +209,28 @@ func (p *Plan) Problems() map[string]Problem {
 		for mirror, rts := range p.runtimes {
 			if _, ok := out[mirror]; !ok && slices.Contains(rts, v1alpha1.RuntimeContainerd) {
 				add(mirror, p.configPath, v1alpha1.ReasonConfigPathNotSet)
+			}
+		}
+	}
+	return out
+}
+
+// Notes say, per mirror, what of it the runtimes it is written for leave out on this node
+// and what they do instead, each prefixed with the runtime: what a format cannot express
+// (nodeconfig's notes), and a containerd before 2.1, which takes no dial_timeout.
+func (p *Plan) Notes() map[string][]string {
+	out := map[string][]string{}
+	for _, rt := range slices.Sorted(maps.Keys(p.configs)) {
+		for _, n := range p.configs[rt].Notes {
+			out[n.Mirror] = append(out[n.Mirror], fmt.Sprintf("%s: %s: %s", rt, n.Field, n.Text))
+		}
+	}
+	r := p.Runtime
+	if r.Name == v1alpha1.RuntimeContainerd && r.Major > 0 && !r.AtLeast(2, 1) {
+		for mirror, rts := range p.runtimes {
+			if slices.Contains(rts, v1alpha1.RuntimeContainerd) && p.fallsBack[mirror] {
+				out[mirror] = append(out[mirror], fmt.Sprintf(
+					"containerd: spec.dialTimeout: containerd %s takes no dial_timeout (2.1 and later do): an endpoint that does not answer holds a pull for containerd's own 30 s connect timeout before the next one or the upstream", r.Version))
 			}
 		}
 	}

@@ -154,6 +154,13 @@ func TestDockerCertsDirTrustsTheRegistry(t *testing.T) {
 			if got := errorStrings(c.Errors); !slices.Equal(got, sc.dockerErrors) {
 				t.Errorf("errors = %q, want %q", got, sc.dockerErrors)
 			}
+			var notes []string
+			for _, n := range c.Notes {
+				notes = append(notes, n.Mirror+": "+n.Field)
+			}
+			if !slices.Equal(notes, sc.dockerNotes) {
+				t.Errorf("notes = %q, want %q", notes, sc.dockerNotes)
+			}
 			root := t.TempDir()
 			writeTree(t, root, c.Files)
 			for host, name := range sc.docker {

@@ -59,6 +59,15 @@ func DropInName(mirror string) string {
 // crioEmitter writes registries.conf.d/regwire-<mirror>.conf and certs.d/<host>/ca.crt.
 type crioEmitter struct{}
 
+func (crioEmitter) notes(m *Mirror) []Note {
+	if !fallsBack(m) {
+		return nil
+	}
+	return []Note{{Mirror: m.Name, Field: "spec.dialTimeout", Text: "CRI-O takes no connect timeout per registry: an endpoint that does not answer holds a pull for CRI-O's own connect timeout before the next one or the upstream"}}
+}
+
+func (crioEmitter) mirrorsUpstreams() bool { return true }
+
 func (crioEmitter) supports(m *Mirror) *MirrorError {
 	for i, ep := range endpoints(m) {
 		if ep.path == "" {

@@ -271,6 +271,7 @@ func Publish(rm *v1alpha1.RegistryMirror, ca []byte, clientCert string) Publishe
 			Host:               s.Host,
 			Endpoint:           s.Endpoint,
 			FallbackEndpoints:  s.FallbackEndpoints,
+			DialTimeout:        s.DialTimeout,
 			InsecureSkipVerify: s.InsecureSkipVerify,
 			MirrorOf:           ProxiedMirrorOf(s),
 			SkipFallback:       s.SkipFallback,

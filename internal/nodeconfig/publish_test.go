@@ -163,8 +163,8 @@ func TestAnUpstreamServedByAProvisionedProxyIsPulledThroughIt(t *testing.T) {
 	}
 	got := nodeconfig.Publish(&v1alpha1.RegistryMirror{ObjectMeta: metav1.ObjectMeta{Name: "nexus"}, Spec: spec}, nil, "").Spec.MirrorOf
 	want := []v1alpha1.UpstreamMirror{
-		{Host: "docker.io", Path: "/v2/docker-hub"},            // path-based routing, as the endpoint
-		{Host: "ghcr.io", Path: "/v2/ghcr-by-hand"},            // a path of its own stays
+		{Host: "docker.io", Path: "/v2/docker-hub"}, // path-based routing, as the endpoint
+		{Host: "ghcr.io", Path: "/v2/ghcr-by-hand"}, // a path of its own stays
 		{Host: "quay.io"}, // no proxy: the endpoint as it is
 	}
 	if !slices.Equal(got, want) {

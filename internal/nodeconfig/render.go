@@ -73,9 +73,17 @@ type Config struct {
 	// Errors lists mirrors that could not be rendered; their files are left out, so the
 	// agent keeps the last good ones.
 	Errors []MirrorError
+	// Notes say what of a mirror the format leaves out while the rest renders.
+	Notes []Note
 
 	// fileOwner maps each path of Files to the RegistryMirror it is for.
 	fileOwner map[string]string
+}
+
+// Note is a part of a mirror a runtime's format cannot express, and what the runtime does
+// instead; the rest of the mirror is applied.
+type Note struct {
+	Mirror, Field, Text string
 }
 
 // HostsEntry is one /etc/hosts line.
@@ -161,6 +169,29 @@ type hostEntry struct {
 	Client       [][2]string `toml:"client,omitempty"`
 	SkipVerify   bool        `toml:"skip_verify,omitempty"`
 	OverridePath bool        `toml:"override_path,omitempty"`
+	// DialTimeout bounds the TCP connect to the host (containerd 2.1 and later; earlier
+	// versions ignore the key).
+	DialTimeout string `toml:"dial_timeout,omitempty"`
+}
+
+// fallsBack says whether a pull that cannot reach the mirror's endpoint has somewhere else
+// to go: a fallback endpoint, or an upstream of mirrorOf.
+func fallsBack(m *Mirror) bool {
+	return len(m.Spec.FallbackEndpoints) > 0 || (len(m.Spec.MirrorOf) > 0 && !m.Spec.SkipFallback)
+}
+
+// FallsBack is fallsBack for a published spec.
+func FallsBack(spec v1alpha1.RegistryMirrorSpec) bool { return fallsBack(&Mirror{Spec: spec}) }
+
+// DefaultDialTimeout is a mirror's spec.dialTimeout when it sets none.
+const DefaultDialTimeout = 500 * time.Millisecond
+
+// DialTimeout is the mirror's connect timeout per endpoint.
+func DialTimeout(spec v1alpha1.RegistryMirrorSpec) time.Duration {
+	if spec.DialTimeout != nil && spec.DialTimeout.Duration > 0 {
+		return spec.DialTimeout.Duration
+	}
+	return DefaultDialTimeout
 }
 
 // claim is a mirror's wish to own one host.
@@ -199,9 +230,12 @@ func RenderFor(rt v1alpha1.ContainerRuntime, mirrors []Mirror) *Config {
 			c.Errors = append(c.Errors, *err)
 			continue
 		}
+		c.Notes = append(c.Notes, em.notes(m)...)
 		claims = append(claims, claim{mirror: m, host: string(m.Spec.Host)})
 		for _, u := range m.Spec.MirrorOf {
-			claims = append(claims, claim{mirror: m, host: string(u.Host), upstream: true, path: u.Path})
+			if em.mirrorsUpstreams() {
+				claims = append(claims, claim{mirror: m, host: string(u.Host), upstream: true, path: u.Path})
+			}
 		}
 		for _, a := range m.Spec.HostAliases {
 			names := make([]string, 0, len(a.Hostnames))
@@ -255,6 +289,10 @@ type emitter interface {
 	supports(m *Mirror) *MirrorError
 	// emit adds the files for the claims m won.
 	emit(c *Config, m *Mirror, claims []claim)
+	// notes say what of a supported mirror the format leaves out.
+	notes(m *Mirror) []Note
+	// mirrorsUpstreams says whether the format sends mirrorOf upstreams' pulls to a mirror.
+	mirrorsUpstreams() bool
 }
 
 func emitterFor(rt v1alpha1.ContainerRuntime) emitter {
@@ -276,6 +314,10 @@ func unsupported(m *Mirror, field, format string, args ...any) *MirrorError {
 type containerdEmitter struct{}
 
 func (containerdEmitter) supports(*Mirror) *MirrorError { return nil }
+
+func (containerdEmitter) notes(*Mirror) []Note { return nil }
+
+func (containerdEmitter) mirrorsUpstreams() bool { return true }
 
 func (containerdEmitter) emit(c *Config, m *Mirror, claims []claim) {
 	for _, cl := range claims {
@@ -307,6 +349,7 @@ func hostEntries(m *Mirror, path string) []namedHost {
 		}
 		e := entry(m)
 		e.OverridePath = p != ""
+		e.DialTimeout = DialTimeout(m.Spec).String()
 		out = append(out, namedHost{URL: server, hostEntry: e})
 	}
 	return out

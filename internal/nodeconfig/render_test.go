@@ -54,6 +54,9 @@ type scenario struct {
 	crio map[string][]expectSource
 	// crioErrors and dockerErrors are the mirrors CRI-O's and Docker's formats refuse.
 	crioErrors, dockerErrors []string
+	// dockerNotes are "<mirror>: <field>" of what Docker's format leaves out of a mirror it
+	// applies.
+	dockerNotes []string
 	// docker maps a registry host to the server name its certs.d CA must verify.
 	docker map[string]string
 }
@@ -142,7 +145,8 @@ var scenarios = []scenario{
 			},
 			"ghcr.io/org/app:2": {{ref: "nexus.local/org/app:2", verifies: "nexus.local"}, {ref: "ghcr.io/org/app:2"}},
 		},
-		dockerErrors: []string{"RegistryMirror nexus-proxy: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},
+		docker:      map[string]string{"nexus.local": "nexus.local"},
+		dockerNotes: []string{"nexus-proxy: spec.mirrorOf"},
 	},
 	{
 		name: "skipFallback: docker.io is pulled from the mirror only, never from Docker Hub",
@@ -160,7 +164,8 @@ var scenarios = []scenario{
 			"docker.io/library/hello:1.0":     {{ref: "nexus.local/docker-proxy/library/hello:1.0", verifies: "nexus.local"}},
 			"nexus.local/my-docker/hello:1.0": {{ref: "nexus.local/my-docker/hello:1.0", verifies: "nexus.local"}},
 		},
-		dockerErrors: []string{"RegistryMirror air-gap: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},
+		docker:      map[string]string{"nexus.local": "nexus.local"},
+		dockerNotes: []string{"air-gap: spec.mirrorOf"},
 	},
 	{
 		name: "_default sends every other registry through the mirror, falling back to each registry",
@@ -181,8 +186,9 @@ var scenarios = []scenario{
 			},
 			"mirror.local:5000": {{scheme: "https", host: "mirror.local:5000", path: "/v2", caps: pullResolve, verifies: "mirror.local"}},
 		},
-		crioErrors:   []string{"RegistryMirror everything: spec.mirrorOf[0].host: CRI-O's registries.conf has no entry for every registry (_default is containerd's); list the upstream hosts instead, or set runtimes to [containerd]"},
-		dockerErrors: []string{"RegistryMirror everything: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},
+		crioErrors:  []string{"RegistryMirror everything: spec.mirrorOf[0].host: CRI-O's registries.conf has no entry for every registry (_default is containerd's); list the upstream hosts instead, or set runtimes to [containerd]"},
+		docker:      map[string]string{"mirror.local:5000": "mirror.local"},
+		dockerNotes: []string{"everything: spec.mirrorOf"},
 	},
 	{
 		name: "_default with skipFallback: no registry is contacted but the mirror",
@@ -198,8 +204,9 @@ var scenarios = []scenario{
 			"docker.io": {{scheme: "https", host: "mirror.local", path: "/v2", caps: pullResolve, verifies: "mirror.local"}},
 			"ghcr.io":   {{scheme: "https", host: "mirror.local", path: "/v2/ghcr-proxy", caps: pullResolve, verifies: "mirror.local"}},
 		},
-		crioErrors:   []string{"RegistryMirror only-mirror: spec.mirrorOf[0].host: CRI-O's registries.conf has no entry for every registry (_default is containerd's); list the upstream hosts instead, or set runtimes to [containerd]"},
-		dockerErrors: []string{"RegistryMirror only-mirror: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},
+		crioErrors:  []string{"RegistryMirror only-mirror: spec.mirrorOf[0].host: CRI-O's registries.conf has no entry for every registry (_default is containerd's); list the upstream hosts instead, or set runtimes to [containerd]"},
+		docker:      map[string]string{"mirror.local": "mirror.local"},
+		dockerNotes: []string{"only-mirror: spec.mirrorOf"},
 	},
 	{
 		name: "a registry that requires a client certificate (mutual TLS)",
@@ -221,7 +228,8 @@ var scenarios = []scenario{
 			"mtls.local/app:1":            {{ref: "mtls.local/app:1", verifies: "mtls.local", clientCert: true}},
 			"docker.io/library/hello:1.0": {{ref: "mtls.local/docker-proxy/library/hello:1.0", verifies: "mtls.local", clientCert: true}, {ref: "docker.io/library/hello:1.0"}},
 		},
-		dockerErrors: []string{"RegistryMirror mtls: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},
+		docker:      map[string]string{"mtls.local": "mtls.local"},
+		dockerNotes: []string{"mtls: spec.mirrorOf"},
 	},
 	{
 		name: "a client certificate for Docker Engine goes next to the CA",
@@ -297,9 +305,9 @@ var scenarios = []scenario{
 		hosts: map[string][]expectHost{
 			"ghcr.io": {{scheme: "https", host: "ghcr.io", path: "/v2", caps: pullResolve}},
 		},
-		conflicts:    []nodeconfig.Conflict{{Mirror: "hub-mirror", Dir: "ghcr.io", Winner: "ghcr"}},
-		crio:         map[string][]expectSource{"ghcr.io/org/app:2": {{ref: "ghcr.io/org/app:2"}}},
-		dockerErrors: []string{"RegistryMirror hub-mirror: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},
+		conflicts:   []nodeconfig.Conflict{{Mirror: "hub-mirror", Dir: "ghcr.io", Winner: "ghcr"}},
+		crio:        map[string][]expectSource{"ghcr.io/org/app:2": {{ref: "ghcr.io/org/app:2"}}},
+		dockerNotes: []string{"hub-mirror: spec.mirrorOf"},
 	},
 	{
 		name: "an unsafe mirror is refused while the others still render",
@@ -339,7 +347,7 @@ var scenarios = []scenario{
 			{ref: "nexus-a.local/app:1", verifies: "nexus-a.local"},
 			{ref: "nexus-b.local:8443/app:1", verifies: "nexus-b.local"},
 		}},
-		dockerErrors: []string{"RegistryMirror replicas: spec.fallbackEndpoints: Docker Engine reaches only the registry an image names; remove docker from runtimes for this mirror"},
+		dockerErrors: []string{"RegistryMirror replicas: spec.endpoint: Docker Engine reaches the registry an image names at https://<host>/v2; endpoint https://nexus-a.local cannot be expressed: remove docker from runtimes for this mirror"},
 	},
 	{
 		name: "an air-gapped docker.io through two mirror sites, in order",
@@ -361,7 +369,8 @@ var scenarios = []scenario{
 			{ref: "nexus.local/docker-proxy/library/hello:1.0", verifies: "nexus.local"},
 			{ref: "nexus.site-b.example/docker-proxy/library/hello:1.0", verifies: "nexus.site-b.example"},
 		}},
-		dockerErrors: []string{"RegistryMirror two-sites: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror, through registry-mirrors in daemon.json, which regwire does not change; remove docker from runtimes for this mirror"},
+		docker:      map[string]string{"nexus.local": "nexus.local"},
+		dockerNotes: []string{"two-sites: spec.mirrorOf", "two-sites: spec.fallbackEndpoints"},
 	},
 }
 
@@ -428,6 +437,9 @@ func describe(name string, c *nodeconfig.Config) string {
 	}
 	for _, e := range c.Errors {
 		fmt.Fprintf(&b, "\n=== error\n%s\n", e)
+	}
+	for _, n := range c.Notes {
+		fmt.Fprintf(&b, "\n=== note\n%s: %s: %s\n", n.Mirror, n.Field, n.Text)
 	}
 	return b.String()
 }
