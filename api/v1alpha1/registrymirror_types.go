@@ -172,12 +172,14 @@ type RegistryMirrorSpec struct {
 	// +kubebuilder:validation:MaxItems=8
 	FallbackEndpoints []EndpointURL `json:"fallbackEndpoints,omitempty"`
 
-	// dialTimeout is how long a node's runtime waits for a TCP connection to each endpoint
-	// before it tries the next one, or, with mirrorOf, the upstream: so that a mirror that
-	// does not answer costs a pull this long instead of the runtime's own connect timeout
-	// (30 s for containerd). Default 500ms: a connection inside a site takes a few
-	// milliseconds, and a pull that meets a dead mirror still falls back in well under a
-	// second. Written for containerd 2.1 and later (dial_timeout in hosts.toml); nodes whose
+	// dialTimeout is how long a node's runtime waits for a TCP connection to an endpoint
+	// that has another after it (a fallback endpoint, or with mirrorOf the upstream) before
+	// it tries that one, instead of the runtime's own connect timeout (30 s for
+	// containerd). containerd tries the hosts in order for each request of a pull, so a
+	// dead endpoint costs a pull this long per request (a small image: 4 requests). The
+	// last host tried keeps the runtime's own patience. Default 200ms: a connection inside
+	// a site or a region takes a few milliseconds; a mirror further away may need more.
+	// Written for containerd 2.1 and later (dial_timeout in hosts.toml); nodes whose
 	// runtime cannot take it say so in their RegistryNode. Between 100ms and 30s.
 	// +optional
 	// +kubebuilder:validation:XValidation:rule=`duration(self) >= duration('100ms') && duration(self) <= duration('30s')`,message="must be between 100ms and 30s, e.g. 500ms"

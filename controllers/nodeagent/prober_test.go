@@ -134,15 +134,7 @@ func filesAtOnceReportAtTurn(t *testing.T, ns string, agentSpread, published tim
 	ctx := context.Background()
 	spread := max(agentSpread, published)
 	env.CreateNamespace(t, ns, nil)
-	// A node whose turn comes late in the window, so that "at once" and "at its turn"
-	// differ by seconds.
-	name := ""
-	for i := 0; name == ""; i++ {
-		if n := fmt.Sprintf("node-%s-%d", ns, i); nodeagent.ReportDelay(n, spread) > spread*3/4 {
-			name = n
-		}
-	}
-	delay := nodeagent.ReportDelay(name, spread)
+	name := "node-" + ns
 	n := agenttest.Start(t, env.Config, env.Client, name, agenttest.Options{Namespace: ns, HostsContent: envtest.BaseHosts,
 		Resync: time.Hour, ReportSpread: agentSpread})
 
@@ -164,7 +156,7 @@ func filesAtOnceReportAtTurn(t *testing.T, ns string, agentSpread, published tim
 		}
 		return nil
 	})
-	files := time.Since(start)
+	filesAt := time.Now()
 	testutil.Eventually(t, spread+5*time.Second, "the report", func() error {
 		rn := &v1alpha1.RegistryNode{}
 		if err := env.Get(ctx, client.ObjectKey{Name: name}, rn); err != nil {
@@ -175,11 +167,49 @@ func filesAtOnceReportAtTurn(t *testing.T, ns string, agentSpread, published tim
 		}
 		return nil
 	})
-	reported := time.Since(start)
-	if files >= delay || reported < delay {
-		t.Errorf("files after %s, report after %s; want the files at once and the report at the node's turn, %s", files, reported, delay)
+	reportedAt := time.Now()
+	// The report came at the node's turn: its next slot on the clock after the agent saw
+	// the change (NextReport) — the one after the publish, or the next when the agent
+	// saw it only after that one — within the polling's lag.
+	due := nodeagent.NextReport(name, spread, start)
+	if reportedAt.Sub(due) > spread {
+		due = due.Add(spread)
 	}
-	t.Logf("files after %s, report after %s (the node's turn: %s of %s)", files.Round(time.Millisecond), reported.Round(time.Millisecond), delay.Round(time.Millisecond), spread)
+	if lag := reportedAt.Sub(due); filesAt.Sub(start) > 3*time.Second || lag < 0 || lag > time.Second {
+		t.Errorf("files after %s, report at %s; want the files at once and the report at the node's turn, %s (phase %s of %s)",
+			filesAt.Sub(start), reportedAt.Format("15:04:05.000"), due.Format("15:04:05.000"), nodeagent.ReportDelay(name, spread), spread)
+	}
+	t.Logf("files after %s, report %s after them at the node's turn (phase %s of %s)", filesAt.Sub(start).Round(time.Millisecond),
+		reportedAt.Sub(filesAt).Round(time.Millisecond), nodeagent.ReportDelay(name, spread).Round(time.Millisecond), spread)
+}
+
+func TestANodeReportsAtMostOnceAWindowHoweverManyChangesCome(t *testing.T) {
+	t.Parallel()
+	const spread = 50 * time.Second
+	start := time.Unix(1_700_000_000, 123)
+	for i := range 200 {
+		node := fmt.Sprintf("node-%d", i)
+		// A change every 1.3 s for two minutes: each report is due at the node's next
+		// slot after the change that found it idle.
+		var reports []time.Time
+		var due time.Time
+		for c := start; c.Before(start.Add(2 * time.Minute)); c = c.Add(1300 * time.Millisecond) {
+			if !due.IsZero() && !c.Before(due) {
+				reports, due = append(reports, due), time.Time{}
+			}
+			if due.IsZero() {
+				due = nodeagent.NextReport(node, spread, c)
+				if due.Before(c) || !due.Before(c.Add(spread)) {
+					t.Fatalf("%s: a report at %s due at %s, outside the window that follows", node, c, due)
+				}
+			}
+		}
+		for k := 1; k < len(reports); k++ {
+			if gap := reports[k].Sub(reports[k-1]); gap < spread {
+				t.Fatalf("%s reported twice %s apart, within one %s window", node, gap, spread)
+			}
+		}
+	}
 }
 
 func TestReportDelaysSpreadOverTheWindow(t *testing.T) {

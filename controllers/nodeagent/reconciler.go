@@ -65,8 +65,9 @@ type Reconciler struct {
 	AnonymousPull func(context.Context, nodeconfig.Mirror, v1alpha1.UpstreamMirror) string
 	// Resync is how often the agent re-applies (repairing drift) and re-probes.
 	Resync time.Duration
-	// ReportSpread delays a changed report by ReportDelay(NodeName, ReportSpread), or by
-	// the longer window a selecting mirror publishes (nodeconfig.ReportWindow).
+	// ReportSpread delays a changed report to the node's turn (NextReport) in windows of
+	// ReportSpread, or of the longer window a selecting mirror publishes
+	// (nodeconfig.ReportWindow).
 	ReportSpread time.Duration
 	// Version is reported in status.agentVersion.
 	Version string
@@ -85,10 +86,8 @@ type Reconciler struct {
 	reportDue time.Time
 }
 
-// ReportDelay is how long after a change the agent of node writes its report when the
-// cluster's agents spread theirs over spread: a phase of the window its name fixes (a
-// hash), so that the reports of thousands of nodes reach the API server spread evenly
-// rather than all at once after each change.
+// ReportDelay is node's phase in a report window of spread: a hash of its name, so that
+// the phases of thousands of nodes spread evenly over the window.
 func ReportDelay(node string, spread time.Duration) time.Duration {
 	if spread <= 0 {
 		return 0
@@ -96,6 +95,24 @@ func ReportDelay(node string, spread time.Duration) time.Duration {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(node))
 	return time.Duration(h.Sum64() % uint64(spread))
+}
+
+// NextReport is when the agent of node, with a changed report at now, writes it: the next
+// moment at its phase (ReportDelay) of the windows of spread that follow each other on
+// the clock. Slots on the clock rather than delays after each change: however many
+// changes come, each node writes at most once a window, and the cluster's reports reach
+// the API server at no more than nodes/spread a second.
+func NextReport(node string, spread time.Duration, now time.Time) time.Time {
+	if spread <= 0 {
+		return now
+	}
+	phase, step := int64(ReportDelay(node, spread)), int64(spread)
+	t := now.UnixNano()
+	next := t - t%step + phase
+	if next < t {
+		next += step
+	}
+	return time.Unix(0, next)
 }
 
 // CacheByObject limits the agent's cache to its own Node and RegistryNode, and the
@@ -255,7 +272,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		// The files are in place; the report waits for the node's turn.
 		now := r.Clock.Now()
 		if r.reportDue.IsZero() {
-			r.reportDue = now.Add(ReportDelay(r.NodeName, spread))
+			r.reportDue = NextReport(r.NodeName, spread, now)
 		}
 		if now.Before(r.reportDue) {
 			return ctrl.Result{RequeueAfter: r.reportDue.Sub(now)}, nil
@@ -445,7 +462,10 @@ func (r *Reconciler) report(selected []nodeconfig.Mirror, gens map[string]int64,
 			if !res.Reachable && firstProblem == "" {
 				firstProblem = fmt.Sprintf("%s: registry not reachable: %s", m.Name, res.Err)
 			}
-			if msg := a.anonymous; msg != "" {
+			// Docker Engine sends no upstream's pulls to the mirror: its nodes need no
+			// anonymous read there.
+			sendsUpstreams := slices.ContainsFunc(ms.Runtimes, func(rt v1alpha1.ContainerRuntime) bool { return rt != v1alpha1.RuntimeDocker })
+			if msg := a.anonymous; msg != "" && sendsUpstreams {
 				ms.Reason, ms.Error = v1alpha1.ReasonMirrorRefusesAnonymousPulls, msg
 				probeReason = v1alpha1.ReasonMirrorRefusesAnonymousPulls
 				if firstProblem == "" {

@@ -56,8 +56,8 @@ func waitFailing(t *testing.T, mirror, node string, reason v1alpha1.ConditionRea
 // TestEachNodeIsWiredInItsRuntimesFormat runs a containerd node and a CRI-O node (as
 // their Nodes' containerRuntimeVersion say) under one mirror: each gets its own
 // runtime's files and reports it; a mirror asking for Docker's format, which cannot
-// express mirrorOf, is reported RuntimeUnsupported with the reason, and a node whose
-// agent has no Docker root says which manager flag adds it.
+// express mirrorOf, is applied there for its own host with a note saying what Docker does
+// instead, and a node whose agent has no Docker root says which manager flag adds it.
 func TestEachNodeIsWiredInItsRuntimesFormat(t *testing.T) {
 	ctx := context.Background()
 	ca := testutil.NewCA(t, "runtimes test CA", time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
@@ -125,10 +125,14 @@ func TestEachNodeIsWiredInItsRuntimesFormat(t *testing.T) {
 	}
 	env.WaitNodes(t, rm.Name, "2/2", 10*time.Second)
 
+	// Docker Engine cannot mirror ghcr.io: the node trusts the mirror's own host and says
+	// what Docker does with ghcr.io instead, without failing the mirror; a node without a
+	// Docker root says which manager flag adds it.
+	dockerHost := strings.TrimPrefix(endpoint, "https://")
 	docker := &v1alpha1.RegistryMirror{
 		ObjectMeta: metav1.ObjectMeta{Name: "docker-hub-on-docker"},
 		Spec: v1alpha1.RegistryMirrorSpec{
-			Host: "hub-mirror.local", Endpoint: endpoint, CABundle: ca.PEM, NodeSelector: labels,
+			Host: v1alpha1.RegistryHost(dockerHost), CABundle: ca.PEM, NodeSelector: labels,
 			MirrorOf: []v1alpha1.UpstreamMirror{{Host: "ghcr.io"}}, Runtimes: []v1alpha1.ContainerRuntime{v1alpha1.RuntimeDocker},
 		},
 	}
@@ -136,10 +140,76 @@ func TestEachNodeIsWiredInItsRuntimesFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Delete(ctx, docker) })
-	waitFailing(t, docker.Name, ctrd.Name, v1alpha1.ReasonRuntimeUnsupported, "docker: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror")
 	waitFailing(t, docker.Name, crio.Name, v1alpha1.ReasonRuntimeUnsupported, "add docker to the manager's --agent-runtimes")
-	if entries, _ := os.ReadDir(ctrd.DockerRoot); len(entries) != 1 || entries[0].Name() != ".regwire" {
-		t.Errorf("the refused mirror wrote to Docker's certs.d: %v", entries)
+	envtest.Eventually(t, func() error {
+		got := &v1alpha1.RegistryMirror{}
+		if err := env.Get(ctx, client.ObjectKeyFromObject(docker), got); err != nil {
+			return err
+		}
+		if got.Status.Nodes == nil || got.Status.Nodes.Ready != 1 {
+			return fmt.Errorf("status.nodes %+v: want the Docker node ready", got.Status.Nodes)
+		}
+		return nil
+	})
+	if b, err := os.ReadFile(filepath.Join(ctrd.DockerRoot, dockerHost, "ca.crt")); err != nil || string(b) != ca.PEM {
+		t.Errorf("Docker's certs.d/%s/ca.crt: %v", dockerHost, err)
+	}
+	if _, err := os.Stat(filepath.Join(ctrd.DockerRoot, "ghcr.io")); !os.IsNotExist(err) {
+		t.Errorf("Docker's certs.d/ghcr.io was written (%v): the mirror's CA is not ghcr.io's", err)
+	}
+	rn := &v1alpha1.RegistryNode{}
+	if err := env.Get(ctx, client.ObjectKey{Name: ctrd.Name}, rn); err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(rn.Status.Mirrors, func(m v1alpha1.NodeMirrorStatus) bool { return m.Name == docker.Name })
+	if i < 0 || rn.Status.Mirrors[i].Error != "" || len(rn.Status.Mirrors[i].Notes) != 1 ||
+		!strings.Contains(rn.Status.Mirrors[i].Notes[0], "docker: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror") ||
+		!strings.Contains(rn.Status.Mirrors[i].Notes[0], "pulls of ghcr.io go to those registries themselves") {
+		t.Errorf("the Docker node's report of %s: %+v", docker.Name, rn.Status.Mirrors)
+	}
+}
+
+// TestAContainerdBefore21SaysItTakesNoDialTimeout: a node whose containerd is older than
+// 2.1 applies the mirror and notes that a dead endpoint costs it containerd's own connect
+// timeout; a 2.4 node notes nothing.
+func TestAContainerdBefore21SaysItTakesNoDialTimeout(t *testing.T) {
+	ctx := context.Background()
+	ca := testutil.NewCA(t, "dial test CA", time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
+	endpoint := testutil.ChallengeServer(t, ca).URL
+	labels := map[string]string{"dial-test": "true"}
+	old := agenttest.Start(t, env.Config, env, "dial-containerd-17", agenttest.Options{Namespace: envtest.Namespace, HostsContent: envtest.BaseHosts,
+		Resync: time.Hour, Labels: labels, RuntimeVersion: "containerd://1.7.13"})
+	current := agenttest.Start(t, env.Config, env, "dial-containerd-24", agenttest.Options{Namespace: envtest.Namespace, HostsContent: envtest.BaseHosts,
+		Resync: time.Hour, Labels: labels, RuntimeVersion: "containerd://2.4.2"})
+	rm := &v1alpha1.RegistryMirror{
+		ObjectMeta: metav1.ObjectMeta{Name: "dial-notes"},
+		Spec: v1alpha1.RegistryMirrorSpec{
+			Host: "dial.local", Endpoint: endpoint, CABundle: ca.PEM, NodeSelector: labels,
+			FallbackEndpoints: []v1alpha1.EndpointURL{v1alpha1.EndpointURL(endpoint)},
+		},
+	}
+	if err := env.Create(ctx, rm); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Delete(ctx, rm) })
+	env.WaitNodes(t, rm.Name, "2/2", 10*time.Second)
+	for node, want := range map[string]string{old.Name: "containerd: spec.dialTimeout: containerd 1.7.13 takes no dial_timeout (2.1 and later do)", current.Name: ""} {
+		rn := &v1alpha1.RegistryNode{}
+		if err := env.Get(ctx, client.ObjectKey{Name: node}, rn); err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(rn.Status.Mirrors, func(m v1alpha1.NodeMirrorStatus) bool { return m.Name == rm.Name })
+		if i < 0 {
+			t.Fatalf("%s reports no %s", node, rm.Name)
+		}
+		notes := rn.Status.Mirrors[i].Notes
+		if (want == "") != (len(notes) == 0) || (want != "" && !strings.Contains(notes[0], want)) {
+			t.Errorf("%s notes %q, want %q", node, notes, want)
+		}
+	}
+	hosts, err := os.ReadFile(filepath.Join(old.Root, "dial.local", "hosts.toml"))
+	if err != nil || !strings.Contains(string(hosts), "dial_timeout = '200ms'") {
+		t.Errorf("hosts.toml (%v):\n%s\nwant dial_timeout written anyway: containerd before 2.1 ignores the key", err, hosts)
 	}
 }
 

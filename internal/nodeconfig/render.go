@@ -170,7 +170,8 @@ type hostEntry struct {
 	SkipVerify   bool        `toml:"skip_verify,omitempty"`
 	OverridePath bool        `toml:"override_path,omitempty"`
 	// DialTimeout bounds the TCP connect to the host (containerd 2.1 and later; earlier
-	// versions ignore the key).
+	// versions ignore the key). Only hosts with another after them have one: containerd
+	// tries the hosts in order for each request of a pull.
 	DialTimeout string `toml:"dial_timeout,omitempty"`
 }
 
@@ -184,7 +185,7 @@ func fallsBack(m *Mirror) bool {
 func FallsBack(spec v1alpha1.RegistryMirrorSpec) bool { return fallsBack(&Mirror{Spec: spec}) }
 
 // DefaultDialTimeout is a mirror's spec.dialTimeout when it sets none.
-const DefaultDialTimeout = 500 * time.Millisecond
+const DefaultDialTimeout = 200 * time.Millisecond
 
 // DialTimeout is the mirror's connect timeout per endpoint.
 func DialTimeout(spec v1alpha1.RegistryMirrorSpec) time.Duration {
@@ -355,9 +356,11 @@ func hostEntries(m *Mirror, path string) []namedHost {
 	return out
 }
 
-// asServer makes the last host the file's server: no other host is tried after it.
+// asServer makes the last host the file's server: no other host is tried after it, so it
+// keeps the runtime's own connect timeout (a dial timeout only moves a pull on sooner).
 func asServer(hosts []namedHost) hostsFile {
 	last := hosts[len(hosts)-1]
+	last.DialTimeout = ""
 	return hostsFile{Server: last.URL, hostEntry: last.hostEntry, Hosts: hosts[:len(hosts)-1]}
 }
 

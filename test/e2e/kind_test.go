@@ -235,6 +235,8 @@ func TestBootstrapUpOnARealDockerEngine(t *testing.T) {
 	// CoreDNS, all built here.
 	kubectl("wait", "--for=condition=Ready", "pod", "--all", "--namespace=kube-system", "--timeout=3m")
 	t.Log(kubectl("get", "registrymirrors,imagesyncs,registrynodes", "-A"))
+	// A dead endpoint costs a pull its dialTimeout in containerd 2.4, then the next one serves.
+	t.Log("dial timeout in the kind node: " + deadEndpointInTheKindNode(t, ctx, d, kubectl))
 
 	status := regwireIn("bootstrap", "status", "--state-dir", state)
 	for _, want := range []string{"nexus", "proxy", "regwire"} {

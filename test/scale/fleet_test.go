@@ -112,9 +112,10 @@ func (f *simFleet) stop() {
 }
 
 // agent watches the published mirror and reports what a real agent would: the files at
-// once (here: nothing), the report at the node's turn of the spread (the agents' own, or
-// the longer window the mirror publishes) after the first change it has not reported, of
-// the newest generation it has seen by then.
+// once (here: nothing), the report at the node's next turn (nodeagent.NextReport) in
+// windows of the spread (the agents' own, or the longer window the mirror publishes)
+// after the first change it has not reported, of the newest generation it has seen by
+// then.
 func (f *simFleet) agent(ctx context.Context, cs kubernetes.Interface, k8s client.Client, node, mirror string, reachable bool) {
 	name := nodeconfig.PublishedName(mirror)
 	var reported, seen int64
@@ -154,7 +155,7 @@ func (f *simFleet) agent(ctx context.Context, cs kubernetes.Interface, k8s clien
 				}
 			}
 			if seen != reported && due == nil {
-				due = time.After(nodeagent.ReportDelay(node, max(reportSpread, window)))
+				due = time.After(time.Until(nodeagent.NextReport(node, max(reportSpread, window), time.Now())))
 			}
 		}
 		w.Stop()

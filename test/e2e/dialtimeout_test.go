@@ -1,0 +1,123 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regwire/regwire/internal/test/testutil"
+)
+
+// deadEndpointInTheKindNode measures, in the kind node (containerd 2.4), what a dead
+// endpoint costs a pull: the mirror's endpoint becomes an address whose packets the node
+// drops (a dead host: connects hang), nginx its fallback endpoint. containerd tries the
+// hosts in order for each request of the pull of nexus.local/my-docker/busybox:1.36, so
+// the dead endpoint costs each request its dial timeout: with the default 200ms the pull
+// takes the healthy pull's time plus a few hundred milliseconds per request; with 5s, 5 s
+// per request: containerd follows the written dial_timeout.
+// It returns the timings and puts the mirror back.
+func deadEndpointInTheKindNode(t *testing.T, ctx context.Context, d *testutil.Docker, kubectl func(args ...string) string) string {
+	t.Helper()
+	run := func(args ...string) string { t.Helper(); return d.Run(t, ctx, args...) }
+	const node, deadIP, image = "regwire-control-plane", "203.0.113.7", "nexus.local/my-docker/busybox:1.36"
+	inNode := func(args ...string) string { t.Helper(); return run(append([]string{"exec", node}, args...)...) }
+	crictl := []string{"crictl", "--runtime-endpoint", "unix:///run/containerd/containerd.sock"}
+
+	// The pull secret's credentials, as kubelet passes them.
+	raw := kubectl("get", "secret", "nexus-pull", "-o", `jsonpath={.data.\.dockerconfigjson}`)
+	b, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Auths map[string]struct{ Auth string } `json:"auths"`
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := base64.StdEncoding.DecodeString(cfg.Auths["nexus.local"].Auth)
+	if err != nil || !strings.Contains(string(auth), ":") {
+		t.Fatalf("the pull secret's entry for nexus.local: %v", err)
+	}
+	pull := func() time.Duration {
+		t.Helper()
+		_, _ = d.Docker(ctx, append([]string{"exec", node}, append(crictl, "rmi", image)...)...) // absent the first time
+		start := time.Now()
+		inNode(append(crictl, "pull", "--creds", string(auth), image)...)
+		return time.Since(start)
+	}
+	best := func(n int) time.Duration {
+		d := pull()
+		for range n - 1 {
+			d = min(d, pull())
+		}
+		return d
+	}
+	written := func(want, unwanted string) {
+		t.Helper()
+		testutil.Eventually(t, time.Minute, "the node's hosts.toml for nexus.local", func() error {
+			got := inNode("cat", "/etc/containerd/certs.d/nexus.local/hosts.toml")
+			if !strings.Contains(got, want) || (unwanted != "" && strings.Contains(got, unwanted)) {
+				return fmt.Errorf("hosts.toml:\n%s", got)
+			}
+			return nil
+		})
+	}
+
+	healthy := best(3)
+	inNode("iptables", "-I", "OUTPUT", "-d", deadIP, "-j", "DROP")
+	kubectl("patch", "registrymirror", "nexus", "--type=merge", "-p",
+		`{"spec":{"endpoint":"https://`+deadIP+`","fallbackEndpoints":["https://nexus.local"]}}`)
+	written("https://"+deadIP, "")
+	written("dial_timeout = '200ms'", "")
+	dead := best(3)
+	requests := countRequests(inNode(append(crictl, "inspecti", "-o", "json", image)...))
+	kubectl("patch", "registrymirror", "nexus", "--type=merge", "-p", `{"spec":{"dialTimeout":"5s"}}`)
+	written("dial_timeout = '5s'", "")
+	dead5 := best(1)
+
+	kubectl("patch", "registrymirror", "nexus", "--type=merge", "-p", `{"spec":{"endpoint":null,"fallbackEndpoints":null,"dialTimeout":null}}`)
+	written("nexus.local", deadIP)
+	inNode("iptables", "-D", "OUTPUT", "-d", deadIP, "-j", "DROP")
+
+	extra, extra5 := dead-healthy, dead5-healthy
+	per := func(d time.Duration) time.Duration { return d / time.Duration(max(requests, 1)) }
+	// Each request waits one dial timeout at the dead endpoint; a little more for the
+	// requests' own time.
+	if per(extra) < 150*time.Millisecond || per(extra) > 500*time.Millisecond {
+		t.Errorf("with the first endpoint dead a pull of %d requests took %s more than a healthy one (%s): %s a request, want about the 200ms dial timeout",
+			requests, extra.Round(time.Millisecond), healthy.Round(time.Millisecond), per(extra).Round(time.Millisecond))
+	}
+	if per(extra5) < 4900*time.Millisecond || per(extra5) > 6*time.Second {
+		t.Errorf("with dialTimeout 5s a pull of %d requests took %s more, %s a request; want about 5s: containerd does not follow dial_timeout",
+			requests, extra5.Round(time.Millisecond), per(extra5).Round(time.Millisecond))
+	}
+	return fmt.Sprintf("healthy pull %s; first endpoint dead, %d registry requests: %s (+%s, %s a request) with the default dialTimeout 200ms, %s (+%s) with 5s",
+		healthy.Round(time.Millisecond), requests, dead.Round(time.Millisecond), extra.Round(time.Millisecond), per(extra).Round(time.Millisecond),
+		dead5.Round(time.Millisecond), extra5.Round(time.Millisecond))
+}
+
+// countRequests is how many registry requests containerd makes to pull the image crictl
+// inspecti describes: the resolve, the manifest (and the index's), the config and each
+// layer.
+func countRequests(inspect string) int {
+	var img struct {
+		Info struct {
+			ImageSpec struct {
+				RootFS struct {
+					DiffIDs []string `json:"diff_ids"`
+				} `json:"rootfs"`
+			} `json:"imageSpec"`
+		} `json:"info"`
+	}
+	if err := json.Unmarshal([]byte(inspect), &img); err != nil {
+		return 0
+	}
+	return 3 + len(img.Info.ImageSpec.RootFS.DiffIDs)
+}
