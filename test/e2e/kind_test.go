@@ -237,6 +237,9 @@ func TestBootstrapUpOnARealDockerEngine(t *testing.T) {
 	t.Log(kubectl("get", "registrymirrors,imagesyncs,registrynodes", "-A"))
 	// A dead endpoint costs a pull its dialTimeout in containerd 2.4, then the next one serves.
 	t.Log("dial timeout in the kind node: " + deadEndpointInTheKindNode(t, ctx, d, kubectl))
+	// Docker Hub through Nexus: a proxy repository, pulled without credentials, then from
+	// its store with the upstream stopped.
+	t.Log("Docker Hub through Nexus in the kind node: " + dockerHubThroughNexusInTheKindNode(t, ctx, d, kubectl))
 
 	status := regwireIn("bootstrap", "status", "--state-dir", state)
 	for _, want := range []string{"nexus", "proxy", "regwire"} {

@@ -33,10 +33,11 @@ func upstream(t *testing.T) (*httptest.Server, v1.Image) {
 	return srv, img
 }
 
-// proxyBody is a docker proxy repository's create body, as Sonatype documents it.
-func proxyBody(name, remoteURL string) map[string]any {
+// proxyBody is the create body of a docker proxy repository docker-hub, as Sonatype
+// documents it.
+func proxyBody(remoteURL string) map[string]any {
 	return map[string]any{
-		"name": name, "online": true,
+		"name": "docker-hub", "online": true,
 		"storage":       map[string]any{"blobStoreName": "default", "strictContentTypeValidation": true},
 		"proxy":         map[string]any{"remoteUrl": remoteURL, "contentMaxAge": 1440, "metadataMaxAge": 1440},
 		"negativeCache": map[string]any{"enabled": true, "timeToLive": 1440},
@@ -84,7 +85,7 @@ func TestAProxyRepositoryFetchesOnAMissAndServesItsStoreOnceTheUpstreamIsGone(t 
 	t.Parallel()
 	up, img := upstream(t)
 	_, srv := startNexus(t, "", nil, nil, "DockerToken")
-	rest(t, srv, http.MethodPost, "/service/rest/v1/repositories/docker/proxy", proxyBody("docker-hub", up.URL), http.StatusCreated)
+	rest(t, srv, http.MethodPost, "/service/rest/v1/repositories/docker/proxy", proxyBody(up.URL), http.StatusCreated)
 
 	want, _ := img.Digest()
 	// Both URL shapes: path-based routing, and the repository base path (whose image
@@ -137,7 +138,7 @@ func TestAGroupAnswersFromItsFirstMemberThatHasTheImageAndTakesNoPush(t *testing
 	t.Parallel()
 	up, fromUpstream := upstream(t)
 	_, srv := startNexus(t, "", map[string]any{"pathEnabled": true}, nil, "DockerToken")
-	rest(t, srv, http.MethodPost, "/service/rest/v1/repositories/docker/proxy", proxyBody("docker-hub", up.URL), http.StatusCreated)
+	rest(t, srv, http.MethodPost, "/service/rest/v1/repositories/docker/proxy", proxyBody(up.URL), http.StatusCreated)
 	rest(t, srv, http.MethodPost, "/service/rest/v1/repositories/docker/group", groupBody("docker-all", "my-docker", "docker-hub"), http.StatusCreated)
 
 	// The hosted member's own hello:1.0 comes first; an image only upstream comes through
@@ -171,7 +172,7 @@ func TestAnonymousPullsGoAsFarAsTheAnonymousUsersRoles(t *testing.T) {
 	t.Parallel()
 	up, _ := upstream(t)
 	fake, srv := startNexus(t, "", map[string]any{"pathEnabled": true}, nil, "DockerToken")
-	rest(t, srv, http.MethodPost, "/service/rest/v1/repositories/docker/proxy", proxyBody("docker-hub", up.URL), http.StatusCreated)
+	rest(t, srv, http.MethodPost, "/service/rest/v1/repositories/docker/proxy", proxyBody(up.URL), http.StatusCreated)
 	private, _ := random.Image(512, 1)
 	if err := remote.Write(ref(t, host(srv)+"/my-docker/team/secret:1"), private, adminAuth); err != nil {
 		t.Fatal(err)
@@ -233,7 +234,7 @@ func TestProxyAndGroupRequestsAreCheckedAsNexusChecksThem(t *testing.T) {
 	t.Parallel()
 	fake, srv := startNexus(t, "", nil, nil)
 	without := func(key string) map[string]any {
-		b := proxyBody("docker-hub", "https://registry-1.docker.io")
+		b := proxyBody("https://registry-1.docker.io")
 		delete(b, key)
 		return b
 	}
@@ -246,7 +247,7 @@ func TestProxyAndGroupRequestsAreCheckedAsNexusChecksThem(t *testing.T) {
 	rest(t, srv, http.MethodPost, "/service/rest/v1/repositories/docker/group", pro, http.StatusBadRequest)
 
 	// The upstream password is write-only.
-	withAuth := proxyBody("docker-hub", "https://registry-1.docker.io")
+	withAuth := proxyBody("https://registry-1.docker.io")
 	withAuth["httpClient"].(map[string]any)["authentication"] = map[string]any{"type": "username", "username": "hub-user", "password": "hub-secret"}
 	rest(t, srv, http.MethodPost, "/service/rest/v1/repositories/docker/proxy", withAuth, http.StatusCreated)
 	got, _ := json.Marshal(fake.Repository("docker-hub"))
