@@ -48,7 +48,7 @@ func TestRunAppliesSamplesAndPrintsTheirStatus(t *testing.T) {
 		t.Errorf("the node's CA for nexus.local is not the demo registry's: %v", err)
 	}
 	log, _ := os.ReadFile(filepath.Join(state, "manager.log"))
-	if !strings.Contains(string(log), "Provisioned Nexus repository") {
+	if !strings.Contains(string(log), "Provisioned Nexus repositories") {
 		t.Errorf("the sample's Nexus repository was not provisioned; manager log:\n%s", log)
 	}
 	fi, err := os.Stat(filepath.Join(state, "kubeconfig"))

@@ -172,6 +172,12 @@ func nodeApply(ctx context.Context, out io.Writer, mirrors []nodeconfig.Mirror, 
 	if len(res.Changes) == 0 {
 		fmt.Fprintln(out, "registry configuration is up to date")
 	}
+	notes := plan.Notes()
+	for _, name := range slices.Sorted(maps.Keys(notes)) {
+		for _, n := range notes[name] {
+			fmt.Fprintf(out, "note      RegistryMirror %s: %s\n", name, n)
+		}
+	}
 	var problems []error
 	byMirror := plan.Problems()
 	for _, name := range slices.Sorted(maps.Keys(byMirror)) {

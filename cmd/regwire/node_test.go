@@ -132,7 +132,8 @@ spec:
 	}{
 		{"crio gets a drop-in and certs.d", "crio", proxy, []string{"written   certs.d/nexus.local/ca.crt", "written   registries.conf.d/regwire-nexus.conf"}, ""},
 		{"docker gets certs.d", "docker", doc, []string{"written   nexus.local/ca.crt"}, ""},
-		{"docker refuses mirrorOf, naming the field", "docker", proxy, nil, "spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror"},
+		{"docker trusts a mirrorOf mirror's own host and notes the rest", "docker", proxy, []string{"written   nexus.local/ca.crt",
+			"note      RegistryMirror nexus: docker: spec.mirrorOf: Docker Engine sends only Docker Hub pulls to a mirror"}, ""},
 		{"an unknown runtime is named", "cri-o", doc, nil, `--runtime "cri-o": want containerd, crio or docker`},
 	}
 	for _, tc := range cases {

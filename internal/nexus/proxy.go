@@ -3,6 +3,8 @@ package nexus
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -112,20 +114,23 @@ func (c *Client) EnsureDockerGroup(ctx context.Context, want *DockerGroupReposit
 func (c *Client) ensure(ctx context.Context, kind, name string, want any, withSecrets func(map[string]any), force bool) (Action, error) {
 	path := "/v1/repositories/docker/" + kind + "/" + url.PathEscape(name)
 	var have map[string]any
-	err := c.do(ctx, http.MethodGet, path, "", nil, &have, http.StatusOK)
-	switch {
-	case IsNotFound(err):
-		b, err := json.Marshal(want)
-		if err != nil {
-			return "", err
-		}
-		return Created, c.do(ctx, http.MethodPost, "/v1/repositories/docker/"+kind, "application/json", b, nil, http.StatusCreated)
-	case err != nil:
-		return "", err
+	getErr := c.do(ctx, http.MethodGet, path, "", nil, &have, http.StatusOK)
+	if getErr != nil && !IsNotFound(getErr) {
+		return "", getErr
 	}
 	readable, err := withoutPassword(want)
 	if err != nil {
 		return "", err
+	}
+	if IsNotFound(getErr) {
+		b, err := json.Marshal(want)
+		if err != nil {
+			return "", err
+		}
+		if err := c.do(ctx, http.MethodPost, "/v1/repositories/docker/"+kind, "application/json", b, nil, http.StatusCreated); err != nil {
+			return "", err
+		}
+		return Created, c.readBack(ctx, path, kind, name, readable)
 	}
 	merged, changed := merge(have, readable)
 	if !changed && !force {
@@ -144,7 +149,41 @@ func (c *Client) ensure(ctx context.Context, kind, name string, want any, withSe
 	if !changed {
 		return Unchanged, nil // only the password went again
 	}
-	return Updated, nil
+	return Updated, c.readBack(ctx, path, kind, name, readable)
+}
+
+// readBack reads a repository just written and says which of the fields sent Nexus did not
+// keep (a field this version does not know is dropped without an error).
+func (c *Client) readBack(ctx context.Context, path, kind, name string, sent map[string]any) error {
+	var have map[string]any
+	if err := c.do(ctx, http.MethodGet, path, "", nil, &have, http.StatusOK); err != nil {
+		return err
+	}
+	if lost := differences(have, sent, ""); len(lost) > 0 {
+		version := c.Version()
+		if version == "" {
+			version = "(a version that does not say which)"
+		}
+		return fmt.Errorf("nexus %s did not keep %s of docker (%s) repository %s as sent: it may not know them; upgrade Nexus or leave them out", version, strings.Join(lost, ", "), kind, name)
+	}
+	return nil
+}
+
+// differences lists, as dotted paths, the fields of want that have lacks or holds
+// otherwise.
+func differences(have, want map[string]any, prefix string) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if sub, ok := want[k].(map[string]any); ok {
+			h, _ := have[k].(map[string]any)
+			out = append(out, differences(h, sub, prefix+k+".")...)
+			continue
+		}
+		if !equalJSON(have[k], want[k]) {
+			out = append(out, prefix+k)
+		}
+	}
+	return out
 }
 
 // withoutPassword is want as a JSON object without the remote's password, which a read

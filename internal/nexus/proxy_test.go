@@ -141,3 +141,16 @@ func TestContractAnonymousAccessAndWhoMayReadARepository(t *testing.T) {
 		t.Errorf("roles of a user that does not exist: %v", err)
 	}
 }
+
+func TestContractAFieldNexusDoesNotKeepIsAnErrorNamingIt(t *testing.T) {
+	t.Parallel()
+	f, url := fake(t)
+	f.SetVersion("3.80.0") // no path-based routing: pathEnabled is dropped without an error
+	admin := client(t, url, "admin", "initial-admin-password")
+	want := dockerHub("https://registry-1.docker.io")
+	want.Docker.PathEnabled = ptr(true)
+	_, err := admin.EnsureDockerProxy(context.Background(), want, false)
+	if err == nil || !strings.Contains(err.Error(), "nexus 3.80.0 did not keep docker.pathEnabled of docker (proxy) repository docker-hub") {
+		t.Errorf("err = %v, want one naming the field Nexus dropped", err)
+	}
+}

@@ -92,7 +92,7 @@ func TestGitOpsToolsSeeEveryStateTheControllersSet(t *testing.T) {
 		v1alpha1.ReasonSystemRoots: done, v1alpha1.ReasonInsecureSkipVerify: done, v1alpha1.ReasonNotRequested: done,
 		v1alpha1.ReasonNodesReady: done, v1alpha1.ReasonPullSecretsReady: done, v1alpha1.ReasonClientCertificateReady: done,
 		v1alpha1.ReasonRepositoryCreated: done, v1alpha1.ReasonRepositoryUpdated: done, v1alpha1.ReasonRepositoryUpToDate: done,
-		v1alpha1.ReasonSyncSucceeded: done, v1alpha1.ReasonApplied: done,
+		v1alpha1.ReasonSyncSucceeded: done, v1alpha1.ReasonApplied: done, v1alpha1.ReasonHostedReadableAnonymously: done,
 		// Suspended: Ready is False, so kstatus says InProgress (leave a suspended ImageSync
 		// out of health checks; Argo CD's health script says Suspended).
 		v1alpha1.ReasonSuspended: waiting,
@@ -111,7 +111,7 @@ func TestGitOpsToolsSeeEveryStateTheControllersSet(t *testing.T) {
 		v1alpha1.ReasonInvalidSpec: stuck, v1alpha1.ReasonTargetNotAllowed: stuck, v1alpha1.ReasonSecretNamespaceNotAllowed: stuck, v1alpha1.ReasonCAInvalid: stuck, v1alpha1.ReasonCAExpired: stuck,
 		v1alpha1.ReasonHostConflict: stuck, v1alpha1.ReasonRuntimeUnsupported: stuck,
 		v1alpha1.ReasonClientCertificateInvalid: stuck, v1alpha1.ReasonCredentialsInvalid: stuck,
-		v1alpha1.ReasonPathRoutingUnsupported: stuck, v1alpha1.ReasonSourceAuthFailed: stuck,
+		v1alpha1.ReasonPathRoutingUnsupported: stuck, v1alpha1.ReasonSourceAuthFailed: stuck, v1alpha1.ReasonAnonymousAccessUnusable: stuck,
 		v1alpha1.ReasonTargetAuthFailed: stuck, v1alpha1.ReasonNexusAuthFailed: stuck, v1alpha1.ReasonUserSecretConflict: stuck,
 	}
 	declared := declaredReasons(t)
