@@ -176,8 +176,9 @@ type RegistryMirrorSpec struct {
 	// that has another after it (a fallback endpoint, or with mirrorOf the upstream) before
 	// it tries that one, instead of the runtime's own connect timeout (30 s for
 	// containerd). containerd tries the hosts in order for each request of a pull, so a
-	// dead endpoint costs a pull this long per request (a small image: 4 requests). The
-	// last host tried keeps the runtime's own patience. Default 200ms: a connection inside
+	// dead endpoint costs a pull this long for each request that meets it (3 for a
+	// one-layer image in containerd 2.4). The last host tried keeps the runtime's own
+	// patience. Default 200ms: a connection inside
 	// a site or a region takes a few milliseconds; a mirror further away may need more.
 	// Written for containerd 2.1 and later (dial_timeout in hosts.toml); nodes whose
 	// runtime cannot take it say so in their RegistryNode. Between 100ms and 30s.
