@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/regwire/regwire/internal/nexus"
+	"github.com/regwire/regwire/internal/test/nexusemulator"
 )
 
 func dockerHub(remote string) *nexus.DockerProxyRepository {
@@ -21,14 +22,22 @@ func dockerHub(remote string) *nexus.DockerProxyRepository {
 	}
 }
 
-func TestContractAProxyAndAGroupAreCreatedThenKeptAsAsked(t *testing.T) {
-	t.Parallel()
+// withMyDocker is a new Nexus holding the hosted repository my-docker, its admin's client,
+// and a context.
+func withMyDocker(t *testing.T) (*nexusemulator.Server, *nexus.Client, context.Context) {
+	t.Helper()
 	f, url := fake(t)
 	ctx := context.Background()
 	admin := client(t, url, "admin", "initial-admin-password")
 	if _, err := admin.EnsureDockerHosted(ctx, myDocker()); err != nil {
 		t.Fatal(err)
 	}
+	return f, admin, ctx
+}
+
+func TestContractAProxyAndAGroupAreCreatedThenKeptAsAsked(t *testing.T) {
+	t.Parallel()
+	f, admin, ctx := withMyDocker(t)
 	want := dockerHub("https://registry-1.docker.io")
 	want.HTTPClient.Authentication = &nexus.Authentication{Type: "username", Username: "hub-user", Password: "hub-secret"}
 	steps := []struct {
@@ -89,12 +98,7 @@ func toStrings(v any) []string {
 
 func TestContractAnonymousAccessAndWhoMayReadARepository(t *testing.T) {
 	t.Parallel()
-	f, url := fake(t)
-	ctx := context.Background()
-	admin := client(t, url, "admin", "initial-admin-password")
-	if _, err := admin.EnsureDockerHosted(ctx, myDocker()); err != nil {
-		t.Fatal(err)
-	}
+	f, admin, ctx := withMyDocker(t)
 	if _, err := admin.EnsureDockerProxy(ctx, dockerHub("https://registry-1.docker.io"), false); err != nil {
 		t.Fatal(err)
 	}

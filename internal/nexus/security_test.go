@@ -25,12 +25,7 @@ func pullUser() nexus.User {
 // may read the repository and not write it.
 func TestARoleAndAUserFollowWhatIsAskedAndHoldOnlyTheirPrivileges(t *testing.T) {
 	t.Parallel()
-	f, url := fake(t)
-	ctx := context.Background()
-	admin := client(t, url, "admin", "initial-admin-password")
-	if _, err := admin.EnsureDockerHosted(ctx, myDocker()); err != nil {
-		t.Fatal(err)
-	}
+	f, admin, ctx := withMyDocker(t)
 	for _, want := range []nexus.Action{nexus.Created, nexus.Unchanged} {
 		if got, err := admin.EnsureRole(ctx, pullRole()); err != nil || got != want {
 			t.Fatalf("EnsureRole: %v, %v; want %v", got, err, want)
