@@ -69,8 +69,22 @@ type ImageSyncSpec struct {
 	Suspend bool `json:"suspend,omitempty"`
 }
 
+// TagsLeftOut counts tags a selection left out, by reason.
+type TagsLeftOut struct {
+	// excluded are selected tags that spec.source.exclude matches.
+	// +optional
+	Excluded int32 `json:"excluded,omitempty"`
+	// older are versions below the newest N kept (spec.source.newest).
+	// +optional
+	Older int32 `json:"older,omitempty"`
+	// notVersions are selected tags newest cannot order: they are not semantic versions.
+	// +optional
+	NotVersions int32 `json:"notVersions,omitempty"`
+}
+
 // ImageSource is the repository to copy from and the tags to select. A tag is selected when
-// it is listed in tags, or matches tagPattern, or satisfies semver.
+// it is listed in tags, or matches tagPattern, or satisfies semver; then exclude leaves
+// out what it matches, and newest keeps the N highest versions of what remains.
 //
 // tagPattern and semver are checked by the controller (CEL cannot parse them): an invalid
 // one sets Ready=False with reason InvalidSpec and a message naming the field.
@@ -103,6 +117,22 @@ type ImageSource struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
 	Semver string `json:"semver,omitempty"`
+
+	// exclude is a regular expression (RE2 syntax, anchored at both ends) of tags to leave
+	// out, whatever selected them, e.g. .*-(rc|beta).*|latest (zot's excludeRegex,
+	// skopeo's and regsync's deny lists). Checked by the controller.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Exclude string `json:"exclude,omitempty"`
+
+	// newest keeps only the N highest semantic versions of the tags selected and not
+	// excluded, e.g. 5 for the last five releases; tags that are not versions are then
+	// left out. status.tagsLeftOut counts what was left out and why.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	Newest int32 `json:"newest,omitempty"`
 
 	// credentialsSecretRef names a kubernetes.io/basic-auth or
 	// kubernetes.io/dockerconfigjson Secret in this namespace for the source registry.
@@ -192,6 +222,12 @@ type ImageSyncStatus struct {
 	// tagsSummary is "synced/selected" tags, for display.
 	// +optional
 	TagsSummary string `json:"tagsSummary,omitempty"`
+
+	// tagsLeftOut counts the source's tags the last sync left out, by reason: excluded,
+	// older than the newest N, or not versions (with newest). Unset when it left out none
+	// of those.
+	// +optional
+	TagsLeftOut *TagsLeftOut `json:"tagsLeftOut,omitempty"`
 
 	// lastSyncTime is when the last sync finished.
 	// +optional

@@ -173,6 +173,9 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 		{"a full target image is accepted", sync(func(s *v1alpha1.ImageSync) {
 			s.Spec.Target = v1alpha1.ImageTarget{Image: "registry.example:5000/team/busybox", Insecure: true}
 		})},
+		{"a source's newest five releases but release candidates are accepted", sync(func(s *v1alpha1.ImageSync) {
+			s.Spec.Source.Tags, s.Spec.Source.TagPattern, s.Spec.Source.Exclude, s.Spec.Source.Newest = nil, ".*", ".*-rc.*", 5
+		})},
 		{"a source selected by pattern and semver is accepted", sync(func(s *v1alpha1.ImageSync) {
 			s.Spec.Source.Tags, s.Spec.Source.TagPattern, s.Spec.Source.Semver = nil, `1\.3[0-9]`, ">=1.36 <2"
 		})},
@@ -326,6 +329,8 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 		{"provision naming no registry is rejected", mirror(func(m *v1alpha1.RegistryMirror) { m.Spec.Provision = &v1alpha1.ProvisionSpec{} }),
 			"spec.provision", "name a registry to provision"},
 
+		{"a negative newest is rejected", sync(func(s *v1alpha1.ImageSync) { s.Spec.Source.Newest = -1 }),
+			"spec.source.newest", "should be greater than or equal to 1"},
 		{"an interval of 30s is rejected", sync(func(s *v1alpha1.ImageSync) { s.Spec.Interval = &metav1.Duration{Duration: 30e9} }),
 			"spec.interval", "must be at least 1m"},
 		{"a source image with a tag is rejected", sync(func(s *v1alpha1.ImageSync) { s.Spec.Source.Image = "docker.io/library/busybox:1.36" }),

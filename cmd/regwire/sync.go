@@ -28,6 +28,8 @@ import (
 type syncFlags struct {
 	tags               []string
 	tagPattern, semver string
+	exclude            string
+	newest             int
 	allTags            bool
 	platforms          []string
 	referrers          bool
@@ -71,7 +73,7 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 				return usage(fmt.Errorf("--output %q: want text or json", f.output))
 			}
 			if f.file != "" {
-				if len(f.tags) > 0 || f.tagPattern != "" || f.semver != "" || f.allTags || len(f.platforms) > 0 || f.referrers || f.srcCA != "" || f.dstCA != "" {
+				if len(f.tags) > 0 || f.tagPattern != "" || f.semver != "" || f.exclude != "" || f.newest != 0 || f.allTags || len(f.platforms) > 0 || f.referrers || f.srcCA != "" || f.dstCA != "" {
 					return usage(errors.New("with -f the file's ImageSyncs select tags, platforms, referrers and CAs; drop those flags"))
 				}
 				syncs, err := readSyncFile(f.file, f.insecure)
@@ -87,6 +89,8 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 	fl.StringSliceVar(&f.tags, "tags", nil, "tags to copy, comma-separated")
 	fl.StringVar(&f.tagPattern, "tag-pattern", "", "copy tags matching this RE2 expression (anchored)")
 	fl.StringVar(&f.semver, "semver", "", `copy tags in this semantic version range, e.g. ">=1.36 <2"`)
+	fl.StringVar(&f.exclude, "exclude", "", `leave out tags matching this RE2 expression (anchored), whatever selected them, e.g. ".*-rc.*|latest"`)
+	fl.IntVar(&f.newest, "newest", 0, "keep only the N highest semantic versions of the selected tags (tags that are not versions are then left out)")
 	fl.BoolVar(&f.allTags, "all-tags", false, "copy every tag")
 	fl.StringArrayVar(&f.platforms, "platform", nil, "keep only this platform of multi-platform images (os/arch[/variant]); repeatable")
 	fl.BoolVar(&f.referrers, "referrers", false, "also copy signatures, SBOMs and attestations")
@@ -156,7 +160,7 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 		}
 		platforms = append(platforms, *pl)
 	}
-	spec := tagselect.Spec{Tags: f.tags, Pattern: f.tagPattern, Semver: f.semver}
+	spec := tagselect.Spec{Tags: f.tags, Pattern: f.tagPattern, Semver: f.semver, Exclude: f.exclude, Newest: f.newest}
 	if f.allTags {
 		spec.Pattern = ".*"
 	}
@@ -194,9 +198,12 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	}
 	ctx := cmd.Context()
 	start := time.Now()
-	tags, err := eng.Tags(ctx, sel)
+	tags, left, err := eng.TagsCounted(ctx, sel)
 	if err == nil && len(tags) == 0 {
 		err = fmt.Errorf("no tag of %s matches the selection", srcRepo)
+	}
+	if said := left.String(f.newest); said != "" && f.output == "text" {
+		fmt.Fprintf(out, "left out: %s\n", said)
 	}
 	var results []imagecopy.Result
 	if err == nil {
@@ -275,7 +282,7 @@ func printSummary(out io.Writer, what string, results []imagecopy.Result, took t
 func flagError(err error) error {
 	var fe *tagselect.FieldError
 	if errors.As(err, &fe) {
-		flag := map[string]string{"tagPattern": "--tag-pattern", "semver": "--semver"}[fe.Field]
+		flag := map[string]string{"tagPattern": "--tag-pattern", "semver": "--semver", "exclude": "--exclude", "newest": "--newest"}[fe.Field]
 		return fmt.Errorf("%s %q: %w", flag, fe.Value, fe.Err)
 	}
 	return err

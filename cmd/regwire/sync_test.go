@@ -87,6 +87,16 @@ func TestSyncCopiesThenReportsUpToDate(t *testing.T) {
 	if _, err := execute("sync", "a/b", "c/d", "--tag-pattern", "(x"); err == nil || !strings.Contains(err.Error(), `--tag-pattern "(x"`) {
 		t.Errorf("bad --tag-pattern: %v", err)
 	}
+	if _, err := execute("sync", "a/b", "c/d", "--all-tags", "--exclude", "rc("); err == nil || !strings.Contains(err.Error(), `--exclude "rc("`) {
+		t.Errorf("bad --exclude: %v", err)
+	}
+	// exclude and newest, as zot and skopeo users write them: every tag but edge, the
+	// newest two versions.
+	out, err = execute("sync", src.Host+"/library/busybox", dst.Host+"/newest/busybox", "--all-tags", "--exclude", "edge", "--newest", "2", "--dst-ca", caFile)
+	if err != nil || !strings.Contains(out, "left out: 1 excluded, 1 older than the newest 2") || !strings.Contains(out, "2 tag(s): 2 copied") ||
+		!strings.Contains(out, "copied     2.0.0") || !strings.Contains(out, "copied     1.36.1") || strings.Contains(out, "1.35.0 sha256") {
+		t.Errorf("--exclude edge --newest 2: %v\n%s", err, out)
+	}
 	if _, err := execute("sync", "a/b", "c/d", "--all-tags", "--platform", "amd64"); err == nil || !strings.Contains(err.Error(), `--platform "amd64"`) {
 		t.Errorf("bad --platform: %v", err)
 	}

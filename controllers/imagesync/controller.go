@@ -43,6 +43,7 @@ import (
 	"github.com/regwire/regwire/controllers/internal/shards"
 	"github.com/regwire/regwire/internal/imagecopy"
 	"github.com/regwire/regwire/internal/repopattern"
+	"github.com/regwire/regwire/internal/tagselect"
 )
 
 // imageSyncMirrorIndex indexes ImageSyncs by the RegistryMirror they target.
@@ -98,6 +99,9 @@ type Reconciler struct {
 	// failures counts the consecutive failed runs of each ImageSync's generation, for
 	// retryAfterFailure.
 	failures sync.Map // types.NamespacedName → failureCount
+	// leftOut holds what each ImageSync's last run left out of the source's tags, for its
+	// status.
+	leftOut sync.Map // types.NamespacedName → tagselect.LeftOut
 	// cache is what the copies of all ImageSyncs remember: blobs in target repositories
 	// (mounted rather than uploaded again) and the manifests of indexes.
 	cache *imagecopy.Cache
@@ -265,6 +269,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		if apierrors.IsNotFound(err) {
 			r.runner.stop(req.NamespacedName)
 			r.failures.Delete(req.NamespacedName)
+			r.leftOut.Delete(req.NamespacedName)
 			forgetMetrics(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -523,10 +528,11 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 		if err != nil {
 			return nil, err
 		}
-		tags, err := eng.Tags(ctx, plan.Selector)
+		tags, left, err := eng.TagsCounted(ctx, plan.Selector)
 		if err != nil {
 			return nil, err
 		}
+		r.leftOut.Store(client.ObjectKeyFromObject(is), left)
 		return eng.Sync(ctx, tags), nil
 	})
 	conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionUnknown, v1alpha1.ReasonSyncing, "copying selected tags")
@@ -607,6 +613,14 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 	}
 	is.Status.Images = images
 	is.Status.TagsSummary = fmt.Sprintf("%d/%d", ok, len(run.results))
+	is.Status.TagsLeftOut = nil
+	var leftOut string
+	if v, found := r.leftOut.Load(client.ObjectKeyFromObject(is)); found {
+		if l := v.(tagselect.LeftOut); l.Excluded+l.Older+l.NotVersions > 0 {
+			is.Status.TagsLeftOut = &v1alpha1.TagsLeftOut{Excluded: int32(l.Excluded), Older: int32(l.Older), NotVersions: int32(l.NotVersions)}
+			leftOut = "; left out: " + l.String(int(is.Spec.Source.Newest))
+		}
+	}
 	if first {
 		syncBytes.WithLabelValues(is.Namespace, is.Name).Add(float64(bytes))
 	}
@@ -619,7 +633,7 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 			conditions.Cut(failed[0].Err.Error(), maxImageError)), stalled)
 		return true
 	}
-	msg := fmt.Sprintf("%d tag(s) up to date in the target, %d copied", ok, copied)
+	msg := fmt.Sprintf("%d tag(s) up to date in the target, %d copied%s", ok, copied, leftOut)
 	if copied > 0 && first {
 		r.Recorder.Eventf(is, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonSyncSucceeded), "Sync", "copied %d tag(s) (%d bytes) in %s", copied, bytes, took.Round(time.Millisecond))
 	}

@@ -68,6 +68,9 @@ func TestImageSyncSpecCheckedByTheController(t *testing.T) {
 		{"an invalid semver range is reported, naming the field",
 			func(is *v1alpha1.ImageSync) { is.Spec.Source.Semver = ">= one" },
 			`spec.source.semver ">= one": not a valid semantic version range`},
+		{"an invalid exclude is reported, naming the field",
+			func(is *v1alpha1.ImageSync) { is.Spec.Source.Exclude = "rc(" },
+			`spec.source.exclude "rc(": not a valid RE2 regular expression`},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

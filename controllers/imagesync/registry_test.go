@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,32 @@ func TestImageSyncCopiesIntoARegistryMirror(t *testing.T) {
 		if err != nil || desc.Digest != d {
 			t.Errorf("target %s: %v %v, want %s", tag, desc, err, d)
 		}
+	}
+
+	// exclude and newest: of 1.0, 1.1, 1.2, 2.0 and latest, every tag but 2.0, the newest
+	// two versions — status says what was left out, in counts.
+	for _, tag := range []string{"1.1", "1.2", "2.0"} {
+		img, _ := random.Image(256, 1)
+		r, _ := name.ParseReference(source.Host + "/library/app:" + tag)
+		if err := remote.Write(r, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newSync(t, "app-newest", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(source.Host + "/library/app"), TagPattern: ".*", Exclude: `2\..*`, Newest: 2}
+		is.Spec.Target = v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: rm.Name}, Repository: "my-docker/app-newest"}
+	})
+	newest := syncReady(t, "app-newest")
+	var copied []string
+	for _, im := range newest.Status.Images {
+		copied = append(copied, im.Tag)
+	}
+	slices.Sort(copied)
+	synced := apimeta.FindStatusCondition(newest.Status.Conditions, v1alpha1.ConditionSynced)
+	if !slices.Equal(copied, []string{"1.1", "1.2"}) || newest.Status.TagsLeftOut == nil ||
+		*newest.Status.TagsLeftOut != (v1alpha1.TagsLeftOut{Excluded: 1, Older: 1, NotVersions: 1}) ||
+		synced == nil || !strings.Contains(synced.Message, "left out: 1 excluded, 1 older than the newest 2, 1 not versions") {
+		t.Errorf("exclude 2.x, newest 2: copied %v, tagsLeftOut %+v, Synced %+v", copied, newest.Status.TagsLeftOut, synced)
 	}
 
 	// spec.platforms narrows the index: a new digest in the target, reported as such.

@@ -299,20 +299,28 @@ func (e *Engine) Requests() (source, target *registryhttp.Requests) {
 // referrers are copied: their tags come from the listing); a named tag the source lacks
 // then fails on its own, saying so, instead of being left out.
 func (e *Engine) Tags(ctx context.Context, sel *tagselect.Selector) ([]string, error) {
+	tags, _, err := e.TagsCounted(ctx, sel)
+	return tags, err
+}
+
+// TagsCounted is Tags, with the count of the listed tags the selection left out by
+// reason (none counted when the selection named its tags without a listing).
+func (e *Engine) TagsCounted(ctx context.Context, sel *tagselect.Selector) ([]string, tagselect.LeftOut, error) {
 	if named, only := sel.Named(); only && !e.o.Referrers {
-		return named, nil
+		return named, tagselect.LeftOut{}, nil
 	}
 	// The target's handshake goes on while the source lists: the tag checks that follow
 	// need it (Sync waits for it and reports its error).
 	go e.startTarget(ctx)
 	if err := e.start(ctx, false); err != nil {
-		return nil, err
+		return nil, tagselect.LeftOut{}, err
 	}
 	all, err := e.list(ctx)
 	if err != nil {
-		return nil, err
+		return nil, tagselect.LeftOut{}, err
 	}
-	return sel.Filter(all), nil
+	tags, left := sel.FilterCounted(all)
+	return tags, left, nil
 }
 
 // list returns the source's tags, listed once per Engine.

@@ -37,7 +37,7 @@ func PlanFor(spec *v1alpha1.ImageSyncSpec, mirror *v1alpha1.RegistryMirror) (Pla
 	if len(src.Tags) == 0 && src.TagPattern == "" && src.Semver == "" {
 		return Plan{}, errors.New("spec.source: select tags with tags, tagPattern or semver")
 	}
-	sel, err := tagselect.New(tagselect.Spec{Tags: src.Tags, Pattern: src.TagPattern, Semver: src.Semver})
+	sel, err := tagselect.New(tagselect.Spec{Tags: src.Tags, Pattern: src.TagPattern, Semver: src.Semver, Exclude: src.Exclude, Newest: int(src.Newest)})
 	if err != nil {
 		return Plan{}, err
 	}
