@@ -51,6 +51,10 @@ type managerProc struct {
 }
 
 // startManager runs a replica with the default --sync-period (10 h), or syncPeriod.
+// managerMemoryLimit is the shipped Deployment's memory limit (config/manager), which it
+// passes to the Go runtime as GOMEMLIMIT.
+const managerMemoryLimit = "256MiB"
+
 func startManager(t *testing.T, bin, kubeconfig, work, id string, syncPeriod ...string) *managerProc {
 	t.Helper()
 	m := &managerProc{id: id, metrics: testutil.FreeAddr(t)}
@@ -64,7 +68,9 @@ func startManager(t *testing.T, bin, kubeconfig, work, id string, syncPeriod ...
 	if len(syncPeriod) > 0 {
 		m.cmd.Args = append(m.cmd.Args, "--sync-period", syncPeriod[0])
 	}
-	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	// GOMEMLIMIT as the shipped Deployment sets it: the container's memory limit (256Mi),
+	// near which the Go runtime collects harder instead of growing.
+	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "GOMEMLIMIT="+managerMemoryLimit)
 	logFile, _ := os.OpenFile(filepath.Join(work, id+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 	must(t, m.cmd.Start())
