@@ -521,6 +521,7 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 	plan := sc.plan
 	plan.Options.Jobs, plan.Options.Cache, plan.Options.Bounds = r.Jobs, r.cache, r.Bounds
 	plan.Options.Tenant = is.Namespace // blobs are mounted only from what this namespace wrote
+	// key (computed above): the run reads nothing of is, which reconciles reuse.
 	r.runner.start(is, func(ctx context.Context, progress progressFunc) ([]imagecopy.Result, error) {
 		opts := plan.Options
 		opts.Progress = progress
@@ -532,7 +533,7 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 		if err != nil {
 			return nil, err
 		}
-		r.leftOut.Store(client.ObjectKeyFromObject(is), left)
+		r.leftOut.Store(key, left)
 		return eng.Sync(ctx, tags), nil
 	})
 	conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionUnknown, v1alpha1.ReasonSyncing, "copying selected tags")
