@@ -95,7 +95,7 @@ func (r *Reconciler) provisionProxies(ctx context.Context, c *nexus.Client, rm *
 // upstream credentials when it names a Secret, and that Secret's resourceVersion.
 func (r *Reconciler) proxyRepository(ctx context.Context, rm *v1alpha1.RegistryMirror, i int, px v1alpha1.NexusProxy) (*nexus.DockerProxyRepository, string, error) {
 	p := rm.Spec.Provision.Nexus
-	remote := ProxyRemote(px)
+	remote := proxyRemote(px)
 	index := nexus.IndexTypeRegistry
 	if px.Upstream == "docker.io" {
 		index = nexus.IndexTypeHub
@@ -137,8 +137,8 @@ func (r *Reconciler) proxyRepository(ctx context.Context, rm *v1alpha1.RegistryM
 	return want, s.ResourceVersion, nil
 }
 
-// ProxyRemote is the registry API a proxy of px's upstream fetches from.
-func ProxyRemote(px v1alpha1.NexusProxy) string {
+// proxyRemote is the registry API a proxy of px's upstream fetches from.
+func proxyRemote(px v1alpha1.NexusProxy) string {
 	switch {
 	case px.RemoteURL != "":
 		return px.RemoteURL
@@ -233,7 +233,7 @@ func proxiesSummary(rm *v1alpha1.RegistryMirror) string {
 	}
 	var parts []string
 	for _, px := range p.Proxies {
-		parts = append(parts, fmt.Sprintf("proxy %s of %s (%s)", px.Repository, px.Upstream, ProxyRemote(px)))
+		parts = append(parts, fmt.Sprintf("proxy %s of %s (%s)", px.Repository, px.Upstream, proxyRemote(px)))
 	}
 	if p.Group != nil {
 		parts = append(parts, "group "+p.Group.Repository)

@@ -207,6 +207,3 @@ func (s *Selector) FilterCounted(available []string) ([]string, LeftOut) {
 	}
 	return kept, left
 }
-
-// Newest is the selection's N (0 when it keeps every version).
-func (s *Selector) Newest() int { return s.newest }
