@@ -11,10 +11,23 @@ import (
 // +kubebuilder:validation:MaxLength=512
 // +kubebuilder:validation:XValidation:rule=`!self.contains('://')`,message="must not include a scheme: write docker.io/library/busybox, not https://docker.io/library/busybox"
 // +kubebuilder:validation:XValidation:rule=`!self.contains('@')`,message="must name a repository without a digest; select tags with tags, tagPattern or semver"
-// +kubebuilder:validation:XValidation:rule=`!self.split('/')[size(self.split('/')) - 1].contains(':')`,message="must name a repository without a tag (docker.io/library/busybox, not busybox:1.36); select tags with tags, tagPattern or semver"
+// +kubebuilder:validation:XValidation:rule=`!self.split('/')[size(self.split('/')) - 1].contains(':') || (size(self.split('/')) == 1 && self.matches('^[a-z0-9.-]+:[0-9]+$'))`,message="must name a repository without a tag (docker.io/library/busybox, not busybox:1.36); select tags with tags, tagPattern or semver"
 // +kubebuilder:validation:XValidation:rule=`!self.matches('[\\x00-\\x20\\x7f]')`,message="must not contain whitespace or control characters"
 // +kubebuilder:validation:XValidation:rule=`self.matches('^([a-z0-9.-]+(:[0-9]+)?|\\[[0-9a-f:.]+\\](:[0-9]+)?)(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$')`,message="must be a repository reference such as docker.io/library/busybox or nexus.local/my-docker/busybox, with lowercase path components"
 type ImageRepository string
+
+// RepositoryScope says what spec.source.image names.
+//
+// +kubebuilder:validation:Enum=Image;Prefix
+type RepositoryScope string
+
+const (
+	// RepositoryScopeImage copies the one repository image names.
+	RepositoryScopeImage RepositoryScope = "Image"
+	// RepositoryScopePrefix copies every repository at or below image's path (a registry
+	// host alone: every repository of the registry).
+	RepositoryScopePrefix RepositoryScope = "Prefix"
+)
 
 // Platform is an image platform, os/arch or os/arch/variant.
 //
@@ -90,10 +103,32 @@ type TagsLeftOut struct {
 // one sets Ready=False with reason InvalidSpec and a message naming the field.
 //
 // +kubebuilder:validation:XValidation:rule=`has(self.tags) || has(self.tagPattern) || has(self.semver)`,message="select tags with at least one of tags, tagPattern or semver (tagPattern '.*' selects every tag)"
+// +kubebuilder:validation:XValidation:rule=`!has(self.repositoryPattern) || (has(self.repositories) && self.repositories == 'Prefix')`,message="repositoryPattern goes with repositories: Prefix",fieldPath=".repositoryPattern"
 type ImageSource struct {
-	// image is the source repository without tag, e.g. docker.io/library/busybox.
+	// image is the source repository without tag, e.g. docker.io/library/busybox; with
+	// repositories: Prefix, the prefix of the repositories to copy, e.g.
+	// registry.example/team, or a registry host alone.
 	// +required
 	Image ImageRepository `json:"image"`
+
+	// repositories says what image names: Image (the default) the one repository; Prefix
+	// every repository of the source registry whose path is image's path or starts with it
+	// and a slash (found in the registry's catalog, GET /v2/_catalog: a registry without
+	// one, such as Docker Hub, is an error naming it). Each is copied to the target with the
+	// prefix replaced by the target repository: registry.example/team/app/api goes to
+	// my-docker/app/api with target repository my-docker (the prefix stripped), to
+	// my-docker/team/app/api with my-docker/team (kept). Tag selection applies to each
+	// repository; status then counts repositories and lists only the failing few.
+	// +optional
+	Repositories RepositoryScope `json:"repositories,omitempty"`
+
+	// repositoryPattern, with repositories: Prefix, keeps only the repositories whose path
+	// below the prefix matches this regular expression (RE2 syntax, anchored at both
+	// ends), e.g. (app|tools)/.* . Checked by the controller.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	RepositoryPattern string `json:"repositoryPattern,omitempty"`
 
 	// tags are tags to copy, e.g. ["1.36", "latest"].
 	// +optional
@@ -219,9 +254,15 @@ type ImageSyncStatus struct {
 	// +optional
 	TargetImage string `json:"targetImage,omitempty"`
 
-	// tagsSummary is "synced/selected" tags, for display.
+	// tagsSummary is "synced/selected" tags, for display (of every repository, with
+	// spec.source.repositories: Prefix).
 	// +optional
 	TagsSummary string `json:"tagsSummary,omitempty"`
+
+	// repositories counts the repositories the last sync found below the prefix, with
+	// spec.source.repositories: Prefix; unset otherwise.
+	// +optional
+	Repositories *RepositoryCounts `json:"repositories,omitempty"`
 
 	// tagsLeftOut counts the source's tags the last sync left out, by reason: excluded,
 	// older than the newest N, or not versions (with newest). Unset when it left out none
@@ -237,12 +278,28 @@ type ImageSyncStatus struct {
 	// +optional
 	NextSyncTime *metav1.Time `json:"nextSyncTime,omitempty"`
 
-	// images is the result of the last sync for each selected tag.
+	// images is the result of the last sync for each selected tag. With
+	// spec.source.repositories: Prefix it lists only the failing few (up to 20), each
+	// tag named path:tag by its repository's path below the prefix, and a repository that
+	// failed as a whole (its tags not listed) by its path alone.
 	// +optional
 	// +listType=map
 	// +listMapKey=tag
 	// +kubebuilder:validation:MaxItems=1000
 	Images []ImageStatus `json:"images,omitempty"`
+}
+
+// RepositoryCounts counts the repositories of a prefix sync.
+type RepositoryCounts struct {
+	// found below the prefix (and matching repositoryPattern).
+	// +required
+	Found int32 `json:"found"`
+	// synced: every selected tag up to date in the target.
+	// +required
+	Synced int32 `json:"synced"`
+	// failed: the repository, or one of its tags, failed.
+	// +required
+	Failed int32 `json:"failed"`
 }
 
 // ImageStatus is the result of syncing one tag.

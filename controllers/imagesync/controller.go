@@ -55,6 +55,8 @@ const imageSyncMirrorIndex = "spec.target.registryMirrorRef.name"
 const (
 	maxImages     = 1000
 	maxImageError = 1024
+	// maxFailingShown bounds status.images of a prefix sync, which lists failures only.
+	maxFailingShown = 20
 )
 
 // Reconciler reconciles ImageSync objects: it checks the spec, resolves source and
@@ -99,9 +101,9 @@ type Reconciler struct {
 	// failures counts the consecutive failed runs of each ImageSync's generation, for
 	// retryAfterFailure.
 	failures sync.Map // types.NamespacedName → failureCount
-	// leftOut holds what each ImageSync's last run left out of the source's tags, for its
-	// status.
-	leftOut sync.Map // types.NamespacedName → tagselect.LeftOut
+	// notes hold what each ImageSync's last run left out of the source's tags and, for a
+	// prefix, counted of its repositories, for its status.
+	notes sync.Map // types.NamespacedName → runNotes
 	// cache is what the copies of all ImageSyncs remember: blobs in target repositories
 	// (mounted rather than uploaded again) and the manifests of indexes.
 	cache *imagecopy.Cache
@@ -269,7 +271,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		if apierrors.IsNotFound(err) {
 			r.runner.stop(req.NamespacedName)
 			r.failures.Delete(req.NamespacedName)
-			r.leftOut.Delete(req.NamespacedName)
+			r.notes.Delete(req.NamespacedName)
 			forgetMetrics(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -521,10 +523,14 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 	plan := sc.plan
 	plan.Options.Jobs, plan.Options.Cache, plan.Options.Bounds = r.Jobs, r.cache, r.Bounds
 	plan.Options.Tenant = is.Namespace // blobs are mounted only from what this namespace wrote
+	allow := r.allowUnder(is, sc.mirror)
 	// key (computed above): the run reads nothing of is, which reconciles reuse.
 	r.runner.start(is, func(ctx context.Context, progress progressFunc) ([]imagecopy.Result, error) {
 		opts := plan.Options
 		opts.Progress = progress
+		if plan.Under != nil {
+			return r.syncUnder(ctx, key, plan, opts, allow)
+		}
 		eng, err := imagecopy.New(plan.Source, plan.Target, opts)
 		if err != nil {
 			return nil, err
@@ -533,7 +539,7 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 		if err != nil {
 			return nil, err
 		}
-		r.leftOut.Store(key, left)
+		r.notes.Store(key, runNotes{leftOut: left})
 		return eng.Sync(ctx, tags), nil
 	})
 	conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionUnknown, v1alpha1.ReasonSyncing, "copying selected tags")
@@ -588,6 +594,7 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 	}
 	var images []v1alpha1.ImageStatus
 	var failed []imagecopy.Result
+	prefix := is.Spec.Source.Repositories == v1alpha1.RepositoryScopePrefix
 	ok, copied := 0, 0
 	var bytes int64
 	for _, res := range run.results {
@@ -608,18 +615,26 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 			}
 		}
 		bytes += res.Bytes
-		if len(images) < maxImages {
+		switch {
+		case prefix && im.Error != "" && len(images) < maxFailingShown: // thousands of repositories: the failing few
+			images = append(images, im)
+		case !prefix && len(images) < maxImages:
 			images = append(images, im)
 		}
 	}
 	is.Status.Images = images
 	is.Status.TagsSummary = fmt.Sprintf("%d/%d", ok, len(run.results))
-	is.Status.TagsLeftOut = nil
+	is.Status.TagsLeftOut, is.Status.Repositories = nil, nil
 	var leftOut string
-	if v, found := r.leftOut.Load(client.ObjectKeyFromObject(is)); found {
-		if l := v.(tagselect.LeftOut); l.Excluded+l.Older+l.NotVersions > 0 {
+	if v, found := r.notes.Load(client.ObjectKeyFromObject(is)); found {
+		notes := v.(runNotes)
+		if l := notes.leftOut; l.Excluded+l.Older+l.NotVersions > 0 {
 			is.Status.TagsLeftOut = &v1alpha1.TagsLeftOut{Excluded: int32(l.Excluded), Older: int32(l.Older), NotVersions: int32(l.NotVersions)}
 			leftOut = "; left out: " + l.String(int(is.Spec.Source.Newest))
+		}
+		if c := notes.repos; c != nil {
+			is.Status.Repositories = c
+			leftOut = fmt.Sprintf(", in %d of %d repositories", c.Synced, c.Found) + leftOut
 		}
 	}
 	if first {
@@ -712,4 +727,58 @@ func classify(err error) (reason v1alpha1.ConditionReason, stalled bool) {
 		return v1alpha1.ReasonTargetUnreachable, false
 	}
 	return v1alpha1.ReasonSyncFailed, false
+}
+
+// runNotes is what a run learned besides its tags' results.
+type runNotes struct {
+	leftOut tagselect.LeftOut
+	// repos counts the repositories of a prefix sync; nil for one repository.
+	repos *v1alpha1.RepositoryCounts
+}
+
+// syncUnder copies every repository below the plan's prefix, and notes what it left out
+// and how many repositories it found, synced and failed.
+func (r *Reconciler) syncUnder(ctx context.Context, key types.NamespacedName, plan imagecopy.Plan, opts imagecopy.Options, allow func(string) error) ([]imagecopy.Result, error) {
+	under := *plan.Under
+	under.Allow = allow
+	repos, err := under.Sync(ctx, plan.Selector, opts)
+	if err != nil {
+		return nil, err
+	}
+	notes := runNotes{repos: &v1alpha1.RepositoryCounts{Found: int32(len(repos))}}
+	for _, repo := range repos {
+		notes.leftOut.Excluded += repo.LeftOut.Excluded
+		notes.leftOut.Older += repo.LeftOut.Older
+		notes.leftOut.NotVersions += repo.LeftOut.NotVersions
+		failed := repo.Err != nil
+		for _, res := range repo.Results {
+			failed = failed || res.Err != nil
+		}
+		if failed {
+			notes.repos.Failed++
+		} else {
+			notes.repos.Synced++
+		}
+	}
+	r.notes.Store(key, notes)
+	return imagecopy.Flatten(repos), nil
+}
+
+// allowUnder checks each repository a prefix sync writes against the RegistryMirror's
+// spec.imageSyncs.repositories (nil when every repository is allowed: the operator's own
+// namespace, or a target image of the ImageSync's own).
+func (r *Reconciler) allowUnder(is *v1alpha1.ImageSync, rm *v1alpha1.RegistryMirror) func(string) error {
+	if rm == nil || is.Namespace == r.Namespace || rm.Spec.ImageSyncs == nil {
+		return nil
+	}
+	patterns, namespace := slices.Clone(rm.Spec.ImageSyncs.Repositories), is.Namespace
+	return func(target string) error {
+		_, repo, _ := strings.Cut(target, "/") // the mirror's endpoint host, then the path
+		if !repopattern.MatchAny(patterns, namespace, repo) {
+			return conditions.Stalledf(v1alpha1.ReasonTargetNotAllowed,
+				"target repository %s is not one RegistryMirror %s lets namespace %s write (spec.imageSyncs.repositories: %s)",
+				repo, rm.Name, namespace, strings.ReplaceAll(fmt.Sprint(patterns), repopattern.Namespace, namespace))
+		}
+		return nil
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"regexp"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -25,6 +26,9 @@ type Plan struct {
 	Selector    *tagselect.Selector
 	// Options holds Platforms and Referrers; the caller sets the rest.
 	Options Options
+	// Under, with spec.source.repositories: Prefix, is the copy of every repository below
+	// Source (a prefix) to Target (the repository replacing it); nil for one repository.
+	Under *Under
 }
 
 // PlanFor checks what the API server cannot and builds the Plan of spec. mirror is the
@@ -32,7 +36,7 @@ type Plan struct {
 // copy then talks to the mirror's endpoint, its host and its path (containerd's
 // override_path, e.g. a Nexus repository's /repository/my-docker/v2) in place of /v2.
 // Errors name the field and the fix.
-func PlanFor(spec *v1alpha1.ImageSyncSpec, mirror *v1alpha1.RegistryMirror) (Plan, error) {
+func PlanFor(spec *v1alpha1.ImageSyncSpec, mirror *v1alpha1.RegistryMirror) (p Plan, err error) {
 	src := spec.Source
 	if len(src.Tags) == 0 && src.TagPattern == "" && src.Semver == "" {
 		return Plan{}, errors.New("spec.source: select tags with tags, tagPattern or semver")
@@ -41,7 +45,7 @@ func PlanFor(spec *v1alpha1.ImageSyncSpec, mirror *v1alpha1.RegistryMirror) (Pla
 	if err != nil {
 		return Plan{}, err
 	}
-	p := Plan{
+	p = Plan{
 		Source:   Endpoint{Repository: string(src.Image), CA: bytesOrNil(src.CABundle), Insecure: src.Insecure},
 		Selector: sel,
 		Options:  Options{Referrers: spec.Referrers},
@@ -53,6 +57,24 @@ func PlanFor(spec *v1alpha1.ImageSyncSpec, mirror *v1alpha1.RegistryMirror) (Pla
 		}
 		p.Options.Platforms = append(p.Options.Platforms, *pl)
 	}
+	switch {
+	case src.Repositories == v1alpha1.RepositoryScopePrefix:
+		p.Under = &Under{}
+		if src.RepositoryPattern != "" {
+			re, err := regexp.Compile(`^(?:` + src.RepositoryPattern + `)$`)
+			if err != nil {
+				return Plan{}, fmt.Errorf("spec.source.repositoryPattern %q: not a valid RE2 regular expression: %w", src.RepositoryPattern, err)
+			}
+			p.Under.Pattern = re
+		}
+	case src.RepositoryPattern != "":
+		return Plan{}, errors.New("spec.source.repositoryPattern goes with repositories: Prefix")
+	}
+	defer func() {
+		if p.Under != nil {
+			p.Under.Source, p.Under.Target = p.Source, p.Target
+		}
+	}()
 	t := spec.Target
 	if mirror == nil {
 		if t.Image == "" {
