@@ -176,6 +176,9 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 		{"a source's newest five releases but release candidates are accepted", sync(func(s *v1alpha1.ImageSync) {
 			s.Spec.Source.Tags, s.Spec.Source.TagPattern, s.Spec.Source.Exclude, s.Spec.Source.Newest = nil, ".*", ".*-rc.*", 5
 		})},
+		{"every repository of a registry with a port renamed under the target is accepted", sync(func(s *v1alpha1.ImageSync) {
+			s.Spec.Source.Image, s.Spec.Source.Repositories, s.Spec.Source.RepositoryPattern = "registry.example:5000", v1alpha1.RepositoryScopePrefix, "(app|tools)/.*"
+		})},
 		{"a source selected by pattern and semver is accepted", sync(func(s *v1alpha1.ImageSync) {
 			s.Spec.Source.Tags, s.Spec.Source.TagPattern, s.Spec.Source.Semver = nil, `1\.3[0-9]`, ">=1.36 <2"
 		})},
@@ -335,6 +338,10 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 			"spec.interval", "must be at least 1m"},
 		{"a source image with a tag is rejected", sync(func(s *v1alpha1.ImageSync) { s.Spec.Source.Image = "docker.io/library/busybox:1.36" }),
 			"spec.source.image", "without a tag"},
+		{"a repository pattern without a prefix is rejected", sync(func(s *v1alpha1.ImageSync) { s.Spec.Source.RepositoryPattern = "app-.*" }),
+			"spec.source.repositoryPattern", "repositoryPattern goes with repositories: Prefix"},
+		{"a scope that is neither Image nor Prefix is rejected", sync(func(s *v1alpha1.ImageSync) { s.Spec.Source.Repositories = "Registry" }),
+			"spec.source.repositories", `supported values: "Image", "Prefix"`},
 		{"a source image with a digest is rejected", sync(func(s *v1alpha1.ImageSync) {
 			s.Spec.Source.Image = "docker.io/library/busybox@sha256:0000000000000000000000000000000000000000000000000000000000000000"
 		}), "spec.source.image", "without a digest"},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -42,6 +43,8 @@ type syncFlags struct {
 	file               string
 	blobCache          string
 	noBlobCache        bool
+	prefix             bool
+	repositoryPattern  string
 }
 
 func newSyncCommand() *cobra.Command {
@@ -92,6 +95,8 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 	fl.StringVar(&f.exclude, "exclude", "", `leave out tags matching this RE2 expression (anchored), whatever selected them, e.g. ".*-rc.*|latest"`)
 	fl.IntVar(&f.newest, "newest", 0, "keep only the N highest semantic versions of the selected tags (tags that are not versions are then left out)")
 	fl.BoolVar(&f.allTags, "all-tags", false, "copy every tag")
+	fl.BoolVar(&f.prefix, "prefix", false, "SRC is a prefix (registry.example/team, or a registry alone): copy every repository the registry's catalog lists below it, to DST with the prefix replaced by DST")
+	fl.StringVar(&f.repositoryPattern, "repository-pattern", "", "with --prefix, copy only the repositories whose path below the prefix matches this RE2 expression (anchored)")
 	fl.StringArrayVar(&f.platforms, "platform", nil, "keep only this platform of multi-platform images (os/arch[/variant]); repeatable")
 	fl.BoolVar(&f.referrers, "referrers", false, "also copy signatures, SBOMs and attestations")
 	fl.IntVar(&f.jobs, "jobs", imagecopy.DefaultJobs, "registry operations at once: tag checks, manifest copies and blob transfers share it")
@@ -179,6 +184,18 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	if err != nil {
 		return usage(err)
 	}
+	var under *imagecopy.Under
+	switch {
+	case f.prefix:
+		under = &imagecopy.Under{Source: src, Target: dst}
+		if f.repositoryPattern != "" {
+			if under.Pattern, err = regexp.Compile(`^(?:` + f.repositoryPattern + `)$`); err != nil {
+				return usage(fmt.Errorf("--repository-pattern %q: not a valid RE2 regular expression: %w", f.repositoryPattern, err))
+			}
+		}
+	case f.repositoryPattern != "":
+		return usage(errors.New("--repository-pattern goes with --prefix"))
+	}
 
 	out := cmd.OutOrStdout()
 	bars := f.output == "text" && (f.progress == "bars" || (f.progress == "auto" && isTerminal(out)))
@@ -191,6 +208,13 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	opts := imagecopy.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms, Referrers: f.referrers, Bounds: f.bounds, Cache: cache}
 	if prog != nil {
 		opts.Progress = prog.update
+	}
+	if under != nil {
+		defer save()
+		if prog != nil {
+			defer prog.wait()
+		}
+		return runSyncUnder(cmd.Context(), out, under, sel, opts, f)
 	}
 	eng, err := imagecopy.New(src, dst, opts)
 	if err != nil {
@@ -339,12 +363,17 @@ func withCredentials(keychain authn.Keychain, e *imagecopy.Endpoint, insecure bo
 	if e.Insecure {
 		opts = append(opts, name.Insecure)
 	}
-	r, err := name.NewRepository(e.Repository, opts...)
-	if err != nil {
+	var reg name.Registry
+	if r, err := name.NewRepository(e.Repository, opts...); err == nil {
+		reg = r.Registry
+	} else if host, err2 := name.NewRegistry(e.Repository, opts...); !strings.Contains(e.Repository, "/") && err2 == nil {
+		reg = host // a registry alone: the prefix of every repository (--prefix)
+	} else {
 		return fmt.Errorf("%q is not a repository (write it without tag, e.g. docker.io/library/busybox): %w", e.Repository, err)
 	}
-	if e.Auth, err = keychain.Resolve(r.Registry); err != nil {
-		return fmt.Errorf("reading credentials for %s from the docker config: %w", r.RegistryStr(), err)
+	var err error
+	if e.Auth, err = keychain.Resolve(reg); err != nil {
+		return fmt.Errorf("reading credentials for %s from the docker config: %w", reg.RegistryStr(), err)
 	}
 	return nil
 }

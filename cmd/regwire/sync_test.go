@@ -175,3 +175,38 @@ func TestSyncIndexWithReferrersBetweenTLSRegistries(t *testing.T) {
 		t.Errorf("rerun requests: want %q in\n%s", want, out)
 	}
 }
+
+// TestSyncPrefixCopiesEveryRepositoryBelowItUnderTheTarget: regwire sync --prefix, as
+// regsync's type: registry and zot's prefix users run it, with a repository pattern.
+func TestSyncPrefixCopiesEveryRepositoryBelowItUnderTheTarget(t *testing.T) {
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	for _, repo := range []string{"team/api", "team/tools/lint", "teamwork/app"} {
+		testutil.PushImage(t, src.Host+"/"+repo+":1.0", 512, 1)
+	}
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	args := []string{"sync", "--prefix", src.Host + "/team", dst.Host + "/mirror", "--all-tags", "--no-blob-cache"}
+	out, err := execute(args...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"copied     " + dst.Host + "/mirror/api:1.0", "copied     " + dst.Host + "/mirror/tools/lint:1.0",
+		"2 repositories below " + src.Host + "/team, 2 tag(s): 2 copied"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "teamwork") {
+		t.Errorf("copied a repository beside the prefix:\n%s", out)
+	}
+	if out, err = execute(args...); err != nil || !strings.Contains(out, "2 tag(s): 0 copied, 2 up to date") {
+		t.Errorf("rerun: %v\n%s", err, out)
+	}
+	out, err = execute("sync", "--prefix", src.Host, dst.Host+"/whole", "--all-tags", "--no-blob-cache", "--repository-pattern", "team/.*")
+	if err != nil || !strings.Contains(out, "copied     "+dst.Host+"/whole/team/api:1.0") || strings.Contains(out, "teamwork") {
+		t.Errorf("a whole registry with a pattern: %v\n%s", err, out)
+	}
+	if _, err := execute("sync", "a/b", "c/d", "--all-tags", "--repository-pattern", "x"); err == nil || !strings.Contains(err.Error(), "--repository-pattern goes with --prefix") {
+		t.Errorf("--repository-pattern alone: %v", err)
+	}
+}

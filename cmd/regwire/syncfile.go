@@ -101,6 +101,8 @@ func syncFromSpec(keychain authn.Keychain, name string, spec *v1alpha1.ImageSync
 		return fs, errors.New("spec.source.image is empty")
 	case spec.Target.Image == "":
 		return fs, errors.New("spec.target.image is empty: regwire sync -f needs the target repository itself (spec.target.registryMirrorRef is resolved by the controller only)")
+	case spec.Source.Repositories == v1alpha1.RepositoryScopePrefix:
+		return fs, fmt.Errorf("spec.source.repositories: Prefix: regwire sync -f runs one repository per ImageSync; copy a prefix with regwire sync --prefix %s %s", spec.Source.Image, spec.Target.Image)
 	case spec.Source.CredentialsSecretRef != nil || spec.Target.CredentialsSecretRef != nil:
 		return fs, errors.New("credentialsSecretRef: regwire sync -f takes credentials from the docker config; remove the field")
 	}

@@ -107,6 +107,8 @@ func TestSyncFileRefusesWhatOnlyTheControllerCanDo(t *testing.T) {
 			"source: {image: r.example/a, tags: [\"1\"]}\n  target: {registryMirrorRef: {name: m}}", "spec.target.image is empty"},
 		{"credentials from a Secret are refused, naming the field",
 			"source: {image: r.example/a, tags: [\"1\"], credentialsSecretRef: {name: s}}\n  target: {image: r.example/b}", "credentialsSecretRef"},
+		{"a prefix is refused, saying which command copies it",
+			"source: {image: r.example/team, repositories: Prefix, tags: [\"1\"]}\n  target: {image: r.example/m}", "regwire sync --prefix r.example/team r.example/m"},
 		{"a bad tag pattern names spec.source.tagPattern",
 			"source: {image: r.example/a, tagPattern: \"(\"}\n  target: {image: r.example/b}", "spec.source.tagPattern"},
 		{"no selection says how to select",

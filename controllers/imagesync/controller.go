@@ -386,7 +386,13 @@ func (r *Reconciler) allowed(ctx context.Context, is *v1alpha1.ImageSync, rm *v1
 			"RegistryMirror %s spec.imageSyncs.namespaceSelector (%s) does not select namespace %s; its owner can label the namespace or widen the selector",
 			rm.Name, selector, is.Namespace)
 	}
-	if !repopattern.MatchAny(policy.Repositories, is.Namespace, is.Spec.Target.Repository) {
+	match := repopattern.MatchAny[v1alpha1.RepositoryPattern]
+	if is.Spec.Source.Repositories == v1alpha1.RepositoryScopePrefix {
+		// A prefix sync writes below its target repository: each one is checked as the copy
+		// reaches it; here, that the patterns leave it something to write.
+		match = repopattern.MatchAnyAtOrBelow[v1alpha1.RepositoryPattern]
+	}
+	if !match(policy.Repositories, is.Namespace, is.Spec.Target.Repository) {
 		return conditions.Stalledf(v1alpha1.ReasonTargetNotAllowed,
 			"spec.target.repository %q is not one RegistryMirror %s lets namespace %s write (spec.imageSyncs.repositories: %s); choose a repository those patterns match",
 			is.Spec.Target.Repository, rm.Name, is.Namespace, strings.ReplaceAll(fmt.Sprint(policy.Repositories), repopattern.Namespace, is.Namespace))
@@ -709,6 +715,9 @@ func (r *Reconciler) retryAfterFailure(key types.NamespacedName, generation int6
 // classify turns a copy error into a condition reason, and says whether only a person can
 // fix it: a registry refusing the credentials does not change its mind by itself.
 func classify(err error) (reason v1alpha1.ConditionReason, stalled bool) {
+	if e, ok := conditions.Reported(err); ok { // a repository of a prefix sync refused
+		return e.Reason, e.Stalled
+	}
 	var se *imagecopy.SideError
 	if !errors.As(err, &se) {
 		return v1alpha1.ReasonSyncFailed, false

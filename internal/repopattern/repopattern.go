@@ -63,3 +63,47 @@ func segmentMatch(pattern, segment string) bool {
 	ok, err := path.Match(pattern, segment)
 	return err == nil && ok
 }
+
+// MatchAtOrBelow reports whether pattern matches prefix or some repository path below it
+// (prefix/...), for an ImageSync in namespace: a prefix sync into prefix may write there.
+func MatchAtOrBelow(pattern, namespace, prefix string) bool {
+	if pattern == "" || prefix == "" {
+		return false
+	}
+	pat := strings.Split(strings.ReplaceAll(pattern, Namespace, namespace), "/")
+	// The pattern positions reachable after the prefix's segments: any left means that the
+	// rest of the pattern can be met by segments below the prefix.
+	closure := func(states map[int]bool) map[int]bool {
+		for i := 0; i < len(pat); i++ {
+			if states[i] && pat[i] == "**" {
+				states[i+1] = true
+			}
+		}
+		return states
+	}
+	states := closure(map[int]bool{0: true})
+	for _, seg := range strings.Split(prefix, "/") {
+		next := map[int]bool{}
+		for i := range states {
+			switch {
+			case i == len(pat):
+			case pat[i] == "**":
+				next[i] = true
+			case segmentMatch(pat[i], seg):
+				next[i+1] = true
+			}
+		}
+		states = closure(next)
+	}
+	return len(states) > 0
+}
+
+// MatchAnyAtOrBelow reports whether one of patterns matches at or below prefix.
+func MatchAnyAtOrBelow[P ~string](patterns []P, namespace, prefix string) bool {
+	for _, p := range patterns {
+		if MatchAtOrBelow(string(p), namespace, prefix) {
+			return true
+		}
+	}
+	return false
+}

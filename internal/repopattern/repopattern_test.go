@@ -51,3 +51,44 @@ func FuzzMatch(f *testing.F) {
 		}
 	})
 }
+
+func TestPatternsMatchingAtOrBelowAPrefix(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, pattern, namespace, prefix string
+		want                             bool
+	}{
+		{name: "a pattern of one segment below the prefix matches below it", pattern: "my-docker/{namespace}/apps/*", namespace: "team-a", prefix: "my-docker/team-a/apps", want: true},
+		{name: "a pattern matching the prefix itself matches at it", pattern: "my-docker/apps", prefix: "my-docker/apps", want: true},
+		{name: "** matches anything below", pattern: "my-docker/**", prefix: "my-docker/a/b", want: true},
+		{name: "a pattern beside the prefix does not match", pattern: "my-docker/team-b/**", prefix: "my-docker/team-a"},
+		{name: "a pattern shorter than the prefix does not match", pattern: "my-docker/*", prefix: "my-docker/a/b"},
+		{name: "another namespace's prefix does not match", pattern: "my-docker/{namespace}/**", namespace: "team-a", prefix: "my-docker/team-b"},
+		{name: "an empty prefix matches nothing", pattern: "**", prefix: ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := MatchAtOrBelow(tc.pattern, tc.namespace, tc.prefix); got != tc.want {
+				t.Errorf("MatchAtOrBelow(%q, %q, %q) = %v, want %v", tc.pattern, tc.namespace, tc.prefix, got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzMatchAtOrBelow: a pattern matching a repository matches at or below each of the
+// repository's own prefixes.
+func FuzzMatchAtOrBelow(f *testing.F) {
+	f.Add("my-docker/{namespace}/apps/*", "team-a", "my-docker/team-a/apps/web")
+	f.Fuzz(func(t *testing.T, pattern, namespace, repository string) {
+		if len(pattern) > 255 || len(repository) > 255 || !Match(pattern, namespace, repository) {
+			return
+		}
+		segs := strings.Split(repository, "/")
+		for i := 1; i <= len(segs); i++ {
+			if p := strings.Join(segs[:i], "/"); p != "" && !MatchAtOrBelow(pattern, namespace, p) {
+				t.Errorf("%q matches %q but not at or below its prefix %q", pattern, repository, p)
+			}
+		}
+	})
+}

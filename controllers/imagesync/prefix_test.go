@@ -1,0 +1,84 @@
+package imagesync_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/test/testutil"
+)
+
+// TestAPrefixImageSyncCopiesEveryRepositoryBelowItThatTheMirrorLetsItWrite: a tenant's
+// ImageSync copies every repository below registry/team into my-docker/team-p/apps; the
+// mirror lets the namespace write my-docker/{namespace}/apps/* only, so the repository two
+// levels below the prefix fails alone, named in status with the field to change, while
+// the others are copied; status counts repositories and lists the failing one only.
+func TestAPrefixImageSyncCopiesEveryRepositoryBelowItThatTheMirrorLetsItWrite(t *testing.T) {
+	ctx := context.Background()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	for _, repo := range []string{"team/api", "team/web", "team/tools/lint", "other/app"} {
+		testutil.PushImage(t, src.Host+"/"+repo+":1.0", 512, 1)
+		testutil.PushImage(t, src.Host+"/"+repo+":1.1-rc1", 512, 1)
+	}
+	env.NewMirror(t, "prefix-mirror", func(rm *v1alpha1.RegistryMirror) {
+		rm.Spec.Host = v1alpha1.RegistryHost(dst.Host)
+		rm.Spec.InsecureSkipVerify = true
+		rm.Spec.ImageSyncs = &v1alpha1.ImageSyncPolicy{
+			NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{"prefix": "true"}},
+			Repositories:      []v1alpha1.RepositoryPattern{"my-docker/{namespace}/apps/*"},
+		}
+	})
+	env.CreateNamespace(t, "team-p", map[string]string{"prefix": "true"})
+	is := &v1alpha1.ImageSync{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team-p", Name: "team"},
+		Spec: v1alpha1.ImageSyncSpec{
+			Source: v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(src.Host + "/team"), Repositories: v1alpha1.RepositoryScopePrefix,
+				TagPattern: ".*", Exclude: ".*-rc.*"},
+			Target: v1alpha1.ImageTarget{RegistryMirrorRef: &v1alpha1.RegistryMirrorReference{Name: "prefix-mirror"}, Repository: "my-docker/team-p/apps"},
+		},
+	}
+	if err := env.Create(ctx, is); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Delete(context.Background(), is) })
+
+	c := settledReady(t, is)
+	if err := env.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
+		t.Fatal(err)
+	}
+	if c.Reason != string(v1alpha1.ReasonTargetNotAllowed) || !strings.Contains(c.Message, "tools/lint") ||
+		!strings.Contains(c.Message, "my-docker/team-p/apps/tools/lint is not one RegistryMirror prefix-mirror lets namespace team-p write") {
+		t.Errorf("Ready = %s %q, want TargetNotAllowed naming my-docker/team-p/apps/tools/lint", c.Reason, c.Message)
+	}
+	if r := is.Status.Repositories; r == nil || *r != (v1alpha1.RepositoryCounts{Found: 3, Synced: 2, Failed: 1}) {
+		t.Errorf("status.repositories = %+v, want 3 found, 2 synced, 1 failed", r)
+	}
+	if len(is.Status.Images) != 1 || is.Status.Images[0].Tag != "tools/lint" || is.Status.Images[0].Error == "" {
+		t.Errorf("status.images = %+v, want the failing repository only", is.Status.Images)
+	}
+	if is.Status.TagsSummary != "2/3" || is.Status.TagsLeftOut == nil || is.Status.TagsLeftOut.Excluded != 2 {
+		t.Errorf("tagsSummary %q, tagsLeftOut %+v: want 2/3 and 2 excluded", is.Status.TagsSummary, is.Status.TagsLeftOut)
+	}
+	for _, repo := range []string{"api", "web"} {
+		s, err := remote.Head(testutil.Ref(t, src.Host+"/team/"+repo+":1.0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, err := remote.Head(testutil.Ref(t, dst.Host+"/my-docker/team-p/apps/"+repo+":1.0")); err != nil || d.Digest != s.Digest {
+			t.Errorf("apps/%s:1.0 in the mirror: %v %v, want %s", repo, d, err, s.Digest)
+		}
+	}
+	if _, err := remote.Head(testutil.Ref(t, dst.Host+"/my-docker/team-p/apps/tools/lint:1.0")); err == nil {
+		t.Error("the repository the mirror does not allow was written")
+	}
+	if s := apimeta.FindStatusCondition(is.Status.Conditions, v1alpha1.ConditionSynced); s == nil || s.Reason != c.Reason {
+		t.Errorf("Synced = %+v", s)
+	}
+}
