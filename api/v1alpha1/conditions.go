@@ -176,6 +176,11 @@ const (
 	ReasonSyncSucceeded ConditionReason = "SyncSucceeded"
 	// ReasonSyncFailed: at least one selected tag could not be copied; see status.images.
 	ReasonSyncFailed ConditionReason = "SyncFailed"
+	// ReasonPruned (an Event's reason): the sync removed tags the ImageSync wrote and no
+	// longer selects.
+	ReasonPruned ConditionReason = "Pruned"
+	// ReasonPruneFailed (an Event's reason): tags to prune could not be removed.
+	ReasonPruneFailed ConditionReason = "PruneFailed"
 	// ReasonSuspended: spec.suspend is true; nothing is copied.
 	ReasonSuspended ConditionReason = "Suspended"
 	// ReasonTargetNotAllowed: the target RegistryMirror's spec.imageSyncs does not allow

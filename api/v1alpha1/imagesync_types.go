@@ -43,6 +43,8 @@ type Platform string
 const RegistryHostAnnotation = "regwire.dev/registry-host"
 
 // ImageSyncSpec is what to copy, from where, to where and how often.
+//
+// +kubebuilder:validation:XValidation:rule=`!has(self.prune) || !has(self.source.repositories) || self.source.repositories == 'Image'`,message="prune works on one repository: remove prune, or use repositories: Image",fieldPath=".prune"
 type ImageSyncSpec struct {
 	// source is the repository to copy from and the tags to select.
 	// +required
@@ -80,6 +82,52 @@ type ImageSyncSpec struct {
 	// suspend stops scheduled syncs; the status keeps the last results.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// prune removes from the target the tags this ImageSync wrote that it no longer selects
+	// (deselected, excluded, older than newest, or gone from the source). Only tags in its
+	// ownership record (kept by the operator, in its own namespace, not in the registry)
+	// are candidates, and only while they still point at the digest it wrote; a digest that
+	// another tag of the repository or another ImageSync's record still holds stays, since
+	// registries delete manifests by digest. Removals are Events and metrics. Unset keeps
+	// everything (the default: a registry is not a cache).
+	// +optional
+	Prune *PruneSpec `json:"prune,omitempty"`
+}
+
+// PruneSpec says how an ImageSync prunes the tags it wrote.
+type PruneSpec struct {
+	// keepLast of the tags no longer selected stay, the most recently written first.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
+	KeepLast int32 `json:"keepLast,omitempty"`
+
+	// dryRun only says, in status.prune.wouldRemove, what would be removed.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+}
+
+// PruneStatus is what the last sync's prune did.
+type PruneStatus struct {
+	// removed counts the tags the last sync removed from the target.
+	// +optional
+	Removed int32 `json:"removed,omitempty"`
+
+	// wouldRemove lists, with dryRun, the tags the last sync would have removed (up to 20).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=20
+	WouldRemove []string `json:"wouldRemove,omitempty"`
+
+	// kept counts the tags no longer selected that stay: within keepLast, still held by
+	// another tag or another ImageSync, or rewritten by someone else since.
+	// +optional
+	Kept int32 `json:"kept,omitempty"`
+
+	// error says why tags could not be removed, e.g. a registry refusing deletes.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Error string `json:"error,omitempty"`
 }
 
 // TagsLeftOut counts tags a selection left out, by reason.
@@ -269,6 +317,10 @@ type ImageSyncStatus struct {
 	// of those.
 	// +optional
 	TagsLeftOut *TagsLeftOut `json:"tagsLeftOut,omitempty"`
+
+	// prune is what the last sync's prune did, with spec.prune.
+	// +optional
+	Prune *PruneStatus `json:"prune,omitempty"`
 
 	// lastSyncTime is when the last sync finished.
 	// +optional

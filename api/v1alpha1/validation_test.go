@@ -179,6 +179,9 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 		{"every repository of a registry with a port renamed under the target is accepted", sync(func(s *v1alpha1.ImageSync) {
 			s.Spec.Source.Image, s.Spec.Source.Repositories, s.Spec.Source.RepositoryPattern = "registry.example:5000", v1alpha1.RepositoryScopePrefix, "(app|tools)/.*"
 		})},
+		{"prune keeping the last three, as a dry run, is accepted", sync(func(s *v1alpha1.ImageSync) {
+			s.Spec.Prune = &v1alpha1.PruneSpec{KeepLast: 3, DryRun: true}
+		})},
 		{"a source selected by pattern and semver is accepted", sync(func(s *v1alpha1.ImageSync) {
 			s.Spec.Source.Tags, s.Spec.Source.TagPattern, s.Spec.Source.Semver = nil, `1\.3[0-9]`, ">=1.36 <2"
 		})},
@@ -340,6 +343,9 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 			"spec.source.image", "without a tag"},
 		{"a repository pattern without a prefix is rejected", sync(func(s *v1alpha1.ImageSync) { s.Spec.Source.RepositoryPattern = "app-.*" }),
 			"spec.source.repositoryPattern", "repositoryPattern goes with repositories: Prefix"},
+		{"prune of a prefix is rejected", sync(func(s *v1alpha1.ImageSync) {
+			s.Spec.Source.Image, s.Spec.Source.Repositories, s.Spec.Prune = "registry.example/team", v1alpha1.RepositoryScopePrefix, &v1alpha1.PruneSpec{}
+		}), "spec.prune", "prune works on one repository"},
 		{"a scope that is neither Image nor Prefix is rejected", sync(func(s *v1alpha1.ImageSync) { s.Spec.Source.Repositories = "Registry" }),
 			"spec.source.repositories", `supported values: "Image", "Prefix"`},
 		{"a source image with a digest is rejected", sync(func(s *v1alpha1.ImageSync) {

@@ -118,6 +118,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=regwire.dev,resources=imagesyncs,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=regwire.dev,resources=imagesyncs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=system,resources=configmaps,verbs=get;list;create;update;delete
 
 // SetupWithManager registers the reconciler with mgr.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -272,6 +273,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 			r.runner.stop(req.NamespacedName)
 			r.failures.Delete(req.NamespacedName)
 			r.notes.Delete(req.NamespacedName)
+			if err := r.records().forget(ctx, req.NamespacedName); err != nil {
+				return ctrl.Result{}, err
+			}
 			forgetMetrics(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -530,6 +534,7 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 	plan.Options.Jobs, plan.Options.Cache, plan.Options.Bounds = r.Jobs, r.cache, r.Bounds
 	plan.Options.Tenant = is.Namespace // blobs are mounted only from what this namespace wrote
 	allow := r.allowUnder(is, sc.mirror)
+	prune, uid := is.Spec.Prune.DeepCopy(), is.UID
 	// key (computed above): the run reads nothing of is, which reconciles reuse.
 	r.runner.start(is, func(ctx context.Context, progress progressFunc) ([]imagecopy.Result, error) {
 		opts := plan.Options
@@ -545,8 +550,14 @@ func (r *Reconciler) reconcileSync(ctx context.Context, sc *syncScope) (ctrl.Res
 		if err != nil {
 			return nil, err
 		}
-		r.notes.Store(key, runNotes{leftOut: left})
-		return eng.Sync(ctx, tags), nil
+		results := eng.Sync(ctx, tags)
+		notes := runNotes{leftOut: left}
+		if prune != nil {
+			notes.prune, notes.pruned = r.prune(ctx, pruneRun{records: r.records(), key: key, uid: uid, spec: *prune, engine: eng,
+				repository: plan.Target.Repository, now: r.Clock.Now()}, tags, results)
+		}
+		r.notes.Store(key, notes)
+		return results, nil
 	})
 	conditions.Set(&is.Status.Conditions, is.Generation, v1alpha1.ConditionSynced, metav1.ConditionUnknown, v1alpha1.ReasonSyncing, "copying selected tags")
 	if !apimeta.IsStatusConditionTrue(is.Status.Conditions, v1alpha1.ConditionReady) {
@@ -630,13 +641,23 @@ func (r *Reconciler) record(ctx context.Context, is *v1alpha1.ImageSync, run *sy
 	}
 	is.Status.Images = images
 	is.Status.TagsSummary = fmt.Sprintf("%d/%d", ok, len(run.results))
-	is.Status.TagsLeftOut, is.Status.Repositories = nil, nil
+	is.Status.TagsLeftOut, is.Status.Repositories, is.Status.Prune = nil, nil, nil
 	var leftOut string
 	if v, found := r.notes.Load(client.ObjectKeyFromObject(is)); found {
 		notes := v.(runNotes)
 		if l := notes.leftOut; l.Excluded+l.Older+l.NotVersions > 0 {
 			is.Status.TagsLeftOut = &v1alpha1.TagsLeftOut{Excluded: int32(l.Excluded), Older: int32(l.Older), NotVersions: int32(l.NotVersions)}
 			leftOut = "; left out: " + l.String(int(is.Spec.Source.Newest))
+		}
+		is.Status.Prune = notes.prune
+		if first && len(notes.pruned) > 0 {
+			prunedTags.WithLabelValues(is.Namespace).Add(float64(len(notes.pruned)))
+			shown := notes.pruned[:min(len(notes.pruned), maxShownPrune)]
+			r.Recorder.Eventf(is, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonPruned), "Prune", "removed %d tag(s) it wrote and no longer selects: %s",
+				len(notes.pruned), strings.Join(shown, ", "))
+		}
+		if p := notes.prune; first && p != nil && p.Error != "" {
+			r.Recorder.Eventf(is, nil, corev1.EventTypeWarning, string(v1alpha1.ReasonPruneFailed), "Prune", "%s", p.Error)
 		}
 		if c := notes.repos; c != nil {
 			is.Status.Repositories = c
@@ -743,6 +764,32 @@ type runNotes struct {
 	leftOut tagselect.LeftOut
 	// repos counts the repositories of a prefix sync; nil for one repository.
 	repos *v1alpha1.RepositoryCounts
+	// prune is what spec.prune did, and pruned the tags it removed; nil without spec.prune.
+	prune  *v1alpha1.PruneStatus
+	pruned []string
+}
+
+// records are the ImageSyncs' ownership records, in the operator's namespace.
+func (r *Reconciler) records() records {
+	return records{reader: r.APIReader, writer: r.Client, namespace: r.Namespace}
+}
+
+// prune runs a sync's prune: a failure is the prune's status, not the sync's.
+func (r *Reconciler) prune(ctx context.Context, p pruneRun, selected []string, results []imagecopy.Result) (*v1alpha1.PruneStatus, []string) {
+	st, pruned, err := p.run(ctx, selected, results)
+	if err != nil {
+		if st == nil {
+			st = &v1alpha1.PruneStatus{}
+		}
+		st.Error = conditions.Cut(err.Error(), maxImageError)
+	}
+	var removed []string
+	for _, pr := range pruned {
+		if pr.Removed && !p.spec.DryRun {
+			removed = append(removed, pr.Tag)
+		}
+	}
+	return st, removed
 }
 
 // syncUnder copies every repository below the plan's prefix, and notes what it left out

@@ -16,6 +16,10 @@ var (
 		Help:    "Duration of ImageSync runs.",
 		Buckets: prometheus.ExponentialBuckets(0.05, 4, 8),
 	})
+	prunedTags = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "regwire_imagesync_pruned_tags_total",
+		Help: "Tags ImageSyncs removed from target registries (spec.prune), by namespace.",
+	}, []string{"namespace"})
 	syncErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "regwire_imagesync_errors_total",
 		Help: "Failed ImageSync runs and tags, by reason.",
@@ -30,7 +34,7 @@ func forgetMetrics(key types.NamespacedName) {
 
 // Collectors are the metrics this package exports.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{syncBytes, syncDuration, syncErrors}
+	return []prometheus.Collector{syncBytes, syncDuration, syncErrors, prunedTags}
 }
 
 func init() {

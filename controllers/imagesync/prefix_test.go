@@ -2,15 +2,19 @@ package imagesync_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	eventsv1 "k8s.io/api/events/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/regwire/regwire/api/v1alpha1"
+	"github.com/regwire/regwire/internal/test/envtest"
 	"github.com/regwire/regwire/internal/test/testutil"
 )
 
@@ -81,4 +85,59 @@ func TestAPrefixImageSyncCopiesEveryRepositoryBelowItThatTheMirrorLetsItWrite(t 
 	if s := apimeta.FindStatusCondition(is.Status.Conditions, v1alpha1.ConditionSynced); s == nil || s.Reason != c.Reason {
 		t.Errorf("Synced = %+v", s)
 	}
+}
+
+// TestAnImageSyncPrunesTheTagsItNoLongerSelectsAndNothingElse: with spec.prune, a tag
+// dropped from the selection leaves the target (an Event says so, status counts it);
+// a tag someone else pushed into the same repository stays.
+func TestAnImageSyncPrunesTheTagsItNoLongerSelectsAndNothingElse(t *testing.T) {
+	ctx := context.Background()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	for _, tag := range []string{"1.0", "1.1"} {
+		testutil.PushImage(t, src.Host+"/library/app:"+tag, 256, 1)
+	}
+	testutil.PushImage(t, dst.Host+"/pruned/app:theirs", 256, 1)
+	is := newSync(t, "pruning", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(src.Host + "/library/app"), Tags: []string{"1.0", "1.1"}}
+		is.Spec.Target = v1alpha1.ImageTarget{Image: v1alpha1.ImageRepository(dst.Host + "/pruned/app"), Insecure: true}
+		is.Spec.Prune = &v1alpha1.PruneSpec{}
+	})
+	syncReady(t, "pruning")
+	if err := env.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
+		t.Fatal(err)
+	}
+	is.Spec.Source.Tags = []string{"1.1"}
+	if err := env.Update(ctx, is); err != nil {
+		t.Fatal(err)
+	}
+	envtest.Eventually(t, func() error {
+		if err := env.Get(ctx, client.ObjectKeyFromObject(is), is); err != nil {
+			return err
+		}
+		if p := is.Status.Prune; is.Status.ObservedGeneration != is.Generation || p == nil || p.Removed != 1 {
+			return fmt.Errorf("status.prune %+v at generation %d of %d", p, is.Status.ObservedGeneration, is.Generation)
+		}
+		return nil
+	})
+	if _, err := remote.Head(testutil.Ref(t, dst.Host+"/pruned/app:1.0")); err == nil {
+		t.Error("1.0 is still in the target")
+	}
+	for _, tag := range []string{"1.1", "theirs"} {
+		if _, err := remote.Head(testutil.Ref(t, dst.Host+"/pruned/app:"+tag)); err != nil {
+			t.Errorf("%s is gone: %v", tag, err)
+		}
+	}
+	envtest.Eventually(t, func() error {
+		events := &eventsv1.EventList{}
+		if err := env.List(ctx, events, client.InNamespace(is.Namespace)); err != nil {
+			return err
+		}
+		for _, e := range events.Items {
+			if e.Regarding.Name == is.Name && e.Reason == string(v1alpha1.ReasonPruned) && strings.Contains(e.Note, "removed 1 tag(s) it wrote and no longer selects: 1.0") {
+				return nil
+			}
+		}
+		return errors.New("no Pruned Event")
+	})
 }

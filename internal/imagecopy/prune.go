@@ -53,9 +53,9 @@ var ErrDeleteRefused = errors.New("the registry refuses to delete manifests")
 // but only a candidate whose tag still points at the digest written, whose digest no tag
 // outside the candidates points at (another kept tag, someone else's tag), and that
 // protected (the digests other copies' records hold) does not claim. It lists the
-// target's tags and checks each once. With Options.DryRun nothing is deleted: Removed
-// says what would be.
-func (e *Engine) Prune(ctx context.Context, candidates []Owned, protected func(digest string) bool) ([]Pruned, error) {
+// target's tags and checks each once. With dryRun nothing is deleted: Removed says what
+// would be.
+func (e *Engine) Prune(ctx context.Context, candidates []Owned, protected func(digest string) bool, dryRun bool) ([]Pruned, error) {
 	out := make([]Pruned, len(candidates))
 	for i, c := range candidates {
 		out[i] = Pruned{Tag: c.Tag, Digest: c.Digest}
@@ -142,7 +142,7 @@ func (e *Engine) Prune(ctx context.Context, candidates []Owned, protected func(d
 		if !removable[p.Tag] {
 			continue
 		}
-		if e.o.DryRun {
+		if dryRun {
 			p.Removed = true
 			continue
 		}

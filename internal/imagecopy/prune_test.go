@@ -62,8 +62,8 @@ func TestPruneRemovesOnlyWhatItWroteAndNothingAnotherTagOrCopyStillUses(t *testi
 			}
 		}
 	}
-	engine := func(dryRun bool) *imagecopy.Engine {
-		eng, err := imagecopy.New(imagecopy.Endpoint{Repository: reg.Host + "/unused"}, imagecopy.Endpoint{Repository: repo}, imagecopy.Options{DryRun: dryRun})
+	engine := func() *imagecopy.Engine {
+		eng, err := imagecopy.New(imagecopy.Endpoint{Repository: reg.Host + "/unused"}, imagecopy.Endpoint{Repository: repo}, imagecopy.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +71,7 @@ func TestPruneRemovesOnlyWhatItWroteAndNothingAnotherTagOrCopyStillUses(t *testi
 	}
 	ctx := context.Background()
 
-	dry, err := engine(true).Prune(ctx, candidates, protected)
+	dry, err := engine().Prune(ctx, candidates, protected, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestPruneRemovesOnlyWhatItWroteAndNothingAnotherTagOrCopyStillUses(t *testi
 		t.Fatalf("a dry run deleted mine-a: %v", err)
 	}
 
-	got, err := engine(false).Prune(ctx, candidates, protected)
+	got, err := engine().Prune(ctx, candidates, protected, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestPruneRemovesOnlyWhatItWroteAndNothingAnotherTagOrCopyStillUses(t *testi
 	// A prune that stopped after deleting and runs again deletes nothing more: what it
 	// deleted is gone, the rest stays for the same reasons.
 	want["mine-a"] = imagecopy.KeptGone
-	again, err := engine(false).Prune(ctx, candidates, protected)
+	again, err := engine().Prune(ctx, candidates, protected, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestPruneOnARegistryThatRefusesDeletesSaysSoAndHowToFixIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := eng.Prune(context.Background(), []imagecopy.Owned{{Tag: "old", Digest: d["old"]}}, nil)
+	got, err := eng.Prune(context.Background(), []imagecopy.Owned{{Tag: "old", Digest: d["old"]}}, nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}
