@@ -196,6 +196,10 @@ const (
 	ReasonSourceNotFound ConditionReason = "SourceNotFound"
 	// ReasonSourceAuthFailed: the source registry refused the credentials (401, 403).
 	ReasonSourceAuthFailed ConditionReason = "SourceAuthFailed"
+	// ReasonSourceRateLimited: the source publishes a pull limit (Docker Hub) with no more
+	// pulls left than the manager's --rate-limit-floor; tags that need a pull wait, and
+	// the message says until when at the latest.
+	ReasonSourceRateLimited ConditionReason = "SourceRateLimited"
 	// ReasonSourceUnreachable: the source registry did not answer (DNS, TCP, TLS).
 	ReasonSourceUnreachable ConditionReason = "SourceUnreachable"
 	// ReasonTargetAuthFailed: the target registry refused the credentials (401, 403).

@@ -42,6 +42,7 @@ import (
 	"github.com/regwire/regwire/controllers/internal/credentials"
 	"github.com/regwire/regwire/controllers/internal/shards"
 	"github.com/regwire/regwire/internal/imagecopy"
+	"github.com/regwire/regwire/internal/registryhttp"
 	"github.com/regwire/regwire/internal/repopattern"
 	"github.com/regwire/regwire/internal/tagselect"
 )
@@ -127,6 +128,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.runner = newSyncRunner(r.ConcurrentSyncs, r.ConcurrentSyncsPerNamespace, r.ProgressInterval)
 	r.cache = imagecopy.NewCache(0)
+	r.cache.Rates.Observe = func(registry string, remaining, _ int) {
+		sourceRateLimitRemaining.WithLabelValues(registry).Set(float64(remaining))
+	}
 	opts := controller.Options{}
 	if r.Shards != nil {
 		r.runner.leader = false
@@ -736,6 +740,10 @@ func (r *Reconciler) retryAfterFailure(key types.NamespacedName, generation int6
 // classify turns a copy error into a condition reason, and says whether only a person can
 // fix it: a registry refusing the credentials does not change its mind by itself.
 func classify(err error) (reason v1alpha1.ConditionReason, stalled bool) {
+	var rl *registryhttp.RateLimitError
+	if errors.As(err, &rl) {
+		return v1alpha1.ReasonSourceRateLimited, false
+	}
 	if e, ok := conditions.Reported(err); ok { // a repository of a prefix sync refused
 		return e.Reason, e.Stalled
 	}

@@ -149,6 +149,10 @@ func TestClassifyNamesTheSideThatFailedAndWhetherOnlyAPersonCanFixIt(t *testing.
 		{"a target that stalled", &imagecopy.SideError{Side: "target", Err: stall}, v1alpha1.ReasonTargetUnreachable, false},
 		{"a target refusing a manifest", &imagecopy.SideError{Side: "target", StatusCode: http.StatusBadRequest}, v1alpha1.ReasonSyncFailed, false},
 		{"an error of no side", errors.New("boom"), v1alpha1.ReasonSyncFailed, false},
+		{"a source whose pull limit is at the floor", &imagecopy.SideError{Side: "source", Err: &registryhttp.RateLimitError{Registry: "index.docker.io", Remaining: 2, Floor: 2}},
+			v1alpha1.ReasonSourceRateLimited, false},
+		{"a repository of a prefix the mirror does not allow", fmt.Errorf("m/x: %w", &conditions.Error{Reason: v1alpha1.ReasonTargetNotAllowed, Stalled: true}),
+			v1alpha1.ReasonTargetNotAllowed, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,6 +20,10 @@ var (
 		Name: "regwire_imagesync_pruned_tags_total",
 		Help: "Tags ImageSyncs removed from target registries (spec.prune), by namespace.",
 	}, []string{"namespace"})
+	sourceRateLimitRemaining = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "regwire_source_ratelimit_remaining",
+		Help: "Pulls left that a source registry last published (Docker Hub's RateLimit-Remaining); copies stop reading manifests at --rate-limit-floor.",
+	}, []string{"registry"})
 	syncErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "regwire_imagesync_errors_total",
 		Help: "Failed ImageSync runs and tags, by reason.",
@@ -34,7 +38,7 @@ func forgetMetrics(key types.NamespacedName) {
 
 // Collectors are the metrics this package exports.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{syncBytes, syncDuration, syncErrors, prunedTags}
+	return []prometheus.Collector{syncBytes, syncDuration, syncErrors, prunedTags, sourceRateLimitRemaining}
 }
 
 func init() {

@@ -32,6 +32,9 @@ type Cache struct {
 	limit   int
 	// pool shares transports and registry sessions between the Engines (session.go).
 	pool registryhttp.Pool
+	// Rates are the pull limits source registries publish, shared by the Engines (a
+	// registry's limit is the client's); set Rates.Observe before the first copy.
+	Rates registryhttp.RateLimits
 	// remembered are hints from earlier processes (Remember): repositories to mount a blob
 	// from, never a reason to skip it, since only the registry can say it still holds it.
 	remembered map[blobKey][]repoHint

@@ -110,6 +110,11 @@ type Bounds struct {
 	// allow. The manager sets it: a tenant names the source. regwire sync, run by its user,
 	// does not.
 	SourceGuard *registryhttp.DialGuard
+	// RateLimitFloor, when positive, stops reading manifests (pulls) from a source registry
+	// whose answers publish a pull limit (Docker Hub's RateLimit-Remaining) with this many
+	// pulls left or fewer: the tags that need a pull fail with a *registryhttp.RateLimitError
+	// until its answers show more left. Copies running at once may each take one more.
+	RateLimitFloor int
 	// AllowPrivateRedirects follows a registry's redirects to private, loopback and
 	// link-local addresses, which go-containerregistry refuses by default (a registry could
 	// otherwise send regwire to internal services). On-premises registries whose storage
@@ -283,7 +288,12 @@ func newSide(e Endpoint, which string, o Options) (*side, error) {
 		base = registryhttp.WithPathPrefix(repo.RegistryStr(), p, base)
 	}
 	requests := &registryhttp.Requests{}
-	base = registryhttp.WithRetryAfter(registryhttp.Counting(registryhttp.Bounded(base, o.StallTimeout, o.AllowPrivateRedirects), requests))
+	base = registryhttp.Counting(registryhttp.Bounded(base, o.StallTimeout, o.AllowPrivateRedirects), requests)
+	if which == "source" {
+		// Outside the counting: a pull it refuses is never sent.
+		base = cache.Rates.Wrap(repo.RegistryStr(), o.RateLimitFloor, base)
+	}
+	base = registryhttp.WithRetryAfter(base)
 	return &side{repo: repo, endpoint: e, base: base, backoff: o.Backoff, shareable: e.Wrap == nil, requests: requests}, nil
 }
 

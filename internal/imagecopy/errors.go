@@ -82,5 +82,9 @@ func compact(err error) error {
 	if errors.As(err, &stall) || errors.As(err, &bound) {
 		return err // small already, and callers look for them
 	}
+	var limited *registryhttp.RateLimitError
+	if errors.As(err, &limited) { // a request never sent: the limit is what it says
+		return &SideError{Side: se.Side, Ref: se.Ref, Err: limited}
+	}
 	return &SideError{Side: se.Side, Ref: se.Ref, StatusCode: se.StatusCode, Err: errors.New(se.Err.Error())}
 }
