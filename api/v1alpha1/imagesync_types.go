@@ -130,12 +130,25 @@ type PruneStatus struct {
 	Error string `json:"error,omitempty"`
 }
 
+// NewestOrder is how newest orders tags.
+//
+// +kubebuilder:validation:Enum=Version;Created
+type NewestOrder string
+
+const (
+	// NewestByVersion keeps the highest semantic versions.
+	NewestByVersion NewestOrder = "Version"
+	// NewestByCreated keeps the images created last.
+	NewestByCreated NewestOrder = "Created"
+)
+
 // TagsLeftOut counts tags a selection left out, by reason.
 type TagsLeftOut struct {
 	// excluded are selected tags that spec.source.exclude matches.
 	// +optional
 	Excluded int32 `json:"excluded,omitempty"`
-	// older are versions below the newest N kept (spec.source.newest).
+	// older are tags below the newest N kept (spec.source.newest): lower versions, or
+	// images created earlier with newestBy: Created.
 	// +optional
 	Older int32 `json:"older,omitempty"`
 	// notVersions are selected tags newest cannot order: they are not semantic versions.
@@ -151,6 +164,7 @@ type TagsLeftOut struct {
 // one sets Ready=False with reason InvalidSpec and a message naming the field.
 //
 // +kubebuilder:validation:XValidation:rule=`has(self.tags) || has(self.tagPattern) || has(self.semver)`,message="select tags with at least one of tags, tagPattern or semver (tagPattern '.*' selects every tag)"
+// +kubebuilder:validation:XValidation:rule=`!has(self.newestBy) || has(self.newest)`,message="newestBy goes with newest: set newest, e.g. 5",fieldPath=".newestBy"
 // +kubebuilder:validation:XValidation:rule=`!has(self.repositoryPattern) || (has(self.repositories) && self.repositories == 'Prefix')`,message="repositoryPattern goes with repositories: Prefix",fieldPath=".repositoryPattern"
 type ImageSource struct {
 	// image is the source repository without tag, e.g. docker.io/library/busybox; with
@@ -216,6 +230,13 @@ type ImageSource struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=10000
 	Newest int32 `json:"newest,omitempty"`
+
+	// newestBy says how newest orders the tags: Version (the default: the highest
+	// semantic versions) or Created (the images created last, read from each image's
+	// config: a manifest and a config read per tag, so use it with a narrow selection;
+	// tags need not be versions).
+	// +optional
+	NewestBy NewestOrder `json:"newestBy,omitempty"`
 
 	// credentialsSecretRef names a kubernetes.io/basic-auth or
 	// kubernetes.io/dockerconfigjson Secret in this namespace for the source registry.

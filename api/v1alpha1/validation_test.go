@@ -179,6 +179,9 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 		{"every repository of a registry with a port renamed under the target is accepted", sync(func(s *v1alpha1.ImageSync) {
 			s.Spec.Source.Image, s.Spec.Source.Repositories, s.Spec.Source.RepositoryPattern = "registry.example:5000", v1alpha1.RepositoryScopePrefix, "(app|tools)/.*"
 		})},
+		{"the three nightly images created last are accepted", sync(func(s *v1alpha1.ImageSync) {
+			s.Spec.Source.Tags, s.Spec.Source.TagPattern, s.Spec.Source.Newest, s.Spec.Source.NewestBy = nil, "nightly-.*", 3, v1alpha1.NewestByCreated
+		})},
 		{"prune keeping the last three, as a dry run, is accepted", sync(func(s *v1alpha1.ImageSync) {
 			s.Spec.Prune = &v1alpha1.PruneSpec{KeepLast: 3, DryRun: true}
 		})},
@@ -343,6 +346,8 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 			"spec.source.image", "without a tag"},
 		{"a repository pattern without a prefix is rejected", sync(func(s *v1alpha1.ImageSync) { s.Spec.Source.RepositoryPattern = "app-.*" }),
 			"spec.source.repositoryPattern", "repositoryPattern goes with repositories: Prefix"},
+		{"newestBy without newest is rejected", sync(func(s *v1alpha1.ImageSync) { s.Spec.Source.NewestBy = v1alpha1.NewestByCreated }),
+			"spec.source.newestBy", "newestBy goes with newest"},
 		{"prune of a prefix is rejected", sync(func(s *v1alpha1.ImageSync) {
 			s.Spec.Source.Image, s.Spec.Source.Repositories, s.Spec.Prune = "registry.example/team", v1alpha1.RepositoryScopePrefix, &v1alpha1.PruneSpec{}
 		}), "spec.prune", "prune works on one repository"},

@@ -31,6 +31,7 @@ type syncFlags struct {
 	tagPattern, semver string
 	exclude            string
 	newest             int
+	newestBy           string
 	allTags            bool
 	platforms          []string
 	referrers          bool
@@ -94,6 +95,7 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 	fl.StringVar(&f.semver, "semver", "", `copy tags in this semantic version range, e.g. ">=1.36 <2"`)
 	fl.StringVar(&f.exclude, "exclude", "", `leave out tags matching this RE2 expression (anchored), whatever selected them, e.g. ".*-rc.*|latest"`)
 	fl.IntVar(&f.newest, "newest", 0, "keep only the N highest semantic versions of the selected tags (tags that are not versions are then left out)")
+	fl.StringVar(&f.newestBy, "newest-by", "version", "how --newest orders tags: version (the highest semantic versions) or created (the images created last; reads each candidate's config)")
 	fl.BoolVar(&f.allTags, "all-tags", false, "copy every tag")
 	fl.BoolVar(&f.prefix, "prefix", false, "SRC is a prefix (registry.example/team, or a registry alone): copy every repository the registry's catalog lists below it, to DST with the prefix replaced by DST")
 	fl.StringVar(&f.repositoryPattern, "repository-pattern", "", "with --prefix, copy only the repositories whose path below the prefix matches this RE2 expression (anchored)")
@@ -165,7 +167,10 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 		}
 		platforms = append(platforms, *pl)
 	}
-	spec := tagselect.Spec{Tags: f.tags, Pattern: f.tagPattern, Semver: f.semver, Exclude: f.exclude, Newest: f.newest}
+	if f.newestBy != "version" && f.newestBy != "created" {
+		return usage(fmt.Errorf("--newest-by %q: want version or created", f.newestBy))
+	}
+	spec := tagselect.Spec{Tags: f.tags, Pattern: f.tagPattern, Semver: f.semver, Exclude: f.exclude, Newest: f.newest, ByCreated: f.newestBy == "created"}
 	if f.allTags {
 		spec.Pattern = ".*"
 	}

@@ -316,8 +316,17 @@ func (e *Engine) Tags(ctx context.Context, sel *tagselect.Selector) ([]string, e
 // TagsCounted is Tags, with the count of the listed tags the selection left out by
 // reason (none counted when the selection named its tags without a listing).
 func (e *Engine) TagsCounted(ctx context.Context, sel *tagselect.Selector) ([]string, tagselect.LeftOut, error) {
+	n, byCreated := sel.NewestByCreated()
 	if named, only := sel.Named(); only && !e.o.Referrers {
-		return named, tagselect.LeftOut{}, nil
+		if !byCreated || len(named) <= n {
+			return named, tagselect.LeftOut{}, nil
+		}
+		go e.startTarget(ctx)
+		if err := e.start(ctx, false); err != nil {
+			return nil, tagselect.LeftOut{}, err
+		}
+		kept, older, err := e.newestCreated(ctx, named, n)
+		return kept, tagselect.LeftOut{Older: older}, err
 	}
 	// The target's handshake goes on while the source lists: the tag checks that follow
 	// need it (Sync waits for it and reports its error).
@@ -330,6 +339,13 @@ func (e *Engine) TagsCounted(ctx context.Context, sel *tagselect.Selector) ([]st
 		return nil, tagselect.LeftOut{}, err
 	}
 	tags, left := sel.FilterCounted(all)
+	if byCreated && len(tags) > n {
+		var older int
+		if tags, older, err = e.newestCreated(ctx, tags, n); err != nil {
+			return nil, tagselect.LeftOut{}, err
+		}
+		left.Older += older
+	}
 	return tags, left, nil
 }
 

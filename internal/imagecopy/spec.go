@@ -41,7 +41,8 @@ func PlanFor(spec *v1alpha1.ImageSyncSpec, mirror *v1alpha1.RegistryMirror) (p P
 	if len(src.Tags) == 0 && src.TagPattern == "" && src.Semver == "" {
 		return Plan{}, errors.New("spec.source: select tags with tags, tagPattern or semver")
 	}
-	sel, err := tagselect.New(tagselect.Spec{Tags: src.Tags, Pattern: src.TagPattern, Semver: src.Semver, Exclude: src.Exclude, Newest: int(src.Newest)})
+	sel, err := tagselect.New(tagselect.Spec{Tags: src.Tags, Pattern: src.TagPattern, Semver: src.Semver, Exclude: src.Exclude, Newest: int(src.Newest),
+		ByCreated: src.NewestBy == v1alpha1.NewestByCreated})
 	if err != nil {
 		return Plan{}, err
 	}

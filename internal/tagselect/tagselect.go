@@ -28,6 +28,9 @@ type Spec struct {
 	// Newest, when positive, keeps only the N highest semantic versions among the tags
 	// selected and not excluded; tags that are not versions are then left out.
 	Newest int
+	// ByCreated makes Newest keep the N images created last instead (the caller reads
+	// their creation times: NewestByCreated).
+	ByCreated bool
 }
 
 // LeftOut counts the tags a selection left out of those it was given, by reason.
@@ -64,6 +67,8 @@ type Selector struct {
 	semver  *semver.Constraints
 	exclude *regexp.Regexp
 	newest  int
+	// byCreated: newest is applied by the caller, by image creation time.
+	byCreated bool
 }
 
 // FieldError is an invalid part of a Spec; Field is its path below spec.source.
@@ -107,7 +112,7 @@ func New(s Spec) (*Selector, error) {
 	if s.Newest < 0 {
 		return nil, &FieldError{Field: "newest", Value: fmt.Sprint(s.Newest), Err: errors.New("must be 1 or more")}
 	}
-	sel.newest = s.Newest
+	sel.newest, sel.byCreated = s.Newest, s.ByCreated && s.Newest > 0
 	return sel, nil
 }
 
@@ -143,6 +148,10 @@ func (s *Selector) Named() ([]string, bool) {
 	return named, true
 }
 
+// NewestByCreated returns N when newest keeps the N images created last: FilterCounted
+// then leaves that to the caller, which reads the creation times.
+func (s *Selector) NewestByCreated() (int, bool) { return s.newest, s.byCreated }
+
 // Filter returns the selected tags of available, in their order.
 func (s *Selector) Filter(available []string) []string {
 	out, _ := s.FilterCounted(available)
@@ -169,7 +178,7 @@ func (s *Selector) FilterCounted(available []string) ([]string, LeftOut) {
 			out = append(out, t)
 		}
 	}
-	if s.newest == 0 {
+	if s.newest == 0 || s.byCreated {
 		return out, left
 	}
 	type version struct {
