@@ -74,11 +74,21 @@ func (s records) load(ctx context.Context, key types.NamespacedName, uid types.U
 	} else if err != nil {
 		return record{}, nil, fmt.Errorf("reading the ownership record: %w", err)
 	}
-	var rec record
-	if err := json.Unmarshal([]byte(cm.Data[recordKey]), &rec); err != nil || rec.UID != uid || rec.Repository != repository || rec.Tags == nil {
-		return fresh, cm, nil
+	// A record of another ImageSync (UID) or repository, or one that does not decode, holds
+	// nothing of this one's.
+	if rec, ok := decodeRecord(cm); ok && rec.UID == uid && rec.Repository == repository {
+		return rec, cm, nil
 	}
-	return rec, cm, nil
+	return fresh, cm, nil
+}
+
+// decodeRecord reads a record's ConfigMap.
+func decodeRecord(cm *corev1.ConfigMap) (record, bool) {
+	var rec record
+	if json.Unmarshal([]byte(cm.Data[recordKey]), &rec) != nil || rec.Tags == nil {
+		return record{}, false
+	}
+	return rec, true
 }
 
 // save writes the record (creating its ConfigMap when cm is nil).
@@ -115,8 +125,8 @@ func (s records) protected(ctx context.Context, key types.NamespacedName, reposi
 		if list.Items[i].Name == recordName(key) {
 			continue
 		}
-		var rec record
-		if json.Unmarshal([]byte(list.Items[i].Data[recordKey]), &rec) != nil || rec.Repository != repository {
+		rec, ok := decodeRecord(&list.Items[i])
+		if !ok || rec.Repository != repository {
 			continue
 		}
 		for _, t := range rec.Tags {
