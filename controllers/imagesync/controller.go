@@ -436,29 +436,9 @@ func (r *Reconciler) resolveSecrets(ctx context.Context, sc *syncScope) error {
 func (r *Reconciler) readSecrets(ctx context.Context, sc *syncScope) error {
 	is, plan := sc.is, &sc.plan
 	if rm := sc.mirror; rm != nil {
-		scope := credentials.NewScope(r.Namespace, r.SecretNamespaces...)
-		ca, field, err := credentials.MirrorCA(ctx, r.APIReader, scope, rm)
-		if e, ok := conditions.Reported(err); ok {
-			return conditions.Errorf(v1alpha1.ReasonTargetUnreachable, "RegistryMirror %s: %s", rm.Name, e.Message)
-		} else if err != nil {
-			return fmt.Errorf("RegistryMirror %s: %s: %w", rm.Name, field, err)
-		}
-		plan.Target.CA = ca
-		if rm.Spec.ManagesNexusUsers() {
-			// The push user provisioning made: its Secret is the operator's, read by no tenant.
-			name := credentials.NexusUserSecretName(rm.Name, v1alpha1.NexusPushUser)
-			field := fmt.Sprintf("RegistryMirror %s's Nexus push user (Secret %s/%s, made when the mirror is Provisioned)", rm.Name, r.Namespace, name)
-			if plan.Target.Auth, err = credentials.Authenticator(ctx, r.APIReader, r.Namespace, name, string(rm.Spec.Host), field); err != nil {
-				return err
-			}
-		} else if ref := rm.Spec.CredentialsSecretRef; ref != nil {
-			if err := scope.Check(fmt.Sprintf("RegistryMirror %s spec.credentialsSecretRef", rm.Name), ref.Namespace); err != nil {
-				return err
-			}
-			if plan.Target.Auth, err = credentials.Authenticator(ctx, r.APIReader, ref.Namespace, ref.Name, string(rm.Spec.Host),
-				fmt.Sprintf("RegistryMirror %s spec.credentialsSecretRef", rm.Name)); err != nil {
-				return err
-			}
+		var err error
+		if plan.Target.CA, plan.Target.Auth, err = credentials.MirrorPush(ctx, r.APIReader, credentials.NewScope(r.Namespace, r.SecretNamespaces...), r.Namespace, rm); err != nil {
+			return err
 		}
 	} else if ref := is.Spec.Target.CredentialsSecretRef; ref != nil {
 		var err error

@@ -155,3 +155,29 @@ func Authenticator(ctx context.Context, reader client.Reader, ns, name, host, fi
 	}
 	return &authn.Basic{Username: user, Password: pass}, nil
 }
+
+// MirrorPush reads what a copy into a RegistryMirror needs: its CA and the credentials to
+// push with — the Nexus push user provisioning made when regwire manages the users (its
+// Secret is the operator's, read by no tenant), else spec.credentialsSecretRef (within
+// scope), else none. Problems the user must fix are *conditions.Error naming the field.
+func MirrorPush(ctx context.Context, reader client.Reader, scope Scope, operatorNamespace string, rm *v1alpha1.RegistryMirror) ([]byte, authn.Authenticator, error) {
+	ca, field, err := MirrorCA(ctx, reader, scope, rm)
+	if e, ok := conditions.Reported(err); ok {
+		return nil, nil, conditions.Errorf(v1alpha1.ReasonTargetUnreachable, "RegistryMirror %s: %s", rm.Name, e.Message)
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("RegistryMirror %s: %s: %w", rm.Name, field, err)
+	}
+	var auth authn.Authenticator
+	switch ref := rm.Spec.CredentialsSecretRef; {
+	case rm.Spec.ManagesNexusUsers():
+		name := NexusUserSecretName(rm.Name, v1alpha1.NexusPushUser)
+		field := fmt.Sprintf("RegistryMirror %s's Nexus push user (Secret %s/%s, made when the mirror is Provisioned)", rm.Name, operatorNamespace, name)
+		auth, err = Authenticator(ctx, reader, operatorNamespace, name, string(rm.Spec.Host), field)
+	case ref != nil:
+		if err := scope.Check(fmt.Sprintf("RegistryMirror %s spec.credentialsSecretRef", rm.Name), ref.Namespace); err != nil {
+			return nil, nil, err
+		}
+		auth, err = Authenticator(ctx, reader, ref.Namespace, ref.Name, string(rm.Spec.Host), fmt.Sprintf("RegistryMirror %s spec.credentialsSecretRef", rm.Name))
+	}
+	return ca, auth, err
+}
