@@ -24,6 +24,7 @@ import (
 
 	"github.com/regwire/regwire/controllers/agentdaemonset"
 	"github.com/regwire/regwire/controllers/imagesync"
+	"github.com/regwire/regwire/controllers/inuse"
 	"github.com/regwire/regwire/controllers/internal/shards"
 	"github.com/regwire/regwire/controllers/registrymirror"
 	"github.com/regwire/regwire/internal/imagecopy"
@@ -76,6 +77,9 @@ type Options struct {
 	// CopyBounds are what a registry may make an ImageSync's copy do: stall timeout, blob
 	// size cap, minimum transfer rate, private redirects.
 	CopyBounds imagecopy.Bounds
+	// InUseConcurrency bounds the images in use (RegistryMirror spec.imagesInUse) copied at
+	// once (inuse.DefaultConcurrency when not positive).
+	InUseConcurrency int
 	// Manager holds the process's own settings: metrics and probe addresses, leader
 	// election, logger, the cache's sync period. The scheme, what the cache holds of each
 	// kind (Cache.ByObject) and the client are the operator's.
@@ -145,6 +149,17 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
+	if err := (&inuse.Reconciler{
+		Client:           mgr.GetClient(),
+		APIReader:        mgr.GetAPIReader(),
+		Recorder:         mgr.GetEventRecorder("regwire-imagesinuse"),
+		Namespace:        o.Namespace,
+		SecretNamespaces: o.SecretNamespaces,
+		Bounds:           o.CopyBounds,
+		Concurrency:      o.InUseConcurrency,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err
 	}
@@ -176,6 +191,8 @@ const CopyShardSet = "regwire-copies"
 func cacheByObject(namespace string) map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
 		&corev1.Node{}: {Transform: nodeForSelection},
+		// Pods are watched only once a mirror keeps images in use; of each, its images.
+		&corev1.Pod{}: {Transform: inuse.PodImagesOnly},
 		&corev1.ConfigMap{}: {
 			Namespaces: map[string]cache.Config{namespace: {}},
 			Label:      nodeconfig.PublishedSelector(),

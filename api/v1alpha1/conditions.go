@@ -176,6 +176,13 @@ const (
 	ReasonSyncSucceeded ConditionReason = "SyncSucceeded"
 	// ReasonSyncFailed: at least one selected tag could not be copied; see status.images.
 	ReasonSyncFailed ConditionReason = "SyncFailed"
+	// ReasonImageInUseMirrored (an Event's reason on a RegistryMirror): an image Pods run
+	// was copied to the mirror (spec.imagesInUse).
+	ReasonImageInUseMirrored ConditionReason = "ImageInUseMirrored"
+	// ReasonImageInUseNotMirrored (an Event's reason on a RegistryMirror): an image Pods
+	// run could not be copied to the mirror; said once per new reason, tried again with
+	// backoff.
+	ReasonImageInUseNotMirrored ConditionReason = "ImageInUseNotMirrored"
 	// ReasonPruned (an Event's reason): the sync removed tags the ImageSync wrote and no
 	// longer selects.
 	ReasonPruned ConditionReason = "Pruned"

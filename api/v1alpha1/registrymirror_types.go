@@ -283,6 +283,17 @@ type RegistryMirrorSpec struct {
 	// +optional
 	PullSecrets *PullSecretsSpec `json:"pullSecrets,omitempty"`
 
+	// imagesInUse copies into this registry every image that Pods of the selected
+	// namespaces run (containers, init and ephemeral containers) from a registry mirrorOf
+	// names, to the path the nodes pull it from through this mirror: once copied, a lost
+	// upstream loses nothing. An image run by digest is copied by digest; one run by tag is
+	// copied by tag and followed (checked again every interval). Copies share the manager's
+	// budget (--in-use-concurrency); an image that cannot be copied is reported once, in
+	// status.imagesInUse and an Event, and tried again with backoff. Upstreams served by a
+	// provisioned Nexus proxy are left to it: the proxy keeps what nodes pull through it.
+	// +optional
+	ImagesInUse *ImagesInUseSpec `json:"imagesInUse,omitempty"`
+
 	// provision creates the registry repository this mirror serves, when the registry
 	// supports it (Sonatype Nexus).
 	// +optional
@@ -569,6 +580,65 @@ type RegistryMirrorStatus struct {
 	// caNotAfter is when the first certificate of the CA bundle expires.
 	// +optional
 	CANotAfter *metav1.Time `json:"caNotAfter,omitempty"`
+
+	// imagesInUse says, with spec.imagesInUse, how many of the images Pods run are at the
+	// mirror where the nodes' runtimes ask for them.
+	// +optional
+	ImagesInUse *ImagesInUseStatus `json:"imagesInUse,omitempty"`
+}
+
+// ImagesInUseSpec selects the Pods whose images a mirror keeps.
+type ImagesInUseSpec struct {
+	// namespaceSelector selects the namespaces whose Pods' images are copied; {} selects
+	// every namespace.
+	// +required
+	NamespaceSelector metav1.LabelSelector `json:"namespaceSelector"`
+
+	// interval is how often an image run by tag is checked again for a new digest, e.g.
+	// 1h. At least 1m.
+	// +optional
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule=`self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$')`,message="must be a duration such as 30m, 1h or 1h30m"
+	// +kubebuilder:validation:XValidation:rule=`!self.matches('^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self) >= duration('1m')`,message="must be at least 1m"
+	Interval *metav1.Duration `json:"interval,omitempty"`
+}
+
+// ImagesInUseStatus counts the images in use a mirror keeps.
+type ImagesInUseStatus struct {
+	// images are the distinct images Pods of the selected namespaces run from registries
+	// mirrorOf names.
+	// +optional
+	Images int32 `json:"images"`
+
+	// atMirror are those found at the mirror, at the path the nodes' runtimes ask.
+	// +optional
+	AtMirror int32 `json:"atMirror"`
+
+	// proxied are those left to a Nexus proxy repository (provision.nexus.proxies).
+	// +optional
+	Proxied int32 `json:"proxied,omitempty"`
+
+	// failing lists up to 20 images not at the mirror, with why; each is tried again with
+	// backoff.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=20
+	Failing []ImageInUseFailure `json:"failing,omitempty"`
+}
+
+// ImageInUseFailure is an image in use that could not be copied to the mirror.
+type ImageInUseFailure struct {
+	// image as Pods name it.
+	// +required
+	// +kubebuilder:validation:MaxLength=1024
+	Image string `json:"image"`
+
+	// message says why, cut to 1024 bytes.
+	// +required
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message"`
 }
 
 // EndpointStatus is how many nodes reach one of a mirror's endpoints.

@@ -24,6 +24,7 @@ import (
 	"github.com/regwire/regwire/api/v1alpha1"
 	"github.com/regwire/regwire/controllers"
 	"github.com/regwire/regwire/controllers/agentdaemonset"
+	"github.com/regwire/regwire/controllers/inuse"
 	"github.com/regwire/regwire/internal/registryhttp"
 	"github.com/regwire/regwire/internal/version"
 )
@@ -141,6 +142,7 @@ func newManagerCommand() *cobra.Command {
 	f.IntVar(&opts.ConcurrentSyncs, "concurrent-syncs", 16, "ImageSyncs copying at once (per replica)")
 	f.IntVar(&opts.CopyShards, "copy-shards", 0, "share the ImageSyncs' copies among every replica of the manager: cut them into this many shards, each replica holding a fair share through Leases in --namespace (the same value on every replica; 12 splits evenly over 1, 2, 3, 4 or 6 replicas); 0: the leader copies them all")
 	f.IntVar(&opts.ConcurrentSyncsPerNamespace, "concurrent-syncs-per-namespace", 0, "ImageSyncs of one namespace copying at once (default half of --concurrent-syncs); a slot that frees up goes to the waiting namespace holding fewest")
+	f.IntVar(&opts.InUseConcurrency, "in-use-concurrency", inuse.DefaultConcurrency, "images in use (RegistryMirror spec.imagesInUse) copied at once, across mirrors; each waits for a slot")
 	f.DurationVar(&syncPeriod, "sync-period", 10*time.Hour, "how often every object is reconciled again without a change (a safety net; changes are watched)")
 	f.StringToStringVar(&opts.Agent.NodeSelector, "agent-node-selector", nil, "node labels the agent DaemonSet's pods require, key=value,… (default: every node)")
 	f.Var(jsonFlag{&opts.Agent.Tolerations}, "agent-tolerations", `tolerations of the agent pods as a JSON list, e.g. [{"key":"gpu","operator":"Exists"}] (default: every taint tolerated)`)

@@ -419,6 +419,15 @@ func (e *Engine) Sync(ctx context.Context, tags []string) []Result {
 	return out
 }
 
+// refIn is tag of repo, or the manifest of that digest when tag is one (sha256:...): an
+// image run by digest is copied by digest, without a tag.
+func refIn(repo name.Repository, tag string) name.Reference {
+	if strings.HasPrefix(tag, "sha256:") {
+		return repo.Digest(tag)
+	}
+	return repo.Tag(tag)
+}
+
 // CopyTag makes the target's tag point at the source's manifest, copying what is missing
 // (and, with Options.Referrers, what refers to it).
 func (e *Engine) CopyTag(ctx context.Context, tag string) Result {
@@ -440,7 +449,7 @@ type tagRun struct {
 func (e *Engine) copyTag(ctx context.Context, tag string, filter bool) *tagRun {
 	run := &tagRun{res: Result{Tag: tag}}
 	res := &run.res
-	srcRef, dstRef := e.src.repo.Tag(tag), e.dst.repo.Tag(tag)
+	srcRef, dstRef := refIn(e.src.repo, tag), refIn(e.dst.repo, tag)
 	release, err := e.slot(ctx)
 	if err != nil {
 		res.Err = err
@@ -526,7 +535,7 @@ func (e *Engine) push(ctx context.Context, run *tagRun, src resolvedTag, dstRef 
 		if fetched == nil {
 			var err error
 			if fetched, err = e.getManifest(ctx, e.src.repo.Digest(res.SourceDigest)); err != nil {
-				res.Err = describe(err, "source", e.src.repo.Tag(res.Tag).String())
+				res.Err = describe(err, "source", refIn(e.src.repo, res.Tag).String())
 				return
 			}
 		}
