@@ -24,8 +24,8 @@ import (
 
 	"github.com/regwire/regwire/controllers/agentdaemonset"
 	"github.com/regwire/regwire/controllers/imagesync"
-	"github.com/regwire/regwire/controllers/inuse"
 	"github.com/regwire/regwire/controllers/internal/shards"
+	"github.com/regwire/regwire/controllers/inuse"
 	"github.com/regwire/regwire/controllers/registrymirror"
 	"github.com/regwire/regwire/internal/imagecopy"
 	"github.com/regwire/regwire/internal/nodeconfig"
