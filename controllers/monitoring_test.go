@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/regwire/regwire/controllers/imagesync"
+	"github.com/regwire/regwire/controllers/inuse"
 	"github.com/regwire/regwire/controllers/registrymirror"
 	"github.com/regwire/regwire/internal/test/envtest"
 )
@@ -116,7 +117,7 @@ func TestTheDashboardAndAlertsQueryOnlyExportedMetrics(t *testing.T) {
 	// regwire's own, series or not (a vector without label values yet has none).
 	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
 	var ours []string
-	for _, c := range slices.Concat(registrymirror.Collectors(), imagesync.Collectors()) {
+	for _, c := range slices.Concat(registrymirror.Collectors(), imagesync.Collectors(), inuse.Collectors()) {
 		ch := make(chan *prometheus.Desc, 4)
 		c.Describe(ch)
 		close(ch)

@@ -176,18 +176,6 @@ const (
 	ReasonSyncSucceeded ConditionReason = "SyncSucceeded"
 	// ReasonSyncFailed: at least one selected tag could not be copied; see status.images.
 	ReasonSyncFailed ConditionReason = "SyncFailed"
-	// ReasonImageInUseMirrored (an Event's reason on a RegistryMirror): an image Pods run
-	// was copied to the mirror (spec.imagesInUse).
-	ReasonImageInUseMirrored ConditionReason = "ImageInUseMirrored"
-	// ReasonImageInUseNotMirrored (an Event's reason on a RegistryMirror): an image Pods
-	// run could not be copied to the mirror; said once per new reason, tried again with
-	// backoff.
-	ReasonImageInUseNotMirrored ConditionReason = "ImageInUseNotMirrored"
-	// ReasonPruned (an Event's reason): the sync removed tags the ImageSync wrote and no
-	// longer selects.
-	ReasonPruned ConditionReason = "Pruned"
-	// ReasonPruneFailed (an Event's reason): tags to prune could not be removed.
-	ReasonPruneFailed ConditionReason = "PruneFailed"
 	// ReasonSuspended: spec.suspend is true; nothing is copied.
 	ReasonSuspended ConditionReason = "Suspended"
 	// ReasonTargetNotAllowed: the target RegistryMirror's spec.imageSyncs does not allow
@@ -224,4 +212,23 @@ const (
 	ReasonApplyFailed ConditionReason = "ApplyFailed"
 	// ReasonProbeFailed: a registry could not be reached from the node.
 	ReasonProbeFailed ConditionReason = "ProbeFailed"
+)
+
+// EventReason is the reason of an Event that no condition carries.
+type EventReason string
+
+// Event reasons.
+const (
+	// ReasonImageInUseMirrored (an Event's reason on a RegistryMirror): an image Pods run
+	// was copied to the mirror (spec.imagesInUse).
+	ReasonImageInUseMirrored EventReason = "ImageInUseMirrored"
+	// ReasonImageInUseNotMirrored (an Event's reason on a RegistryMirror): an image Pods
+	// run could not be copied to the mirror; said once per new reason, tried again with
+	// backoff.
+	ReasonImageInUseNotMirrored EventReason = "ImageInUseNotMirrored"
+	// ReasonPruned (an Event's reason): the sync removed tags the ImageSync wrote and no
+	// longer selects.
+	ReasonPruned EventReason = "Pruned"
+	// ReasonPruneFailed (an Event's reason): tags to prune could not be removed.
+	ReasonPruneFailed EventReason = "PruneFailed"
 )

@@ -96,8 +96,8 @@ func TestTheImagesPodsRunAreCopiedToTheMirrorWhereNodesAskForThem(t *testing.T) 
 	missing := upstream.Host + "/library/missing:1"
 	pod("inuse-apps", "missing", "", missing)
 	status(v1alpha1.ImagesInUseStatus{Images: 4, AtMirror: 3, Failing: []v1alpha1.ImageInUseFailure{{Image: missing, Message: "Not Found"}}})
-	envtest.Eventually(t, func() error { return env.HasEvent(rm, v1alpha1.ReasonImageInUseNotMirrored) })
-	if err := env.HasEvent(rm, v1alpha1.ReasonImageInUseMirrored); err != nil {
+	envtest.Eventually(t, func() error { return env.HasEvent(rm, v1alpha1.ConditionReason(v1alpha1.ReasonImageInUseNotMirrored)) })
+	if err := env.HasEvent(rm, v1alpha1.ConditionReason(v1alpha1.ReasonImageInUseMirrored)); err != nil {
 		t.Error(err)
 	}
 }
