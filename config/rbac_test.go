@@ -18,10 +18,11 @@ import (
 var designed = map[string][]string{
 	// Cluster-wide: the manager watches and writes pull secrets in every selected
 	// namespace, reads credentials Secrets where RegistryMirrors and ImageSyncs name them,
-	// and keeps only Secret metadata in its cache.
+	// and keeps only Secret metadata in its cache; it lists and watches Pods (their images
+	// alone are cached) once a RegistryMirror keeps images in use.
 	"ClusterRole/regwire-manager-role": {
 		"/configmaps:get",
-		"/namespaces:get,list,watch", "/nodes:get,list,watch",
+		"/namespaces:get,list,watch", "/nodes:get,list,watch", "/pods:list,watch",
 		"/secrets:create,delete,get,list,patch,update,watch",
 		"/serviceaccounts:get,list,patch,watch",
 		"events.k8s.io/events:create,patch",
