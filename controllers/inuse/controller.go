@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"path"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -380,8 +381,14 @@ func targetOf(rm *v1alpha1.RegistryMirror, mirrorOf []v1alpha1.UpstreamMirror, i
 	if entry.Path != "" {
 		prefix = entry.Path
 	}
+	repo := ref.Context().RepositoryStr()
+	if rest, ok := strings.CutPrefix(prefix, "/v2/"); ok && strings.Trim(rest, "/") != "" {
+		// /v2/my-docker/<repo>/... is repository my-docker/<repo> at the registry's own /v2
+		// (Nexus path-based routing): the same requests, and the API check at /v2/ answers.
+		repo, prefix = strings.Trim(rest, "/")+"/"+repo, ""
+	}
 	return target{upstream: string(entry.Host), ref: ref, endpoint: imagecopy.Endpoint{
-		Repository: connect + "/" + ref.Context().RepositoryStr(), PathPrefix: prefix,
+		Repository: connect + "/" + repo, PathPrefix: prefix,
 		Insecure: rm.Spec.InsecureSkipVerify, HostAliases: registryhttp.Aliases(rm.Spec.HostAliases),
 	}}, true
 }

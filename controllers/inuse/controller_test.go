@@ -17,7 +17,7 @@ import (
 )
 
 // TestTheImagesPodsRunAreCopiedToTheMirrorWhereNodesAskForThem: a mirror of an upstream
-// registry keeps the images Pods of a labelled namespace run — a container's by tag, an
+// registry (at /v2/kept, as nodes reach a Nexus hosted repository by path routing) keeps the images Pods of a labelled namespace run — a container's by tag, an
 // init container's by digest, an ephemeral container's — each at the path nodes ask for
 // it there, digest-equal; it leaves alone a Pod of another namespace and an image of a
 // registry it does not mirror; an image the upstream lacks is reported with its reason,
@@ -34,7 +34,7 @@ func TestTheImagesPodsRunAreCopiedToTheMirrorWhereNodesAskForThem(t *testing.T) 
 
 	rm := env.NewMirror(t, "keeps-images", func(rm *v1alpha1.RegistryMirror) {
 		rm.Spec.Host = v1alpha1.RegistryHost(mirror.Host)
-		rm.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: v1alpha1.UpstreamHost(upstream.Host)}}
+		rm.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: v1alpha1.UpstreamHost(upstream.Host), Path: "/v2/kept"}}
 		rm.Spec.ImagesInUse = &v1alpha1.ImagesInUseSpec{NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{"keep-images": "true"}}}
 	})
 	env.CreateNamespace(t, "inuse-apps", map[string]string{"keep-images": "true"})
@@ -84,12 +84,12 @@ func TestTheImagesPodsRunAreCopiedToTheMirrorWhereNodesAskForThem(t *testing.T) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		at, err := remote.Head(testutil.Ref(t, mirror.Host+ref))
+		at, err := remote.Head(testutil.Ref(t, mirror.Host+"/kept"+ref))
 		if err != nil || at.Digest != up.Digest {
-			t.Errorf("the mirror's %s: %v %v, want %s", ref, at, err, up.Digest)
+			t.Errorf("the mirror's kept%s: %v %v, want %s", ref, at, err, up.Digest)
 		}
 	}
-	if _, err := remote.Head(testutil.Ref(t, mirror.Host+"/elsewhere:1")); err == nil {
+	if _, err := remote.Head(testutil.Ref(t, mirror.Host+"/kept/elsewhere:1")); err == nil {
 		t.Error("the image of a namespace the mirror does not select was copied")
 	}
 

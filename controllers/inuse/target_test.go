@@ -22,8 +22,9 @@ func TestAnImageInUseGoesWhereTheNodesAskTheMirrorForIt(t *testing.T) {
 		repo, prefix string
 	}{
 		{"a short Docker Hub name goes under library at the mirror's root", mirror("", v1alpha1.UpstreamMirror{Host: "docker.io"}), "busybox:1.36", true, "nexus.local/library/busybox", ""},
-		{"a mirrorOf path replaces /v2, as containerd's override_path does", mirror("", v1alpha1.UpstreamMirror{Host: "docker.io", Path: "/v2/my-docker"}), "docker.io/library/busybox:1.36", true, "nexus.local/library/busybox", "/v2/my-docker"},
+		{"a mirrorOf path /v2/<repository> is that repository at the registry's /v2 (Nexus path routing)", mirror("", v1alpha1.UpstreamMirror{Host: "docker.io", Path: "/v2/my-docker"}), "docker.io/library/busybox:1.36", true, "nexus.local/my-docker/library/busybox", ""},
 		{"an endpoint's path is the prefix without a mirrorOf path", mirror("https://nexus.local:8443/repository/my-docker/v2", v1alpha1.UpstreamMirror{Host: "ghcr.io"}), "ghcr.io/org/app@sha256:" + sixtyFour, true, "nexus.local:8443/org/app", "/repository/my-docker/v2"},
+		{"another mirrorOf path replaces /v2, as containerd's override_path does", mirror("", v1alpha1.UpstreamMirror{Host: "ghcr.io", Path: "/repository/ghcr/v2"}), "ghcr.io/org/app:1", true, "nexus.local/org/app", "/repository/ghcr/v2"},
 		{"_default covers a registry no entry names", mirror("", v1alpha1.UpstreamMirror{Host: "_default"}), "quay.io/org/app:1", true, "nexus.local/org/app", ""},
 		{"_default does not cover the mirror itself", mirror("", v1alpha1.UpstreamMirror{Host: "_default"}), "nexus.local/my-docker/app:1", false, "", ""},
 		{"a registry mirrorOf does not name is not covered", mirror("", v1alpha1.UpstreamMirror{Host: "docker.io"}), "ghcr.io/org/app:1", false, "", ""},
