@@ -143,6 +143,22 @@ func (c *containerd) remove(t *testing.T, ref string) {
 	}
 }
 
+// tryRemove removes an image from containerd's CRI image store and checks that it is gone.
+func (c *containerd) tryRemove(ref string) error {
+	ctx := context.Background()
+	if _, err := c.images.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}}); err != nil {
+		return err
+	}
+	st, err := c.images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+	if err != nil {
+		return err
+	}
+	if st.Image != nil {
+		return fmt.Errorf("%s is still on the node", ref)
+	}
+	return nil
+}
+
 // run runs the image with containerd and runc (ctr run, in the CRI namespace where the
 // pull put it) and returns what it printed.
 func (c *containerd) run(t *testing.T, ref, id string) string {

@@ -51,7 +51,8 @@ var notReady = corev1.Toleration{Key: "node.kubernetes.io/not-ready", Operator: 
 //
 // Pods reach the API server without kube-proxy: an e2e-only overlay gives the manager (and,
 // through --agent-env, the agent) KUBERNETES_SERVICE_HOST/PORT of the API server on
-// loopback, and hostNetwork.
+// loopback, and hostNetwork. The mirror then keeps the images the pods of apps run from an
+// upstream registry (imagesInUse): with the upstream stopped, a new pod still starts.
 func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test runs kubelet and containerd: run it as root (CI does)")
@@ -94,6 +95,9 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	// test image), and "Nexus" behind nginx as in the real-parts e2e.
 	local := testutil.StartRegistry(t, testutil.RegistryOptions{})
 	l.add("registry local", local.Log)
+	// An upstream registry whose images pods run without an ImageSync (images in use).
+	upstream := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	l.add("registry upstream", upstream.Log)
 	const nexusUser, nexusPassword = "admin", "e2e-node-nexus-password"
 	priv := startPrivateRegistry(t, l, work, nexusUser, nexusPassword)
 	priv.createRepository(t, "my-docker")
@@ -102,6 +106,8 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 	pause := local.Host + "/pause:e2e"
 	waitingImage(t, pause, "", runtimeArch())
 	waitingImage(t, local.Host+"/library/hello:1.0", "hello from a real node", "amd64", "arm64")
+	const worldLine = "hello from upstream, kept at the mirror"
+	waitingImage(t, upstream.Host+"/library/world:1.0", worldLine, "amd64", "arm64")
 	regwireImage := local.Host + "/regwire:e2e"
 	buildRegwireImage(t, "v0.0.0-e2e-node", filepath.Join(work, "image"), regwireImage)
 
@@ -248,6 +254,8 @@ func TestARealNodePullsFromThePrivateRegistry(t *testing.T) {
 		t.Fatalf("the pod's log says %q", line)
 	}
 	t.Logf("pod apps/hello pulled %s/my-docker/hello:1.0 (%s) and is Running; its log: %q (%s)", host, pod.Status.ContainerStatuses[0].ImageID, line, time.Since(begun).Round(time.Second))
+
+	keepsTheImagesPodsRun(t, k8s, rm, priv, ctrd, upstream, upstream.Host+"/library/world:1.0", worldLine, podLogs)
 
 	// The node's containerd configuration without config_path (as Debian's packaged
 	// config.toml has it): the agent pod reads it through its read-only mount and the
