@@ -21,16 +21,30 @@ const (
 	perRepo mode = iota
 	// batch: one process for every repository, from a file.
 	batch
+	// prefix: one process for every repository below a prefix, found in the source's
+	// catalog (regsync's type: registry, regwire's --prefix).
+	prefix
 )
 
-var modes = []mode{perRepo, batch}
+var modes = []mode{perRepo, batch, prefix}
 
 func (m mode) String() string {
-	if m == perRepo {
+	switch m {
+	case perRepo:
 		return "one process per repository"
+	case batch:
+		return "one process for every repository"
 	}
-	return "one process for every repository"
+	return "one process for every repository below a prefix, from the source's catalog"
 }
+
+// short names the mode in a table cell.
+func (m mode) short() string {
+	return [...]string{"per repository", "batch", "prefix"}[m]
+}
+
+// prefixOf is the path the repositories of a set share (bench, shared).
+func prefixOf(repos []Repo) string { return path.Dir(repos[0].Name) }
 
 // peer is one copying tool, run as its users run it over a set of repositories.
 type peer struct {
@@ -191,6 +205,31 @@ func peers(bin string) []*peer {
 					return nil, err
 				}
 				return [][]string{{regsync, "once", "-c", file, "-v", "error"}}, nil
+			},
+		},
+		{
+			name: "regsync once (type: registry)", version: toolVersion(regsync, "version", "--format", "{{.VCSTag}}"), mode: prefix, target: same,
+			startArgv: []string{regsync, "version"},
+			// regsync's whole-registry sync: the source's catalog, repositories allowed by a
+			// regular expression of the prefix, parallel = jobs.
+			argv: func(dir, src, dst string, repos []Repo, jobs int) ([][]string, error) {
+				conf := fmt.Sprintf("version: 1\ncreds:\n  - registry: %s\n    tls: enabled\n  - registry: %s\n    tls: enabled\ndefaults:\n  parallel: %d\nsync:\n"+
+					"  - source: %s\n    target: %s\n    type: registry\n    repos:\n      allow: [\"%s/.*\"]\n", src, dst, jobs, src, dst, prefixOf(repos))
+				file := filepath.Join(dir, "regsync-registry.yaml")
+				if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+					return nil, err
+				}
+				return [][]string{{regsync, "once", "-c", file, "-v", "error"}}, nil
+			},
+		},
+		{
+			name: "regwire sync --prefix", version: regwireVersion, mode: prefix, regwire: true, target: same, startArgv: []string{regwire, "version"},
+			// regwire sync --prefix: the source's catalog below the prefix, every tag, one
+			// --jobs budget, the blob cache off as for -f.
+			argv: func(_, src, dst string, repos []Repo, jobs int) ([][]string, error) {
+				pre := prefixOf(repos)
+				return [][]string{{regwire, "sync", "--prefix", src + "/" + pre, dst + "/" + pre, "--all-tags", "--progress", "lines",
+					"--jobs", fmt.Sprint(jobs), "--no-blob-cache"}}, nil
 			},
 		},
 		{

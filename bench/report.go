@@ -113,7 +113,7 @@ func (r *results) fastestPeer(key string, match func(*peer) bool) (string, time.
 
 // processes is how many processes a peer starts for the main set.
 func (r *results) processes(p *peer) int {
-	if p.mode == batch {
+	if p.mode != perRepo {
 		return 1
 	}
 	n := 0
@@ -180,7 +180,7 @@ func report(r *results, pngName string) string {
 		}
 	}
 	p("\nOne process per repository, called for each repository in turn as a CI script would: `crane copy --all-tags -j %d`; `skopeo sync --src docker --all --preserve-digests` (no parallelism setting); `regwire sync --all-tags --jobs %d`. ", r.jobs, r.jobs)
-	p("One process for every repository: skopeo sync reads every repository and tag from one YAML file; regsync runs `once` with every repository as `type: repository` and `parallel: %d`; regwire runs `sync -f` with the repositories as ImageSync manifests, `--jobs %d` and `--no-blob-cache`. ", r.jobs, r.jobs)
+	p("One process for every repository: skopeo sync reads every repository and tag from one YAML file; regsync runs `once` with every repository as `type: repository` and `parallel: %d`; regwire runs `sync -f` with the repositories as ImageSync manifests, `--jobs %d` and `--no-blob-cache`. One process for a whole prefix (the set's repositories all sit below one, `bench/` or `shared/`, found in the source's catalog): regsync runs `once` with one `type: registry` entry whose `repos.allow` is the prefix, `parallel: %d`; regwire runs `sync --prefix SRC/bench DST/bench --all-tags --jobs %d --no-blob-cache`. ", r.jobs, r.jobs, r.jobs, r.jobs)
 	p("Caches that outlive a process last the whole run, as on a CI runner: regwire's blob cache (`$XDG_CACHE_HOME/regwire/blobs.db`) and skopeo's blob-info cache (`/var/lib/containers/cache` as root); both only name candidates to mount from, which the registry checks.\n\n")
 	s := r.spec
 	p("**Image set** (deterministic, seed %d): %d repositories × %d tags, %d–%d own layers per image of %d KiB–%d MiB, %d base layers of %d–%d MiB used by %d%% of the images, %d multi-platform indexes (2–4 platforms), every %dth repository tiny images; layer data is random (incompressible) in stored gzip. %d manifests, %.0f MB of unique blobs. The shared-bases set: %d repositories of one image each, all on the same bases, %.0f MB of unique blobs.\n\n",
@@ -243,10 +243,7 @@ func report(r *results, pngName string) string {
 		total := c.src.Requests + c.dst.Requests
 		heads, gets := c.src.ManifestHeads+c.dst.ManifestHeads, c.src.ManifestGets+c.dst.ManifestGets
 		pings, lists := c.src.Pings+c.dst.Pings, c.src.Lists+c.dst.Lists
-		short := "per repository"
-		if pe.mode == batch {
-			short = "batch"
-		}
+		short := pe.mode.short()
 		p("| %s | %s | %s | %d × %.1f ms = %s | %s | %d | %d | %d | %d | %d | %d |\n", pe.name, short, secs(md), n, float64(r.startup[pe.name].Microseconds())/1000, secs(st), secs(max(md-st, 0)),
 			c.src.Conns+c.dst.Conns, pings, lists, heads, gets, total-heads-gets-pings-lists)
 	}
@@ -265,6 +262,21 @@ func report(r *results, pngName string) string {
 			m, t := median(r.cells["noop"][ours.name]), median(c)
 			p("| one process per repository: no-op resync ≤ crane | %s vs crane copy %s | %s |\n", secs(m), secs(t), yes(m <= t))
 		}
+	}
+	if ours := r.regwireIn(prefix); ours != nil {
+		const regsyncRegistry = "regsync once (type: registry)"
+		for _, key := range []string{"cold", "noop"} {
+			if c := r.cells[key][regsyncRegistry]; c != nil {
+				m, t := median(r.cells[key][ours.name]), median(c)
+				p("| a whole prefix from the catalog: %s ≤ regsync's type: registry | %s vs %s %s: %.2f× | %s |\n", map[string]string{"cold": "cold copy", "noop": "no-op resync"}[key],
+					secs(m), regsyncRegistry, secs(t), m.Seconds()/t.Seconds(), yes(m <= t))
+			}
+		}
+		c, tags, repos := r.cells["noop"][ours.name], r.tags("noop"), r.processes(&peer{mode: perRepo})
+		heads, lists := c.src.ManifestHeads+c.dst.ManifestHeads, c.src.Lists+c.dst.Lists
+		other := c.src.Requests + c.dst.Requests - heads - lists
+		p("| a whole prefix, no-op resync: one tag list per repository and one manifest HEAD per tag on each registry | %d tag lists for %d repositories, %d manifest HEADs for %d tags (%.2f per tag); besides them %d request(s) per run: the catalog and the registries' authentication pings | %s |\n",
+			lists, repos, heads, tags, float64(heads)/float64(tags), other, yes(lists == int64(repos) && heads == int64(2*tags) && other <= 4))
 	}
 	if ours := r.regwireIn(batch); ours != nil {
 		rwc := r.cells["cold"][ours.name]
@@ -348,8 +360,8 @@ func writePlot(file string, r *results) error {
 	names := make([]string, len(r.peers))
 	for i, pe := range r.peers {
 		names[i], _, _ = strings.Cut(pe.name, " ")
-		if pe.mode == batch {
-			names[i] += "\n(batch)"
+		if pe.mode != perRepo {
+			names[i] += "\n(" + pe.mode.short() + ")"
 		}
 	}
 	for k, s := range scenarios {
