@@ -3,8 +3,11 @@ package inuse_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
@@ -31,10 +34,19 @@ func TestTheImagesPodsRunAreCopiedToTheMirrorWhereNodesAskForThem(t *testing.T) 
 	toolsDigest, _ := tools.Digest()
 	testutil.PushImage(t, upstream.Host+"/debug:1", 256, 1)
 	testutil.PushImage(t, upstream.Host+"/elsewhere:1", 256, 1)
+	// Pods name the upstream through a proxy that counts what is asked of the missing image.
+	var askedMissing atomic.Int64
+	proxy := testutil.StartHostile(t, upstream, func(_ *testutil.Hostile, _ http.ResponseWriter, r *http.Request) bool {
+		if strings.Contains(r.URL.Path, "/library/missing/") {
+			askedMissing.Add(1)
+		}
+		return false
+	})
+	source := proxy.Host()
 
 	rm := env.NewMirror(t, "keeps-images", func(rm *v1alpha1.RegistryMirror) {
 		rm.Spec.Host = v1alpha1.RegistryHost(mirror.Host)
-		rm.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: v1alpha1.UpstreamHost(upstream.Host), Path: "/v2/kept"}}
+		rm.Spec.MirrorOf = []v1alpha1.UpstreamMirror{{Host: v1alpha1.UpstreamHost(source), Path: "/v2/kept"}}
 		rm.Spec.ImagesInUse = &v1alpha1.ImagesInUseSpec{NamespaceSelector: metav1.LabelSelector{MatchLabels: map[string]string{"keep-images": "true"}}}
 	})
 	env.CreateNamespace(t, "inuse-apps", map[string]string{"keep-images": "true"})
@@ -51,11 +63,11 @@ func TestTheImagesPodsRunAreCopiedToTheMirrorWhereNodesAskForThem(t *testing.T) 
 		t.Cleanup(func() { _ = env.Delete(context.Background(), p) })
 		return p
 	}
-	app := pod("inuse-apps", "app", upstream.Host+"/tools@"+toolsDigest.String(), upstream.Host+"/library/app:1.0")
+	app := pod("inuse-apps", "app", source+"/tools@"+toolsDigest.String(), source+"/library/app:1.0")
 	pod("inuse-apps", "not-mirrored", "", "registry.invalid/library/busybox:1.36")
-	pod("inuse-other", "elsewhere", "", upstream.Host+"/elsewhere:1")
+	pod("inuse-other", "elsewhere", "", source+"/elsewhere:1")
 	// An ephemeral container, as kubectl debug adds one.
-	app.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: upstream.Host + "/debug:1"}}}
+	app.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: source + "/debug:1"}}}
 	if err := env.SubResource("ephemeralcontainers").Update(ctx, app); err != nil {
 		t.Fatal(err)
 	}
@@ -93,10 +105,23 @@ func TestTheImagesPodsRunAreCopiedToTheMirrorWhereNodesAskForThem(t *testing.T) 
 		t.Error("the image of a namespace the mirror does not select was copied")
 	}
 
-	missing := upstream.Host + "/library/missing:1"
+	missing := source + "/library/missing:1"
 	pod("inuse-apps", "missing", "", missing)
 	status(v1alpha1.ImagesInUseStatus{Images: 4, AtMirror: 3, Failing: []v1alpha1.ImageInUseFailure{{Image: missing, Message: "Not Found"}}})
 	envtest.Eventually(t, func() error { return env.HasEvent(rm, v1alpha1.ConditionReason(v1alpha1.ReasonImageInUseNotMirrored)) })
+	// Tried again after a backoff, not in a loop: more Pods of other images meanwhile bring
+	// the mirror back, and ask nothing more of the missing image.
+	asked := askedMissing.Load()
+	if asked == 0 {
+		t.Fatal("the missing image was never asked for")
+	}
+	for i := range 3 {
+		pod("inuse-apps", fmt.Sprintf("again-%d", i), "", source+"/library/app:1.0")
+		time.Sleep(500 * time.Millisecond)
+	}
+	if now := askedMissing.Load(); now != asked {
+		t.Errorf("the missing image was asked for %d more times within 2 s of failing: a hot loop", now-asked)
+	}
 	if err := env.HasEvent(rm, v1alpha1.ConditionReason(v1alpha1.ReasonImageInUseMirrored)); err != nil {
 		t.Error(err)
 	}

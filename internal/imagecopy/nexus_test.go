@@ -117,3 +117,47 @@ func TestCopiesIntoNexus(t *testing.T) {
 		})
 	}
 }
+
+// TestPruneDeletesFromNexusOnlyWithTheDeletePrivilege: Nexus deletes a manifest by digest
+// for a user holding nx-repository-view-docker-<repo>-delete; a push user (add and edit)
+// is refused, and the prune says which privilege is missing.
+func TestPruneDeletesFromNexusOnlyWithTheDeletePrivilege(t *testing.T) {
+	t.Parallel()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	testutil.PushImage(t, src.Host+"/library/app:old", 256, 1)
+	fake := nexusemulator.New("nexus-password")
+	fake.AddDockerHosted(nexusemulator.DockerHosted{Name: "my-docker", ForceBasicAuth: true, PathEnabled: true})
+	fake.AddUser("pusher", "push-password", "nexus:repository-view:docker:my-docker:add", "nexus:repository-view:docker:my-docker:edit",
+		"nexus:repository-view:docker:my-docker:read")
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	engine := func(user, password string) *imagecopy.Engine {
+		eng, err := imagecopy.New(imagecopy.Endpoint{Repository: src.Host + "/library/app", Insecure: true},
+			imagecopy.Endpoint{Repository: host + "/my-docker/app", Insecure: true, Auth: &authn.Basic{Username: user, Password: password}}, imagecopy.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return eng
+	}
+	res := engine("pusher", "push-password").CopyTag(context.Background(), "old")
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	owned := []imagecopy.Owned{{Tag: "old", Digest: res.TargetDigest}}
+	got, err := engine("pusher", "push-password").Prune(context.Background(), owned, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Removed || !errors.Is(got[0].Err, imagecopy.ErrDeleteRefused) || !strings.Contains(got[0].Err.Error(), "nx-repository-view-docker-<repository>-delete") {
+		t.Errorf("a push user's prune: %+v", got[0])
+	}
+	got, err = engine("admin", "nexus-password").Prune(context.Background(), owned, nil, false)
+	if err != nil || !got[0].Removed || got[0].Err != nil {
+		t.Fatalf("an admin's prune: %+v %v", got, err)
+	}
+	again, err := engine("admin", "nexus-password").Prune(context.Background(), owned, nil, false)
+	if err != nil || again[0].Kept != imagecopy.KeptGone {
+		t.Errorf("after the delete, the tag is %+v (%v), want gone", again, err)
+	}
+}

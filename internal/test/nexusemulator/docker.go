@@ -381,16 +381,18 @@ func (s *Server) Writers(repo string) []string {
 	return slices.Clone(s.writers[repo])
 }
 
-// mayUse says whether user may do method in repo: nexus:repository-view:docker:<repo>:read
-// to pull, :add and :edit to push (the privileges of nx-repository-view-docker-<repo>-*).
+// mayUse says whether user may do method in repo, by the BREAD action nexus-public's
+// SecurityFacetSupport.action maps the method to: GET, HEAD, OPTIONS → read; POST, PATCH →
+// add; PUT → edit; DELETE → delete — nexus:repository-view:docker:<repo>:<action>, the
+// privileges of nx-repository-view-docker-<repo>-*. A push takes add and edit; deleting a
+// manifest (DELETE /v2/<name>/manifests/<digest>, answered 202 as by distribution, the call
+// nexus-cli's DeleteImageByTag makes) takes delete.
 func (s *Server) mayUse(user, method, repo string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	perm := "nexus:repository-view:docker:" + repo + ":"
-	if method == http.MethodGet || method == http.MethodHead {
-		return s.permitted(user, perm+"read")
-	}
-	return s.permitted(user, perm+"add") && s.permitted(user, perm+"edit")
+	action := map[string]string{http.MethodGet: "read", http.MethodHead: "read", http.MethodOptions: "read",
+		http.MethodPost: "add", http.MethodPatch: "add", http.MethodPut: "edit", http.MethodDelete: "delete"}[method]
+	return action != "" && s.permitted(user, "nexus:repository-view:docker:"+repo+":"+action)
 }
 
 // dockerUser is the user a request authenticates as: Basic credentials (Nexus's security
@@ -482,6 +484,9 @@ func (s *Server) store(repo string) *dockerStore {
 		Storage: configuration.Storage{
 			"inmemory":    configuration.Parameters{},
 			"maintenance": configuration.Parameters{"uploadpurging": map[any]any{"enabled": false}},
+			// Nexus deletes a manifest by digest for a user with the delete privilege
+			// (mayUse), as nexus-cli's DeleteImageByTag relies on.
+			"delete": configuration.Parameters{"enabled": true},
 		},
 	}
 	if rc, _ := s.repoConfig(repo); rc.kind == typeProxy {
