@@ -97,7 +97,7 @@ func keepsTheImagesPodsRun(t *testing.T, k8s client.Client, rm *v1alpha1.Registr
 	}
 	testutil.Eventually(t, 2*time.Minute, "pod apps/world gone", func() error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(pod), pod); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("still there (%v)", err)
+			return fmt.Errorf("still there (%w)", err)
 		}
 		return nil
 	})
