@@ -19,15 +19,7 @@ func isNotFound(err error) bool {
 // isBlobUnknown reports a registry refusing a manifest (or a mount) for a blob it lacks.
 func isBlobUnknown(err error) bool {
 	var terr *transport.Error
-	if !errors.As(err, &terr) {
-		return false
-	}
-	for _, d := range terr.Errors {
-		if d.Code == transport.ManifestBlobUnknownErrorCode || d.Code == transport.BlobUnknownErrorCode {
-			return true
-		}
-	}
-	return false
+	return errors.As(err, &terr) && (hasCode(terr, transport.ManifestBlobUnknownErrorCode) || hasCode(terr, transport.BlobUnknownErrorCode))
 }
 
 // SideError is a failure on one side of a copy.

@@ -184,13 +184,9 @@ func (e *Engine) deleteManifest(ctx context.Context, digest string) error {
 	return compact(describe(err, "target", ref.String()))
 }
 
+// hasCode says whether a registry's error answer carries code.
 func hasCode(terr *transport.Error, code transport.ErrorCode) bool {
-	for _, d := range terr.Errors {
-		if d.Code == code {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(terr.Errors, func(d transport.Diagnostic) bool { return d.Code == code })
 }
 
 func cmpErr(a, b error) error {
