@@ -273,7 +273,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	rm.Status.ImagesInUse = st
 	inUse.WithLabelValues(rm.Name, "images").Set(float64(st.Images))
 	inUse.WithLabelValues(rm.Name, "atMirror").Set(float64(st.AtMirror))
-	inUse.WithLabelValues(rm.Name, "failing").Set(float64(len(wanted) - int(st.AtMirror)))
+	inUse.WithLabelValues(rm.Name, "notAtMirror").Set(float64(len(wanted) - int(st.AtMirror)))
 	if err := conditions.PatchStatus(ctx, r.Client, before, rm); err != nil {
 		return ctrl.Result{}, err
 	}

@@ -7,7 +7,7 @@ import (
 
 var inUse = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "regwire_images_in_use",
-	Help: "Images that Pods run from upstreams a RegistryMirror keeps (spec.imagesInUse), by state: images, atMirror, failing.",
+	Help: "Images that Pods run from upstreams a RegistryMirror keeps (spec.imagesInUse), by state: images, atMirror, notAtMirror (failing, or not copied yet).",
 }, []string{"mirror", "state"})
 
 // Collectors are the metrics this package exports.
