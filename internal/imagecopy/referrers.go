@@ -210,7 +210,7 @@ func (e *Engine) copyAPIReferrers(ctx context.Context, subject v1.Hash) ([]*tagR
 	if err != nil {
 		return nil, err
 	}
-	idx, err := remote.Referrers(ref, append(e.src.opts, remote.WithContext(ctx))...)
+	idx, err := remote.Referrers(ref, slices.Concat(e.src.opts, []remote.Option{remote.WithContext(ctx)})...)
 	release()
 	if err != nil {
 		return nil, describe(fmt.Errorf("listing referrers: %w", err), "source", ref.String())
@@ -246,7 +246,7 @@ func (e *Engine) referrersAPI(ctx context.Context, d v1.Hash) (bool, error) {
 		return false, err
 	}
 	defer release()
-	if _, err := remote.Referrers(ref, append(e.src.opts, remote.WithContext(ctx))...); err != nil {
+	if _, err := remote.Referrers(ref, slices.Concat(e.src.opts, []remote.Option{remote.WithContext(ctx)})...); err != nil {
 		// A registry without the API should answer 404, on which go-containerregistry
 		// falls back to the tag schema itself; some answer 405, 501 or 400, on which it
 		// errors. Either way the API is not served: the tag listing has the referrers.
