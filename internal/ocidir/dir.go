@@ -103,7 +103,7 @@ func (e *CorruptError) Error() string {
 	return fmt.Sprintf("%s does not hold %s (its content hashes to sha256:%s): the copy on disk is corrupt; copy it again from the source", e.File, e.Digest, e.Got)
 }
 
-// Open returns the blob's content; reading it to the end checks it against the digest
+// OpenBlob returns the blob's content; reading it to the end checks it against the digest
 // and fails with a *CorruptError naming the file when it does not match.
 func (d *Dir) OpenBlob(digest v1.Hash) (io.ReadCloser, int64, error) {
 	p, err := d.blobPath(digest)
