@@ -46,6 +46,7 @@ type syncFlags struct {
 	noBlobCache        bool
 	prefix             bool
 	repositoryPattern  string
+	to                 string
 }
 
 func newSyncCommand() *cobra.Command {
@@ -76,6 +77,9 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 			if f.output != "text" && f.output != "json" {
 				return usage(fmt.Errorf("--output %q: want text or json", f.output))
 			}
+			if f.to != "" && f.file == "" {
+				return usage(errors.New("--to goes with -f; for one repository write the directory as the target: regwire sync SRC oci:PATH"))
+			}
 			if f.file != "" {
 				if len(f.tags) > 0 || f.tagPattern != "" || f.semver != "" || f.exclude != "" || f.newest != 0 || f.allTags || len(f.platforms) > 0 || f.referrers || f.srcCA != "" || f.dstCA != "" {
 					return usage(errors.New("with -f the file's ImageSyncs select tags, platforms, referrers and CAs; drop those flags"))
@@ -84,7 +88,10 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 				if err != nil {
 					return usage(err)
 				}
-				return runSyncFile(cmd.Context(), cmd.OutOrStdout(), syncs, f)
+				if f.to == "" {
+					return runSyncFile(cmd.Context(), cmd.OutOrStdout(), syncs, f)
+				}
+				return runSyncFileToDir(cmd, syncs, f)
 			}
 			return runSync(cmd, args[0], args[1], f)
 		},
@@ -108,6 +115,7 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 	fl.BoolVar(&f.insecure, "insecure", false, "allow plain HTTP and skip TLS verification on both registries")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "only report which tags would be copied")
 	fl.StringVarP(&f.file, "file", "f", "", `ImageSync manifests to run once ("-" reads standard input)`)
+	fl.StringVar(&f.to, "to", "", "with -f, copy every ImageSync's tags into the OCI image layout directory oci:PATH instead of its target, under the target's repository path, to carry across an air gap (then: regwire sync --prefix oci:PATH REGISTRY --all-tags)")
 	fl.StringVar(&f.progress, "progress", "auto", "progress output: auto (bars on a terminal), bars or lines")
 	fl.StringVarP(&f.output, "output", "o", "text", "result format: text (a line per tag and a summary) or json (one document when the run ends, for pipelines; no progress bars)")
 	fl.StringVar(&f.blobCache, "blob-cache", "", "file remembering, across runs, which target repositories hold which blobs, to mount shared layers instead of uploading them again (default $XDG_CACHE_HOME/regwire/blobs.db); the registry checks every mount")
@@ -181,6 +189,15 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	if err != nil {
 		return usage(flagError(err))
 	}
+	srcArg, dstArg := srcRepo, dstRepo
+	srcRepo, dstRepo, wroteDir, closeOCI, err := resolveOCI(srcRepo, dstRepo, f.prefix, cmd.OutOrStdout())
+	defer closeOCI()
+	if err != nil {
+		return usage(err)
+	}
+	if srcRepo != srcArg || dstRepo != dstArg {
+		f.noBlobCache = true // a directory's loopback port changes from run to run
+	}
 	src, err := endpoint(srcRepo, f.srcCA, f.insecure, "--src-ca")
 	if err != nil {
 		return usage(err)
@@ -219,7 +236,10 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 		if prog != nil {
 			defer prog.wait()
 		}
-		return runSyncUnder(cmd.Context(), out, under, sel, opts, f)
+		if err := runSyncUnder(cmd.Context(), out, under, sel, opts, f); err != nil {
+			return err
+		}
+		return wroteDir()
 	}
 	eng, err := imagecopy.New(src, dst, opts)
 	if err != nil {
@@ -258,7 +278,7 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	if failed := failedTags("", results); len(failed) > 0 {
 		return fmt.Errorf("%d tag(s) failed: %s", len(failed), strings.Join(failed, ", "))
 	}
-	return nil
+	return wroteDir()
 }
 
 // failedTags returns the references (prefix + tag) of the tags that failed.

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/base64"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -208,5 +211,65 @@ func TestSyncPrefixCopiesEveryRepositoryBelowItUnderTheTarget(t *testing.T) {
 	}
 	if _, err := execute("sync", "a/b", "c/d", "--all-tags", "--repository-pattern", "x"); err == nil || !strings.Contains(err.Error(), "--repository-pattern goes with --prefix") {
 		t.Errorf("--repository-pattern alone: %v", err)
+	}
+}
+
+// TestSyncCarriesImagesAcrossInAnOCIDirectory: a file's ImageSyncs go into one OCI image
+// layout directory under their targets' paths (with SHA256SUMS), which skopeo reads, and
+// from it into a registry with --prefix, digest-equal; one repository goes into a
+// directory by itself with oci:PATH as the target.
+func TestSyncCarriesImagesAcrossInAnOCIDirectory(t *testing.T) {
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	idx := testutil.PushIndex(t, src.Host+"/team/api:1.0", []string{"linux/amd64", "linux/arm64"}, 1024, 1)
+	web := testutil.PushImage(t, src.Host+"/team/web:2.0", 1024, 2)
+	webDigest, _ := web.Digest()
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	work := t.TempDir()
+	file := filepath.Join(work, "set.yaml")
+	manifests := ""
+	for _, s := range []struct{ name, src, tag, dst string }{{"api", "team/api", "1.0", "my-docker/api"}, {"web", "team/web", "2.0", "my-docker/web"}} {
+		manifests += fmt.Sprintf("---\napiVersion: regwire.dev/v1alpha1\nkind: ImageSync\nmetadata: {name: %s}\nspec:\n  source: {image: %s/%s, tags: [\"%s\"]}\n  target: {image: nexus.example/%s}\n",
+			s.name, src.Host, s.src, s.tag, s.dst)
+	}
+	if err := os.WriteFile(file, []byte(manifests), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	carry := filepath.Join(work, "carry")
+	out, err := execute("sync", "-f", file, "--to", "oci:"+carry)
+	if err != nil || !strings.Contains(out, "wrote "+carry+" with SHA256SUMS") || !strings.Contains(out, "2 tag(s): 2 copied") {
+		t.Fatalf("sync -f --to: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(carry, "SHA256SUMS")); err != nil {
+		t.Fatal(err)
+	}
+	if skopeo, err := exec.LookPath("skopeo"); err == nil {
+		// (skopeo 1.9 reads OCI media types only from a layout: the index, not the Docker
+		// schema 2 image.)
+		b, err := exec.Command(skopeo, "inspect", "--raw", "oci:"+carry+":my-docker/api:1.0").CombinedOutput()
+		if d, _, _ := v1.SHA256(bytes.NewReader(b)); err != nil || d != idx {
+			index, _ := os.ReadFile(filepath.Join(carry, "index.json"))
+			t.Errorf("skopeo inspect oci:%s:my-docker/api:1.0: %v, digest %s, want %s\n%s\nindex.json: %s", carry, err, d, idx, b, index)
+		}
+	}
+	out, err = execute("sync", "--prefix", "oci:"+carry, dst.Host, "--all-tags")
+	if err != nil || !strings.Contains(out, "2 tag(s): 2 copied") {
+		t.Fatalf("sync --prefix oci:DIR: %v\n%s", err, out)
+	}
+	for ref, want := range map[string]v1.Hash{"my-docker/api:1.0": idx, "my-docker/web:2.0": webDigest} {
+		if got, err := remote.Head(testutil.Ref(t, dst.Host+"/"+ref)); err != nil || got.Digest != want {
+			t.Errorf("%s: %v %v, want %s", ref, got, err, want)
+		}
+	}
+
+	one := filepath.Join(work, "one")
+	if out, err := execute("sync", src.Host+"/team/web", "oci:"+one, "--all-tags"); err != nil || !strings.Contains(out, "wrote "+one) {
+		t.Fatalf("sync SRC oci:DIR: %v\n%s", err, out)
+	}
+	if out, err := execute("sync", "oci:"+one+":team/web", dst.Host+"/back/web", "--all-tags"); err != nil || !strings.Contains(out, "1 tag(s): 1 copied") {
+		t.Fatalf("sync oci:DIR:REPO DST: %v\n%s", err, out)
+	}
+	if _, err := execute("sync", "oci:"+one, dst.Host+"/x", "--all-tags"); err == nil || !strings.Contains(err.Error(), "name one") {
+		t.Errorf("a whole directory without --prefix: %v", err)
 	}
 }

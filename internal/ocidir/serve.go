@@ -2,7 +2,6 @@ package ocidir
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -51,11 +50,10 @@ func Serve(dir *Dir) (*Server, error) {
 	return s, nil
 }
 
-// Close stops the server and drops unfinished uploads.
+// Close stops the server, closing its connections (the copies have ended: what is left
+// are idle ones and those the client opened ahead), and drops unfinished uploads.
 func (s *Server) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := s.srv.Shutdown(ctx)
+	err := s.srv.Close()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, f := range s.uploads {
