@@ -85,6 +85,10 @@ type Options struct {
 	// repositories copies of the same tenant wrote, never from the source repository (the
 	// manager: the ImageSync's namespace). Empty for one tenant (regwire sync).
 	Tenant string
+	// Verify, when set, copies a selected tag only when a cosign signature of its digest
+	// (the sha256-<hex>.sig tag) verifies with one of its keys; a tag that does not is a
+	// *SignatureError and nothing of it reaches the target.
+	Verify *Keys
 	// Cache remembers, across Engines and runs, which target repositories hold which blobs
 	// and which manifests an index lists; nil gives the Engine its own. Share one per
 	// process.
@@ -474,6 +478,11 @@ func (e *Engine) copyTag(ctx context.Context, tag string, filter bool) *tagRun {
 		res.TargetDigest, res.UpToDate = want.String(), true
 	case dstErr != nil && !isNotFound(dstErr):
 		res.Err = describe(dstErr, "target", dstRef.String())
+	case filter && e.o.Verify != nil:
+		// Only a tag whose signature verifies is copied (referrer tags are signatures).
+		if res.Err = e.verify(ctx, tag, src.desc.Digest); res.Err == nil && !e.o.DryRun {
+			e.push(ctx, run, src, dstRef, want)
+		}
 	case !e.o.DryRun:
 		e.push(ctx, run, src, dstRef, want)
 	}
