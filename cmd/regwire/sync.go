@@ -47,6 +47,9 @@ type syncFlags struct {
 	prefix             bool
 	repositoryPattern  string
 	to                 string
+	verifyKeys         []string
+	// keys are the --verify-key files, read.
+	keys *imagecopy.Keys
 }
 
 func newSyncCommand() *cobra.Command {
@@ -76,6 +79,20 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.output != "text" && f.output != "json" {
 				return usage(fmt.Errorf("--output %q: want text or json", f.output))
+			}
+			if len(f.verifyKeys) > 0 {
+				named := map[string][]byte{}
+				for _, file := range f.verifyKeys {
+					b, err := os.ReadFile(file)
+					if err != nil {
+						return usage(fmt.Errorf("--verify-key: %w", err))
+					}
+					named[file] = b
+				}
+				var err error
+				if f.keys, err = imagecopy.ParseKeys(named); err != nil {
+					return usage(fmt.Errorf("--verify-key %w", err))
+				}
 			}
 			if f.to != "" && f.file == "" {
 				return usage(errors.New("--to goes with -f; for one repository write the directory as the target: regwire sync SRC oci:PATH"))
@@ -108,6 +125,7 @@ spec.target.image (registryMirrorRef and credentialsSecretRef need the controlle
 	fl.StringVar(&f.repositoryPattern, "repository-pattern", "", "with --prefix, copy only the repositories whose path below the prefix matches this RE2 expression (anchored)")
 	fl.StringArrayVar(&f.platforms, "platform", nil, "keep only this platform of multi-platform images (os/arch[/variant]); repeatable")
 	fl.BoolVar(&f.referrers, "referrers", false, "also copy signatures, SBOMs and attestations")
+	fl.StringArrayVar(&f.verifyKeys, "verify-key", nil, "copy only tags with a cosign signature that this PEM public key (cosign.pub) verifies, offline; repeatable: any of the keys will do")
 	fl.IntVar(&f.jobs, "jobs", imagecopy.DefaultJobs, "registry operations at once: tag checks, manifest copies and blob transfers share it")
 	addBoundsFlags(fl, &f.bounds)
 	fl.StringVar(&f.srcCA, "src-ca", "", "PEM file of CA certificates for the source registry")
@@ -227,7 +245,7 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 	}
 	cache := imagecopy.NewCache(0)
 	save := useBlobCache(f, []string{dst.Registry()}, cache, cmd.ErrOrStderr())
-	opts := imagecopy.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms, Referrers: f.referrers, Bounds: f.bounds, Cache: cache}
+	opts := imagecopy.Options{Jobs: f.jobs, DryRun: f.dryRun, Platforms: platforms, Referrers: f.referrers, Bounds: f.bounds, Cache: cache, Verify: f.keys}
 	if prog != nil {
 		opts.Progress = prog.update
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -271,5 +272,78 @@ func TestSyncCarriesImagesAcrossInAnOCIDirectory(t *testing.T) {
 	}
 	if _, err := execute("sync", "oci:"+one, dst.Host+"/x", "--all-tags"); err == nil || !strings.Contains(err.Error(), "name one") {
 		t.Errorf("a whole directory without --prefix: %v", err)
+	}
+}
+
+// TestSignedImagesCrossOnDiskAndOnlyTheyGetIn: the air-gap path with no network beyond
+// loopback. A registry's images — one signed with a key made here, one unsigned, one signed
+// by another key — go to an OCI directory with --verify-key: only the signed one (and its
+// signature) is written; on the far side the directory is pushed into a fresh registry,
+// verified again, digest-equal; pushing an unverified directory with the key lets in only
+// the signed image, with no byte of the others.
+func TestSignedImagesCrossOnDiskAndOnlyTheyGetIn(t *testing.T) {
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	far := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	ours, theirs := testutil.NewSigningKey(t), testutil.NewSigningKey(t)
+	repo := src.Host + "/library/app"
+	digests := map[string]v1.Hash{}
+	for _, tag := range []string{"signed", "unsigned", "other-key"} {
+		img := testutil.PushImage(t, repo+":"+tag, 2048, 2)
+		digests[tag], _ = img.Digest()
+	}
+	ours.CosignSign(t, repo, digests["signed"])
+	theirs.CosignSign(t, repo, digests["other-key"])
+	work := t.TempDir()
+	key := filepath.Join(work, "cosign.pub")
+	if err := os.WriteFile(key, ours.PublicPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+
+	carry := filepath.Join(work, "carry")
+	out, err := execute("sync", repo, "oci:"+carry, "--all-tags", "--verify-key", key)
+	if err == nil || !strings.Contains(out, "copied     signed") || !strings.Contains(out, "SignatureNotVerified: unsigned") || !strings.Contains(out, "SignatureNotVerified: other-key") {
+		t.Fatalf("to the directory with --verify-key: %v\n%s", err, out)
+	}
+	index, _ := os.ReadFile(filepath.Join(carry, "index.json"))
+	if strings.Contains(string(index), "library/app:unsigned") || strings.Contains(string(index), "library/app:other-key") ||
+		!strings.Contains(string(index), "library/app:sha256-"+digests["signed"].Hex+".sig") {
+		t.Errorf("the directory's index.json:\n%s", index)
+	}
+	out, err = execute("sync", "--prefix", "oci:"+carry, far.Host, "--all-tags", "--verify-key", key)
+	if err != nil || !strings.Contains(out, "1 tag(s): 1 copied") {
+		t.Fatalf("from the directory with --verify-key: %v\n%s", err, out)
+	}
+	if got, err := remote.Head(testutil.Ref(t, far.Host+"/library/app:signed")); err != nil || got.Digest != digests["signed"] {
+		t.Errorf("the signed image on the far side: %v %v, want %s", got, err, digests["signed"])
+	}
+
+	// A directory made without verification carries all three: the key lets one in.
+	all := filepath.Join(work, "all")
+	if out, err := execute("sync", repo, "oci:"+all, "--all-tags"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	fresh := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	out, err = execute("sync", "oci:"+all+":library/app", fresh.Host+"/library/app", "--all-tags", "--verify-key", key)
+	if err == nil || !strings.Contains(out, "copied     signed") || !strings.Contains(err.Error(), "2 tag(s) failed") {
+		t.Fatalf("an unverified directory in with --verify-key: %v\n%s", err, out)
+	}
+	for _, tag := range []string{"unsigned", "other-key"} {
+		if _, err := remote.Head(testutil.Ref(t, fresh.Host+"/library/app:"+tag)); err == nil {
+			t.Errorf("%s got in", tag)
+		}
+		img, _ := remote.Image(testutil.Ref(t, repo+":"+tag))
+		layers, _ := img.Layers()
+		for _, l := range layers {
+			d, _ := l.Digest()
+			resp, err := http.Head(fresh.URL + "/v2/library/app/blobs/" + d.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound {
+				t.Errorf("a layer of %s is in the registry", tag)
+			}
+		}
 	}
 }

@@ -146,7 +146,7 @@ func runSyncFile(ctx context.Context, out io.Writer, syncs []fileSync, f syncFla
 		wg.Go(func() {
 			opts := s.opts
 			opts.Jobs, opts.Slots, opts.Cache, opts.DryRun = f.jobs, slots, cache, f.dryRun
-			opts.Bounds = f.bounds
+			opts.Bounds, opts.Verify = f.bounds, f.keys
 			if prog != nil {
 				opts.Progress = func(tag string, c, t int64) { prog.update(s.src.Repository+":"+tag, c, t) }
 			}

@@ -16,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -342,6 +343,11 @@ func (e *Engine) TagsCounted(ctx context.Context, sel *tagselect.Selector) ([]st
 	if err != nil {
 		return nil, tagselect.LeftOut{}, err
 	}
+	if e.o.Verify != nil {
+		// Signatures and other referrer tags are not images to verify: they travel with the
+		// verified tags they refer to.
+		all = slices.DeleteFunc(slices.Clone(all), func(t string) bool { _, ok := referrerSubject(t); return ok })
+	}
 	tags, left := sel.FilterCounted(all)
 	if byCreated && len(tags) > n {
 		var older int
@@ -479,9 +485,15 @@ func (e *Engine) copyTag(ctx context.Context, tag string, filter bool) *tagRun {
 	case dstErr != nil && !isNotFound(dstErr):
 		res.Err = describe(dstErr, "target", dstRef.String())
 	case filter && e.o.Verify != nil:
-		// Only a tag whose signature verifies is copied (referrer tags are signatures).
+		// Only a tag whose signature verifies is copied, and its signature with it (with
+		// Referrers, the referrers phase copies it among the others): the far side of a
+		// directory verifies it again.
 		if res.Err = e.verify(ctx, tag, src.desc.Digest); res.Err == nil && !e.o.DryRun {
 			e.push(ctx, run, src, dstRef, want)
+			if res.Err == nil && !e.o.Referrers {
+				sig := e.copyTag(ctx, src.desc.Digest.Algorithm+"-"+src.desc.Digest.Hex+".sig", false)
+				res.Err, res.Referrers = sig.res.Err, 1
+			}
 		}
 	case !e.o.DryRun:
 		e.push(ctx, run, src, dstRef, want)
