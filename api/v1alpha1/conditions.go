@@ -191,6 +191,11 @@ const (
 	ReasonSourceNotFound ConditionReason = "SourceNotFound"
 	// ReasonSourceAuthFailed: the source registry refused the credentials (401, 403).
 	ReasonSourceAuthFailed ConditionReason = "SourceAuthFailed"
+	// ReasonSignatureNotVerified: spec.verify is set and a selected tag has no cosign
+	// signature that one of the keys verifies; nothing of it was copied.
+	ReasonSignatureNotVerified ConditionReason = "SignatureNotVerified"
+	// ReasonVerifyKeyInvalid: a key spec.verify names is missing or is not a PEM public key.
+	ReasonVerifyKeyInvalid ConditionReason = "VerifyKeyInvalid"
 	// ReasonSourceRateLimited: the source publishes a pull limit (Docker Hub) with no more
 	// pulls left than the manager's --rate-limit-floor; tags that need a pull wait, and
 	// the message says until when at the latest.

@@ -83,7 +83,16 @@ type ImageSyncSpec struct {
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
 
-	// prune removes from the target the tags this ImageSync wrote that it no longer selects
+	// verify copies a selected tag only when a cosign signature of its digest (the
+	// sha256-<hex>.sig tag cosign sign writes) verifies with one of keys, offline: no
+	// transparency log and no certificate authority are asked. A tag that does not verify —
+	// unsigned, badly signed, signed by another key — fails with SignatureNotVerified
+	// naming it, and nothing of it reaches the target; the signature of one that does goes
+	// with it. Signature tags are not selected on their own.
+	// +optional
+	Verify *VerifySpec `json:"verify,omitempty"`
+
+// prune removes from the target the tags this ImageSync wrote that it no longer selects
 	// (deselected, excluded, older than newest, or gone from the source). Only tags in its
 	// ownership record (kept by the operator, in its own namespace, not in the registry)
 	// are candidates, and only while they still point at the digest it wrote; a digest that
@@ -92,6 +101,45 @@ type ImageSyncSpec struct {
 	// everything (the default: a registry is not a cache).
 	// +optional
 	Prune *PruneSpec `json:"prune,omitempty"`
+}
+
+// VerifySpec is what an ImageSync's tags must be signed with.
+type VerifySpec struct {
+	// keys are PEM public keys (as cosign generate-key-pair writes cosign.pub) in Secrets or
+	// ConfigMaps of the ImageSync's namespace; a signature any of them verifies will do.
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	Keys []PublicKeySource `json:"keys"`
+}
+
+// PublicKeySource is a key of a Secret or ConfigMap holding a PEM public key.
+//
+// +kubebuilder:validation:XValidation:rule=`has(self.secretKeyRef) != has(self.configMapKeyRef)`,message="set exactly one of secretKeyRef or configMapKeyRef"
+type PublicKeySource struct {
+	// secretKeyRef selects a key of a Secret in the ImageSync's namespace.
+	// +optional
+	SecretKeyRef *LocalKeySelector `json:"secretKeyRef,omitempty"`
+
+	// configMapKeyRef selects a key of a ConfigMap in the ImageSync's namespace.
+	// +optional
+	ConfigMapKeyRef *LocalKeySelector `json:"configMapKeyRef,omitempty"`
+}
+
+// LocalKeySelector selects a key of an object in the same namespace.
+type LocalKeySelector struct {
+	// name of the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// key within the object, e.g. cosign.pub.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
 }
 
 // PruneSpec says how an ImageSync prunes the tags it wrote.

@@ -182,6 +182,11 @@ func TestValidObjectsAreAccepted(t *testing.T) {
 		{"the three nightly images created last are accepted", sync(func(s *v1alpha1.ImageSync) {
 			s.Spec.Source.Tags, s.Spec.Source.TagPattern, s.Spec.Source.Newest, s.Spec.Source.NewestBy = nil, "nightly-.*", 3, v1alpha1.NewestByCreated
 		})},
+		{"tags signed by one of two release keys are accepted", sync(func(s *v1alpha1.ImageSync) {
+			s.Spec.Verify = &v1alpha1.VerifySpec{Keys: []v1alpha1.PublicKeySource{
+				{SecretKeyRef: &v1alpha1.LocalKeySelector{Name: "keys", Key: "2025.pub"}},
+				{ConfigMapKeyRef: &v1alpha1.LocalKeySelector{Name: "keys", Key: "2026.pub"}}}}
+		})},
 		{"prune keeping the last three, as a dry run, is accepted", sync(func(s *v1alpha1.ImageSync) {
 			s.Spec.Prune = &v1alpha1.PruneSpec{KeepLast: 3, DryRun: true}
 		})},
@@ -348,6 +353,12 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 			"spec.source.repositoryPattern", "repositoryPattern goes with repositories: Prefix"},
 		{"newestBy without newest is rejected", sync(func(s *v1alpha1.ImageSync) { s.Spec.Source.NewestBy = v1alpha1.NewestByCreated }),
 			"spec.source.newestBy", "newestBy goes with newest"},
+		{"a verify key naming both a Secret and a ConfigMap is rejected", sync(func(s *v1alpha1.ImageSync) {
+			ref := &v1alpha1.LocalKeySelector{Name: "keys", Key: "cosign.pub"}
+			s.Spec.Verify = &v1alpha1.VerifySpec{Keys: []v1alpha1.PublicKeySource{{SecretKeyRef: ref, ConfigMapKeyRef: ref}}}
+		}), "spec.verify.keys[0]", "set exactly one of secretKeyRef or configMapKeyRef"},
+		{"verify without keys is rejected", sync(func(s *v1alpha1.ImageSync) { s.Spec.Verify = &v1alpha1.VerifySpec{} }),
+			"spec.verify.keys", "Required value"},
 		{"prune of a prefix is rejected", sync(func(s *v1alpha1.ImageSync) {
 			s.Spec.Source.Image, s.Spec.Source.Repositories, s.Spec.Prune = "registry.example/team", v1alpha1.RepositoryScopePrefix, &v1alpha1.PruneSpec{}
 		}), "spec.prune", "prune works on one repository"},

@@ -101,6 +101,8 @@ func syncFromSpec(keychain authn.Keychain, name string, spec *v1alpha1.ImageSync
 		return fs, errors.New("spec.source.image is empty")
 	case spec.Target.Image == "":
 		return fs, errors.New("spec.target.image is empty: regwire sync -f needs the target repository itself (spec.target.registryMirrorRef is resolved by the controller only)")
+	case spec.Verify != nil:
+		return fs, errors.New("spec.verify: regwire sync -f reads no Secret or ConfigMap; remove the field and give the keys with --verify-key FILE")
 	case spec.Source.Repositories == v1alpha1.RepositoryScopePrefix:
 		return fs, fmt.Errorf("spec.source.repositories: Prefix: regwire sync -f runs one repository per ImageSync; copy a prefix with regwire sync --prefix %s %s", spec.Source.Image, spec.Target.Image)
 	case spec.Source.CredentialsSecretRef != nil || spec.Target.CredentialsSecretRef != nil:

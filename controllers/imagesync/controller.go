@@ -446,6 +446,25 @@ func (r *Reconciler) readSecrets(ctx context.Context, sc *syncScope) error {
 			return err
 		}
 	}
+	if v := is.Spec.Verify; v != nil {
+		named := map[string][]byte{}
+		for i, k := range v.Keys {
+			secret, ref, field := k.SecretKeyRef != nil, k.SecretKeyRef, fmt.Sprintf("spec.verify.keys[%d].secretKeyRef", i)
+			if !secret {
+				ref, field = k.ConfigMapKeyRef, fmt.Sprintf("spec.verify.keys[%d].configMapKeyRef", i)
+			}
+			data, err := credentials.KeyData(ctx, r.APIReader, secret, is.Namespace, ref.Name, ref.Key, field, v1alpha1.ReasonVerifyKeyInvalid)
+			if err != nil {
+				return err
+			}
+			named[field] = data
+		}
+		keys, err := imagecopy.ParseKeys(named)
+		if err != nil {
+			return conditions.Errorf(v1alpha1.ReasonVerifyKeyInvalid, "%v", err)
+		}
+		plan.Options.Verify = keys
+	}
 	if ref := is.Spec.Source.CredentialsSecretRef; ref != nil {
 		var err error
 		if plan.Source.Auth, err = credentials.BoundAuthenticator(ctx, r.APIReader, is.Namespace, ref.Name, hostOf(string(is.Spec.Source.Image)), "spec.source.credentialsSecretRef"); err != nil {
@@ -720,6 +739,10 @@ func (r *Reconciler) retryAfterFailure(key types.NamespacedName, generation int6
 // classify turns a copy error into a condition reason, and says whether only a person can
 // fix it: a registry refusing the credentials does not change its mind by itself.
 func classify(err error) (reason v1alpha1.ConditionReason, stalled bool) {
+	var unsigned *imagecopy.SignatureError
+	if errors.As(err, &unsigned) {
+		return v1alpha1.ReasonSignatureNotVerified, false
+	}
 	var rl *registryhttp.RateLimitError
 	if errors.As(err, &rl) {
 		return v1alpha1.ReasonSourceRateLimited, false

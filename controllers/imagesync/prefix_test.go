@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -140,4 +141,54 @@ func TestAnImageSyncPrunesTheTagsItNoLongerSelectsAndNothingElse(t *testing.T) {
 		}
 		return errors.New("no Pruned Event")
 	})
+}
+
+// TestAnImageSyncWithVerifyCopiesOnlyTagsSignedByItsKeys: keys from a ConfigMap of the
+// namespace; the signed tag and its signature are copied, the unsigned one is
+// SignatureNotVerified naming it, and a key that is not there says which field.
+func TestAnImageSyncWithVerifyCopiesOnlyTagsSignedByItsKeys(t *testing.T) {
+	ctx := context.Background()
+	src := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	dst := testutil.StartRegistry(t, testutil.RegistryOptions{})
+	key := testutil.NewSigningKey(t)
+	signed := testutil.PushImage(t, src.Host+"/library/app:signed", 512, 1)
+	sd, _ := signed.Digest()
+	key.CosignSign(t, src.Host+"/library/app", sd)
+	testutil.PushImage(t, src.Host+"/library/app:unsigned", 512, 1)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: metav1.NamespaceDefault, Name: "release-keys"}, Data: map[string]string{"cosign.pub": string(key.PublicPEM)}}
+	if err := env.Create(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Delete(context.Background(), cm) })
+	newSync(t, "verified", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(src.Host + "/library/app"), TagPattern: ".*"}
+		is.Spec.Target = v1alpha1.ImageTarget{Image: v1alpha1.ImageRepository(dst.Host + "/verified/app"), Insecure: true}
+		is.Spec.Verify = &v1alpha1.VerifySpec{Keys: []v1alpha1.PublicKeySource{{ConfigMapKeyRef: &v1alpha1.LocalKeySelector{Name: "release-keys", Key: "cosign.pub"}}}}
+	})
+	is, c := syncCondition(t, "verified", v1alpha1.ConditionReady, v1alpha1.ReasonSignatureNotVerified)
+	if !strings.Contains(c.Message, "1 of 2 tag(s) failed; unsigned: SignatureNotVerified: unsigned") {
+		t.Errorf("Ready: %s", c.Message)
+	}
+	if is.Status.TagsSummary != "1/2" {
+		t.Errorf("tagsSummary %q: the signature tag is not a tag to verify", is.Status.TagsSummary)
+	}
+	if got, err := remote.Head(testutil.Ref(t, dst.Host+"/verified/app:signed")); err != nil || got.Digest != sd {
+		t.Errorf("the signed tag: %v %v", got, err)
+	}
+	if _, err := remote.Head(testutil.Ref(t, dst.Host+"/verified/app:sha256-"+sd.Hex+".sig")); err != nil {
+		t.Errorf("its signature: %v", err)
+	}
+	if _, err := remote.Head(testutil.Ref(t, dst.Host+"/verified/app:unsigned")); err == nil {
+		t.Error("the unsigned tag was copied")
+	}
+
+	newSync(t, "verified-no-key", func(is *v1alpha1.ImageSync) {
+		is.Spec.Source = v1alpha1.ImageSource{Image: v1alpha1.ImageRepository(src.Host + "/library/app"), Tags: []string{"signed"}}
+		is.Spec.Target = v1alpha1.ImageTarget{Image: v1alpha1.ImageRepository(dst.Host + "/verified/other"), Insecure: true}
+		is.Spec.Verify = &v1alpha1.VerifySpec{Keys: []v1alpha1.PublicKeySource{{SecretKeyRef: &v1alpha1.LocalKeySelector{Name: "missing-keys", Key: "cosign.pub"}}}}
+	})
+	_, c = syncCondition(t, "verified-no-key", v1alpha1.ConditionReady, v1alpha1.ReasonVerifyKeyInvalid)
+	if !strings.Contains(c.Message, "spec.verify.keys[0].secretKeyRef: Secret default/missing-keys not found") {
+		t.Errorf("Ready: %s", c.Message)
+	}
 }

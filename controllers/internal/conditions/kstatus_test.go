@@ -105,7 +105,7 @@ func TestGitOpsToolsSeeEveryStateTheControllersSet(t *testing.T) {
 		v1alpha1.ReasonPullSecretsFailing: waiting, v1alpha1.ReasonNexusUnreachable: waiting, v1alpha1.ReasonProvisionFailed: waiting,
 		v1alpha1.ReasonSyncing: waiting, v1alpha1.ReasonSyncFailed: waiting, v1alpha1.ReasonTargetNotFound: waiting,
 		v1alpha1.ReasonTargetNotProvisioned: waiting, v1alpha1.ReasonSourceNotFound: waiting,
-		v1alpha1.ReasonSourceUnreachable: waiting, v1alpha1.ReasonTargetUnreachable: waiting, v1alpha1.ReasonSourceRateLimited: waiting,
+		v1alpha1.ReasonSourceUnreachable: waiting, v1alpha1.ReasonTargetUnreachable: waiting, v1alpha1.ReasonSourceRateLimited: waiting, v1alpha1.ReasonSignatureNotVerified: waiting, v1alpha1.ReasonVerifyKeyInvalid: waiting,
 		v1alpha1.ReasonApplyFailed: waiting, v1alpha1.ReasonProbeFailed: waiting,
 		// Only a person can fix these.
 		v1alpha1.ReasonInvalidSpec: stuck, v1alpha1.ReasonTargetNotAllowed: stuck, v1alpha1.ReasonSecretNamespaceNotAllowed: stuck, v1alpha1.ReasonCAInvalid: stuck, v1alpha1.ReasonCAExpired: stuck,

@@ -60,44 +60,44 @@ func MirrorCA(ctx context.Context, reader client.Reader, scope Scope, rm *v1alph
 		if err := scope.Check(field, ref.Namespace); err != nil {
 			return nil, field, err
 		}
-		s := &corev1.Secret{}
-		if err := get(ctx, reader, ref.Namespace, ref.Name, s, field); err != nil {
-			return nil, field, err
-		}
-		if data, ok := s.Data[ref.Key]; ok {
-			return data, field, nil
-		}
-		return nil, field, conditions.Errorf(v1alpha1.ReasonCASourceNotFound, "%s: Secret %s/%s has no key %q", field, ref.Namespace, ref.Name, ref.Key)
+		data, err := KeyData(ctx, reader, true, ref.Namespace, ref.Name, ref.Key, field, v1alpha1.ReasonCASourceNotFound)
+		return data, field, err
 	default:
 		ref, field := src.ConfigMapKeyRef, "spec.caFrom.configMapKeyRef"
-		cm := &corev1.ConfigMap{}
-		if err := get(ctx, reader, ref.Namespace, ref.Name, cm, field); err != nil {
-			return nil, field, err
-		}
-		if data, ok := cm.Data[ref.Key]; ok {
-			return []byte(data), field, nil
-		}
-		if data, ok := cm.BinaryData[ref.Key]; ok {
-			return data, field, nil
-		}
-		return nil, field, conditions.Errorf(v1alpha1.ReasonCASourceNotFound, "%s: ConfigMap %s/%s has no key %q", field, ref.Namespace, ref.Name, ref.Key)
+		data, err := KeyData(ctx, reader, false, ref.Namespace, ref.Name, ref.Key, field, v1alpha1.ReasonCASourceNotFound)
+		return data, field, err
 	}
 }
 
-// get reads a caFrom object; NotFound is a *conditions.Error.
-func get(ctx context.Context, reader client.Reader, ns, name string, obj client.Object, field string) error {
+// KeyData reads a key of a Secret (secret) or ConfigMap (data or binaryData) that field
+// names; a missing object or key is a *conditions.Error with reason missing.
+func KeyData(ctx context.Context, reader client.Reader, secret bool, ns, name, key, field string, missing v1alpha1.ConditionReason) ([]byte, error) {
+	var obj client.Object = &corev1.ConfigMap{}
+	kind := "ConfigMap"
+	if secret {
+		obj, kind = &corev1.Secret{}, "Secret"
+	}
 	err := reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj)
 	switch {
 	case apierrors.IsNotFound(err):
-		kind := "ConfigMap"
-		if _, ok := obj.(*corev1.Secret); ok {
-			kind = "Secret"
-		}
-		return conditions.Errorf(v1alpha1.ReasonCASourceNotFound, "%s: %s %s/%s not found", field, kind, ns, name)
+		return nil, conditions.Errorf(missing, "%s: %s %s/%s not found", field, kind, ns, name)
 	case err != nil:
-		return fmt.Errorf("reading %s: %w", field, err)
+		return nil, fmt.Errorf("reading %s: %w", field, err)
 	}
-	return nil
+	switch o := obj.(type) {
+	case *corev1.Secret:
+		if data, ok := o.Data[key]; ok {
+			return data, nil
+		}
+	case *corev1.ConfigMap:
+		if data, ok := o.Data[key]; ok {
+			return []byte(data), nil
+		}
+		if data, ok := o.BinaryData[key]; ok {
+			return data, nil
+		}
+	}
+	return nil, conditions.Errorf(missing, "%s: %s %s/%s has no key %q", field, kind, ns, name, key)
 }
 
 // Secret reads the Secret ns/name that field names; a missing one is a *conditions.Error
