@@ -92,7 +92,7 @@ type ImageSyncSpec struct {
 	// +optional
 	Verify *VerifySpec `json:"verify,omitempty"`
 
-// prune removes from the target the tags this ImageSync wrote that it no longer selects
+	// prune removes from the target the tags this ImageSync wrote that it no longer selects
 	// (deselected, excluded, older than newest, or gone from the source). Only tags in its
 	// ownership record (kept by the operator, in its own namespace, not in the registry)
 	// are candidates, and only while they still point at the digest it wrote; a digest that
