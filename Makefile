@@ -67,8 +67,8 @@ test-unit: envtest $(REGISTRY) ## Unit and envtest suites (go test ./...), and t
 	cd bench && go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: e2e-local
-e2e-local: envtest $(REGISTRY) ## The README's manual setup on real parts (as root): ImageSync, nginx, agent, containerd CRI pull, runc; the image run by containerd; the manager SIGKILLed during syncs.
-	go test -tags e2e -count=1 -v -timeout 15m -run 'TestTheManualSetupOnRealParts|TestTheImageRunsWithContainerd|TestTheManagerKilledDuringSyncsConverges' ./test/e2e/
+e2e-local: envtest $(REGISTRY) ## The README's manual setup on real parts (as root): ImageSync, nginx, agent, containerd CRI pull, runc; the image run by containerd; the manager SIGKILLed during syncs; signed images across the air gap on disk, in a network namespace with only loopback.
+	go test -tags e2e -count=1 -v -timeout 15m -run 'TestTheManualSetupOnRealParts|TestTheImageRunsWithContainerd|TestTheManagerKilledDuringSyncsConverges|TestSignedImagesCrossTheAirGapOnDisk' ./test/e2e/
 
 .PHONY: e2e-node
 e2e-node: envtest node-binaries $(REGISTRY) ## regwire on a real kubelet node (as root): Deployment, agent DaemonSet pod, a pod pulling from nexus.local.

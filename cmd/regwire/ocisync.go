@@ -136,12 +136,11 @@ func runSyncFileToDir(cmd *cobra.Command, syncs []fileSync, f syncFlags) error {
 		syncs[i].dst = imagecopy.Endpoint{Repository: side.srv.Host + "/" + repoPath(syncs[i].dst.Repository)}
 	}
 	f.noBlobCache = true
-	if err := runSyncFile(cmd.Context(), cmd.OutOrStdout(), syncs, f); err != nil {
-		return err
-	}
-	if err := side.dir.WriteChecksums(); err != nil {
-		return fmt.Errorf("writing %s: %w", ocidir.Checksums, err)
+	// The directory gets its checksums for what it holds, whatever failed.
+	err = runSyncFile(cmd.Context(), cmd.OutOrStdout(), syncs, f)
+	if werr := side.dir.WriteChecksums(); werr != nil {
+		return errors.Join(err, fmt.Errorf("writing %s: %w", ocidir.Checksums, werr))
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "wrote %s with %s\n", path, ocidir.Checksums)
-	return nil
+	return err
 }

@@ -254,10 +254,9 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 		if prog != nil {
 			defer prog.wait()
 		}
-		if err := runSyncUnder(cmd.Context(), out, under, sel, opts, f); err != nil {
-			return err
-		}
-		return wroteDir()
+		// A directory gets its checksums for what it holds, whatever failed.
+		err := runSyncUnder(cmd.Context(), out, under, sel, opts, f)
+		return errors.Join(err, wroteDir())
 	}
 	eng, err := imagecopy.New(src, dst, opts)
 	if err != nil {
@@ -294,7 +293,7 @@ func runSync(cmd *cobra.Command, srcRepo, dstRepo string, f syncFlags) error {
 		printSummary(out, "", results, time.Since(start), f.dryRun, srcReq, dstReq)
 	}
 	if failed := failedTags("", results); len(failed) > 0 {
-		return fmt.Errorf("%d tag(s) failed: %s", len(failed), strings.Join(failed, ", "))
+		return errors.Join(fmt.Errorf("%d tag(s) failed: %s", len(failed), strings.Join(failed, ", ")), wroteDir())
 	}
 	return wroteDir()
 }

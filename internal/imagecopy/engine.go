@@ -479,26 +479,38 @@ func (e *Engine) copyTag(ctx context.Context, tag string, filter bool) *tagRun {
 	}
 	res.SourceDigest = src.desc.Digest.String()
 	want := run.findSubjects(e.cache, src)
+	verified := filter && e.o.Verify != nil
 	switch {
 	case dstErr == nil && dstDesc.Digest == want:
 		res.TargetDigest, res.UpToDate = want.String(), true
+		if verified && !e.o.DryRun {
+			e.copySignature(ctx, run, src.desc.Digest) // one HEAD a side when it is there
+		}
 	case dstErr != nil && !isNotFound(dstErr):
 		res.Err = describe(dstErr, "target", dstRef.String())
-	case filter && e.o.Verify != nil:
-		// Only a tag whose signature verifies is copied, and its signature with it (with
-		// Referrers, the referrers phase copies it among the others): the far side of a
-		// directory verifies it again.
+	case verified:
+		// Only a tag whose signature verifies is copied, and its signature first: a tag in
+		// the target always has the signature the far side of a directory verifies again,
+		// even when the copy stops between the two.
 		if res.Err = e.verify(ctx, tag, src.desc.Digest); res.Err == nil && !e.o.DryRun {
-			e.push(ctx, run, src, dstRef, want)
-			if res.Err == nil && !e.o.Referrers {
-				sig := e.copyTag(ctx, src.desc.Digest.Algorithm+"-"+src.desc.Digest.Hex+".sig", false)
-				res.Err, res.Referrers = sig.res.Err, 1
+			if e.copySignature(ctx, run, src.desc.Digest); res.Err == nil {
+				e.push(ctx, run, src, dstRef, want)
 			}
 		}
 	case !e.o.DryRun:
 		e.push(ctx, run, src, dstRef, want)
 	}
 	return run
+}
+
+// copySignature copies the cosign signature tag of digest along with a verified tag.
+func (e *Engine) copySignature(ctx context.Context, run *tagRun, digest v1.Hash) {
+	sig := e.copyTag(ctx, digest.Algorithm+"-"+digest.Hex+".sig", false)
+	run.res.Referrers++
+	run.res.Bytes += sig.res.Bytes
+	if sig.res.Err != nil {
+		run.res.Err = fmt.Errorf("copying its signature: %w", sig.res.Err)
+	}
 }
 
 // resolvedTag is a source tag as copyTag found it.
