@@ -144,7 +144,7 @@ func TestSignedImagesCrossTheAirGapOnDisk(t *testing.T) {
 	if b, err := check.CombinedOutput(); err != nil {
 		t.Fatalf("sha256sum -c SHA256SUMS: %v\n%s", err, b)
 	}
-	t.Logf("on the disk: %s", out[strings.LastIndex(out[:len(out)-1], "\n")+1:])
+	t.Logf("on the disk:\n%s", out)
 
 	// The far side, in the same namespace: a fresh registry, verified again.
 	far := testutil.StartRegistry(t, testutil.RegistryOptions{})
@@ -181,5 +181,6 @@ func TestSignedImagesCrossTheAirGapOnDisk(t *testing.T) {
 	if err == nil || !strings.Contains(out, largest+" does not hold sha256:") {
 		t.Fatalf("a corrupt blob: %v\n%s", err, out)
 	}
-	t.Logf("a corrupt blob is named: %s", out[strings.Index(out, largest):][:200])
+	_, named, _ := strings.Cut(out, largest)
+	t.Logf("a corrupt blob is named: %s%s", largest, named[:min(len(named), 160)])
 }
