@@ -49,6 +49,9 @@ type results struct {
 	jobs, rounds     int
 	started          time.Time
 	took             time.Duration
+	// disk is, per disk peer, the main set to and from an OCI layout directory.
+	disk      map[string]*diskCell
+	diskPeers []*diskPeer
 }
 
 func main() {
@@ -198,7 +201,7 @@ func bench(ctx context.Context, spec SetSpec, rounds, jobs int, bin, work, only 
 
 	change := 0
 	// Rounds 0..rounds-1 are timed; the last one goes through the counting proxies.
-	for round := 0; round <= rounds; round++ {
+	for round := 0; round <= rounds && len(res.peers) > 0; round++ {
 		counted := round == rounds
 		order := slices.Clone(res.peers)
 		k := round % len(order)
@@ -267,6 +270,12 @@ func bench(ctx context.Context, spec SetSpec, rounds, jobs int, bin, work, only 
 				return nil, err
 			}
 			_ = os.RemoveAll(dir)
+		}
+	}
+	if only == "" || strings.Contains(only, "oci") {
+		say("to and from disk")
+		if dst, err = benchDisk(ctx, res, src, dst, mainSet, rounds, jobs, bin, work); err != nil {
+			return nil, err
 		}
 	}
 	res.took = time.Since(res.started)

@@ -249,6 +249,7 @@ func report(r *results, pngName string) string {
 	}
 	p("\n")
 
+	reportDisk(p, r)
 	p("## Targets\n\n")
 	p("| target | measured | met |\n| --- | --- | --- |\n")
 	samePerRepo := func(p *peer) bool { return p.mode == perRepo }
