@@ -52,6 +52,11 @@ func Open(root string) (*Dir, error) {
 		return nil, err
 	}
 	d := &Dir{root: root}
+	// Uploads a stopped run left behind: never blobs, never read.
+	stale, _ := filepath.Glob(filepath.Join(root, "blobs", "sha256", ".upload-*"))
+	for _, f := range stale {
+		_ = os.Remove(f)
+	}
 	layout := filepath.Join(root, "oci-layout")
 	if _, err := os.Stat(layout); errors.Is(err, fs.ErrNotExist) {
 		if err := d.writeFile("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {

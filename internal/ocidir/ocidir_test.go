@@ -211,6 +211,9 @@ func largestBlob(t *testing.T, root string) string {
 	var size int64
 	entries, _ := os.ReadDir(filepath.Join(root, "blobs", "sha256"))
 	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue // an upload under way, not a blob
+		}
 		if fi, err := e.Info(); err == nil && fi.Size() > size {
 			best, size = filepath.Join(root, "blobs", "sha256", e.Name()), fi.Size()
 		}
