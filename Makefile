@@ -160,7 +160,7 @@ BENCH_RUNS ?= 5
 BENCH_SET  ?= full
 
 .PHONY: bench
-bench: bench-tools build bench-go ## regwire sync vs crane, skopeo sync and regsync on a generated image set, one process per repository and one for all, and the Go benchmarks; writes docs/benchmarks.md and .png.
+bench: bench-tools build bench-go ## regwire sync vs crane, skopeo sync and regsync on a generated image set, one process per repository, one for all and one for a whole prefix, and to and from an OCI directory against skopeo; the Go benchmarks; writes docs/benchmarks.md and .png.
 	cd bench && go run . -bin $(BIN) -runs $(BENCH_RUNS) -set $(BENCH_SET) -gobench $(BIN)/bench-go.txt -out $(CURDIR)/docs/benchmarks.md -png $(CURDIR)/docs/benchmarks.png
 
 .PHONY: bench-go

@@ -44,7 +44,7 @@ func diskPeers(bin string) []*diskPeer {
 	return []*diskPeer{
 		{
 			name: "skopeo copy (oci:)", version: skopeoVersion,
-			note: "skopeo has no OCI-layout sync: one `skopeo copy --all` per tag, `docker://SRC/REPO:TAG` → `oci:DIR:REPO:TAG` and back. It converts the set's Docker schema 2 images to OCI on the way, so digests change; with `--preserve-digests` it writes them unconverted but then cannot read them back (skopeo 1.9: \"no descriptor found for reference\"), so the converting form is the one that crosses.",
+			note: "skopeo has no OCI-layout sync: one `skopeo copy --all` per tag, `docker://SRC/REPO:TAG` → `oci:DIR:REPO:TAG` and back. It converts the set's Docker schema 2 images to OCI on the way, so digests change; with `skopeo copy --preserve-digests` it writes them unconverted but then cannot read them back (skopeo 1.9: \"no descriptor found for reference\"), so the converting form is the one that crosses.",
 			to: func(dir, src, _ string, repos []Repo, _ int) [][]string {
 				return perTag(repos, func(r Repo, tag string) []string {
 					return []string{"skopeo", "copy", "--all", "--retry-times", "0", "docker://" + src + "/" + r.Name + ":" + tag, "oci:" + dir + ":" + r.Name + ":" + tag}
