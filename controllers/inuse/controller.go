@@ -12,8 +12,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net/url"
-	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -43,7 +41,7 @@ import (
 	"github.com/regwire/regwire/controllers/internal/credentials"
 	"github.com/regwire/regwire/internal/imagecopy"
 	"github.com/regwire/regwire/internal/nodeconfig"
-	"github.com/regwire/regwire/internal/registryhttp"
+	"github.com/regwire/regwire/internal/pullsecret"
 )
 
 // DefaultConcurrency is how many images in use are copied at once, across mirrors.
@@ -358,7 +356,7 @@ func targetOf(rm *v1alpha1.RegistryMirror, mirrorOf []v1alpha1.UpstreamMirror, i
 	var entry *v1alpha1.UpstreamMirror
 	for i, m := range mirrorOf {
 		host := string(m.Host)
-		if host == registry || (dockerHub(host) && dockerHub(registry)) {
+		if pullsecret.SameRegistry(host, registry) {
 			entry = &mirrorOf[i]
 			break
 		}
@@ -369,33 +367,18 @@ func targetOf(rm *v1alpha1.RegistryMirror, mirrorOf []v1alpha1.UpstreamMirror, i
 	if entry == nil {
 		return target{}, false
 	}
-	connect, prefix := string(rm.Spec.Host), ""
-	if rm.Spec.Endpoint != "" {
-		if u, err := url.Parse(rm.Spec.Endpoint); err == nil {
-			connect = u.Host
-			if u.Path != "" && u.Path != "/" {
-				prefix = path.Clean(u.Path)
-			}
-		}
+	// Where the nodes ask: the mirrorOf path, else the endpoint's, in place of /v2.
+	ep, err := imagecopy.MirrorTarget(rm, ref.Context().RepositoryStr(), entry.Path)
+	if err != nil {
+		return target{}, false
 	}
-	if entry.Path != "" {
-		prefix = entry.Path
-	}
-	repo := ref.Context().RepositoryStr()
-	if rest, ok := strings.CutPrefix(prefix, "/v2/"); ok && strings.Trim(rest, "/") != "" {
+	if rest, ok := strings.CutPrefix(ep.PathPrefix, "/v2/"); ok && strings.Trim(rest, "/") != "" {
 		// /v2/my-docker/<repo>/... is repository my-docker/<repo> at the registry's own /v2
 		// (Nexus path-based routing): the same requests, and the API check at /v2/ answers.
-		repo, prefix = strings.Trim(rest, "/")+"/"+repo, ""
+		host, repo, _ := strings.Cut(ep.Repository, "/")
+		ep.Repository, ep.PathPrefix = host+"/"+strings.Trim(rest, "/")+"/"+repo, ""
 	}
-	return target{upstream: string(entry.Host), ref: ref, endpoint: imagecopy.Endpoint{
-		Repository: connect + "/" + repo, PathPrefix: prefix,
-		Insecure: rm.Spec.InsecureSkipVerify, HostAliases: registryhttp.Aliases(rm.Spec.HostAliases),
-	}}, true
-}
-
-// dockerHub says whether a registry host is Docker Hub's, under one of its names.
-func dockerHub(host string) bool {
-	return host == "docker.io" || host == name.DefaultRegistry || host == "registry-1.docker.io"
+	return target{upstream: string(entry.Host), ref: ref, endpoint: ep}, true
 }
 
 // copy copies one image in use to the mirror.

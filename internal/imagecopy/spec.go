@@ -85,23 +85,36 @@ func PlanFor(spec *v1alpha1.ImageSyncSpec, mirror *v1alpha1.RegistryMirror) (p P
 		p.Target = Endpoint{Repository: string(t.Image), CA: bytesOrNil(t.CABundle), Insecure: t.Insecure}
 		return p, nil
 	}
+	p.TargetImage = string(mirror.Spec.Host) + "/" + t.Repository
+	p.Target, err = MirrorTarget(mirror, t.Repository, "")
+	if err != nil {
+		return Plan{}, err
+	}
+	return p, nil
+}
+
+// MirrorTarget is repository at a RegistryMirror as the nodes reach it: its endpoint's host
+// (else its host), the endpoint's path in place of /v2 unless pathPrefix (a mirrorOf path)
+// replaces it, its TLS setting and hostAliases (names DNS does not resolve, such as
+// nexus.local, resolved in the manager's pod as on nodes). CA and credentials are the
+// caller's.
+func MirrorTarget(mirror *v1alpha1.RegistryMirror, repository, pathPrefix string) (Endpoint, error) {
 	connect, prefix := string(mirror.Spec.Host), ""
 	if mirror.Spec.Endpoint != "" {
 		u, err := url.Parse(mirror.Spec.Endpoint)
 		if err != nil {
-			return Plan{}, fmt.Errorf("RegistryMirror %s spec.endpoint: %w", mirror.Name, err)
+			return Endpoint{}, fmt.Errorf("RegistryMirror %s spec.endpoint: %w", mirror.Name, err)
 		}
 		connect = u.Host
 		if u.Path != "" && u.Path != "/" {
 			prefix = path.Clean(u.Path)
 		}
 	}
-	p.TargetImage = string(mirror.Spec.Host) + "/" + t.Repository
-	p.Target = Endpoint{Repository: connect + "/" + t.Repository, PathPrefix: prefix, Insecure: mirror.Spec.InsecureSkipVerify}
-	// The copy reaches the registry by the names nodes do: hostAliases are for names DNS
-	// does not resolve (nexus.local), in the manager's pod as on nodes.
-	p.Target.HostAliases = registryhttp.Aliases(mirror.Spec.HostAliases)
-	return p, nil
+	if pathPrefix != "" {
+		prefix = pathPrefix
+	}
+	return Endpoint{Repository: connect + "/" + repository, PathPrefix: prefix, Insecure: mirror.Spec.InsecureSkipVerify,
+		HostAliases: registryhttp.Aliases(mirror.Spec.HostAliases)}, nil
 }
 
 func bytesOrNil(s string) []byte {

@@ -86,7 +86,7 @@ func BoundTo(host string, src *corev1.Secret, field, annotation string) error {
 	}
 	named := src.Annotations[annotation]
 	for h := range strings.SplitSeq(named, ",") {
-		if sameRegistry(strings.TrimSpace(h), host) {
+		if SameRegistry(strings.TrimSpace(h), host) {
 			return nil
 		}
 	}
@@ -98,11 +98,11 @@ func BoundTo(host string, src *corev1.Secret, field, annotation string) error {
 		field, src.Namespace, src.Name, named, annotation, host)
 }
 
-// sameRegistry compares registry hosts, Docker Hub's several names as one.
-func sameRegistry(a, b string) bool {
+// SameRegistry compares registry hosts, Docker Hub's several names as one.
+func SameRegistry(a, b string) bool {
 	hub := func(h string) string {
 		switch h = strings.ToLower(h); h {
-		case "index.docker.io", "registry-1.docker.io":
+		case "index.docker.io", "registry-1.docker.io": // go-containerregistry's and the API's
 			return "docker.io"
 		default:
 			return h
