@@ -91,11 +91,12 @@ func decodeRecord(cm *corev1.ConfigMap) (record, bool) {
 	return rec, true
 }
 
-// save writes the record (creating its ConfigMap when cm is nil).
-func (s records) save(ctx context.Context, key types.NamespacedName, rec record, cm *corev1.ConfigMap) error {
+// save writes the record (creating its ConfigMap when cm is nil) and returns the
+// ConfigMap as written, for the next save.
+func (s records) save(ctx context.Context, key types.NamespacedName, rec record, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
 	data, err := json.Marshal(rec)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if cm == nil {
 		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.namespace, Name: recordName(key),
@@ -109,9 +110,9 @@ func (s records) save(ctx context.Context, key types.NamespacedName, rec record,
 		err = s.writer.Update(ctx, cm)
 	}
 	if err != nil {
-		return fmt.Errorf("writing the ownership record: %w", err)
+		return nil, fmt.Errorf("writing the ownership record: %w", err)
 	}
-	return nil
+	return cm, nil
 }
 
 // protected returns the digests other ImageSyncs' records hold in repository.
@@ -178,10 +179,7 @@ func (p pruneRun) run(ctx context.Context, selected []string, results []imagecop
 		}
 	}
 	if changed {
-		if err := p.records.save(ctx, p.key, rec, cm); err != nil {
-			return nil, nil, err
-		}
-		if rec, cm, err = p.records.load(ctx, p.key, p.uid, p.repository); err != nil {
+		if cm, err = p.records.save(ctx, p.key, rec, cm); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -238,7 +236,7 @@ func (p pruneRun) run(ctx context.Context, selected []string, results []imagecop
 		st.Error = conditions.Cut(firstErr.Error(), maxImageError)
 	}
 	if !p.spec.DryRun && len(pruned) > 0 {
-		if err := p.records.save(ctx, p.key, rec, cm); err != nil {
+		if _, err := p.records.save(ctx, p.key, rec, cm); err != nil {
 			return st, pruned, err
 		}
 	}
