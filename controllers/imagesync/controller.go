@@ -277,6 +277,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 			r.runner.stop(req.NamespacedName)
 			r.failures.Delete(req.NamespacedName)
 			r.notes.Delete(req.NamespacedName)
+			// Whether it pruned is gone with its spec: the delete is asked for every
+			// ImageSync (one request, NotFound for most), since a record left behind
+			// would keep its digests from every other ImageSync's prune for good.
 			if err := r.records().forget(ctx, req.NamespacedName); err != nil {
 				return ctrl.Result{}, err
 			}
